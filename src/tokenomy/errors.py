@@ -1,0 +1,115 @@
+"""Tokenomy's one error hierarchy.
+
+    TokenomyError                  base; carries an HTTP status and an error type
+    ├── InvalidRequest        400  malformed JSON, wrong field types, bad params
+    ├── AuthenticationFailed  401  missing, unknown, revoked or expired key
+    ├── PermissionDenied      403  key not allowed to use the model / admin API
+    ├── NotFound              404  unknown model or route
+    ├── RateLimited           429  a limit or a budget refused the request
+    ├── UpstreamError         502  the provider answered with an error or bad data
+    │   ├── UpstreamStatusError    the provider's own 4xx/5xx, status passed through
+    │   ├── UpstreamConnectError   connection refused or reset
+    │   └── UpstreamProtocolError  malformed JSON or SSE from the provider
+    ├── UpstreamTimeout       504  the provider did not answer in time
+    ├── Overloaded            503  the gateway is draining or out of capacity
+    └── ConfigError                bad configuration (raised at start-up, not served)
+
+Errors are raised as these types at the provider boundary (``raise X from exc``)
+and rendered in the called API's format in one place: ``tokenomy.server.errors``.
+"""
+
+from __future__ import annotations
+
+
+class TokenomyError(Exception):
+    status: int = 500
+    type: str = "api_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+
+class InvalidRequest(TokenomyError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationFailed(TokenomyError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(TokenomyError):
+    status = 403
+    type = "permission_error"
+
+
+class NotFound(TokenomyError):
+    status = 404
+    type = "not_found_error"
+    code = "model_not_found"
+
+
+class RateLimited(TokenomyError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(TokenomyError):
+    status = 502
+    type = "upstream_error"
+
+
+class UpstreamStatusError(UpstreamError):
+    """The provider answered with an error status; ``status`` is the provider's."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        upstream_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message, status=status, headers=headers)
+        self.upstream_type = upstream_type
+
+
+class UpstreamConnectError(UpstreamError):
+    type = "upstream_connect_error"
+
+
+class UpstreamProtocolError(UpstreamError):
+    type = "upstream_protocol_error"
+
+
+class UpstreamTimeout(TokenomyError):
+    status = 504
+    type = "timeout_error"
+
+
+class Overloaded(TokenomyError):
+    status = 503
+    type = "overloaded_error"
+
+
+class ConfigError(TokenomyError):
+    type = "config_error"

@@ -1,0 +1,38 @@
+"""The ledger record: one append-only row per request that reached the gateway."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from .usage import Usage
+
+
+@dataclass(slots=True)
+class UsageRecord:
+    request_id: str
+    ts: float = field(default_factory=time.time)  # unix seconds, request start
+    api: str = ""  # "openai" or "anthropic": the API format the client called
+    endpoint: str = ""  # e.g. "/v1/chat/completions"
+    key_id: str | None = None
+    org: str | None = None
+    team: str | None = None
+    user: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    requested_model: str = ""
+    served_model: str | None = None
+    provider: str | None = None
+    deployment: str | None = None
+    stream: bool = False
+    usage: Usage = field(default_factory=Usage)
+    # None means the price is unknown: never recorded as zero.
+    cost_usd: Decimal | None = None
+    price_unknown: bool = False
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    status: int = 200  # HTTP status the client got (499: client went away)
+    error_type: str | None = None
+    # Room for the later levers (cache, route, compress...) to explain themselves.
+    decisions: dict[str, Any] = field(default_factory=dict)

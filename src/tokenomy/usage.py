@@ -1,0 +1,54 @@
+"""Provider-neutral token usage.
+
+Every provider reports usage with its own meaning; the provider modules normalise
+it into `Usage`, whose meaning is fixed:
+
+- ``input_tokens`` counts *every* prompt token, including cache reads and cache
+  writes (OpenAI's ``prompt_tokens`` meaning; Anthropic's ``input_tokens`` must be
+  added to its cache read and cache creation counts).
+- ``cache_read_tokens``, ``cache_write_tokens`` (5-minute TTL) and
+  ``cache_write_1h_tokens`` are subsets of ``input_tokens``.
+- ``output_tokens`` counts every generated token, reasoning included;
+  ``reasoning_tokens`` is the subset spent on reasoning.
+- ``estimated`` is true when the gateway counted the tokens itself because the
+  upstream reported none, or when the tokenizer is only an approximation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    estimated: bool = False
+
+    @property
+    def uncached_input_tokens(self) -> int:
+        return (
+            self.input_tokens
+            - self.cache_read_tokens
+            - self.cache_write_tokens
+            - self.cache_write_1h_tokens
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.cache_read_tokens + other.cache_read_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
+            self.cache_write_1h_tokens + other.cache_write_1h_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+            self.estimated or other.estimated,
+        )
