@@ -1,0 +1,378 @@
+"""Exact prices: hand-computed from the published per-million-token prices."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+import tokenomy
+from tokenomy.errors import ConfigError, InvalidRequest
+from tokenomy.pricing import Cost, PriceBook, PriceOverride
+from tokenomy.usage import Usage
+
+AFTER_O3_PRICE_CUT = datetime(2025, 7, 1, 12, tzinfo=UTC)
+BEFORE_O3_PRICE_CUT = datetime(2025, 1, 1, 12, tzinfo=UTC)
+M = Decimal(1_000_000)
+
+
+@pytest.fixture(scope="module")
+def book() -> PriceBook:
+    return PriceBook()
+
+
+def assert_decimal(cost: Cost) -> None:
+    assert type(cost.total) is Decimal
+    assert type(cost.input) is Decimal
+    assert type(cost.output) is Decimal
+    assert cost.total == cost.input + cost.output
+
+
+def test_gpt_4o_cached_prompt_tokens_are_a_subset_of_input(book: PriceBook) -> None:
+    # OpenAI: prompt_tokens=1000 of which cached_tokens=200; $2.50 in, $1.25 cached, $10 out.
+    usage = Usage(input_tokens=1000, cache_read_tokens=200, output_tokens=300)
+    cost = book.cost(usage, model="gpt-4o", provider="openai")
+    assert_decimal(cost)
+    assert cost.input == (800 * Decimal("2.5") + 200 * Decimal("1.25")) / M
+    assert cost.output == 300 * Decimal(10) / M
+    assert cost.total == Decimal("0.00525")
+    assert (cost.source, cost.matched_model, cost.price_unknown) == (
+        "genai-prices",
+        "gpt-4o",
+        False,
+    )
+
+
+def test_anthropic_cache_reads_and_5m_and_1h_writes(book: PriceBook) -> None:
+    # claude-sonnet-4-5: $3 in, $0.30 read, $3.75 5-minute write, $6 1-hour write, $15 out.
+    usage = Usage(
+        input_tokens=1000,  # 100 uncached + 500 read + 200 5m write + 200 1h write
+        cache_read_tokens=500,
+        cache_write_tokens=200,
+        cache_write_1h_tokens=200,
+        output_tokens=100,
+    )
+    cost = book.cost(usage, model="claude-sonnet-4-5", provider="anthropic")
+    assert_decimal(cost)
+    assert cost.input == (100 * 3 + 500 * Decimal("0.3") + 200 * Decimal("3.75") + 200 * 6) / M
+    assert cost.output == Decimal("0.0015")
+    assert cost.total == Decimal("0.0039")
+
+
+def test_5m_write_is_1_25x_1h_write_2x_and_read_0_1x_input(book: PriceBook) -> None:
+    def input_cost(read: int = 0, write_5m: int = 0, write_1h: int = 0) -> Decimal | None:
+        usage = Usage(  # 100k: below the 200k long-context tier
+            input_tokens=100_000,
+            cache_read_tokens=read,
+            cache_write_tokens=write_5m,
+            cache_write_1h_tokens=write_1h,
+        )
+        return book.cost(usage, model="claude-sonnet-4-5", provider="anthropic").total
+
+    assert input_cost() == Decimal("0.3")
+    assert input_cost(write_5m=100_000) == Decimal("0.375")
+    assert input_cost(write_1h=100_000) == Decimal("0.6")
+    assert input_cost(read=100_000) == Decimal("0.03")
+
+
+def test_reasoning_tokens_are_billed_as_output(book: PriceBook) -> None:
+    # o3 after its 2025-06-10 price cut: $2 in, $8 out; reasoning is part of the output.
+    with_reasoning = Usage(input_tokens=1000, output_tokens=2000, reasoning_tokens=1500)
+    cost = book.cost(with_reasoning, model="o3", provider="openai", at=AFTER_O3_PRICE_CUT)
+    assert cost.total == (1000 * 2 + 2000 * 8) / M == Decimal("0.018")
+    without = Usage(input_tokens=1000, output_tokens=2000)
+    assert book.cost(without, model="o3", provider="openai", at=AFTER_O3_PRICE_CUT) == cost
+
+
+def test_dated_prices_follow_the_request_time(book: PriceBook) -> None:
+    usage = Usage(input_tokens=1000, output_tokens=1000)
+    before = book.cost(usage, model="o3", provider="openai", at=BEFORE_O3_PRICE_CUT)
+    after = book.cost(usage, model="o3", provider="openai", at=AFTER_O3_PRICE_CUT)
+    assert before.total == (1000 * 10 + 1000 * 40) / M
+    assert after.total == (1000 * 2 + 1000 * 8) / M
+
+
+def test_time_of_day_prices(book: PriceBook) -> None:
+    # deepseek-chat in the snapshot: standard 00:30-16:30 UTC, half price at night.
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    day = book.cost(
+        usage, model="deepseek-chat", provider="deepseek", at=datetime(2025, 9, 1, 12, tzinfo=UTC)
+    )
+    night = book.cost(
+        usage, model="deepseek-chat", provider="deepseek", at=datetime(2025, 9, 1, 20, tzinfo=UTC)
+    )
+    assert day.total == Decimal("0.27") + Decimal("1.1")
+    assert night.total == Decimal("0.135") + Decimal("0.55")
+
+
+@pytest.mark.parametrize(
+    ("input_tokens", "input_rate", "output_rate"),
+    [(200_000, 3, Decimal(15)), (200_001, 6, Decimal("22.5"))],
+)
+def test_long_context_tier_applies_to_all_tokens_above_the_threshold(
+    book: PriceBook, input_tokens: int, input_rate: int, output_rate: Decimal
+) -> None:
+    usage = Usage(input_tokens=input_tokens, output_tokens=1000)
+    cost = book.cost(usage, model="claude-sonnet-4-5", provider="anthropic")
+    assert cost.input == input_tokens * input_rate / M
+    assert cost.output == 1000 * output_rate / M
+
+
+def test_tier_is_chosen_by_total_input_including_cache(book: PriceBook) -> None:
+    # gemini-2.5-pro: $1.25/$0.125 cached/$10 up to 200k prompt tokens, $2.50/$0.25/$15 above.
+    usage = Usage(input_tokens=210_000, cache_read_tokens=200_000, output_tokens=1000)
+    cost = book.cost(usage, model="gemini-2.5-pro", provider="google")
+    assert cost.input == (10_000 * Decimal("2.5") + 200_000 * Decimal("0.25")) / M
+    assert cost.output == 1000 * Decimal(15) / M
+
+
+def test_per_request_prices_count_in_the_total(book: PriceBook) -> None:
+    # perplexity sonar: $1 in, $1 out, $12 per thousand requests.
+    cost = book.cost(
+        Usage(input_tokens=1000, output_tokens=1000), model="sonar", provider="perplexity"
+    )
+    assert cost.input == cost.output == Decimal("0.001")
+    assert cost.total == Decimal("0.014")
+
+
+def test_free_models_cost_zero_and_are_known(book: PriceBook) -> None:
+    cost = book.cost(
+        Usage(input_tokens=1000, output_tokens=1000),
+        model="deepseek/deepseek-r1:free",
+        provider="openrouter",
+    )
+    assert cost.total == 0
+    assert cost.price_unknown is False
+
+
+@pytest.mark.parametrize(
+    ("provider", "model", "matched"),
+    [
+        ("azure", "gpt-4o", "gpt-4o"),  # azure falls back to openai's prices
+        ("groq", "llama-3.3-70b-versatile", "llama-3.3-70b-versatile"),
+        ("xai", "grok-3", "grok-3"),
+        ("vertex", "gemini-2.5-pro", "gemini-2.5-pro"),
+        ("mistral", "mistral-large-latest", "mistral-large"),
+        ("openai", "gpt-4o-2024-08-06", "gpt-4o"),
+        (None, "gpt-4o", "gpt-4o"),
+        ("vllm", "claude-sonnet-4-5", "claude-sonnet-4-5"),  # self-hosted: model-only match
+        ("some-new-cloud", "gpt-4o-mini", "gpt-4o-mini"),  # unknown provider: model-only
+    ],
+)
+def test_provider_names_map_to_genai_prices(
+    book: PriceBook, provider: str | None, model: str, matched: str
+) -> None:
+    cost = book.cost(Usage(input_tokens=10, output_tokens=10), model=model, provider=provider)
+    assert cost.matched_model == matched
+    assert book.is_known(model, provider)
+
+
+@pytest.mark.parametrize(
+    ("provider", "model"),
+    [("ollama", "llama3"), ("openai", "not-a-model"), ("llamacpp", "my-finetune"), (None, "")],
+)
+def test_unknown_price_is_none_never_zero(
+    book: PriceBook, provider: str | None, model: str
+) -> None:
+    cost = book.cost(Usage(input_tokens=10, output_tokens=10), model=model, provider=provider)
+    assert cost == Cost(None, None, None, True, "unknown", None)
+    assert not book.is_known(model, provider)
+    assert book.input_price_per_token(model, provider) is None
+    assert book.output_price_per_token(model, provider) is None
+
+
+def test_models_priced_in_other_units_are_unknown(book: PriceBook) -> None:
+    assert not book.is_known("whisper-1", "openai")  # priced per audio hour
+
+
+def test_override_takes_precedence_over_genai_prices() -> None:
+    book = PriceBook({"gpt-4o": PriceOverride(input=Decimal("1"), output=Decimal("2"))})
+    usage = Usage(input_tokens=1000, cache_read_tokens=400, output_tokens=1000)
+    cost = book.cost(usage, model="gpt-4o", provider="openai")
+    # No cache_read override: cached tokens are billed at the input price.
+    assert cost == Cost(
+        Decimal("0.003"), Decimal("0.001"), Decimal("0.002"), False, "override", "gpt-4o"
+    )
+
+
+def test_override_key_names_a_deployment() -> None:
+    negotiated = PriceOverride(
+        input=Decimal("0.5"),
+        output=Decimal("1.5"),
+        cache_read=Decimal("0.05"),
+        cache_write=Decimal("0.625"),
+        cache_write_1h=Decimal("1"),
+    )
+    book = PriceBook({"team-llama": negotiated})
+    usage = Usage(
+        input_tokens=4000,
+        cache_read_tokens=1000,
+        cache_write_tokens=1000,
+        cache_write_1h_tokens=1000,
+        output_tokens=1000,
+    )
+    cost = book.cost(usage, model="llama3", provider="vllm", override_key="team-llama")
+    expected_input = (
+        1000 * Decimal("0.5") + 1000 * Decimal("0.05") + 1000 * Decimal("0.625") + 1000
+    ) / M
+    assert cost.input == expected_input
+    assert cost.output == Decimal("0.0015")
+    assert (cost.source, cost.matched_model) == ("override", "team-llama")
+    assert book.is_known("llama3", "vllm", override_key="team-llama")
+    assert not book.is_known("llama3", "vllm")
+    # An override_key without an override falls back to the model's own price.
+    assert book.cost(usage, model="gpt-4o", override_key="nope").source == "genai-prices"
+
+
+def test_1h_writes_without_their_own_override_use_the_write_price() -> None:
+    book = PriceBook(
+        {"m": PriceOverride(input=Decimal(1), output=Decimal(1), cache_write=Decimal(2))}
+    )
+    cost = book.cost(Usage(input_tokens=1000, cache_write_1h_tokens=1000), model="m")
+    assert cost.input == Decimal("0.002")
+
+
+def test_price_override_accepts_only_exact_values() -> None:
+    with pytest.raises(ConfigError):
+        PriceOverride(input=2.5, output=Decimal(1))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        PriceOverride(input=Decimal("-1"), output=Decimal(1))
+    with pytest.raises(ConfigError):
+        PriceOverride(input=Decimal("NaN"), output=Decimal(1))
+    parsed = PriceOverride.parse({"input": "2.50", "output": 10, "cache_read": 1.25})
+    assert parsed == PriceOverride(Decimal("2.50"), Decimal(10), Decimal("1.25"))
+    assert all(type(v) is Decimal for v in (parsed.input, parsed.output, parsed.cache_read))
+    with pytest.raises(ConfigError, match="output"):
+        PriceOverride.parse({"input": "1"})
+    with pytest.raises(ConfigError, match="unknown"):
+        PriceOverride.parse({"input": "1", "output": "1", "cached": "1"})
+    with pytest.raises(ConfigError):
+        PriceOverride.parse({"input": "one", "output": "1"})
+    with pytest.raises(ConfigError):
+        PriceBook({"m": {"input": "1", "output": "1"}})  # type: ignore[dict-item]
+
+
+def test_refuse_unknown() -> None:
+    strict = PriceBook({"local": PriceOverride(Decimal(0), Decimal(0))}, refuse_unknown=True)
+    with pytest.raises(InvalidRequest) as caught:
+        strict.check_servable("llama3", "ollama")
+    assert caught.value.code == "price_unknown"
+    assert caught.value.status == 400
+    assert "llama3" in caught.value.message
+    strict.check_servable("gpt-4o", "openai")
+    strict.check_servable("llama3", "ollama", override_key="local")
+    PriceBook().check_servable("llama3", "ollama")  # lenient by default
+
+
+def test_price_per_token(book: PriceBook) -> None:
+    assert book.input_price_per_token("gpt-4o", "openai") == Decimal("0.0000025")
+    assert book.output_price_per_token("gpt-4o", "openai") == Decimal("0.00001")
+    # Without a prompt size, the worst-case (highest) tier.
+    assert book.input_price_per_token("claude-sonnet-4-5", "anthropic") == Decimal(6) / M
+    assert book.output_price_per_token("claude-sonnet-4-5", "anthropic") == Decimal("22.5") / M
+    small = book.output_price_per_token("claude-sonnet-4-5", "anthropic", input_tokens=1000)
+    assert small == Decimal(15) / M
+    overridden = PriceBook({"x": PriceOverride(Decimal(4), Decimal(8))})
+    assert overridden.output_price_per_token("x") == Decimal("0.000008")
+    assert type(overridden.input_price_per_token("x")) is Decimal
+
+
+def test_inconsistent_usage_is_clamped_not_raised(book: PriceBook) -> None:
+    usage = Usage(input_tokens=100, cache_read_tokens=150, output_tokens=0)
+    cost = book.cost(usage, model="gpt-4o", provider="openai")
+    assert cost.input == 150 * Decimal("1.25") / M
+
+
+def test_matches_genai_prices_calc_price_across_the_snapshot(book: PriceBook) -> None:
+    """The memoised arithmetic agrees with genai-prices' own, for every token-priced model."""
+    from genai_prices import Usage as GenaiUsage
+    from genai_prices.data_snapshot import get_snapshot
+
+    from tokenomy.pricing import _compile_model
+
+    usages = [
+        Usage(input_tokens=1000, output_tokens=300),
+        Usage(
+            input_tokens=250_000,
+            cache_read_tokens=100_000,
+            cache_write_tokens=20_000,
+            cache_write_1h_tokens=30_000,
+            output_tokens=5000,
+            reasoning_tokens=1000,
+        ),
+    ]
+    checked = 0
+    for provider in get_snapshot().providers:
+        for info in provider.models:
+            rates = _compile_model(info).rates_at(AFTER_O3_PRICE_CUT)
+            if rates is None:
+                continue
+            for usage in usages:
+                theirs = info.calc_price(
+                    GenaiUsage(
+                        input_tokens=usage.input_tokens,
+                        cache_read_tokens=usage.cache_read_tokens,
+                        cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
+                        cache_write_5m_tokens=usage.cache_write_tokens,
+                        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+                        output_tokens=usage.output_tokens,
+                        output_reasoning_tokens=usage.reasoning_tokens,
+                    ),
+                    provider,
+                    genai_request_timestamp=AFTER_O3_PRICE_CUT,
+                )
+                ours = rates.cost(usage, info.id, "genai-prices")
+                assert (ours.total, ours.input, ours.output) == (
+                    theirs.total_price,
+                    theirs.input_price,
+                    theirs.output_price,
+                ), f"{provider.id}/{info.id} {usage}"
+                checked += 1
+    assert checked > 1000
+
+
+def test_unit_tree_matches_genai_prices_registry() -> None:
+    from genai_prices.units import _get_registry
+
+    from tokenomy.pricing import _DESCENDANTS, _PRICE_KEYS
+
+    registry = _get_registry()
+    units = {index: registry.unit_for_price_key(key) for key, index in _PRICE_KEYS.items()}
+    for index, unit in units.items():
+        below = {
+            other
+            for other, candidate in units.items()
+            if other != index and unit.dimensions.items() <= candidate.dimensions.items()
+        }
+        assert below == _DESCENDANTS[index], unit.usage_key
+
+
+def test_lookups_are_memoised() -> None:
+    book = PriceBook()
+    for _ in range(3):
+        book.cost(Usage(input_tokens=1), model="gpt-4o", provider="openai")
+    info = book._find.cache_info()
+    assert (info.misses, info.hits) == (1, 2)
+
+
+def test_warm_loads_the_snapshot() -> None:
+    assert PriceBook().warm(background=False) is None
+    thread = PriceBook().warm()
+    assert thread is not None
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_importing_pricing_does_not_import_genai_prices() -> None:
+    code = "import sys, tokenomy.pricing; print('genai_prices' in sys.modules)"
+    src = str(Path(tokenomy.__file__).parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert out.stdout.strip() == "False"
