@@ -1,0 +1,201 @@
+"""The pipeline, in process: authenticate → resolve → admit → provider → meter → record.
+
+`Gateway.handle` takes a parsed request (`Call`) and returns a reply whose bytes
+are already in the client's API format. The HTTP server (`tokenomy.server`) is a
+thin ASGI shell around it; the library never imports the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from .config import Settings
+from .errors import TokenomyError, UpstreamProtocolError
+from .keys import KeyAuthenticator
+from .ledger import GroupCommitWriter, open_store
+from .ledger.base import Store
+from .metrics import Metrics
+from .pipeline.admit import AdmissionPolicy, Admit
+from .pipeline.authenticate import Authenticate
+from .pipeline.context import Call, JSONReply, Reply, StreamReply
+from .pipeline.exchange import client_response, output_text_of, upstream_body
+from .pipeline.meter import Meter, estimate_usage, overrides_from
+from .pipeline.resolve import Resolve
+from .pipeline.stream import Adapter, error_frame, make_adapter
+from .pricing import PriceBook
+from .sse import SSEEvent
+
+log = logging.getLogger("tokenomy")
+
+COST_HEADER = "x-tokenomy-cost-usd"
+ID_HEADER = "x-tokenomy-request-id"
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        policies: list[AdmissionPolicy] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or open_store(settings.db)
+        self.store.migrate()
+        self.writer = GroupCommitWriter(self.store)
+        self.keys = KeyAuthenticator(
+            self.store, master_key=settings.master_key, ttl=settings.key_cache_ttl
+        )
+        self.prices = PriceBook(
+            overrides_from(settings.deployments), refuse_unknown=settings.refuse_unknown_prices
+        )
+        self.metrics = Metrics()
+        self.authenticate = Authenticate(self.keys, require_key=settings.require_key)
+        self.resolve = Resolve(settings)
+        self.admit = Admit(policies)
+        self.meter = Meter(self.prices)
+        self.inflight = 0
+
+    async def close(self) -> None:
+        """Commit every pending record, then release upstream connections."""
+        await asyncio.to_thread(self.writer.close, self.settings.drain_timeout)
+        await self.resolve.close()
+        await asyncio.to_thread(self.store.close)
+
+    # -- the request path -------------------------------------------------------------
+
+    async def handle(self, call: Call) -> Reply:
+        self.inflight += 1
+        admitted = False
+        try:
+            await self.authenticate(call)
+            await self.resolve(call)
+            if self.settings.refuse_unknown_prices:
+                prov = call.provider
+                self.prices.check_servable(
+                    call.record.served_model or "",
+                    prov.pricing_provider if prov else None,
+                    override_key=call.record.deployment,
+                )
+            await self.admit(call)
+            admitted = True
+            if call.stream and call.op == "chat":
+                reply: Reply = await self._stream(call)
+                admitted = False  # the stream settles when it ends
+                return reply
+            return await self._json(call)
+        except TokenomyError as exc:
+            if call.key is not None or not self.settings.require_key:
+                # unauthenticated noise is counted, not recorded
+                await self._finish(call, None, status=exc.status, error=exc.type, admitted=admitted)
+            else:
+                self.metrics.observe_error(call, exc.status)
+            raise
+        finally:
+            self.inflight -= 1
+
+    async def _json(self, call: Call) -> JSONReply:
+        provider = call.provider
+        assert provider is not None and call.deployment is not None
+        body = upstream_body(call, provider)
+        up = await provider.send(call.op, body["model"], body, call.headers)
+        usage = provider.usage(up.data) if isinstance(up.data, dict) else None
+        out = client_response(call, provider, up.data, up.raw)
+        if usage is None:
+            usage = estimate_usage(call, output_text_of(up.data, provider.api))
+        call.record.ttft_ms = None
+        await self._finish(call, usage, status=200, error=None, admitted=True)
+        headers = self._headers(call)
+        return JSONReply(200, out, headers)
+
+    async def _stream(self, call: Call) -> StreamReply:
+        provider = call.provider
+        assert provider is not None
+        body = upstream_body(call, provider)
+        if provider.api == "openai" and provider.stream_usage:
+            opts = body.get("stream_options")
+            body["stream_options"] = {
+                **(opts if isinstance(opts, dict) else {}),
+                "include_usage": True,
+            }
+        adapter = make_adapter(call, provider.api)
+        events = provider.stream(call.op, body["model"], body, call.headers).__aiter__()
+        try:
+            first = await events.__anext__()  # errors before any byte become HTTP errors
+        except StopAsyncIteration:
+            raise UpstreamProtocolError(
+                "upstream closed the stream without sending anything"
+            ) from None
+        call.record.ttft_ms = call.elapsed_ms()
+        headers = self._headers(call)
+        return StreamReply(headers, self._relay(call, adapter, first, events))
+
+    async def _relay(
+        self, call: Call, adapter: Adapter, first: SSEEvent, events: AsyncIterator[SSEEvent]
+    ) -> AsyncIterator[bytes]:
+        status, error, finished = 499, "client_disconnected", False
+        try:
+            try:
+                for out in adapter.on_event(first):
+                    yield out
+                async for ev in events:
+                    for out in adapter.on_event(ev):
+                        yield out
+                    if adapter.upstream_error is not None:
+                        break
+                if adapter.upstream_error is not None:
+                    raise UpstreamProtocolError("upstream reported an error mid-stream")
+                if not adapter.finished:
+                    raise UpstreamProtocolError("upstream ended the stream early")
+            except TokenomyError as exc:
+                status, error = exc.status, exc.type
+                await self._finish_stream(call, adapter, status, error)
+                finished = True
+                yield error_frame(call.api, exc, adapter.upstream_error)
+                return
+            await self._finish_stream(call, adapter, 200, None)
+            finished = True
+            cost = call.record.cost_usd
+            yield f": {COST_HEADER}={'unknown' if cost is None else cost}\n\n".encode()
+            for out in adapter.terminal():
+                yield out
+        finally:
+            if not finished:  # the client went away: what was generated is still billed
+                await self._finish_stream(call, adapter, status, error)
+            aclose = getattr(events, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def _finish_stream(
+        self, call: Call, adapter: Adapter, status: int, error: str | None
+    ) -> None:
+        usage = adapter.usage
+        if usage is None:
+            usage = estimate_usage(call, "".join(adapter.text))
+        await self._finish(call, usage, status=status, error=error, admitted=True)
+
+    async def _finish(
+        self, call: Call, usage: Any, *, status: int, error: str | None, admitted: bool
+    ) -> None:
+        """Meter, then commit the record; the reply is released only after this."""
+        rec = call.record
+        rec.status = status
+        rec.error_type = error
+        rec.stream = call.stream
+        rec.latency_ms = call.elapsed_ms()
+        if usage is not None:
+            self.meter(call, usage)
+        if admitted:
+            await self.admit.settle(call, rec)
+        await self.writer.write(rec)
+        self.metrics.observe(rec)
+
+    def _headers(self, call: Call) -> dict[str, str]:
+        h = {ID_HEADER: call.request_id}
+        if not call.stream:
+            cost = call.record.cost_usd
+            h[COST_HEADER] = "unknown" if cost is None else str(cost)
+        return h

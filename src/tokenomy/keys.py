@@ -1,0 +1,112 @@
+"""Virtual keys: minted once, stored only as a SHA-256 hash, verified with a short cache.
+
+A key looks like ``tk-<key_id>-<secret>``. The ``key_id`` part is public and is
+what logs, the ledger and the admin API show; the whole string is the secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import AuthenticationFailed
+from .ledger.base import KeyRecord, Store
+
+PREFIX = "tk-"
+MASTER_KEY_ID = "master"
+
+
+def hash_key(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def mint_key(
+    *,
+    name: str | None = None,
+    org: str | None = None,
+    team: str | None = None,
+    user: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    models: list[str] | None = None,
+    expires_at: float | None = None,
+) -> tuple[str, KeyRecord]:
+    """Return (secret, record). The secret is shown once and never stored."""
+    key_id = secrets.token_hex(6)
+    secret = f"{PREFIX}{key_id}-{secrets.token_urlsafe(24)}"
+    record = KeyRecord(
+        key_id=key_id,
+        key_hash=hash_key(secret),
+        name=name,
+        org=org,
+        team=team,
+        user=user,
+        tags=dict(tags or {}),
+        models=list(models or []),
+        created_at=time.time(),
+        expires_at=expires_at,
+    )
+    return secret, record
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The client's key, from ``Authorization: Bearer`` (OpenAI SDK) or ``x-api-key`` (Anthropic SDK)."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    key = headers.get("x-api-key")
+    return key.strip() if key else None
+
+
+@dataclass(slots=True)
+class _Cached:
+    record: KeyRecord | None
+    until: float
+
+
+class KeyAuthenticator:
+    """Verifies keys against the store. A verified (or unknown) hash is trusted for
+    ``ttl`` seconds, so a revocation takes effect on every replica within ``ttl``."""
+
+    def __init__(self, store: Store, *, master_key: str | None, ttl: float = 2.0) -> None:
+        self._store = store
+        self._master = master_key
+        self._ttl = ttl
+        self._cache: dict[str, _Cached] = {}
+
+    def is_master(self, token: str | None) -> bool:
+        return bool(self._master and token and hmac.compare_digest(token, self._master))
+
+    async def authenticate(self, token: str | None) -> KeyRecord:
+        if not token:
+            raise AuthenticationFailed(
+                "Missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key'."
+            )
+        if self.is_master(token):
+            return KeyRecord(key_id=MASTER_KEY_ID, key_hash="", name="master key")
+        digest = hash_key(token)
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is None or hit.until < now:
+            record = await asyncio.to_thread(self._store.get_key_by_hash, digest)
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            hit = self._cache[digest] = _Cached(record, now + self._ttl)
+        rec = hit.record
+        if rec is None:
+            raise AuthenticationFailed("Incorrect API key provided.")
+        wall = time.time()
+        if rec.revoked_at is not None and rec.revoked_at <= wall:
+            raise AuthenticationFailed("This API key has been revoked.", code="revoked_api_key")
+        if rec.expires_at is not None and rec.expires_at <= wall:
+            raise AuthenticationFailed("This API key has expired.", code="expired_api_key")
+        return rec
+
+    def forget(self) -> None:
+        self._cache.clear()

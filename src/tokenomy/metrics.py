@@ -1,0 +1,100 @@
+"""Prometheus metrics, kept as plain counters and rendered in the text format.
+
+Spend is summed as `Decimal` and only turned into a decimal string when
+rendered, so the exported figure equals the ledger's to the last digit.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from .records import UsageRecord
+
+if TYPE_CHECKING:
+    from .pipeline.context import Call
+
+Labels = tuple[str, ...]
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.requests: defaultdict[Labels, int] = defaultdict(int)  # model, team, status
+        self.tokens: defaultdict[Labels, int] = defaultdict(int)  # model, team, kind
+        self.spend: defaultdict[Labels, Decimal] = defaultdict(Decimal)  # model, team
+        self.unpriced: defaultdict[Labels, int] = defaultdict(int)  # model
+        self.errors: defaultdict[Labels, int] = defaultdict(int)  # model, team, type
+        self.latency_sum: defaultdict[Labels, float] = defaultdict(float)  # model
+        self.latency_count: defaultdict[Labels, int] = defaultdict(int)
+        self.gauges: dict[str, Callable[[], float]] = {}
+
+    def observe(self, rec: UsageRecord) -> None:
+        model = rec.served_model or rec.requested_model or ""
+        team = rec.team or ""
+        self.requests[model, team, str(rec.status)] += 1
+        u = rec.usage
+        if u.input_tokens:
+            self.tokens[model, team, "input"] += u.input_tokens
+        if u.cache_read_tokens:
+            self.tokens[model, team, "cache_read"] += u.cache_read_tokens
+        if u.cache_write_tokens or u.cache_write_1h_tokens:
+            self.tokens[model, team, "cache_write"] += (
+                u.cache_write_tokens + u.cache_write_1h_tokens
+            )
+        if u.output_tokens:
+            self.tokens[model, team, "output"] += u.output_tokens
+        if u.reasoning_tokens:
+            self.tokens[model, team, "reasoning"] += u.reasoning_tokens
+        if rec.cost_usd is not None:
+            self.spend[model, team] += rec.cost_usd
+        elif rec.price_unknown:
+            self.unpriced[(model,)] += 1
+        if rec.error_type:
+            self.errors[model, team, rec.error_type] += 1
+        if rec.latency_ms is not None:
+            self.latency_sum[(model,)] += rec.latency_ms / 1000.0
+            self.latency_count[(model,)] += 1
+
+    def observe_error(self, call: Call, status: int) -> None:
+        self.requests[call.record.requested_model or "", "", str(status)] += 1
+
+    def render(self) -> bytes:
+        out: list[str] = []
+
+        def family(
+            name: str, kind: str, help_: str, names: Labels, rows: Iterable[tuple[Labels, object]]
+        ) -> None:
+            out.append(f"# HELP {name} {help_}")
+            out.append(f"# TYPE {name} {kind}")
+            for labels, value in rows:
+                lab = ",".join(f'{n}="{_esc(v)}"' for n, v in zip(names, labels, strict=True))
+                out.append(f"{name}{{{lab}}} {value}")
+
+        family("tokenomy_requests_total", "counter", "Requests served, by status.",
+               ("model", "team", "status"), self.requests.items())  # fmt: skip
+        family("tokenomy_tokens_total", "counter", "Tokens metered, by kind.",
+               ("model", "team", "kind"), self.tokens.items())  # fmt: skip
+        family("tokenomy_spend_usd_total", "counter", "Metered spend in US dollars.",
+               ("model", "team"), self.spend.items())  # fmt: skip
+        family("tokenomy_unpriced_requests_total", "counter", "Requests whose price is unknown.",
+               ("model",), self.unpriced.items())  # fmt: skip
+        family("tokenomy_errors_total", "counter", "Failed requests, by error type.",
+               ("model", "team", "type"), self.errors.items())  # fmt: skip
+        out.append("# HELP tokenomy_request_duration_seconds Request latency.")
+        out.append("# TYPE tokenomy_request_duration_seconds summary")
+        for (model,), total in self.latency_sum.items():
+            lab = f'model="{_esc(model)}"'
+            out.append(f"tokenomy_request_duration_seconds_sum{{{lab}}} {total}")
+            out.append(
+                f"tokenomy_request_duration_seconds_count{{{lab}}} {self.latency_count[(model,)]}"
+            )
+        for name, fn in self.gauges.items():
+            out.append(f"# TYPE {name} gauge")
+            out.append(f"{name} {fn()}")
+        return ("\n".join(out) + "\n").encode()

@@ -1,0 +1,63 @@
+"""The state of one request as it flows through the pipeline."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import Deployment
+from ..ledger.base import KeyRecord
+from ..providers import Provider
+from ..records import UsageRecord
+
+OPENAI = "openai"
+ANTHROPIC = "anthropic"
+
+
+def new_request_id() -> str:
+    return "req_" + os.urandom(12).hex()
+
+
+@dataclass(slots=True)
+class Call:
+    api: str  # the API format the client called: OPENAI or ANTHROPIC
+    op: str  # "chat" (chat completions / messages) or "embeddings"
+    endpoint: str
+    body: dict[str, Any]
+    headers: Mapping[str, str]  # lower-cased client headers
+    request_id: str = field(default_factory=new_request_id)
+    started: float = field(default_factory=time.perf_counter)
+    key: KeyRecord | None = None
+    deployment: Deployment | None = None
+    provider: Provider | None = None
+    record: UsageRecord = field(init=False)
+    response_headers: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.record = UsageRecord(request_id=self.request_id, api=self.api, endpoint=self.endpoint)
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.started) * 1000.0
+
+
+@dataclass(slots=True)
+class JSONReply:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+@dataclass(slots=True)
+class StreamReply:
+    headers: dict[str, str]
+    chunks: AsyncIterator[bytes]
+
+
+Reply = JSONReply | StreamReply

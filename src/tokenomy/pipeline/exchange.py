@@ -1,0 +1,64 @@
+"""Stage 4: call the provider and answer in the client's format (JSON responses).
+
+When the client's API and the upstream's API match, the upstream bytes pass
+through untouched; otherwise the request and response are translated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from .. import translate
+from ..errors import InvalidRequest
+from ..providers import Provider
+from .context import ANTHROPIC, OPENAI, Call
+
+
+def upstream_body(call: Call, provider: Provider) -> dict[str, Any]:
+    """The request body in the upstream's format, with the upstream model name."""
+    body = call.body
+    model = call.record.served_model or body["model"]
+    if call.op == "embeddings" or call.api == provider.api:
+        out = dict(body)
+    else:
+        try:
+            if call.api == OPENAI:
+                out = translate.openai_request_to_anthropic(body)
+            else:
+                out = translate.anthropic_request_to_openai(body)
+        except translate.TranslationError as exc:
+            raise InvalidRequest(str(exc)) from exc
+    out["model"] = model
+    return out
+
+
+def output_text_of(data: Any, api: str) -> str:
+    """Generated text of a JSON response (only needed to estimate usage)."""
+    parts: list[str] = []
+    if api == ANTHROPIC:
+        for block in data.get("content") or []:
+            if block.get("type") == "text":
+                parts.append(block.get("text") or "")
+            elif block.get("type") == "tool_use":
+                parts.append(orjson.dumps(block.get("input")).decode())
+    else:
+        for choice in data.get("choices") or []:
+            msg = choice.get("message") or {}
+            if isinstance(msg.get("content"), str):
+                parts.append(msg["content"])
+            for tc in msg.get("tool_calls") or []:
+                parts.append((tc.get("function") or {}).get("arguments") or "")
+    return "".join(parts)
+
+
+def client_response(call: Call, provider: Provider, data: Any, raw: bytes) -> bytes:
+    if call.op == "embeddings" or call.api == provider.api:
+        return raw
+    model = call.record.requested_model
+    if call.api == OPENAI:
+        out = translate.anthropic_response_to_openai(data, model=model)
+    else:
+        out = translate.openai_response_to_anthropic(data, model=model)
+    return orjson.dumps(out)

@@ -1,0 +1,67 @@
+"""Stage 5: turn usage into money. Provider usage is already normalised; when the
+upstream reported none, count the tokens here and mark the record estimated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Deployment, PriceConfig
+from ..pricing import PriceBook, PriceOverride
+from ..tokens import count_anthropic_request, count_chat_messages, count_text
+from ..usage import Usage
+from .context import ANTHROPIC, Call
+
+
+def overrides_from(deployments: tuple[Deployment, ...]) -> dict[str, PriceOverride]:
+    out: dict[str, PriceOverride] = {}
+    for dep in deployments:
+        p: PriceConfig | None = dep.price
+        if p is not None:
+            out[dep.name] = PriceOverride(
+                input=p.input,
+                output=p.output,
+                cache_read=p.cache_read,
+                cache_write=p.cache_write,
+                cache_write_1h=p.cache_write_1h,
+            )
+    return out
+
+
+def estimate_usage(call: Call, output_text: str) -> Usage:
+    """Count the prompt and the generated text with the model's tokenizer."""
+    model = call.record.served_model or call.record.requested_model
+    body: dict[str, Any] = call.body
+    if call.op == "embeddings":
+        inp = body.get("input")
+        texts = [inp] if isinstance(inp, str) else [t for t in inp or [] if isinstance(t, str)]
+        return Usage(input_tokens=sum(count_text(t, model).tokens for t in texts), estimated=True)
+    if call.api == ANTHROPIC:
+        prompt = count_anthropic_request(body)
+    else:
+        prompt = count_chat_messages(body.get("messages") or [], model, tools=body.get("tools"))
+    out = count_text(output_text, model) if output_text else None
+    return Usage(
+        input_tokens=prompt.tokens,
+        output_tokens=out.tokens if out else 0,
+        estimated=True,
+    )
+
+
+class Meter:
+    name = "meter"
+
+    def __init__(self, prices: PriceBook) -> None:
+        self.prices = prices
+
+    def __call__(self, call: Call, usage: Usage) -> None:
+        rec = call.record
+        rec.usage = usage
+        provider = call.provider
+        cost = self.prices.cost(
+            usage,
+            model=rec.served_model or rec.requested_model,
+            provider=provider.pricing_provider if provider else None,
+            override_key=rec.deployment,
+        )
+        rec.cost_usd = cost.total
+        rec.price_unknown = cost.price_unknown

@@ -1,0 +1,207 @@
+"""Stage 4, streaming: relay upstream SSE to the client in the client's format,
+watching usage on the way, and hold back the stream's last event until the
+request's record is committed (a response is complete only once it is metered).
+
+One adapter per (client API, upstream API) pair; each sees upstream events and
+returns the frames to send, and keeps what the meter needs (usage, text).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+
+from .. import translate
+from ..errors import UpstreamError, UpstreamProtocolError
+from ..providers.anthropic import anthropic_usage
+from ..providers.openai import openai_usage
+from ..sse import SSEEvent, frame
+from ..usage import Usage
+from .context import ANTHROPIC, OPENAI, Call
+
+DONE = b"data: [DONE]\n\n"
+
+
+def _loads(ev: SSEEvent) -> Any:
+    try:
+        return orjson.loads(ev.data)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamProtocolError("upstream sent a malformed SSE event") from exc
+
+
+class Adapter:
+    """Base: the state a relay keeps about one stream."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.text: list[str] = []
+        self.finished = False  # the upstream's own end-of-stream marker was seen
+        self.upstream_error: dict[str, Any] | None = None
+
+    def on_event(self, ev: SSEEvent) -> list[bytes]:
+        raise NotImplementedError
+
+    def terminal(self) -> list[bytes]:
+        """The frames held back until the record is committed."""
+        raise NotImplementedError
+
+
+def _openai_chunk_text(chunk: dict[str, Any], text: list[str]) -> None:
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta")
+        if not delta:
+            continue
+        content = delta.get("content")
+        if content:
+            text.append(content)
+        for tc in delta.get("tool_calls") or ():
+            args = (tc.get("function") or {}).get("arguments")
+            if args:
+                text.append(args)
+
+
+class OpenAIPassthrough(Adapter):
+    def __init__(self, client_wants_usage: bool) -> None:
+        super().__init__()
+        self.strip_usage = not client_wants_usage
+
+    def on_event(self, ev: SSEEvent) -> list[bytes]:
+        if ev.data == b"[DONE]":
+            self.finished = True
+            return []
+        chunk = _loads(ev)
+        if "error" in chunk and "choices" not in chunk:
+            self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            return []
+        u = chunk.get("usage")
+        if u:
+            self.usage = openai_usage(u)
+            if self.strip_usage and not chunk.get("choices"):
+                return []
+        _openai_chunk_text(chunk, self.text)
+        return [ev.raw if ev.event is None else frame(ev.data)]
+
+    def terminal(self) -> list[bytes]:
+        return [DONE]
+
+
+class AnthropicPassthrough(Adapter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._usage_raw: dict[str, Any] = {}
+
+    def on_event(self, ev: SSEEvent) -> list[bytes]:
+        data = _loads(ev)
+        kind = data.get("type") or ev.event
+        if kind == "message_stop":
+            self.finished = True
+            self._stop = ev.raw
+            return []
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            piece = delta.get("text") or delta.get("partial_json")
+            if piece:
+                self.text.append(piece)
+        elif kind == "message_start":
+            self._usage_raw.update((data.get("message") or {}).get("usage") or {})
+            self.usage = anthropic_usage(self._usage_raw)
+        elif kind == "message_delta":
+            self._usage_raw.update(
+                {k: v for k, v in (data.get("usage") or {}).items() if v is not None}
+            )
+            self.usage = anthropic_usage(self._usage_raw)
+        elif kind == "error":
+            self.upstream_error = data.get("error") or {}
+            return []
+        return [ev.raw]
+
+    def terminal(self) -> list[bytes]:
+        return [getattr(self, "_stop", b'event: message_stop\ndata: {"type":"message_stop"}\n\n')]
+
+
+class OpenAIFromAnthropic(Adapter):
+    """OpenAI client, Anthropic upstream."""
+
+    def __init__(self, call: Call, client_wants_usage: bool) -> None:
+        super().__init__()
+        self.conv = translate.AnthropicToOpenAIStream(
+            model=call.record.requested_model,
+            request_id="chatcmpl-" + call.request_id[4:],
+            created=int(time.time()),
+            include_usage=client_wants_usage,
+        )
+
+    def on_event(self, ev: SSEEvent) -> list[bytes]:
+        data = _loads(ev)
+        kind = data.get("type") or ev.event or ""
+        if kind == "error":
+            self.upstream_error = data.get("error") or {}
+            return []
+        if kind == "content_block_delta":
+            delta = data.get("delta") or {}
+            piece = delta.get("text") or delta.get("partial_json")
+            if piece:
+                self.text.append(piece)
+        chunks = self.conv.feed(kind, data)
+        if kind in ("message_start", "message_delta"):
+            self.usage = anthropic_usage(self.conv.usage)
+        if kind == "message_stop":
+            self.finished = True
+            self._tail = [frame(orjson.dumps(c)) for c in chunks]
+            return []
+        return [frame(orjson.dumps(c)) for c in chunks]
+
+    def terminal(self) -> list[bytes]:
+        return [*getattr(self, "_tail", []), DONE]
+
+
+class AnthropicFromOpenAI(Adapter):
+    """Anthropic client, OpenAI-compatible upstream."""
+
+    def __init__(self, call: Call) -> None:
+        super().__init__()
+        self.conv = translate.OpenAIToAnthropicStream(
+            model=call.record.requested_model, message_id="msg_" + call.request_id[4:]
+        )
+
+    def on_event(self, ev: SSEEvent) -> list[bytes]:
+        if ev.data == b"[DONE]":
+            self.finished = True
+            return []
+        chunk = _loads(ev)
+        if "error" in chunk and "choices" not in chunk:
+            self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            return []
+        if chunk.get("usage"):
+            self.usage = openai_usage(chunk["usage"])
+        _openai_chunk_text(chunk, self.text)
+        return [frame(orjson.dumps(data), name) for name, data in self.conv.feed(chunk)]
+
+    def terminal(self) -> list[bytes]:
+        return [frame(orjson.dumps(data), name) for name, data in self.conv.finish()]
+
+
+def make_adapter(call: Call, upstream_api: str) -> Adapter:
+    if call.api == OPENAI:
+        opts = call.body.get("stream_options")
+        wants = bool(isinstance(opts, dict) and opts.get("include_usage"))
+        if upstream_api == OPENAI:
+            return OpenAIPassthrough(wants)
+        return OpenAIFromAnthropic(call, wants)
+    if upstream_api == ANTHROPIC:
+        return AnthropicPassthrough()
+    return AnthropicFromOpenAI(call)
+
+
+def error_frame(api: str, err: UpstreamError | Exception, upstream: dict[str, Any] | None) -> bytes:
+    """An error reported inside an already-started stream, in the client's format."""
+    message = (upstream or {}).get("message") or str(err) or "upstream error"
+    etype = (upstream or {}).get("type") or getattr(err, "type", "api_error")
+    if api == ANTHROPIC:
+        body = {"type": "error", "error": {"type": etype, "message": message}}
+        return frame(orjson.dumps(body), "error")
+    return frame(
+        orjson.dumps({"error": {"message": message, "type": etype, "param": None, "code": None}})
+    )

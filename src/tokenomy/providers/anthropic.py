@@ -1,0 +1,64 @@
+"""Anthropic Messages API, natively."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..usage import Usage
+from .base import Provider
+
+API_VERSION = "2023-06-01"
+PASSED_CLIENT_HEADERS = ("anthropic-beta",)
+
+
+def anthropic_usage(u: Mapping[str, Any] | None) -> Usage | None:
+    """Anthropic usage → `Usage`. Anthropic's ``input_tokens`` excludes cache reads
+    and cache writes, so the three are added; writes are split by TTL when the
+    ``cache_creation`` breakdown is present (5-minute otherwise)."""
+    if not u:
+        return None
+    plain = int(u.get("input_tokens") or 0)
+    read = int(u.get("cache_read_input_tokens") or 0)
+    written = int(u.get("cache_creation_input_tokens") or 0)
+    breakdown = u.get("cache_creation") or {}
+    w1h = int(breakdown.get("ephemeral_1h_input_tokens") or 0)
+    w5m = max(written - w1h, 0)
+    return Usage(
+        input_tokens=plain + read + w5m + w1h,
+        output_tokens=int(u.get("output_tokens") or 0),
+        cache_read_tokens=read,
+        cache_write_tokens=w5m,
+        cache_write_1h_tokens=w1h,
+    )
+
+
+class AnthropicProvider(Provider):
+    api: ClassVar[str] = "anthropic"
+    default_base_url: ClassVar[str] = "https://api.anthropic.com"
+    price_provider: ClassVar[str | None] = "anthropic"
+
+    def url(self, op: str, model: str) -> str:
+        if op != "chat":
+            raise KeyError(op)
+        return self.base_url + "/v1/messages"
+
+    def headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
+        out = {"anthropic-version": client_headers.get("anthropic-version") or API_VERSION}
+        for h in PASSED_CLIENT_HEADERS:
+            if h in client_headers:
+                out[h] = client_headers[h]
+        out.update(self.deployment.headers)
+        key = self.deployment.resolve_key()
+        if key:
+            out["x-api-key"] = key
+        return out
+
+    def usage(self, data: Mapping[str, Any]) -> Usage | None:
+        return anthropic_usage(data.get("usage"))
+
+    def error_details(self, data: Any) -> tuple[str, str | None]:
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            err = data["error"]
+            return str(err.get("message") or "upstream error"), err.get("type")
+        return super().error_details(data)

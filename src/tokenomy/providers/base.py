@@ -1,0 +1,231 @@
+"""The provider interface, and the HTTP machinery every provider shares.
+
+A provider speaks one wire format (``api``: "openai" or "anthropic") to one
+upstream. The gateway never asks which provider it has: it asks for the
+operation (``send``/``stream``), normalised usage (``usage``), and reads the
+capabilities from attributes.
+
+Errors leave this module only as `tokenomy.errors` types. Retries with backoff
+apply only to idempotent failures: connect errors, 429 and 5xx, and only before
+any byte of the response has been passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import aiohttp
+import orjson
+
+from ..config import Deployment
+from ..errors import (
+    TokenomyError,
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from ..sse import SSEEvent, SSEParser
+from ..usage import Usage
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+FORWARDED_RESPONSE_HEADERS = ("retry-after",)
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    headers: Mapping[str, str]
+    data: Any  # parsed JSON
+    raw: bytes  # the body as received, for pass-through
+
+
+class Provider(ABC):
+    """One upstream deployment. Subclasses set the class attributes below."""
+
+    api: ClassVar[str]  # wire format spoken: "openai" or "anthropic"
+    default_base_url: ClassVar[str] = ""
+    price_provider: ClassVar[str | None] = None  # genai-prices provider id
+    supports_embeddings: ClassVar[bool] = False
+    # Whether the upstream honours OpenAI's stream_options.include_usage.
+    stream_usage: bool = True
+
+    def __init__(self, deployment: Deployment) -> None:
+        self.deployment = deployment
+        self.base_url = (deployment.base_url or self.default_base_url).rstrip("/")
+        if not self.base_url:
+            raise TokenomyError(f"deployment {deployment.name!r} has no base_url")
+        self.stream_usage = bool(deployment.extra.get("stream_usage", type(self).stream_usage))
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def name(self) -> str:
+        return self.deployment.provider
+
+    @property
+    def pricing_provider(self) -> str | None:
+        return self.deployment.price_provider or self.price_provider
+
+    # -- what each provider defines ---------------------------------------------------------
+
+    @abstractmethod
+    def url(self, op: str, model: str) -> str:
+        """Absolute URL for an operation ("chat", "embeddings")."""
+
+    @abstractmethod
+    def headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
+        """Auth and version headers for the upstream."""
+
+    @abstractmethod
+    def usage(self, data: Mapping[str, Any]) -> Usage | None:
+        """Normalise the usage block of a response (or stream event) to `Usage`."""
+
+    def error_details(self, data: Any) -> tuple[str, str | None]:
+        """Message and type from the provider's error body."""
+        if isinstance(data, dict):
+            err = data.get("error")
+            if isinstance(err, dict):
+                return str(err.get("message") or "upstream error"), err.get("type")
+            if isinstance(err, str):
+                return err, None
+        return "upstream error", None
+
+    # -- shared HTTP machinery ------------------------------------------------------------
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+                auto_decompress=True,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _timeout(self, stream: bool) -> aiohttp.ClientTimeout:
+        dep = self.deployment
+        if stream:  # a long stream is fine as long as bytes keep coming
+            return aiohttp.ClientTimeout(
+                total=None, connect=dep.connect_timeout, sock_read=dep.timeout
+            )
+        return aiohttp.ClientTimeout(total=dep.timeout, connect=dep.connect_timeout)
+
+    async def _backoff(self, attempt: int, retry_after: str | None) -> None:
+        delay = self.deployment.retry_backoff * (2**attempt) * (0.5 + random.random())
+        if retry_after:
+            try:
+                delay = max(delay, min(float(retry_after), 30.0))
+            except ValueError:
+                pass
+        await asyncio.sleep(delay)
+
+    async def _open(
+        self,
+        op: str,
+        model: str,
+        body: Mapping[str, Any],
+        client_headers: Mapping[str, str],
+        *,
+        stream: bool,
+    ) -> aiohttp.ClientResponse:
+        """POST with retries; returns a response with a 2xx status, or raises."""
+        url = self.url(op, model)
+        headers = self.headers(client_headers)
+        headers["content-type"] = "application/json"
+        payload = orjson.dumps(body)
+        attempts = self.deployment.max_retries + 1
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            try:
+                resp = await self.session().post(
+                    url, data=payload, headers=headers, timeout=self._timeout(stream)
+                )
+            except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+                raise UpstreamTimeout(
+                    f"upstream {self.name} did not answer within {self.deployment.timeout:g}s"
+                ) from exc
+            except (aiohttp.ClientConnectionError, OSError) as exc:
+                if last:
+                    raise UpstreamConnectError(
+                        f"cannot reach upstream {self.name}: {type(exc).__name__}"
+                    ) from exc
+                await self._backoff(attempt, None)
+                continue
+            if resp.status < 400:
+                return resp
+            raw = await self._read(resp)
+            retry_after = resp.headers.get("retry-after")
+            if resp.status in RETRYABLE_STATUS and not last:
+                await self._backoff(attempt, retry_after)
+                continue
+            try:
+                data = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                data = raw.decode("utf-8", "replace")[:500]
+            message, utype = self.error_details(data)
+            fwd = {h: resp.headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in resp.headers}
+            raise UpstreamStatusError(
+                f"upstream {self.name} returned {resp.status}: {message}",
+                status=resp.status,
+                upstream_type=utype,
+                headers=fwd,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        try:
+            return await resp.read()
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"upstream {self.name} timed out mid-response") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamConnectError(
+                f"upstream {self.name} dropped the connection: {type(exc).__name__}"
+            ) from exc
+        finally:
+            resp.release()
+
+    async def send(
+        self, op: str, model: str, body: Mapping[str, Any], client_headers: Mapping[str, str]
+    ) -> UpstreamResponse:
+        resp = await self._open(op, model, body, client_headers, stream=False)
+        raw = await self._read(resp)
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamProtocolError(f"upstream {self.name} sent invalid JSON") from exc
+        return UpstreamResponse(resp.status, resp.headers, data, raw)
+
+    async def stream(
+        self, op: str, model: str, body: Mapping[str, Any], client_headers: Mapping[str, str]
+    ) -> AsyncIterator[SSEEvent]:
+        """Yield parsed SSE events. Errors before the first event are retried/mapped."""
+        resp = await self._open(op, model, body, client_headers, stream=True)
+        parser = SSEParser()
+        try:
+            async for chunk in resp.content.iter_any():
+                for ev in parser.feed(chunk):
+                    yield ev
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise UpstreamTimeout(f"upstream {self.name} stalled mid-stream") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamConnectError(
+                f"upstream {self.name} dropped the stream: {type(exc).__name__}"
+            ) from exc
+        finally:
+            if resp.content.at_eof():
+                resp.release()
+            else:  # the consumer stopped early: drop the connection, don't reuse it
+                resp.close()
+        if parser.buffered:
+            raise UpstreamProtocolError(f"upstream {self.name} ended the stream mid-event")

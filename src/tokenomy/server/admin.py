@@ -1,0 +1,116 @@
+"""The admin HTTP API, guarded by the master key (``TOKENOMY_MASTER_KEY``).
+
+POST   /admin/keys                 create a key; the secret is in the answer, once
+GET    /admin/keys                 list keys (never their hashes)
+GET    /admin/keys/{key_id}        one key
+PATCH  /admin/keys/{key_id}        change ``expires_at`` (unix seconds or null)
+POST   /admin/keys/{key_id}/revoke revoke now
+DELETE /admin/keys/{key_id}        revoke now (keys are never deleted: the ledger names them)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict
+from typing import Any
+
+from ..errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from ..gateway import Gateway
+from ..keys import bearer_token, mint_key
+from ..ledger.base import KeyRecord
+from .http import Scope, parse_json, read_body, send_json
+
+
+def key_view(rec: KeyRecord) -> dict[str, Any]:
+    view = asdict(rec)
+    view.pop("key_hash")
+    now = time.time()
+    view["active"] = rec.revoked_at is None and (rec.expires_at is None or rec.expires_at > now)
+    return view
+
+
+def _expiry(body: dict[str, Any]) -> float | None:
+    if body.get("expires_in") is not None:
+        try:
+            return time.time() + float(body["expires_in"])
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest("'expires_in' must be a number of seconds") from exc
+    if body.get("expires_at") is not None:
+        try:
+            return float(body["expires_at"])
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest("'expires_at' must be unix seconds") from exc
+    return None
+
+
+def _str_or_none(body: dict[str, Any], name: str) -> str | None:
+    v = body.get(name)
+    if v is not None and not isinstance(v, str):
+        raise InvalidRequest(f"'{name}' must be a string", param=name)
+    return v
+
+
+async def handle_admin(
+    gw: Gateway, scope: Scope, receive: Any, send: Any, headers: dict[str, str]
+) -> None:
+    token = bearer_token(headers)
+    if not gw.settings.master_key:
+        raise PermissionDenied("The admin API is disabled: set TOKENOMY_MASTER_KEY.")
+    if not gw.keys.is_master(token):
+        raise AuthenticationFailed("The admin API needs the master key.")
+    method, path = scope["method"], scope["path"].rstrip("/")
+    parts = path.split("/")[2:]  # ["keys", key_id?, action?]
+    store = gw.store
+    if not parts or parts[0] != "keys":
+        raise NotFound(f"No admin route {path}", code="not_found")
+    if len(parts) == 1:
+        if method == "GET":
+            keys = await asyncio.to_thread(store.list_keys)
+            await send_json(send, 200, {"object": "list", "data": [key_view(k) for k in keys]})
+            return
+        if method == "POST":
+            body = parse_json(await read_body(receive))
+            if not isinstance(body, dict):
+                raise InvalidRequest("expected a JSON object")
+            tags = body.get("tags") or {}
+            models = body.get("models") or []
+            if not isinstance(tags, dict) or not isinstance(models, list):
+                raise InvalidRequest("'tags' must be an object and 'models' an array")
+            secret, rec = mint_key(
+                name=_str_or_none(body, "name"),
+                org=_str_or_none(body, "org"),
+                team=_str_or_none(body, "team"),
+                user=_str_or_none(body, "user"),
+                tags={str(k): str(v) for k, v in tags.items()},
+                models=[str(m) for m in models],
+                expires_at=_expiry(body),
+            )
+            await asyncio.to_thread(store.create_key, rec)
+            await send_json(send, 201, {**key_view(rec), "key": secret})
+            return
+        raise InvalidRequest(f"{method} not allowed on /admin/keys", status=405)
+    key_id = parts[1]
+    rec_or_none = await asyncio.to_thread(store.get_key, key_id)
+    if rec_or_none is None:
+        raise NotFound(f"No key {key_id!r}", code="key_not_found")
+    action = parts[2] if len(parts) > 2 else None
+    if method == "GET" and action is None:
+        await send_json(send, 200, key_view(rec_or_none))
+        return
+    if (method == "POST" and action == "revoke") or (method == "DELETE" and action is None):
+        await asyncio.to_thread(store.update_key, key_id, revoked_at=time.time())
+    elif method == "PATCH" and action is None:
+        body = parse_json(await read_body(receive))
+        if not isinstance(body, dict):
+            raise InvalidRequest("expected a JSON object")
+        exp = _expiry(body)
+        if exp is None:
+            raise InvalidRequest("give 'expires_at' (unix seconds) or 'expires_in' (seconds)")
+        await asyncio.to_thread(store.update_key, key_id, expires_at=exp)
+    else:
+        raise InvalidRequest(f"{method} not allowed on {path}", status=405)
+    gw.keys.forget()
+    updated = await asyncio.to_thread(store.get_key, key_id)
+    assert updated is not None
+    await send_json(send, 200, key_view(updated))

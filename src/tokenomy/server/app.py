@@ -1,0 +1,198 @@
+"""The gateway as a plain ASGI application.
+
+Routes are a dict lookup; each LLM route parses the body, checks field types and
+hands a `Call` to `Gateway.handle`. Every error is rendered by
+`tokenomy.server.errors` in the format of the API that was called.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from ..config import Settings
+from ..errors import AuthenticationFailed, NotFound, Overloaded, TokenomyError
+from ..gateway import ID_HEADER, Gateway
+from ..keys import bearer_token
+from ..pipeline.context import ANTHROPIC, OPENAI, Call, JSONReply, new_request_id
+from ..validate import check_request
+from .admin import handle_admin
+from .errors import error_body
+from .http import Scope, encode_headers, header_dict, parse_json, read_body, send_bytes, send_json
+
+log = logging.getLogger("tokenomy.server")
+
+# path → (api, op, schema)
+LLM_ROUTES: dict[str, tuple[str, str, str]] = {
+    "/v1/chat/completions": (OPENAI, "chat", "openai.chat"),
+    "/chat/completions": (OPENAI, "chat", "openai.chat"),
+    "/v1/messages": (ANTHROPIC, "chat", "anthropic.chat"),
+    "/v1/embeddings": (OPENAI, "embeddings", "openai.embeddings"),
+    "/embeddings": (OPENAI, "embeddings", "openai.embeddings"),
+}
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+class TokenomyApp:
+    def __init__(self, settings: Settings, gateway: Gateway | None = None) -> None:
+        self.settings = settings
+        self.gateway = gateway
+        self.draining = False
+        self.started_at = time.time()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        if self.gateway is None:
+            self.gateway = Gateway(self.settings)
+        gw = self.gateway
+        gw.metrics.gauges["tokenomy_inflight_requests"] = lambda: float(gw.inflight)
+        gw.metrics.gauges["tokenomy_ledger_committed_rows"] = lambda: float(
+            gw.writer.stats().committed
+        )
+        gw.prices.warm()
+
+    async def shutdown(self) -> None:
+        self.draining = True
+        if self.gateway is not None:
+            await self.gateway.close()
+
+    async def _lifespan(self, receive: Any, send: Any) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:  # reported to the server, which exits
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- requests -------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if kind != "http":
+            return
+        path: str = scope["path"]
+        route = LLM_ROUTES.get(path)
+        api = route[0] if route else OPENAI
+        try:
+            if self.gateway is None:
+                raise Overloaded("The gateway is starting.")
+            if route is not None and scope["method"] == "POST":
+                await self._llm(scope, receive, send, *route)
+            elif path in ("/healthz", "/health"):
+                await send_json(send, 200, {"status": "draining" if self.draining else "ok"})
+            elif path == "/metrics":
+                await send_bytes(
+                    send,
+                    200,
+                    self.gateway.metrics.render(),
+                    content_type=b"text/plain; version=0.0.4",
+                )
+            elif path in ("/v1/models", "/models") and scope["method"] == "GET":
+                await self._models(scope, send)
+            elif path.startswith("/admin/"):
+                await handle_admin(self.gateway, scope, receive, send, header_dict(scope))
+            else:
+                raise NotFound(f"Unknown route: {scope['method']} {path}", code="unknown_route")
+        except TokenomyError as exc:
+            await self._error(send, api, exc, None)
+        except Exception:  # the last line of defence: log it, answer in format, never a traceback
+            log.exception("unhandled error on %s", path)
+            await self._error(send, api, TokenomyError("Internal error in the gateway."), None)
+
+    async def _error(self, send: Any, api: str, exc: TokenomyError, request_id: str | None) -> None:
+        headers = dict(exc.headers)
+        if request_id:
+            headers[ID_HEADER] = request_id
+        if exc.status == 429 and "retry-after" not in headers:
+            headers["retry-after"] = "1"
+        status = exc.status if 400 <= exc.status < 600 else 500
+        try:
+            await send_bytes(send, status, error_body(api, exc), headers)
+        except RuntimeError:  # the response had already started; nothing more can be said
+            pass
+
+    async def _models(self, scope: Scope, send: Any) -> None:
+        gw = self.gateway
+        assert gw is not None
+        if self.settings.require_key:
+            await gw.keys.authenticate(bearer_token(header_dict(scope)))
+        now = int(self.started_at)
+        data = [
+            {"id": d.name, "object": "model", "created": now, "owned_by": d.provider}
+            for d in self.settings.deployments
+            if not any(ch in d.name for ch in "*?[")
+        ]
+        await send_json(send, 200, {"object": "list", "data": data})
+
+    async def _llm(
+        self, scope: Scope, receive: Any, send: Any, api: str, op: str, schema: str
+    ) -> None:
+        gw = self.gateway
+        assert gw is not None
+        request_id = new_request_id()
+        if self.draining:
+            raise Overloaded("The gateway is shutting down.")
+        headers = header_dict(scope)
+        try:
+            body = check_request(schema, parse_json(await read_body(receive)))
+            call = Call(api, op, scope["path"], body, headers, request_id=request_id)
+            reply = await gw.handle(call)
+        except TokenomyError as exc:
+            if isinstance(exc, AuthenticationFailed):
+                log.info("auth failed on %s: %s", scope["path"], exc.message)
+            await self._error(send, api, exc, request_id)
+            return
+        if isinstance(reply, JSONReply):
+            await send_bytes(send, reply.status, reply.body, reply.headers)
+            return
+        await self._stream(receive, send, reply.headers, reply.chunks)
+
+    async def _stream(self, receive: Any, send: Any, headers: dict[str, str], chunks: Any) -> None:
+        gone = asyncio.Event()
+
+        async def watch() -> None:
+            while True:
+                msg = await receive()
+                if msg["type"] == "http.disconnect":
+                    gone.set()
+                    return
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": SSE_HEADERS + encode_headers(headers),
+                }
+            )
+            async for piece in chunks:
+                if gone.is_set():
+                    break
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await chunks.aclose()  # on disconnect this records what was generated
+            watcher.cancel()
+
+
+def create_app(settings: Settings, gateway: Gateway | None = None) -> TokenomyApp:
+    return TokenomyApp(settings, gateway)

@@ -1,0 +1,78 @@
+"""Cheap type checks of the request fields the gateway itself relies on.
+
+Everything else passes through to the upstream, which validates its own API;
+these checks exist so that a wrong type is a clean 400 here, never a 500.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InvalidRequest
+
+_INT = (int,)
+_NUM = (int, float)
+
+# field → (allowed types, description)
+_COMMON: dict[str, tuple[tuple[type, ...], str]] = {
+    "model": ((str,), "a string"),
+    "stream": ((bool,), "a boolean"),
+    "max_tokens": (_INT, "an integer"),
+    "temperature": (_NUM, "a number"),
+    "top_p": (_NUM, "a number"),
+    "metadata": ((dict,), "an object"),
+    "tools": ((list,), "an array"),
+}
+_OPENAI: dict[str, tuple[tuple[type, ...], str]] = {
+    **_COMMON,
+    "messages": ((list,), "an array"),
+    "n": (_INT, "an integer"),
+    "max_completion_tokens": (_INT, "an integer"),
+    "stream_options": ((dict,), "an object"),
+    "user": ((str,), "a string"),
+    "stop": ((str, list), "a string or an array"),
+    "response_format": ((dict,), "an object"),
+}
+_ANTHROPIC: dict[str, tuple[tuple[type, ...], str]] = {
+    **_COMMON,
+    "messages": ((list,), "an array"),
+    "system": ((str, list), "a string or an array"),
+    "stop_sequences": ((list,), "an array"),
+    "top_k": (_INT, "an integer"),
+}
+_EMBEDDINGS: dict[str, tuple[tuple[type, ...], str]] = {
+    "model": ((str,), "a string"),
+    "input": ((str, list), "a string or an array"),
+    "user": ((str,), "a string"),
+    "encoding_format": ((str,), "a string"),
+    "dimensions": (_INT, "an integer"),
+}
+
+SCHEMAS = {"openai.chat": _OPENAI, "anthropic.chat": _ANTHROPIC, "openai.embeddings": _EMBEDDINGS}
+REQUIRED = {
+    "openai.chat": ("model", "messages"),
+    "anthropic.chat": ("model", "messages", "max_tokens"),
+    "openai.embeddings": ("model", "input"),
+}
+
+
+def check_request(kind: str, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequest("The request body must be a JSON object.")
+    for name in REQUIRED[kind]:
+        if name not in body or body[name] is None:
+            raise InvalidRequest(f"Missing required parameter: '{name}'.", param=name)
+    for name, (types, desc) in SCHEMAS[kind].items():
+        value = body.get(name)
+        if value is None:
+            continue
+        # bool is an int subclass: a boolean is never a valid number here
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            raise InvalidRequest(
+                f"Invalid type for '{name}': expected {desc}, got {type(value).__name__}.",
+                param=name,
+                code="invalid_type",
+            )
+    if kind != "openai.embeddings" and not body["messages"]:
+        raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+    return body
