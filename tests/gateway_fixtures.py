@@ -46,6 +46,19 @@ class GW:
     key_id: str
     fake: Fake
     _store: Store | None = field(default=None, repr=False)
+    _clients: list[Any] = field(default_factory=list, repr=False)
+
+    def _keep(self, client: Any) -> Any:
+        self._clients.append(client)  # closed at teardown, never left to the GC
+        return client
+
+    def close(self) -> None:
+        for c in self._clients:
+            if hasattr(c, "close") and not isinstance(c, openai.AsyncOpenAI | anthropic.AsyncAnthropic):
+                c.close()
+        self._clients.clear()
+        if self._store is not None:
+            self._store.close()
 
     @property
     def store(self) -> Store:
@@ -59,13 +72,17 @@ class GW:
         return rec
 
     def openai(self, key: str | None = None, **kw: Any) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0, **kw)
+        return self._keep(  # type: ignore[no-any-return]
+            openai.OpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0, **kw)
+        )
 
     def async_openai(self, key: str | None = None) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0)
 
     def anthropic(self, key: str | None = None) -> anthropic.Anthropic:
-        return anthropic.Anthropic(base_url=self.url, api_key=key or self.key, max_retries=0)
+        return self._keep(  # type: ignore[no-any-return]
+            anthropic.Anthropic(base_url=self.url, api_key=key or self.key, max_retries=0)
+        )
 
     def async_anthropic(self, key: str | None = None) -> anthropic.AsyncAnthropic:
         return anthropic.AsyncAnthropic(base_url=self.url, api_key=key or self.key, max_retries=0)
@@ -147,8 +164,7 @@ def start_gateway(settings: Settings, fake: Fake) -> Iterator[GW]:
         try:
             yield gw
         finally:
-            if gw._store is not None:
-                gw._store.close()
+            gw.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,224 @@
+"""Every failure gets an error body in the called API's format, with the right
+status, and never a traceback; served requests are still recorded."""
+
+from __future__ import annotations
+
+import time
+
+import anthropic
+import httpx2 as httpx
+import openai
+import pytest
+
+from gateway_fixtures import GW
+from tokenomy.keys import mint_key
+
+
+def say(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def assert_openai_error(r: httpx.Response, status: int) -> dict[str, object]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body["error"]) >= {"message", "type", "param", "code"}
+    assert "Traceback" not in r.text
+    assert r.headers["x-tokenomy-request-id"].startswith("req_")
+    err: dict[str, object] = body["error"]
+    return err
+
+
+def assert_anthropic_error(r: httpx.Response, status: int) -> dict[str, object]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert body["type"] == "error" and {"type", "message"} <= set(body["error"])
+    assert "Traceback" not in r.text
+    err: dict[str, object] = body["error"]
+    return err
+
+
+def test_malformed_json(gw: GW) -> None:
+    h = {"authorization": f"Bearer {gw.key}", "content-type": "application/json"}
+    with gw.http() as c:
+        err = assert_openai_error(c.post("/v1/chat/completions", content=b"{nope", headers=h), 400)
+        assert err["type"] == "invalid_request_error"
+        err = assert_anthropic_error(c.post("/v1/messages", content=b"[1,", headers=h), 400)
+        assert err["type"] == "invalid_request_error"
+        assert_openai_error(c.post("/v1/chat/completions", content=b"", headers=h), 400)
+        assert_openai_error(c.post("/v1/chat/completions", content=b"[1, 2]", headers=h), 400)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"model": "gpt-4o", "messages": "hi"}, "messages"),
+        ({"model": 4, "messages": [{"role": "user", "content": "x"}]}, "model"),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "max_tokens": True}, "max_tokens"),
+        ({"messages": [{"role": "user", "content": "x"}]}, "model"),
+    ],
+)
+def test_wrong_field_types_are_400(gw: GW, body: dict[str, object], param: str) -> None:
+    with gw.http() as c:
+        r = c.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {gw.key}"})
+    assert assert_openai_error(r, 400)["param"] == param
+
+
+def test_anthropic_requires_max_tokens(gw: GW) -> None:
+    with gw.http() as c:
+        r = c.post("/v1/messages", json={"model": "claude-haiku-4-5", "messages": say("x")},
+                   headers={"x-api-key": gw.key})  # fmt: skip
+    assert "max_tokens" in str(assert_anthropic_error(r, 400)["message"])
+
+
+def test_unknown_model_is_404_in_both_formats(gw: GW) -> None:
+    gw_fakeless = gw
+    with pytest.raises(openai.NotFoundError):
+        gw_fakeless.openai().chat.completions.create(model="no-such-model", messages=say("x"))  # type: ignore[arg-type]
+    # claude-* is routed to Anthropic; an unrouted name in Anthropic format:
+    with gw.http() as c:
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": "nope", "max_tokens": 5, "messages": say("x")})  # fmt: skip
+    assert assert_anthropic_error(r, 404)["type"] == "not_found_error"
+
+
+def test_missing_wrong_revoked_and_expired_keys(fresh_gw: GW) -> None:
+    gw = fresh_gw
+    with pytest.raises(openai.AuthenticationError):
+        gw.openai(key="tk-nothing-here").chat.completions.create(model="gpt-4o", messages=say("x"))  # type: ignore[arg-type]
+    with gw.http() as c:
+        assert_openai_error(c.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": say("x")}), 401)
+    with pytest.raises(anthropic.AuthenticationError):
+        gw.anthropic(key="bad").messages.create(model="claude-haiku-4-5", max_tokens=5, messages=say("x"))  # type: ignore[arg-type]
+
+    revoked, rec = mint_key(team="t")
+    gw.store.create_key(rec)
+    gw.openai(key=revoked).chat.completions.create(model="gpt-4o", messages=say("x"))  # type: ignore[arg-type]
+    gw.store.update_key(rec.key_id, revoked_at=time.time())
+    with pytest.raises(openai.AuthenticationError, match="revoked"):
+        gw.openai(key=revoked).chat.completions.create(model="gpt-4o", messages=say("x"))  # type: ignore[arg-type]
+
+    expired, rec2 = mint_key(team="t", expires_at=time.time() - 1)
+    gw.store.create_key(rec2)
+    with pytest.raises(openai.AuthenticationError, match="expired"):
+        gw.openai(key=expired).chat.completions.create(model="gpt-4o", messages=say("x"))  # type: ignore[arg-type]
+
+
+def test_key_model_allowlist(fresh_gw: GW) -> None:
+    secret, rec = mint_key(team="t", models=["gpt-4o-mini"])
+    fresh_gw.store.create_key(rec)
+    client = fresh_gw.openai(key=secret)
+    client.chat.completions.create(model="gpt-4o-mini", messages=say("x"))  # type: ignore[arg-type]
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model="gpt-4o", messages=say("x"))  # type: ignore[arg-type]
+
+
+def test_upstream_4xx_passes_through_and_is_recorded(gw: GW) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        gw.openai().chat.completions.with_raw_response.create(model="gpt-4o", messages=say("bad [[fake:status=400]]"))  # type: ignore[arg-type]
+    rid = info.value.response.headers["x-tokenomy-request-id"]
+    rec = gw.record(rid)
+    assert rec.status == 400 and rec.error_type == "upstream_error" and rec.cost_usd is None
+
+
+def test_retry_on_5xx_before_any_byte(gw: GW) -> None:
+    text = "retry me [[fake:status=503]] [[fake:fail_times=1]] [[fake:id=retry-test]]"
+    n_before = len(gw.fake.app.requests)
+    resp = gw.openai().chat.completions.create(model="flaky-model", messages=say(text))  # type: ignore[arg-type]
+    assert resp.choices[0].message.content
+    assert len(gw.fake.app.requests) - n_before == 2
+
+
+def test_upstream_5xx_and_429_after_retries(gw: GW) -> None:
+    with pytest.raises(openai.InternalServerError) as info:
+        gw.openai().chat.completions.create(model="gpt-4o", messages=say("[[fake:status=500]]"))  # type: ignore[arg-type]
+    assert info.value.status_code == 500
+    with pytest.raises(openai.RateLimitError) as rl:
+        gw.openai().chat.completions.create(model="gpt-4o", messages=say("[[fake:status=429]]"))  # type: ignore[arg-type]
+    assert rl.value.response.headers["retry-after"] == "1"
+    with pytest.raises(anthropic.RateLimitError):
+        gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=5, messages=say("[[fake:status=429]]"))  # type: ignore[arg-type]
+    with pytest.raises(anthropic.InternalServerError) as ov:
+        gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=5, messages=say("[[fake:status=529]]"))  # type: ignore[arg-type]
+    assert ov.value.status_code == 529
+
+
+def test_timeout_is_504(gw: GW) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        gw.openai().chat.completions.create(model="slow-model", messages=say("[[fake:delay_ms=2000]]"))  # type: ignore[arg-type]
+    assert info.value.status_code == 504
+    with gw.http() as c:
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": "slow-model", "max_tokens": 5, "messages": say("[[fake:delay_ms=2000]]")})  # fmt: skip
+    assert assert_anthropic_error(r, 504)["type"] == "timeout_error"
+
+
+def test_connection_reset_and_refused_are_502(gw: GW) -> None:
+    for model, text in (("gpt-4o", "[[fake:reset]]"), ("dead-model", "hi")):
+        with pytest.raises(openai.APIStatusError) as info:
+            gw.openai().chat.completions.create(model=model, messages=say(text))  # type: ignore[arg-type]
+        assert info.value.status_code == 502
+
+
+def test_malformed_upstream_json_is_502(gw: GW) -> None:
+    with pytest.raises(openai.APIStatusError) as info:
+        gw.openai().chat.completions.create(model="gpt-4o", messages=say("[[fake:malformed]]"))  # type: ignore[arg-type]
+    assert info.value.status_code == 502
+
+
+@pytest.mark.parametrize("directive", ["malformed", "reset", "stream_error"])
+def test_broken_stream_ends_with_an_error_event_and_is_recorded(gw: GW, directive: str) -> None:
+    with gw.openai().chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=say(f"go [[fake:{directive}]] [[fake:chunks=6]]"), stream=True  # type: ignore[arg-type]
+    ) as resp:
+        rid = resp.headers["x-tokenomy-request-id"]
+        with pytest.raises(openai.APIError):
+            for _ in resp.parse():
+                pass
+    rec = gw.record(rid)
+    assert rec.status >= 500 and rec.error_type
+    assert rec.usage.input_tokens > 0  # what was consumed is still metered
+
+
+def test_anthropic_stream_error_event(gw: GW) -> None:
+    with pytest.raises(anthropic.APIStatusError), gw.anthropic().messages.stream(
+        model="claude-haiku-4-5", max_tokens=50, messages=say("go [[fake:stream_error]]")  # type: ignore[arg-type]
+    ) as stream:
+        for _ in stream:
+            pass
+
+
+def test_client_disconnect_mid_stream_is_still_recorded(gw: GW) -> None:
+    body = {
+        "model": "gpt-4o",
+        "stream": True,
+        "messages": say("slow [[fake:chunks=40]] [[fake:chunk_delay_ms=20]]"),
+    }
+    with gw.http() as c, c.stream("POST", "/v1/chat/completions", json=body,
+                                  headers={"authorization": f"Bearer {gw.key}"}) as r:  # fmt: skip
+        rid = r.headers["x-tokenomy-request-id"]
+        lines = 0
+        for line in r.iter_lines():
+            lines += bool(line)
+            if lines >= 5:
+                break
+    deadline = time.monotonic() + 5
+    rec = gw.store.get_record(rid)
+    while rec is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        rec = gw.store.get_record(rid)
+    assert rec is not None
+    assert rec.status == 499 and rec.error_type == "client_disconnected"
+    assert rec.usage.output_tokens >= 3 and rec.usage.estimated
+    assert rec.cost_usd is not None and rec.cost_usd > 0
+
+
+def test_unknown_route_and_method(gw: GW) -> None:
+    with gw.http() as c:
+        assert_openai_error_no_id(c.get("/v1/nothing"), 404)
+        assert_openai_error_no_id(c.get("/v1/chat/completions"), 404)
+
+
+def assert_openai_error_no_id(r: httpx.Response, status: int) -> None:
+    assert r.status_code == status
+    assert "message" in r.json()["error"]

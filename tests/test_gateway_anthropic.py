@@ -1,0 +1,127 @@
+"""The Anthropic-compatible surface, driven by the official `anthropic` SDK."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from gateway_fixtures import GW
+
+M = Decimal(1_000_000)
+MODEL = "claude-sonnet-4-6"
+
+
+def sonnet_cost(plain: int, read: int, w5m: int, w1h: int, out: int) -> Decimal:
+    """Claude Sonnet 4.6 per million tokens: $3 input, $0.30 cache read,
+    $3.75 5-minute cache write, $6 1-hour cache write, $15 output."""
+    return (
+        plain * 3 + read * Decimal("0.3") + w5m * Decimal("3.75") + w1h * 6 + out * 15
+    ) / M
+
+
+def test_json_message_is_metered_exactly(gw: GW) -> None:
+    raw = gw.anthropic().messages.with_raw_response.create(
+        model=MODEL,
+        max_tokens=100,
+        messages=[{"role": "user", "content": "hello there"}],
+        metadata={"user_id": "cust-7"},
+    )
+    msg = raw.parse()
+    assert msg.content[0].type == "text"
+    rid = raw.headers["x-tokenomy-request-id"]
+    want = sonnet_cost(msg.usage.input_tokens, 0, 0, 0, msg.usage.output_tokens)
+    assert Decimal(raw.headers["x-tokenomy-cost-usd"]) == want
+    rec = gw.record(rid)
+    assert rec.api == "anthropic" and rec.provider == "anthropic"
+    assert rec.cost_usd == want and rec.user == "cust-7" and rec.team == "search"
+
+
+def test_cache_writes_and_reads_are_priced_by_ttl(gw: GW) -> None:
+    client = gw.anthropic()
+    long_doc = "policy " * 50
+    system = [
+        {"type": "text", "text": "You answer from the document."},
+        {"type": "text", "text": long_doc, "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+    ]
+    msgs = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "first question about caching 5m " * 3,
+                 "cache_control": {"type": "ephemeral"}},
+            ],
+        }
+    ]  # fmt: skip
+    first = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=50, system=system, messages=msgs  # type: ignore[arg-type]
+    )
+    u = first.parse().usage
+    assert u.cache_creation_input_tokens and u.cache_creation is not None
+    w1h, w5m = u.cache_creation.ephemeral_1h_input_tokens, u.cache_creation.ephemeral_5m_input_tokens
+    assert w1h > 0 and w5m > 0
+    rec = gw.record(first.headers["x-tokenomy-request-id"])
+    assert rec.usage.cache_write_1h_tokens == w1h and rec.usage.cache_write_tokens == w5m
+    assert rec.usage.input_tokens == u.input_tokens + w1h + w5m  # Anthropic's input excludes cache
+    assert rec.cost_usd == sonnet_cost(u.input_tokens, 0, w5m, w1h, u.output_tokens)
+
+    second = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=50, system=system, messages=msgs  # type: ignore[arg-type]
+    )
+    u2 = second.parse().usage
+    assert u2.cache_read_input_tokens == w1h + w5m
+    rec2 = gw.record(second.headers["x-tokenomy-request-id"])
+    assert rec2.usage.cache_read_tokens == w1h + w5m
+    assert rec2.cost_usd == sonnet_cost(u2.input_tokens, w1h + w5m, 0, 0, u2.output_tokens)
+
+
+def test_stream_events_and_final_usage(gw: GW) -> None:
+    client = gw.anthropic()
+    with client.messages.stream(
+        model=MODEL, max_tokens=100, messages=[{"role": "user", "content": "stream me"}]
+    ) as stream:
+        kinds = [ev.type for ev in stream]
+        final = stream.get_final_message()
+        rid = stream.response.headers["x-tokenomy-request-id"]
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert "content_block_delta" in kinds
+    rec = gw.record(rid)
+    assert rec.stream and not rec.usage.estimated
+    assert rec.usage.output_tokens == final.usage.output_tokens
+    assert rec.cost_usd == sonnet_cost(final.usage.input_tokens, 0, 0, 0, final.usage.output_tokens)
+
+
+def test_tool_use_stream(gw: GW) -> None:
+    tools = [
+        {
+            "name": "get_weather",
+            "description": "Weather for a city",
+            "input_schema": {
+                "type": "object",
+                "properties": {"location": {"type": "string"}},
+                "required": ["location"],
+            },
+        }
+    ]
+    with gw.anthropic().messages.stream(
+        model=MODEL,
+        max_tokens=100,
+        tools=tools,  # type: ignore[arg-type]
+        messages=[{"role": "user", "content": "weather? [[fake:tool=get_weather]]"}],
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "tool_use"
+    block = next(b for b in final.content if b.type == "tool_use")
+    assert block.name == "get_weather" and "location" in block.input  # type: ignore[operator]
+
+
+async def test_async_client(gw: GW) -> None:
+    client = gw.async_anthropic()
+    msg = await client.messages.create(
+        model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert msg.usage.output_tokens > 0
+    async with client.messages.stream(
+        model="claude-haiku-4-5", max_tokens=20, messages=[{"role": "user", "content": "hi"}]
+    ) as stream:
+        text = await stream.get_final_text()
+    assert text.startswith("Echo:")
+    await client.close()
