@@ -54,7 +54,9 @@ class GW:
 
     def close(self) -> None:
         for c in self._clients:
-            if hasattr(c, "close") and not isinstance(c, openai.AsyncOpenAI | anthropic.AsyncAnthropic):
+            if hasattr(c, "close") and not isinstance(
+                c, openai.AsyncOpenAI | anthropic.AsyncAnthropic
+            ):
                 c.close()
         self._clients.clear()
         if self._store is not None:
@@ -168,13 +170,13 @@ def start_gateway(settings: Settings, fake: Fake) -> Iterator[GW]:
 
 
 @pytest.fixture(scope="module")
-def gw(
-    fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GW]:
+def gw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GW]:
     db = str(tmp_path_factory.mktemp("gw") / "ledger.db")
     yield from start_gateway(gateway_settings(db, fake, fake_llamacpp), fake)
 
 
 @pytest.fixture
 def fresh_gw(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> Iterator[GW]:
-    yield from start_gateway(gateway_settings(str(tmp_path / "ledger.db"), fake, fake_llamacpp), fake)
+    yield from start_gateway(
+        gateway_settings(str(tmp_path / "ledger.db"), fake, fake_llamacpp), fake
+    )

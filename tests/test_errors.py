@@ -53,8 +53,14 @@ def test_malformed_json(gw: GW) -> None:
     [
         ({"model": "gpt-4o", "messages": "hi"}, "messages"),
         ({"model": 4, "messages": [{"role": "user", "content": "x"}]}, "model"),
-        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "stream": "yes"}, "stream"),
-        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "max_tokens": True}, "max_tokens"),
+        (
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "stream": "yes"},
+            "stream",
+        ),
+        (
+            {"model": "gpt-4o", "messages": [{"role": "user", "content": "x"}], "max_tokens": True},
+            "max_tokens",
+        ),
         ({"messages": [{"role": "user", "content": "x"}]}, "model"),
     ],
 )
@@ -87,9 +93,13 @@ def test_missing_wrong_revoked_and_expired_keys(fresh_gw: GW) -> None:
     with pytest.raises(openai.AuthenticationError):
         gw.openai(key="tk-nothing-here").chat.completions.create(model="gpt-4o", messages=say("x"))  # type: ignore[arg-type]
     with gw.http() as c:
-        assert_openai_error(c.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": say("x")}), 401)
+        assert_openai_error(
+            c.post("/v1/chat/completions", json={"model": "gpt-4o", "messages": say("x")}), 401
+        )
     with pytest.raises(anthropic.AuthenticationError):
-        gw.anthropic(key="bad").messages.create(model="claude-haiku-4-5", max_tokens=5, messages=say("x"))  # type: ignore[arg-type]
+        gw.anthropic(key="bad").messages.create(
+            model="claude-haiku-4-5", max_tokens=5, messages=say("x")
+        )  # type: ignore[arg-type]
 
     revoked, rec = mint_key(team="t")
     gw.store.create_key(rec)
@@ -115,18 +125,21 @@ def test_key_model_allowlist(fresh_gw: GW) -> None:
 
 def test_upstream_4xx_passes_through_and_is_recorded(gw: GW) -> None:
     with pytest.raises(openai.BadRequestError) as info:
-        gw.openai().chat.completions.with_raw_response.create(model="gpt-4o", messages=say("bad [[fake:status=400]]"))  # type: ignore[arg-type]
+        gw.openai().chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=say("bad [[fake:status=400]]")
+        )  # type: ignore[arg-type]
     rid = info.value.response.headers["x-tokenomy-request-id"]
     rec = gw.record(rid)
     assert rec.status == 400 and rec.error_type == "upstream_error" and rec.cost_usd is None
 
 
 def test_retry_on_5xx_before_any_byte(gw: GW) -> None:
-    text = "retry me [[fake:status=503]] [[fake:fail_times=1]] [[fake:id=retry-test]]"
-    n_before = len(gw.fake.app.requests)
+    tag = f"retry-{time.time_ns()}"
+    text = f"retry me [[fake:status=503]] [[fake:fail_times=1]] [[fake:id={tag}]]"
     resp = gw.openai().chat.completions.create(model="flaky-model", messages=say(text))  # type: ignore[arg-type]
     assert resp.choices[0].message.content
-    assert len(gw.fake.app.requests) - n_before == 2
+    tries = [r for r in gw.fake.app.requests if tag in str(r.body)]
+    assert len(tries) == 2
 
 
 def test_upstream_5xx_and_429_after_retries(gw: GW) -> None:
@@ -137,15 +150,21 @@ def test_upstream_5xx_and_429_after_retries(gw: GW) -> None:
         gw.openai().chat.completions.create(model="gpt-4o", messages=say("[[fake:status=429]]"))  # type: ignore[arg-type]
     assert rl.value.response.headers["retry-after"] == "1"
     with pytest.raises(anthropic.RateLimitError):
-        gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=5, messages=say("[[fake:status=429]]"))  # type: ignore[arg-type]
+        gw.anthropic().messages.create(
+            model="claude-haiku-4-5", max_tokens=5, messages=say("[[fake:status=429]]")
+        )  # type: ignore[arg-type]
     with pytest.raises(anthropic.InternalServerError) as ov:
-        gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=5, messages=say("[[fake:status=529]]"))  # type: ignore[arg-type]
+        gw.anthropic().messages.create(
+            model="claude-haiku-4-5", max_tokens=5, messages=say("[[fake:status=529]]")
+        )  # type: ignore[arg-type]
     assert ov.value.status_code == 529
 
 
 def test_timeout_is_504(gw: GW) -> None:
     with pytest.raises(openai.APIStatusError) as info:
-        gw.openai().chat.completions.create(model="slow-model", messages=say("[[fake:delay_ms=2000]]"))  # type: ignore[arg-type]
+        gw.openai().chat.completions.create(
+            model="slow-model", messages=say("[[fake:delay_ms=2000]]")
+        )  # type: ignore[arg-type]
     assert info.value.status_code == 504
     with gw.http() as c:
         r = c.post("/v1/messages", headers={"x-api-key": gw.key},
@@ -169,7 +188,9 @@ def test_malformed_upstream_json_is_502(gw: GW) -> None:
 @pytest.mark.parametrize("directive", ["malformed", "reset", "stream_error"])
 def test_broken_stream_ends_with_an_error_event_and_is_recorded(gw: GW, directive: str) -> None:
     with gw.openai().chat.completions.with_streaming_response.create(
-        model="gpt-4o", messages=say(f"go [[fake:{directive}]] [[fake:chunks=6]]"), stream=True  # type: ignore[arg-type]
+        model="gpt-4o",
+        messages=say(f"go [[fake:{directive}]] [[fake:chunks=6]]"),
+        stream=True,  # type: ignore[arg-type]
     ) as resp:
         rid = resp.headers["x-tokenomy-request-id"]
         with pytest.raises(openai.APIError):
@@ -181,9 +202,14 @@ def test_broken_stream_ends_with_an_error_event_and_is_recorded(gw: GW, directiv
 
 
 def test_anthropic_stream_error_event(gw: GW) -> None:
-    with pytest.raises(anthropic.APIStatusError), gw.anthropic().messages.stream(
-        model="claude-haiku-4-5", max_tokens=50, messages=say("go [[fake:stream_error]]")  # type: ignore[arg-type]
-    ) as stream:
+    with (
+        pytest.raises(anthropic.APIStatusError),
+        gw.anthropic().messages.stream(
+            model="claude-haiku-4-5",
+            max_tokens=50,
+            messages=say("go [[fake:stream_error]]"),  # type: ignore[arg-type]
+        ) as stream,
+    ):
         for _ in stream:
             pass
 

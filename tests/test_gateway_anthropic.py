@@ -13,9 +13,7 @@ MODEL = "claude-sonnet-4-6"
 def sonnet_cost(plain: int, read: int, w5m: int, w1h: int, out: int) -> Decimal:
     """Claude Sonnet 4.6 per million tokens: $3 input, $0.30 cache read,
     $3.75 5-minute cache write, $6 1-hour cache write, $15 output."""
-    return (
-        plain * 3 + read * Decimal("0.3") + w5m * Decimal("3.75") + w1h * 6 + out * 15
-    ) / M
+    return (plain * 3 + read * Decimal("0.3") + w5m * Decimal("3.75") + w1h * 6 + out * 15) / M
 
 
 def test_json_message_is_metered_exactly(gw: GW) -> None:
@@ -52,11 +50,17 @@ def test_cache_writes_and_reads_are_priced_by_ttl(gw: GW) -> None:
         }
     ]  # fmt: skip
     first = client.messages.with_raw_response.create(
-        model=MODEL, max_tokens=50, system=system, messages=msgs  # type: ignore[arg-type]
+        model=MODEL,
+        max_tokens=50,
+        system=system,
+        messages=msgs,  # type: ignore[arg-type]
     )
     u = first.parse().usage
     assert u.cache_creation_input_tokens and u.cache_creation is not None
-    w1h, w5m = u.cache_creation.ephemeral_1h_input_tokens, u.cache_creation.ephemeral_5m_input_tokens
+    w1h, w5m = (
+        u.cache_creation.ephemeral_1h_input_tokens,
+        u.cache_creation.ephemeral_5m_input_tokens,
+    )
     assert w1h > 0 and w5m > 0
     rec = gw.record(first.headers["x-tokenomy-request-id"])
     assert rec.usage.cache_write_1h_tokens == w1h and rec.usage.cache_write_tokens == w5m
@@ -64,7 +68,10 @@ def test_cache_writes_and_reads_are_priced_by_ttl(gw: GW) -> None:
     assert rec.cost_usd == sonnet_cost(u.input_tokens, 0, w5m, w1h, u.output_tokens)
 
     second = client.messages.with_raw_response.create(
-        model=MODEL, max_tokens=50, system=system, messages=msgs  # type: ignore[arg-type]
+        model=MODEL,
+        max_tokens=50,
+        system=system,
+        messages=msgs,  # type: ignore[arg-type]
     )
     u2 = second.parse().usage
     assert u2.cache_read_input_tokens == w1h + w5m

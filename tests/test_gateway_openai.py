@@ -6,7 +6,6 @@ import json
 from decimal import Decimal
 
 import httpx2 as httpx
-import openai
 import pytest
 
 from gateway_fixtures import GW
@@ -38,7 +37,12 @@ def test_json_response_is_metered_exactly(gw: GW) -> None:
     assert not rec.usage.estimated and not rec.price_unknown
     assert (rec.key_id, rec.org, rec.team, rec.user) == (gw.key_id, "acme", "search", "bob")
     assert rec.tags == {"env": "test"}
-    assert (rec.provider, rec.served_model, rec.status, rec.stream) == ("openai", "gpt-4o", 200, False)
+    assert (rec.provider, rec.served_model, rec.status, rec.stream) == (
+        "openai",
+        "gpt-4o",
+        200,
+        False,
+    )
     assert rec.latency_ms is not None and rec.latency_ms > 0
 
 
@@ -82,12 +86,18 @@ def test_price_override_from_config(gw: GW) -> None:
     )
     u = raw.parse().usage
     assert u is not None
-    want = ((u.prompt_tokens - 2) * Decimal("0.5") + 2 * Decimal("0.05") + u.completion_tokens * Decimal("1.5")) / M
+    want = (
+        (u.prompt_tokens - 2) * Decimal("0.5")
+        + 2 * Decimal("0.05")
+        + u.completion_tokens * Decimal("1.5")
+    ) / M
     assert Decimal(raw.headers["x-tokenomy-cost-usd"]) == want
 
 
 def test_unknown_price_is_flagged_never_zero(gw: GW) -> None:
-    raw = gw.openai().chat.completions.with_raw_response.create(model="mystery-model-x", messages=MSG)
+    raw = gw.openai().chat.completions.with_raw_response.create(
+        model="mystery-model-x", messages=MSG
+    )
     assert raw.headers["x-tokenomy-cost-usd"] == "unknown"
     rec = gw.record(raw.headers["x-tokenomy-request-id"])
     assert rec.price_unknown and rec.cost_usd is None
@@ -180,10 +190,16 @@ def test_n_json_mode_and_structured_outputs(gw: GW) -> None:
     assert isinstance(json.loads(resp.choices[0].message.content or ""), dict)
     schema = {
         "name": "answer",
-        "schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        "schema": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
     }
     resp = client.chat.completions.create(
-        model="gpt-4o", messages=MSG, response_format={"type": "json_schema", "json_schema": schema}  # type: ignore[typeddict-item]
+        model="gpt-4o",
+        messages=MSG,
+        response_format={"type": "json_schema", "json_schema": schema},  # type: ignore[typeddict-item]
     )
     assert "city" in json.loads(resp.choices[0].message.content or "")
 

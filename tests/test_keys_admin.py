@@ -22,7 +22,11 @@ def test_cli_create_prints_the_key_last_and_stores_only_its_hash(fresh_gw: GW) -
     secret = res.stdout.strip().splitlines()[-1]
     assert secret.startswith("tk-")
     rec = fresh_gw.store.get_key_by_hash(hash_key(secret))
-    assert rec is not None and (rec.team, rec.user, rec.tags) == ("search", "alice", {"env": "prod"})
+    assert rec is not None and (rec.team, rec.user, rec.tags) == (
+        "search",
+        "alice",
+        {"env": "prod"},
+    )
     assert secret.encode() not in Path(fresh_gw.db).read_bytes()
 
     raw = fresh_gw.openai(key=secret).chat.completions.with_raw_response.create(
@@ -45,9 +49,14 @@ def test_cli_create_prints_the_key_last_and_stores_only_its_hash(fresh_gw: GW) -
 
 def test_cli_expire(fresh_gw: GW) -> None:
     runner = CliRunner()
-    secret = runner.invoke(cli, ["keys", "create", "--db", fresh_gw.db]).stdout.strip().splitlines()[-1]
+    secret = (
+        runner.invoke(cli, ["keys", "create", "--db", fresh_gw.db]).stdout.strip().splitlines()[-1]
+    )
     key_id = secret.split("-")[1]
-    assert runner.invoke(cli, ["keys", "expire", key_id, "--in", "0", "--db", fresh_gw.db]).exit_code == 0
+    assert (
+        runner.invoke(cli, ["keys", "expire", key_id, "--in", "0", "--db", fresh_gw.db]).exit_code
+        == 0
+    )
     with pytest.raises(openai.AuthenticationError, match="expired"):
         fresh_gw.openai(key=secret).chat.completions.create(
             model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
@@ -60,8 +69,13 @@ def test_admin_api(fresh_gw: GW) -> None:
     admin = {"authorization": f"Bearer {MASTER_KEY}"}
     with httpx.Client(base_url=fresh_gw.url) as c:
         assert c.get("/admin/keys").status_code == 401
-        assert c.get("/admin/keys", headers={"authorization": f"Bearer {fresh_gw.key}"}).status_code == 401
-        r = c.post("/admin/keys", headers=admin, json={"team": "ml", "user": "bob", "expires_in": 3600})
+        assert (
+            c.get("/admin/keys", headers={"authorization": f"Bearer {fresh_gw.key}"}).status_code
+            == 401
+        )
+        r = c.post(
+            "/admin/keys", headers=admin, json={"team": "ml", "user": "bob", "expires_in": 3600}
+        )
         assert r.status_code == 201
         created = r.json()
         secret, key_id = created["key"], created["key_id"]
@@ -74,10 +88,15 @@ def test_admin_api(fresh_gw: GW) -> None:
         client = fresh_gw.openai(key=secret)
         client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
 
-        assert c.patch(f"/admin/keys/{key_id}", headers=admin, json={"expires_in": 7200}).status_code == 200
+        assert (
+            c.patch(f"/admin/keys/{key_id}", headers=admin, json={"expires_in": 7200}).status_code
+            == 200
+        )
         assert c.post(f"/admin/keys/{key_id}/revoke", headers=admin).json()["active"] is False
         with pytest.raises(openai.AuthenticationError):
-            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+            )
 
         assert c.get("/admin/keys/nope", headers=admin).status_code == 404
         bad = c.post("/admin/keys", headers=admin, content=b"{")

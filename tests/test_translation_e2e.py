@@ -74,7 +74,9 @@ def test_anthropic_client_to_openai_model(gw: GW) -> None:
     assert upstream.path == "/v1/chat/completions"
     rec = gw.record(raw.headers["x-tokenomy-request-id"])
     assert rec.api == "anthropic" and rec.provider == "openai"
-    assert rec.cost_usd == (msg.usage.input_tokens * Decimal("2.5") + msg.usage.output_tokens * 10) / M
+    assert (
+        rec.cost_usd == (msg.usage.input_tokens * Decimal("2.5") + msg.usage.output_tokens * 10) / M
+    )
 
 
 def test_anthropic_client_streams_openai_tool_call(gw: GW) -> None:

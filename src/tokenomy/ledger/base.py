@@ -4,15 +4,29 @@ Stores are synchronous and owned by one thread at a time; the gateway talks to
 them through `tokenomy.ledger.writer.GroupCommitWriter` (records) and
 ``asyncio.to_thread`` (keys), so a slow disk or a network round trip to
 PostgreSQL never blocks the event loop.
+
+`SQLStore` holds everything the two SQL engines share: the statements, the
+record ↔ row mapping and the key queries. An engine supplies its connections
+through ``_write`` (one committed transaction) and ``_read``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, TypeVar
 
+import orjson
+
+from ..errors import InvalidRequest
 from ..records import UsageRecord
+from ..usage import Usage
+from .migrations import Cursor, Dialect, apply_pending
+
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -33,13 +47,20 @@ class KeyRecord:
 class Store(ABC):
     """A ledger backend. Implementations: SQLite (default) and PostgreSQL."""
 
-    @abstractmethod
-    def migrate(self) -> list[str]:
-        """Apply pending migrations in order; return the names applied."""
+    # Where GroupCommitWriter appends records it could not insert, unless told otherwise.
+    fallback_path: str = "tokenomy-ledger.failed.jsonl"
 
     @abstractmethod
-    def insert_records(self, records: Sequence[UsageRecord]) -> None:
-        """Append records in one transaction (committed when this returns)."""
+    def migrate(self, *, upto: str | None = None) -> list[str]:
+        """Apply pending migrations in order (stopping after ``upto`` if given);
+        return the names applied. Idempotent, and safe when processes race."""
+
+    @abstractmethod
+    def insert_records(self, records: Sequence[UsageRecord]) -> int:
+        """Append records in one transaction (committed when this returns).
+
+        Returns the number of rows added: a record whose ``request_id`` is already
+        in the ledger is skipped, so a retry can never count a request twice."""
 
     @abstractmethod
     def get_record(self, request_id: str) -> UsageRecord | None: ...
@@ -52,7 +73,8 @@ class Store(ABC):
     def count_records(self) -> int: ...
 
     @abstractmethod
-    def create_key(self, key: KeyRecord) -> None: ...
+    def create_key(self, key: KeyRecord) -> None:
+        """Raises `InvalidRequest` (409) if the key id or hash already exists."""
 
     @abstractmethod
     def get_key_by_hash(self, key_hash: str) -> KeyRecord | None: ...
@@ -61,13 +83,357 @@ class Store(ABC):
     def get_key(self, key_id: str) -> KeyRecord | None: ...
 
     @abstractmethod
-    def list_keys(self) -> list[KeyRecord]: ...
+    def list_keys(self) -> list[KeyRecord]:
+        """Oldest first."""
 
     @abstractmethod
     def update_key(
         self, key_id: str, *, revoked_at: float | None = None, expires_at: float | None = None
     ) -> bool:
-        """Set revoked_at and/or expires_at (None leaves a field unchanged)."""
+        """Set revoked_at and/or expires_at (None leaves a field unchanged).
+        Returns False if there is no such key."""
 
     @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the connections. Idempotent."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# -- the record <-> row mapping -----------------------------------------------------------
+
+# Column order of `requests` (minus the surrogate ``id``). UsageRecord.user is
+# stored as ``end_user``: ``user`` is a PostgreSQL keyword that silently selects
+# the current role when left unquoted.
+REQUEST_COLUMNS = (
+    "request_id",
+    "ts",
+    "api",
+    "endpoint",
+    "key_id",
+    "org",
+    "team",
+    "end_user",
+    "tags",
+    "requested_model",
+    "served_model",
+    "provider",
+    "deployment",
+    "stream",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "estimated",
+    "cost_usd",
+    "price_unknown",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error_type",
+    "decisions",
+)
+KEY_COLUMNS = (
+    "key_id",
+    "key_hash",
+    "name",
+    "org",
+    "team",
+    "end_user",
+    "tags",
+    "models",
+    "created_at",
+    "expires_at",
+    "revoked_at",
+)
+_JSON_COLUMNS = {"tags", "decisions", "models"}
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):  # money in a lever's decision: keep it exact
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def dump_json(obj: Any) -> str:
+    return orjson.dumps(obj, default=_json_default).decode()
+
+
+def _load_json(value: Any) -> Any:
+    # SQLite hands back text; psycopg has already parsed JSONB.
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _money(value: Any) -> Decimal | None:
+    if value is None or isinstance(value, Decimal):
+        return value
+    return Decimal(value)
+
+
+def record_to_row(rec: UsageRecord, dialect: Dialect) -> tuple[Any, ...]:
+    u = rec.usage
+    cost: Any = rec.cost_usd
+    if cost is not None and dialect.money_as_text:
+        cost = format(cost, "f")  # exact, and never in exponent notation
+    return (
+        rec.request_id,
+        float(rec.ts),
+        rec.api,
+        rec.endpoint,
+        rec.key_id,
+        rec.org,
+        rec.team,
+        rec.user,
+        dump_json(rec.tags),
+        rec.requested_model,
+        rec.served_model,
+        rec.provider,
+        rec.deployment,
+        bool(rec.stream),
+        u.input_tokens,
+        u.output_tokens,
+        u.cache_read_tokens,
+        u.cache_write_tokens,
+        u.cache_write_1h_tokens,
+        u.reasoning_tokens,
+        bool(u.estimated),
+        cost,
+        bool(rec.price_unknown),
+        rec.latency_ms,
+        rec.ttft_ms,
+        rec.status,
+        rec.error_type,
+        dump_json(rec.decisions),
+    )
+
+
+def row_to_record(row: Sequence[Any]) -> UsageRecord:
+    (
+        request_id,
+        ts,
+        api,
+        endpoint,
+        key_id,
+        org,
+        team,
+        end_user,
+        tags,
+        requested_model,
+        served_model,
+        provider,
+        deployment,
+        stream,
+        input_tokens,
+        output_tokens,
+        cache_read_tokens,
+        cache_write_tokens,
+        cache_write_1h_tokens,
+        reasoning_tokens,
+        estimated,
+        cost_usd,
+        price_unknown,
+        latency_ms,
+        ttft_ms,
+        status,
+        error_type,
+        decisions,
+    ) = row
+    return UsageRecord(
+        request_id=request_id,
+        ts=ts,
+        api=api,
+        endpoint=endpoint,
+        key_id=key_id,
+        org=org,
+        team=team,
+        user=end_user,
+        tags=_load_json(tags),
+        requested_model=requested_model,
+        served_model=served_model,
+        provider=provider,
+        deployment=deployment,
+        stream=bool(stream),
+        usage=Usage(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            cache_read_tokens=cache_read_tokens,
+            cache_write_tokens=cache_write_tokens,
+            cache_write_1h_tokens=cache_write_1h_tokens,
+            reasoning_tokens=reasoning_tokens,
+            estimated=bool(estimated),
+        ),
+        cost_usd=_money(cost_usd),
+        price_unknown=bool(price_unknown),
+        latency_ms=latency_ms,
+        ttft_ms=ttft_ms,
+        status=status,
+        error_type=error_type,
+        decisions=_load_json(decisions),
+    )
+
+
+def key_to_row(key: KeyRecord) -> tuple[Any, ...]:
+    return (
+        key.key_id,
+        key.key_hash,
+        key.name,
+        key.org,
+        key.team,
+        key.user,
+        dump_json(key.tags),
+        dump_json(key.models),
+        key.created_at,
+        key.expires_at,
+        key.revoked_at,
+    )
+
+
+def row_to_key(row: Sequence[Any]) -> KeyRecord:
+    key_id, key_hash, name, org, team, end_user, tags, models, created, expires, revoked = row
+    return KeyRecord(
+        key_id=key_id,
+        key_hash=key_hash,
+        name=name,
+        org=org,
+        team=team,
+        user=end_user,
+        tags=_load_json(tags),
+        models=_load_json(models),
+        created_at=created,
+        expires_at=expires,
+        revoked_at=revoked,
+    )
+
+
+# -- the shared SQL store -------------------------------------------------------------------
+
+
+class SQLStore(Store):
+    """The queries, written once; subclasses own the connections and their locks."""
+
+    dialect: Dialect
+    # The driver's exception for a violated UNIQUE constraint.
+    integrity_error: tuple[type[Exception], ...] = ()
+
+    @abstractmethod
+    def _write(self, fn: Callable[[Cursor], T]) -> T:
+        """Run ``fn`` inside one write transaction and commit it (roll back on error)."""
+
+    @abstractmethod
+    def _read(self, fn: Callable[[Cursor], T]) -> T:
+        """Run ``fn`` on the read connection."""
+
+    def _lock_for_migration(self, cur: Cursor) -> None:
+        """Serialise migrations across processes (a no-op if ``_write`` already does)."""
+
+    def _sql(self, template: str) -> str:
+        return template.replace("?", self.dialect.param)
+
+    def _values(self, columns: Sequence[str]) -> str:
+        d = self.dialect
+        return ", ".join(d.json_param if c in _JSON_COLUMNS else d.param for c in columns)
+
+    # -- migrations and records ------------------------------------------------------
+
+    def migrate(self, *, upto: str | None = None) -> list[str]:
+        def run(cur: Cursor) -> list[str]:
+            self._lock_for_migration(cur)
+            return apply_pending(cur, self.dialect, upto=upto)
+
+        return self._write(run)
+
+    def insert_records(self, records: Sequence[UsageRecord]) -> int:
+        if not records:
+            return 0
+        rows = [record_to_row(r, self.dialect) for r in records]
+        sql = (
+            f"INSERT INTO requests ({', '.join(REQUEST_COLUMNS)}) "
+            f"VALUES ({self._values(REQUEST_COLUMNS)}) ON CONFLICT (request_id) DO NOTHING"
+        )
+
+        def run(cur: Cursor) -> int:
+            cur.executemany(sql, rows)
+            return max(cur.rowcount, 0)
+
+        return self._write(run)
+
+    def get_record(self, request_id: str) -> UsageRecord | None:
+        sql = self._sql(f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE request_id = ?")
+        row = self._read(lambda cur: cur.execute(sql, (request_id,)).fetchone())
+        return None if row is None else row_to_record(row)
+
+    def list_records(self, *, limit: int = 1000, since: float | None = None) -> list[UsageRecord]:
+        where, params = ("", (limit,)) if since is None else ("WHERE ts >= ?", (since, limit))
+        sql = self._sql(
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests {where} "
+            "ORDER BY ts DESC, id DESC LIMIT ?"
+        )
+        rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
+        return [row_to_record(r) for r in rows]
+
+    def count_records(self) -> int:
+        row = self._read(lambda cur: cur.execute("SELECT count(*) FROM requests").fetchone())
+        return int(row[0])
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def create_key(self, key: KeyRecord) -> None:
+        sql = (
+            f"INSERT INTO api_keys ({', '.join(KEY_COLUMNS)}) VALUES ({self._values(KEY_COLUMNS)})"
+        )
+        row = key_to_row(key)
+        try:
+            self._write(lambda cur: cur.execute(sql, row))
+        except self.integrity_error as exc:
+            raise InvalidRequest(
+                f"A key with id {key.key_id!r} or the same hash already exists.",
+                status=409,
+                code="key_exists",
+            ) from exc
+
+    def _one_key(self, column: str, value: str) -> KeyRecord | None:
+        sql = self._sql(f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys WHERE {column} = ?")
+        row = self._read(lambda cur: cur.execute(sql, (value,)).fetchone())
+        return None if row is None else row_to_key(row)
+
+    def get_key_by_hash(self, key_hash: str) -> KeyRecord | None:
+        return self._one_key("key_hash", key_hash)
+
+    def get_key(self, key_id: str) -> KeyRecord | None:
+        return self._one_key("key_id", key_id)
+
+    def list_keys(self) -> list[KeyRecord]:
+        sql = f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, key_id"
+        return [row_to_key(r) for r in self._read(lambda cur: cur.execute(sql).fetchall())]
+
+    def update_key(
+        self, key_id: str, *, revoked_at: float | None = None, expires_at: float | None = None
+    ) -> bool:
+        sets = [
+            (c, v)
+            for c, v in (("revoked_at", revoked_at), ("expires_at", expires_at))
+            if v is not None
+        ]
+        if not sets:
+            return self.get_key(key_id) is not None
+        sql = self._sql(
+            f"UPDATE api_keys SET {', '.join(c + ' = ?' for c, _ in sets)} WHERE key_id = ?"
+        )
+        params = (*(v for _, v in sets), key_id)
+
+        def run(cur: Cursor) -> bool:
+            cur.execute(sql, params)
+            return cur.rowcount > 0
+
+        return self._write(run)

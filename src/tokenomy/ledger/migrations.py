@@ -1,0 +1,182 @@
+"""The ledger schema as one list of named, ordered migrations for both engines.
+
+A migration is a function ``mNNN_what(dialect) -> list[str]`` registered with
+``@migration``; its name is the function's name and its place in `MIGRATIONS` is
+the order it was defined in. The SQL is written once, with the few column types
+that differ between SQLite and PostgreSQL taken from the `Dialect`; a migration
+that needs genuinely different SQL branches on ``dialect.name``.
+
+Applied names are recorded in the ``migrations`` table. Never edit or reorder a
+migration that has shipped: add the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger("tokenomy.ledger")
+
+
+class Cursor(Protocol):
+    """What the ledger needs from a DB-API cursor (sqlite3 and psycopg both fit)."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def execute(self, query: Any, params: Any = ..., /) -> Any: ...
+
+    def executemany(self, query: Any, params_seq: Any, /) -> Any: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    name: str  # "sqlite" or "postgres"
+    param: str  # the driver's placeholder
+    json_param: str  # placeholder for a JSON text value
+    row_id: str  # surrogate key column definition
+    real: str
+    boolean: str
+    json: str
+    money: str  # SQLite keeps the exact Decimal string; PostgreSQL an exact NUMERIC
+    money_as_text: bool
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    param="?",
+    json_param="?",
+    row_id="INTEGER PRIMARY KEY AUTOINCREMENT",
+    real="REAL",
+    boolean="INTEGER",
+    json="TEXT",
+    money="TEXT",
+    money_as_text=True,
+)
+
+POSTGRES = Dialect(
+    name="postgres",
+    param="%s",
+    json_param="%s::jsonb",
+    row_id="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    real="DOUBLE PRECISION",
+    boolean="BOOLEAN",
+    json="JSONB",
+    # Unconstrained NUMERIC stores any Decimal exactly, scale included.
+    money="NUMERIC",
+    money_as_text=False,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    name: str
+    statements: Callable[[Dialect], list[str]]
+
+
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Callable[[Dialect], list[str]]) -> Callable[[Dialect], list[str]]:
+    MIGRATIONS.append(Migration(fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_initial(d: Dialect) -> list[str]:
+    return [
+        f"""CREATE TABLE requests (
+            id {d.row_id},
+            request_id TEXT NOT NULL UNIQUE,
+            ts {d.real} NOT NULL,
+            api TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            key_id TEXT,
+            org TEXT,
+            team TEXT,
+            end_user TEXT,
+            tags {d.json} NOT NULL,
+            requested_model TEXT NOT NULL,
+            served_model TEXT,
+            provider TEXT,
+            deployment TEXT,
+            stream {d.boolean} NOT NULL,
+            input_tokens BIGINT NOT NULL,
+            output_tokens BIGINT NOT NULL,
+            cache_read_tokens BIGINT NOT NULL,
+            cache_write_tokens BIGINT NOT NULL,
+            cache_write_1h_tokens BIGINT NOT NULL,
+            reasoning_tokens BIGINT NOT NULL,
+            estimated {d.boolean} NOT NULL,
+            cost_usd {d.money},
+            price_unknown {d.boolean} NOT NULL,
+            latency_ms {d.real},
+            ttft_ms {d.real},
+            status INTEGER NOT NULL,
+            error_type TEXT,
+            decisions {d.json} NOT NULL
+        )""",
+        "CREATE INDEX requests_ts ON requests (ts)",
+        "CREATE INDEX requests_team_ts ON requests (team, ts)",
+        "CREATE INDEX requests_model_ts ON requests (served_model, ts)",
+        "CREATE INDEX requests_key_ts ON requests (key_id, ts)",
+        f"""CREATE TABLE api_keys (
+            key_id TEXT PRIMARY KEY,
+            key_hash TEXT NOT NULL UNIQUE,
+            name TEXT,
+            org TEXT,
+            team TEXT,
+            end_user TEXT,
+            tags {d.json} NOT NULL,
+            models {d.json} NOT NULL,
+            created_at {d.real} NOT NULL,
+            expires_at {d.real},
+            revoked_at {d.real}
+        )""",
+    ]
+
+
+def names() -> list[str]:
+    return [m.name for m in MIGRATIONS]
+
+
+def apply_pending(cur: Cursor, dialect: Dialect, *, upto: str | None = None) -> list[str]:
+    """Apply, in order, every migration not yet recorded; return the names applied.
+
+    The caller holds the engine's lock and the transaction: SQLite ``BEGIN
+    IMMEDIATE``, PostgreSQL an advisory lock; both engines have transactional DDL,
+    so a failed migration leaves nothing behind. ``upto`` stops after that
+    migration (tests use it to build an older schema).
+    """
+    todo: Sequence[Migration] = MIGRATIONS
+    if upto is not None:
+        if upto not in names():
+            raise ValueError(f"unknown migration {upto!r}")
+        todo = MIGRATIONS[: names().index(upto) + 1]
+    cur.execute(
+        f"CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at {dialect.real} NOT NULL)"
+    )
+    cur.execute("SELECT name FROM migrations")
+    done = {row[0] for row in cur.fetchall()}
+    unknown = done - set(names())
+    if unknown:
+        log.warning("ledger has migrations this version does not know: %s", sorted(unknown))
+    applied = []
+    for m in todo:
+        if m.name in done:
+            continue
+        for statement in m.statements(dialect):
+            cur.execute(statement)
+        cur.execute(
+            f"INSERT INTO migrations (name, applied_at) VALUES ({dialect.param}, {dialect.param})",
+            (m.name, time.time()),
+        )
+        applied.append(m.name)
+    return applied

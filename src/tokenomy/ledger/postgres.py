@@ -1,0 +1,129 @@
+"""The PostgreSQL ledger (``pip install tokenomy[postgres]``), on psycopg 3.
+
+Two connections, each behind its own lock, opened on first use: the write
+connection (autocommit off: record batches from the writer thread, key changes,
+migrations) and a read connection in autocommit mode, so a key lookup never
+leaves a transaction idle. A connection found broken (server restart, failover,
+idle timeout) is reopened and the operation retried once; inserts skip request
+ids already present, so retrying a batch whose commit was in doubt is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+import psycopg
+
+from ..errors import ConfigError
+from .base import SQLStore
+from .migrations import POSTGRES, Cursor
+
+T = TypeVar("T")
+log = logging.getLogger("tokenomy.ledger")
+
+# Advisory lock key for migrations ("tknm"); the second key is the schema, so
+# ledgers in different schemas of one database migrate independently.
+_MIGRATION_LOCK = 0x746B6E6D
+
+
+class PostgresStore(SQLStore):
+    dialect = POSTGRES
+    integrity_error = (psycopg.IntegrityError,)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._closed = False
+        self._wlock = threading.Lock()
+        self._rlock = threading.Lock()
+        self._rconn: psycopg.Connection[tuple[object, ...]] | None = None
+        try:
+            self._wconn: psycopg.Connection[tuple[object, ...]] | None = self._connect(False)
+        except psycopg.OperationalError as exc:
+            raise ConfigError(f"cannot connect to the PostgreSQL ledger: {exc}") from exc
+
+    def _connect(self, autocommit: bool) -> psycopg.Connection[tuple[object, ...]]:
+        return psycopg.connect(self.url, autocommit=autocommit)
+
+    def _run(self, fn: Callable[[Cursor], T], *, write: bool) -> T:
+        for attempt in (1, 2):
+            conn = self._conn(write)
+            try:
+                with conn.cursor() as cur:
+                    result = fn(cur)
+                if write:
+                    conn.commit()
+                return result
+            except psycopg.OperationalError as exc:
+                if attempt == 1 and (conn.broken or conn.closed):
+                    log.warning("PostgreSQL connection lost (%s); reconnecting", exc)
+                    self._forget(write)
+                    continue
+                _rollback(conn)
+                raise
+            except BaseException:
+                _rollback(conn)
+                raise
+        raise AssertionError("unreachable")
+
+    def _conn(self, write: bool) -> psycopg.Connection[tuple[object, ...]]:
+        if self._closed:
+            raise RuntimeError("the PostgreSQL ledger is closed")
+        conn = self._wconn if write else self._rconn
+        if conn is None or conn.closed:
+            conn = self._connect(autocommit=not write)
+            if write:
+                self._wconn = conn
+            else:
+                self._rconn = conn
+        return conn
+
+    def _forget(self, write: bool) -> None:
+        conn = self._wconn if write else self._rconn
+        if conn is not None:
+            conn.close()
+        if write:
+            self._wconn = None
+        else:
+            self._rconn = None
+
+    def _write(self, fn: Callable[[Cursor], T]) -> T:
+        with self._wlock:
+            return self._run(fn, write=True)
+
+    def _read(self, fn: Callable[[Cursor], T]) -> T:
+        with self._rlock:
+            return self._run(fn, write=False)
+
+    def _lock_for_migration(self, cur: Cursor) -> None:
+        # Released at commit; current_schema() is NULL when search_path names no
+        # existing schema, and a NULL key would silently skip the lock.
+        cur.execute(
+            f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK}, "
+            "hashtext(coalesce(current_schema(), '')))"
+        )
+
+    def close(self) -> None:
+        with self._wlock, self._rlock:
+            if self._closed:
+                return
+            self._closed = True
+            for conn in (self._wconn, self._rconn):
+                if conn is not None:
+                    conn.close()
+            self._wconn = self._rconn = None
+
+    def __repr__(self) -> str:
+        info = psycopg.conninfo.conninfo_to_dict(self.url)
+        return f"PostgresStore(host={info.get('host')!r}, dbname={info.get('dbname')!r})"
+
+
+def _rollback(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    if conn.closed or conn.broken:
+        return
+    try:
+        conn.rollback()
+    except psycopg.Error:
+        log.debug("rollback failed", exc_info=True)
