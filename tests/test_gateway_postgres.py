@@ -1,0 +1,62 @@
+"""The same gateway with its ledger on the real local PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+
+from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg_gw(pg_schema_url: str, fake: Fake, fake_llamacpp: Fake) -> Iterator[GW]:
+    yield from start_gateway(gateway_settings(pg_schema_url, fake, fake_llamacpp), fake)
+
+
+def test_records_land_in_postgres_exactly(pg_gw: GW) -> None:
+    raw = pg_gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": "hello there [[fake:cached=2]]"}],
+        user="carol",
+    )
+    u = raw.parse().usage
+    assert u is not None
+    rec = pg_gw.record(raw.headers["x-tokenomy-request-id"])
+    want = ((u.prompt_tokens - 2) * Decimal("2.5") + 2 * Decimal("1.25") + u.completion_tokens * 10) / 10**6
+    assert rec.cost_usd == want == Decimal(raw.headers["x-tokenomy-cost-usd"])
+    assert rec.user == "carol" and rec.team == "search" and rec.usage.cache_read_tokens == 2
+
+
+def test_concurrent_streams_all_recorded_in_postgres(pg_gw: GW) -> None:
+    async def run() -> list[str]:
+        client = pg_gw.async_openai()
+
+        async def one() -> str:
+            async with client.chat.completions.with_streaming_response.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+            ) as resp:
+                async for _ in await resp.parse():
+                    pass
+                return resp.headers["x-tokenomy-request-id"]
+
+        ids = await asyncio.gather(*(one() for _ in range(40)))
+        await client.close()
+        return list(ids)
+
+    ids = asyncio.run(run())
+    recs = [pg_gw.store.get_record(i) for i in ids]
+    assert all(r is not None and r.status == 200 and r.cost_usd for r in recs)
+    assert pg_gw.store.count_records() == 40
+
+
+def test_unknown_price_is_null_in_postgres(pg_gw: GW) -> None:
+    raw = pg_gw.anthropic().messages.with_raw_response.create(
+        model="mystery-model-x", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+    )
+    rec = pg_gw.record(raw.headers["x-tokenomy-request-id"])
+    assert rec.price_unknown and rec.cost_usd is None and rec.api == "anthropic"
