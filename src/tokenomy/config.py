@@ -84,6 +84,9 @@ class Settings:
     deployments: tuple[Deployment, ...] = ()
     drain_timeout: float = 30.0  # seconds to finish in-flight requests on SIGTERM
     key_cache_ttl: float = 2.0  # seconds a verified key is trusted without a lookup
+    redis_url: str | None = None  # set: counters and reservations live in Redis (replicas)
+    timezone: str = "UTC"  # calendar periods (daily, weekly, monthly) are in this zone
+    webhook_url: str | None = None  # default target for alerts (Slack-compatible JSON)
     log_level: str = "info"
 
     def find_deployment(self, model: str) -> Deployment | None:
@@ -211,6 +214,9 @@ def load_settings(
         refuse_unknown_prices=bool(raw.get("refuse_unknown_prices", False)),
         drain_timeout=float(server.get("drain_timeout", 30.0)),
         key_cache_ttl=float(raw.get("key_cache_ttl", 2.0)),
+        redis_url=raw.get("redis_url"),
+        timezone=str(raw.get("timezone", "UTC")),
+        webhook_url=raw.get("webhook_url"),
         log_level=str(server.get("log_level", "info")),
     )
     models = raw.get("models")
@@ -227,6 +233,12 @@ def load_settings(
         env_over["db"] = env["TOKENOMY_DB"]
     if env.get("TOKENOMY_MASTER_KEY"):
         env_over["master_key"] = env["TOKENOMY_MASTER_KEY"]
+    if env.get("TOKENOMY_REDIS_URL"):
+        env_over["redis_url"] = env["TOKENOMY_REDIS_URL"]
+    if env.get("TOKENOMY_TIMEZONE"):
+        env_over["timezone"] = env["TOKENOMY_TIMEZONE"]
+    if env.get("TOKENOMY_WEBHOOK_URL"):
+        env_over["webhook_url"] = env["TOKENOMY_WEBHOOK_URL"]
     if env.get("TOKENOMY_HOST"):
         env_over["host"] = env["TOKENOMY_HOST"]
     if env.get("TOKENOMY_PORT"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
@@ -51,6 +52,11 @@ def _str_or_none(body: dict[str, Any], name: str) -> str | None:
     return v
 
 
+# An admin handler gets the gateway, the method, the path parts after /admin
+# (["keys", "<id>", "revoke"]), and the ASGI receive/send callables.
+AdminHandler = Callable[[Gateway, str, list[str], Any, Any], Awaitable[None]]
+
+
 async def handle_admin(
     gw: Gateway, scope: Scope, receive: Any, send: Any, headers: dict[str, str]
 ) -> None:
@@ -59,11 +65,17 @@ async def handle_admin(
         raise PermissionDenied("The admin API is disabled: set TOKENOMY_MASTER_KEY.")
     if not gw.keys.is_master(token):
         raise AuthenticationFailed("The admin API needs the master key.")
-    method, path = scope["method"], scope["path"].rstrip("/")
+    path = scope["path"].rstrip("/")
     parts = path.split("/")[2:]  # ["keys", key_id?, action?]
-    store = gw.store
-    if not parts or parts[0] != "keys":
+    handler = ADMIN_ROUTES.get(parts[0]) if parts else None
+    if handler is None:
         raise NotFound(f"No admin route {path}", code="not_found")
+    await handler(gw, scope["method"], parts, receive, send)
+
+
+async def handle_keys(gw: Gateway, method: str, parts: list[str], receive: Any, send: Any) -> None:
+    store = gw.store
+    path = "/admin/" + "/".join(parts)
     if len(parts) == 1:
         if method == "GET":
             keys = await asyncio.to_thread(store.list_keys)
@@ -114,3 +126,9 @@ async def handle_admin(
     updated = await asyncio.to_thread(store.get_key, key_id)
     assert updated is not None
     await send_json(send, 200, key_view(updated))
+
+
+# First path segment after /admin → handler. Each capability adds its own entry.
+ADMIN_ROUTES: dict[str, AdminHandler] = {
+    "keys": handle_keys,
+}
