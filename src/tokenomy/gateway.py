@@ -106,7 +106,6 @@ class Gateway:
         out = client_response(call, provider, up.data, up.raw)
         if usage is None:
             usage = estimate_usage(call, output_text_of(up.data, provider.api))
-        call.record.ttft_ms = None
         await self._finish(call, usage, status=200, error=None, admitted=True)
         headers = self._headers(call)
         return JSONReply(200, out, headers)

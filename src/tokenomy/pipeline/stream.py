@@ -91,6 +91,7 @@ class AnthropicPassthrough(Adapter):
     def __init__(self) -> None:
         super().__init__()
         self._usage_raw: dict[str, Any] = {}
+        self._stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
         data = _loads(ev)
@@ -118,7 +119,7 @@ class AnthropicPassthrough(Adapter):
         return [ev.raw]
 
     def terminal(self) -> list[bytes]:
-        return [getattr(self, "_stop", b'event: message_stop\ndata: {"type":"message_stop"}\n\n')]
+        return [self._stop]
 
 
 class OpenAIFromAnthropic(Adapter):
@@ -132,6 +133,7 @@ class OpenAIFromAnthropic(Adapter):
             created=int(time.time()),
             include_usage=client_wants_usage,
         )
+        self._tail: list[bytes] = []
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
         data = _loads(ev)
@@ -154,7 +156,7 @@ class OpenAIFromAnthropic(Adapter):
         return [frame(orjson.dumps(c)) for c in chunks]
 
     def terminal(self) -> list[bytes]:
-        return [*getattr(self, "_tail", []), DONE]
+        return [*self._tail, DONE]
 
 
 class AnthropicFromOpenAI(Adapter):
