@@ -254,8 +254,9 @@ def test_concurrent_migrate(db_url: str) -> None:
 # -- group commit ---------------------------------------------------------------------------
 
 
-async def test_many_tasks_share_commits(store: Store, tmp_path: Path) -> None:
-    w = GroupCommitWriter(store, fallback_path=str(tmp_path / "failed.jsonl"))
+@pytest.mark.parametrize("inline", [False, True], ids=["thread", "inline"])
+async def test_many_tasks_share_commits(store: Store, tmp_path: Path, inline: bool) -> None:
+    w = GroupCommitWriter(store, fallback_path=str(tmp_path / "failed.jsonl"), inline=inline)
 
     async def client(n: int) -> None:
         for i in range(20):
@@ -278,7 +279,7 @@ def test_bad_record_does_not_lose_the_others(
 ) -> None:
     fallback = tmp_path / "failed.jsonl"
     entered, release = gate(monkeypatch, store)
-    w = GroupCommitWriter(store, fallback_path=str(fallback))
+    w = GroupCommitWriter(store, fallback_path=str(fallback), inline=False)
     first = w.submit(rec("r0"))
     assert entered.wait(10)  # the writer is busy: what follows queues into one batch
     good = [w.submit(rec(f"r{i}")) for i in range(1, 50)]
@@ -308,7 +309,7 @@ def test_bad_record_does_not_lose_the_others(
 
 def test_close_drains_the_queue(store: Store, tmp_path: Path) -> None:
     fallback = tmp_path / "failed.jsonl"
-    w = GroupCommitWriter(store, max_batch=7, fallback_path=str(fallback))
+    w = GroupCommitWriter(store, max_batch=7, fallback_path=str(fallback), inline=False)
     futures = [w.submit(rec(f"r{i}")) for i in range(500)]
     assert w.close(30)
     assert all(f.done() and f.exception() is None for f in futures)
@@ -326,7 +327,7 @@ def test_close_timeout_keeps_everything_in_the_fallback_file(
 ) -> None:
     fallback = tmp_path / "failed.jsonl"
     entered, release = gate(monkeypatch, store)
-    w = GroupCommitWriter(store, fallback_path=str(fallback))
+    w = GroupCommitWriter(store, fallback_path=str(fallback), inline=False)
     futures = [w.submit(rec("r0"))]
     assert entered.wait(10)
     futures += [w.submit(rec(f"r{i}")) for i in range(1, 10)]
@@ -559,3 +560,22 @@ def test_pg_unreachable_is_a_config_error() -> None:
     pytest.importorskip("psycopg")
     with pytest.raises(ConfigError, match="cannot connect"):
         open_store("postgresql://postgres@127.0.0.1:1/test?connect_timeout=2")
+
+
+async def test_inline_writer_keeps_a_bad_record_apart(store: Store, tmp_path: Path) -> None:
+    fallback = tmp_path / "failed.jsonl"
+    w = GroupCommitWriter(store, fallback_path=str(fallback), inline=True)
+    results = await asyncio.gather(
+        *(w.write(rec(f"r{i}")) for i in range(30)),
+        w.write(rec("bad-json", decisions={"obj": object()})),
+        return_exceptions=True,
+    )
+    assert results[:30] == [None] * 30 and isinstance(results[30], TypeError)
+    assert await asyncio.to_thread(w.close, 10)
+    assert store.count_records() == 30
+    assert [json.loads(x)["record"]["request_id"] for x in fallback.read_text().splitlines()] == [
+        "bad-json"
+    ]
+    with pytest.raises(Overloaded):  # closed: refused, and kept in the fallback file
+        await w.write(rec("late"))
+    assert "late" in fallback.read_text()

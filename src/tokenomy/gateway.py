@@ -12,8 +12,11 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from .billing.policy import admission_order, billing_policy
+from .caps import caps_policy
 from .config import Settings
 from .errors import TokenomyError, UpstreamProtocolError
+from .insights.otel import otel_hook
 from .keys import KeyAuthenticator
 from .ledger import GroupCommitWriter, open_store
 from .ledger.base import Store
@@ -55,13 +58,19 @@ class Gateway:
         self.metrics = Metrics()
         self.authenticate = Authenticate(self.keys, require_key=settings.require_key)
         self.resolve = Resolve(settings)
-        self.admit = Admit(policies)
+        self.caps = caps_policy(settings, self.store, self.prices)
+        # A prepaid balance is one more hold in the caps' reservation.
+        self.billing = billing_policy(settings, self.store, self.caps)
+        self.admit = Admit([*admission_order(self.caps, self.billing), *(policies or [])])
         self.meter = Meter(self.prices)
         self.inflight = 0
+        self.on_finish = otel_hook(settings)  # None unless an OTLP endpoint is configured
 
     async def close(self) -> None:
         """Commit every pending record, then release upstream connections."""
         await asyncio.to_thread(self.writer.close, self.settings.drain_timeout)
+        if self.caps is not None:
+            await self.caps.stop()
         await self.resolve.close()
         await asyncio.to_thread(self.store.close)
 
@@ -121,30 +130,40 @@ class Gateway:
                 "include_usage": True,
             }
         adapter = make_adapter(call, provider.api)
-        events = provider.stream(call.op, body["model"], body, call.headers).__aiter__()
+        reads = provider.stream(call.op, body["model"], body, call.headers).__aiter__()
         try:
-            first = await events.__anext__()  # errors before any byte become HTTP errors
+            first = await reads.__anext__()  # errors before any byte become HTTP errors
         except StopAsyncIteration:
             raise UpstreamProtocolError(
                 "upstream closed the stream without sending anything"
             ) from None
         call.record.ttft_ms = call.elapsed_ms()
         headers = self._headers(call)
-        return StreamReply(headers, self._relay(call, adapter, first, events))
+        return StreamReply(headers, self._relay(call, adapter, first, reads))
 
     async def _relay(
-        self, call: Call, adapter: Adapter, first: SSEEvent, events: AsyncIterator[SSEEvent]
+        self,
+        call: Call,
+        adapter: Adapter,
+        first: list[SSEEvent],
+        reads: AsyncIterator[list[SSEEvent]],
     ) -> AsyncIterator[bytes]:
+        """Yield one write per upstream read; hold the final event until committed."""
         status, error, finished = 499, "client_disconnected", False
         try:
             try:
-                for out in adapter.on_event(first):
-                    yield out
-                async for ev in events:
-                    for out in adapter.on_event(ev):
-                        yield out
+                events: list[SSEEvent] | None = first
+                while events is not None:
+                    out: list[bytes] = []
+                    for ev in events:
+                        out += adapter.on_event(ev)
+                        if adapter.upstream_error is not None:
+                            break
+                    if out:
+                        yield b"".join(out)
                     if adapter.upstream_error is not None:
                         break
+                    events = await anext(reads, None)
                 if adapter.upstream_error is not None:
                     raise UpstreamProtocolError("upstream reported an error mid-stream")
                 if not adapter.finished:
@@ -158,13 +177,12 @@ class Gateway:
             await self._finish_stream(call, adapter, 200, None)
             finished = True
             cost = call.record.cost_usd
-            yield f": {COST_HEADER}={'unknown' if cost is None else cost}\n\n".encode()
-            for out in adapter.terminal():
-                yield out
+            comment = f": {COST_HEADER}={'unknown' if cost is None else cost}\n\n".encode()
+            yield comment + b"".join(adapter.terminal())
         finally:
             if not finished:  # the client went away: what was generated is still billed
                 await self._finish_stream(call, adapter, status, error)
-            aclose = getattr(events, "aclose", None)
+            aclose = getattr(reads, "aclose", None)
             if aclose is not None:
                 await aclose()
 
@@ -187,13 +205,19 @@ class Gateway:
         rec.latency_ms = call.elapsed_ms()
         if usage is not None:
             self.meter(call, usage)
-        if admitted:
-            await self.admit.settle(call, rec)
-        await self.writer.write(rec)
+        try:
+            await self.writer.write(rec)
+        finally:
+            # Settled only once committed: a sweeper that finds no record may then
+            # release a crashed request's reservation without missing a charge.
+            if admitted:
+                await self.admit.settle(call, rec)
         self.metrics.observe(rec)
+        if self.on_finish is not None:
+            self.on_finish(call)
 
     def _headers(self, call: Call) -> dict[str, str]:
-        h = {ID_HEADER: call.request_id}
+        h = {**call.response_headers, ID_HEADER: call.request_id}
         if not call.stream:
             cost = call.record.cost_usd
             h[COST_HEADER] = "unknown" if cost is None else str(cost)

@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .rollups import backfill_statements, create_statements
+
 log = logging.getLogger("tokenomy.ledger")
 
 
@@ -180,3 +182,134 @@ def apply_pending(cur: Cursor, dialect: Dialect, *, upto: str | None = None) -> 
         )
         applied.append(m.name)
     return applied
+
+
+@migration
+def m002_caps(d: Dialect) -> list[str]:
+    """Budget and rate-limit definitions, their change counter, and fired alerts
+    (see ``tokenomy.caps``). Counters and reservations live in memory or Redis."""
+    return [
+        f"""CREATE TABLE cap_budgets (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            scope {d.json} NOT NULL,
+            period TEXT NOT NULL,
+            limit_usd {d.money},
+            limit_tokens BIGINT,
+            on_exceed TEXT NOT NULL,
+            fail_mode TEXT NOT NULL,
+            alerts {d.json} NOT NULL,
+            webhook_url TEXT,
+            created_at {d.real} NOT NULL,
+            updated_at {d.real} NOT NULL
+        )""",
+        f"""CREATE TABLE cap_limits (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            scope {d.json} NOT NULL,
+            rpm BIGINT,
+            tpm BIGINT,
+            input_tpm BIGINT,
+            output_tpm BIGINT,
+            concurrent BIGINT,
+            window_seconds INTEGER NOT NULL,
+            fail_mode TEXT NOT NULL,
+            created_at {d.real} NOT NULL,
+            updated_at {d.real} NOT NULL
+        )""",
+        # One row; every change to a definition bumps it in the same transaction,
+        # and gateways poll it to reload.
+        "CREATE TABLE cap_version (id INTEGER PRIMARY KEY, version BIGINT NOT NULL)",
+        "INSERT INTO cap_version (id, version) VALUES (1, 0)",
+        # A threshold fires once per (budget, counter, period): the primary key
+        # decides which replica sends it.
+        f"""CREATE TABLE cap_alerts (
+            budget_id TEXT NOT NULL,
+            entity TEXT NOT NULL,
+            period TEXT NOT NULL,
+            threshold TEXT NOT NULL,
+            fired_at {d.real} NOT NULL,
+            total TEXT NOT NULL,
+            lim TEXT NOT NULL,
+            PRIMARY KEY (budget_id, entity, period, threshold)
+        )""",
+    ]
+
+
+@migration
+def m003_credits(d: Dialect) -> list[str]:
+    """Prepaid credits and plans: see ``tokenomy.billing.credits``."""
+    # A CHECK keeps every balance at zero or above; SQLite holds money as text,
+    # whose sign a REAL cast keeps exactly.
+    non_negative = "balance >= 0" if d.name == "postgres" else "CAST(balance AS REAL) >= 0"
+    statements = [
+        f"""CREATE TABLE billing_plans (
+            name TEXT PRIMARY KEY,
+            markup_pct {d.money},
+            input_per_mtok {d.money},
+            output_per_mtok {d.money},
+            cached_input_per_mtok {d.money},
+            created_at {d.real} NOT NULL
+        )""",
+        f"""CREATE TABLE billing_customers (
+            customer TEXT PRIMARY KEY,
+            plan TEXT REFERENCES billing_plans (name),
+            unit TEXT CHECK (unit IN ('usd', 'tokens')),
+            balance {d.money} NOT NULL CHECK ({non_negative}),
+            credited {d.money} NOT NULL,
+            created_at {d.real} NOT NULL
+        )""",
+        f"""CREATE TABLE credit_ledger (
+            id {d.row_id},
+            customer TEXT NOT NULL,
+            ts {d.real} NOT NULL,
+            amount {d.money} NOT NULL,
+            unit TEXT NOT NULL CHECK (unit IN ('usd', 'tokens')),
+            kind TEXT NOT NULL CHECK (kind IN ('topup', 'debit', 'adjustment', 'refund')),
+            request_id TEXT,
+            note TEXT,
+            UNIQUE (request_id, kind)
+        )""",
+        "CREATE INDEX credit_ledger_customer_ts ON credit_ledger (customer, ts)",
+        # Statements read one customer's requests over a period.
+        "CREATE INDEX requests_end_user_ts ON requests (end_user, ts)",
+    ]
+    if d.name == "postgres":
+        return [
+            *statements,
+            """CREATE FUNCTION tk_credit_ledger_append_only() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            BEGIN
+                RAISE EXCEPTION 'credit_ledger is append-only';
+            END $$""",
+            """CREATE TRIGGER credit_ledger_append_only
+            BEFORE UPDATE OR DELETE ON credit_ledger
+            FOR EACH ROW EXECUTE FUNCTION tk_credit_ledger_append_only()""",
+            """CREATE TRIGGER credit_ledger_no_truncate
+            BEFORE TRUNCATE ON credit_ledger
+            FOR EACH STATEMENT EXECUTE FUNCTION tk_credit_ledger_append_only()""",
+        ]
+    return [
+        *statements,
+        *(
+            f"""CREATE TRIGGER credit_ledger_no_{op.lower()} BEFORE {op} ON credit_ledger
+            BEGIN SELECT RAISE(ABORT, 'credit_ledger is append-only'); END"""
+            for op in ("UPDATE", "DELETE")
+        ),
+    ]
+
+
+# m002 to m009 belong to the features built alongside this one (caps, credits, ...);
+# each goes above this line so the list stays in name order.
+
+
+@migration
+def m010_rollups(d: Dialect) -> list[str]:
+    """Daily rollups for reports (see ``rollups.py``), backfilled from the ledger,
+    and an index for "the most expensive requests"."""
+    cost_index = (
+        "CREATE INDEX requests_cost ON requests (cost_usd)"
+        if d.name == "postgres"
+        else "CREATE INDEX requests_cost ON requests (CAST(cost_usd AS REAL))"
+    )
+    return [*create_statements(d), *backfill_statements(d), cost_index]

@@ -10,14 +10,16 @@ ids already present, so retrying a batch whose commit was in doubt is safe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import psycopg
 
 from ..errors import ConfigError
+from ..records import UsageRecord
 from .base import SQLStore
 from .migrations import POSTGRES, Cursor
 
@@ -96,6 +98,32 @@ class PostgresStore(SQLStore):
     def _read(self, fn: Callable[[Cursor], T]) -> T:
         with self._rlock:
             return self._run(fn, write=False)
+
+    def _insert_new(
+        self,
+        cur: Cursor,
+        sql: str,
+        records: Sequence[UsageRecord],
+        rows: Sequence[tuple[Any, ...]],
+    ) -> Sequence[UsageRecord]:
+        # RETURNING names the rows added, in the same pipelined round trip.
+        pg = cast("psycopg.Cursor[tuple[Any, ...]]", cur)
+        pg.executemany(sql + " RETURNING request_id", rows, returning=True)
+        added: set[str] = set()
+        while True:
+            added.update(row[0] for row in pg.fetchall())
+            if not pg.nextset():
+                break
+        fresh = []
+        for r in records:  # within a batch, the first of a repeated id is the one inserted
+            if r.request_id in added:
+                added.discard(r.request_id)
+                fresh.append(r)
+        return fresh
+
+    def _pipeline(self, cur: Cursor) -> contextlib.AbstractContextManager[Any]:
+        # The rollup upserts go out together: one round trip, not one each.
+        return cast("psycopg.Cursor[tuple[Any, ...]]", cur).connection.pipeline()
 
     def _lock_for_migration(self, cur: Cursor) -> None:
         # Released at commit; current_schema() is NULL when search_path names no

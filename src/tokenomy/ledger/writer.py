@@ -7,6 +7,13 @@ and only then wakes every waiter, one ``call_soon_threadsafe`` per event loop.
 Under load one commit serves hundreds of requests; when the queue is quiet a
 record is committed at once, with no timer to wait for.
 
+With a store whose commits are fast and local (SQLite, ``Store.inline_commits``)
+there is no thread: records written during one turn of the event loop are
+committed together at the end of that turn, on the loop, and their waiters are
+woken directly — no thread hand-offs on the request path. A background thread
+then only checkpoints the write-ahead log once a second, so no commit pays for a
+checkpoint.
+
 A batch that fails is retried once, then inserted row by row, so one bad record
 cannot take the others down with it. A record that still fails is appended to
 the fallback file as a JSON line (see `load_fallback`) and its waiter gets the
@@ -52,10 +59,18 @@ class WriterStats:
 
 class GroupCommitWriter:
     def __init__(
-        self, store: Store, *, max_batch: int = 1000, fallback_path: str | None = None
+        self,
+        store: Store,
+        *,
+        max_batch: int = 1000,
+        fallback_path: str | None = None,
+        inline: bool | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
+        self.inline = store.inline_commits if inline is None else inline
+        self._pending: list[_Item] = []  # inline mode: written during this loop turn
+        self._flush_scheduled = False
         self.store = store
         self.max_batch = max_batch
         self.fallback_path = fallback_path or store.fallback_path
@@ -67,7 +82,9 @@ class GroupCommitWriter:
         self._abandoned = False
         self._inflight: list[_Item] = []
         self._committed = self._batches = self._failed = self._retries = self._duplicates = 0
-        self._thread = threading.Thread(target=self._run, name="tokenomy-ledger", daemon=True)
+        self._stop = threading.Event()
+        target = self._checkpoints if self.inline else self._run
+        self._thread = threading.Thread(target=target, name="tokenomy-ledger", daemon=True)
         self._thread.start()
 
     # -- callers --------------------------------------------------------------------------
@@ -75,15 +92,43 @@ class GroupCommitWriter:
     async def write(self, record: UsageRecord) -> None:
         """Return once the record is committed; raise what the store raised if it
         could not be (the record is then in the fallback file)."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._put((record, fut))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        if self.inline:
+            self._put_inline(loop, (record, fut))
+        else:
+            self._put((record, fut))
         await fut
 
     def submit(self, record: UsageRecord) -> concurrent.futures.Future[None]:
         """For callers without an event loop; the future resolves on commit."""
         fut: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._put((record, fut))
+        if self.inline:
+            self._refuse_if_closed(record)
+            self._flush([(record, fut)])
+        else:
+            self._put((record, fut))
         return fut
+
+    def _refuse_if_closed(self, record: UsageRecord) -> None:
+        if self._closed:
+            exc = Overloaded("The ledger writer is closed.")
+            self._to_fallback([(record, exc)])
+            raise exc
+
+    def _put_inline(self, loop: asyncio.AbstractEventLoop, item: _Item) -> None:
+        self._refuse_if_closed(item[0])
+        self._pending.append(item)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush_pending)  # after every callback of this turn
+
+    def _flush_pending(self) -> None:
+        self._flush_scheduled = False
+        while self._pending:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            self._flush(batch)
 
     def _put(self, item: _Item) -> None:
         with self._put_lock:
@@ -102,7 +147,7 @@ class GroupCommitWriter:
             failed=self._failed,
             retries=self._retries,
             duplicates=self._duplicates,
-            queued=self._queue.qsize(),
+            queued=self._queue.qsize() + len(self._pending),
         )
 
     def close(self, timeout: float | None = None) -> bool:
@@ -111,6 +156,8 @@ class GroupCommitWriter:
         If the store does not finish within ``timeout`` seconds, every record not
         known to be committed goes to the fallback file (a record whose commit
         completes later is then in both; replaying skips it by request_id)."""
+        if self.inline:
+            return self._close_inline(timeout)
         with self._put_lock:
             if not self._closed:
                 self._closed = True
@@ -140,6 +187,22 @@ class GroupCommitWriter:
         exc = TimeoutError(f"the ledger did not commit within {timeout}s")
         self._settle(leftovers, self._to_fallback([(r, exc) for r, _ in leftovers]))
         return False
+
+    def _close_inline(self, timeout: float | None) -> bool:
+        self._closed = True
+        # Normally empty: a flush is scheduled with every write. Whatever is left
+        # (the loop stopped first) is committed here; waiters are woken on their loop.
+        self._flush_pending()
+        self._stop.set()
+        self._thread.join(timeout)
+        return True
+
+    def _checkpoints(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self.store.checkpoint()
+            except Exception as exc:  # a failed checkpoint is retried next second
+                log.warning("ledger checkpoint failed: %r", exc)
 
     # -- the writer thread ----------------------------------------------------------------
 
@@ -261,11 +324,22 @@ class GroupCommitWriter:
                         waiter.set_exception(exc)
                 except concurrent.futures.InvalidStateError:
                     pass  # cancelled by its caller meanwhile
+        running = _running_loop()
         for loop, waiters in by_loop.items():
+            if loop is running:  # inline mode: wake them now, no self-pipe round trip
+                _wake(waiters)
+                continue
             try:
                 loop.call_soon_threadsafe(_wake, waiters)
             except RuntimeError:
                 pass  # the loop is closed: nobody is waiting any more
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _wake(waiters: list[tuple[asyncio.Future[None], BaseException | None]]) -> None:

@@ -208,14 +208,17 @@ class Provider(ABC):
 
     async def stream(
         self, op: str, model: str, body: Mapping[str, Any], client_headers: Mapping[str, str]
-    ) -> AsyncIterator[SSEEvent]:
-        """Yield parsed SSE events. Errors before the first event are retried/mapped."""
+    ) -> AsyncIterator[list[SSEEvent]]:
+        """Yield the SSE events of each network read, parsed, as one list (so the
+        relay can answer one read with one write). Errors before the first event
+        are retried or mapped."""
         resp = await self._open(op, model, body, client_headers, stream=True)
         parser = SSEParser()
         try:
             async for chunk in resp.content.iter_any():
-                for ev in parser.feed(chunk):
-                    yield ev
+                events = parser.feed(chunk)
+                if events:
+                    yield events
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"upstream {self.name} stalled mid-stream") from exc
         except (aiohttp.ClientError, OSError) as exc:
