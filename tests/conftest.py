@@ -16,6 +16,9 @@ Fixtures:
     new_db_url     factory: each call returns a fresh blank database of ``db_kind``
     db_url         one fresh blank database of ``db_kind``
     store          a migrated store on ``db_url``: tests using it run on both engines
+    redis_url      session: the local Redis server (env TOKENOMY_TEST_REDIS_URL overrides);
+                   skipped when it is down, failed under CI=true, like PostgreSQL
+    redis_prefix   a fresh key prefix (``tk_test_<hex>:``); its keys are deleted afterwards
 """
 
 from __future__ import annotations
@@ -131,3 +134,45 @@ def store(db_url: str) -> Iterator[Store]:
     with open_store(db_url) as s:
         s.migrate()
         yield s
+
+
+REDIS_DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+def _redis_unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason + " (CI=true: Redis tests must run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    url = os.environ.get("TOKENOMY_TEST_REDIS_URL") or REDIS_DEFAULT_URL
+    try:
+        import redis
+    except ImportError as exc:
+        _redis_unavailable(f"redis-py is not installed: {exc}")
+        raise
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+        client.ping()
+        client.close()
+    except redis.RedisError as exc:
+        _redis_unavailable(f"Redis not reachable at {url}: {exc}")
+    return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    import redis
+
+    prefix = f"tk_test_{secrets.token_hex(6)}:"
+    yield prefix
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        for i in range(0, len(keys), 500):
+            client.delete(*keys[i : i + 500])
+    finally:
+        client.close()

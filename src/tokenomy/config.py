@@ -87,6 +87,9 @@ class Settings:
     redis_url: str | None = None  # set: counters and reservations live in Redis (replicas)
     timezone: str = "UTC"  # calendar periods (daily, weekly, monthly) are in this zone
     webhook_url: str | None = None  # default target for alerts (Slack-compatible JSON)
+    caps: Mapping[str, Any] = field(default_factory=dict)  # the ``caps:`` section (tokenomy.caps)
+    billing: Mapping[str, Any] = field(default_factory=dict)  # ``billing:`` (tokenomy.billing)
+    otlp_endpoint: str | None = None  # OTLP/HTTP base URL: set, each request becomes a span
     log_level: str = "info"
 
     def find_deployment(self, model: str) -> Deployment | None:
@@ -217,6 +220,9 @@ def load_settings(
         redis_url=raw.get("redis_url"),
         timezone=str(raw.get("timezone", "UTC")),
         webhook_url=raw.get("webhook_url"),
+        caps=dict(raw.get("caps") or {}),
+        billing=dict(raw.get("billing") or {}),
+        otlp_endpoint=raw.get("otlp_endpoint"),
         log_level=str(server.get("log_level", "info")),
     )
     models = raw.get("models")
@@ -239,6 +245,13 @@ def load_settings(
         env_over["timezone"] = env["TOKENOMY_TIMEZONE"]
     if env.get("TOKENOMY_WEBHOOK_URL"):
         env_over["webhook_url"] = env["TOKENOMY_WEBHOOK_URL"]
+    if env.get("TOKENOMY_OTLP_ENDPOINT"):
+        env_over["otlp_endpoint"] = env["TOKENOMY_OTLP_ENDPOINT"]
+    if env.get("TOKENOMY_REQUIRE_BALANCE"):
+        env_over["billing"] = {
+            **settings.billing,
+            "require_balance": _bool(env["TOKENOMY_REQUIRE_BALANCE"]),
+        }
     if env.get("TOKENOMY_HOST"):
         env_over["host"] = env["TOKENOMY_HOST"]
     if env.get("TOKENOMY_PORT"):

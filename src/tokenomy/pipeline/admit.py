@@ -18,7 +18,9 @@ class AdmissionPolicy(Protocol):
         """Raise `tokenomy.errors.RateLimited` to refuse the request."""
 
     async def settle(self, call: Call, record: UsageRecord) -> None:
-        """Called once for every reserved request, with its final record."""
+        """Called once for every reserved request, with its final record, after
+        the record is committed to the ledger (or, if a later policy refused the
+        request, with its record before any usage: a release)."""
 
 
 class Admit:
@@ -28,8 +30,17 @@ class Admit:
         self.policies = list(policies or [])
 
     async def __call__(self, call: Call) -> None:
-        for policy in self.policies:
-            await policy.reserve(call)
+        done: list[AdmissionPolicy] = []
+        try:
+            for policy in self.policies:
+                await policy.reserve(call)
+                done.append(policy)
+        except BaseException:
+            # A later policy refused: the earlier ones release what they reserved
+            # (the record has no usage yet, so settling it releases).
+            for policy in reversed(done):
+                await policy.settle(call, call.record)
+            raise
 
     async def settle(self, call: Call, record: UsageRecord) -> None:
         for policy in self.policies:

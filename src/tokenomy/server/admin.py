@@ -20,6 +20,8 @@ from ..errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionD
 from ..gateway import Gateway
 from ..keys import bearer_token, mint_key
 from ..ledger.base import KeyRecord
+from .admin_billing import handle_credits, handle_customers, handle_plans, handle_statements
+from .admin_caps import handle_budgets, handle_limits
 from .http import Scope, parse_json, read_body, send_json
 
 
@@ -131,4 +133,10 @@ async def handle_keys(gw: Gateway, method: str, parts: list[str], receive: Any, 
 # First path segment after /admin → handler. Each capability adds its own entry.
 ADMIN_ROUTES: dict[str, AdminHandler] = {
     "keys": handle_keys,
+    "budgets": handle_budgets,
+    "limits": handle_limits,
+    "credits": handle_credits,
+    "plans": handle_plans,
+    "customers": handle_customers,
+    "statements": handle_statements,
 }

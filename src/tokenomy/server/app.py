@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from ..config import Settings
+from ..dashboard import handle_ui
 from ..errors import AuthenticationFailed, NotFound, Overloaded, TokenomyError
 from ..gateway import ID_HEADER, Gateway
 from ..keys import bearer_token
@@ -57,6 +58,8 @@ class TokenomyApp:
             gw.writer.stats().committed
         )
         gw.prices.warm()
+        if gw.caps is not None:
+            await gw.caps.start()  # definitions, counters from the ledger, sweeper
 
     async def shutdown(self) -> None:
         self.draining = True
@@ -108,6 +111,8 @@ class TokenomyApp:
                 await self._models(scope, send)
             elif path.startswith("/admin/"):
                 await handle_admin(self.gateway, scope, receive, send, header_dict(scope))
+            elif path == "/ui" or path.startswith("/ui/"):
+                await handle_ui(self.gateway, scope, receive, send)
             else:
                 raise NotFound(f"Unknown route: {scope['method']} {path}", code="unknown_route")
         except TokenomyError as exc:

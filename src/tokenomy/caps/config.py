@@ -1,0 +1,76 @@
+"""The caps' settings: the ``caps:`` section of the config file, plus the
+gateway-wide ``redis_url``, ``timezone`` and ``webhook_url``.
+
+    caps:
+      redis_prefix: "tokenomy:"     # every Redis key starts with this
+      lease: 30                     # seconds a reservation lives without renewal
+      sweep_interval: 1             # seconds between sweeps for expired reservations
+      reload_interval: 1            # seconds between checks for changed definitions
+      default_max_output: 16384     # output tokens reserved when neither the request
+      output_limits: {my-model: 8192}  # nor this table (plus built-ins) says more
+      inexact_input_margin: "1.2"   # scale for input counts that are estimates
+      alert_timeout: 5              # seconds a webhook may take
+      redis_timeout: 5              # seconds before a silent Redis counts as unreachable
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ..config import Settings
+from ..errors import ConfigError
+from .estimate import DEFAULT_MAX_OUTPUT
+
+
+@dataclass(frozen=True, slots=True)
+class CapsConfig:
+    redis_url: str | None = None
+    redis_prefix: str = "tokenomy:"
+    timezone: str = "UTC"
+    webhook_url: str | None = None
+    lease: float = 30.0
+    sweep_interval: float = 1.0
+    reload_interval: float = 1.0
+    max_hold: float = 3600.0  # a reservation is not renewed past this age
+    default_max_output: int = DEFAULT_MAX_OUTPUT
+    output_limits: Mapping[str, int] = field(default_factory=dict)
+    inexact_input_margin: Decimal = Decimal("1.2")
+    alert_timeout: float = 5.0
+    redis_timeout: float = 5.0  # generous: a busy event loop reads replies late
+
+
+_FLOATS = ("lease", "sweep_interval", "reload_interval", "max_hold", "alert_timeout",
+           "redis_timeout")  # fmt: skip
+
+
+def caps_config(settings: Settings) -> CapsConfig:
+    raw: Mapping[str, Any] = getattr(settings, "caps", None) or {}
+    unknown = set(raw) - set(CapsConfig.__dataclass_fields__) - {"redis_url"}
+    if unknown:
+        raise ConfigError(f"caps: unknown settings {sorted(unknown)}")
+    kw: dict[str, Any] = {}
+    try:
+        for name in _FLOATS:
+            if raw.get(name) is not None:
+                kw[name] = float(raw[name])
+                if kw[name] <= 0:
+                    raise ConfigError(f"caps.{name} must be positive")
+        if raw.get("default_max_output") is not None:
+            kw["default_max_output"] = int(raw["default_max_output"])
+        if raw.get("output_limits") is not None:
+            kw["output_limits"] = {str(k): int(v) for k, v in dict(raw["output_limits"]).items()}
+        if raw.get("inexact_input_margin") is not None:
+            kw["inexact_input_margin"] = Decimal(str(raw["inexact_input_margin"]))
+        if raw.get("redis_prefix") is not None:
+            kw["redis_prefix"] = str(raw["redis_prefix"])
+    except (TypeError, ValueError, InvalidOperation) as exc:
+        raise ConfigError(f"caps: {exc}") from exc
+    return CapsConfig(
+        redis_url=settings.redis_url,
+        timezone=settings.timezone,
+        webhook_url=settings.webhook_url,
+        **kw,
+    )

@@ -1,0 +1,393 @@
+"""The Redis counter backend: counters and reservations shared by every replica.
+
+Each operation is one Lua script, run with ``EVALSHA`` (one round trip), so a
+reservation across every applicable counter is checked and applied atomically
+— Redis runs one script at a time.
+
+Data layout (``P`` is ``caps.redis_prefix``, "tokenomy:" by default):
+
+    P c:<counter>   hash: bucket number -> integer (settled + held) in the counter's unit
+    P r:<rid>       hash: s = "live" | "released", p = the holds as JSON (for the sweeper)
+    P rx            sorted set: rid -> lease expiry (unix milliseconds)
+
+Amounts travel as decimal strings and are added with ``HINCRBY`` (64-bit
+integers); the scripts compare totals as Lua numbers (doubles), exact below
+2**53 (`counters.MAX_UNITS`). A released reservation stays as a tombstone for
+`counters.TOMBSTONE_TTL` seconds so that a late settle by its owner still counts.
+
+When Redis cannot be reached (or answers slower than ``caps.redis_timeout``, 5 s),
+every call raises `CountersUnavailable` and further calls fail fast for one
+second before Redis is tried again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from .counters import TOMBSTONE_TTL, CountersUnavailable, Hold, Pending, Reserved, Settled, Window
+
+# Shared by the scripts: the total of a window, and the oldest bucket with something in it.
+_WINDOW = """
+local function window(key, bucket, span)
+  if span == 1 then
+    local v = redis.call('HGET', key, bucket)
+    if v and tonumber(v) ~= 0 then return tonumber(v), tonumber(bucket) end
+    return 0, nil
+  end
+  local b = tonumber(bucket)
+  local first = b - span + 1
+  local all = redis.call('HGETALL', key)
+  local total, oldest = 0, nil
+  for i = 1, #all, 2 do
+    local f = tonumber(all[i])
+    if f and f >= first and f <= b then
+      local v = tonumber(all[i + 1])
+      total = total + v
+      if v ~= 0 and (oldest == nil or f < oldest) then oldest = f end
+    end
+  end
+  return total, oldest
+end
+"""
+
+# KEYS: rx, r:<rid>, then one counter per hold.
+# ARGV: rid, expiry ms, payload, then per hold one string (few arguments pack fast):
+#       "bucket span keep ttl_ms amount limit", ttl -1: none, limit -1: none.
+RESERVE = (
+    _WINDOW
+    + """
+local n = #ARGV - 3
+local totals, oldest, refused, holds = {}, {}, {}, {}
+for i = 1, n do
+  local bucket, span, keep, ttl, amount, limit =
+    string.match(ARGV[3 + i], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  holds[i] = {bucket, keep, ttl, amount}
+  local total, old = window(KEYS[2 + i], bucket, tonumber(span))
+  totals[i] = total
+  oldest[i] = old or -1
+  local a, l = tonumber(amount), tonumber(limit)
+  if l >= 0 then
+    if (a > 0 and total + a > l) or (a == 0 and total >= l) then
+      refused[#refused + 1] = i - 1
+    end
+  end
+end
+if #refused == 0 then
+  for i = 1, n do
+    local key, h = KEYS[2 + i], holds[i]
+    local bucket, keep, ttl, amount = h[1], tonumber(h[2]), h[3], h[4]
+    if amount ~= '0' then redis.call('HINCRBY', key, bucket, amount) end
+    if redis.call('HLEN', key) > keep then
+      local floor = tonumber(bucket) - keep + 1
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        local fb = tonumber(f)
+        if fb and fb < floor then redis.call('HDEL', key, f) end
+      end
+    end
+    if ttl ~= '-1' then redis.call('PEXPIRE', key, ttl) end
+  end
+  redis.call('HSET', KEYS[2], 's', 'live', 'p', ARGV[3])
+  redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+end
+local out = {n, #refused}
+for i = 1, n do out[#out + 1] = totals[i] end
+for i = 1, n do out[#out + 1] = oldest[i] end
+for _, r in ipairs(refused) do out[#out + 1] = r end
+return out
+"""
+)
+
+# KEYS: rx, r:<rid>, then one counter per hold.
+# ARGV: rid, op ("settle" | "sweep" | "release"), now ms, tombstone ms,
+#       then per hold one string: "bucket span delta actual ttl_ms want" (delta = actual -
+#       held; want 1: report the window's total afterwards, 0: report -1).
+# "settle" is the owner's: on a live reservation it applies the deltas; on a
+# released one (swept while the owner still ran) it charges the actual amounts.
+# "sweep" and "release" act only on a live reservation whose lease has run out.
+FINISH = (
+    _WINDOW
+    + """
+local state = redis.call('HGET', KEYS[2], 's')
+if not state then return {0} end
+local op = ARGV[2]
+local charge_actual = false
+if op == 'settle' then
+  charge_actual = state ~= 'live'
+else
+  if state ~= 'live' then return {0} end
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if score and tonumber(score) > tonumber(ARGV[3]) then return {0} end
+end
+local n = #ARGV - 4
+local holds = {}
+for i = 1, n do
+  local bucket, span, delta, actual, ttl, want =
+    string.match(ARGV[4 + i], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
+  holds[i] = {bucket, tonumber(span), want}
+  local amount = delta
+  if charge_actual then amount = actual end
+  if amount ~= '0' then
+    local key = KEYS[2 + i]
+    redis.call('HINCRBY', key, bucket, amount)
+    if ttl ~= '-1' then redis.call('PEXPIRE', key, ttl) end
+  end
+end
+if op == 'release' then
+  redis.call('HSET', KEYS[2], 's', 'released')
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+else
+  redis.call('DEL', KEYS[2])
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+local out = {1}
+for i = 1, n do
+  local total = -1
+  if holds[i][3] == '1' then total = window(KEYS[2 + i], holds[i][1], holds[i][2]) end
+  out[#out + 1] = total
+end
+return out
+"""
+)
+
+# KEYS: counters. ARGV: per window: bucket, span.
+TOTALS = (
+    _WINDOW
+    + """
+local out = {}
+for i = 1, #KEYS do
+  local total = window(KEYS[i], ARGV[2 * i - 1], tonumber(ARGV[2 * i]))
+  out[i] = total
+end
+return out
+"""
+)
+
+# KEYS: counter. ARGV: bucket, value, ttl ms (-1: none).
+SEED = """
+local set = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+if ARGV[3] ~= '-1' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return set
+"""
+
+DOWN_FOR = 1.0  # seconds calls fail fast after Redis was found unreachable
+POOL_SIZE = 32  # connections per process; opened at start (`warm`), not during a burst
+CONNECT_TIMEOUT = 2.0  # seconds; a refused connection fails at once whatever this is
+POOL_WAIT = 5.0  # seconds a call may wait for a free connection
+
+
+def _ms(seconds: float | None) -> str:
+    return "-1" if seconds is None else str(max(int(seconds * 1000), 1))
+
+
+def _encode(holds: Sequence[Hold]) -> bytes:
+    return orjson.dumps(
+        [
+            [
+                h.window.key,
+                h.window.bucket,
+                h.window.span,
+                h.window.keep,
+                h.window.ttl,
+                h.amount,
+                h.limit,
+                h.measure,
+            ]
+            for h in holds
+        ]
+    )
+
+
+def _decode(payload: bytes | str) -> tuple[Hold, ...]:
+    return tuple(
+        Hold(Window(k, b, s, keep, ttl), amount, limit, measure)
+        for k, b, s, keep, ttl, amount, limit, measure in orjson.loads(payload)
+    )
+
+
+class RedisCounters:
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "tokenomy:",
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        client: aioredis.Redis | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self.clock = clock
+        self.url = url
+        if client is None:
+            # A bounded pool that makes callers wait for a connection: a burst of
+            # requests shares a few connections instead of opening hundreds at once.
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=POOL_SIZE,
+                timeout=POOL_WAIT,
+                socket_timeout=timeout,
+                socket_connect_timeout=max(timeout, CONNECT_TIMEOUT),
+                retry=Retry(NoBackoff(), 0),
+                driver_info=None,  # no CLIENT SETINFO round trips on each new connection
+            )
+            client = aioredis.Redis(connection_pool=pool)
+        self.r: aioredis.Redis = client
+        self._reserve = self.r.register_script(RESERVE)
+        self._finish = self.r.register_script(FINISH)
+        self._totals = self.r.register_script(TOTALS)
+        self._seed = self.r.register_script(SEED)
+        self._open: dict[str, tuple[Hold, ...]] = {}
+        self._down_until = 0.0
+        self.rx = prefix + "rx"
+
+    def _c(self, key: str) -> str:
+        return self.prefix + "c:" + key
+
+    def _rkey(self, rid: str) -> str:
+        return self.prefix + "r:" + rid
+
+    async def _call(self, fn: Any, keys: list[str], args: list[Any]) -> Any:
+        if self._down_until and time.monotonic() < self._down_until:
+            raise CountersUnavailable("Redis was unreachable a moment ago")
+        try:
+            result = await fn(keys=keys, args=args)
+        except (RedisError, OSError) as exc:
+            self._down_until = time.monotonic() + DOWN_FOR
+            raise CountersUnavailable(f"Redis: {exc}") from exc
+        self._down_until = 0.0
+        return result
+
+    async def warm(self) -> None:
+        """Open the pool's connections and load the scripts now, not under the first burst."""
+        try:
+            await asyncio.gather(*(self.r.ping() for _ in range(POOL_SIZE)))
+            for script in (self._reserve, self._finish, self._totals, self._seed):
+                await self.r.script_load(script.script)
+        except (RedisError, OSError) as exc:
+            raise CountersUnavailable(f"Redis: {exc}") from exc
+
+    # -- the interface ----------------------------------------------------------------------
+
+    async def reserve(self, rid: str, holds: Sequence[Hold], *, lease: float) -> Reserved:
+        now = self.clock()
+        keys = [self.rx, self._rkey(rid), *(self._c(h.window.key) for h in holds)]
+        args: list[Any] = [rid, int((now + lease) * 1000), _encode(holds)]
+        for h in holds:
+            w = h.window
+            limit = -1 if h.limit is None else h.limit
+            args.append(f"{w.bucket} {w.span} {w.keep} {_ms(w.ttl)} {h.amount} {limit}")
+        out = await self._call(self._reserve, keys, args)
+        n, nref = int(out[0]), int(out[1])
+        totals = tuple(int(v) for v in out[2 : 2 + n])
+        oldest = tuple(None if int(v) < 0 else int(v) for v in out[2 + n : 2 + 2 * n])
+        refused = tuple(int(v) for v in out[2 + 2 * n : 2 + 2 * n + nref])
+        if not refused:
+            self._open[rid] = tuple(holds)
+        return Reserved(totals, refused, oldest)
+
+    async def _run_finish(
+        self,
+        op: str,
+        rid: str,
+        holds: Sequence[Hold],
+        actual: Sequence[int],
+        want: Sequence[bool] | None = None,
+    ) -> Settled:
+        keys = [self.rx, self._rkey(rid), *(self._c(h.window.key) for h in holds)]
+        args: list[Any] = [rid, op, int(self.clock() * 1000), _ms(TOMBSTONE_TTL)]
+        for i, (h, a) in enumerate(zip(holds, actual, strict=True)):
+            w = h.window
+            flag = 1 if want is None or want[i] else 0
+            args.append(f"{w.bucket} {w.span} {a - h.amount} {a} {_ms(w.ttl)} {flag}")
+        out = await self._call(self._finish, keys, args)
+        if not int(out[0]):
+            return Settled(False)
+        return Settled(True, tuple(int(v) for v in out[1:]))
+
+    async def settle(
+        self, rid: str, actual: Sequence[int], *, want: Sequence[bool] | None = None
+    ) -> Settled:
+        holds = self._open.pop(rid, None)
+        if holds is None:
+            return Settled(False)
+        # On CountersUnavailable the reservation is left to its lease: once that
+        # runs out, a sweeper settles it from the ledger.
+        return await self._run_finish("settle", rid, holds, actual, want)
+
+    async def renew(self, rids: Sequence[str], *, lease: float) -> None:
+        if not rids:
+            return
+        score = int((self.clock() + lease) * 1000)
+        mapping = {rid: score for rid in rids}
+        if self._down_until and time.monotonic() < self._down_until:
+            raise CountersUnavailable("Redis was unreachable a moment ago")
+        try:
+            await self.r.zadd(self.rx, mapping, xx=True)
+        except (RedisError, OSError) as exc:
+            self._down_until = time.monotonic() + DOWN_FOR
+            raise CountersUnavailable(f"Redis: {exc}") from exc
+
+    async def expired(self, *, limit: int = 100) -> list[Pending]:
+        now_ms = int(self.clock() * 1000)
+        try:
+            found = await self.r.zrangebyscore(self.rx, "-inf", now_ms, start=0, num=limit,
+                                               withscores=True)  # fmt: skip
+            if not found:
+                return []
+            async with self.r.pipeline(transaction=False) as pipe:
+                for item in found:
+                    pipe.hget(self._rkey(_text(item[0])), "p")
+                payloads = await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise CountersUnavailable(f"Redis: {exc}") from exc
+        out = []
+        for item, payload in zip(found, payloads, strict=True):
+            if payload is None:  # settled between the two reads
+                continue
+            out.append(Pending(_text(item[0]), _decode(payload), float(item[1]) / 1000))
+        return out
+
+    async def sweep(self, pending: Pending, actual: Sequence[int] | None) -> Settled:
+        if actual is None:
+            return await self._run_finish(
+                "release", pending.rid, pending.holds, [0] * len(pending.holds)
+            )
+        return await self._run_finish("sweep", pending.rid, pending.holds, actual)
+
+    async def totals(self, windows: Sequence[Window]) -> list[int]:
+        if not windows:
+            return []
+        args: list[Any] = []
+        for w in windows:
+            args += [w.bucket, w.span]
+        out = await self._call(self._totals, [self._c(w.key) for w in windows], args)
+        return [int(v) for v in out]
+
+    async def seed(self, window: Window, used: int) -> bool:
+        out = await self._call(
+            self._seed, [self._c(window.key)], [window.bucket, used, _ms(window.ttl)]
+        )
+        return bool(int(out))
+
+    async def close(self) -> None:
+        await self.r.aclose(close_connection_pool=True)
+
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def forget(self, rid: str) -> None:
+        self._open.pop(rid, None)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

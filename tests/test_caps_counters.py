@@ -1,0 +1,208 @@
+"""The counter backends, held to one contract: the in-process one and the Redis (Lua) one."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway_fixtures import closed_port
+from tokenomy.caps.counters import (
+    CounterBackend,
+    CountersUnavailable,
+    Hold,
+    Window,
+    units_to_usd,
+    usd_to_units,
+)
+from tokenomy.caps.memory import MemoryCounters
+from tokenomy.caps.redis import RedisCounters
+
+
+class Clock:
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[CounterBackend, Clock]]:
+    clock = Clock()
+    if request.param == "memory":
+        be: CounterBackend = MemoryCounters(clock=clock)
+    else:
+        url = request.getfixturevalue("redis_url")
+        be = RedisCounters(url, prefix=request.getfixturevalue("redis_prefix"), clock=clock)
+    yield be, clock
+    await be.close()
+
+
+def test_money_units_round_up_and_back() -> None:
+    from decimal import Decimal
+
+    assert usd_to_units(Decimal("0.0000925")) == 92_500
+    assert usd_to_units(Decimal("0.00000000001")) == 1  # never below the exact cost
+    assert units_to_usd(92_500) == Decimal("0.0000925")
+    assert units_to_usd(0) == 0
+
+
+async def test_all_or_nothing(backend: tuple[CounterBackend, Clock]) -> None:
+    be, _ = backend
+    a, b = Window("a"), Window("b")
+    assert (await be.reserve("r1", [Hold(a, 6, 10), Hold(b, 6, 10)], lease=30)).ok
+    res = await be.reserve("r2", [Hold(a, 4, 10), Hold(b, 5, 10)], lease=30)
+    assert res.refused == (1,) and res.totals == (6, 6)
+    assert await be.totals([a, b]) == [6, 6]  # nothing of r2 was applied
+    assert (await be.reserve("r3", [Hold(a, 4, 10), Hold(b, 4, 10)], lease=30)).ok
+    assert await be.totals([a, b]) == [10, 10]
+
+
+async def test_zero_and_unlimited_holds(backend: tuple[CounterBackend, Clock]) -> None:
+    be, _ = backend
+    w = Window("z")
+    assert (await be.reserve("r1", [Hold(w, 0, 5)], lease=30)).ok  # below the limit
+    assert (await be.reserve("r2", [Hold(w, 5, 5)], lease=30)).ok
+    assert not (await be.reserve("r3", [Hold(w, 0, 5)], lease=30)).ok  # nothing left
+    assert (await be.reserve("r4", [Hold(Window("free"), 10**12)], lease=30)).ok
+
+
+async def test_settle_replaces_the_hold_exactly_once(backend: tuple[CounterBackend, Clock]) -> None:
+    be, _ = backend
+    w = Window("s")
+    await be.reserve("r1", [Hold(w, 100, 1000)], lease=30)
+    done = await be.settle("r1", [37])
+    assert done.applied and done.totals == (37,)
+    again = await be.settle("r1", [37])
+    assert not again.applied
+    assert await be.totals([w]) == [37]
+    await be.reserve("r2", [Hold(w, 50, 1000)], lease=30)
+    await be.settle("r2", [0])  # a release
+    assert await be.totals([w]) == [37]
+
+
+async def test_rolling_window_sums_its_buckets_and_drops_old_ones(
+    backend: tuple[CounterBackend, Clock],
+) -> None:
+    be, _ = backend
+
+    def w(bucket: int) -> Window:
+        return Window("roll", bucket, span=3, keep=4, ttl=600)
+
+    for bucket, amount in ((10, 1), (11, 2), (12, 4)):
+        assert (await be.reserve(f"r{bucket}", [Hold(w(bucket), amount, 7)], lease=30)).ok
+    assert not (await be.reserve("x", [Hold(w(12), 1, 7)], lease=30)).ok
+    res = await be.reserve("r13", [Hold(w(13), 1, 7)], lease=30)  # bucket 10 left the window
+    assert res.ok and res.totals == (6,) and res.oldest == (11,)
+    assert await be.totals([w(13), w(14), w(16)]) == [7, 5, 0]
+    await be.reserve("r20", [Hold(w(20), 1, 7)], lease=30)  # prunes below 17
+    assert await be.totals([Window("roll", 13, span=10)]) == [0]
+
+
+async def test_leases_expire_and_sweep_exactly_once(backend: tuple[CounterBackend, Clock]) -> None:
+    be, clock = backend
+    w = Window("lease")
+    await be.reserve("dead", [Hold(w, 100, 1000, "usd")], lease=5)
+    await be.reserve("alive", [Hold(w, 100, 1000, "usd")], lease=5)
+    assert await be.expired() == []
+    clock.t += 4
+    await be.renew(["alive"], lease=5)
+    clock.t += 2
+    pending = await be.expired()
+    assert [p.rid for p in pending] == ["dead"]
+    assert pending[0].holds[0].amount == 100 and pending[0].holds[0].measure == "usd"
+    first = await be.sweep(pending[0], [30])  # found in the ledger: settle to its cost
+    assert first.applied and first.totals == (130,)
+    assert not (await be.sweep(pending[0], None)).applied  # a second sweeper gets nothing
+    assert not (await be.settle("dead", [30])).applied  # a late owner neither
+    assert await be.totals([w]) == [130]
+
+
+async def test_a_released_reservation_is_still_charged_by_a_late_owner(
+    backend: tuple[CounterBackend, Clock],
+) -> None:
+    be, clock = backend
+    w = Window("late")
+    await be.reserve("slow", [Hold(w, 100, 1000)], lease=5)
+    clock.t += 6
+    (pending,) = await be.expired()
+    assert (await be.sweep(pending, None)).applied  # no record yet: released
+    assert await be.totals([w]) == [0]
+    late = await be.settle("slow", [42])  # the owner was alive after all
+    assert late.applied and await be.totals([w]) == [42]
+    assert not (await be.settle("slow", [42])).applied
+
+
+async def test_a_renewed_reservation_is_not_swept(backend: tuple[CounterBackend, Clock]) -> None:
+    be, clock = backend
+    await be.reserve("r", [Hold(Window("renew"), 1, 10)], lease=5)
+    clock.t += 6
+    (pending,) = await be.expired()
+    await be.renew(["r"], lease=5)
+    assert not (await be.sweep(pending, None)).applied
+
+
+async def test_seed_only_where_nothing_is_counted(backend: tuple[CounterBackend, Clock]) -> None:
+    be, _ = backend
+    w = Window("seed", 3)
+    assert await be.seed(w, 500)
+    assert not await be.seed(w, 900)
+    assert await be.totals([w]) == [500]
+    assert not (await be.reserve("r", [Hold(w, 501, 1000)], lease=30)).ok
+
+
+async def test_concurrent_reservations_never_exceed_the_limit(
+    backend: tuple[CounterBackend, Clock],
+) -> None:
+    be, _ = backend
+    w = Window("race")
+    results = await asyncio.gather(
+        *(be.reserve(f"r{i}", [Hold(w, 3, 100)], lease=30) for i in range(200))
+    )
+    assert sum(r.ok for r in results) == 33
+    assert await be.totals([w]) == [99]
+
+
+async def test_large_amounts_stay_exact(backend: tuple[CounterBackend, Clock]) -> None:
+    be, _ = backend
+    w = Window("big")
+    big = 2**53 - 10
+    assert (await be.reserve("r", [Hold(w, big - 1, big)], lease=30)).ok
+    await be.settle("r", [big - 3])
+    assert await be.totals([w]) == [big - 3]
+    assert not (await be.reserve("r2", [Hold(w, 4, big)], lease=30)).ok
+    assert (await be.reserve("r3", [Hold(w, 3, big)], lease=30)).ok
+
+
+@pytest.mark.redis
+async def test_counter_keys_expire_in_redis(redis_url: str, redis_prefix: str) -> None:
+    be = RedisCounters(redis_url, prefix=redis_prefix)
+    await be.reserve(
+        "r", [Hold(Window("ttl", 1, ttl=0.05), 1, 10), Hold(Window("forever"), 1)], lease=30
+    )
+    await asyncio.sleep(0.1)
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        assert not await r.exists(redis_prefix + "c:ttl")
+        assert await r.ttl(redis_prefix + "c:forever") == -1
+        assert await r.zscore(redis_prefix + "rx", "r") is not None
+    finally:
+        await r.aclose()
+        await be.close()
+
+
+async def test_unreachable_redis_fails_fast() -> None:
+    be = RedisCounters(f"redis://127.0.0.1:{closed_port()}/0", timeout=0.2)
+    try:
+        with pytest.raises(CountersUnavailable):
+            await be.reserve("r", [Hold(Window("x"), 1, 10)], lease=30)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(CountersUnavailable):  # fails fast without trying again
+            await be.reserve("r", [Hold(Window("x"), 1, 10)], lease=30)
+        assert loop.time() - start < 0.01
+    finally:
+        await be.close()
