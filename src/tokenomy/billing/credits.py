@@ -1,0 +1,432 @@
+"""The credit ledger: every change of a prepaid balance, appended, never changed.
+
+Tables (migration ``m003_credits``):
+
+- ``credit_ledger``: one row per change. ``amount`` is signed (top-ups and
+  refunds add, debits subtract) and exact; ``kind`` is ``topup``, ``debit``,
+  ``adjustment`` or ``refund``; ``(request_id, kind)`` is unique, so a request
+  is debited (or refunded) at most once however often its settlement is retried.
+  Triggers refuse every UPDATE and DELETE.
+- ``billing_customers``: one row per customer with a plan or a balance. Its
+  ``balance`` is the sum of the customer's ledger rows, kept in step in the same
+  transaction as each append, and a CHECK keeps it at zero or above. ``credited``
+  is the sum of everything but debits.
+- ``billing_plans``: see `tokenomy.billing.plans`.
+
+Every append runs in one transaction that holds the customer's row (SQLite:
+the database write lock; PostgreSQL: ``SELECT ... FOR UPDATE``), so two
+replicas settling the same customer's requests at once see each other's
+debits. A debit larger than the balance takes what is left and records the
+shortfall in its note: the gateway reserves the worst case before a request
+runs, so this only happens when a balance was adjusted down under requests
+already in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Any
+
+from ..errors import InvalidRequest, NotFound
+from ..ledger.base import REQUEST_COLUMNS, Store, row_to_record
+from ..ledger.migrations import Cursor
+from ._db import DB, money_or_none, money_out
+from .plans import UNITS, Plan, money_text, record_charge
+
+__all__ = ["KINDS", "BillingStore", "CreditEntry", "Customer", "Debit"]
+
+KINDS = ("topup", "debit", "adjustment", "refund")
+_ZERO = Decimal(0)
+
+_ENTRY_COLUMNS = "id, customer, ts, amount, unit, kind, request_id, note"
+_CUSTOMER_COLUMNS = "customer, plan, unit, balance, credited, created_at"
+_PLAN_COLUMNS = (
+    "name, markup_pct, input_per_mtok, output_per_mtok, cached_input_per_mtok, created_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CreditEntry:
+    id: int
+    customer: str
+    ts: float
+    amount: Decimal  # signed: debits are negative
+    unit: str  # "usd" or "tokens"
+    kind: str
+    request_id: str | None
+    note: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    customer: str
+    plan: str | None
+    unit: str | None  # None: no balance account (billing does not limit them)
+    balance: Decimal
+    credited: Decimal  # everything but debits; balance = credited - debited
+    created_at: float
+
+    @property
+    def debited(self) -> Decimal:
+        return self.credited - self.balance
+
+
+@dataclass(frozen=True, slots=True)
+class Debit:
+    entry: CreditEntry | None  # None: nothing to debit (zero charge, or no account)
+    duplicate: bool = False  # the request had already been debited: nothing changed
+    shortfall: Decimal = _ZERO  # the part of the charge the balance could not pay
+
+
+def _entry(row: Sequence[Any]) -> CreditEntry:
+    id_, customer, ts, amount, unit, kind, request_id, note = row
+    return CreditEntry(
+        int(id_), customer, float(ts), money_out(amount), unit, kind, request_id, note
+    )
+
+
+def _customer(row: Sequence[Any]) -> Customer:
+    customer, plan, unit, balance, credited, created_at = row
+    return Customer(
+        customer, plan, unit, money_out(balance), money_out(credited), float(created_at)
+    )
+
+
+def _plan(row: Sequence[Any]) -> Plan:
+    name, markup, inp, out, cached, created_at = row
+    return Plan(
+        name=name,
+        markup_pct=money_or_none(markup),
+        input_per_mtok=money_or_none(inp),
+        output_per_mtok=money_or_none(out),
+        cached_input_per_mtok=money_or_none(cached),
+        created_at=float(created_at),
+    )
+
+
+def _check_unit(unit: str) -> None:
+    if unit not in UNITS:
+        raise InvalidRequest(f"'unit' must be one of {', '.join(UNITS)}", param="unit")
+
+
+class BillingStore:
+    """Customers, plans and the credit ledger, on the gateway's ledger database.
+
+    Synchronous, like the stores it wraps: the gateway calls it through
+    ``asyncio.to_thread``.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.db = DB(store)
+
+    # -- customers -------------------------------------------------------------------
+
+    def customer(self, customer: str) -> Customer | None:
+        sql = self.db.sql(f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers WHERE customer = ?")
+        row = self.db.read(lambda cur: cur.execute(sql, (customer,)).fetchone())
+        return None if row is None else _customer(row)
+
+    def has_balances(self) -> bool:
+        sql = "SELECT 1 FROM billing_customers WHERE unit IS NOT NULL LIMIT 1"
+        return self.db.read(lambda cur: cur.execute(sql).fetchone()) is not None
+
+    def customers(self) -> list[Customer]:
+        sql = f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers ORDER BY customer"
+        return [_customer(r) for r in self.db.read(lambda cur: cur.execute(sql).fetchall())]
+
+    def _locked(self, cur: Cursor, customer: str) -> Customer | None:
+        sql = self.db.sql(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers WHERE customer = ?{{for_update}}"
+        )
+        row = cur.execute(sql, (customer,)).fetchone()
+        return None if row is None else _customer(row)
+
+    def _create(self, cur: Cursor, customer: str, unit: str | None, plan: str | None) -> Customer:
+        now = time.time()
+        zero = self.db.money(_ZERO)
+        cur.execute(
+            self.db.sql(
+                f"INSERT INTO billing_customers ({_CUSTOMER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (customer) DO NOTHING"
+            ),
+            (customer, plan, unit, zero, zero, now),
+        )
+        found = self._locked(cur, customer)
+        assert found is not None
+        return found
+
+    def _append(
+        self,
+        cur: Cursor,
+        acct: Customer,
+        amount: Decimal,
+        kind: str,
+        *,
+        ts: float | None = None,
+        request_id: str | None = None,
+        note: str | None = None,
+    ) -> CreditEntry | None:
+        """Append one entry and move the balance; None if (request_id, kind) exists."""
+        assert acct.unit is not None
+        balance = acct.balance + amount
+        if balance < 0:
+            raise InvalidRequest(
+                f"{acct.customer!r} has {money_text(acct.balance)} {acct.unit}; "
+                f"{kind} of {money_text(amount)} would make the balance negative",
+                status=409,
+                code="balance_negative",
+            )
+        row = cur.execute(
+            self.db.sql(
+                "INSERT INTO credit_ledger (customer, ts, amount, unit, kind, request_id, note) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (request_id, kind) DO NOTHING "
+                f"RETURNING {_ENTRY_COLUMNS}"
+            ),
+            (
+                acct.customer,
+                time.time() if ts is None else ts,
+                self.db.money(amount),
+                acct.unit,
+                kind,
+                request_id,
+                note,
+            ),
+        ).fetchone()
+        if row is None:
+            return None
+        credited = acct.credited + (amount if kind != "debit" else _ZERO)
+        cur.execute(
+            self.db.sql(
+                "UPDATE billing_customers SET balance = ?, credited = ? WHERE customer = ?"
+            ),
+            (self.db.money(balance), self.db.money(credited), acct.customer),
+        )
+        return _entry(row)
+
+    # -- changes of a balance --------------------------------------------------------
+
+    def topup(
+        self,
+        customer: str,
+        amount: Decimal,
+        *,
+        unit: str = "usd",
+        note: str | None = None,
+        ts: float | None = None,
+    ) -> CreditEntry:
+        """Add ``amount`` (> 0) to the balance, opening the account on first top-up.
+
+        ``ts`` (default: now) dates the entry, for importing past top-ups.
+        """
+        _check_unit(unit)
+        if amount <= 0:
+            raise InvalidRequest("a top-up must be positive", param="amount")
+
+        def run(cur: Cursor) -> CreditEntry:
+            acct = self._locked(cur, customer) or self._create(cur, customer, unit, None)
+            if acct.unit is None:
+                cur.execute(
+                    self.db.sql("UPDATE billing_customers SET unit = ? WHERE customer = ?"),
+                    (unit, customer),
+                )
+                acct = Customer(customer, acct.plan, unit, _ZERO, _ZERO, acct.created_at)
+            elif acct.unit != unit:
+                raise InvalidRequest(
+                    f"{customer!r} has a balance in {acct.unit}, not {unit}",
+                    status=409,
+                    code="unit_mismatch",
+                    param="unit",
+                )
+            entry = self._append(cur, acct, amount, "topup", ts=ts, note=note)
+            assert entry is not None
+            return entry
+
+        return self.db.write(run)
+
+    def adjust(
+        self,
+        customer: str,
+        amount: Decimal,
+        *,
+        note: str | None = None,
+        kind: str = "adjustment",
+        request_id: str | None = None,
+        ts: float | None = None,
+    ) -> CreditEntry | None:
+        """Add a signed ``amount``; refused if the balance would go below zero.
+
+        ``kind="refund"`` gives credit back (``amount`` > 0), at most once per
+        ``request_id``: None if that request was already refunded.
+        """
+        if kind not in ("adjustment", "refund"):
+            raise InvalidRequest("kind must be 'adjustment' or 'refund'", param="kind")
+        if amount == 0 or (kind == "refund" and amount < 0):
+            raise InvalidRequest("the amount must be non-zero (and positive for a refund)")
+
+        def run(cur: Cursor) -> CreditEntry | None:
+            acct = self._locked(cur, customer)
+            if acct is None or acct.unit is None:
+                raise NotFound(f"{customer!r} has no balance", code="no_balance")
+            return self._append(cur, acct, amount, kind, ts=ts, request_id=request_id, note=note)
+
+        return self.db.write(run)
+
+    def debit(
+        self,
+        customer: str,
+        request_id: str,
+        amount: Decimal,
+        *,
+        ts: float | None = None,
+        note: str | None = None,
+    ) -> Debit:
+        """Take a request's charge (>= 0) from the balance, once per request."""
+        if amount < 0:
+            raise ValueError("a debit amount is positive; it is stored negated")
+
+        def run(cur: Cursor) -> Debit:
+            acct = self._locked(cur, customer)
+            if acct is None or acct.unit is None or amount == 0:
+                return Debit(None)
+            take = min(amount, acct.balance)
+            short = amount - take
+            text = note
+            if short:
+                text = f"{note + '; ' if note else ''}shortfall {money_text(short)} {acct.unit}"
+            entry = self._append(cur, acct, -take, "debit", ts=ts, request_id=request_id, note=text)
+            if entry is None:
+                return Debit(self._debit_of(cur, request_id), duplicate=True)
+            return Debit(entry, shortfall=short)
+
+        return self.db.write(run)
+
+    def _debit_of(self, cur: Cursor, request_id: str) -> CreditEntry | None:
+        sql = self.db.sql(
+            f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger WHERE request_id = ? AND kind = 'debit'"
+        )
+        row = cur.execute(sql, (request_id,)).fetchone()
+        return None if row is None else _entry(row)
+
+    def debit_of(self, request_id: str) -> CreditEntry | None:
+        return self.db.read(lambda cur: self._debit_of(cur, request_id))
+
+    def history(
+        self,
+        customer: str,
+        *,
+        limit: int = 100,
+        since: float | None = None,
+        until: float | None = None,
+        kind: str | None = None,
+    ) -> list[CreditEntry]:
+        """The customer's entries (of one ``kind``, if given), newest first."""
+        where: list[str] = ["customer = ?"]
+        params: list[Any] = [customer]
+        if kind is not None:
+            where.append("kind = ?")
+            params.append(kind)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            params.append(until)
+        sql = self.db.sql(
+            f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger WHERE {' AND '.join(where)} "
+            "ORDER BY ts DESC, id DESC LIMIT ?"
+        )
+        rows = self.db.read(lambda cur: cur.execute(sql, (*params, limit)).fetchall())
+        return [_entry(r) for r in rows]
+
+    def reconcile(self, since: float, until: float | None = None) -> int:
+        """Append the debits of recorded requests that have none; return how many.
+
+        A request's debit is appended after its record is committed; a process
+        that died in between left the record (with the plan's terms, so the
+        charge) and no debit. Safe to run at any time, on any replica: a request
+        is debited at most once.
+        """
+        unit = (
+            "decisions->'billing'->>'unit'"
+            if self.db.postgres
+            else "json_extract(decisions, '$.billing.unit')"
+        )
+        where = "r.ts >= ?" + ("" if until is None else " AND r.ts < ?")
+        sql = self.db.sql(
+            f"SELECT {', '.join('r.' + c for c in REQUEST_COLUMNS)} FROM requests r "
+            f"WHERE {where} AND {unit} IS NOT NULL AND NOT EXISTS ("
+            "SELECT 1 FROM credit_ledger c WHERE c.request_id = r.request_id "
+            "AND c.kind = 'debit') ORDER BY r.ts"
+        )
+        params = (since,) if until is None else (since, until)
+        rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
+        done = 0
+        for row in rows:
+            rec = row_to_record(row)
+            _, amount = record_charge(rec)
+            customer = rec.decisions["billing"].get("customer") or rec.user
+            if not amount or not customer:
+                continue
+            d = self.debit(customer, rec.request_id, amount, ts=rec.ts, note="reconciled")
+            done += d.entry is not None and not d.duplicate
+        return done
+
+    # -- plans -------------------------------------------------------------------------
+
+    def create_plan(self, plan: Plan) -> Plan:
+        """Raises `InvalidRequest` (409) if a plan of that name exists."""
+        plan = replace(plan, created_at=plan.created_at or time.time())
+        sql = self.db.sql(
+            f"INSERT INTO billing_plans ({_PLAN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (name) DO NOTHING"
+        )
+        m = self.db.money
+        row = (
+            plan.name,
+            *(None if v is None else m(v) for v in (
+                plan.markup_pct, plan.input_per_mtok, plan.output_per_mtok,
+                plan.cached_input_per_mtok,
+            )),
+            plan.created_at,
+        )  # fmt: skip
+
+        def run(cur: Cursor) -> int:
+            cur.execute(sql, row)
+            return cur.rowcount
+
+        if self.db.write(run) != 1:
+            raise InvalidRequest(
+                f"a plan named {plan.name!r} exists", status=409, code="plan_exists"
+            )
+        return plan
+
+    def plan(self, name: str) -> Plan | None:
+        sql = self.db.sql(f"SELECT {_PLAN_COLUMNS} FROM billing_plans WHERE name = ?")
+        row = self.db.read(lambda cur: cur.execute(sql, (name,)).fetchone())
+        return None if row is None else _plan(row)
+
+    def plans(self) -> list[Plan]:
+        sql = f"SELECT {_PLAN_COLUMNS} FROM billing_plans ORDER BY name"
+        return [_plan(r) for r in self.db.read(lambda cur: cur.execute(sql).fetchall())]
+
+    def assign_plan(self, customer: str, plan: str | None) -> Customer:
+        """Put ``customer`` on ``plan`` (None: provider cost), creating the customer."""
+
+        def run(cur: Cursor) -> Customer:
+            if plan is not None:
+                found = cur.execute(
+                    self.db.sql("SELECT name FROM billing_plans WHERE name = ?"), (plan,)
+                ).fetchone()
+                if found is None:
+                    raise NotFound(f"no plan {plan!r}", code="plan_not_found")
+            acct = self._locked(cur, customer) or self._create(cur, customer, None, plan)
+            cur.execute(
+                self.db.sql("UPDATE billing_customers SET plan = ? WHERE customer = ?"),
+                (plan, customer),
+            )
+            return Customer(customer, plan, acct.unit, acct.balance, acct.credited, acct.created_at)
+
+        return self.db.write(run)

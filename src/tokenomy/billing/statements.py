@@ -1,0 +1,298 @@
+"""A customer's statement for one period, from the request ledger and the credit ledger.
+
+Usage, provider cost and the price charged come from ``requests`` (rows whose
+``end_user`` is the customer and whose ``ts``, the request's start, falls in the
+period); the charge is computed from each record with the plan terms copied
+into it when the request was admitted (``decisions.billing``), so a later change
+of plan never rewrites an old statement. Balances come from ``credit_ledger``: the opening balance is the
+sum of every entry before the period, the closing balance that plus the
+period's entries. Every sum is exact (PostgreSQL ``NUMERIC``; on SQLite an exact
+decimal aggregate) and every amount is written as a plain decimal string.
+The formats are specified in ``docs/billing.md``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from ..errors import InvalidRequest
+from ..ledger.migrations import Cursor
+from ..records import UsageRecord
+from ..usage import Usage
+from ._db import money_or_none, money_out
+from .credits import BillingStore, CreditEntry
+from .plans import money_text, record_charge
+
+__all__ = ["CSV_COLUMNS", "Period", "Statement", "build_statement", "parse_period"]
+
+_PERIOD = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+_ZERO = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    label: str  # "2026-11", "2026-11-05" or "2026"
+    start: datetime  # inclusive, aware
+    end: datetime  # exclusive, aware
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        return self.start.timestamp(), self.end.timestamp()
+
+
+def parse_period(text: str, timezone: str = "UTC") -> Period:
+    """A calendar year, month or day (``2026``, ``2026-11``, ``2026-11-05``) in ``timezone``."""
+    m = _PERIOD.match(text.strip())
+    try:
+        tz = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidRequest(f"unknown time zone {timezone!r}") from exc
+    if m is None:
+        raise InvalidRequest(f"period {text!r}: use YYYY-MM (or YYYY, YYYY-MM-DD)", param="period")
+    year, month, day = int(m.group(1)), m.group(2), m.group(3)
+    try:
+        if day is not None:
+            start = datetime(year, int(month or 1), int(day), tzinfo=tz)
+            end = (start.replace(tzinfo=None) + timedelta(days=1)).replace(tzinfo=tz)
+        elif month is not None:
+            start = datetime(year, int(month), 1, tzinfo=tz)
+            end = datetime(year + (start.month == 12), start.month % 12 + 1, 1, tzinfo=tz)
+        else:
+            start, end = datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz)
+    except ValueError as exc:
+        raise InvalidRequest(f"period {text!r}: {exc}", param="period") from exc
+    return Period(text.strip(), start, end)
+
+
+@dataclass(slots=True)
+class ModelUsage:
+    model: str
+    requests: int = 0
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    unpriced_requests: int = 0  # provider price unknown: not in provider_cost_usd
+    provider_cost_usd: Decimal = _ZERO
+    charged_usd: Decimal = _ZERO
+
+    def add(self, other: ModelUsage) -> None:
+        self.requests += other.requests
+        self.input_tokens += other.input_tokens
+        self.cached_input_tokens += other.cached_input_tokens
+        self.output_tokens += other.output_tokens
+        self.unpriced_requests += other.unpriced_requests
+        self.provider_cost_usd += other.provider_cost_usd
+        self.charged_usd += other.charged_usd
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "requests": self.requests,
+            "input_tokens": self.input_tokens,
+            "cached_input_tokens": self.cached_input_tokens,
+            "output_tokens": self.output_tokens,
+            "unpriced_requests": self.unpriced_requests,
+            "provider_cost_usd": _s(self.provider_cost_usd),
+            "charged_usd": _s(self.charged_usd),
+        }
+
+
+@dataclass(slots=True)
+class Balance:
+    unit: str
+    opening: Decimal = _ZERO
+    topups: Decimal = _ZERO
+    debits: Decimal = _ZERO  # negative
+    adjustments: Decimal = _ZERO
+    refunds: Decimal = _ZERO
+
+    @property
+    def closing(self) -> Decimal:
+        return self.opening + self.topups + self.debits + self.adjustments + self.refunds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "unit": self.unit,
+            "opening": _s(self.opening),
+            "topups": _s(self.topups),
+            "debits": _s(self.debits),
+            "adjustments": _s(self.adjustments),
+            "refunds": _s(self.refunds),
+            "closing": _s(self.closing),
+        }
+
+
+@dataclass(slots=True)
+class Statement:
+    customer: str
+    period: Period
+    timezone: str
+    plan: str | None
+    models: list[ModelUsage] = field(default_factory=list)
+    balance: Balance | None = None  # None: the customer has no prepaid balance
+    topups: list[CreditEntry] = field(default_factory=list)
+
+    @property
+    def total(self) -> ModelUsage:
+        total = ModelUsage("*")
+        for m in self.models:
+            total.add(m)
+        return total
+
+    def to_json(self) -> dict[str, Any]:
+        total = self.total.as_dict()
+        del total["model"]
+        return {
+            "object": "statement",
+            "customer": self.customer,
+            "period": self.period.label,
+            "timezone": self.timezone,
+            "start": self.period.start.isoformat(),
+            "end": self.period.end.isoformat(),
+            "plan": self.plan,
+            "usage": {k: total.pop(k) for k in list(total) if not k.endswith("_usd")},
+            "provider_cost_usd": total["provider_cost_usd"],
+            "charged_usd": total["charged_usd"],
+            "models": [m.as_dict() for m in self.models],
+            "balance": None if self.balance is None else self.balance.as_dict(),
+            "topups": [
+                {"id": e.id, "ts": _iso(e.ts, self.period), "amount": _s(e.amount), "note": e.note}
+                for e in self.topups
+            ],
+        }
+
+    def to_csv(self) -> str:
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(CSV_COLUMNS)
+        head = [self.customer, self.period.label]
+        for m in [*self.models, self.total]:
+            line = "usage" if m.model != "*" else "usage_total"
+            w.writerow([*head, line, "" if m.model == "*" else m.model, "", m.requests,
+                        m.input_tokens, m.cached_input_tokens, m.output_tokens,
+                        _s(m.provider_cost_usd), _s(m.charged_usd), "", "", ""])  # fmt: skip
+        b = self.balance
+        if b is not None:
+
+            def amount(line: str, value: Decimal, ts: str = "", note: str = "") -> None:
+                w.writerow([*head, line, "", ts, "", "", "", "", "", "", _s(value), b.unit, note])
+
+            amount("opening_balance", b.opening)
+            for e in sorted(self.topups, key=lambda e: (e.ts, e.id)):
+                amount("topup", e.amount, _iso(e.ts, self.period), e.note or "")
+            amount("topups_total", b.topups)
+            amount("debits_total", b.debits)
+            amount("adjustments_total", b.adjustments)
+            amount("refunds_total", b.refunds)
+            amount("closing_balance", b.closing)
+        return out.getvalue()
+
+
+CSV_COLUMNS = (
+    "customer", "period", "line", "model", "ts", "requests", "input_tokens",
+    "cached_input_tokens", "output_tokens", "provider_cost_usd", "charged_usd",
+    "amount", "unit", "note",
+)  # fmt: skip
+
+
+_s = money_text
+
+
+def _iso(ts: float, period: Period) -> str:
+    return datetime.fromtimestamp(ts, period.start.tzinfo).isoformat()
+
+
+def _terms_expr(postgres: bool) -> str:
+    return "decisions->'billing'" if postgres else "json_extract(decisions, '$.billing')"
+
+
+def _usage_of(row: Sequence[Any]) -> tuple[str, UsageRecord]:
+    model, inp, cached, cw, cw1h, reasoning, out, cost, terms = row
+    if isinstance(terms, str | bytes):
+        terms = orjson.loads(terms)
+    rec = UsageRecord(
+        request_id="",
+        usage=Usage(inp, out, cached, cw, cw1h, reasoning),
+        cost_usd=money_or_none(cost),
+        decisions={"billing": terms} if isinstance(terms, dict) else {},
+    )
+    return model, rec
+
+
+def build_statement(
+    billing: BillingStore, customer: str, period: Period, *, timezone: str = "UTC"
+) -> Statement:
+    """The statement of ``customer`` for ``period``; empty if nothing happened.
+
+    Each request's charge is recomputed from its record with the plan terms
+    it was admitted under (`plans.record_charge`): the very amount its debit
+    took, rounded per request.
+    """
+    db = billing.db
+    start, end = period.bounds
+    usage_sql = db.sql(
+        "SELECT COALESCE(served_model, requested_model), input_tokens, cache_read_tokens, "
+        "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, output_tokens, "
+        f"cost_usd, {_terms_expr(db.postgres)} "
+        "FROM requests WHERE end_user = ? AND ts >= ? AND ts < ?"
+    )
+    opening_sql = db.sql("SELECT {sum}(amount) FROM credit_ledger WHERE customer = ? AND ts < ?")
+    kinds_sql = db.sql(
+        "SELECT kind, {sum}(amount) FROM credit_ledger "
+        "WHERE customer = ? AND ts >= ? AND ts < ? GROUP BY kind"
+    )
+    models: dict[str, ModelUsage] = {}
+
+    def run(cur: Cursor) -> tuple[Any, list[Any]]:
+        rows: Any = cur.execute(usage_sql, (customer, start, end))
+        while batch := rows.fetchmany(5000):
+            for row in batch:
+                name, rec = _usage_of(row)
+                m = models.get(name)
+                if m is None:
+                    m = models[name] = ModelUsage(name)
+                usd, _ = record_charge(rec)
+                m.requests += 1
+                m.input_tokens += rec.usage.input_tokens
+                m.cached_input_tokens += rec.usage.cache_read_tokens
+                m.output_tokens += rec.usage.output_tokens
+                if rec.cost_usd is None:
+                    m.unpriced_requests += 1
+                else:
+                    m.provider_cost_usd += rec.cost_usd
+                if usd is not None:
+                    m.charged_usd += usd
+        opening = cur.execute(opening_sql, (customer, start)).fetchone()[0]
+        kinds = cur.execute(kinds_sql, (customer, start, end)).fetchall()
+        return opening, kinds
+
+    opening, kinds = db.read(run)
+    acct = billing.customer(customer)
+    st = Statement(customer, period, timezone, acct.plan if acct else None)
+    st.models = [models[name] for name in sorted(models)]
+    if acct is not None and acct.unit is not None:
+        bal = Balance(acct.unit, opening=money_out(opening))
+        for kind, amount in kinds:
+            setattr(bal, _BALANCE_FIELDS[kind], money_out(amount))
+        st.balance = bal
+        topups = billing.history(customer, limit=10_000, since=start, until=end, kind="topup")
+        st.topups = topups[::-1]
+    return st
+
+
+_BALANCE_FIELDS = {
+    "topup": "topups",
+    "debit": "debits",
+    "adjustment": "adjustments",
+    "refund": "refunds",
+}

@@ -1,0 +1,232 @@
+"""The admin API for prepaid billing (master key, like every ``/admin`` route).
+
+GET    /admin/customers                      every billing customer: plan, unit, balance
+GET    /admin/customers/{customer}           one customer
+PATCH  /admin/customers/{customer}           {"plan": "pro"} or {"plan": null}
+GET    /admin/credits/{customer}             the balance (as /admin/customers/{customer})
+GET    /admin/credits/{customer}/history     ledger entries, newest first (the last 1000)
+POST   /admin/credits/{customer}/topup       {"amount": "25.00", "unit": "usd", "note": "..."}
+POST   /admin/credits/{customer}/adjust      {"amount": "-1.5", "note": "...",
+                                              "kind": "adjustment"|"refund", "request_id": ...}
+GET    /admin/plans                          every plan
+POST   /admin/plans                          {"name": "pro", "markup_pct": "20"} or fixed prices
+GET    /admin/plans/{name}                   one plan
+GET    /admin/statements/{customer}/{period}       the statement as JSON
+GET    /admin/statements/{customer}/{period}.csv   the same as CSV
+
+Amounts are strings (or integers) and are answered as strings: money is never a
+float. A change reaches the gateway's cached accounts at once on this replica,
+and within ``BillingPolicy.ttl`` on the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import asdict
+from decimal import Decimal
+from typing import Any
+
+from ..billing import (
+    BillingStore,
+    Customer,
+    Plan,
+    build_statement,
+    money_text,
+    parse_money,
+    parse_period,
+)
+from ..billing.credits import CreditEntry
+from ..billing.policy import BillingPolicy
+from ..errors import InvalidRequest, NotFound
+from ..gateway import Gateway
+from .http import parse_json, read_body, send_bytes, send_json
+
+
+def _billing(gw: Gateway) -> tuple[BillingStore, BillingPolicy | None]:
+    for policy in gw.admit.policies:
+        if isinstance(policy, BillingPolicy):
+            return policy.billing, policy
+    return BillingStore(gw.store), None
+
+
+def _forget(policy: BillingPolicy | None, customer: str | None = None) -> None:
+    if policy is not None:
+        policy.forget(customer)
+
+
+def _money(value: Decimal | None) -> str | None:
+    return None if value is None else money_text(value)
+
+
+def customer_view(c: Customer) -> dict[str, Any]:
+    return {
+        "customer": c.customer,
+        "plan": c.plan,
+        "unit": c.unit,
+        "balance": None if c.unit is None else _money(c.balance),
+        "created_at": c.created_at,
+    }
+
+
+def entry_view(e: CreditEntry) -> dict[str, Any]:
+    return {**asdict(e), "amount": _money(e.amount)}
+
+
+def plan_view(p: Plan) -> dict[str, Any]:
+    view = {k: (_money(v) if isinstance(v, Decimal) else v) for k, v in asdict(p).items()}
+    view["pricing"] = "markup" if p.markup_pct is not None else "fixed"
+    return view
+
+
+async def _body(receive: Any) -> dict[str, Any]:
+    body = parse_json(await read_body(receive))
+    if not isinstance(body, dict):
+        raise InvalidRequest("expected a JSON object")
+    return body
+
+
+def _opt_str(body: dict[str, Any], name: str) -> str | None:
+    v = body.get(name)
+    if v is not None and not isinstance(v, str):
+        raise InvalidRequest(f"'{name}' must be a string", param=name)
+    return v
+
+
+def _not_allowed(method: str, parts: list[str]) -> InvalidRequest:
+    return InvalidRequest(f"{method} not allowed on /admin/{'/'.join(parts)}", status=405)
+
+
+async def _one_customer(billing: BillingStore, customer: str) -> Customer:
+    found = await asyncio.to_thread(billing.customer, customer)
+    if found is None:
+        raise NotFound(f"No billing customer {customer!r}", code="customer_not_found")
+    return found
+
+
+async def handle_customers(
+    gw: Gateway, method: str, parts: list[str], receive: Any, send: Any
+) -> None:
+    billing, policy = _billing(gw)
+    if len(parts) == 1 and method == "GET":
+        rows = await asyncio.to_thread(billing.customers)
+        await send_json(send, 200, {"object": "list", "data": [customer_view(c) for c in rows]})
+        return
+    if len(parts) != 2:
+        raise _not_allowed(method, parts)
+    customer = parts[1]
+    if method == "GET":
+        await send_json(send, 200, customer_view(await _one_customer(billing, customer)))
+    elif method == "PATCH":
+        body = await _body(receive)
+        if "plan" not in body:
+            raise InvalidRequest("give 'plan': a plan name, or null", param="plan")
+        acct = await asyncio.to_thread(billing.assign_plan, customer, _opt_str(body, "plan"))
+        _forget(policy, customer)
+        await send_json(send, 200, customer_view(acct))
+    else:
+        raise _not_allowed(method, parts)
+
+
+async def handle_credits(
+    gw: Gateway, method: str, parts: list[str], receive: Any, send: Any
+) -> None:
+    billing, policy = _billing(gw)
+    if len(parts) < 2 or len(parts) > 3:
+        raise _not_allowed(method, parts)
+    customer, action = parts[1], (parts[2] if len(parts) == 3 else None)
+    if method == "GET" and action is None:
+        await send_json(send, 200, customer_view(await _one_customer(billing, customer)))
+    elif method == "GET" and action == "history":
+        entries = await asyncio.to_thread(billing.history, customer, limit=1000)
+        await send_json(send, 200, {"object": "list", "data": [entry_view(e) for e in entries]})
+    elif method == "POST" and action == "topup":
+        body = await _body(receive)
+        unit = _opt_str(body, "unit") or "usd"
+        amount = parse_money(body.get("amount"), "amount", unit=unit)
+        entry = await asyncio.to_thread(
+            billing.topup, customer, amount, unit=unit, note=_opt_str(body, "note")
+        )
+        _forget(policy, customer)
+        acct = await _one_customer(billing, customer)
+        await send_json(send, 201, {**entry_view(entry), "balance": _money(acct.balance)})
+    elif method == "POST" and action == "adjust":
+        body = await _body(receive)
+        acct = await _one_customer(billing, customer)
+        amount = parse_money(body.get("amount"), "amount", unit=acct.unit or "usd")
+        kind = _opt_str(body, "kind") or "adjustment"
+        request_id = _opt_str(body, "request_id")
+        adjusted = await asyncio.to_thread(
+            lambda: billing.adjust(
+                customer, amount, note=_opt_str(body, "note"), kind=kind, request_id=request_id
+            )
+        )
+        if adjusted is None:
+            raise InvalidRequest(
+                f"request {request_id!r} was already refunded", status=409, code="refunded"
+            )
+        _forget(policy, customer)
+        acct = await _one_customer(billing, customer)
+        await send_json(send, 201, {**entry_view(adjusted), "balance": _money(acct.balance)})
+    else:
+        raise _not_allowed(method, parts)
+
+
+def _plan_from(body: dict[str, Any]) -> Plan:
+    def price(name: str) -> Decimal | None:
+        return None if body.get(name) is None else parse_money(body[name], name)
+
+    name = _opt_str(body, "name")
+    if not name:
+        raise InvalidRequest("a plan needs a 'name'", param="name")
+    return Plan(
+        name=name,
+        markup_pct=price("markup_pct"),
+        input_per_mtok=price("input_per_mtok"),
+        output_per_mtok=price("output_per_mtok"),
+        cached_input_per_mtok=price("cached_input_per_mtok"),
+    )
+
+
+async def handle_plans(gw: Gateway, method: str, parts: list[str], receive: Any, send: Any) -> None:
+    billing, policy = _billing(gw)
+    if len(parts) == 1 and method == "GET":
+        rows = await asyncio.to_thread(billing.plans)
+        await send_json(send, 200, {"object": "list", "data": [plan_view(p) for p in rows]})
+    elif len(parts) == 1 and method == "POST":
+        plan = await asyncio.to_thread(billing.create_plan, _plan_from(await _body(receive)))
+        _forget(policy)
+        await send_json(send, 201, plan_view(plan))
+    elif len(parts) == 2 and method == "GET":
+        found = await asyncio.to_thread(billing.plan, parts[1])
+        if found is None:
+            raise NotFound(f"No plan {parts[1]!r}", code="plan_not_found")
+        await send_json(send, 200, plan_view(found))
+    else:
+        raise _not_allowed(method, parts)
+
+
+async def handle_statements(
+    gw: Gateway, method: str, parts: list[str], receive: Any, send: Any
+) -> None:
+    if method != "GET" or len(parts) != 3:
+        raise InvalidRequest("use GET /admin/statements/{customer}/{period}[.csv]", status=405)
+    billing, _ = _billing(gw)
+    customer, period = parts[1], parts[2]
+    as_csv = period.endswith(".csv")
+    period = period.removesuffix(".csv").removesuffix(".json")
+    tz = gw.settings.timezone
+    span = parse_period(period, tz)
+    st = await asyncio.to_thread(build_statement, billing, customer, span, timezone=tz)
+    if as_csv:
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", customer)
+        disposition = f'attachment; filename="statement-{safe}-{span.label}.csv"'
+        await send_bytes(
+            send,
+            200,
+            st.to_csv().encode(),
+            {"content-disposition": disposition},
+            content_type=b"text/csv; charset=utf-8",
+        )
+    else:
+        await send_json(send, 200, st.to_json())

@@ -1,0 +1,281 @@
+"""Prepaid balances through the real gateway: reserve, refuse in each API's format, settle.
+
+The proof that a balance drained by concurrent requests never goes negative is
+here for one process; the two-replica version is in ``test_billing_replicas.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator, Sequence
+from decimal import Decimal
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
+from tokenomy.billing import BillingStore, Plan, record_charge
+from tokenomy.billing.policy import window_for
+from tokenomy.caps import CountersUnavailable, Hold, Reserved, usd_to_units
+from tokenomy.ledger import Store
+
+D = Decimal
+ID = "x-tokenomy-request-id"
+
+
+def drain_check(store: Store, customer: str) -> tuple[Decimal, int]:
+    """The proof's invariants, from the ledgers alone; returns (balance, debits)."""
+    b = BillingStore(store)
+    acct = b.customer(customer)
+    assert acct is not None and acct.unit is not None
+    entries = b.history(customer, limit=1_000_000)
+    assert acct.balance >= 0
+    assert acct.balance == sum((e.amount for e in entries), D(0))
+    debits = {e.request_id: e for e in entries if e.kind == "debit"}
+    assert len(debits) == sum(e.kind == "debit" for e in entries)  # one per request
+    assert not [e for e in debits.values() if e.note and "shortfall" in e.note]
+    records = [r for r in store.list_records(limit=1_000_000) if r.user == customer]
+    charged = {}
+    for r in records:
+        _, amount = record_charge(r)
+        if amount:
+            charged[r.request_id] = amount
+    assert set(debits) == set(charged)  # every debit has its record, and every charge a debit
+    assert -sum((e.amount for e in debits.values()), D(0)) == sum(charged.values(), D(0))
+    for rid, e in debits.items():
+        assert -e.amount == charged[rid]
+    return acct.balance, len(debits)
+
+
+@pytest.fixture
+def bill_gw(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> Iterator[GW]:
+    settings = gateway_settings(str(tmp_path / "ledger.db"), fake, fake_llamacpp)
+    yield from start_gateway(settings, fake)
+
+
+def ask(i: int, extra: str = "") -> list[dict[str, str]]:
+    return [{"role": "user", "content": f"hello number {i} {extra}".strip()}]
+
+
+async def test_a_balance_drained_by_concurrent_requests_never_goes_negative(bill_gw: GW) -> None:
+    b = BillingStore(bill_gw.store)
+    b.create_plan(Plan("pro", markup_pct=D("25")))
+    b.assign_plan("alice", "pro")
+    b.topup("alice", D("0.004"))
+    client = bill_gw.async_openai()
+    gate = asyncio.Semaphore(40)
+    outcomes: dict[str, int] = {"ok": 0, "refused": 0}
+
+    async def one(i: int) -> None:
+        async with gate:
+            try:
+                if i % 3 == 0:
+                    stream = await client.chat.completions.create(
+                        model="gpt-4o", messages=ask(i, "[[fake:chunk_delay_ms=2]]"),
+                        max_tokens=16, stream=True,
+                    )  # fmt: skip
+                    async for _ in stream:
+                        pass
+                else:
+                    await client.chat.completions.create(
+                        model="gpt-4o", messages=ask(i, "[[fake:delay_ms=15]]"), max_tokens=16
+                    )
+                outcomes["ok"] += 1
+            except openai.RateLimitError as exc:
+                assert exc.code == "insufficient_quota"
+                assert "Insufficient credit" in exc.message
+                assert exc.response.headers["x-should-retry"] == "false"
+                outcomes["refused"] += 1
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(400)))
+    finally:
+        await client.close()
+    balance, debits = drain_check(bill_gw.store, "alice")
+    assert outcomes["ok"] == debits and outcomes["refused"] == 400 - debits
+    assert 15 < debits < 60 and outcomes["refused"] > 300
+    # Drained: what is left cannot pay another worst case (about $0.00026).
+    assert balance < D("0.0003")
+    gw = bill_gw.app.gateway
+    assert gw is not None and gw.caps is not None and gw.billing is not None
+    acct = b.customer("alice")
+    assert acct is not None
+    [total] = await gw.caps.backend.totals([window_for("alice")])
+    assert total == usd_to_units(acct.debited)  # no hold left behind, no debit uncounted
+    assert gw.billing.open_count() == 0
+
+
+def test_a_request_is_debited_its_charge_under_the_plan(bill_gw: GW) -> None:
+    b = BillingStore(bill_gw.store)
+    b.create_plan(Plan("pro", markup_pct=D("20")))
+    b.assign_plan("alice", "pro")
+    b.topup("alice", D("5"))
+    raw = bill_gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=ask(1), max_tokens=50
+    )
+    rec = bill_gw.record(raw.headers[ID])
+    assert rec.cost_usd is not None
+    want = (rec.cost_usd * D("1.2")).quantize(D("0.000000001"))
+    terms = rec.decisions["billing"]
+    assert terms["customer"] == "alice" and terms["plan"] == "pro" and terms["unit"] == "usd"
+    assert terms["markup_pct"] == "20"
+    assert D(terms["reserved"]) >= want
+    debit = b.debit_of(rec.request_id)
+    assert debit is not None and debit.amount == -want and debit.ts == rec.ts
+    acct = b.customer("alice")
+    assert acct is not None and acct.balance == D(5) - want
+
+
+def test_the_openai_user_field_picks_the_customer(bill_gw: GW) -> None:
+    b = BillingStore(bill_gw.store)
+    b.topup("bob", D("1"))
+    raw = bill_gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o-mini", messages=ask(1), user="bob", max_tokens=5
+    )
+    rec = bill_gw.record(raw.headers[ID])
+    debit = b.debit_of(rec.request_id)
+    assert rec.user == "bob" and debit is not None and debit.customer == "bob"
+    assert rec.cost_usd is not None and debit.amount == -rec.cost_usd.quantize(D("1E-9"))
+    assert b.customer("alice") is None  # the key's user was not billed
+
+
+def test_a_token_balance_pays_tokens(bill_gw: GW) -> None:
+    b = BillingStore(bill_gw.store)
+    b.topup("alice", D(100), unit="tokens")
+    raw = bill_gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=ask(1), max_tokens=8
+    )
+    rec = bill_gw.record(raw.headers[ID])
+    debit = b.debit_of(rec.request_id)
+    used = rec.usage.input_tokens + rec.usage.output_tokens
+    assert debit is not None and debit.amount == -used and debit.unit == "tokens"
+    with pytest.raises(openai.RateLimitError, match="tokens of prepaid balance"):
+        bill_gw.openai().chat.completions.create(model="gpt-4o", messages=ask(2), max_tokens=500)
+    acct = b.customer("alice")
+    assert acct is not None and acct.balance == 100 - used
+
+
+def test_anthropic_clients_hear_a_400_like_anthropic_sends(bill_gw: GW) -> None:
+    b = BillingStore(bill_gw.store)
+    b.topup("carol", D("0.000001"))
+    with pytest.raises(anthropic.BadRequestError) as err:
+        bill_gw.anthropic().messages.create(
+            model="claude-haiku-4-5", max_tokens=100, messages=ask(1),
+            metadata={"user_id": "carol"},
+        )  # fmt: skip
+    assert err.value.status_code == 400
+    assert "Insufficient credit" in err.value.message and "carol" in err.value.message
+    assert err.value.response.headers["x-should-retry"] == "false"
+    body = err.value.body
+    assert isinstance(body, dict) and body["error"]["type"] == "invalid_request_error"
+    # Nothing was spent, and nothing is held.
+    acct = b.customer("carol")
+    assert acct is not None and acct.balance == D("0.000001")
+
+
+def test_customers_without_a_balance_are_not_limited(bill_gw: GW) -> None:
+    b = BillingStore(bill_gw.store)
+    b.create_plan(Plan("flat", input_per_mtok=D("1"), output_per_mtok=D("2")))
+    b.assign_plan("alice", "flat")  # a plan, postpaid: charged, never refused
+    raw = bill_gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=ask(1), max_tokens=5
+    )
+    rec = bill_gw.record(raw.headers[ID])
+    usd, debit = record_charge(rec)
+    u = rec.usage
+    assert debit is None and usd == (u.input_tokens * 1 + u.output_tokens * 2) / D(10**6)
+    assert b.debit_of(rec.request_id) is None
+    walk_in = bill_gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=ask(2), user="dave"
+    )
+    assert "billing" not in bill_gw.record(walk_in.headers[ID]).decisions
+
+
+def test_require_balance_refuses_customers_without_one(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    settings = gateway_settings(
+        str(tmp_path / "ledger.db"), fake, fake_llamacpp, billing={"require_balance": True}
+    )
+    for gw in start_gateway(settings, fake):
+        with pytest.raises(openai.RateLimitError, match="no prepaid balance") as err:
+            gw.openai().chat.completions.create(model="gpt-4o", messages=ask(1))
+        assert err.value.code == "insufficient_quota"
+        BillingStore(gw.store).topup("erin", D("1"))
+        ok = gw.openai().chat.completions.create(
+            model="gpt-4o", messages=ask(2), user="erin", max_tokens=5
+        )
+        assert ok.choices[0].message.content
+
+
+def test_a_failed_request_releases_its_hold_and_pays_nothing(bill_gw: GW) -> None:
+    b = BillingStore(bill_gw.store)
+    b.topup("alice", D("1"))
+    with pytest.raises(openai.InternalServerError):
+        bill_gw.openai().chat.completions.create(
+            model="gpt-4o", messages=ask(1, "[[fake:status=500]]"), max_tokens=5
+        )
+    acct = b.customer("alice")
+    assert acct is not None and acct.balance == 1
+    assert [e.kind for e in b.history("alice")] == ["topup"]
+
+
+def test_an_unpriced_model_cannot_spend_a_dollar_balance(bill_gw: GW) -> None:
+    BillingStore(bill_gw.store).topup("alice", D("1"))
+    with pytest.raises(openai.BadRequestError, match="No price is known"):
+        bill_gw.openai().chat.completions.create(model="mystery-model-x", messages=ask(1))
+
+
+def unreachable(gw: GW) -> None:
+    """Make the counters fail for requests (not for billing's own catch-up)."""
+    g = gw.app.gateway
+    assert g is not None and g.caps is not None
+    backend = g.caps.backend
+    real = backend.reserve
+
+    async def reserve(rid: str, holds: Sequence[Hold], *, lease: float) -> Reserved:
+        if rid.startswith("req_"):
+            raise CountersUnavailable("test: Redis is down")
+        return await real(rid, holds, lease=lease)
+
+    backend.reserve = reserve  # type: ignore[method-assign]
+
+
+def test_unreachable_counters_fail_closed_for_balances(bill_gw: GW) -> None:
+    BillingStore(bill_gw.store).topup("alice", D("1"))
+    unreachable(bill_gw)
+    with pytest.raises(openai.InternalServerError) as err:
+        bill_gw.openai().chat.completions.create(model="gpt-4o", messages=ask(1), max_tokens=5)
+    assert err.value.status_code == 503 and "fail closed" in err.value.message
+    assert err.value.response.headers["x-tokenomy-caps"] == "fail-closed"
+    # A customer without a balance is not billing's to refuse.
+    bill_gw.openai().chat.completions.create(model="gpt-4o", messages=ask(2), user="walk-in")
+
+
+def test_fail_open_serves_debits_and_keeps_the_counter_equal_to_the_ledger(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    settings = gateway_settings(
+        str(tmp_path / "ledger.db"), fake, fake_llamacpp, billing={"fail_mode": "open"}
+    )
+    for gw in start_gateway(settings, fake):
+        b = BillingStore(gw.store)
+        b.topup("alice", D("1"))
+        gw.openai().chat.completions.create(model="gpt-4o", messages=ask(1), max_tokens=5)
+        unreachable(gw)
+        raw = gw.openai().chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=ask(2), max_tokens=5
+        )
+        assert raw.headers["x-tokenomy-caps"] == "fail-open"
+        rec = gw.record(raw.headers[ID])
+        assert rec.decisions["billing"]["fail_open"] is True
+        assert b.debit_of(rec.request_id) is not None
+        drain_check(gw.store, "alice")
+        g = gw.app.gateway
+        assert g is not None and g.caps is not None
+        acct = b.customer("alice")
+        assert acct is not None
+        [total] = asyncio.run(g.caps.backend.totals([window_for("alice")]))
+        assert total == usd_to_units(acct.debited)
