@@ -1,0 +1,292 @@
+"""The dashboard at /ui: in headless Chromium over a real gateway and its ledger.
+
+The browser tests need Debian's ``chromium`` and Playwright's Python client
+(never ``playwright install``: the browser comes from the system). Without
+them they are skipped locally and fail under ``CI=true``. The tests after them
+fetch the pages over HTTP only, on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx2 as httpx
+import pytest
+
+from gateway_fixtures import GW, MASTER_KEY
+from tokenomy.config import Settings
+from tokenomy.dashboard import auth, data
+from tokenomy.dashboard.page import usd
+from tokenomy.ledger import Store
+from tokenomy.records import UsageRecord
+from tokenomy.server.app import create_app
+from tokenomy.testing import serve_in_thread
+from tokenomy.usage import Usage
+
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+MSG = [{"role": "user", "content": "hello there"}]
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(reason + " (CI=true: the dashboard must be tested in a browser)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:
+        _unavailable(f"playwright is not installed: {exc}")
+        raise
+    if not os.path.exists(CHROMIUM):
+        _unavailable(f"chromium not found at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def seed(gw: GW) -> None:
+    """Real traffic through the gateway, plus other teams' rows over the past days."""
+    client = gw.openai()
+    for model in ("gpt-4o", "gpt-4o", "gpt-4o-mini", "mystery-model-x"):
+        client.chat.completions.create(model=model, messages=MSG)
+    gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=50, messages=MSG)
+    now = time.time()
+    extra = []
+    for i in range(12):
+        extra.append(
+            UsageRecord(
+                request_id=f"seed-{i}",
+                ts=now - (i % 6) * 86400 - 60,
+                endpoint="/v1/chat/completions",
+                key_id="tk-ads00001",
+                org="acme",
+                team="ads" if i % 3 else "research",
+                user=f"u{i % 2}",
+                tags={"env": "prod" if i % 2 else "dev"},
+                requested_model="gpt-4o",
+                served_model="gpt-4o",
+                provider="openai",
+                usage=Usage(1000 + i, 100 + i, cache_read_tokens=200),
+                cost_usd=Decimal("0.0123456789") * (i + 1),
+                decisions={"cache": {"saved_usd": "0.00" + str(i + 1)}} if i % 4 == 0 else {},
+            )
+        )
+    gw.store.insert_records(extra)
+
+
+def in_view(records: list[UsageRecord], days: int = 30) -> list[UsageRecord]:
+    today = datetime.now(UTC).date()
+    lo = datetime.combine(today - timedelta(days=days - 1), datetime.min.time(), UTC).timestamp()
+    hi = datetime.combine(today + timedelta(days=1), datetime.min.time(), UTC).timestamp()
+    return [r for r in records if lo <= r.ts < hi]
+
+
+def spend(records: list[UsageRecord]) -> Decimal:
+    return sum((r.cost_usd for r in records if r.cost_usd is not None), Decimal(0))
+
+
+def check_page(page: Any, records: list[UsageRecord]) -> None:
+    """Every number the page shows, against the ledger rows it should sum."""
+    assert Decimal(page.get_attribute("#kpi-spend .value", "data-value")) == spend(records)
+    assert page.inner_text("#kpi-spend .value") == usd(spend(records))
+    assert page.get_attribute("#kpi-requests .value", "data-value") == str(len(records))
+    unpriced = [r for r in records if r.price_unknown]
+    assert page.get_attribute("#kpi-unpriced .value", "data-value") == str(len(unpriced))
+    teams = {r.team for r in records}
+    rows = page.query_selector_all("#spenders tbody tr")
+    assert {row.get_attribute("data-key") or None for row in rows} == teams
+    for row in rows:
+        team = row.get_attribute("data-key") or None
+        cost = row.query_selector("td[data-usd]").get_attribute("data-usd")
+        assert Decimal(cost) == spend([r for r in records if r.team == team]), team
+    models = {r.served_model for r in unpriced}
+    assert {
+        m.get_attribute("data-model") for m in page.query_selector_all("#unpriced tbody tr")
+    } == models
+    saved = sum((Decimal(r.decisions["cache"]["saved_usd"]) for r in records
+                 if "cache" in r.decisions), Decimal(0))  # fmt: skip
+    if saved:
+        cell = page.get_attribute("#savings tr[data-lever=cache] td[data-usd]", "data-usd")
+        assert Decimal(cell) == saved
+    # The chart: one bar per (day, series) with spend, adding up to the total.
+    bars = page.query_selector_all("#spend-chart rect.tk-bar")
+    assert bars
+    drawn = sum(float(b.get_attribute("data-value")) for b in bars)
+    assert drawn == pytest.approx(float(spend(records)), rel=1e-9)
+    top = page.query_selector_all("#top tbody tr")
+    priced = sorted((r for r in records if r.cost_usd is not None),
+                    key=lambda r: (-(r.cost_usd or 0), r.ts, r.request_id))  # fmt: skip
+    assert [t.get_attribute("data-request") for t in top] == [r.request_id for r in priced[:10]]
+
+
+def test_dashboard_in_chromium(fresh_gw: GW, browser: Any, tmp_path: Path) -> None:
+    seed(fresh_gw)
+    records = in_view(fresh_gw.store.list_records(limit=100_000))
+    assert {r.team for r in records} >= {"search", "ads", "research"}
+    page = browser.new_page(viewport={"width": 1360, "height": 900})
+    try:
+        page.goto(fresh_gw.url + "/ui")
+        assert page.url.endswith("/ui/login")
+        page.fill("#key", MASTER_KEY)
+        page.click("button[type=submit]")
+        page.wait_for_selector("#spend-chart[data-drawn=true]")
+        check_page(page, records)
+        assert page.inner_text("#forecast h2").startswith("Forecast for")
+        page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+        # Filter by team, then by tag: the numbers follow.
+        page.select_option("#f-team", "search")
+        page.click("#apply")
+        page.wait_for_selector("#spend-chart[data-drawn=true]")
+        assert "team=search" in page.url
+        check_page(page, [r for r in records if r.team == "search"])
+        page.select_option("#f-team", "")
+        page.select_option("#f-tag", "env=dev")
+        page.select_option("#f-by", "model")
+        page.click("#apply")
+        page.wait_for_selector("#spend-chart[data-drawn=true]")
+        dev = [r for r in records if r.tags.get("env") == "dev"]
+        assert Decimal(page.get_attribute("#kpi-spend .value", "data-value")) == spend(dev)
+        by_model = {
+            row.get_attribute("data-key"): Decimal(
+                row.query_selector("td[data-usd]").get_attribute("data-usd")
+            )
+            for row in page.query_selector_all("#spenders tbody tr")
+        }
+        assert by_model == {
+            m: spend([r for r in dev if r.served_model == m]) for m in {r.served_model for r in dev}
+        }
+        page.screenshot(path=str(tmp_path / "dashboard-filtered.png"), full_page=True)
+        assert (tmp_path / "dashboard.png").stat().st_size > 20_000
+    finally:
+        page.close()
+
+
+def test_sign_in_and_out(fresh_gw: GW, browser: Any) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(fresh_gw.url + "/ui")
+        page.fill("#key", "not-the-key")
+        page.click("button[type=submit]")
+        assert "not the master key" in page.inner_text(".login")
+        assert context.cookies() == []
+        page.fill("#key", MASTER_KEY)
+        page.click("button[type=submit]")
+        page.wait_for_selector("#kpi-spend")
+        [cookie] = context.cookies()
+        assert (
+            cookie["name"] == auth.COOKIE and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+        )
+        assert MASTER_KEY not in cookie["value"]
+        page.click("header button")
+        page.wait_for_selector("#key")
+        page.goto(fresh_gw.url + "/ui")
+        assert page.url.endswith("/ui/login")
+    finally:
+        context.close()
+
+
+# -- over HTTP only ---------------------------------------------------------------------------
+
+
+def test_auth_over_http(fresh_gw: GW) -> None:
+    with httpx.Client(base_url=fresh_gw.url, timeout=30) as c:
+        r = c.get("/ui", follow_redirects=False)
+        assert r.status_code == 303 and r.headers["location"] == "/ui/login"
+        assert c.get("/ui", headers={"authorization": "Bearer wrong"}).status_code in (200, 303)
+        r = c.get("/ui", headers={"authorization": f"Bearer {MASTER_KEY}"})
+        assert r.status_code == 200 and 'id="kpi-spend"' in r.text
+        assert "script-src 'self'" in r.headers["content-security-policy"]
+        r = c.get("/ui", headers={"cookie": f"{auth.COOKIE}=1.forged"}, follow_redirects=False)
+        assert r.status_code == 303
+        expired = auth.session_token(MASTER_KEY, now=time.time() - 2 * auth.SESSION_SECONDS)
+        r = c.get("/ui", headers={"cookie": f"{auth.COOKIE}={expired}"}, follow_redirects=False)
+        assert r.status_code == 303
+        good = auth.session_token(MASTER_KEY)
+        assert c.get("/ui", headers={"cookie": f"{auth.COOKIE}={good}"}).status_code == 200
+        assert c.get("/ui/static/chart.js").headers["content-type"].startswith("text/javascript")
+        assert c.get("/ui/static/app.py").status_code == 404  # only the two files
+        assert c.post("/ui", headers={"authorization": f"Bearer {MASTER_KEY}"}).status_code == 404
+
+
+def test_without_master_key_the_dashboard_is_off(tmp_path: Path) -> None:
+    app = create_app(Settings(db=str(tmp_path / "l.db"), master_key=None))
+    with serve_in_thread(app) as url, httpx.Client(base_url=url) as c:
+        r = c.get("/ui", headers={"authorization": "Bearer anything"})
+        assert r.status_code == 403 and "TOKENOMY_MASTER_KEY" in r.text
+
+
+def kpi(html: str, name: str) -> str:
+    m = re.search(rf'id="kpi-{name}">.*?data-value="([^"]*)"', html)
+    assert m, name
+    return m.group(1)
+
+
+@pytest.fixture
+def served(store: Store, db_url: str) -> Iterator[Callable[..., str]]:
+    app = create_app(Settings(db=db_url, master_key=MASTER_KEY))
+    with serve_in_thread(app) as url, httpx.Client(base_url=url, timeout=30) as c:
+
+        def get(**params: str) -> str:
+            r = c.get("/ui", params=params, headers={"authorization": f"Bearer {MASTER_KEY}"})
+            assert r.status_code == 200, r.text
+            return r.text
+
+        yield get
+
+
+def test_numbers_on_both_engines(store: Store, served: Callable[..., str]) -> None:
+    today = datetime.now(UTC).date()
+    noon = datetime.combine(today, datetime.min.time(), UTC).timestamp() + 12 * 3600
+    recs = [
+        UsageRecord(f"r{i}", ts=noon - i * 86400, team=("a", "b")[i % 2], requested_model="m",
+                    served_model="m", usage=Usage(100, 10), cost_usd=Decimal(f"0.{i + 1:03d}7"))
+        for i in range(40)
+    ] + [UsageRecord("u", ts=noon, team="a", requested_model="x", served_model="x",
+                     usage=Usage(5, 5), price_unknown=True)]  # fmt: skip
+    store.insert_records(recs)
+    html = served()
+    shown = [r for r in recs if r.ts >= noon - 29.5 * 86400]
+    assert Decimal(kpi(html, "spend")) == spend(shown)
+    assert kpi(html, "requests") == str(len(shown)) and kpi(html, "unpriced") == "1"
+    since = (today - timedelta(days=3)).isoformat()
+    html = served(since=since, until=today.isoformat(), team="b")
+    want = [r for r in recs if r.team == "b" and r.ts >= noon - 3.5 * 86400]
+    assert Decimal(kpi(html, "spend")) == spend(want)
+    html = served(since="not-a-date", by="colour")
+    assert "is not a date" in html and "cannot break down by" in html
+
+
+def test_forecast_unavailable_is_said_plainly(
+    served: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data, "_forecast", None)
+    html = served()
+    assert 'id="forecast-unavailable"' in html and "Forecast unavailable" in html
+
+
+def test_view_parsing() -> None:
+    today = datetime(2026, 11, 29, tzinfo=UTC).date()
+    v = data.View.parse({}, today)
+    assert (str(v.since), str(v.until), v.by) == ("2026-10-31", "2026-11-29", "team")
+    v = data.View.parse({"since": "2026-11-20", "until": "2026-11-10", "tag": "env"}, today)
+    assert v.since == v.until and v.tag is None and len(v.problems) == 2
+    v = data.View.parse({"tag": "env=prod", "team": "a", "model": "m", "by": "tag:env"}, today)
+    assert v.filters.tags == (("env", "prod"),) and v.filters.teams == ("a",) and v.by == "tag:env"
