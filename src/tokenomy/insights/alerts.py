@@ -1,0 +1,323 @@
+"""Spend alerts: what fires, deterministically, and how it is sent.
+
+Three rules, each a pure function of the ledger's records and the day:
+
+- ``spend_anomaly``: a scope's (team's, model's...) spend today is at least
+  ``k`` times its typical day, the median of its previous ``baseline_days``
+  days (days without spend count as zero), and at least ``min_spend``. A scope
+  needs ``min_days`` days of history before it has a typical day.
+- ``forecast_over_budget``: the month-end forecast of a scope with a budget
+  reaches the budget on or before the last day of the period.
+- ``unpriced_model``: a model served without a known price for the first time:
+  its earliest unpriced request is today.
+
+`check` applies the rules and drops the alerts an `AlertLog` has already seen, so
+an anomaly fires once per scope and day, a budget once per scope and period, and
+an unpriced model once. `deliver` writes one log line per alert and POSTs it as
+Slack-compatible JSON (``{"text": ..., "attachments": [{"fields": ...}]}``, plus a
+``tokenomy`` object for machines) to a webhook.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
+
+from ..records import UsageRecord
+from .forecast import daily_spend, forecast, month_bounds
+
+__all__ = [
+    "Alert",
+    "AlertLog",
+    "AlertRules",
+    "FileAlertLog",
+    "MemoryAlertLog",
+    "budget_crossings",
+    "check",
+    "deliver",
+    "send_webhook",
+    "spend_anomalies",
+    "unpriced_models",
+]
+
+log = logging.getLogger("tokenomy.alerts")
+
+AlertKind = Literal["spend_anomaly", "forecast_over_budget", "unpriced_model"]
+Series = Sequence[tuple[date, Decimal]]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    kind: AlertKind
+    scope: str  # "team=search", "model=gpt-4o", "total"
+    key: str  # identity for de-duplication: kind, scope and day or period
+    text: str  # one line for people
+    fields: tuple[tuple[str, str], ...] = ()
+
+    def payload(self) -> dict[str, Any]:
+        """Slack-compatible webhook JSON."""
+        return {
+            "text": self.text,
+            "attachments": [
+                {
+                    "fallback": self.text,
+                    "fields": [{"title": k, "value": v, "short": True} for k, v in self.fields],
+                }
+            ],
+            "tokenomy": {
+                "kind": self.kind,
+                "scope": self.scope,
+                "key": self.key,
+                **dict(self.fields),
+            },
+        }
+
+    def log_line(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.fields)
+        return f"alert {self.kind} {self.scope}: {self.text} [{extra}]"
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRules:
+    k: Decimal = Decimal(3)
+    baseline_days: int = 28
+    min_days: int = 7
+    min_spend: Decimal = Decimal(1)
+    anomaly_by: tuple[str, ...] = ("team", "model")
+    # Monthly budgets in USD per scope: "team=search", "org=acme", "tag:env=prod", "total".
+    budgets: Mapping[str, Decimal] = field(default_factory=dict)
+    level: float = 0.8  # the forecast band reported with a budget alert
+
+
+def _usd(amount: Decimal) -> str:
+    return f"${amount.quantize(Decimal('0.01')):,}"
+
+
+# -- the rules -------------------------------------------------------------------------
+
+
+def spend_anomalies(
+    by_scope: Mapping[str, Series], *, today: date, rules: AlertRules = AlertRules()
+) -> list[Alert]:
+    """Scopes whose spend on ``today`` is at least ``k`` x their typical day."""
+    alerts = []
+    for scope, series in sorted(by_scope.items()):
+        spend = dict(series)
+        history = [d for d in spend if d < today]
+        if not history:
+            continue
+        begin = max(min(history), today - timedelta(rules.baseline_days))
+        baseline = [
+            spend.get(begin + timedelta(i), Decimal(0)) for i in range((today - begin).days)
+        ]
+        if len(baseline) < rules.min_days:
+            continue
+        typical = Decimal(statistics.median(baseline))
+        now = spend.get(today, Decimal(0))
+        if now < rules.min_spend or now < rules.k * typical:
+            continue
+        ratio = "new spend" if typical == 0 else f"{(now / typical).quantize(Decimal('0.1'))}x"
+        alerts.append(
+            Alert(
+                "spend_anomaly",
+                scope,
+                f"spend_anomaly|{scope}|{today.isoformat()}",
+                f"{scope} has spent {_usd(now)} today ({ratio} its typical day of {_usd(typical)})",
+                (
+                    ("day", today.isoformat()),
+                    ("spend_usd", str(now)),
+                    ("typical_usd", str(typical)),
+                    ("k", str(rules.k)),
+                ),
+            )
+        )
+    return alerts
+
+
+def budget_crossings(
+    by_scope: Mapping[str, Series],
+    budgets: Mapping[str, Decimal],
+    *,
+    today: date,
+    level: float = 0.8,
+) -> list[Alert]:
+    """Scopes whose month-end forecast reaches their budget before the month ends.
+
+    The forecast uses the history up to and including ``today``.
+    """
+    start, end = month_bounds(today)
+    alerts = []
+    for scope, budget in sorted(budgets.items()):
+        history = [(d, v) for d, v in by_scope.get(scope, ()) if d <= today]
+        f = forecast(history, until=end, period_start=start, level=level, partial=today)
+        crossing = f.crossing_date(budget)
+        if crossing is None:
+            continue
+        when = "already" if f.actual_to_date >= budget else f"on {crossing.isoformat()}"
+        alerts.append(
+            Alert(
+                "forecast_over_budget",
+                scope,
+                f"forecast_over_budget|{scope}|{start.isoformat()}",
+                f"{scope} is forecast to spend {_usd(f.projected_total)} by {end.isoformat()} "
+                f"({_usd(f.low)}-{_usd(f.high)}), over its budget of {_usd(budget)} {when}",
+                (
+                    ("budget_usd", str(budget)),
+                    ("spent_usd", str(f.actual_to_date)),
+                    ("projected_usd", str(f.projected_total)),
+                    ("low_usd", str(f.low)),
+                    ("high_usd", str(f.high)),
+                    ("crosses_on", crossing.isoformat()),
+                    ("period_end", end.isoformat()),
+                ),
+            )
+        )
+    return alerts
+
+
+def unpriced_models(records: Iterable[UsageRecord], *, today: date, tz: str = "UTC") -> list[Alert]:
+    """Models whose first request without a known price was made ``today``."""
+    zone = ZoneInfo(tz)
+    first: dict[tuple[str, str], tuple[date, int]] = {}
+    for rec in records:
+        if not rec.price_unknown:
+            continue
+        model = rec.served_model or rec.requested_model
+        ident = (model, rec.provider or "")
+        day = datetime.fromtimestamp(rec.ts, zone).date()
+        seen_day, count = first.get(ident, (day, 0))
+        first[ident] = (min(seen_day, day), count + 1)
+    alerts = []
+    for (model, provider), (day, count) in sorted(first.items()):
+        if day != today:
+            continue
+        where = f" from {provider}" if provider else ""
+        alerts.append(
+            Alert(
+                "unpriced_model",
+                f"model={model}",
+                f"unpriced_model|{model}|{provider}",
+                f"model {model}{where} was served without a known price; its spend is not "
+                "counted until a price override is added",
+                (("model", model), ("provider", provider or "-"), ("requests", str(count))),
+            )
+        )
+    return alerts
+
+
+# -- de-duplication ------------------------------------------------------------------
+
+
+class AlertLog(Protocol):
+    """The keys of the alerts already sent."""
+
+    def seen(self, key: str) -> bool: ...
+
+    def add(self, key: str) -> None: ...
+
+
+class MemoryAlertLog:
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+
+    def seen(self, key: str) -> bool:
+        return key in self.keys
+
+    def add(self, key: str) -> None:
+        self.keys.add(key)
+
+
+class FileAlertLog:
+    """Alert keys in a text file, one a line, so a periodic job fires each alert once."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.keys: set[str] = set()
+        if self.path.exists():
+            self.keys = {ln for ln in self.path.read_text().splitlines() if ln}
+
+    def seen(self, key: str) -> bool:
+        return key in self.keys
+
+    def add(self, key: str) -> None:
+        if key not in self.keys:
+            self.keys.add(key)
+            with self.path.open("a") as fh:
+                fh.write(key + "\n")
+
+
+def check(
+    records: Sequence[UsageRecord],
+    *,
+    today: date,
+    rules: AlertRules = AlertRules(),
+    tz: str = "UTC",
+    seen: AlertLog | None = None,
+) -> list[Alert]:
+    """Every rule over ``records`` (the ledger up to now), minus alerts already in
+    ``seen``; the returned alerts are added to it."""
+    alerts: list[Alert] = []
+    for by in rules.anomaly_by:
+        per = daily_spend(records, tz=tz, by=by)
+        alerts += spend_anomalies({f"{by}={s}": v for s, v in per.items()}, today=today,
+                                  rules=rules)  # fmt: skip
+    if rules.budgets:
+        by_scope: dict[str, Series] = {}
+        for scope in rules.budgets:
+            group, _, value = scope.rpartition("=")
+            if scope == "total":
+                group, value = "total", "total"
+            by_scope[scope] = daily_spend(records, tz=tz, by=group).get(value, [])
+        alerts += budget_crossings(by_scope, rules.budgets, today=today, level=rules.level)
+    alerts += unpriced_models(records, today=today, tz=tz)
+    if seen is None:
+        return alerts
+    fresh = [a for a in alerts if not seen.seen(a.key)]
+    for a in fresh:
+        seen.add(a.key)
+    return fresh
+
+
+# -- delivery --------------------------------------------------------------------------
+
+
+def send_webhook(url: str, alert: Alert, *, timeout: float = 5.0) -> None:
+    """POST one alert as Slack-compatible JSON; raises `OSError` if it fails."""
+    body = json.dumps(alert.payload()).encode()
+    req = urllib.request.Request(
+        url, data=body, method="POST", headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        resp.read()
+
+
+def deliver(
+    alerts: Iterable[Alert],
+    *,
+    webhook_url: str | None = None,
+    logger: logging.Logger = log,
+    timeout: float = 5.0,
+) -> list[Alert]:
+    """Log every alert, and POST each to ``webhook_url`` if set; returns the alerts
+    whose webhook failed (each failure is logged too)."""
+    failed = []
+    for alert in alerts:
+        logger.warning(alert.log_line())
+        if webhook_url is None:
+            continue
+        try:
+            send_webhook(webhook_url, alert, timeout=timeout)
+        except (OSError, urllib.error.URLError) as exc:
+            logger.error("alert webhook failed for %s: %s", alert.key, exc)
+            failed.append(alert)
+    return failed

@@ -1,0 +1,433 @@
+"""What-if: replay logged traffic under another policy and price both sides.
+
+Every request is priced twice with the same `PriceBook` (today's prices): as it
+was logged (the baseline) and as a policy would change it. Savings compare only
+requests priced on both sides; a request whose price is unknown on either side is
+counted apart, never as $0.
+
+The policies, each applied to the requests its `Selector` matches, and the
+model each one states:
+
+- `Reroute`: send them to another model. The target's tokens come from the
+  traffic's evidence (that model's own recorded answer to the same prompt) where
+  it exists; otherwise the logged token counts are kept, and that is said.
+- `PriceChange`: multiply the provider's input and output prices.
+- `ResponseCache`: a response cache with hit rate ``h``: a hit costs nothing, so
+  each request's expected cost is ``(1 - h)`` times its cost.
+- `Compress`: the uncached input tokens shrink by ``ratio`` (2 sends half;
+  rounded half-even to whole tokens); cached tokens and the output are kept.
+- `OutputCap`: at most ``max_tokens`` output tokens (reasoning included).
+
+Quality effects are reported from evidence only (scores from the traffic's
+source, or the count of answers an output cap would cut); otherwise "unknown".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Protocol
+
+from ..pricing import PriceBook
+from ..usage import Usage
+from .traffic import Evidence, Outcome, Request, Traffic
+
+__all__ = [
+    "Compress",
+    "OutputCap",
+    "Policy",
+    "PolicyResult",
+    "PriceChange",
+    "Reroute",
+    "ResponseCache",
+    "Selector",
+    "Sim",
+    "Simulation",
+    "cost_of",
+    "render_table",
+    "simulate",
+]
+
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+
+
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """Which requests a policy touches: ``*``, ``team=X``, ``route=X``, ``model=X``,
+    ``provider=X`` or ``tag:NAME=X``."""
+
+    kind: str = "*"
+    value: str = ""
+    tag: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Selector:
+        text = text.strip()
+        if text in ("*", "all", ""):
+            return cls()
+        key, sep, value = text.partition("=")
+        if not sep:
+            raise ValueError(f"selector {text!r}: write KIND=VALUE, e.g. team=search, or *")
+        if key.startswith(("tag:", "tag.")):
+            return cls("tag", value, key[4:])
+        if key not in ("team", "route", "model", "provider"):
+            raise ValueError(f"selector {text!r}: KIND is team, route, model, provider or tag:NAME")
+        return cls(key, value)
+
+    def matches(self, req: Request) -> bool:
+        if self.kind == "*":
+            return True
+        if self.kind == "tag":
+            return req.tags.get(self.tag) == self.value
+        got = {"team": req.team, "route": req.route, "model": req.model,
+               "provider": req.provider}[self.kind]  # fmt: skip
+        return got == self.value
+
+    def __str__(self) -> str:
+        if self.kind == "*":
+            return "all requests"
+        key = f"tag:{self.tag}" if self.kind == "tag" else self.kind
+        return f"{key}={self.value}"
+
+
+@dataclass(frozen=True, slots=True)
+class Sim:
+    """A request as a policy leaves it, with the multipliers on its price."""
+
+    req: Request
+    share: Decimal = _ONE  # the share that reaches a provider (a cache serves the rest)
+    input_factor: Decimal = _ONE
+    output_factor: Decimal = _ONE
+    evidence: Outcome | None = None  # the target's recorded outcome, after a reroute
+    rerouted_from: str | None = None
+    truncated: bool = False
+
+
+def cost_of(sim: Sim, prices: PriceBook) -> Decimal | None:
+    """The exact expected cost of a simulated request; None if its price is unknown."""
+    r = sim.req
+    c = prices.cost(r.usage, model=r.model, provider=r.provider, override_key=r.override_key)
+    if c.total is None or c.input is None or c.output is None:
+        return None
+    fee = c.total - c.input - c.output  # a per-request price, where a model has one
+    return sim.share * (c.input * sim.input_factor + c.output * sim.output_factor + fee)
+
+
+Pair = tuple[Sim, Sim]
+
+
+class Policy(Protocol):
+    select: Selector
+
+    @property
+    def name(self) -> str: ...
+
+    def apply(self, sim: Sim, evidence: Evidence | None) -> Sim: ...
+
+    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reroute:
+    select: Selector
+    model: str
+    provider: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.select} -> {self.model}"
+
+    def apply(self, sim: Sim, evidence: Evidence | None) -> Sim:
+        req = sim.req
+        if req.model == self.model or not self.select.matches(req):
+            return sim
+        got = evidence.outcome(req, self.model) if evidence is not None else None
+        u = req.usage
+        if got is not None:
+            inp, out, est = got.input_tokens, got.output_tokens, got.estimated
+        else:
+            inp, out, est = u.input_tokens, u.output_tokens, u.estimated
+        cached = min(u.cache_read_tokens, inp)
+        w5 = min(u.cache_write_tokens, inp - cached)
+        w1 = min(u.cache_write_1h_tokens, inp - cached - w5)
+        usage = Usage(inp, out, cached, w5, w1, min(u.reasoning_tokens, out), est)
+        moved = replace(req, model=self.model, provider=self.provider, override_key=None,
+                        usage=usage)  # fmt: skip
+        return replace(sim, req=moved, evidence=got, rerouted_from=req.model)
+
+    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
+        moved = [(b, a) for b, a in pairs if a.rerouted_from is not None]
+        if not moved:
+            return "no change (no request matched)"
+        known = [(b, a) for b, a in moved if a.evidence is not None]
+        scored = []
+        for b, a in known:
+            own = evidence.outcome(b.req, b.req.model) if evidence is not None else None
+            theirs = a.evidence.score if a.evidence is not None else None
+            if own is not None and own.score is not None and theirs is not None:
+                scored.append((own.score, theirs))
+        if scored and evidence is not None:
+            before = sum(s for s, _ in scored) / len(scored)
+            after = sum(s for _, s in scored) / len(scored)
+            return f"score {before:.3f} -> {after:.3f} on {len(scored)} requests ({evidence.name})"
+        if known:
+            return (
+                f"unknown: no quality labels; the target's own recorded answers "
+                f"({len(known)}/{len(moved)}) set its tokens"
+            )
+        return "unknown: no evidence for the target model; logged tokens kept"
+
+
+@dataclass(frozen=True, slots=True)
+class PriceChange:
+    select: Selector
+    input_factor: Decimal
+    output_factor: Decimal
+
+    @property
+    def name(self) -> str:
+        if self.input_factor == self.output_factor:
+            return f"{self.select} prices x{self.input_factor}"
+        return f"{self.select} prices x{self.input_factor} in, x{self.output_factor} out"
+
+    def apply(self, sim: Sim, evidence: Evidence | None) -> Sim:
+        if not self.select.matches(sim.req):
+            return sim
+        return replace(sim, input_factor=sim.input_factor * self.input_factor,
+                       output_factor=sim.output_factor * self.output_factor)  # fmt: skip
+
+    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
+        return "unchanged (same model, same answers)"
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCache:
+    hit_rate: Decimal
+    select: Selector = field(default_factory=Selector)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hit_rate <= 1:
+            raise ValueError("a cache hit rate is between 0 and 1")
+
+    @property
+    def name(self) -> str:
+        return f"response cache, hit rate {self.hit_rate}"
+
+    def apply(self, sim: Sim, evidence: Evidence | None) -> Sim:
+        if not self.select.matches(sim.req):
+            return sim
+        return replace(sim, share=sim.share * (_ONE - self.hit_rate))
+
+    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
+        return "unknown: depends on how often a hit's answer does not fit the request"
+
+
+@dataclass(frozen=True, slots=True)
+class Compress:
+    ratio: Decimal
+    select: Selector = field(default_factory=Selector)
+
+    def __post_init__(self) -> None:
+        if self.ratio < 1:
+            raise ValueError("a compression ratio is at least 1 (2 sends half the tokens)")
+
+    @property
+    def name(self) -> str:
+        return f"compress input {self.ratio}x"
+
+    def apply(self, sim: Sim, evidence: Evidence | None) -> Sim:
+        if not self.select.matches(sim.req):
+            return sim
+        u = sim.req.usage
+        uncached = u.uncached_input_tokens
+        kept = int((Decimal(uncached) / self.ratio).to_integral_value(ROUND_HALF_EVEN))
+        usage = replace(u, input_tokens=u.input_tokens - uncached + kept)
+        return replace(sim, req=replace(sim.req, usage=usage))
+
+    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
+        return "unknown: no answers under compression in this traffic"
+
+
+@dataclass(frozen=True, slots=True)
+class OutputCap:
+    select: Selector
+    max_tokens: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.select} output <= {self.max_tokens} tokens"
+
+    def apply(self, sim: Sim, evidence: Evidence | None) -> Sim:
+        u = sim.req.usage
+        if u.output_tokens <= self.max_tokens or not self.select.matches(sim.req):
+            return sim
+        out = self.max_tokens
+        usage = replace(u, output_tokens=out, reasoning_tokens=min(u.reasoning_tokens, out))
+        return replace(sim, req=replace(sim.req, usage=usage), truncated=True)
+
+    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
+        cut = sum(1 for _, a in pairs if a.truncated)
+        matched = sum(1 for b, _ in pairs if self.select.matches(b.req))
+        return f"{cut} of {matched} answers cut short at the cap; effect on quality unknown"
+
+
+# -- running a simulation --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    name: str
+    requests: int
+    changed: int  # requests whose tokens, model or price multipliers changed
+    before: Decimal  # over the requests priced on both sides
+    after: Decimal
+    unpriced_before: int
+    unpriced_after: int
+    tokens_before: Usage
+    tokens_after: Usage
+    quality: str
+    after_costs: tuple[Decimal | None, ...] = ()
+
+    @property
+    def saving(self) -> Decimal:
+        return self.before - self.after
+
+    @property
+    def saving_share(self) -> Decimal | None:
+        return None if not self.before else self.saving / self.before
+
+
+@dataclass(frozen=True, slots=True)
+class Simulation:
+    source: str
+    requests: int
+    baseline_costs: tuple[Decimal | None, ...]
+    baseline_total: Decimal  # priced requests, today's prices
+    baseline_unpriced: int
+    logged_total: Decimal | None  # as the ledger recorded it, when every request has a cost
+    timestamps: tuple[float | None, ...]
+    results: tuple[PolicyResult, ...]
+
+
+def _result(
+    name: str,
+    pairs: Sequence[Pair],
+    base_costs: Sequence[Decimal | None],
+    prices: PriceBook,
+    quality: str,
+) -> PolicyResult:
+    before = after = _ZERO
+    unpriced_after = 0
+    after_costs = []
+    tb, ta = Usage(), Usage()
+    changed = 0
+    for (b, a), cb in zip(pairs, base_costs, strict=True):
+        ca = cost_of(a, prices) if a != b else cb
+        after_costs.append(ca)
+        unpriced_after += ca is None
+        if cb is not None and ca is not None:
+            before += cb
+            after += ca
+        tb += b.req.usage
+        ta += a.req.usage
+        changed += a != b
+    return PolicyResult(
+        name=name,
+        requests=len(pairs),
+        changed=changed,
+        before=before,
+        after=after,
+        unpriced_before=sum(1 for c in base_costs if c is None),
+        unpriced_after=unpriced_after,
+        tokens_before=tb,
+        tokens_after=ta,
+        quality=quality,
+        after_costs=tuple(after_costs),
+    )
+
+
+def simulate(
+    traffic: Traffic,
+    policies: Sequence[Policy],
+    *,
+    prices: PriceBook | None = None,
+    combined: bool = True,
+) -> Simulation:
+    """Each policy alone, then (with ``combined`` and more than one) all in order."""
+    prices = prices or PriceBook()
+    base = [Sim(r) for r in traffic.requests]
+    base_costs = [cost_of(s, prices) for s in base]
+    ev = traffic.evidence
+    results = []
+    for policy in policies:
+        pairs = [(s, policy.apply(s, ev)) for s in base]
+        results.append(_result(policy.name, pairs, base_costs, prices, policy.quality(pairs, ev)))
+    if combined and len(policies) > 1:
+        after = base
+        for policy in policies:
+            after = [policy.apply(s, ev) for s in after]
+        pairs = list(zip(base, after, strict=True))
+        q = "the effects of each policy above, combined"
+        results.append(_result("all of the above", pairs, base_costs, prices, q))
+    logged = [r.logged_cost for r in traffic.requests]
+    return Simulation(
+        source=traffic.source,
+        requests=len(base),
+        baseline_costs=tuple(base_costs),
+        baseline_total=sum((c for c in base_costs if c is not None), _ZERO),
+        baseline_unpriced=sum(1 for c in base_costs if c is None),
+        logged_total=sum((c for c in logged if c is not None), _ZERO)
+        if logged and all(c is not None for c in logged)
+        else None,
+        timestamps=tuple(r.ts for r in traffic.requests),
+        results=tuple(results),
+    )
+
+
+# -- output ------------------------------------------------------------------------------
+
+
+def _money(amount: Decimal) -> str:
+    return f"${amount.quantize(Decimal('0.0001')):,}"
+
+
+def render_table(sim: Simulation) -> str:
+    """A plain-text table: one row per policy, then each policy's quality note."""
+    lines = [f"traffic: {sim.source}"]
+    base = f"baseline at today's prices: {_money(sim.baseline_total)}"
+    if sim.baseline_unpriced:
+        base += f" (+ {sim.baseline_unpriced} requests with no known price)"
+    if sim.logged_total is not None:
+        base += f"; as logged: {_money(sim.logged_total)}"
+    lines.append(base)
+    head = ("policy", "changed", "before", "after", "saving", "saving %")
+    rows = [head]
+    for r in sim.results:
+        share = r.saving_share
+        if r.unpriced_after == r.requests:  # nothing left to compare
+            money = ("unknown",) * 3
+        else:
+            money = (_money(r.before), _money(r.after), _money(r.saving))
+        pct = "-" if share is None else f"{(share * 100).quantize(Decimal('0.1'))}%"
+        rows.append((r.name, f"{r.changed}/{r.requests}", *money, pct))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    lines.append("")
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append("quality:")
+    for r in sim.results:
+        lines.append(f"  {r.name}: {r.quality}")
+        if r.unpriced_after != r.unpriced_before:
+            lines.append(
+                f"    requests with no known price: {r.unpriced_before} before, "
+                f"{r.unpriced_after} after (left out of both totals)"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,288 @@
+"""Logged traffic to replay: requests with their usage, from three sources.
+
+- Tokenomy's own ledger (`from_ledger`).
+- An OpenAI-format JSONL log (`from_jsonl`): one object a line, either a chat
+  completion response (``{"model", "usage", "created", ...}``), a Batch API output
+  line (``{"custom_id", "response": {"body": <completion>}}``) or a pair
+  (``{"request": <body>, "response": <completion>}``). Usage is read from
+  ``usage``; when a line has none, its tokens are counted from the request's
+  messages and the answer's text, and marked estimated.
+- The AlpacaEval outputs file (`from_alpaca_eval`): real instructions with the
+  answers of several real models. One model's answers are the traffic; the
+  other models' recorded answers are the `Evidence` a reroute is judged by.
+
+Evidence is what is *known* about a request under another model: that model's
+own token counts and, where a source has one, a quality score. With none, the
+simulator keeps the tokens as logged and calls the quality effect unknown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..ledger.base import Store
+from ..tokens import count_chat_messages, count_text
+from ..usage import Usage
+
+__all__ = [
+    "ALPACA_EVAL_MODELS",
+    "Evidence",
+    "Outcome",
+    "Request",
+    "Traffic",
+    "from_alpaca_eval",
+    "from_jsonl",
+    "from_ledger",
+    "openai_usage",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    request_id: str
+    model: str
+    usage: Usage
+    provider: str | None = None  # a genai-prices provider id, or a gateway provider name
+    override_key: str | None = None  # the deployment whose price override applies
+    ts: float | None = None  # unix seconds; None when the log has no times
+    team: str | None = None
+    route: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    logged_cost: Decimal | None = None  # what the ledger recorded, if it did
+    prompt_id: str | None = None  # key into the traffic's Evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a source recorded for one prompt answered by one model."""
+
+    input_tokens: int
+    output_tokens: int
+    score: float | None = None  # a quality judgement in [0, 1], where the source has one
+    estimated: bool = False  # counted with a tokenizer that is not the model's own
+
+
+class Evidence(Protocol):
+    name: str
+
+    def outcome(self, req: Request, model: str) -> Outcome | None: ...
+
+
+@dataclass(slots=True)
+class Traffic:
+    requests: list[Request]
+    source: str
+    evidence: Evidence | None = None
+
+
+# -- the ledger ------------------------------------------------------------------------
+
+
+def from_ledger(store: Store, *, since: float | None = None, until: float | None = None) -> Traffic:
+    """Every record with tokens or a cost, oldest first."""
+    records = store.list_records(limit=max(store.count_records(), 1), since=since)
+    out = []
+    for rec in reversed(records):
+        if until is not None and rec.ts >= until:
+            continue
+        if not rec.usage.total_tokens and rec.cost_usd is None:
+            continue  # refused before it reached a model
+        out.append(
+            Request(
+                request_id=rec.request_id,
+                model=rec.served_model or rec.requested_model,
+                usage=rec.usage,
+                provider=rec.provider,
+                override_key=rec.deployment,
+                ts=rec.ts,
+                team=rec.team,
+                route=rec.tags.get("route") or rec.endpoint,
+                tags=dict(rec.tags),
+                logged_cost=rec.cost_usd,
+            )
+        )
+    return Traffic(out, f"ledger ({len(out)} requests)")
+
+
+# -- OpenAI-format JSONL -----------------------------------------------------------------
+
+
+def openai_usage(u: Mapping[str, Any]) -> Usage:
+    """An OpenAI ``usage`` object (chat completions or responses API) → `Usage`."""
+    pdet = u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}
+    cdet = u.get("completion_tokens_details") or u.get("output_tokens_details") or {}
+    return Usage(
+        input_tokens=int(u.get("prompt_tokens", u.get("input_tokens", 0)) or 0),
+        output_tokens=int(u.get("completion_tokens", u.get("output_tokens", 0)) or 0),
+        cache_read_tokens=int(pdet.get("cached_tokens") or 0),
+        reasoning_tokens=int(cdet.get("reasoning_tokens") or 0),
+    )
+
+
+def _answer_text(response: Mapping[str, Any]) -> str:
+    parts = []
+    for choice in response.get("choices") or ():
+        message = choice.get("message") or {}
+        content = message.get("content")
+        if isinstance(content, str):
+            parts.append(content)
+    return "".join(parts)
+
+
+def _jsonl_request(line: Mapping[str, Any], n: int) -> Request:
+    if isinstance(line.get("response"), Mapping) and isinstance(
+        line["response"].get("body"), Mapping
+    ):  # Batch API output
+        response: Mapping[str, Any] = line["response"]["body"]
+        body: Mapping[str, Any] = line.get("body") or {}
+    elif isinstance(line.get("response"), Mapping):
+        response, body = line["response"], line.get("request") or {}
+    else:
+        response, body = line, {}
+    model = str(response.get("model") or body.get("model") or "")
+    if not model:
+        raise ValueError("no model")
+    usage_raw = response.get("usage")
+    if isinstance(usage_raw, Mapping):
+        usage = openai_usage(usage_raw)
+    elif isinstance(body.get("messages"), list):
+        prompt = count_chat_messages(body["messages"], model)
+        answer = count_text(_answer_text(response), model)
+        usage = Usage(input_tokens=prompt.tokens, output_tokens=answer.tokens, estimated=True)
+    else:
+        raise ValueError("no usage and no messages to count")
+    meta = {**(body.get("metadata") or {}), **(line.get("metadata") or {})}
+    tags = {str(k): str(v) for k, v in meta.items()}
+    created = response.get("created") or line.get("timestamp")
+    provider = line.get("provider")
+    return Request(
+        request_id=str(line.get("custom_id") or response.get("id") or f"line-{n}"),
+        model=model,
+        usage=usage,
+        provider=str(provider) if provider else None,
+        ts=float(created) if isinstance(created, int | float) else None,
+        team=tags.get("team"),
+        route=tags.get("route") or line.get("url") or line.get("endpoint"),
+        tags=tags,
+    )
+
+
+def from_jsonl(path: str | Path) -> Traffic:
+    """An OpenAI-format JSONL log; raises `ValueError` naming the first bad line."""
+    out = []
+    with Path(path).open(encoding="utf-8") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                line = json.loads(raw)
+                if not isinstance(line, dict):
+                    raise ValueError("not a JSON object")
+                out.append(_jsonl_request(line, n))
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{path}:{n}: {exc}") from exc
+    return Traffic(out, f"{Path(path).name} ({len(out)} requests)")
+
+
+# -- the AlpacaEval outputs file -----------------------------------------------------------
+
+# The file's generator names → (model, provider) as genai-prices knows them.
+ALPACA_EVAL_MODELS: dict[str, tuple[str, str]] = {
+    "gpt4_1106_preview": ("gpt-4-1106-preview", "openai"),
+    "gpt-3.5-turbo-1106": ("gpt-3.5-turbo-1106", "openai"),
+    "gpt-4o-mini-2024-07-18": ("gpt-4o-mini-2024-07-18", "openai"),
+    "claude-3-opus-20240229": ("claude-3-opus-20240229", "anthropic"),
+    "claude-3-5-sonnet-20240620": ("claude-3-5-sonnet-20240620", "anthropic"),
+    "claude-instant-1.2": ("claude-instant-1.2", "anthropic"),
+    "llama-2-70b-chat-hf": ("meta-llama/Llama-2-70b-chat-hf", "together"),
+    "Mixtral-8x7B-Instruct-v0.1": ("mistralai/Mixtral-8x7B-Instruct-v0.1", "together"),
+    "Mistral-7B-Instruct-v0.2": ("mistralai/Mistral-7B-Instruct-v0.2", "together"),
+}
+
+
+def chat_usage(instruction: str, output: str, model: str) -> Usage:
+    """One user message and its answer, counted with ``model``'s tokenizer."""
+    prompt = count_chat_messages([{"role": "user", "content": instruction}], model)
+    answer = count_text(output, model)
+    return Usage(
+        input_tokens=prompt.tokens,
+        output_tokens=answer.tokens,
+        estimated=not (prompt.exact and answer.exact),
+    )
+
+
+class RecordedAnswers:
+    """Evidence from recorded answers: each model's own tokens for each prompt.
+
+    The answers carry no quality judgement, so ``score`` is None.
+    """
+
+    def __init__(self, name: str, rows: Iterable[tuple[str, str, str, str]]) -> None:
+        """``rows``: (prompt_id, model, instruction, output)."""
+        self.name = name
+        self.outcomes: dict[tuple[str, str], Outcome] = {}
+        for prompt_id, model, instruction, output in rows:
+            u = chat_usage(instruction, output, model)
+            self.outcomes[prompt_id, model] = Outcome(
+                u.input_tokens, u.output_tokens, estimated=u.estimated
+            )
+
+    def outcome(self, req: Request, model: str) -> Outcome | None:
+        if req.prompt_id is None:
+            return None
+        return self.outcomes.get((req.prompt_id, model))
+
+
+def from_alpaca_eval(
+    path: str | Path, *, generator: str = "gpt4_1106_preview", limit: int | None = None
+) -> Traffic:
+    """The answers of ``generator`` as traffic (route = the AlpacaEval subset), with
+    every model's recorded answers as evidence. Needs pyarrow (``tokenomy[insights]``).
+
+    The file has no timestamps, so the requests have none.
+    """
+    import pyarrow.parquet as pq
+
+    if generator not in ALPACA_EVAL_MODELS:
+        raise ValueError(f"unknown generator {generator!r}: one of {sorted(ALPACA_EVAL_MODELS)}")
+    table = pq.read_table(
+        path, columns=["instruction_id", "instruction", "dataset", "generator", "output"]
+    )
+    rows = table.to_pylist()
+    if limit is not None:
+        keep = {r["instruction_id"] for r in rows if r["generator"] == generator}
+        keep = set(sorted(keep)[:limit])
+        rows = [r for r in rows if r["instruction_id"] in keep]
+    known = [r for r in rows if r["generator"] in ALPACA_EVAL_MODELS]
+    evidence = RecordedAnswers(
+        "recorded answers (AlpacaEval, no quality labels)",
+        (
+            (str(r["instruction_id"]), ALPACA_EVAL_MODELS[r["generator"]][0], r["instruction"],
+             r["output"])
+            for r in known
+        ),
+    )  # fmt: skip
+    model, provider = ALPACA_EVAL_MODELS[generator]
+    out = []
+    for r in sorted(known, key=lambda r: int(r["instruction_id"])):
+        if r["generator"] != generator:
+            continue
+        pid = str(r["instruction_id"])
+        got = evidence.outcomes[pid, model]
+        out.append(
+            Request(
+                request_id=f"alpaca-{pid}",
+                model=model,
+                usage=Usage(got.input_tokens, got.output_tokens, estimated=got.estimated),
+                provider=provider,
+                route=r["dataset"],
+                tags={"dataset": r["dataset"]},
+                prompt_id=pid,
+            )
+        )
+    return Traffic(out, f"AlpacaEval answers of {generator} ({len(out)} requests)", evidence)
