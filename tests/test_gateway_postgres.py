@@ -27,7 +27,9 @@ def test_records_land_in_postgres_exactly(pg_gw: GW) -> None:
     u = raw.parse().usage
     assert u is not None
     rec = pg_gw.record(raw.headers["x-tokenomy-request-id"])
-    want = ((u.prompt_tokens - 2) * Decimal("2.5") + 2 * Decimal("1.25") + u.completion_tokens * 10) / 10**6
+    want = (
+        (u.prompt_tokens - 2) * Decimal("2.5") + 2 * Decimal("1.25") + u.completion_tokens * 10
+    ) / 10**6
     assert rec.cost_usd == want == Decimal(raw.headers["x-tokenomy-cost-usd"])
     assert rec.user == "carol" and rec.team == "search" and rec.usage.cache_read_tokens == 2
 

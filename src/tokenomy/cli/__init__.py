@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import click
 
+from .billing import credits, plans, statements
+from .caps import budgets, limits
 from .count import count
+from .forecast import forecast
 from .keys import keys
+from .report import report
 from .serve import serve
+from .simulate import simulate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -17,7 +22,15 @@ def cli() -> None:
 
 cli.add_command(serve)
 cli.add_command(keys)
+cli.add_command(budgets)
+cli.add_command(limits)
+cli.add_command(credits)
+cli.add_command(plans)
+cli.add_command(statements)
 cli.add_command(count)
+cli.add_command(simulate)
+cli.add_command(forecast)
+cli.add_command(report)
 
 
 def main() -> None:

@@ -23,9 +23,22 @@ def render(root: click.Group, prog: str = "tokenomy") -> str:
         "Generated from the CLI by `python -m tokenomy.cli.docs > docs/cli.md`; a test keeps it current.",
         "",
     ]
+    contexts: dict[tuple[str, ...], click.Context] = {}
     for path, cmd in walk(root):
         name = " ".join((prog, *path))
-        ctx = click.Context(cmd, info_name=name)
+        # Each command's context has its parent's, as when the command runs, so
+        # settings such as help_option_names (-h) are inherited. Click caches the
+        # help option per command with whichever context asked first (a test that
+        # invoked the command alone, say): drop it, so the output never depends on that.
+        if hasattr(cmd, "_help_option"):
+            cmd._help_option = None
+        ctx = click.Context(
+            cmd,
+            info_name=path[-1] if path else prog,
+            parent=contexts.get(path[:-1]),
+            **cmd.context_settings,
+        )
+        contexts[path] = ctx
         out += [f"## `{name}`", "", "```text", cmd.get_help(ctx).rstrip(), "```", ""]
     return "\n".join(out)
 
