@@ -23,6 +23,17 @@ def test_cli_reference_is_current() -> None:
     assert committed == render(cli), "run: python -m tokenomy.cli.docs > docs/cli.md"
 
 
-@pytest.mark.parametrize("doc", ["configuration.md", "ledger.md", "costs.md", "billing.md"])
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "configuration.md",
+        "ledger.md",
+        "costs.md",
+        "billing.md",
+        "caps.md",
+        "reports.md",
+        "insights.md",
+    ],
+)
 def test_core_docs_exist(doc: str) -> None:
     assert len((ROOT / "docs" / doc).read_text()) > 500
