@@ -96,7 +96,8 @@ class Embedder:
         return out
 
     def embed_one(self, text: str) -> NDArray[np.float32]:
-        return self.embed([text])[0]
+        row: NDArray[np.float32] = self.embed([text])[0]
+        return row
 
 
 @lru_cache(maxsize=1)
