@@ -17,9 +17,10 @@ from .caps import caps_policy
 from .config import Settings
 from .errors import TokenomyError, UpstreamProtocolError
 from .insights.otel import otel_hook
+from .insights.watch import AlertWatcher, watch_config
 from .keys import KeyAuthenticator
 from .ledger import GroupCommitWriter, open_store
-from .ledger.base import Store
+from .ledger.base import SQLStore, Store
 from .metrics import Metrics
 from .pipeline.admit import AdmissionPolicy, Admit
 from .pipeline.authenticate import Authenticate
@@ -65,9 +66,17 @@ class Gateway:
         self.meter = Meter(self.prices)
         self.inflight = 0
         self.on_finish = otel_hook(settings)  # None unless an OTLP endpoint is configured
+        self.watcher: AlertWatcher | None = None
+        watch = watch_config(settings.alerts, settings.webhook_url)
+        if isinstance(self.store, SQLStore) and watch.interval > 0:
+            caps = self.caps
+            budgets = (lambda: list(caps.defs.budgets)) if caps is not None else None
+            self.watcher = AlertWatcher(self.store, watch, budgets=budgets)
 
     async def close(self) -> None:
         """Commit every pending record, then release upstream connections."""
+        if self.watcher is not None:
+            await self.watcher.stop()
         await asyncio.to_thread(self.writer.close, self.settings.drain_timeout)
         if self.caps is not None:
             await self.caps.stop()

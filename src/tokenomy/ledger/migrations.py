@@ -313,3 +313,18 @@ def m010_rollups(d: Dialect) -> list[str]:
         else "CREATE INDEX requests_cost ON requests (CAST(cost_usd AS REAL))"
     )
     return [*create_statements(d), *backfill_statements(d), cost_index]
+
+
+@migration
+def m011_insight_alerts(d: Dialect) -> list[str]:
+    """Spend alerts the gateway's watcher has sent (see ``tokenomy.insights.watch``):
+    the primary key decides which replica sends each one."""
+    return [
+        f"""CREATE TABLE insight_alerts (
+            alert_key TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            scope TEXT NOT NULL,
+            fired_at {d.real} NOT NULL,
+            text TEXT NOT NULL
+        )""",
+    ]

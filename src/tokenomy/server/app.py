@@ -60,6 +60,8 @@ class TokenomyApp:
         gw.prices.warm()
         if gw.caps is not None:
             await gw.caps.start()  # definitions, counters from the ledger, sweeper
+        if gw.watcher is not None:
+            gw.watcher.start()  # spend anomalies, forecasts over budget, unpriced models
 
     async def shutdown(self) -> None:
         self.draining = True
