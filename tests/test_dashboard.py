@@ -290,3 +290,30 @@ def test_view_parsing() -> None:
     assert v.since == v.until and v.tag is None and len(v.problems) == 2
     v = data.View.parse({"tag": "env=prod", "team": "a", "model": "m", "by": "tag:env"}, today)
     assert v.filters.tags == (("env", "prod"),) and v.filters.teams == ("a",) and v.by == "tag:env"
+
+
+def test_sign_in_is_throttled_after_wrong_keys(fresh_gw: GW) -> None:
+    with httpx.Client(base_url=fresh_gw.url, timeout=30) as c:
+        for _ in range(5):
+            assert c.post("/ui/login", data={"key": "guess"}).status_code == 401
+        r = c.post("/ui/login", data={"key": MASTER_KEY}, follow_redirects=False)
+        assert r.status_code == 429 and "try again in" in r.text  # even the right key waits
+
+
+def test_login_throttle_window() -> None:
+    now = [0.0]
+    t = auth.LoginThrottle(attempts=3, window=60, max_clients=2, clock=lambda: now[0])
+    for _ in range(3):
+        assert t.retry_after("a") == 0
+        t.failed("a")
+    assert t.retry_after("a") == 60
+    now[0] = 59.5
+    assert t.retry_after("a") == pytest.approx(0.5)
+    now[0] = 60
+    assert t.retry_after("a") == 0  # the oldest failure left the window
+    t.failed("b")
+    t.succeeded("b")
+    assert t.retry_after("b") == 0
+    t.failed("b")
+    t.failed("c")  # a third client: the least recent ("a") is forgotten
+    assert t.retry_after("a") == 0 and set(t._failures) == {"b", "c"}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import time
 from datetime import UTC, datetime
 from importlib import resources
@@ -47,7 +48,13 @@ STATIC = {
 }
 
 
-async def handle_ui(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+async def handle_ui(
+    gw: Gateway,
+    scope: Scope,
+    receive: Any,
+    send: Any,
+    throttle: auth.LoginThrottle | None = None,
+) -> None:
     path = scope["path"].rstrip("/") or "/ui"
     method = scope["method"]
     headers = header_dict(scope)
@@ -55,7 +62,7 @@ async def handle_ui(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
     if path.startswith("/ui/static/"):
         await _static(send, path.removeprefix("/ui/static/"))
     elif path == "/ui/login":
-        await _login(gw, scope, receive, send, method)
+        await _login(gw, scope, receive, send, method, throttle)
     elif path == "/ui/logout" and method == "POST":
         await _redirect(send, "/ui/login", auth.clear_cookie())
     elif not master:
@@ -75,7 +82,14 @@ async def handle_ui(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
         await _html(send, 404, "<!doctype html><title>Not found</title><p>No such page.</p>")
 
 
-async def _login(gw: Gateway, scope: Scope, receive: Any, send: Any, method: str) -> None:
+async def _login(
+    gw: Gateway,
+    scope: Scope,
+    receive: Any,
+    send: Any,
+    method: str,
+    throttle: auth.LoginThrottle | None,
+) -> None:
     master = gw.settings.master_key
     if not master:
         await _html(send, 403, login_page(disabled=True))
@@ -83,11 +97,22 @@ async def _login(gw: Gateway, scope: Scope, receive: Any, send: Any, method: str
     if method != "POST":
         await _html(send, 200, login_page())
         return
+    client = (scope.get("client") or ("?", 0))[0]
+    wait = throttle.retry_after(client) if throttle is not None else 0.0
+    if wait > 0:
+        await _html(
+            send, 429, login_page(f"Too many wrong keys: try again in {math.ceil(wait)} s.")
+        )
+        return
     form = parse_qs((await read_body(receive)).decode("utf-8", "replace"))
     key = (form.get("key") or [""])[0].strip()
     if not gw.keys.is_master(key):
+        if throttle is not None:
+            throttle.failed(client)
         await _html(send, 401, login_page("That is not the master key."))
         return
+    if throttle is not None:
+        throttle.succeeded(client)
     await _redirect(send, "/ui", auth.set_cookie(master, secure=scope.get("scheme") == "https"))
 
 

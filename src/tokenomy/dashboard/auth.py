@@ -15,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Callable, Mapping
 from http.cookies import CookieError, SimpleCookie
 
 from ..keys import bearer_token
@@ -84,3 +85,45 @@ def set_cookie(master_key: str, *, secure: bool) -> str:
 
 def clear_cookie() -> str:
     return f"{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"
+
+
+class LoginThrottle:
+    """Slows guessing at the sign-in form: after ``attempts`` wrong keys from one
+    client address within ``window`` seconds, it must wait until the oldest of
+    them is ``window`` seconds old. Per process; a few thousand addresses at most."""
+
+    def __init__(
+        self,
+        *,
+        attempts: int = 5,
+        window: float = 300.0,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.attempts = attempts
+        self.window = window
+        self.max_clients = max_clients
+        self.clock = clock
+        self._failures: dict[str, deque[float]] = {}
+
+    def retry_after(self, client: str) -> float:
+        """Seconds this client must wait before it may try again (0: now)."""
+        fails = self._failures.get(client)
+        if not fails:
+            return 0.0
+        now = self.clock()
+        while fails and now - fails[0] >= self.window:
+            fails.popleft()
+        if len(fails) < self.attempts:
+            return 0.0
+        return self.window - (now - fails[0])
+
+    def failed(self, client: str) -> None:
+        fails = self._failures.pop(client, None) or deque(maxlen=self.attempts)
+        fails.append(self.clock())
+        self._failures[client] = fails  # most recent last: the oldest go first
+        while len(self._failures) > self.max_clients:
+            del self._failures[next(iter(self._failures))]
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..config import Settings
 from ..dashboard import handle_ui
+from ..dashboard.auth import LoginThrottle
 from ..errors import AuthenticationFailed, NotFound, Overloaded, TokenomyError
 from ..gateway import ID_HEADER, Gateway
 from ..keys import bearer_token
@@ -46,6 +47,7 @@ class TokenomyApp:
         self.gateway = gateway
         self.draining = False
         self.started_at = time.time()
+        self.login_throttle = LoginThrottle()  # the dashboard's sign-in form
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -114,7 +116,7 @@ class TokenomyApp:
             elif path.startswith("/admin/"):
                 await handle_admin(self.gateway, scope, receive, send, header_dict(scope))
             elif path == "/ui" or path.startswith("/ui/"):
-                await handle_ui(self.gateway, scope, receive, send)
+                await handle_ui(self.gateway, scope, receive, send, self.login_throttle)
             else:
                 raise NotFound(f"Unknown route: {scope['method']} {path}", code="unknown_route")
         except TokenomyError as exc:
