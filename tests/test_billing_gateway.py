@@ -279,3 +279,55 @@ def test_fail_open_serves_debits_and_keeps_the_counter_equal_to_the_ledger(
         assert acct is not None
         [total] = asyncio.run(g.caps.backend.totals([window_for("alice")]))
         assert total == usd_to_units(acct.debited)
+
+
+@pytest.fixture
+def clamp_gw(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> Iterator[GW]:
+    settings = gateway_settings(
+        str(tmp_path / "ledger.db"), fake, fake_llamacpp, billing={"on_exceed": "clamp"}
+    )
+    yield from start_gateway(settings, fake)
+
+
+def test_clamp_lowers_max_tokens_to_what_a_token_balance_pays(clamp_gw: GW) -> None:
+    b = BillingStore(clamp_gw.store)
+    b.topup("alice", D(100), unit="tokens")
+    raw = clamp_gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=ask(1), max_tokens=500
+    )
+    rec = clamp_gw.record(raw.headers[ID])
+    clamped = rec.decisions["caps"]["clamped_max_tokens"]
+    assert int(rec.decisions["billing"]["reserved"]) <= 100
+    assert 1 <= clamped < 100 and rec.usage.output_tokens <= clamped
+    acct = b.customer("alice")
+    assert (
+        acct is not None
+        and 0 <= acct.balance == 100 - rec.usage.input_tokens - rec.usage.output_tokens
+    )
+
+
+def test_clamp_lowers_max_tokens_to_what_a_dollar_balance_pays_under_the_plan(
+    clamp_gw: GW,
+) -> None:
+    b = BillingStore(clamp_gw.store)
+    b.create_plan(Plan("pro", markup_pct=D("25")))
+    b.assign_plan("alice", "pro")
+    b.topup("alice", D("0.0002"))
+    raw = clamp_gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=ask(1), max_tokens=4000
+    )
+    rec = clamp_gw.record(raw.headers[ID])
+    clamped = rec.decisions["caps"]["clamped_max_tokens"]
+    # gpt-4o output is $10 per million: $0.0002 less the prompt, with the 25% markup,
+    # pays for a little under 16 output tokens.
+    assert 1 <= clamped < 16
+    assert D(rec.decisions["billing"]["reserved"]) <= D("0.0002")
+    acct = b.customer("alice")
+    assert acct is not None and acct.balance >= 0
+    with pytest.raises(openai.RateLimitError, match="Insufficient credit"):
+        for i in range(50):  # drained: at last nothing is left for even one token
+            clamp_gw.openai().chat.completions.create(
+                model="gpt-4o", messages=ask(i), max_tokens=4000
+            )
+    acct = b.customer("alice")
+    assert acct is not None and acct.balance >= 0

@@ -441,6 +441,9 @@ class Balance(HoldSource):
     def refusal(self, hold: Hold, total: int) -> TokenomyError:
         return RateLimited(f"balance: {hold.limit - total} left", code="insufficient_balance")
 
+    def allowed_output(self, call: Call, hold: Hold, total: int, estimate: object) -> int | None:
+        return None  # refuse, never clamp
+
 
 async def test_another_source_joins_the_same_reservation(caps: tuple[CapsPolicy, Clock]) -> None:
     p, _ = caps

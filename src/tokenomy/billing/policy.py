@@ -42,7 +42,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -83,18 +83,22 @@ class BillingConfig:
       require_balance: false   # true: refuse requests of customers without a balance
       fail_mode: closed        # counters unreachable: "closed" refuses balance customers,
                                # "open" serves them (the ledger still never goes negative)
+      on_exceed: refuse        # or "clamp": lower max_tokens to what the balance can pay
       cache_ttl: 2             # seconds an account (plan, credits) is trusted
       reconcile_window: 86400  # seconds of ledger `reconcile` looks back at start-up
     """
 
     require_balance: bool = False
     fail_mode: str = "closed"
+    on_exceed: str = "refuse"
     cache_ttl: float = 2.0
     reconcile_window: float = 86400.0
 
     def __post_init__(self) -> None:
         if self.fail_mode not in ("open", "closed"):
             raise ConfigError("billing.fail_mode must be 'open' or 'closed'")
+        if self.on_exceed not in ("refuse", "clamp"):
+            raise ConfigError("billing.on_exceed must be 'refuse' or 'clamp'")
 
 
 def billing_config(settings: Any) -> BillingConfig:
@@ -106,6 +110,7 @@ def billing_config(settings: Any) -> BillingConfig:
         return BillingConfig(
             require_balance=_bool(raw.get("require_balance", False)),
             fail_mode=str(raw.get("fail_mode", "closed")),
+            on_exceed=str(raw.get("on_exceed", "refuse")),
             cache_ttl=float(raw.get("cache_ttl", 2.0)),
             reconcile_window=float(raw.get("reconcile_window", 86400.0)),
         )
@@ -348,6 +353,32 @@ class BillingPolicy:
             f"available, and this request may cost up to {show(hold.amount, unit)} (worst "
             "case: the prompt plus max_tokens). Top up, or lower max_tokens.",
         )
+
+    def allowed_output(self, call: Call, hold: Hold, total: int, estimate: Estimate) -> int | None:
+        """`caps.policy.HoldSource`, clamp mode: the largest output that the balance
+        left can pay for at the customer's plan (None: refuse, the default)."""
+        t = self._by_hold.get(id(hold))
+        if self.config.on_exceed != "clamp" or t is None or hold.limit is None:
+            return None
+        left = hold.limit - total
+
+        def fits(n: int) -> bool:
+            if t.customer.unit == "tokens":
+                return estimate.input_tokens + n <= left
+            if estimate.input_usd is None or estimate.output_unit is None:
+                return False
+            cost = units_to_usd(estimate.input_usd) + estimate.output_unit * n
+            return self._worst(t, call, replace(estimate, output_tokens=n,
+                                                usd=usd_to_units(cost))) <= left  # fmt: skip
+
+        lo, hi = 0, estimate.output_tokens - 1  # the largest n in [1, hi] that fits
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo if lo >= 1 else None
 
     async def settle(self, call: Call, record: UsageRecord) -> None:
         """After the record is committed: append the request's debit, once."""

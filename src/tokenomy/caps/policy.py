@@ -86,6 +86,11 @@ class HoldSource(Protocol):
 
     def refusal(self, hold: Hold, total: int) -> TokenomyError: ...
 
+    def allowed_output(self, call: Call, hold: Hold, total: int, estimate: Estimate) -> int | None:
+        """Clamp mode: the most output tokens this hold can still pay for with
+        ``total`` already counted, or None to refuse the request instead."""
+        ...
+
 
 class Definitions:
     """One immutable snapshot of the budgets and limits, with a scope index."""
@@ -402,7 +407,7 @@ class CapsPolicy:
                 )
                 if res.ok:
                     break
-                out = self._clamp(lines, res, est)
+                out = self._clamp(call, lines, res, est)
                 if out is None:
                     raise self._refusal(call, lines, res, now)
                 assert est is not None
@@ -429,13 +434,21 @@ class CapsPolicy:
             for lim, _ in limits
         )
 
-    def _clamp(self, lines: Sequence[Line], res: Reserved, est: Estimate | None) -> int | None:
-        """The largest max_tokens every refused budget can pay for, or None to refuse."""
+    def _clamp(
+        self, call: Call, lines: Sequence[Line], res: Reserved, est: Estimate | None
+    ) -> int | None:
+        """The largest max_tokens every refused hold can pay for, or None to refuse."""
         if est is None or est.output_tokens <= 1:
             return None
         best = est.output_tokens
         for i in res.refused:
             line = lines[i]
+            if line.source is not None:
+                allowed_src = line.source.allowed_output(call, line.hold, res.totals[i], est)
+                if allowed_src is None:
+                    return None
+                best = min(best, allowed_src)
+                continue
             b = line.budget
             if b is None or b.on_exceed != "clamp" or line.hold.limit is None:
                 return None
