@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from loadlib import DIRECT, LITELLM, TOKENOMY, loadgen
+from loadlib import DIRECT, LITELLM, TOKENOMY, TOKENOMY_CAPS, loadgen
 from loadlib.plan import Options, Scenario, Target, run_loadgen, scenarios
 from loadlib.procfs import cpu_seconds, process_tree, tree_memory_mb
 from loadlib.report import report, summarise
@@ -38,9 +38,13 @@ def start_gateways(
     """Start each gateway once untimed (bytecode, page cache), then --startup-runs times
     timed, keeping the last one running; return the targets, the upstream included."""
     targets: dict[str, Target] = {}
-    for name in opt.systems:
-        make = make_tokenomy if name == TOKENOMY else make_litellm
-        svc, key = make(tmp, upstream.port, cpus)
+    names = [*opt.systems, *([TOKENOMY_CAPS] if opt.caps_redis else [])]
+    for name in names:
+        if name == TOKENOMY_CAPS:
+            svc, key = make_tokenomy(tmp, upstream.port, cpus, caps_redis=opt.caps_redis)
+        else:
+            make = make_tokenomy if name == TOKENOMY else make_litellm
+            svc, key = make(tmp, upstream.port, cpus)
         services.append(svc)
         svc.start(record=False)
         svc.stop()
@@ -95,13 +99,15 @@ def run(opt: Options) -> int:
                     order = list(opt.systems) if rnd % 2 == 0 else opt.systems[::-1]
                     if sc.mode == "open" or rnd == 0:  # closed loop: one direct ceiling is enough
                         order.insert(0, DIRECT)
+                    if sc.mode == "open" and TOKENOMY_CAPS in targets:
+                        order.append(TOKENOMY_CAPS)  # the admission check's cost, on Redis
                     for name in order:
                         res = run_loadgen(sc, targets[name], upstream.pid, opt, driver_cpus)
                         per.setdefault(name, []).append(res)
                         kept = {k: v for k, v in res.items() if k not in ("latency_ms", "first_ms")}
                         raw.append({"scenario": sc.key, "round": rnd + 1, "system": name, **kept})
                         print(
-                            f"  {sc.key:12} round {rnd + 1}  {name:9}"
+                            f"  {sc.key:12} round {rnd + 1}  {name:13}"
                             f" {res['completed'] / res['window_s']:8.1f} req/s"
                             f"  errors {sum(res['errors'].values())}",
                             flush=True,
@@ -139,6 +145,9 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--startup-runs", type=int, help="start-up samples (default 3; quick 1)")
     p.add_argument("--no-pin", action="store_true", help="do not pin the gateway to its own core")
     p.add_argument("--systems", default="tokenomy,litellm", help="tokenomy, litellm or both")
+    p.add_argument("--caps-redis", default="redis://127.0.0.1:6379/0",
+                   help="also run Tokenomy with a budget and a rate limit on this Redis at the "
+                        "fixed rates, to measure the admission check ('off': skip)")  # fmt: skip
     a = p.parse_args(argv)
     asked = {s.strip() for s in a.systems.split(",") if s.strip()}
     if not asked or asked - {TOKENOMY, LITELLM}:
@@ -159,7 +168,25 @@ def parse_args(argv: list[str]) -> Options:
         startup_runs=int(pick(a.startup_runs, 3, 1)),
         pin=not a.no_pin,
         systems=[s for s in (TOKENOMY, LITELLM) if s in asked],
+        caps_redis=caps_redis(a.caps_redis) if TOKENOMY in asked else None,
     )
+
+
+def caps_redis(url: str) -> str | None:
+    """The Redis URL if it answers a PING, else None (with a note)."""
+    if url == "off":
+        return None
+    try:
+        import redis
+    except ImportError:
+        print("note: the redis package is missing; the admission check is not measured")
+        return None
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        print(f"note: Redis at {url} is unreachable ({exc}); the admission check is not measured")
+        return None
+    return url
 
 
 def main() -> int:

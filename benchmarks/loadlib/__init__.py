@@ -15,4 +15,7 @@ HOST = "127.0.0.1"  # loopback only
 MODEL = "gpt-4o-mini"
 PRICE_IN, PRICE_OUT = "0.15", "0.60"  # $ per million tokens, the same for both gateways
 TOKENOMY, LITELLM, DIRECT = "tokenomy", "litellm", "direct"
-NAMES = {TOKENOMY: "Tokenomy", LITELLM: "LiteLLM", DIRECT: "direct"}
+# Tokenomy with caps on Redis (a team budget and a per-key limit): fixed-rate runs only.
+TOKENOMY_CAPS = "tokenomy-caps"
+NAMES = {TOKENOMY: "Tokenomy", LITELLM: "LiteLLM", DIRECT: "direct",
+         TOKENOMY_CAPS: "Tokenomy + caps"}  # fmt: skip

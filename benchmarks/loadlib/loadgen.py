@@ -103,6 +103,7 @@ class Conn:
         self.writer = writer
         self.usable = True
         self.used = False
+        self.admit_ms: float | None = None  # the gateway's Server-Timing "admit" entry
 
     @classmethod
     async def open(cls, port: int) -> Conn:
@@ -136,6 +137,7 @@ class Conn:
             headers[name.strip().lower()] = value.strip().lower()
         if headers.get(b"connection") == b"close":
             self.usable = False
+        self.admit_ms = server_timing(headers.get(b"server-timing", b""), b"admit")
         body = b""
         if headers.get(b"transfer-encoding") == b"chunked":
             while True:
@@ -165,6 +167,17 @@ class Conn:
         return status, end, end, status == 200 and body.startswith(b"{")
 
 
+def server_timing(value: bytes, metric: bytes) -> float | None:
+    """The ``dur`` of one metric of a Server-Timing header, in milliseconds."""
+    for entry in value.split(b","):
+        name, *params = (p.strip() for p in entry.split(b";"))
+        if name == metric:
+            for p in params:
+                if p.startswith(b"dur="):
+                    return float(p[4:])
+    return None
+
+
 @dataclass
 class Spec:
     mode: Literal["open", "closed"]
@@ -191,13 +204,16 @@ class Recorder:
     completed: int = 0  # successful replies that ended inside the window
     cpu: dict[str, float] = field(default_factory=dict)
     lag: list[float] = field(default_factory=list)
+    admit: list[float] = field(default_factory=list)  # ms, from Server-Timing
 
-    def ok(self, sent: float, first: float, end: float) -> None:
+    def ok(self, sent: float, first: float, end: float, admit_ms: float | None = None) -> None:
         if self.start <= end < self.end:
             self.completed += 1
         if self.start <= sent < self.end:
             self.latency.append(end - sent)
             self.first.append(first - sent)
+            if admit_ms is not None:
+                self.admit.append(admit_ms)
 
     def error(self, sent: float, kind: str) -> None:
         if self.start <= sent < self.end:
@@ -257,7 +273,7 @@ async def drive(spec: Spec) -> Recorder:
                 rec.error(sent, "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__)
                 return None, True
             if ok:
-                rec.ok(sent, first, end)
+                rec.ok(sent, first, end, conn.admit_ms)
             else:
                 rec.error(sent, f"http_{status}" if status != 200 else "bad_body")
             return (conn if conn.usable else None), not ok
@@ -324,6 +340,7 @@ def main(raw: str) -> None:
     out = {
         "latency_ms": sorted(round(v * 1000, 4) for v in rec.latency),
         "first_ms": sorted(round(v * 1000, 4) for v in rec.first),
+        "admit_ms": sorted(rec.admit),
         "errors": rec.errors,
         "completed": rec.completed,
         "window_s": rec.end - rec.start,

@@ -39,6 +39,7 @@ class Options:
     pin: bool
     systems: list[str]
     timeout: float = 30.0  # per request, seconds
+    caps_redis: str | None = None  # also run Tokenomy with caps on this Redis (fixed rates)
 
 
 def scenarios(opt: Options) -> list[Scenario]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
-from . import BENCH, HOST, LITELLM, MODEL, PRICE_IN, PRICE_OUT, REPO, TOKENOMY
+from . import BENCH, HOST, LITELLM, MODEL, PRICE_IN, PRICE_OUT, REPO, TOKENOMY, TOKENOMY_CAPS
 
 LITELLM_VENV = BENCH / ".venv-litellm"
 LITELLM_REQS = BENCH / "requirements-litellm.txt"
@@ -167,14 +167,21 @@ def make_upstream(tmp: Path, chunks: int, cpus: set[int] | None) -> Service:
     )
 
 
-def make_tokenomy(tmp: Path, upstream: int, cpus: set[int] | None) -> tuple[Service, str]:
-    db = tmp / "tokenomy" / "ledger.db"
+def make_tokenomy(
+    tmp: Path, upstream: int, cpus: set[int] | None, caps_redis: str | None = None
+) -> tuple[Service, str]:
+    """Tokenomy on a fresh SQLite ledger; with ``caps_redis``, also a team budget and a
+    per-key rate limit whose counters live in that Redis (both far from their limits)."""
+    name = TOKENOMY_CAPS if caps_redis else TOKENOMY
+    db = tmp / name / "ledger.db"
     db.parent.mkdir()
-    config = tmp / "tokenomy" / "config.yaml"
+    config = tmp / name / "config.yaml"
+    redis = f"redis_url: {caps_redis}\ncaps:\n  redis_prefix: 'bench-{secrets.token_hex(4)}:'\n"
     config.write_text(
         "server:\n  log_level: warning\nmodels:\n"
         f"  - name: {MODEL}\n    provider: openai\n    base_url: http://{HOST}:{upstream}/v1\n"
         f"    api_key: x\n    price: {{input: {PRICE_IN}, output: {PRICE_OUT}}}\n"
+        + (redis if caps_redis else "")
     )
     master = "tk-bench-" + secrets.token_hex(16)
     env = child_env({"TOKENOMY_MASTER_KEY": master}, True)
@@ -189,11 +196,18 @@ def make_tokenomy(tmp: Path, upstream: int, cpus: set[int] | None) -> tuple[Serv
         print(f"note: `tokenomy keys create` failed ({made.stderr.strip()[-200:]}); "
               "using the master key as the client key")  # fmt: skip
         key = master
+    if caps_redis:
+        for cmd in (("budgets", "create", "bench-daily", "--team", "bench", "--usd", "1000000",
+                     "--period", "daily"),
+                    ("limits", "create", "bench-key", "--key", "each", "--rpm", "10000000",
+                     "--tpm", "1000000000")):  # fmt: skip
+            subprocess.run(tokenomy_argv(*cmd, "--config", str(config), "--db", str(db)),
+                           env=env, capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
     port = free_port()
     argv = tokenomy_argv("serve", "--config", str(config), "--db", str(db))
     argv += ["--host", HOST, "--port", str(port)]
     health: Probe = ("GET", "/healthz", None, {})
-    return Service(TOKENOMY, argv, env, port, health, tmp / "tokenomy.log", cpus), key
+    return Service(name, argv, env, port, health, tmp / f"{name}.log", cpus), key
 
 
 def make_litellm(tmp: Path, upstream: int, cpus: set[int] | None) -> tuple[Service, str]:

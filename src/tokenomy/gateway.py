@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -98,8 +99,13 @@ class Gateway:
                     prov.pricing_provider if prov else None,
                     override_key=call.record.deployment,
                 )
+            began = time.perf_counter()
             await self.admit(call)
             admitted = True
+            # What the admission check (budgets, limits, balances) took, for operators
+            # and for benchmarks/load.py: the standard Server-Timing header.
+            took = (time.perf_counter() - began) * 1000.0
+            call.response_headers["server-timing"] = f"admit;dur={took:.3f}"
             if call.stream and call.op == "chat":
                 reply: Reply = await self._stream(call)
                 admitted = False  # the stream settles when it ends

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..errors import TokenomyError
 from .billing import credits, plans, statements
 from .caps import budgets, limits
 from .count import count
@@ -34,4 +35,8 @@ cli.add_command(report)
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except TokenomyError as exc:  # bad config or input: a message, never a traceback
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(1) from None
