@@ -1,0 +1,31 @@
+"""The learned router (a quality-aware choice between model tiers) and cascade scorers.
+
+API for the gateway::
+
+    from tokenomy.routing.learned import Router, agreement
+
+    router = Router.load()  # the default shipped in the package, or Router.load(path)
+    d = router.decide(prompt_or_messages, tiers=["small", "medium", "large"],
+                      quality_target=0.95)  # or strong_share=0.3
+    d.model, d.predicted_quality, d.scores, d.reason
+    router.score(prompt)  # probability that the cheapest class of model answers well
+    agreement(["42", "42.0", "41"])  # 2/3: majority-vote consistency of samples
+
+`Router.load` needs the ``semantic`` extra (numpy and the local embedder).
+"""
+
+from __future__ import annotations
+
+from .agreement import agreement, normalize_answer
+from .features import prompt_text
+from .model import DEFAULT_PATH, Calibration, Decision, Router
+
+__all__ = [
+    "DEFAULT_PATH",
+    "Calibration",
+    "Decision",
+    "Router",
+    "agreement",
+    "normalize_answer",
+    "prompt_text",
+]
