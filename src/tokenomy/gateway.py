@@ -29,6 +29,8 @@ from .pipeline.meter import Meter, estimate_usage, overrides_from
 from .pipeline.resolve import Resolve
 from .pipeline.stream import Adapter, error_frame, make_adapter
 from .pricing import PriceBook
+from .providers.base import UpstreamResponse
+from .routing.cascade import Cascade
 from .sse import SSEEvent
 
 log = logging.getLogger("tokenomy")
@@ -63,6 +65,13 @@ class Gateway:
         self.billing = billing_policy(settings, self.store, self.caps)
         self.admit = Admit([*admission_order(self.caps, self.billing), *(policies or [])])
         self.meter = Meter(self.prices)
+        self.cascade = Cascade(
+            self.resolve.config,
+            bind=self.resolve.bind,
+            attempt=self.resolve.attempt,
+            meter=self.meter,
+            write=self.writer.write,
+        )
         self.inflight = 0
         self.on_finish = otel_hook(settings)  # None unless an OTLP endpoint is configured
 
@@ -107,10 +116,12 @@ class Gateway:
             self.inflight -= 1
 
     async def _json(self, call: Call) -> JSONReply:
+        if call.route.cascade is not None:
+            up = await self.cascade.run(call, self._send)
+        else:
+            up = await self.resolve.attempt(call, self._send)
         provider = call.provider
-        assert provider is not None and call.deployment is not None
-        body = upstream_body(call, provider)
-        up = await provider.send(call.op, body["model"], body, call.headers)
+        assert provider is not None
         usage = provider.usage(up.data) if isinstance(up.data, dict) else None
         out = client_response(call, provider, up.data, up.raw)
         if usage is None:
@@ -119,7 +130,22 @@ class Gateway:
         headers = self._headers(call)
         return JSONReply(200, out, headers)
 
+    async def _send(self, call: Call) -> UpstreamResponse:
+        provider = call.provider
+        assert provider is not None and call.deployment is not None
+        body = upstream_body(call, provider)
+        return await provider.send(call.op, body["model"], body, call.headers)
+
     async def _stream(self, call: Call) -> StreamReply:
+        # Fallbacks apply until the first upstream event: nothing was sent yet.
+        adapter, first, reads = await self.resolve.attempt(call, self._open_stream)
+        call.record.ttft_ms = call.elapsed_ms()
+        headers = self._headers(call)
+        return StreamReply(headers, self._relay(call, adapter, first, reads))
+
+    async def _open_stream(
+        self, call: Call
+    ) -> tuple[Adapter, list[SSEEvent], AsyncIterator[list[SSEEvent]]]:
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
@@ -137,9 +163,7 @@ class Gateway:
             raise UpstreamProtocolError(
                 "upstream closed the stream without sending anything"
             ) from None
-        call.record.ttft_ms = call.elapsed_ms()
-        headers = self._headers(call)
-        return StreamReply(headers, self._relay(call, adapter, first, reads))
+        return adapter, first, reads
 
     async def _relay(
         self,
@@ -205,6 +229,9 @@ class Gateway:
         rec.latency_ms = call.elapsed_ms()
         if usage is not None:
             self.meter(call, usage)
+        route = self.resolve.decision(call, self.prices)
+        if route is not None:
+            rec.decisions["route"] = route
         try:
             await self.writer.write(rec)
         finally:
