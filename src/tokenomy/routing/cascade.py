@@ -1,9 +1,9 @@
 """Cascades: answer with a cheap tier, score the answer, escalate when it is weak.
 
 The draft asks the cheap tier for ``samples`` answers at once (OpenAI's ``n``;
-for other upstreams, that many calls in parallel) and scores them by agreement:
-the share of samples that give the majority's final answer (the last number in
-the text when there is one, else the text with case and spacing normalised).
+for other upstreams, that many calls in parallel) and scores them by agreement
+(`tokenomy.routing.learned.agreement`): the share of samples that give the
+majority's normalised final answer.
 At or above the threshold the first sample is the reply; below it the request
 moves to the next tier. Each escalated draft is its own ledger row,
 ``<request id>.draft`` (``.draft2``... for later tiers), so tokens and prices
@@ -14,10 +14,8 @@ chat requests are cascaded (streams go to the strongest tier).
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -31,25 +29,8 @@ from ..providers.base import UpstreamResponse
 from ..records import UsageRecord
 from ..usage import Usage
 from .config import RoutingConfig
+from .learned.agreement import agreement
 from .stage import Plan
-
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def final_answer(text: str) -> str:
-    numbers = _NUMBER.findall(text)
-    if numbers:
-        last: str = numbers[-1]
-        return last.replace(",", "").rstrip(".")
-    return " ".join(text.lower().split())
-
-
-def agreement(answers: Sequence[str]) -> float:
-    """Share of ``answers`` that agree with the most common final answer (0 if none)."""
-    if not answers:
-        return 0.0
-    counts = Counter(final_answer(a) for a in answers)
-    return counts.most_common(1)[0][1] / len(answers)
 
 
 def _choices_text(data: Any, api: str) -> list[str]:
@@ -174,6 +155,6 @@ class Cascade:
         }
         self.meter(draft, usage)
         if rec.cost_usd is not None:  # the client would not have paid for the draft
-            route["saved_usd"] = str(-rec.cost_usd)
+            route["saved_usd"] = format(-rec.cost_usd, "f")
         rec.decisions["route"] = route
         await self.write(rec)

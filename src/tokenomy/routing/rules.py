@@ -7,7 +7,7 @@ prompt is counted (``tokenomy.tokens``) only when a rule asks for a length.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..pipeline.context import ANTHROPIC, Call
@@ -90,19 +90,7 @@ def first_match(rules: Sequence[Rule], call: Call, model: str) -> Rule | None:
     return None
 
 
-def last_user_text(call: Call) -> str:
-    """The text the router reads: the last user message (its text parts)."""
-    messages: Iterable[Any] = call.body.get("messages") or []
-    for msg in reversed(list(messages)):
-        if not isinstance(msg, Mapping) or msg.get("role") != "user":
-            continue
-        content = msg.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            return "\n".join(
-                str(p.get("text") or "")
-                for p in content
-                if isinstance(p, Mapping) and p.get("type") in ("text", "input_text")
-            )
-    return ""
+def router_prompt(call: Call) -> Any:
+    """What the learned router reads: the chat messages (it keeps the user turns)."""
+    messages = call.body.get("messages")
+    return messages if isinstance(messages, list) else ""

@@ -24,7 +24,7 @@ from ..errors import PermissionDenied
 from ..pipeline.context import Call
 from ..pricing import PriceBook
 from .config import Alias, RoutingConfig
-from .rules import first_match, last_user_text
+from .rules import first_match, router_prompt
 
 log = logging.getLogger("tokenomy.routing")
 
@@ -32,11 +32,11 @@ log = logging.getLogger("tokenomy.routing")
 class RouterModel(Protocol):
     """What the gateway needs from a learned router (`tokenomy.routing.learned`).
 
-    ``decide`` returns an object with ``model`` (one of ``tiers``) and
-    ``predicted_quality`` (a float, or None).
+    ``decide`` reads a prompt (a string or chat ``messages``) and returns an
+    object with ``model`` (one of ``tiers``) and ``predicted_quality`` (a float).
     """
 
-    def decide(self, text: str, tiers: Sequence[str], *, quality_target: float) -> Any: ...
+    def decide(self, prompt: Any, tiers: Sequence[str], *, quality_target: float) -> Any: ...
 
 
 def load_router(path: str | None) -> RouterModel:
@@ -158,7 +158,7 @@ class RoutingStage:
         started = time.perf_counter()
         # The embedding takes milliseconds of CPU: off the event loop.
         decision = await asyncio.to_thread(
-            router.decide, last_user_text(call), tiers, quality_target=target
+            router.decide, router_prompt(call), tiers, quality_target=target
         )
         plan.router_ms = round((time.perf_counter() - started) * 1000.0, 3)
         chosen = str(getattr(decision, "model", tiers[-1]))
@@ -229,7 +229,7 @@ class RoutingStage:
         out.update(plan.extra)
         saved = self._saved(call, prices, price_of)
         if saved is not None:
-            out["saved_usd"] = str(saved)
+            out["saved_usd"] = format(saved, "f")
         return out
 
     def _saved(

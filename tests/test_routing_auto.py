@@ -1,0 +1,144 @@
+"""tokenomy/auto (the learned router) and cheap-first (the cascade) through the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from gateway_fixtures import GW, Fake
+from routing_helpers import add_key, chat, route_of, routed_gateway
+from tokenomy.ledger.base import Store
+from tokenomy.records import UsageRecord
+
+TIERS = ["gpt-4o-mini", "gpt-4o"]
+KEYS: dict[str, str] = {}
+
+
+@dataclass
+class Decision:
+    model: str
+    predicted_quality: float
+
+
+class StubRouter:
+    """Cheap tier for prompts that say "simple", unless the target is above 0.99."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, tuple[str, ...], float]] = []
+
+    def decide(self, prompt: Any, tiers: Sequence[str], *, quality_target: float) -> Decision:
+        self.seen.append((prompt, tuple(tiers), quality_target))
+        text = " ".join(m["content"] for m in prompt if m.get("role") == "user")
+        if "simple" in text and quality_target <= 0.99:
+            return Decision(tiers[0], 0.97)
+        return Decision(tiers[-1], 0.9)
+
+
+@pytest.fixture(scope="module")
+def agw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GW]:
+    path = tmp_path_factory.mktemp("auto")
+    KEYS["legal"], _ = add_key(str(path / "ledger.db"), team="legal")
+    routing = {
+        "tiers": TIERS,
+        "quality_target": 0.95,
+        "quality_targets": {"teams": {"legal": 0.999}},
+        "cascade": {"threshold": 0.67, "samples": 3},
+        "aliases": {"auto-strict": {"strategy": "router", "quality_target": 0.995}},
+    }
+    for gw in routed_gateway(path, fake, fake_llamacpp, routing):
+        gw.app.gateway.resolve.routing.router = StubRouter()  # type: ignore[union-attr]
+        yield gw
+
+
+def stub(gw: GW) -> StubRouter:
+    router = gw.app.gateway.resolve.routing.router  # type: ignore[union-attr]
+    assert isinstance(router, StubRouter)
+    return router
+
+
+def test_auto_sends_a_simple_prompt_to_the_cheap_tier(agw: GW) -> None:
+    a = chat(agw, "tokenomy/auto", "a simple question")
+    assert a.status == 200 and a.record is not None
+    assert (a.record.requested_model, a.record.served_model) == ("tokenomy/auto", "gpt-4o-mini")
+    route = route_of(a.record)
+    assert route["reason"] == "router"
+    assert route["predicted_quality"] == 0.97 and route["quality_target"] == 0.95
+    assert route["router_ms"] >= 0
+    # saved against the strongest tier, at the same usage
+    assert Decimal(route["saved_usd"]) > 0
+    prompt, tiers, target = stub(agw).seen[-1]
+    assert tiers == tuple(TIERS) and target == 0.95
+    assert prompt[-1]["content"] == "a simple question"
+
+
+def test_auto_sends_a_hard_prompt_to_the_strong_tier(agw: GW) -> None:
+    a = chat(agw, "tokenomy/auto", "prove the Riemann hypothesis")
+    assert a.record is not None and a.record.served_model == "gpt-4o"
+    assert Decimal(route_of(a.record)["saved_usd"]) == 0
+
+
+def test_quality_target_per_alias_and_per_team(agw: GW) -> None:
+    a = chat(agw, "auto-strict", "a simple question")
+    assert a.record is not None and a.record.served_model == "gpt-4o"
+    assert stub(agw).seen[-1][2] == 0.995
+    b = chat(agw, "tokenomy/auto", "a simple question", key=KEYS["legal"])
+    assert b.record is not None and b.record.served_model == "gpt-4o"
+    assert stub(agw).seen[-1][2] == 0.999
+
+
+def test_chosen_tier_falls_back_to_stronger_tiers(agw: GW) -> None:
+    a = chat(agw, "tokenomy/auto", "simple [[fake:status=500]] [[fake:only=gpt-4o-mini]]")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    route = route_of(a.record)
+    assert route["reason"] == "fallback"
+    assert route["attempts"][0]["model"] == "gpt-4o-mini"
+
+
+def rows(store: Store, request_id: str) -> list[UsageRecord]:
+    return [r for r in store.list_records(limit=10_000) if r.request_id.startswith(request_id)]
+
+
+def test_cascade_keeps_a_consistent_cheap_answer(agw: GW) -> None:
+    a = chat(agw, "cheap-first", "what is 6 times 7")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o-mini"
+    assert len(a.body["choices"]) == 1  # the client asked for one answer
+    route = route_of(a.record)
+    assert route["reason"] == "cascade" and route["cascade"] == "kept"
+    assert route["score"] == 1.0 and route["escalated"] is False
+    assert Decimal(route["saved_usd"]) > 0
+    sent = agw.fake.app.requests[-1].body
+    assert sent["n"] == 3 and sent["model"] == "gpt-4o-mini"
+    assert [r.request_id for r in rows(agw.store, a.request_id)] == [a.request_id]
+
+
+def test_cascade_escalates_and_records_both_calls(agw: GW) -> None:
+    a = chat(agw, "cheap-first", "what is 6 times 7 [[fake:vary]]")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    route = route_of(a.record)
+    assert route["cascade"] == "escalated" and route["escalated"] is True
+    assert route["score"] == pytest.approx(1 / 3, abs=1e-3)
+    draft = agw.record(a.request_id + ".draft")
+    d = route_of(draft)
+    assert d["cascade"] == "draft" and d["parent"] == a.request_id and d["escalated"] is True
+    assert draft.served_model == "gpt-4o-mini"
+    assert draft.cost_usd is not None and draft.cost_usd > 0
+    assert Decimal(d["saved_usd"]) == -draft.cost_usd
+    assert draft.usage.output_tokens == 3 * a.record.usage.output_tokens  # three samples
+    assert (draft.key_id, draft.team) == (a.record.key_id, a.record.team)
+    # the strong call's saving is zero: the draft's cost is the price of trying
+    assert Decimal(route["saved_usd"]) == 0
+
+
+def test_streamed_cascade_goes_to_the_strong_tier(agw: GW) -> None:
+    a = chat(agw, "cheap-first", "what is 6 times 7", stream=True)
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o" and a.record.stream
+    assert route_of(a.record)["cascade"] == "streamed: strongest tier"
+    assert agw.fake.app.requests[-1].body.get("n") is None
