@@ -18,6 +18,7 @@ _CHOICE_IN_TEXT = re.compile(r"\b(?:answer|option|choice)\s*(?:is|:)?\s*\(?([A-J
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*(.+)$", re.I | re.S)
 _PUNCT = re.compile(r"[\s.,;:!?\"'`]+$")
+_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")
 
 
 def _number(text: str) -> str | None:
@@ -34,12 +35,15 @@ def _number(text: str) -> str | None:
 
 def normalize_answer(answer: object) -> str:
     """A canonical form, so '42', '42.0', '$42' and 'The answer is 42.' compare equal,
-    and '(B)', 'b.' and 'The answer is B' do too."""
+    and '(B)', 'b.' and 'The answer is B' do too; dates become MM/DD/YYYY."""
     text = str(answer).strip()
     match = _ANSWER_IS.search(text)
     if match:
         text = match.group(1).strip()
     text = _PUNCT.sub("", text.strip()).strip()
+    date = _DATE.match(text)
+    if date:
+        return f"{int(date.group(1)):02d}/{int(date.group(2)):02d}/{date.group(3)}"
     choice = _CHOICE.match(text)
     if choice:
         return choice.group(1).upper()

@@ -12,6 +12,8 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tokenomy.embed import DIM
+
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
@@ -94,7 +96,12 @@ def featurize(texts: Sequence[str], embedder: Any = None) -> NDArray[np.float32]
         from tokenomy.embed import shared_embedder
 
         embedder = shared_embedder()
-    emb = embedder.embed([clip(t) for t in texts])
+    clipped = [clip(t) for t in texts]
+    # batches of similar length pad less: embed in length order, then restore the order
+    order = sorted(range(len(clipped)), key=lambda i: len(clipped[i]))
+    emb = np.empty((len(texts), DIM), dtype=np.float32)
+    if order:
+        emb[order] = embedder.embed([clipped[i] for i in order])
     lex = np.array([lexical(t) for t in texts], dtype=np.float32).reshape(len(texts), -1)
     out: NDArray[np.float32] = np.concatenate([emb, lex], axis=1).astype(np.float32)
     return out
