@@ -31,6 +31,7 @@ from .pipeline.stream import Adapter, error_frame, make_adapter
 from .pricing import PriceBook
 from .providers.base import UpstreamResponse
 from .routing.cascade import Cascade
+from .routing.feedback import collect_prompt
 from .sse import SSEEvent
 
 log = logging.getLogger("tokenomy")
@@ -239,6 +240,8 @@ class Gateway:
             # release a crashed request's reservation without missing a charge.
             if admitted:
                 await self.admit.settle(call, rec)
+        if self.resolve.config.collect_prompts:
+            await collect_prompt(self.store, call)
         self.metrics.observe(rec)
         if self.on_finish is not None:
             self.on_finish(call)

@@ -21,6 +21,7 @@ from ..pipeline.context import ANTHROPIC, OPENAI, Call, JSONReply, new_request_i
 from ..validate import check_request
 from .admin import handle_admin
 from .errors import error_body
+from .feedback import handle_feedback
 from .http import Scope, encode_headers, header_dict, parse_json, read_body, send_bytes, send_json
 
 log = logging.getLogger("tokenomy.server")
@@ -107,6 +108,8 @@ class TokenomyApp:
                     self.gateway.metrics.render(),
                     content_type=b"text/plain; version=0.0.4",
                 )
+            elif path == "/v1/feedback" and scope["method"] == "POST":
+                await handle_feedback(self.gateway, scope, receive, send)
             elif path in ("/v1/models", "/models") and scope["method"] == "GET":
                 await self._models(scope, send)
             elif path.startswith("/admin/"):
