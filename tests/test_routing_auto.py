@@ -142,3 +142,26 @@ def test_streamed_cascade_goes_to_the_strong_tier(agw: GW) -> None:
     assert a.record.served_model == "gpt-4o" and a.record.stream
     assert route_of(a.record)["cascade"] == "streamed: strongest tier"
     assert agw.fake.app.requests[-1].body.get("n") is None
+
+
+def test_report_shows_routing_savings(agw: GW) -> None:
+    from click.testing import CliRunner
+
+    from tokenomy.cli import cli
+
+    chat(agw, "tokenomy/auto", "another simple question")
+    records = agw.store.list_records(limit=10_000)
+    expected = sum(
+        (Decimal(r.decisions["route"]["saved_usd"]) for r in records
+         if "saved_usd" in r.decisions.get("route", {})),
+        Decimal(0),
+    )  # fmt: skip
+    assert expected > 0
+    result = CliRunner().invoke(
+        cli, ["report", "--db", agw.db, "--format", "csv", "--section", "savings"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [line.split(",") for line in result.output.strip().splitlines()]
+    assert rows[0] == ["lever", "saved_usd"]
+    assert {r[0]: Decimal(r[1]) for r in rows[1:]}["route"] == expected
