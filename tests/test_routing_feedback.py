@@ -116,3 +116,21 @@ def test_migrating_from_the_previous_schema(new_db_url: Callable[[], str]) -> No
         ]  # fmt: skip
         with pytest.raises(ValueError):
             store.add(Feedback("req_1", 0.5, source="robot"))
+
+
+def test_export_feedback_cli_writes_trainable_outcomes(fgw: GW, tmp_path: Any) -> None:
+    from click.testing import CliRunner
+
+    from tokenomy.cli import cli
+    from tokenomy.routing.learned.outcomes import read_all
+
+    a = chat(fgw, "gpt-4o-mini", "what is 12 squared")
+    assert post(fgw, {"request_id": a.request_id, "score": 1}, fgw.key).status_code == 200
+    out = tmp_path / "mine.jsonl"
+    result = CliRunner().invoke(
+        cli, ["router", "export-feedback", "--db", fgw.db, "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    outcomes = read_all([str(out)])
+    mine = [o for o in outcomes if o.prompt == "what is 12 squared"]
+    assert len(mine) == 1 and mine[0].scores == {"gpt-4o-mini": 1.0}

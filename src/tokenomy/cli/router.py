@@ -125,3 +125,35 @@ def eval_(
         )
     else:
         click.echo(table(rows, pair, quality, title=Path(data).name))
+
+
+@router.command(name="export-feedback")
+@click.option("--db", default=None, envvar="TOKENOMY_DB", help="Ledger path or URL.")
+@click.option("--config", "config_path", default=None, help="YAML config file.")
+@click.option("--since", default=None, help="Only feedback from then on (date or 7d / 24h).")
+@click.option(
+    "--out", default="-", type=click.Path(dir_okay=False, allow_dash=True),
+    help="Outcome JSONL file to write ('-': stdout).",
+)  # fmt: skip
+def export_feedback(db: str | None, config_path: str | None, since: str | None, out: str) -> None:
+    """Write scored requests as outcome JSONL for `tokenomy router train`.
+
+    Needs `routing.collect_prompts: true` while the traffic was served: only
+    requests whose prompt was kept, and that got feedback, are exported.
+    """
+    import orjson
+
+    from ..config import load_settings
+    from ..ledger import open_store
+    from ..routing.feedback import FeedbackStore
+    from .report import parse_when
+
+    settings = load_settings(config_path, db=db)
+    lo = parse_when(since) if since else None
+    count = 0
+    with open_store(settings.db) as store, click.open_file(out, "wb") as fh:
+        store.migrate()
+        for line in FeedbackStore(store).outcomes(since=lo):
+            fh.write(orjson.dumps(line) + b"\n")
+            count += 1
+    click.echo(f"exported {count} scored prompts", err=True)
