@@ -165,3 +165,43 @@ def test_report_shows_routing_savings(agw: GW) -> None:
     rows = [line.split(",") for line in result.output.strip().splitlines()]
     assert rows[0] == ["lever", "saved_usd"]
     assert {r[0]: Decimal(r[1]) for r in rows[1:]}["route"] == expected
+
+
+class SettleSpy:
+    """An admission policy that remembers what each request was settled with."""
+
+    def __init__(self) -> None:
+        self.settled: dict[str, UsageRecord] = {}
+
+    async def reserve(self, call: Any) -> None:
+        return None
+
+    async def settle(self, call: Any, record: UsageRecord) -> None:
+        self.settled[call.request_id] = record
+
+
+async def test_admission_is_charged_for_the_draft_too(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Any
+) -> None:
+    from gateway_fixtures import gateway_settings
+    from tokenomy.gateway import Gateway
+    from tokenomy.pipeline.context import Call
+
+    settings = gateway_settings(str(tmp_path / "l.db"), fake, fake_llamacpp,
+                                routing={"tiers": TIERS}, require_key=False)  # fmt: skip
+    spy = SettleSpy()
+    gateway = Gateway(settings, policies=[spy])  # type: ignore[list-item]
+    try:
+        body = {"model": "cheap-first",
+                "messages": [{"role": "user", "content": "what is 6 x 7 [[fake:vary]]"}]}  # fmt: skip
+        call = Call("openai", "chat", "/v1/chat/completions", body, {})
+        await gateway.handle(call)
+        main = call.record
+        draft = call.route.drafts[0]
+        charged = spy.settled[call.request_id]
+        assert main.cost_usd is not None and draft.cost_usd is not None
+        assert charged.cost_usd == main.cost_usd + draft.cost_usd
+        assert charged.usage.output_tokens == main.usage.output_tokens + draft.usage.output_tokens
+        assert main.decisions["route"]["cascade"] == "escalated"
+    finally:
+        await gateway.close()

@@ -30,7 +30,7 @@ from .pipeline.resolve import Resolve
 from .pipeline.stream import Adapter, error_frame, make_adapter
 from .pricing import PriceBook
 from .providers.base import UpstreamResponse
-from .routing.cascade import Cascade
+from .routing.cascade import Cascade, charged
 from .routing.feedback import collect_prompt
 from .sse import SSEEvent
 
@@ -239,7 +239,7 @@ class Gateway:
             # Settled only once committed: a sweeper that finds no record may then
             # release a crashed request's reservation without missing a charge.
             if admitted:
-                await self.admit.settle(call, rec)
+                await self.admit.settle(call, charged(call, rec))
         if self.resolve.config.collect_prompts:
             await collect_prompt(self.store, call)
         self.metrics.observe(rec)

@@ -158,3 +158,17 @@ class Cascade:
             route["saved_usd"] = format(-rec.cost_usd, "f")
         rec.decisions["route"] = route
         await self.write(rec)
+        call.route.drafts.append(rec)
+
+
+def charged(call: Call, rec: UsageRecord) -> UsageRecord:
+    """The record admission settles: with a cascade's drafts added, so caps and
+    prepaid balances are charged for every upstream call the request made."""
+    plan: Plan | None = call.route
+    if plan is None or not plan.drafts:
+        return rec
+    usage, cost = rec.usage, rec.cost_usd
+    for d in plan.drafts:
+        usage = usage + d.usage
+        cost = None if cost is None or d.cost_usd is None else cost + d.cost_usd
+    return replace(rec, usage=usage, cost_usd=cost, price_unknown=cost is None)

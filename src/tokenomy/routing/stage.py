@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from ..errors import PermissionDenied
 from ..pipeline.context import Call
 from ..pricing import PriceBook
+from ..records import UsageRecord
 from .config import Alias, RoutingConfig
 from .rules import first_match, router_prompt
 
@@ -63,6 +64,7 @@ class Plan:
     balanced: bool = False
     fell_back: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    drafts: list[UsageRecord] = field(default_factory=list)  # escalated cascade drafts
 
     @property
     def routed(self) -> bool:
