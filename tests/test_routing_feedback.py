@@ -134,3 +134,36 @@ def test_export_feedback_cli_writes_trainable_outcomes(fgw: GW, tmp_path: Any) -
     outcomes = read_all([str(out)])
     mine = [o for o in outcomes if o.prompt == "what is 12 squared"]
     assert len(mine) == 1 and mine[0].scores == {"gpt-4o-mini": 1.0}
+
+
+def test_judge_scores_a_sample_of_routed_answers(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Any
+) -> None:
+    import time
+
+    from tokenomy.routing.judge import parse_rating
+
+    assert parse_rating("8") == pytest.approx(7 / 9)
+    assert parse_rating("Rating: 10.") == 1.0 and parse_rating("none") is None
+    routing = {
+        "rules": [{"name": "cheap", "when": {"model": "gpt-4o"}, "to": "gpt-4o-mini"}],
+        "judge": {"sample_rate": 1.0, "model": "claude-sonnet-4-6"},
+    }
+    for gw in routed_gateway(tmp_path, fake, fake_llamacpp, routing):
+        a = chat(gw, "gpt-4o", "7")
+        plain = chat(gw, "o3", "7")  # not routed: never judged
+        assert a.status == plain.status == 200
+        deadline = time.monotonic() + 5
+        while not FeedbackStore(gw.store).list(request_id=a.request_id):
+            assert time.monotonic() < deadline, "no judgement"
+            time.sleep(0.02)
+        [fb] = FeedbackStore(gw.store).list(request_id=a.request_id)
+        assert fb.source == "judge" and fb.model == "gpt-4o-mini"
+        assert 0.0 <= fb.score <= 1.0
+        judged = gw.record(a.request_id + ".judge")
+        assert judged.served_model == "claude-sonnet-4-6" and judged.provider == "anthropic"
+        assert judged.cost_usd is not None and judged.cost_usd > 0
+        assert judged.decisions["route"]["parent"] == a.request_id
+        sent = [r.body for r in gw.fake.app.requests if r.path == "/v1/messages"][-1]
+        assert "Answer:\nEcho: 7" in sent["messages"][0]["content"]
+        assert FeedbackStore(gw.store).list(request_id=plain.request_id) == []

@@ -32,6 +32,7 @@ from .pricing import PriceBook
 from .providers.base import UpstreamResponse
 from .routing.cascade import Cascade, charged
 from .routing.feedback import collect_prompt
+from .routing.judge import judge_for
 from .sse import SSEEvent
 
 log = logging.getLogger("tokenomy")
@@ -73,11 +74,14 @@ class Gateway:
             meter=self.meter,
             write=self.writer.write,
         )
+        self.judge = judge_for(self.resolve, self.store, self.meter, self.writer.write)
         self.inflight = 0
         self.on_finish = otel_hook(settings)  # None unless an OTLP endpoint is configured
 
     async def close(self) -> None:
         """Commit every pending record, then release upstream connections."""
+        if self.judge is not None:
+            await self.judge.close()
         await asyncio.to_thread(self.writer.close, self.settings.drain_timeout)
         if self.caps is not None:
             await self.caps.stop()
@@ -128,6 +132,8 @@ class Gateway:
         if usage is None:
             usage = estimate_usage(call, output_text_of(up.data, provider.api))
         await self._finish(call, usage, status=200, error=None, admitted=True)
+        if self.judge is not None:
+            self.judge.maybe(call, up.data, provider.api)
         headers = self._headers(call)
         return JSONReply(200, out, headers)
 
