@@ -205,3 +205,42 @@ async def test_admission_is_charged_for_the_draft_too(
         assert main.decisions["route"]["cascade"] == "escalated"
     finally:
         await gateway.close()
+
+
+def test_cascade_with_n_goes_to_the_strong_tier(agw: GW) -> None:
+    a = chat(agw, "cheap-first", "what is 6 times 7", n=2)
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o" and len(a.body["choices"]) == 2
+    assert route_of(a.record)["cascade"] == "n > 1: strongest tier"
+
+
+def test_anthropic_client_through_the_router(agw: GW) -> None:
+    client = agw.anthropic()
+    raw = client.messages.with_raw_response.create(
+        model="tokenomy/auto",
+        max_tokens=50,
+        messages=[{"role": "user", "content": "a simple question"}],
+    )
+    msg = raw.parse()
+    assert msg.content[0].type == "text" and msg.content[0].text.startswith("Echo:")
+    rec = agw.record(raw.headers["x-tokenomy-request-id"])
+    assert (rec.api, rec.served_model, rec.provider) == ("anthropic", "gpt-4o-mini", "openai")
+    assert route_of(rec)["reason"] == "router"
+
+
+class BrokenRouter:
+    def decide(self, prompt: Any, tiers: Sequence[str], *, quality_target: float) -> Decision:
+        raise ValueError("weights do not fit")
+
+
+def test_a_failing_router_serves_the_strongest_tier(agw: GW, caplog: Any) -> None:
+    resolve = agw.app.gateway.resolve  # type: ignore[union-attr]
+    good = resolve.routing.router
+    resolve.routing.router = BrokenRouter()
+    try:
+        a = chat(agw, "tokenomy/auto", "a simple question")
+    finally:
+        resolve.routing.router = good
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    assert route_of(a.record)["router"] == "error"

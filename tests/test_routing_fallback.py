@@ -111,6 +111,7 @@ def test_weighted_balance_through_the_gateway(fgw: GW) -> None:
 
 
 def test_least_latency_picks_the_faster_deployment(fgw: GW) -> None:
+    fgw.app.gateway.resolve.balancer.stats.clear()  # type: ignore[union-attr]  # fresh measurements
     slow_b = "hi [[fake:delay_ms=150]] [[fake:only=gpt-4o-2024-08-06]]"
     first = [chat(fgw, "fastest", slow_b).record for _ in range(2)]
     # each deployment is measured once, then the faster one is used

@@ -69,7 +69,8 @@ class Plan:
     @property
     def routed(self) -> bool:
         """Whether the gateway chose anything beyond serving the requested name."""
-        return self.reason != "direct" or self.balanced or self.fell_back or bool(self.attempts)
+        tried = bool(self.attempts) and len(self.targets) > 1  # had fallbacks to try
+        return self.reason != "direct" or self.balanced or self.fell_back or tried
 
 
 def _dedupe(names: Sequence[str]) -> list[str]:
@@ -159,9 +160,14 @@ class RoutingStage:
             return plan
         started = time.perf_counter()
         # The embedding takes milliseconds of CPU: off the event loop.
-        decision = await asyncio.to_thread(
-            router.decide, router_prompt(call), tiers, quality_target=target
-        )
+        try:
+            decision = await asyncio.to_thread(
+                router.decide, router_prompt(call), tiers, quality_target=target
+            )
+        except Exception:  # a broken router must not fail the request: serve the strongest
+            log.exception("the learned router failed; serving the strongest tier")
+            plan.extra["router"] = "error"
+            return plan
         plan.router_ms = round((time.perf_counter() - started) * 1000.0, 3)
         chosen = str(getattr(decision, "model", tiers[-1]))
         if chosen not in tiers:
@@ -175,11 +181,14 @@ class RoutingStage:
     def _cascade(self, call: Call, requested: str, alias: Alias) -> Plan:
         tiers = list(alias.models)
         plan = Plan(requested, "cascade", tiers, tiers[-1], alias=alias)
-        if call.stream:
-            # A draft cannot be scored before its bytes are sent: streams go to the
-            # strongest tier (documented in docs/routing.md).
+        n = call.body.get("n")
+        if call.stream or (isinstance(n, int) and n > 1):
+            # A draft cannot be scored before its bytes are sent, and a client asking
+            # for several answers wants them: both go to the strongest tier.
             plan.targets = [tiers[-1]]
-            plan.extra["cascade"] = "streamed: strongest tier"
+            plan.extra["cascade"] = (
+                "streamed: strongest tier" if call.stream else "n > 1: strongest tier"
+            )
         else:
             plan.cascade = alias
         return plan
