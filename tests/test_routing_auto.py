@@ -244,3 +244,8 @@ def test_a_failing_router_serves_the_strongest_tier(agw: GW, caplog: Any) -> Non
     assert a.status == 200 and a.record is not None
     assert a.record.served_model == "gpt-4o"
     assert route_of(a.record)["router"] == "error"
+
+
+def test_aliases_are_listed_as_models(agw: GW) -> None:
+    ids = [m.id for m in agw.openai().models.list()]
+    assert {"tokenomy/auto", "cheap-first", "auto-strict", "gpt-4o"} <= set(ids)

@@ -147,6 +147,10 @@ class TokenomyApp:
             for d in self.settings.deployments
             if not any(ch in d.name for ch in "*?[")
         ]
+        data += [  # aliases (tokenomy/auto, cheap-first, the operator's) are models too
+            {"id": name, "object": "model", "created": now, "owned_by": "tokenomy"}
+            for name in gw.resolve.config.aliases
+        ]
         await send_json(send, 200, {"object": "list", "data": data})
 
     async def _llm(
