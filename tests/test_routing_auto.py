@@ -42,6 +42,7 @@ class StubRouter:
 def agw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GW]:
     path = tmp_path_factory.mktemp("auto")
     KEYS["legal"], _ = add_key(str(path / "ledger.db"), team="legal")
+    KEYS["strong"], _ = add_key(str(path / "ledger.db"), models=["cheap-first", "gpt-4o"])
     routing = {
         "tiers": TIERS,
         "quality_target": 0.95,
@@ -249,3 +250,12 @@ def test_a_failing_router_serves_the_strongest_tier(agw: GW, caplog: Any) -> Non
 def test_aliases_are_listed_as_models(agw: GW) -> None:
     ids = [m.id for m in agw.openai().models.list()]
     assert {"tokenomy/auto", "cheap-first", "auto-strict", "gpt-4o"} <= set(ids)
+
+
+def test_key_restricted_tiers_are_never_drafted(agw: GW) -> None:
+    before = len(agw.fake.app.requests)
+    a = chat(agw, "cheap-first", "what is 6 times 7 [[fake:vary]]", key=KEYS["strong"])
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    assert route_of(a.record)["cascade"] == "one tier"
+    assert [r.body["model"] for r in agw.fake.app.requests[before:]] == ["gpt-4o"]

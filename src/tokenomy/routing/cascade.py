@@ -64,7 +64,7 @@ class Cascade:
             alias.threshold if alias.threshold is not None else self.config.cascade_threshold
         )
         samples = alias.samples or self.config.cascade_samples
-        tiers = list(alias.models)
+        tiers = list(plan.tiers or alias.models)
         scores: list[float] = []
         for i, tier in enumerate(tiers[:-1]):
             if i:

@@ -59,6 +59,7 @@ class Plan:
     quality_target: float | None = None
     router_ms: float | None = None
     cascade: Alias | None = None  # set when the first target is a cascade's draft tier
+    tiers: tuple[str, ...] = ()  # the alias's tiers this request may be served (router, cascade)
     samples: int = 1  # answers per call on the served model (cascade drafts)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     balanced: bool = False
@@ -71,11 +72,6 @@ class Plan:
         """Whether the gateway chose anything beyond serving the requested name."""
         tried = bool(self.attempts) and len(self.targets) > 1  # had fallbacks to try
         return self.reason != "direct" or self.balanced or self.fell_back or tried
-
-
-def _dedupe(names: Sequence[str]) -> list[str]:
-    seen: set[str] = set()
-    return [n for n in names if not (n in seen or seen.add(n))]  # type: ignore[func-returns-value]
 
 
 class RoutingStage:
@@ -122,7 +118,7 @@ class RoutingStage:
         for t in targets:
             out.append(t)
             out.extend(self.config.fallbacks.get(t, ()))
-        return _dedupe(out)
+        return list(dict.fromkeys(out))  # first occurrence wins
 
     @staticmethod
     def _allowed(call: Call, targets: list[str]) -> list[str]:
@@ -138,6 +134,14 @@ class RoutingStage:
             )
         return allowed
 
+    @staticmethod
+    def _tiers(call: Call, alias: Alias) -> list[str]:
+        """The alias's tiers the key may be served (all of them if none: then 403)."""
+        key = call.key
+        if key is None or not key.models:
+            return list(alias.models)
+        return [t for t in alias.models if t in key.models] or list(alias.models)
+
     def quality_target(self, call: Call, alias: Alias) -> float:
         cfg, rec = self.config, call.record
         if rec.key_id is not None and rec.key_id in cfg.key_targets:
@@ -147,12 +151,10 @@ class RoutingStage:
         return alias.quality_target if alias.quality_target is not None else cfg.quality_target
 
     async def _route(self, call: Call, requested: str, alias: Alias) -> Plan:
-        tiers = list(alias.models)
-        key = call.key
-        if key is not None and key.models:
-            tiers = [t for t in tiers if t in key.models] or tiers
+        tiers = self._tiers(call, alias)
         target = self.quality_target(call, alias)
-        plan = Plan(requested, "router", [tiers[-1]], tiers[-1], alias=alias)
+        plan = Plan(requested, "router", [tiers[-1]], alias.models[-1], alias=alias)
+        plan.tiers = tuple(tiers)
         plan.quality_target = target
         router = await self._router()
         if router is None or len(tiers) < 2:
@@ -179,8 +181,9 @@ class RoutingStage:
         return plan
 
     def _cascade(self, call: Call, requested: str, alias: Alias) -> Plan:
-        tiers = list(alias.models)
-        plan = Plan(requested, "cascade", tiers, tiers[-1], alias=alias)
+        tiers = self._tiers(call, alias)
+        plan = Plan(requested, "cascade", tiers, alias.models[-1], alias=alias)
+        plan.tiers = tuple(tiers)
         n = call.body.get("n")
         if call.stream or (isinstance(n, int) and n > 1):
             # A draft cannot be scored before its bytes are sent, and a client asking
@@ -189,6 +192,8 @@ class RoutingStage:
             plan.extra["cascade"] = (
                 "streamed: strongest tier" if call.stream else "n > 1: strongest tier"
             )
+        elif len(tiers) < 2:
+            plan.extra["cascade"] = "one tier"
         else:
             plan.cascade = alias
         return plan
@@ -231,6 +236,8 @@ class RoutingStage:
         }
         if plan.rule is not None:
             out["rule"] = plan.rule
+        if plan.alias is not None:
+            out["alias"] = plan.alias.name
         for name in ("predicted_quality", "quality_target", "router_ms"):
             value = getattr(plan, name)
             if value is not None:
