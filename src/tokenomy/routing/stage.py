@@ -198,6 +198,11 @@ class RoutingStage:
             plan.cascade = alias
         return plan
 
+    async def warm(self) -> None:
+        """Load the learned router now if an alias uses it (not on the first request)."""
+        if any(a.strategy == "router" for a in self.config.aliases.values()):
+            await self._router()
+
     async def _router(self) -> RouterModel | None:
         if self.router is not None or self._router_failed:
             return self.router

@@ -59,6 +59,7 @@ class TokenomyApp:
             gw.writer.stats().committed
         )
         gw.prices.warm()
+        await gw.resolve.routing.warm()  # the learned router, when an alias uses it
         if gw.caps is not None:
             await gw.caps.start()  # definitions, counters from the ledger, sweeper
 
