@@ -259,3 +259,37 @@ def test_key_restricted_tiers_are_never_drafted(agw: GW) -> None:
     assert a.record.served_model == "gpt-4o"
     assert route_of(a.record)["cascade"] == "one tier"
     assert [r.body["model"] for r in agw.fake.app.requests[before:]] == ["gpt-4o"]
+
+
+async def test_a_fast_router_runs_inline_and_a_slow_one_in_a_thread() -> None:
+    import threading
+    import time as _time
+
+    from tokenomy.pipeline.context import Call
+    from tokenomy.routing.config import parse_routing
+    from tokenomy.routing.stage import RoutingStage
+
+    class Where(StubRouter):
+        def __init__(self, sleep_s: float) -> None:
+            super().__init__()
+            self.sleep_s = sleep_s
+            self.threads: list[str] = []
+
+        def decide(self, prompt: Any, tiers: Sequence[str], *, quality_target: float) -> Decision:
+            self.threads.append(threading.current_thread().name)
+            _time.sleep(self.sleep_s)
+            return super().decide(prompt, tiers, quality_target=quality_target)
+
+    main = threading.current_thread().name
+    config = parse_routing({"tiers": TIERS})
+    body = {"model": "tokenomy/auto", "messages": [{"role": "user", "content": "simple"}]}
+    for sleep_s, inline in ((0.0, True), (0.01, False)):
+        router = Where(sleep_s)
+        stage = RoutingStage(config, router=router)
+        stage.inline_ms = 5.0
+        for _ in range(3):
+            call = Call("openai", "chat", "/v1/chat/completions", dict(body), {})
+            plan = await stage.plan(call, "tokenomy/auto")
+            assert plan.targets[0] == "gpt-4o-mini"
+        assert router.threads[0] != main  # unmeasured: the first call goes to a thread
+        assert all((t == main) == inline for t in router.threads[1:])

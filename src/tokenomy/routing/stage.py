@@ -75,11 +75,14 @@ class Plan:
 
 
 class RoutingStage:
+    inline_ms = 1.0  # a router decision faster than this runs on the event loop
+
     def __init__(self, config: RoutingConfig, *, router: RouterModel | None = None) -> None:
         self.config = config
         self.router = router
         self._router_failed = False
         self._loading = asyncio.Lock()
+        self.decide_ms: float | None = None  # moving average of router.decide's run time
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -161,11 +164,8 @@ class RoutingStage:
             plan.extra["router"] = "unavailable" if router is None else "one tier"
             return plan
         started = time.perf_counter()
-        # The embedding takes milliseconds of CPU: off the event loop.
         try:
-            decision = await asyncio.to_thread(
-                router.decide, router_prompt(call), tiers, quality_target=target
-            )
+            decision = await self._decide(router, router_prompt(call), tiers, target)
         except Exception:  # a broken router must not fail the request: serve the strongest
             log.exception("the learned router failed; serving the strongest tier")
             plan.extra["router"] = "error"
@@ -197,6 +197,26 @@ class RoutingStage:
         else:
             plan.cascade = alias
         return plan
+
+    async def _decide(
+        self, router: RouterModel, prompt: Any, tiers: list[str], target: float
+    ) -> Any:
+        """``router.decide``, inline while it stays under `inline_ms` (a moving average
+        of its own run time), else in a worker thread so the event loop never stalls
+        on a router that embeds the prompt."""
+
+        def timed() -> Any:
+            t = time.perf_counter()
+            try:
+                return router.decide(prompt, tiers, quality_target=target)
+            finally:
+                ms = (time.perf_counter() - t) * 1000.0
+                last = self.decide_ms
+                self.decide_ms = ms if last is None else last + 0.2 * (ms - last)
+
+        if self.decide_ms is not None and self.decide_ms < self.inline_ms:
+            return timed()
+        return await asyncio.to_thread(timed)
 
     async def warm(self) -> None:
         """Load the learned router now if an alias uses it (not on the first request)."""
