@@ -67,11 +67,17 @@ def test_strong_share_knob_is_monotonic(router: Router) -> None:
 
 
 def test_hard_prompt_needs_more_than_easy_prompt(router: Router) -> None:
-    assert router.score(HARD) < router.score(EASY)
-    # a strong share at which the easy prompt stays cheap but the hard one goes strong exists
-    t_easy, t_hard = router.score(EASY), router.score(HARD)
-    mid = router.decide_from([(t_easy + t_hard) / 2], ["weak", "strong"], (t_easy + t_hard) / 2)
-    assert mid.model == "weak"
+    easy, hard = router.score(EASY), router.score(HARD)
+    assert hard < easy
+    # at a threshold between the two, the easy prompt stays cheap and the hard one goes strong
+    t = (easy + hard) / 2
+    share = next(
+        s
+        for s, th in zip(router.calibration.share, router.calibration.threshold, strict=True)
+        if th >= t
+    )
+    assert router.decide(EASY, strong_share=share).model == "weak"
+    assert router.decide(HARD, strong_share=share).model == "strong"
 
 
 def test_many_tiers_cheapest_that_reaches_the_threshold(router: Router) -> None:
@@ -81,9 +87,12 @@ def test_many_tiers_cheapest_that_reaches_the_threshold(router: Router) -> None:
             d = router.decide(p, tiers=tiers, quality_target=q)
             assert d.model in tiers
             cheaper = tiers[: tiers.index(d.model)]
-            assert all(d.scores[c] < d.threshold for c in cheaper)
+            assert all(d.win[c] < d.threshold for c in cheaper)
             if d.model != tiers[-1]:
-                assert d.scores[d.model] >= d.threshold
+                assert d.win[d.model] >= d.threshold
+            # tiers are placed on the heads in order: a dearer tier never predicts worse
+            qualities = [d.scores[t] for t in tiers]
+            assert qualities == sorted(qualities) or qualities == sorted(qualities, reverse=True)
     # stricter target: the chosen tier never gets cheaper
     for p in PROMPTS:
         picks = [

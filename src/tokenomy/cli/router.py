@@ -41,7 +41,7 @@ def router() -> None:
     help="Share of prompts held out to calibrate the knob.",
 )
 @click.option(
-    "--l2", default=0.01, show_default=True, help="L2 regularisation of the logistic heads."
+    "--l2", default=0.0003, show_default=True, help="L2 regularisation of the logistic heads."
 )
 def train(
     data: tuple[str, ...], out: str, heads: tuple[str, ...], holdout: float, l2: float
@@ -112,10 +112,10 @@ def eval_(
             raise click.ClickException("the outcome file holds no prompt")
         pair = pick_pair(outcomes, weak, strong)
         model = Router.load(router_path)
-        probs = model.predict([o.prompt for o in outcomes])[:, 0]
+        win = model.win_scores(model.predict([o.prompt for o in outcomes]))
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    rows = compare(outcomes, [-float(p) for p in probs], pair, quality)
+    rows = compare(outcomes, [-float(p) for p in win], pair, quality)
     if as_json:
         click.echo(
             json.dumps(

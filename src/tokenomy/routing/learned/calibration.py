@@ -10,14 +10,14 @@ STEPS = 100
 
 
 def calibrate(
-    weak_probs: Sequence[float], weak: Sequence[float], strong: Sequence[float], steps: int = STEPS
+    win: Sequence[float], weak: Sequence[float], strong: Sequence[float], steps: int = STEPS
 ) -> Calibration:
     """For strong shares 0, 1/steps, … 1: the threshold that sends that share to the strong
-    model (the requests with the lowest weak-head probability) and the quality kept, as a
-    share of always-strong quality."""
+    model (the requests with the lowest win scores) and the quality kept, as a share of
+    always-strong quality."""
     import numpy as np
 
-    p = np.asarray(weak_probs, dtype=np.float64)
+    p = np.asarray(win, dtype=np.float64)
     w = np.asarray(weak, dtype=np.float64)
     s = np.asarray(strong, dtype=np.float64)
     n = len(p)

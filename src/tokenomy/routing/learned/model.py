@@ -1,10 +1,15 @@
 """The learned router: per-tier probabilities of a good answer, and one knob.
 
 A router holds H logistic *heads*, ordered from the least to the most capable
-class of model. Head h predicts the probability that a model of that class
-answers the prompt correctly. An operator's tiers (cheap → strong) map onto the
-heads by position, and the router serves the cheapest tier whose predicted
-quality reaches a threshold; the strongest tier takes everything else.
+class of model; head h predicts the probability that a model of that class
+answers the prompt well. An operator's N tiers (cheap → strong) are placed on
+the heads by position (tier i at head position i/(N-1)·(H-1), interpolating
+linearly between neighbouring heads), giving each tier a predicted quality
+q_i. The *win score* of tier i is its predicted probability of doing as well
+as the strongest tier, 1 - max(0, q_strongest - q_i): a prompt that every
+model fails, or every model answers, is a win for the cheap tier. The router
+serves the cheapest tier whose win score reaches a threshold; the strongest
+tier takes everything else.
 
 The threshold comes from the one knob, through a calibration table measured on
 held-out development data: ``strong_share`` (the share of requests the strong
@@ -22,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .features import LEXICAL, featurize, prompt_text
+from .features import Spec, featurize, prompt_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,7 +46,8 @@ class Decision:
     predicted_quality: float  # predicted probability that `model` answers well
     scores: dict[str, float]  # tier → predicted probability of a good answer
     reason: str
-    threshold: float
+    threshold: float  # the win score a cheaper tier had to reach
+    win: dict[str, float] = field(default_factory=dict)  # tier → P(as good as the strongest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +55,7 @@ class Calibration:
     """Knob → threshold, measured on held-out dev data (shares ascending)."""
 
     share: tuple[float, ...]  # share of requests sent to the strong tier
-    threshold: tuple[float, ...]  # weak-head probability below which a request goes strong
+    threshold: tuple[float, ...]  # win score below which a request goes strong
     quality: tuple[float, ...]  # routed quality / always-strong quality at that share
 
     def threshold_for_share(self, strong_share: float) -> float:
@@ -130,8 +136,13 @@ class Router:
             )
 
     # -- prediction --------------------------------------------------------
+    @property
+    def spec(self) -> Spec:
+        f = self.meta.get("features", {})
+        return Spec(hash_dim=int(f.get("hash_dim", 0)), embed=bool(f.get("embed", False)))
+
     def features(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        return featurize(texts, self.embedder)
+        return featurize(texts, self.spec, self.embedder)
 
     def predict_features(self, x: NDArray[np.float32]) -> NDArray[np.float64]:
         """(n, H) probabilities of a good answer, per head."""
@@ -144,9 +155,16 @@ class Router:
     def predict(self, texts: Sequence[str]) -> NDArray[np.float64]:
         return self.predict_features(self.features(texts))
 
+    def win_scores(self, probs: NDArray[np.float64]) -> NDArray[np.float64]:
+        """(n,) win score of the least capable head against the most capable one."""
+        import numpy as np
+
+        out: NDArray[np.float64] = 1.0 - np.clip(probs[:, -1] - probs[:, 0], 0.0, 1.0)
+        return out
+
     def score(self, prompt: str | Sequence[Any]) -> float:
-        """Probability that the cheapest class of model answers well (its win probability)."""
-        return float(self.predict([prompt_text(prompt)])[0, 0])
+        """The cheap model's win probability: that it answers as well as the strong one."""
+        return float(self.win_scores(self.predict([prompt_text(prompt)]))[0])
 
     # -- the knob ----------------------------------------------------------
     def threshold(
@@ -160,11 +178,17 @@ class Router:
         return cal.threshold_for_share(strong_share)
 
     def tier_scores(self, probs: Sequence[float], tiers: Sequence[str]) -> dict[str, float]:
-        """Map an operator's tiers (cheap → strong) onto the heads by position."""
+        """Predicted quality of an operator's tiers (cheap → strong), placed on the heads."""
         n, h = len(tiers), len(probs)
-        if n == 1:
-            return {tiers[0]: float(probs[-1])}
-        return {t: float(probs[round(i * (h - 1) / (n - 1))]) for i, t in enumerate(tiers)}
+        if n == 1 or h == 1:
+            return {t: float(probs[-1]) for t in tiers}
+        out = {}
+        for i, t in enumerate(tiers):
+            pos = i * (h - 1) / (n - 1)
+            lo = min(int(pos), h - 2)
+            w = pos - lo
+            out[t] = float((1 - w) * probs[lo] + w * probs[lo + 1])
+        return out
 
     def decide(
         self,
@@ -173,26 +197,30 @@ class Router:
         quality_target: float | None = None,
         strong_share: float | None = None,
     ) -> Decision:
-        """The cheapest tier predicted to answer well enough; tiers are listed cheap → strong."""
+        """The cheapest tier predicted to answer as well as the strongest; tiers cheap → strong."""
         tiers = tuple(tiers) if tiers else DEFAULT_TIERS
         probs = self.predict([prompt_text(prompt)])[0]
         t = self.threshold(quality_target=quality_target, strong_share=strong_share)
         return self.decide_from(list(map(float, probs)), tiers, t)
 
     def decide_from(self, probs: Sequence[float], tiers: Sequence[str], t: float) -> Decision:
+        """The decision for head probabilities `probs` at threshold `t`."""
         scores = self.tier_scores(probs, tiers)
+        top = scores[tiers[-1]]
+        win = {name: 1.0 - min(max(top - q, 0.0), 1.0) for name, q in scores.items()}
         for name in tiers[:-1]:
-            if scores[name] >= t:
-                reason = f"learned: p({name})={scores[name]:.3f} >= {t:.3f}"
-                return Decision(name, scores[name], scores, reason, t)
+            if win[name] >= t:
+                reason = f"learned: win({name})={win[name]:.3f} >= {t:.3f}"
+                return Decision(name, scores[name], scores, reason, t, win)
         last = tiers[-1]
-        reason = f"learned: no cheaper tier reached {t:.3f}"
-        return Decision(last, scores[last], scores, reason, t)
+        reason = f"learned: no cheaper tier's win score reached {t:.3f}"
+        return Decision(last, scores[last], scores, reason, t, win)
 
     def calibrate(
-        self, weak_probs: Sequence[float], weak: Sequence[float], strong: Sequence[float]
+        self, win: Sequence[float], weak: Sequence[float], strong: Sequence[float]
     ) -> Router:
-        """A copy whose knob is calibrated on these outcomes (weak-head probabilities and scores)."""
+        """A copy whose knob is calibrated on these outcomes: the cheap model's win scores
+        (`win_scores`) and the weak and strong models' scores on the same prompts."""
         from .calibration import calibrate
 
         return Router(
@@ -201,11 +229,7 @@ class Router:
             self.std,
             self.weights,
             self.bias,
-            calibrate(weak_probs, weak, strong),
+            calibrate(win, weak, strong),
             dict(self.meta),
             self.embedder,
         )
-
-
-def n_features(dim: int) -> int:
-    return dim + len(LEXICAL)

@@ -12,12 +12,14 @@ strong model's.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .calibration import calibrate
+from .features import LEXICAL, Spec, featurize
 from .model import Router
 from .outcomes import Outcome
 
@@ -25,7 +27,8 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-DEFAULT_L2 = 0.01
+DEFAULT_L2 = 0.0003  # chosen on held-out dev data (docs/router.md)
+NEWTON_MAX_FEATURES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +88,13 @@ def held_out(prompt: str, share: float) -> bool:
 def fit_logistic(
     x: NDArray[np.float32], y: NDArray[np.float64], l2: float = DEFAULT_L2, iters: int = 30
 ) -> tuple[NDArray[np.float64], float]:
-    """Weights and bias of a logistic regression on (already standardised) `x`."""
+    """Weights and bias of a logistic regression on (already standardised) `x`: Newton's
+    method for a few hundred features, full-batch Adam beyond."""
     import numpy as np
 
     n, f = x.shape
+    if f > NEWTON_MAX_FEATURES:
+        return _fit_adam(x, y, l2)
     xb = np.concatenate([x.astype(np.float64), np.ones((n, 1))], axis=1)
     w = np.zeros(f + 1)
     reg = np.full(f + 1, l2)
@@ -104,6 +110,32 @@ def fit_logistic(
     return w[:-1], float(w[-1])
 
 
+def _fit_adam(
+    x: NDArray[np.float32], y: NDArray[np.float64], l2: float, steps: int = 400, lr: float = 0.02
+) -> tuple[NDArray[np.float64], float]:
+    import numpy as np
+
+    n, f = x.shape
+    w = np.zeros(f, dtype=np.float32)
+    b = 0.0
+    m, v = np.zeros(f, dtype=np.float32), np.zeros(f, dtype=np.float32)
+    mb = vb = 0.0
+    yf = y.astype(np.float32)
+    for t in range(1, steps + 1):
+        p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
+        err = (p - yf) / n
+        gw = x.T @ err + l2 * w
+        gb = float(err.sum())
+        m = 0.9 * m + 0.1 * gw
+        v = 0.999 * v + 0.001 * gw * gw
+        mb = 0.9 * mb + 0.1 * gb
+        vb = 0.999 * vb + 0.001 * gb * gb
+        c1, c2 = 1 - 0.9**t, 1 - 0.999**t
+        w -= lr * (m / c1) / (np.sqrt(v / c2) + 1e-8)
+        b -= lr * (mb / c1) / (math.sqrt(vb / c2) + 1e-8)
+    return w.astype(np.float64), b
+
+
 @dataclass(frozen=True, slots=True)
 class Trained:
     router: Router
@@ -115,6 +147,7 @@ def train(
     heads: Sequence[Head] | None = None,
     *,
     x: NDArray[np.float32] | None = None,
+    spec: Spec | None = None,
     holdout: float = 0.2,
     l2: float = DEFAULT_L2,
     embedder: Any = None,
@@ -122,11 +155,10 @@ def train(
     """A router from outcomes; `x` are precomputed features (``featurize``) of the prompts."""
     import numpy as np
 
-    from .features import featurize
-
     heads = list(heads) if heads else default_heads(outcomes)
+    spec = spec or Spec()
     if x is None:
-        x = featurize([o.prompt for o in outcomes], embedder)
+        x = featurize([o.prompt for o in outcomes], spec, embedder)
     y, known = targets(outcomes, heads)
     test = np.array([held_out(o.prompt, holdout) for o in outcomes], dtype=bool)
     train_rows = ~test
@@ -134,6 +166,10 @@ def train(
         raise ValueError("no prompt left to train on; lower the holdout")
     mean = x[train_rows].mean(axis=0)
     std = x[train_rows].std(axis=0) + 1e-6
+    # hashed words are sparse and already unit-scaled: scaling rare buckets up would let
+    # a word seen twice dominate
+    words = slice(len(LEXICAL), len(LEXICAL) + spec.hash_dim)
+    mean[words], std[words] = 0.0, 1.0
     xs = ((x - mean) / std).astype(np.float32)
     weights = np.zeros((len(heads), x.shape[1]), dtype=np.float32)
     bias = np.zeros(len(heads), dtype=np.float32)
@@ -152,7 +188,12 @@ def train(
         weights=weights,
         bias=bias,
         calibration=calibrate([0.0, 1.0], [0.0, 0.0], [1.0, 1.0]),
-        meta={"heads": {h.name: list(h.models) for h in heads}, "l2": l2, "holdout": holdout},
+        meta={
+            "heads": {h.name: list(h.models) for h in heads},
+            "features": {"hash_dim": spec.hash_dim, "embed": spec.embed},
+            "l2": l2,
+            "holdout": holdout,
+        },
         embedder=embedder,
     )
     # fp16 weights are what a saved router uses; calibrate with them
@@ -160,8 +201,8 @@ def train(
     cal_rows = test & known[:, 0] & known[:, -1]
     if not cal_rows.any():  # nothing held out with both heads: calibrate on the training rows
         cal_rows = known[:, 0] & known[:, -1]
-    probs = router.predict_features(x[cal_rows])[:, 0]
-    router.calibration = calibrate(list(probs), list(y[cal_rows, 0]), list(y[cal_rows, -1]))
+    win = router.win_scores(router.predict_features(x[cal_rows]))
+    router.calibration = calibrate(list(win), list(y[cal_rows, 0]), list(y[cal_rows, -1]))
     report = {
         "prompts": len(outcomes),
         "train": int(train_rows.sum()),
