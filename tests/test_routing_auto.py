@@ -48,7 +48,13 @@ def agw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactor
         "quality_target": 0.95,
         "quality_targets": {"teams": {"legal": 0.999}},
         "cascade": {"threshold": 0.67, "samples": 3},
-        "aliases": {"auto-strict": {"strategy": "router", "quality_target": 0.995}},
+        "aliases": {
+            "auto-strict": {"strategy": "router", "quality_target": 0.995},
+            "claude-first": {
+                "strategy": "cascade",
+                "tiers": ["claude-haiku-4-5", "claude-sonnet-4-6"],
+            },
+        },
     }
     for gw in routed_gateway(path, fake, fake_llamacpp, routing):
         gw.app.gateway.resolve.routing.router = StubRouter()  # type: ignore[union-attr]
@@ -293,3 +299,22 @@ async def test_a_fast_router_runs_inline_and_a_slow_one_in_a_thread() -> None:
             assert plan.targets[0] == "gpt-4o-mini"
         assert router.threads[0] != main  # unmeasured: the first call goes to a thread
         assert all((t == main) == inline for t in router.threads[1:])
+
+
+def test_anthropic_cascade_samples_in_parallel_and_saves_per_answer(agw: GW) -> None:
+    from tokenomy.usage import Usage
+
+    before = len(agw.fake.app.requests)
+    a = chat(agw, "claude-first", "what is 6 times 7")
+    assert a.status == 200 and a.record is not None
+    rec = a.record
+    assert rec.served_model == "claude-haiku-4-5" and route_of(rec)["cascade"] == "kept"
+    sent = [r for r in agw.fake.app.requests[before:] if r.path == "/v1/messages"]
+    assert len(sent) == 3  # three samples, three calls
+    # The saving compares one answer at the strong tier with the three calls made.
+    one = Usage(rec.usage.input_tokens // 3, rec.usage.output_tokens // 3)
+    strong = agw.app.gateway.prices.cost(  # type: ignore[union-attr]
+        one, model="claude-sonnet-4-6", provider="anthropic", override_key="claude-*"
+    )
+    assert strong.total is not None and rec.cost_usd is not None
+    assert Decimal(route_of(rec)["saved_usd"]) == strong.total - rec.cost_usd

@@ -71,7 +71,7 @@ class Cascade:
                 self.bind(call, tier)
             started = time.perf_counter()
             try:
-                up, usage, texts = await self._draft(call, samples)
+                up, usage, texts, calls = await self._draft(call, samples)
             except TokenomyError as exc:  # a failing draft tier escalates
                 plan.attempts.append(
                     {"model": call.record.served_model, "error": exc.type, "status": exc.status}
@@ -80,7 +80,7 @@ class Cascade:
             score = round(agreement(texts), 4)
             scores.append(score)
             if score >= threshold:
-                plan.samples = samples
+                plan.samples, plan.sample_calls = samples, calls
                 plan.extra.update(cascade="kept", escalated=bool(i), score=score, scores=scores)
                 return self._first_choice(call, up, samples)
             draft_id = f"{call.request_id}.draft" + (str(i + 1) if i else "")
@@ -93,7 +93,9 @@ class Cascade:
         self.bind(call, plan.targets[0])
         return await self.attempt(call, send)
 
-    async def _draft(self, call: Call, samples: int) -> tuple[UpstreamResponse, Usage, list[str]]:
+    async def _draft(
+        self, call: Call, samples: int
+    ) -> tuple[UpstreamResponse, Usage, list[str], int]:
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
@@ -116,7 +118,7 @@ class Cascade:
             got = _choices_text(up.data, provider.api)
             texts += got
             usage = usage + (u or estimate_usage(call, "".join(got)))
-        return ups[0], usage, texts
+        return ups[0], usage, texts, len(ups)
 
     def _first_choice(self, call: Call, up: UpstreamResponse, samples: int) -> UpstreamResponse:
         """The reply the client asked for: one answer (the draft had ``samples``)."""

@@ -60,7 +60,8 @@ class Plan:
     router_ms: float | None = None
     cascade: Alias | None = None  # set when the first target is a cascade's draft tier
     tiers: tuple[str, ...] = ()  # the alias's tiers this request may be served (router, cascade)
-    samples: int = 1  # answers per call on the served model (cascade drafts)
+    samples: int = 1  # answers the served call produced (a kept cascade draft)
+    sample_calls: int = 1  # upstream calls that produced them (each paid the prompt)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     balanced: bool = False
     fell_back: bool = False
@@ -290,8 +291,13 @@ class RoutingStage:
             return None
         usage = rec.usage
         if plan.samples > 1:  # the client would have paid for one answer
+            k = plan.sample_calls
             usage = replace(
                 usage,
+                input_tokens=usage.input_tokens // k,
+                cache_read_tokens=usage.cache_read_tokens // k,
+                cache_write_tokens=usage.cache_write_tokens // k,
+                cache_write_1h_tokens=usage.cache_write_1h_tokens // k,
                 output_tokens=usage.output_tokens // plan.samples,
                 reasoning_tokens=usage.reasoning_tokens // plan.samples,
             )
