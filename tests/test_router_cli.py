@@ -98,3 +98,15 @@ def test_train_explains_bad_input(tmp_path: Path) -> None:
     )
     assert res.exit_code != 0
     assert "at least two models" in res.output
+
+
+def test_train_with_the_embedding_only(tmp_path: Path) -> None:
+    data = _sample(tmp_path / "outcomes.jsonl")
+    out = tmp_path / "embed.npz"
+    args = ["router", "train", "--data", str(data), "--out", str(out), "--embed", "--hash-dim", "0"]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    router = Router.load(out)
+    assert router.spec.embed and router.spec.hash_dim == 0
+    assert router.weights.shape[1] == router.spec.width
+    assert router.decide("What is 3 plus 4?").model in ("weak", "strong")
