@@ -167,3 +167,31 @@ def test_judge_scores_a_sample_of_routed_answers(
         sent = [r.body for r in gw.fake.app.requests if r.path == "/v1/messages"][-1]
         assert "Answer:\nEcho: 7" in sent["messages"][0]["content"]
         assert FeedbackStore(gw.store).list(request_id=plain.request_id) == []
+
+
+def test_judge_comparison_scores_both_models_for_training(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Any
+) -> None:
+    import time
+
+    routing = {
+        "rules": [{"name": "cheap", "when": {"model": "gpt-4o"}, "to": "gpt-4o-mini"}],
+        "judge": {"sample_rate": 1.0, "model": "gpt-4o", "compare": True},
+        "collect_prompts": True,
+    }
+    for gw in routed_gateway(tmp_path, fake, fake_llamacpp, routing):
+        a = chat(gw, "gpt-4o", "3")
+        assert a.status == 200
+        store = FeedbackStore(gw.store)
+        deadline = time.monotonic() + 5
+        while len(store.list(request_id=a.request_id)) < 2:
+            assert time.monotonic() < deadline, "no comparison"
+            time.sleep(0.02)
+        scores = {f.model: f.score for f in store.list(request_id=a.request_id)}
+        assert set(scores) == {"gpt-4o-mini", "gpt-4o"}
+        ref = gw.record(a.request_id + ".judge-ref")
+        assert ref.served_model == "gpt-4o" and ref.decisions["route"]["judge"] == "reference"
+        for suffix in (".judge", ".judge2"):
+            assert gw.record(a.request_id + suffix).decisions["route"]["judge"] == "judge"
+        [line] = [o for o in store.outcomes() if o["id"] == a.request_id]
+        assert set(line["models"]) == {"gpt-4o-mini", "gpt-4o"} and line["source"] == "judge"

@@ -21,7 +21,7 @@
         gpt-4o: {strategy: weight, deployments: {gpt-4o-east: 3, gpt-4o-west: 1}}
       cascade: {threshold: 0.67, samples: 3}
       collect_prompts: false
-      judge: {sample_rate: 0.05, model: gpt-4o}
+      judge: {sample_rate: 0.05, model: gpt-4o, compare: false}
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class Balance:
 class Judge:
     sample_rate: float
     model: str
+    compare: bool = False  # also answer with the reference model and rate that answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,7 +302,9 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         if not isinstance(j.get("model"), str):
             raise ConfigError("routing.judge.model: the model that judges answers")
         judge = Judge(
-            _fraction(j.get("sample_rate", 0.05), "routing.judge.sample_rate"), j["model"]
+            _fraction(j.get("sample_rate", 0.05), "routing.judge.sample_rate"),
+            j["model"],
+            compare=bool(j.get("compare", False)),
         )
     return RoutingConfig(
         rules=tuple(_rule(r, i) for i, r in enumerate(rules)),

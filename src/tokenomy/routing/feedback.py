@@ -92,9 +92,9 @@ class FeedbackStore:
         return self.store._read(run)
 
     def outcomes(self, *, since: float | None = None) -> Iterator[dict[str, Any]]:
-        """Outcome lines (``tokenomy.routing.learned.outcomes`` format) for scored
-        requests whose prompt was collected; several scores of one request and
-        model are averaged."""
+        """Outcome lines (``tokenomy.routing.learned.outcomes`` format), one per scored
+        request whose prompt was collected, with every model scored on it (a judge
+        comparison scores two); several scores of one request and model are averaged."""
         where = f"WHERE ts >= {self.p}" if since is not None else ""
         sql = (
             "SELECT g.request_id, g.model, g.score, g.source, rp.messages FROM ("
@@ -109,14 +109,19 @@ class FeedbackStore:
             return cur.fetchall()
 
         rows = self.store._read(run)
+        line: dict[str, Any] | None = None
         for request_id, model, score, source, messages in rows:
-            msgs = orjson.loads(messages) if isinstance(messages, str | bytes) else messages
-            yield {
-                "id": request_id,
-                "messages": msgs,
-                "models": {model or "unknown": {"score": round(float(score), 6)}},
-                "source": source,
-            }
+            if line is not None and line["id"] != request_id:
+                yield line
+                line = None
+            if line is None:
+                msgs = orjson.loads(messages) if isinstance(messages, str | bytes) else messages
+                line = {"id": request_id, "messages": msgs, "models": {}, "source": source}
+            line["models"][model or "unknown"] = {"score": round(float(score), 6)}
+            if source != line["source"]:
+                line["source"] = "mixed"
+        if line is not None:
+            yield line
 
 
 def parse_feedback(body: Any) -> tuple[str, float, str | None]:

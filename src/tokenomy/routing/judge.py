@@ -3,8 +3,11 @@
 For a random ``sample_rate`` share of routed, non-streamed chat requests that
 succeeded, a background task asks the judge model to rate the served answer
 from 1 to 10; the rating, mapped to [0, 1], is stored as feedback with source
-``judge``. The judge's own call is a ledger row ``<request id>.judge`` (its
-cost is real; its ``saved_usd`` is minus that cost). The client never waits for
+``judge``. With ``compare: true`` the request is also sent to its reference model
+(the requested model, or an alias's strongest tier) and that answer is rated
+too, so the pair is an outcome a router can be trained on. Every call made for
+a judgement is a ledger row: ``<id>.judge``, ``<id>.judge-ref``, ``<id>.judge2``
+(their cost is real; their ``saved_usd`` is minus that cost). The client never waits for
 it; on shutdown pending judgements get a few seconds, then are dropped.
 """
 
@@ -22,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import TokenomyError
 from ..ledger.base import Store
 from ..pipeline.context import Call
-from ..pipeline.exchange import output_text_of
+from ..pipeline.exchange import output_text_of, upstream_body
 from ..pipeline.meter import estimate_usage
 from ..providers import Provider
 from ..records import UsageRecord
@@ -95,52 +98,58 @@ class Judge:
         task.add_done_callback(self._tasks.discard)
 
     async def _judge(self, call: Call, question: str, answer: str) -> None:
-        provider = self.provider_for(self.config.model)
-        if provider is None:
+        judge = self.provider_for(self.config.model)
+        if judge is None:
             log.warning("judge model %r is not configured", self.config.model)
             return
-        model = provider.deployment.upstream_model(self.config.model)
+        served = call.record.served_model
+        await self._rate(call, judge, question, answer, served, ".judge")
+        ref = self._reference(call)
+        if ref is None:
+            return
+        provider, model = ref
+        body = upstream_body(call, provider)
+        body.update(model=model, stream=False)
+        body.pop("stream_options", None)
+        reply = await self._side_call(call, provider, model, body, ".judge-ref", "reference")
+        if reply is not None:
+            await self._rate(call, judge, question, reply[:MAX_CHARS], model, ".judge2")
+
+    def _reference(self, call: Call) -> tuple[Provider, str] | None:
+        """With ``compare``: the reference model's provider and upstream name, when it
+        is not the model that served."""
+        plan = call.route
+        if not self.config.compare or plan is None or plan.reference is None:
+            return None
+        provider = self.provider_for(plan.reference)
+        if provider is None:
+            return None
+        model = provider.deployment.upstream_model(plan.reference)
+        return None if model == call.record.served_model else (provider, model)
+
+    async def _rate(
+        self,
+        call: Call,
+        judge: Provider,
+        question: str,
+        answer: str,
+        answered_by: str | None,
+        suffix: str,
+    ) -> None:
+        model = judge.deployment.upstream_model(self.config.model)
         user = f"Question:\n{question}\n\nAnswer:\n{answer}\n\nRating (1-10):"
         body: dict[str, Any] = {"model": model, "max_tokens": 8, "temperature": 0}
-        if provider.api == "anthropic":
+        if judge.api == "anthropic":
             body.update(system=SYSTEM, messages=[{"role": "user", "content": user}])
         else:
             body["messages"] = [
                 {"role": "system", "content": SYSTEM},
                 {"role": "user", "content": user},
             ]
-        judged = Call(
-            call.api, "chat", call.endpoint, body, {}, request_id=call.request_id + ".judge"
-        )
-        judged.provider, judged.deployment = provider, provider.deployment
-        judged.record = replace(
-            call.record,
-            request_id=judged.request_id,
-            ts=time.time(),
-            tags=dict(call.record.tags),
-            requested_model=self.config.model,
-            served_model=model,
-            provider=provider.name,
-            deployment=provider.deployment.name,
-            stream=False,
-            decisions={},
-        )
-        try:
-            up = await provider.send("chat", model, body, {})
-        except TokenomyError as exc:
-            log.warning("judge call for %s failed: %s", call.request_id, exc.message)
+        text = await self._side_call(call, judge, model, body, suffix, "judge")
+        if text is None:
             return
-        text = output_text_of(up.data, provider.api)
-        usage = provider.usage(up.data) if isinstance(up.data, dict) else None
-        rec = judged.record
-        rec.latency_ms = judged.elapsed_ms()
-        self.meter(judged, usage or estimate_usage(judged, text))
         score = parse_rating(text)
-        route: dict[str, Any] = {"reason": "judge", "parent": call.request_id, "score": score}
-        if rec.cost_usd is not None:
-            route["saved_usd"] = format(-rec.cost_usd, "f")
-        rec.decisions["route"] = route
-        await self.write(rec)
         if score is None:
             log.info("judge gave no rating for %s: %r", call.request_id, text[:80])
             return
@@ -151,10 +160,54 @@ class Judge:
             comment=f"judge {self.config.model}: {text.strip()[:200]}",
             key_id=call.record.key_id,
             org=call.record.org,
-            model=call.record.served_model,
+            model=answered_by,
             ts=time.time(),
         )
         await asyncio.to_thread(FeedbackStore(self.store).add, fb)
+
+    async def _side_call(
+        self,
+        call: Call,
+        provider: Provider,
+        model: str,
+        body: dict[str, Any],
+        suffix: str,
+        role: str,
+    ) -> str | None:
+        """One upstream call made for a judgement: sent, metered, written as the
+        ledger row ``<request id><suffix>``; returns the answer text."""
+        side = Call(call.api, "chat", call.endpoint, body, {}, request_id=call.request_id + suffix)
+        side.provider, side.deployment = provider, provider.deployment
+        side.record = replace(
+            call.record,
+            request_id=side.request_id,
+            ts=time.time(),
+            tags=dict(call.record.tags),
+            requested_model=model,
+            served_model=model,
+            provider=provider.name,
+            deployment=provider.deployment.name,
+            stream=False,
+            decisions={},
+        )
+        try:
+            up = await provider.send("chat", model, body, {})
+        except TokenomyError as exc:
+            log.warning("judge call (%s) for %s failed: %s", role, call.request_id, exc.message)
+            return None
+        text = output_text_of(up.data, provider.api)
+        usage = provider.usage(up.data) if isinstance(up.data, dict) else None
+        rec = side.record
+        rec.latency_ms = side.elapsed_ms()
+        self.meter(side, usage or estimate_usage(side, text))
+        route: dict[str, Any] = {"reason": "judge", "judge": role, "parent": call.request_id}
+        if role == "judge":
+            route["score"] = parse_rating(text)
+        if rec.cost_usd is not None:
+            route["saved_usd"] = format(-rec.cost_usd, "f")
+        rec.decisions["route"] = route
+        await self.write(rec)
+        return text
 
     async def close(self, grace: float = 5.0) -> None:
         if self._tasks:
