@@ -53,7 +53,7 @@ routing:
 
 def test_no_tiers_no_builtin_aliases() -> None:
     assert parse_routing({}).aliases == {}
-    assert not parse_routing({}).active
+    assert parse_routing({"tiers": ["a"]}).aliases == {}  # one tier: nothing to choose
 
 
 @pytest.mark.parametrize(

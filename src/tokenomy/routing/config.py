@@ -101,11 +101,6 @@ class RoutingConfig:
     collect_prompts: bool = False
     judge: Judge | None = None
 
-    @property
-    def active(self) -> bool:
-        """Whether anything but plain name → deployment resolution is configured."""
-        return bool(self.rules or self.aliases or self.fallbacks or self.balance)
-
 
 def _strs(raw: Any, where: str) -> tuple[str, ...]:
     if isinstance(raw, str):
