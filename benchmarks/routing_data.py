@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/routing_data.py --out benchmarks/results/outcomes
 
 writes one JSONL file per source. Roles, from ``../shared/data/README.md``:
-``routerdc``, ``llmrouter`` (dev: train and tune) and ``routellm_gsm8k``,
+``routerdc``, ``llmrouter``, ``mot_cascade`` (dev: train and tune) and ``routellm_gsm8k``,
 ``routellm_mmlu`` (test: report only). The data directory is
 ``../shared/data`` beside the repository, or ``$TOKENOMY_SHARED_DATA``, or ``--data-dir``.
 
@@ -101,6 +101,26 @@ def llmrouter(base: Path) -> list[Outcome]:
     return out
 
 
+def mot_cascade(base: Path) -> list[Outcome]:
+    """The cascade samples (dev): per question, each model's share of its prompt variants
+    (CoT / PoT, greedy / sampled) whose majority answer is right. No costs."""
+    rows = _parquet_rows(base / "routing/mot_cascade/mot_cascade_answers.parquet")
+    hits: dict[tuple[str, str, str], dict[str, list[float]]] = {}
+    for r in rows:
+        task = str(r["file"]).split("_")[0]
+        key = (task, str(r["idx"]), str(r["question"]))  # CREPE repeats question texts
+        ok = 1.0 if str(r["correct"]).lower() == "true" else 0.0
+        hits.setdefault(key, {}).setdefault(str(r["model"]), []).append(ok)
+    return [
+        Outcome(
+            question,
+            {m: sum(v) / len(v) for m, v in models.items()},
+            extra={"source": f"mot_cascade/{task}", "id": f"{task}:{idx}"},
+        )
+        for (task, idx, question), models in hits.items()
+    ]
+
+
 def _routellm_cost(model: str, n_in: int, n_out: int) -> Decimal:
     provider, name = PRICES[model]
     book = _price_book()
@@ -157,6 +177,7 @@ def routellm_mmlu(base: Path) -> list[Outcome]:
 SOURCES: dict[str, tuple[str, Callable[[Path], list[Outcome]]]] = {
     "routerdc": ("dev", routerdc),
     "llmrouter": ("dev", llmrouter),
+    "mot_cascade": ("dev", mot_cascade),
     "routellm_gsm8k": ("test", routellm_gsm8k),
     "routellm_mmlu": ("test", routellm_mmlu),
 }
