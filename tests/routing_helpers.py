@@ -26,7 +26,8 @@ def extra_deployments(fake: Fake) -> tuple[Deployment, ...]:
 def routed_gateway(
     tmp_path: Path, fake: Fake, llama: Fake, routing: dict[str, Any], **kw: Any
 ) -> Iterator[GW]:
-    settings = gateway_settings(str(tmp_path / "ledger.db"), fake, llama, routing=routing, **kw)
+    db = kw.pop("db", str(tmp_path / "ledger.db"))
+    settings = gateway_settings(db, fake, llama, routing=routing, **kw)
     settings = replace(settings, deployments=settings.deployments + extra_deployments(fake))
     yield from start_gateway(settings, fake)
 
