@@ -40,7 +40,7 @@ def test_router_policy_moves_what_it_routes_to_the_cheap_tier() -> None:
     assert result.changed == 1
     assert result.saving is not None and result.saving > 0
     assert "gpt-4o-mini 1, gpt-4o 1" in result.quality
-    assert "mean predicted quality 0.935" in result.quality
+    assert "mean predicted p(good answer) 0.935" in result.quality
     assert "1 requests without a prompt" in result.quality
 
 

@@ -62,7 +62,7 @@ class LearnedRoute:
         counts = {t: sum(1 for m, _ in chosen if m == t) for t in self.tiers}
         mix = ", ".join(f"{t} {n}" for t, n in counts.items())
         preds = [q for _, q in chosen if q is not None]
-        mean = f"; mean predicted quality {sum(preds) / len(preds):.3f}" if preds else ""
+        mean = f"; mean predicted p(good answer) {sum(preds) / len(preds):.3f}" if preds else ""
         missing = len(pairs) - len(seen)
         rest = f"; {missing} requests without a prompt kept as logged" if missing else ""
         return (
