@@ -93,9 +93,15 @@ class Judge:
         if self.rng.random() >= self.config.sample_rate:
             return
         answer = output_text_of(data, api)[:MAX_CHARS]
-        task = asyncio.create_task(self._judge(call, _question(call), answer))
+        task = asyncio.create_task(self._guarded(call, _question(call), answer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, call: Call, question: str, answer: str) -> None:
+        try:
+            await self._judge(call, question, answer)
+        except Exception:  # a background judgement never takes the gateway down
+            log.exception("judging %s failed", call.request_id)
 
     async def _judge(self, call: Call, question: str, answer: str) -> None:
         judge = self.provider_for(self.config.model)
