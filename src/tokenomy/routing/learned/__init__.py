@@ -7,11 +7,12 @@ API for the gateway::
     router = Router.load()  # the default shipped in the package, or Router.load(path)
     d = router.decide(prompt_or_messages, tiers=["small", "medium", "large"],
                       quality_target=0.95)  # or strong_share=0.3
-    d.model, d.predicted_quality, d.scores, d.reason
-    router.score(prompt)  # probability that the cheapest class of model answers well
+    d.model, d.predicted_quality, d.scores, d.win, d.reason
+    router.score(prompt)  # the cheap model's probability of answering as well as the strong one
     agreement(["42", "42.0", "41"])  # 2/3: majority-vote consistency of samples
 
-`Router.load` needs the ``semantic`` extra (numpy and the local embedder).
+`Router.load` needs numpy; a router trained with the embedding (``--embed``) also
+needs the ``semantic`` extra. See docs/router.md.
 """
 
 from __future__ import annotations
