@@ -97,3 +97,19 @@ def test_targets_must_exist(routing: dict[str, Any], message: str, tmp_path: Pat
     )
     with pytest.raises(ConfigError, match=message):
         Resolve(settings)
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "routing.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", doc, re.S)
+    assert example is not None
+    path = tmp_path / "example.yaml"
+    path.write_text(example.group(1))
+    settings = load_settings(path, env={})
+    resolve = Resolve(settings)
+    cfg = resolve.config
+    assert [r.name for r in cfg.rules] == ["cheap-header", "long-prompts", "vision", "batch-team"]
+    assert cfg.judge is not None and cfg.judge.compare
+    assert cfg.balance["gpt-4o-pool"].deployments == {"gpt-4o": 3.0, "gpt-4o-east": 1.0}

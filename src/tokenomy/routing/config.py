@@ -103,11 +103,14 @@ class RoutingConfig:
 
 
 def _strs(raw: Any, where: str) -> tuple[str, ...]:
-    if isinstance(raw, str):
-        return (raw,)
-    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+    # YAML reads a bare 429 as a number: names may be numbers too
+    if isinstance(raw, str | int) and not isinstance(raw, bool):
+        return (str(raw),)
+    if not isinstance(raw, list) or not all(
+        isinstance(x, str | int) and not isinstance(x, bool) for x in raw
+    ):
         raise ConfigError(f"{where}: expected a name or a list of names")
-    return tuple(raw)
+    return tuple(str(x) for x in raw)
 
 
 def _map(raw: Any, where: str) -> Mapping[str, Any]:
