@@ -33,6 +33,8 @@ def test_cli_reference_is_current() -> None:
         "caps.md",
         "reports.md",
         "insights.md",
+        "routing.md",
+        "router.md",
     ],
 )
 def test_core_docs_exist(doc: str) -> None:

@@ -90,6 +90,7 @@ class Settings:
     caps: Mapping[str, Any] = field(default_factory=dict)  # the ``caps:`` section (tokenomy.caps)
     billing: Mapping[str, Any] = field(default_factory=dict)  # ``billing:`` (tokenomy.billing)
     alerts: Mapping[str, Any] = field(default_factory=dict)  # ``alerts:`` (insights.watch)
+    routing: Mapping[str, Any] = field(default_factory=dict)  # ``routing:`` (tokenomy.routing)
     otlp_endpoint: str | None = None  # OTLP/HTTP base URL: set, each request becomes a span
     log_level: str = "info"
 
@@ -224,6 +225,7 @@ def load_settings(
         caps=dict(raw.get("caps") or {}),
         billing=dict(raw.get("billing") or {}),
         alerts=dict(raw.get("alerts") or {}),
+        routing=dict(raw.get("routing") or {}),
         otlp_endpoint=raw.get("otlp_endpoint"),
         log_level=str(server.get("log_level", "info")),
     )

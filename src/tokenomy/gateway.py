@@ -31,6 +31,10 @@ from .pipeline.meter import Meter, estimate_usage, overrides_from
 from .pipeline.resolve import Resolve
 from .pipeline.stream import Adapter, error_frame, make_adapter
 from .pricing import PriceBook
+from .providers.base import UpstreamResponse
+from .routing.cascade import Cascade, charged
+from .routing.feedback import collect_prompt
+from .routing.judge import judge_for
 from .sse import SSEEvent
 
 log = logging.getLogger("tokenomy")
@@ -65,6 +69,14 @@ class Gateway:
         self.billing = billing_policy(settings, self.store, self.caps)
         self.admit = Admit([*admission_order(self.caps, self.billing), *(policies or [])])
         self.meter = Meter(self.prices)
+        self.cascade = Cascade(
+            self.resolve.config,
+            bind=self.resolve.bind,
+            attempt=self.resolve.attempt,
+            meter=self.meter,
+            write=self.writer.write,
+        )
+        self.judge = judge_for(self.resolve, self.store, self.meter, self.writer.write)
         self.inflight = 0
         self.on_finish = otel_hook(settings)  # None unless an OTLP endpoint is configured
         self.watcher: AlertWatcher | None = None
@@ -78,6 +90,8 @@ class Gateway:
         """Commit every pending record, then release upstream connections."""
         if self.watcher is not None:
             await self.watcher.stop()
+        if self.judge is not None:
+            await self.judge.close()
         await asyncio.to_thread(self.writer.close, self.settings.drain_timeout)
         if self.caps is not None:
             await self.caps.stop()
@@ -122,19 +136,38 @@ class Gateway:
             self.inflight -= 1
 
     async def _json(self, call: Call) -> JSONReply:
+        if call.route.cascade is not None:
+            up = await self.cascade.run(call, self._send)
+        else:
+            up = await self.resolve.attempt(call, self._send)
         provider = call.provider
-        assert provider is not None and call.deployment is not None
-        body = upstream_body(call, provider)
-        up = await provider.send(call.op, body["model"], body, call.headers)
+        assert provider is not None
         usage = provider.usage(up.data) if isinstance(up.data, dict) else None
         out = client_response(call, provider, up.data, up.raw)
         if usage is None:
             usage = estimate_usage(call, output_text_of(up.data, provider.api))
         await self._finish(call, usage, status=200, error=None, admitted=True)
+        if self.judge is not None:
+            self.judge.maybe(call, up.data, provider.api)
         headers = self._headers(call)
         return JSONReply(200, out, headers)
 
+    async def _send(self, call: Call) -> UpstreamResponse:
+        provider = call.provider
+        assert provider is not None and call.deployment is not None
+        body = upstream_body(call, provider)
+        return await provider.send(call.op, body["model"], body, call.headers)
+
     async def _stream(self, call: Call) -> StreamReply:
+        # Fallbacks apply until the first upstream event: nothing was sent yet.
+        adapter, first, reads = await self.resolve.attempt(call, self._open_stream)
+        call.record.ttft_ms = call.elapsed_ms()
+        headers = self._headers(call)
+        return StreamReply(headers, self._relay(call, adapter, first, reads))
+
+    async def _open_stream(
+        self, call: Call
+    ) -> tuple[Adapter, list[SSEEvent], AsyncIterator[list[SSEEvent]]]:
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
@@ -152,9 +185,7 @@ class Gateway:
             raise UpstreamProtocolError(
                 "upstream closed the stream without sending anything"
             ) from None
-        call.record.ttft_ms = call.elapsed_ms()
-        headers = self._headers(call)
-        return StreamReply(headers, self._relay(call, adapter, first, reads))
+        return adapter, first, reads
 
     async def _relay(
         self,
@@ -220,13 +251,18 @@ class Gateway:
         rec.latency_ms = call.elapsed_ms()
         if usage is not None:
             self.meter(call, usage)
+        route = self.resolve.decision(call, self.prices)
+        if route is not None:
+            rec.decisions["route"] = route
         try:
             await self.writer.write(rec)
         finally:
             # Settled only once committed: a sweeper that finds no record may then
             # release a crashed request's reservation without missing a charge.
             if admitted:
-                await self.admit.settle(call, rec)
+                await self.admit.settle(call, charged(call, rec))
+        if self.resolve.config.collect_prompts:
+            await collect_prompt(self.store, call)
         self.metrics.observe(rec)
         if self.on_finish is not None:
             self.on_finish(call)

@@ -11,6 +11,7 @@ from .count import count
 from .forecast import forecast
 from .keys import keys
 from .report import report
+from .router import router
 from .serve import serve
 from .simulate import simulate
 
@@ -32,6 +33,7 @@ cli.add_command(count)
 cli.add_command(simulate)
 cli.add_command(forecast)
 cli.add_command(report)
+cli.add_command(router)
 
 
 def main() -> None:

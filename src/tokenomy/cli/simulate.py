@@ -63,6 +63,18 @@ def _policies(
     return out
 
 
+def _auto(tiers: str, target: str) -> Any:
+    from ..insights.route_policy import LearnedRoute
+
+    names = tuple(t.strip() for t in tiers.split(",") if t.strip())
+    if len(names) < 2:
+        raise click.BadParameter("--auto: give at least two tiers, cheap first: a,b")
+    quality = _decimal(target, "--auto")
+    if not 0 <= quality <= 1:
+        raise click.BadParameter("--auto: the quality target is between 0 and 1")
+    return LearnedRoute(names, float(quality))
+
+
 @click.command()
 @click.option("--db", default=None, envvar="TOKENOMY_DB", help="Ledger to replay (path or URL).")
 @click.option("--config", "config_path", default=None,
@@ -85,6 +97,9 @@ def _policies(
               help="Shrink uncached input tokens R times (2 sends half).")  # fmt: skip
 @click.option("--cap", nargs=2, multiple=True, metavar="SELECTOR TOKENS",
               help="Cap output tokens, e.g. --cap route=/v1/chat/completions 512.")  # fmt: skip
+@click.option("--auto", nargs=2, default=None, metavar="TIERS TARGET",
+              help="Route requests with a prompt by the learned router over TIERS "
+                   "(cheap,...,strong) at a quality TARGET, e.g. --auto gpt-4o-mini,gpt-4o 0.95.")  # fmt: skip
 @click.option("--plots", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write spend-over-time and before/after PNG charts to this folder.")  # fmt: skip
 @click.option("--format", "output_format", type=click.Choice(["text", "json"]), default="text",
@@ -101,6 +116,7 @@ def simulate(
     cache: str | None,
     compress: str | None,
     cap: tuple[tuple[str, str], ...],
+    auto: tuple[str, str] | None,
     plots: Path | None,
     output_format: str,
 ) -> None:
@@ -122,9 +138,11 @@ def simulate(
     if jsonl is not None and alpaca_eval is not None:
         raise click.UsageError("give --jsonl or --alpaca-eval, not both")
     policies = _policies(move, price_change, cache, compress, cap)
+    if auto is not None:
+        policies.append(_auto(*auto))
     if not policies:
         raise click.UsageError("give at least one policy: --move, --price-change, --cache, "
-                               "--compress or --cap")  # fmt: skip
+                               "--compress, --cap or --auto")  # fmt: skip
     try:
         settings = load_settings(config_path, db=db)
     except ConfigError as exc:

@@ -55,6 +55,7 @@ class Request:
     tags: Mapping[str, str] = field(default_factory=dict)
     logged_cost: Decimal | None = None  # what the ledger recorded, if it did
     prompt_id: str | None = None  # key into the traffic's Evidence
+    prompt: str | None = None  # the user's text, where the log has it (for a router)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +170,19 @@ def _jsonl_request(line: Mapping[str, Any], n: int) -> Request:
         team=tags.get("team"),
         route=tags.get("route") or line.get("url") or line.get("endpoint"),
         tags=tags,
+        prompt=_user_text(body.get("messages")),
     )
+
+
+def _user_text(messages: Any) -> str | None:
+    if not isinstance(messages, list):
+        return None
+    parts = [
+        m["content"]
+        for m in messages
+        if isinstance(m, Mapping) and m.get("role") == "user" and isinstance(m.get("content"), str)
+    ]
+    return "\n".join(parts) if parts else None
 
 
 def from_jsonl(path: str | Path) -> Traffic:
@@ -283,6 +296,7 @@ def from_alpaca_eval(
                 route=r["dataset"],
                 tags={"dataset": r["dataset"]},
                 prompt_id=pid,
+                prompt=r["instruction"],
             )
         )
     return Traffic(out, f"AlpacaEval answers of {generator} ({len(out)} requests)", evidence)

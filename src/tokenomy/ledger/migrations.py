@@ -328,3 +328,30 @@ def m011_insight_alerts(d: Dialect) -> list[str]:
             text TEXT NOT NULL
         )""",
     ]
+
+
+@migration
+def m012_feedback(d: Dialect) -> list[str]:
+    """Scores of answers (from clients or a judge model) and, when the operator
+    opts in (``routing.collect_prompts``), the prompts of routed requests, so a
+    router can be trained on the operator's own traffic."""
+    return [
+        f"""CREATE TABLE feedback (
+            id {d.row_id},
+            request_id TEXT NOT NULL,
+            ts {d.real} NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('user', 'judge')),
+            score {d.real} NOT NULL CHECK (score >= 0 AND score <= 1),
+            comment TEXT,
+            key_id TEXT,
+            org TEXT,
+            model TEXT
+        )""",
+        "CREATE INDEX feedback_request ON feedback (request_id)",
+        "CREATE INDEX feedback_ts ON feedback (ts)",
+        f"""CREATE TABLE route_prompts (
+            request_id TEXT PRIMARY KEY,
+            ts {d.real} NOT NULL,
+            messages {d.json} NOT NULL
+        )""",
+    ]

@@ -1,29 +1,70 @@
-"""Stage 3: which deployment serves the requested model. (A router plugs in here.)"""
+"""Stage 3: which deployment serves the request.
+
+The routing stage (`tokenomy.routing`) turns the requested model or alias into
+an ordered list of models; each is bound to a deployment (balanced when several
+serve it), and `attempt` moves down the list on upstream failures.
+"""
 
 from __future__ import annotations
 
-from ..config import Settings
-from ..errors import InvalidRequest, NotFound
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from ..config import Deployment, Settings
+from ..errors import ConfigError, InvalidRequest, NotFound, TokenomyError
+from ..pricing import PriceBook
 from ..providers import Provider, create_provider
+from ..routing.balance import Balancer
+from ..routing.config import parse_routing
+from ..routing.fallback import failure_kind
+from ..routing.stage import RouterModel, RoutingStage
 from .authenticate import require_model_access
 from .context import Call
+
+T = TypeVar("T")
 
 
 class Resolve:
     name = "resolve"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, router: RouterModel | None = None) -> None:
         self.settings = settings
+        self.config = parse_routing(settings.routing)
+        self.routing = RoutingStage(self.config, router=router)
+        self.balancer = Balancer()
         self._providers: dict[str, Provider] = {}
+        self._check_targets()
 
-    def provider_for(self, name: str) -> Provider | None:
-        dep = self.settings.find_deployment(name)
-        if dep is None:
-            return None
+    def _check_targets(self) -> None:
+        cfg = self.config
+        names = [r.to for r in cfg.rules] + list(cfg.tiers)
+        names += [m for a in cfg.aliases.values() for m in a.models]
+        names += [m for fb in cfg.fallbacks.values() for m in fb]
+        for name in names:
+            if name not in cfg.aliases and self.deployment_for(name) is None:
+                raise ConfigError(f"routing: {name!r} is neither an alias nor a configured model")
+        for model, spec in cfg.balance.items():
+            for dep in spec.deployments:
+                if not any(d.name == dep for d in self.settings.deployments):
+                    raise ConfigError(f"routing.balance.{model}: no deployment named {dep!r}")
+
+    def deployment_for(self, model: str) -> Deployment | None:
+        spec = self.config.balance.get(model)
+        if spec is not None:
+            name = next(iter(spec.deployments))
+            return next((d for d in self.settings.deployments if d.name == name), None)
+        return self.settings.find_deployment(model)
+
+    def _provider(self, dep: Deployment) -> Provider:
         prov = self._providers.get(dep.name)
         if prov is None:
             prov = self._providers[dep.name] = create_provider(dep)
         return prov
+
+    def provider_for(self, name: str) -> Provider | None:
+        dep = self.deployment_for(name)
+        return None if dep is None else self._provider(dep)
 
     async def __call__(self, call: Call) -> None:
         model = call.body.get("model")
@@ -31,17 +72,73 @@ class Resolve:
             raise InvalidRequest("'model' is required and must be a string.", param="model")
         call.record.requested_model = model
         require_model_access(call, model)
-        provider = self.provider_for(model)
-        if provider is None:
+        call.route = plan = await self.routing.plan(call, model)
+        self.bind(call, plan.targets[0])
+
+    def bind(self, call: Call, model: str) -> None:
+        """Point the call at a deployment serving ``model``."""
+        spec = self.config.balance.get(model)
+        dep: Deployment | None
+        if spec is not None:
+            name = self.balancer.pick(spec)
+            dep = next(d for d in self.settings.deployments if d.name == name)
+            call.route.balanced = True
+        else:
+            dep = self.settings.find_deployment(model)
+        if dep is None:
             raise NotFound(f"The model '{model}' does not exist or is not configured.")
+        provider = self._provider(dep)
         if call.op == "embeddings" and not provider.supports_embeddings:
             raise InvalidRequest(f"Model '{model}' does not serve embeddings.", param="model")
-        call.deployment = provider.deployment
+        call.deployment = dep
         call.provider = provider
         rec = call.record
-        rec.deployment = provider.deployment.name
+        rec.deployment = dep.name
         rec.provider = provider.name
-        rec.served_model = provider.deployment.upstream_model(model)
+        rec.served_model = dep.upstream_model(model)
+
+    async def attempt(self, call: Call, fn: Callable[[Call], Awaitable[T]]) -> T:
+        """``fn(call)`` on each target in turn until one answers or a failure is final."""
+        plan = call.route
+        index = 0
+        while True:
+            dep = call.record.deployment or ""
+            self.balancer.start(dep)
+            started = time.perf_counter()
+            try:
+                result = await fn(call)
+            except TokenomyError as exc:
+                self.balancer.done(dep, (time.perf_counter() - started) * 1000.0)
+                kind = failure_kind(exc)
+                plan.attempts.append(
+                    {
+                        "model": call.record.served_model,
+                        "deployment": dep,
+                        "error": kind or exc.type,
+                        "status": exc.status,
+                    }
+                )
+                index += 1
+                if kind not in self.config.fallback_on or index >= len(plan.targets):
+                    raise
+                plan.fell_back = True
+                self.bind(call, plan.targets[index])
+                continue
+            self.balancer.done(dep, (time.perf_counter() - started) * 1000.0)
+            return result
+
+    def decision(self, call: Call, prices: PriceBook) -> dict[str, Any] | None:
+        """``decisions["route"]``, or None when nothing was routed."""
+        if call.route is None or not call.route.routed:
+            return None
+
+        def price_of(model: str) -> tuple[str, str | None, str | None] | None:
+            dep = self.deployment_for(model)
+            if dep is None:
+                return None
+            return dep.upstream_model(model), self._provider(dep).pricing_provider, dep.name
+
+        return self.routing.decision(call, prices, price_of)
 
     async def close(self) -> None:
         for prov in self._providers.values():

@@ -22,6 +22,7 @@ from ..pipeline.context import ANTHROPIC, OPENAI, Call, JSONReply, new_request_i
 from ..validate import check_request
 from .admin import handle_admin
 from .errors import error_body
+from .feedback import handle_feedback
 from .http import Scope, encode_headers, header_dict, parse_json, read_body, send_bytes, send_json
 
 log = logging.getLogger("tokenomy.server")
@@ -60,6 +61,7 @@ class TokenomyApp:
             gw.writer.stats().committed
         )
         gw.prices.warm()
+        await gw.resolve.routing.warm()  # the learned router, when an alias uses it
         if gw.caps is not None:
             await gw.caps.start()  # definitions, counters from the ledger, sweeper
         if gw.watcher is not None:
@@ -111,6 +113,8 @@ class TokenomyApp:
                     self.gateway.metrics.render(),
                     content_type=b"text/plain; version=0.0.4",
                 )
+            elif path == "/v1/feedback" and scope["method"] == "POST":
+                await handle_feedback(self.gateway, scope, receive, send)
             elif path in ("/v1/models", "/models") and scope["method"] == "GET":
                 await self._models(scope, send)
             elif path.startswith("/admin/"):
@@ -147,6 +151,10 @@ class TokenomyApp:
             {"id": d.name, "object": "model", "created": now, "owned_by": d.provider}
             for d in self.settings.deployments
             if not any(ch in d.name for ch in "*?[")
+        ]
+        data += [  # aliases (tokenomy/auto, cheap-first, the operator's) are models too
+            {"id": name, "object": "model", "created": now, "owned_by": "tokenomy"}
+            for name in gw.resolve.config.aliases
         ]
         await send_json(send, 200, {"object": "list", "data": data})
 

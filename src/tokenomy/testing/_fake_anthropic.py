@@ -304,7 +304,7 @@ async def messages(req: FakeRequest) -> None:
     data: dict[str, Any] = req.data
     stream = bool(data.get("stream"))
     try:
-        sc = parse_scenario(_last_user_text(data["messages"]), req.options)
+        sc = parse_scenario(_last_user_text(data["messages"]), req.options, data.get("model"))
         await pause(sc.delay_ms)
         if sc.reset and not stream:
             await drop_connection(req.receive)

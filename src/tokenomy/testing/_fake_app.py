@@ -46,6 +46,17 @@ class FakeUpstream:
         """The recorded requests, oldest first (at most ``options.log_limit``)."""
         return list(self.state.requests)
 
+    def mark(self) -> int:
+        """A position in the request log, for `requests_since`."""
+        return self.state.recorded
+
+    def requests_since(self, mark: int) -> list[RecordedRequest]:
+        """The requests recorded after `mark`, oldest first (however full the log is)."""
+        new = self.state.recorded - mark
+        if new > len(self.state.requests):
+            raise ValueError("more requests came since the mark than the log keeps")
+        return list(self.state.requests)[len(self.state.requests) - new :] if new else []
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._http(scope, receive, send)
@@ -65,6 +76,7 @@ class FakeUpstream:
                 data = None
         if not path.startswith("/_fake/"):
             self.state.requests.append(RecordedRequest(method, path, headers, data))
+            self.state.recorded += 1
         req = FakeRequest(method, path, headers, data, receive, send, self.options, self.state)
         handler = self.routes.get((method, path))
         if handler is not None:

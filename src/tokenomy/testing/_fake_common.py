@@ -65,6 +65,7 @@ class FakeState:
 
     def __init__(self, options: FakeOptions) -> None:
         self.requests: deque[RecordedRequest] = deque(maxlen=max(options.log_limit, 0))
+        self.recorded = 0  # requests ever recorded (the log keeps only the latest)
         self.failures: dict[str, int] = {}  # directive text -> failures served so far
         self.prompt_cache: set[bytes] = set()  # digests of cached Anthropic prefixes
         self._prefix = os.urandom(4).hex()
@@ -108,7 +109,7 @@ INT_DIRECTIVES = frozenset(
         "retry_after",
     }
 )
-FLAG_DIRECTIVES = frozenset({"no_usage", "malformed", "reset", "stream_error"})
+FLAG_DIRECTIVES = frozenset({"no_usage", "malformed", "reset", "stream_error", "vary"})
 
 
 class DirectiveError(ValueError):
@@ -133,10 +134,12 @@ class Scenario:
     malformed: bool = False
     reset: bool = False
     stream_error: bool = False
+    vary: bool = False  # the `n` choices of a JSON reply disagree
     key: str = ""  # the directive text, which names the fail_times counter
 
 
-def parse_scenario(text: str, options: FakeOptions) -> Scenario:
+def parse_scenario(text: str, options: FakeOptions, model: str | None = None) -> Scenario:
+    """The scenario of ``text``; with ``[[fake:only=M]]``, directives apply to model M only."""
     sc = Scenario(
         words=[],
         chunks=options.chunks,
@@ -149,6 +152,9 @@ def parse_scenario(text: str, options: FakeOptions) -> Scenario:
         return sc
     tokens = DIRECTIVE.findall(text)
     sc.words = DIRECTIVE.sub(" ", text).split()
+    only = [v for k, v in tokens if k == "only"]
+    if only and model is not None and model not in only:
+        return sc
     sc.key = " ".join(sorted(f"{k}={v}" for k, v in tokens))
     for key, value in tokens:
         if key in INT_DIRECTIVES:
@@ -161,7 +167,7 @@ def parse_scenario(text: str, options: FakeOptions) -> Scenario:
             setattr(sc, key, True)
         elif key == "tool":
             sc.tool = value
-        elif key != "id":  # `id` only names a separate fail_times counter
+        elif key not in ("id", "only"):  # `id` only names a separate fail_times counter
             raise DirectiveError(f"unknown fake directive [[fake:{key}]]")
     return sc
 

@@ -206,6 +206,7 @@ class _Reply:
     tool: tuple[str, str] | None  # (tool call id, function name)
     finish_reason: str
     usage: dict[str, Any] | None
+    vary: bool = False  # choice i > 0 ends with " i"
 
 
 def _plan_chat(req: FakeRequest, sc: Scenario, data: dict[str, Any], n: int) -> _Reply:
@@ -234,7 +235,7 @@ def _plan_chat(req: FakeRequest, sc: Scenario, data: dict[str, Any], n: int) -> 
             reasoning = DEFAULT_REASONING_TOKENS if is_reasoning_model(model) else 0
         prompt = _prompt_tokens(messages, tools)
         usage = chat_usage(prompt, n * len(pieces) + reasoning, sc.cached or 0, reasoning)
-    return _Reply(pieces, tool, finish, usage)
+    return _Reply(pieces, tool, finish, usage, sc.vary)
 
 
 def chat_usage(prompt: int, completion: int, cached: int, reasoning: int) -> dict[str, Any]:
@@ -266,7 +267,7 @@ async def chat_completions(req: FakeRequest) -> None:
         await send_error(req, 400, "Invalid 'n': expected an integer from 1 to 128.", param="n")
         return
     try:
-        sc = parse_scenario(_last_user_text(messages), req.options)
+        sc = parse_scenario(_last_user_text(messages), req.options, data.get("model"))
         if await _play_scenario(req, sc):
             return
         reply = _plan_chat(req, sc, data, n)
@@ -303,7 +304,12 @@ def _chat_json(req: FakeRequest, model: str, n: int, reply: _Reply) -> bytes:
         message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
     message["annotations"] = []
     choices = [
-        {"index": i, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}
+        {
+            "index": i,
+            "message": _variant(message, i) if reply.vary and i else message,
+            "logprobs": None,
+            "finish_reason": reply.finish_reason,
+        }
         for i in range(n)
     ]
     body: dict[str, Any] = {
@@ -318,6 +324,11 @@ def _chat_json(req: FakeRequest, model: str, n: int, reply: _Reply) -> bytes:
     body["service_tier"] = "default"
     body["system_fingerprint"] = FINGERPRINT
     return orjson.dumps(body)
+
+
+def _variant(message: dict[str, Any], i: int) -> dict[str, Any]:
+    content = message.get("content")
+    return {**message, "content": f"{content} {i}"} if isinstance(content, str) else message
 
 
 def _chat_events(

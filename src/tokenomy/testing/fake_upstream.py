@@ -100,6 +100,10 @@ embeddings, the first string input); an unknown key gets a 400.
                       ``cache_read_input_tokens`` (replaces the cache emulation).
 ``reasoning=N``       reasoning tokens, included in the completion/output count.
 ``id=TEXT``           no effect besides naming a ``fail_times`` counter.
+``only=MODEL``        the directives apply only to requests for MODEL (repeatable);
+                      other models get a plain reply (to fail one deployment of many).
+``vary``              OpenAI JSON with ``n`` > 1: choice i > 0 ends with ``" i"``, so
+                      the choices disagree (usage is unchanged).
 
 ``FakeOptions.stream_usage = False`` emulates servers that ignore
 ``stream_options.include_usage`` (llama.cpp): OpenAI streams carry no usage;

@@ -1,0 +1,176 @@
+"""Cascades: answer with a cheap tier, score the answer, escalate when it is weak.
+
+The draft asks the cheap tier for ``samples`` answers at once (OpenAI's ``n``;
+for other upstreams, that many calls in parallel) and scores them by agreement
+(`tokenomy.routing.learned.agreement`): the share of samples that give the
+majority's normalised final answer.
+At or above the threshold the first sample is the reply; below it the request
+moves to the next tier. Each escalated draft is its own ledger row,
+``<request id>.draft`` (``.draft2``... for later tiers), so tokens and prices
+stay exact per model; its ``saved_usd`` is minus its cost. Only non-streamed
+chat requests are cascaded (streams go to the strongest tier).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import orjson
+
+from ..errors import TokenomyError
+from ..pipeline.context import Call
+from ..pipeline.exchange import output_text_of, upstream_body
+from ..pipeline.meter import estimate_usage
+from ..providers.base import UpstreamResponse
+from ..records import UsageRecord
+from ..usage import Usage
+from .config import RoutingConfig
+from .learned.agreement import agreement
+from .stage import Plan
+
+
+def _choices_text(data: Any, api: str) -> list[str]:
+    if isinstance(data, dict) and isinstance(data.get("choices"), list):
+        return [output_text_of({"choices": [c]}, api) for c in data["choices"]]
+    return [output_text_of(data, api)]
+
+
+Bind = Callable[[Call, str], None]
+Send = Callable[[Call], Awaitable[UpstreamResponse]]
+Attempt = Callable[[Call, Send], Awaitable[UpstreamResponse]]
+Meter = Callable[[Call, Usage], None]
+Write = Callable[[UsageRecord], Awaitable[None]]
+
+
+class Cascade:
+    def __init__(
+        self, config: RoutingConfig, *, bind: Bind, attempt: Attempt, meter: Meter, write: Write
+    ) -> None:
+        self.config = config
+        self.bind = bind
+        self.attempt = attempt
+        self.meter = meter
+        self.write = write
+
+    async def run(self, call: Call, send: Send) -> UpstreamResponse:
+        plan: Plan = call.route
+        alias = plan.cascade
+        assert alias is not None
+        threshold = (
+            alias.threshold if alias.threshold is not None else self.config.cascade_threshold
+        )
+        samples = alias.samples or self.config.cascade_samples
+        tiers = list(plan.tiers or alias.models)
+        scores: list[float] = []
+        for i, tier in enumerate(tiers[:-1]):
+            if i:
+                self.bind(call, tier)
+            started = time.perf_counter()
+            try:
+                up, usage, texts, calls = await self._draft(call, samples)
+            except TokenomyError as exc:  # a failing draft tier escalates
+                plan.attempts.append(
+                    {"model": call.record.served_model, "error": exc.type, "status": exc.status}
+                )
+                continue
+            score = round(agreement(texts), 4)
+            scores.append(score)
+            if score >= threshold:
+                plan.samples, plan.sample_calls = samples, calls
+                plan.extra.update(cascade="kept", escalated=bool(i), score=score, scores=scores)
+                return self._first_choice(call, up, samples)
+            draft_id = f"{call.request_id}.draft" + (str(i + 1) if i else "")
+            await self._record_draft(call, draft_id, usage, score, started)
+        plan.extra.update(cascade="escalated", escalated=True, scores=scores)
+        if scores:
+            plan.extra["score"] = scores[-1]
+        last = tiers[-1]
+        plan.targets = plan.targets[plan.targets.index(last) :] if last in plan.targets else [last]
+        self.bind(call, plan.targets[0])
+        return await self.attempt(call, send)
+
+    async def _draft(
+        self, call: Call, samples: int
+    ) -> tuple[UpstreamResponse, Usage, list[str], int]:
+        provider = call.provider
+        assert provider is not None
+        body = upstream_body(call, provider)
+        if provider.api == "openai":
+            body["n"] = samples
+            ups = [await provider.send(call.op, body["model"], body, call.headers)]
+        else:
+            ups = list(
+                await asyncio.gather(
+                    *(
+                        provider.send(call.op, body["model"], body, call.headers)
+                        for _ in range(samples)
+                    )
+                )
+            )
+        usage = Usage()
+        texts: list[str] = []
+        for up in ups:
+            u = provider.usage(up.data) if isinstance(up.data, dict) else None
+            got = _choices_text(up.data, provider.api)
+            texts += got
+            usage = usage + (u or estimate_usage(call, "".join(got)))
+        return ups[0], usage, texts, len(ups)
+
+    def _first_choice(self, call: Call, up: UpstreamResponse, samples: int) -> UpstreamResponse:
+        """The reply the client asked for: one answer (the draft had ``samples``)."""
+        data = up.data
+        if isinstance(data, dict) and isinstance(data.get("choices"), list):
+            data = {**data, "choices": data["choices"][:1]}
+            return UpstreamResponse(up.status, up.headers, data, orjson.dumps(data))
+        return up
+
+    async def _record_draft(
+        self, call: Call, draft_id: str, usage: Usage, score: float, started: float
+    ) -> None:
+        draft = Call(call.api, call.op, call.endpoint, call.body, call.headers, request_id=draft_id)
+        draft.key, draft.deployment, draft.provider = call.key, call.deployment, call.provider
+        draft.started = started
+        parent = call.record
+        draft.record = replace(
+            parent,
+            request_id=draft_id,
+            tags=dict(parent.tags),
+            decisions={},
+            status=200,
+            error_type=None,
+        )
+        rec = draft.record
+        rec.latency_ms = draft.elapsed_ms()
+        draft.route = None
+        route: dict[str, Any] = {
+            "reason": "cascade",
+            "cascade": "draft",
+            "parent": call.request_id,
+            "escalated": True,
+            "score": score,
+            "requested": call.route.requested,
+            "served": rec.served_model,
+        }
+        self.meter(draft, usage)
+        if rec.cost_usd is not None:  # the client would not have paid for the draft
+            route["saved_usd"] = format(-rec.cost_usd, "f")
+        rec.decisions["route"] = route
+        await self.write(rec)
+        call.route.drafts.append(rec)
+
+
+def charged(call: Call, rec: UsageRecord) -> UsageRecord:
+    """The record admission settles: with a cascade's drafts added, so caps and
+    prepaid balances are charged for every upstream call the request made."""
+    plan: Plan | None = call.route
+    if plan is None or not plan.drafts:
+        return rec
+    usage, cost = rec.usage, rec.cost_usd
+    for d in plan.drafts:
+        usage = usage + d.usage
+        cost = None if cost is None or d.cost_usd is None else cost + d.cost_usd
+    return replace(rec, usage=usage, cost_usd=cost, price_unknown=cost is None)

@@ -1,0 +1,155 @@
+"""Feedback on answers: scores from clients (``POST /v1/feedback``) or from a judge
+model, in the ledger's ``feedback`` table (migration ``m012_feedback``).
+
+With ``routing.collect_prompts: true`` the chat messages of routed requests are
+kept in ``route_prompts`` too, so `export_outcomes` can turn the operator's own
+traffic into outcome data for ``tokenomy router train``: one line per scored
+request, ``{"messages": [...], "models": {<served model>: {"score": s}}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ..errors import ConfigError
+from ..ledger.base import SQLStore, Store
+from ..ledger.migrations import Cursor
+from ..pipeline.context import Call
+
+SOURCES = ("user", "judge")
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    request_id: str
+    score: float
+    source: str = "user"
+    comment: str | None = None
+    key_id: str | None = None
+    org: str | None = None
+    model: str | None = None
+    ts: float = 0.0
+
+
+class FeedbackStore:
+    """The feedback and prompt tables, through the ledger store's transactions."""
+
+    def __init__(self, store: Store) -> None:
+        if not isinstance(store, SQLStore):
+            raise ConfigError(f"feedback needs a SQL ledger, not {store!r}")
+        self.store = store
+        self.p = store.dialect.param
+
+    def add(self, fb: Feedback) -> int:
+        if fb.source not in SOURCES:
+            raise ValueError(f"unknown feedback source {fb.source!r}")
+        p = self.p
+        sql = (
+            "INSERT INTO feedback (request_id, ts, source, score, comment, key_id, org, model) "
+            f"VALUES ({', '.join([p] * 8)})"
+        )
+        row = (fb.request_id, fb.ts or time.time(), fb.source, float(fb.score), fb.comment,
+               fb.key_id, fb.org, fb.model)  # fmt: skip
+
+        def run(cur: Cursor) -> int:
+            cur.execute(sql, row)
+            cur.execute("SELECT COUNT(*) FROM feedback")
+            count: int = cur.fetchone()[0]
+            return count
+
+        return self.store._write(run)
+
+    def save_prompt(self, request_id: str, ts: float, messages: Sequence[Any]) -> None:
+        d = self.store.dialect
+        conflict = "ON CONFLICT (request_id) DO NOTHING"
+        sql = (
+            f"INSERT INTO route_prompts (request_id, ts, messages) "
+            f"VALUES ({d.param}, {d.param}, {d.json_param}) {conflict}"
+        )
+        payload = orjson.dumps(list(messages)).decode()
+        self.store._write(lambda cur: cur.execute(sql, (request_id, ts, payload)))
+
+    def list(self, *, request_id: str | None = None) -> list[Feedback]:
+        where, args = ("WHERE request_id = " + self.p, (request_id,)) if request_id else ("", ())
+        sql = (
+            "SELECT request_id, score, source, comment, key_id, org, model, ts "
+            f"FROM feedback {where} ORDER BY id"
+        )
+
+        def run(cur: Cursor) -> list[Feedback]:
+            cur.execute(sql, args)
+            return [
+                Feedback(r[0], float(r[1]), r[2], r[3], r[4], r[5], r[6], float(r[7]))
+                for r in cur.fetchall()
+            ]
+
+        return self.store._read(run)
+
+    def outcomes(self, *, since: float | None = None) -> Iterator[dict[str, Any]]:
+        """Outcome lines (``tokenomy.routing.learned.outcomes`` format), one per scored
+        request whose prompt was collected, with every model scored on it (a judge
+        comparison scores two); several scores of one request and model are averaged."""
+        where = f"WHERE ts >= {self.p}" if since is not None else ""
+        sql = (
+            "SELECT g.request_id, g.model, g.score, g.source, rp.messages FROM ("
+            "SELECT request_id, model, AVG(score) AS score, MIN(source) AS source "
+            f"FROM feedback {where} GROUP BY request_id, model) g "
+            "JOIN route_prompts rp ON rp.request_id = g.request_id ORDER BY g.request_id, g.model"
+        )
+        args = (since,) if since is not None else ()
+
+        def run(cur: Cursor) -> list[Any]:
+            cur.execute(sql, args)
+            return cur.fetchall()
+
+        rows = self.store._read(run)
+        line: dict[str, Any] | None = None
+        for request_id, model, score, source, messages in rows:
+            if line is not None and line["id"] != request_id:
+                yield line
+                line = None
+            if line is None:
+                msgs = orjson.loads(messages) if isinstance(messages, str | bytes) else messages
+                line = {"id": request_id, "messages": msgs, "models": {}, "source": source}
+            line["models"][model or "unknown"] = {"score": round(float(score), 6)}
+            if source != line["source"]:
+                line["source"] = "mixed"
+        if line is not None:
+            yield line
+
+
+def parse_feedback(body: Any) -> tuple[str, float, str | None]:
+    """(request_id, score, comment) from a ``POST /v1/feedback`` body, or ValueError
+    naming the offending field."""
+    if not isinstance(body, Mapping):
+        raise ValueError("body: the body must be a JSON object")
+    rid = body.get("request_id")
+    if not isinstance(rid, str) or not rid:
+        raise ValueError("request_id: 'request_id' is required and must be a string")
+    score = body.get("score")
+    if isinstance(score, bool) or not isinstance(score, int | float):
+        raise ValueError("score: 'score' is required and must be a number from 0 to 1")
+    if not 0.0 <= float(score) <= 1.0:
+        raise ValueError("score: 'score' must be between 0 and 1")
+    comment = body.get("comment")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > 4000):
+        raise ValueError("comment: 'comment' must be a string of at most 4000 characters")
+    unknown = set(body) - {"request_id", "score", "comment"}
+    if unknown:
+        raise ValueError(f"{sorted(unknown)[0]}: unknown field {sorted(unknown)[0]!r}")
+    return rid, float(score), comment
+
+
+async def collect_prompt(store: Store, call: Call) -> None:
+    """Keep a served chat request's messages (``routing.collect_prompts``)."""
+    messages = call.body.get("messages")
+    if call.op != "chat" or call.record.status != 200 or not isinstance(messages, list):
+        return
+    rec = call.record
+    await asyncio.to_thread(FeedbackStore(store).save_prompt, rec.request_id, rec.ts, messages)

@@ -1,0 +1,213 @@
+"""Train a router from outcome data: logistic heads on prompt features, then the knob.
+
+Each head is a class of models (``small=modelA,modelB``); its target for a prompt
+is the mean score of the class's models that have one (a soft label in [0, 1]).
+Heads are fitted by Newton's method on the L2-regularised cross-entropy over
+standardised features. A deterministic share of the prompts (by a hash of the
+prompt) is held out: the knob's calibration table is measured on it, with the
+first head's target as the weak model's outcome and the last head's as the
+strong model's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .calibration import calibrate
+from .features import LEXICAL, Spec, featurize
+from .model import Router
+from .outcomes import Outcome
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+DEFAULT_L2 = 0.0003  # chosen on held-out dev data (docs/router.md)
+NEWTON_MAX_FEATURES = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    name: str
+    models: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, spec: str) -> Head:
+        """``name=model1,model2`` (or a bare model name: a head of its own)."""
+        name, _, models = spec.partition("=")
+        listed = tuple(m.strip() for m in models.split(",") if m.strip()) if models else (name,)
+        return cls(name.strip(), listed)
+
+
+def default_heads(outcomes: Sequence[Outcome]) -> list[Head]:
+    """Two heads: the cheapest model and the dearest (by mean cost), or, without costs for
+    every model, the lowest- and highest-scoring."""
+    scores: dict[str, list[float]] = {}
+    costs: dict[str, list[Decimal]] = {}
+    for o in outcomes:
+        for m, s in o.scores.items():
+            scores.setdefault(m, []).append(s)
+        for m, c in o.costs.items():
+            costs.setdefault(m, []).append(c)
+    if len(scores) < 2:
+        raise ValueError("training needs outcomes of at least two models")
+    if all(m in costs for m in scores):
+        ranked = sorted(scores, key=lambda m: sum(costs[m]) / len(costs[m]))
+    else:
+        ranked = sorted(scores, key=lambda m: sum(scores[m]) / len(scores[m]))
+    return [Head("weak", (ranked[0],)), Head("strong", (ranked[-1],))]
+
+
+def targets(
+    outcomes: Sequence[Outcome], heads: Sequence[Head]
+) -> tuple[NDArray[np.float64], NDArray[np.bool_]]:
+    """(n, H) soft labels and the mask of which are known."""
+    import numpy as np
+
+    y = np.zeros((len(outcomes), len(heads)))
+    known = np.zeros((len(outcomes), len(heads)), dtype=bool)
+    for i, o in enumerate(outcomes):
+        for h, head in enumerate(heads):
+            vals = [o.scores[m] for m in head.models if m in o.scores]
+            if vals:
+                y[i, h] = sum(vals) / len(vals)
+                known[i, h] = True
+    return y, known
+
+
+def held_out(prompt: str, share: float) -> bool:
+    digest = hashlib.sha1(prompt.encode("utf-8")).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 < share
+
+
+def fit_logistic(
+    x: NDArray[np.float32], y: NDArray[np.float64], l2: float = DEFAULT_L2, iters: int = 30
+) -> tuple[NDArray[np.float64], float]:
+    """Weights and bias of a logistic regression on (already standardised) `x`: Newton's
+    method for a few hundred features, full-batch Adam beyond."""
+    import numpy as np
+
+    n, f = x.shape
+    if f > NEWTON_MAX_FEATURES:
+        return _fit_adam(x, y, l2)
+    xb = np.concatenate([x.astype(np.float64), np.ones((n, 1))], axis=1)
+    w = np.zeros(f + 1)
+    reg = np.full(f + 1, l2)
+    reg[-1] = 0.0
+    for _ in range(iters):
+        p = 1.0 / (1.0 + np.exp(-(xb @ w)))
+        grad = xb.T @ (p - y) / n + reg * w
+        hess = (xb * (p * (1 - p))[:, None]).T @ xb / n + np.diag(reg + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if np.max(np.abs(step)) < 1e-6:
+            break
+    return w[:-1], float(w[-1])
+
+
+def _fit_adam(
+    x: NDArray[np.float32], y: NDArray[np.float64], l2: float, steps: int = 400, lr: float = 0.02
+) -> tuple[NDArray[np.float64], float]:
+    import numpy as np
+
+    n, f = x.shape
+    w = np.zeros(f, dtype=np.float32)
+    b = 0.0
+    m, v = np.zeros(f, dtype=np.float32), np.zeros(f, dtype=np.float32)
+    mb = vb = 0.0
+    yf = y.astype(np.float32)
+    for t in range(1, steps + 1):
+        p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
+        err = (p - yf) / n
+        gw = x.T @ err + l2 * w
+        gb = float(err.sum())
+        m = 0.9 * m + 0.1 * gw
+        v = 0.999 * v + 0.001 * gw * gw
+        mb = 0.9 * mb + 0.1 * gb
+        vb = 0.999 * vb + 0.001 * gb * gb
+        c1, c2 = 1 - 0.9**t, 1 - 0.999**t
+        w -= lr * (m / c1) / (np.sqrt(v / c2) + 1e-8)
+        b -= lr * (mb / c1) / (math.sqrt(vb / c2) + 1e-8)
+    return w.astype(np.float64), b
+
+
+@dataclass(frozen=True, slots=True)
+class Trained:
+    router: Router
+    report: dict[str, Any]
+
+
+def train(
+    outcomes: Sequence[Outcome],
+    heads: Sequence[Head] | None = None,
+    *,
+    x: NDArray[np.float32] | None = None,
+    spec: Spec | None = None,
+    holdout: float = 0.2,
+    l2: float = DEFAULT_L2,
+    embedder: Any = None,
+) -> Trained:
+    """A router from outcomes; `x` are precomputed features (``featurize``) of the prompts."""
+    import numpy as np
+
+    heads = list(heads) if heads else default_heads(outcomes)
+    spec = spec or Spec()
+    if x is None:
+        x = featurize([o.prompt for o in outcomes], spec, embedder)
+    y, known = targets(outcomes, heads)
+    test = np.array([held_out(o.prompt, holdout) for o in outcomes], dtype=bool)
+    train_rows = ~test
+    if not train_rows.any():
+        raise ValueError("no prompt left to train on; lower the holdout")
+    mean = x[train_rows].mean(axis=0)
+    std = x[train_rows].std(axis=0) + 1e-6
+    # hashed words are sparse and already unit-scaled: scaling rare buckets up would let
+    # a word seen twice dominate
+    words = slice(len(LEXICAL), len(LEXICAL) + spec.hash_dim)
+    mean[words], std[words] = 0.0, 1.0
+    xs = ((x - mean) / std).astype(np.float32)
+    weights = np.zeros((len(heads), x.shape[1]), dtype=np.float32)
+    bias = np.zeros(len(heads), dtype=np.float32)
+    for h, head in enumerate(heads):
+        rows = train_rows & known[:, h]
+        if not rows.any():
+            raise ValueError(
+                f"head {head.name!r}: no training prompt has a score for {head.models}"
+            )
+        w, b = fit_logistic(xs[rows], y[rows, h], l2)
+        weights[h], bias[h] = w, b
+    router = Router(
+        heads=tuple(h.name for h in heads),
+        mean=mean.astype(np.float32),
+        std=std.astype(np.float32),
+        weights=weights,
+        bias=bias,
+        calibration=calibrate([0.0, 1.0], [0.0, 0.0], [1.0, 1.0]),
+        meta={
+            "heads": {h.name: list(h.models) for h in heads},
+            "features": {"hash_dim": spec.hash_dim, "embed": spec.embed},
+            "l2": l2,
+            "holdout": holdout,
+        },
+        embedder=embedder,
+    )
+    # fp16 weights are what a saved router uses; calibrate with them
+    router.weights = weights.astype(np.float16).astype(np.float32)
+    cal_rows = test & known[:, 0] & known[:, -1]
+    if not cal_rows.any():  # nothing held out with both heads: calibrate on the training rows
+        cal_rows = known[:, 0] & known[:, -1]
+    win = router.win_scores(router.predict_features(x[cal_rows]))
+    router.calibration = calibrate(list(win), list(y[cal_rows, 0]), list(y[cal_rows, -1]))
+    report = {
+        "prompts": len(outcomes),
+        "train": int(train_rows.sum()),
+        "calibration_prompts": int(cal_rows.sum()),
+        "heads": {h.name: list(h.models) for h in heads},
+    }
+    router.meta["calibration_prompts"] = report["calibration_prompts"]
+    return Trained(router, report)

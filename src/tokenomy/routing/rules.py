@@ -1,0 +1,96 @@
+"""Routing rules: conditions on the request and who sent it → a model or an alias.
+
+Rules are evaluated in order and the first whose conditions all hold wins. The
+prompt is counted (``tokenomy.tokens``) only when a rule asks for a length.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..pipeline.context import ANTHROPIC, Call
+from ..tokens import count_anthropic_request, count_chat_messages
+from .config import Match, Rule
+
+IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
+
+
+def has_images(body: Mapping[str, Any]) -> bool:
+    for msg in body.get("messages") or []:
+        content = msg.get("content") if isinstance(msg, Mapping) else None
+        if isinstance(content, list) and any(
+            isinstance(p, Mapping) and p.get("type") in IMAGE_PART_TYPES for p in content
+        ):
+            return True
+    return False
+
+
+def has_tools(body: Mapping[str, Any]) -> bool:
+    return bool(body.get("tools") or body.get("functions"))
+
+
+def prompt_tokens(call: Call, model: str) -> int:
+    if call.api == ANTHROPIC:
+        return count_anthropic_request(call.body).tokens
+    return count_chat_messages(
+        call.body.get("messages") or [], model, tools=call.body.get("tools")
+    ).tokens
+
+
+def _subset(wanted: Mapping[str, str | None], have: Mapping[str, str]) -> bool:
+    for name, value in wanted.items():
+        if name not in have or (value is not None and have[name] != value):
+            return False
+    return True
+
+
+class Facts:
+    """What rules look at, computed once per request and only when asked for."""
+
+    def __init__(self, call: Call, model: str) -> None:
+        self.call = call
+        self.model = model
+        self._tokens: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        if self._tokens is None:
+            self._tokens = prompt_tokens(self.call, self.model)
+        return self._tokens
+
+
+def matches(m: Match, facts: Facts) -> bool:
+    call, rec = facts.call, facts.call.record
+    if m.keys and rec.key_id not in m.keys:
+        return False
+    if m.teams and rec.team not in m.teams:
+        return False
+    if m.tags and not _subset(m.tags, rec.tags):
+        return False
+    if m.headers and not _subset(m.headers, call.headers):
+        return False
+    if m.models and not any(fnmatch.fnmatchcase(facts.model, g) for g in m.models):
+        return False
+    if m.tools is not None and has_tools(call.body) != m.tools:
+        return False
+    if m.images is not None and has_images(call.body) != m.images:
+        return False
+    if m.min_tokens is not None and facts.tokens < m.min_tokens:
+        return False
+    return not (m.max_tokens is not None and facts.tokens > m.max_tokens)
+
+
+def first_match(rules: Sequence[Rule], call: Call, model: str) -> Rule | None:
+    facts = Facts(call, model)
+    for rule in rules:
+        if matches(rule.when, facts):
+            return rule
+    return None
+
+
+def router_prompt(call: Call) -> Any:
+    """What the learned router reads: the chat messages (it keeps the user turns)."""
+    messages = call.body.get("messages")
+    return messages if isinstance(messages, list) else ""

@@ -1,0 +1,320 @@
+"""tokenomy/auto (the learned router) and cheap-first (the cascade) through the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from gateway_fixtures import GW, Fake
+from routing_helpers import add_key, chat, route_of, routed_gateway
+from tokenomy.ledger.base import Store
+from tokenomy.records import UsageRecord
+
+TIERS = ["gpt-4o-mini", "gpt-4o"]
+KEYS: dict[str, str] = {}
+
+
+@dataclass
+class Decision:
+    model: str
+    predicted_quality: float
+
+
+class StubRouter:
+    """Cheap tier for prompts that say "simple", unless the target is above 0.99."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, tuple[str, ...], float]] = []
+
+    def decide(self, prompt: Any, tiers: Sequence[str], *, quality_target: float) -> Decision:
+        self.seen.append((prompt, tuple(tiers), quality_target))
+        text = " ".join(m["content"] for m in prompt if m.get("role") == "user")
+        if "simple" in text and quality_target <= 0.99:
+            return Decision(tiers[0], 0.97)
+        return Decision(tiers[-1], 0.9)
+
+
+@pytest.fixture(scope="module")
+def agw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GW]:
+    path = tmp_path_factory.mktemp("auto")
+    KEYS["legal"], _ = add_key(str(path / "ledger.db"), team="legal")
+    KEYS["strong"], _ = add_key(str(path / "ledger.db"), models=["cheap-first", "gpt-4o"])
+    routing = {
+        "tiers": TIERS,
+        "quality_target": 0.95,
+        "quality_targets": {"teams": {"legal": 0.999}},
+        "cascade": {"threshold": 0.67, "samples": 3},
+        "aliases": {
+            "auto-strict": {"strategy": "router", "quality_target": 0.995},
+            "claude-first": {
+                "strategy": "cascade",
+                "tiers": ["claude-haiku-4-5", "claude-sonnet-4-6"],
+            },
+        },
+    }
+    for gw in routed_gateway(path, fake, fake_llamacpp, routing):
+        gw.app.gateway.resolve.routing.router = StubRouter()  # type: ignore[union-attr]
+        yield gw
+
+
+def stub(gw: GW) -> StubRouter:
+    router = gw.app.gateway.resolve.routing.router  # type: ignore[union-attr]
+    assert isinstance(router, StubRouter)
+    return router
+
+
+def test_auto_sends_a_simple_prompt_to_the_cheap_tier(agw: GW) -> None:
+    a = chat(agw, "tokenomy/auto", "a simple question")
+    assert a.status == 200 and a.record is not None
+    assert (a.record.requested_model, a.record.served_model) == ("tokenomy/auto", "gpt-4o-mini")
+    route = route_of(a.record)
+    assert route["reason"] == "router"
+    assert route["predicted_quality"] == 0.97 and route["quality_target"] == 0.95
+    assert route["router_ms"] >= 0
+    # saved against the strongest tier, at the same usage
+    assert Decimal(route["saved_usd"]) > 0
+    prompt, tiers, target = stub(agw).seen[-1]
+    assert tiers == tuple(TIERS) and target == 0.95
+    assert prompt[-1]["content"] == "a simple question"
+
+
+def test_auto_sends_a_hard_prompt_to_the_strong_tier(agw: GW) -> None:
+    a = chat(agw, "tokenomy/auto", "prove the Riemann hypothesis")
+    assert a.record is not None and a.record.served_model == "gpt-4o"
+    assert Decimal(route_of(a.record)["saved_usd"]) == 0
+
+
+def test_quality_target_per_alias_and_per_team(agw: GW) -> None:
+    a = chat(agw, "auto-strict", "a simple question")
+    assert a.record is not None and a.record.served_model == "gpt-4o"
+    assert stub(agw).seen[-1][2] == 0.995
+    b = chat(agw, "tokenomy/auto", "a simple question", key=KEYS["legal"])
+    assert b.record is not None and b.record.served_model == "gpt-4o"
+    assert stub(agw).seen[-1][2] == 0.999
+
+
+def test_chosen_tier_falls_back_to_stronger_tiers(agw: GW) -> None:
+    a = chat(agw, "tokenomy/auto", "simple [[fake:status=500]] [[fake:only=gpt-4o-mini]]")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    route = route_of(a.record)
+    assert route["reason"] == "fallback"
+    assert route["attempts"][0]["model"] == "gpt-4o-mini"
+
+
+def rows(store: Store, request_id: str) -> list[UsageRecord]:
+    return [r for r in store.list_records(limit=10_000) if r.request_id.startswith(request_id)]
+
+
+def test_cascade_keeps_a_consistent_cheap_answer(agw: GW) -> None:
+    a = chat(agw, "cheap-first", "what is 6 times 7")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o-mini"
+    assert len(a.body["choices"]) == 1  # the client asked for one answer
+    route = route_of(a.record)
+    assert route["reason"] == "cascade" and route["cascade"] == "kept"
+    assert route["score"] == 1.0 and route["escalated"] is False
+    assert Decimal(route["saved_usd"]) > 0
+    sent = agw.fake.app.requests[-1].body
+    assert sent["n"] == 3 and sent["model"] == "gpt-4o-mini"
+    assert [r.request_id for r in rows(agw.store, a.request_id)] == [a.request_id]
+
+
+def test_cascade_escalates_and_records_both_calls(agw: GW) -> None:
+    a = chat(agw, "cheap-first", "what is 6 times 7 [[fake:vary]]")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    route = route_of(a.record)
+    assert route["cascade"] == "escalated" and route["escalated"] is True
+    assert route["score"] == pytest.approx(1 / 3, abs=1e-3)
+    draft = agw.record(a.request_id + ".draft")
+    d = route_of(draft)
+    assert d["cascade"] == "draft" and d["parent"] == a.request_id and d["escalated"] is True
+    assert draft.served_model == "gpt-4o-mini"
+    assert draft.cost_usd is not None and draft.cost_usd > 0
+    assert Decimal(d["saved_usd"]) == -draft.cost_usd
+    assert draft.usage.output_tokens == 3 * a.record.usage.output_tokens  # three samples
+    assert (draft.key_id, draft.team) == (a.record.key_id, a.record.team)
+    # the strong call's saving is zero: the draft's cost is the price of trying
+    assert Decimal(route["saved_usd"]) == 0
+
+
+def test_streamed_cascade_goes_to_the_strong_tier(agw: GW) -> None:
+    a = chat(agw, "cheap-first", "what is 6 times 7", stream=True)
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o" and a.record.stream
+    assert route_of(a.record)["cascade"] == "streamed: strongest tier"
+    assert agw.fake.app.requests[-1].body.get("n") is None
+
+
+def test_report_shows_routing_savings(agw: GW) -> None:
+    from click.testing import CliRunner
+
+    from tokenomy.cli import cli
+
+    chat(agw, "tokenomy/auto", "another simple question")
+    records = agw.store.list_records(limit=10_000)
+    expected = sum(
+        (Decimal(r.decisions["route"]["saved_usd"]) for r in records
+         if "saved_usd" in r.decisions.get("route", {})),
+        Decimal(0),
+    )  # fmt: skip
+    assert expected > 0
+    result = CliRunner().invoke(
+        cli, ["report", "--db", agw.db, "--format", "csv", "--section", "savings"],
+        catch_exceptions=False,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [line.split(",") for line in result.output.strip().splitlines()]
+    assert rows[0] == ["lever", "saved_usd"]
+    assert {r[0]: Decimal(r[1]) for r in rows[1:]}["route"] == expected
+
+
+class SettleSpy:
+    """An admission policy that remembers what each request was settled with."""
+
+    def __init__(self) -> None:
+        self.settled: dict[str, UsageRecord] = {}
+
+    async def reserve(self, call: Any) -> None:
+        return None
+
+    async def settle(self, call: Any, record: UsageRecord) -> None:
+        self.settled[call.request_id] = record
+
+
+async def test_admission_is_charged_for_the_draft_too(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Any
+) -> None:
+    from gateway_fixtures import gateway_settings
+    from tokenomy.gateway import Gateway
+    from tokenomy.pipeline.context import Call
+
+    settings = gateway_settings(str(tmp_path / "l.db"), fake, fake_llamacpp,
+                                routing={"tiers": TIERS}, require_key=False)  # fmt: skip
+    spy = SettleSpy()
+    gateway = Gateway(settings, policies=[spy])  # type: ignore[list-item]
+    try:
+        body = {"model": "cheap-first",
+                "messages": [{"role": "user", "content": "what is 6 x 7 [[fake:vary]]"}]}  # fmt: skip
+        call = Call("openai", "chat", "/v1/chat/completions", body, {})
+        await gateway.handle(call)
+        main = call.record
+        draft = call.route.drafts[0]
+        charged = spy.settled[call.request_id]
+        assert main.cost_usd is not None and draft.cost_usd is not None
+        assert charged.cost_usd == main.cost_usd + draft.cost_usd
+        assert charged.usage.output_tokens == main.usage.output_tokens + draft.usage.output_tokens
+        assert main.decisions["route"]["cascade"] == "escalated"
+    finally:
+        await gateway.close()
+
+
+def test_cascade_with_n_goes_to_the_strong_tier(agw: GW) -> None:
+    a = chat(agw, "cheap-first", "what is 6 times 7", n=2)
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o" and len(a.body["choices"]) == 2
+    assert route_of(a.record)["cascade"] == "n > 1: strongest tier"
+
+
+def test_anthropic_client_through_the_router(agw: GW) -> None:
+    client = agw.anthropic()
+    raw = client.messages.with_raw_response.create(
+        model="tokenomy/auto",
+        max_tokens=50,
+        messages=[{"role": "user", "content": "a simple question"}],
+    )
+    msg = raw.parse()
+    assert msg.content[0].type == "text" and msg.content[0].text.startswith("Echo:")
+    rec = agw.record(raw.headers["x-tokenomy-request-id"])
+    assert (rec.api, rec.served_model, rec.provider) == ("anthropic", "gpt-4o-mini", "openai")
+    assert route_of(rec)["reason"] == "router"
+
+
+class BrokenRouter:
+    def decide(self, prompt: Any, tiers: Sequence[str], *, quality_target: float) -> Decision:
+        raise ValueError("weights do not fit")
+
+
+def test_a_failing_router_serves_the_strongest_tier(agw: GW, caplog: Any) -> None:
+    resolve = agw.app.gateway.resolve  # type: ignore[union-attr]
+    good = resolve.routing.router
+    resolve.routing.router = BrokenRouter()
+    try:
+        a = chat(agw, "tokenomy/auto", "a simple question")
+    finally:
+        resolve.routing.router = good
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    assert route_of(a.record)["router"] == "error"
+
+
+def test_aliases_are_listed_as_models(agw: GW) -> None:
+    ids = [m.id for m in agw.openai().models.list()]
+    assert {"tokenomy/auto", "cheap-first", "auto-strict", "gpt-4o"} <= set(ids)
+
+
+def test_key_restricted_tiers_are_never_drafted(agw: GW) -> None:
+    before = agw.fake.app.mark()
+    a = chat(agw, "cheap-first", "what is 6 times 7 [[fake:vary]]", key=KEYS["strong"])
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    assert route_of(a.record)["cascade"] == "one tier"
+    assert [r.body["model"] for r in agw.fake.app.requests_since(before)] == ["gpt-4o"]
+
+
+async def test_a_fast_router_runs_inline_and_a_slow_one_in_a_thread() -> None:
+    import threading
+    import time as _time
+
+    from tokenomy.pipeline.context import Call
+    from tokenomy.routing.config import parse_routing
+    from tokenomy.routing.stage import RoutingStage
+
+    class Where(StubRouter):
+        def __init__(self, sleep_s: float) -> None:
+            super().__init__()
+            self.sleep_s = sleep_s
+            self.threads: list[str] = []
+
+        def decide(self, prompt: Any, tiers: Sequence[str], *, quality_target: float) -> Decision:
+            self.threads.append(threading.current_thread().name)
+            _time.sleep(self.sleep_s)
+            return super().decide(prompt, tiers, quality_target=quality_target)
+
+    main = threading.current_thread().name
+    config = parse_routing({"tiers": TIERS})
+    body = {"model": "tokenomy/auto", "messages": [{"role": "user", "content": "simple"}]}
+    for sleep_s, inline in ((0.0, True), (0.01, False)):
+        router = Where(sleep_s)
+        stage = RoutingStage(config, router=router)
+        stage.inline_ms = 5.0
+        for _ in range(3):
+            call = Call("openai", "chat", "/v1/chat/completions", dict(body), {})
+            plan = await stage.plan(call, "tokenomy/auto")
+            assert plan.targets[0] == "gpt-4o-mini"
+        assert router.threads[0] != main  # unmeasured: the first call goes to a thread
+        assert all((t == main) == inline for t in router.threads[1:])
+
+
+def test_anthropic_cascade_samples_in_parallel_and_saves_per_answer(agw: GW) -> None:
+    from tokenomy.usage import Usage
+
+    before = agw.fake.app.mark()
+    a = chat(agw, "claude-first", "what is 6 times 7")
+    assert a.status == 200 and a.record is not None
+    rec = a.record
+    assert rec.served_model == "claude-haiku-4-5" and route_of(rec)["cascade"] == "kept"
+    sent = [r for r in agw.fake.app.requests_since(before) if r.path == "/v1/messages"]
+    assert len(sent) == 3  # three samples, three calls
+    # The saving compares one answer at the strong tier with the three calls made.
+    one = Usage(rec.usage.input_tokens // 3, rec.usage.output_tokens // 3)
+    strong = agw.app.gateway.prices.cost(  # type: ignore[union-attr]
+        one, model="claude-sonnet-4-6", provider="anthropic", override_key="claude-*"
+    )
+    assert strong.total is not None and rec.cost_usd is not None
+    assert Decimal(route_of(rec)["saved_usd"]) == strong.total - rec.cost_usd

@@ -1,0 +1,115 @@
+"""The ``routing:`` section: parsing, defaults and the errors a bad one gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway_fixtures import dep
+from tokenomy.config import Settings, load_settings
+from tokenomy.errors import ConfigError
+from tokenomy.pipeline.resolve import Resolve
+from tokenomy.routing.config import AUTO_ALIAS, CASCADE_ALIAS, parse_routing
+
+
+def test_yaml_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "tokenomy.yaml"
+    path.write_text(
+        """
+models:
+  - {name: gpt-4o, provider: openai, base_url: "http://h/v1"}
+  - {name: gpt-4o-mini, provider: openai, base_url: "http://h/v1"}
+routing:
+  tiers: [gpt-4o-mini, gpt-4o]
+  quality_target: 0.9
+  rules:
+    - name: cheap
+      when: {header: {X-Tokenomy-Route: cheap}, tag: [env=dev, beta], min_tokens: 10}
+      to: gpt-4o-mini
+  aliases:
+    smart: [gpt-4o, gpt-4o-mini]
+  fallback_on: [5xx, connect]
+  cascade: {threshold: 0.5, samples: 4}
+  judge: {sample_rate: 0.1, model: gpt-4o}
+"""
+    )
+    settings = load_settings(path, env={})
+    cfg = parse_routing(settings.routing)
+    assert cfg.tiers == ("gpt-4o-mini", "gpt-4o") and cfg.quality_target == 0.9
+    [rule] = cfg.rules
+    assert rule.when.headers == {"x-tokenomy-route": "cheap"}  # header names are lower-cased
+    assert rule.when.tags == {"env": "dev", "beta": None}
+    assert rule.when.min_tokens == 10
+    assert set(cfg.aliases) == {AUTO_ALIAS, CASCADE_ALIAS, "smart"}
+    assert cfg.aliases["smart"].strategy == "fallback"
+    assert cfg.aliases[AUTO_ALIAS].strategy == "router"
+    assert cfg.fallback_on == {"5xx", "connect"}
+    assert (cfg.cascade_threshold, cfg.cascade_samples) == (0.5, 4)
+    assert cfg.judge is not None and cfg.judge.sample_rate == 0.1
+    Resolve(settings)  # every target resolves
+
+
+def test_no_tiers_no_builtin_aliases() -> None:
+    assert parse_routing({}).aliases == {}
+    assert parse_routing({"tiers": ["a"]}).aliases == {}  # one tier: nothing to choose
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"colour": 1}, "unknown keys"),
+        ({"rules": {"a": 1}}, "expected a list"),
+        ({"rules": [{"when": {}}]}, "'to'"),
+        ({"rules": [{"to": "x", "when": {"weather": "sunny"}}]}, "unknown conditions"),
+        ({"rules": [{"to": "x", "when": {"min_tokens": -1}}]}, "non-negative"),
+        ({"rules": [{"to": "x", "when": {"tools": "yes"}}]}, "true or false"),
+        ({"quality_target": 1.5}, "between 0 and 1"),
+        ({"aliases": {"a": {"strategy": "magic", "models": ["x"]}}}, "strategy"),
+        ({"aliases": {"a": {"strategy": "router", "models": ["x"]}}}, "at least two"),
+        ({"aliases": {"a": {}}}, "needs 'models'"),
+        ({"fallback_on": ["4xx"]}, "unknown kinds"),
+        ({"balance": {"m": {"strategy": "random", "deployments": ["a"]}}}, "strategy"),
+        ({"balance": {"m": {"deployments": {"a": -1}}}}, "negative"),
+        ({"cascade": {"samples": 1}}, "at least 2"),
+        ({"judge": {"sample_rate": 0.1}}, "judge.model"),
+    ],
+)
+def test_bad_config_is_refused(raw: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_routing(raw)
+
+
+@pytest.mark.parametrize(
+    ("routing", "message"),
+    [
+        ({"rules": [{"to": "nowhere"}]}, "'nowhere' is neither an alias"),
+        ({"fallbacks": {"m1": ["ghost"]}}, "'ghost'"),
+        ({"balance": {"m1": {"deployments": ["m1", "ghost"]}}}, "no deployment named 'ghost'"),
+    ],
+)
+def test_targets_must_exist(routing: dict[str, Any], message: str, tmp_path: Path) -> None:
+    settings = Settings(
+        db=str(tmp_path / "x.db"),
+        deployments=(dep("m1", "openai", "http://h/v1"),),
+        routing=routing,
+    )
+    with pytest.raises(ConfigError, match=message):
+        Resolve(settings)
+
+
+def test_the_documented_example_loads(tmp_path: Path) -> None:
+    import re
+
+    doc = (Path(__file__).parent.parent / "docs" / "routing.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", doc, re.S)
+    assert example is not None
+    path = tmp_path / "example.yaml"
+    path.write_text(example.group(1))
+    settings = load_settings(path, env={})
+    resolve = Resolve(settings)
+    cfg = resolve.config
+    assert [r.name for r in cfg.rules] == ["cheap-header", "long-prompts", "vision", "batch-team"]
+    assert cfg.judge is not None and cfg.judge.compare
+    assert cfg.balance["gpt-4o-pool"].deployments == {"gpt-4o": 3.0, "gpt-4o-east": 1.0}

@@ -1,0 +1,181 @@
+"""Fallbacks on each failure kind, none on client errors, and load balancing."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway_fixtures import GW, Fake
+from routing_helpers import chat, route_of, routed_gateway
+from tokenomy.config import Settings
+from tokenomy.errors import UpstreamConnectError, UpstreamStatusError, UpstreamTimeout
+from tokenomy.pipeline.context import Call
+from tokenomy.pipeline.resolve import Resolve
+from tokenomy.routing.balance import Balancer
+from tokenomy.routing.config import Balance
+
+ROUTING = {
+    "fallbacks": {
+        "gpt-4o": ["o3", "gpt-4o-mini"],
+        "slow-model": ["gpt-4o-mini"],
+        "dead-model": ["gpt-4o-mini"],
+    },
+    "balance": {
+        "weighted": {"strategy": "weight", "deployments": {"gpt-4o-a": 3, "gpt-4o-b": 1}},
+        "fastest": {"strategy": "latency", "deployments": ["gpt-4o-a", "gpt-4o-b"]},
+    },
+}
+ONLY_4O = "[[fake:only=gpt-4o]]"
+
+
+@pytest.fixture(scope="module")
+def fgw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GW]:
+    yield from routed_gateway(tmp_path_factory.mktemp("fb"), fake, fake_llamacpp, ROUTING)
+
+
+def attempts(a: object) -> list[tuple[str, str]]:
+    route = route_of(getattr(a, "record", None))
+    return [(x["model"], x["error"]) for x in route["attempts"]]
+
+
+def test_5xx_falls_back_in_order(fgw: GW) -> None:
+    a = chat(fgw, "gpt-4o", f"hi [[fake:status=500]] {ONLY_4O} [[fake:only=o3]]")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o-mini"
+    assert attempts(a) == [("gpt-4o", "5xx"), ("o3", "5xx")]
+    route = route_of(a.record)
+    assert route["reason"] == "fallback" and route["requested"] == "gpt-4o"
+
+
+def test_429_falls_back(fgw: GW) -> None:
+    a = chat(fgw, "gpt-4o", f"hi [[fake:status=429]] [[fake:retry_after=0]] {ONLY_4O}")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "o3"
+    assert attempts(a) == [("gpt-4o", "429")]
+
+
+def test_connect_refused_falls_back(fgw: GW) -> None:
+    a = chat(fgw, "dead-model")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o-mini"
+    assert attempts(a) == [("gpt-4o", "connect")]  # dead-model's upstream name is gpt-4o
+
+
+def test_timeout_falls_back(fgw: GW) -> None:
+    a = chat(fgw, "slow-model", f"hi [[fake:delay_ms=1500]] {ONLY_4O}")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o-mini"
+    assert attempts(a) == [("gpt-4o", "timeout")]
+
+
+def test_no_fallback_on_a_client_error(fgw: GW) -> None:
+    a = chat(fgw, "gpt-4o", f"hi [[fake:status=400]] {ONLY_4O}")
+    assert a.status == 400
+    assert a.record is not None and a.record.status == 400
+    assert attempts(a) == [("gpt-4o", "upstream_error")]
+    assert route_of(a.record)["attempts"][0]["status"] == 400
+    assert [r.body["model"] for r in fgw.fake.app.requests[-1:]] == ["gpt-4o"]
+
+
+def test_all_targets_failing_returns_the_last_error(fgw: GW) -> None:
+    text = f"x [[fake:status=503]] [[fake:retry_after=0]] {ONLY_4O} [[fake:only=o3]] [[fake:only=gpt-4o-mini]]"
+    a = chat(fgw, "gpt-4o", text)
+    assert a.status == 503
+    assert [m for m, _ in attempts(a)] == ["gpt-4o", "o3", "gpt-4o-mini"]
+
+
+def test_stream_falls_back_before_the_first_byte(fgw: GW) -> None:
+    client = fgw.openai()
+    with client.chat.completions.with_streaming_response.create(
+        model="gpt-4o",
+        messages=[{"role": "user", "content": f"hi [[fake:status=502]] {ONLY_4O}"}],
+        stream=True,
+    ) as resp:
+        rid = resp.headers["x-tokenomy-request-id"]
+        text = "".join(c.choices[0].delta.content or "" for c in resp.parse() if c.choices)
+    assert text.startswith("Echo: hi")
+    rec = fgw.record(rid)
+    assert rec.served_model == "o3" and rec.stream
+    assert [a["error"] for a in route_of(rec)["attempts"]] == ["5xx"]
+
+
+def test_weighted_balance_through_the_gateway(fgw: GW) -> None:
+    deps = Counter(chat(fgw, "weighted").record.deployment for _ in range(12))  # type: ignore[union-attr]
+    assert set(deps) <= {"gpt-4o-a", "gpt-4o-b"} and sum(deps.values()) == 12
+    rec = chat(fgw, "weighted").record
+    assert rec is not None and route_of(rec)["reason"] == "balance"
+
+
+def test_least_latency_picks_the_faster_deployment(fgw: GW) -> None:
+    fgw.app.gateway.resolve.balancer.stats.clear()  # type: ignore[union-attr]  # fresh measurements
+    slow_b = "hi [[fake:delay_ms=150]] [[fake:only=gpt-4o-2024-08-06]]"
+    first = [chat(fgw, "fastest", slow_b).record for _ in range(2)]
+    # each deployment is measured once, then the faster one is used
+    assert {r.deployment for r in first if r} == {"gpt-4o-a", "gpt-4o-b"}
+    later = [chat(fgw, "fastest", slow_b).record for _ in range(4)]
+    assert {r.deployment for r in later if r} == {"gpt-4o-a"}
+
+
+def test_weights_are_respected_statistically() -> None:
+    balancer = Balancer(random.Random(1234))
+    spec = Balance("weight", {"a": 3.0, "b": 1.0, "c": 0.0})
+    picks = Counter(balancer.pick(spec) for _ in range(4000))
+    assert picks["c"] == 0
+    assert 0.72 < picks["a"] / 4000 < 0.78
+
+
+def test_inflight_picks_the_least_busy() -> None:
+    balancer = Balancer()
+    spec = Balance("inflight", {"a": 1.0, "b": 1.0})
+    balancer.start("a")
+    assert balancer.pick(spec) == "b"
+    balancer.start("b")
+    balancer.start("b")
+    assert balancer.pick(spec) == "a"
+
+
+@pytest.mark.parametrize(
+    ("error", "kinds", "falls_back"),
+    [
+        (UpstreamStatusError("x", status=500), ["5xx"], True),
+        (UpstreamStatusError("x", status=500), ["connect"], False),
+        (UpstreamStatusError("x", status=429), ["429"], True),
+        (UpstreamStatusError("x", status=404), ["5xx", "429", "connect", "timeout"], False),
+        (UpstreamConnectError("x"), ["connect"], True),
+        (UpstreamTimeout("x"), ["timeout"], True),
+        (UpstreamTimeout("x"), ["5xx"], False),
+    ],
+)
+async def test_fallback_on_is_configurable(
+    error: Exception, kinds: list[str], falls_back: bool, tmp_path: Path
+) -> None:
+    from gateway_fixtures import dep
+
+    settings = Settings(
+        db=str(tmp_path / "x.db"),
+        deployments=(dep("m1", "openai", "http://h/v1"), dep("m2", "openai", "http://h/v1")),
+        routing={"fallbacks": {"m1": ["m2"]}, "fallback_on": kinds},
+    )
+    resolve = Resolve(settings)
+    call = Call("openai", "chat", "/v1/chat/completions", {"model": "m1", "messages": []}, {})
+    await resolve(call)
+    served: list[str] = []
+
+    async def send(c: Call) -> str:
+        served.append(c.record.deployment or "")
+        if len(served) == 1:
+            raise error
+        return "ok"
+
+    if falls_back:
+        assert await resolve.attempt(call, send) == "ok"
+        assert served == ["m1", "m2"]
+    else:
+        with pytest.raises(type(error)):
+            await resolve.attempt(call, send)
+        assert served == ["m1"]
+    await resolve.close()
