@@ -89,6 +89,7 @@ class Settings:
     webhook_url: str | None = None  # default target for alerts (Slack-compatible JSON)
     caps: Mapping[str, Any] = field(default_factory=dict)  # the ``caps:`` section (tokenomy.caps)
     billing: Mapping[str, Any] = field(default_factory=dict)  # ``billing:`` (tokenomy.billing)
+    cache: Mapping[str, Any] = field(default_factory=dict)  # ``cache:`` (tokenomy.cache)
     otlp_endpoint: str | None = None  # OTLP/HTTP base URL: set, each request becomes a span
     log_level: str = "info"
 
@@ -222,6 +223,7 @@ def load_settings(
         webhook_url=raw.get("webhook_url"),
         caps=dict(raw.get("caps") or {}),
         billing=dict(raw.get("billing") or {}),
+        cache=dict(raw.get("cache") or {}),
         otlp_endpoint=raw.get("otlp_endpoint"),
         log_level=str(server.get("log_level", "info")),
     )

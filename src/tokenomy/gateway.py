@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .billing.policy import admission_order, billing_policy
+from .cache import response_cache
 from .caps import caps_policy
 from .config import Settings
 from .errors import TokenomyError, UpstreamProtocolError
@@ -63,6 +64,7 @@ class Gateway:
         self.billing = billing_policy(settings, self.store, self.caps)
         self.admit = Admit([*admission_order(self.caps, self.billing), *(policies or [])])
         self.meter = Meter(self.prices)
+        self.cache = response_cache(settings, self.prices)  # None unless cache.enabled
         self.inflight = 0
         self.on_finish = otel_hook(settings)  # None unless an OTLP endpoint is configured
 
@@ -72,6 +74,8 @@ class Gateway:
         if self.caps is not None:
             await self.caps.stop()
         await self.resolve.close()
+        if self.cache is not None:
+            await self.cache.close()
         await asyncio.to_thread(self.store.close)
 
     # -- the request path -------------------------------------------------------------
@@ -91,6 +95,11 @@ class Gateway:
                 )
             await self.admit(call)
             admitted = True
+            if self.cache is not None:
+                hit = await self.cache.lookup(call, self._finish, self._headers)
+                if hit is not None:  # served and recorded
+                    admitted = False
+                    return hit
             if call.stream and call.op == "chat":
                 reply: Reply = await self._stream(call)
                 admitted = False  # the stream settles when it ends
@@ -116,6 +125,8 @@ class Gateway:
         if usage is None:
             usage = estimate_usage(call, output_text_of(up.data, provider.api))
         await self._finish(call, usage, status=200, error=None, admitted=True)
+        if self.cache is not None:
+            await self.cache.store_json(call, out)
         headers = self._headers(call)
         return JSONReply(200, out, headers)
 
@@ -139,7 +150,10 @@ class Gateway:
             ) from None
         call.record.ttft_ms = call.elapsed_ms()
         headers = self._headers(call)
-        return StreamReply(headers, self._relay(call, adapter, first, reads))
+        chunks = self._relay(call, adapter, first, reads)
+        if self.cache is not None:
+            chunks = self.cache.recording(call, chunks)
+        return StreamReply(headers, chunks)
 
     async def _relay(
         self,

@@ -1,0 +1,92 @@
+"""The semantic path of the cache stage: embed, find, verify, and keep replicas in step.
+
+Wraps `tokenomy.cache.semantic.SemanticIndex` (the other half of the semantic
+cache: context, vector index, verifier) with what the stage needs around it:
+
+- embedding and verification run in a worker thread, off the event loop;
+- a namespace's vectors are loaded from the backend the first time the namespace
+  is looked up, then every ``sync_interval`` seconds (1 by default) the entries
+  created since the last load are added: replicas sharing a Redis backend see
+  each other's new entries within about that interval, with no extra channel;
+- a match whose entry has expired or been evicted is forgotten and is a miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .store import CacheStore, Entry, SemanticRow
+
+OVERLAP = 5.0  # seconds re-read at each sync: clocks of replicas differ a little
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    entry: Entry
+    similarity: float
+    probability: float
+
+
+class SimilarLookup:
+    def __init__(self, store: CacheStore, options: Mapping[str, Any]) -> None:
+        from .semantic import SemanticIndex  # needs the semantic extra
+
+        self.store = store
+        self.index = SemanticIndex(target=float(options.get("target_wrong_hit_rate", 0.01)))
+        self.sync_interval = float(options.get("sync_interval", 1.0))
+        self._synced: dict[str, tuple[float, float]] = {}  # ns -> (checked at, newest seen)
+        self._lock = asyncio.Lock()
+
+    def probe(self, body: Mapping[str, Any]) -> Any | None:
+        """The request's embedded context (a `Probe`), or None when it has none."""
+        from .semantic import context_of
+
+        ctx = context_of(body)
+        return None if ctx is None else self.index.embed_context(ctx)
+
+    async def find(self, namespace: str, body: Mapping[str, Any]) -> tuple[Any, Found | None]:
+        """(probe, the verified entry or None); probe is None when not embeddable."""
+        probe = await asyncio.to_thread(self.probe, body)
+        if probe is None:
+            return None, None
+        await self.sync(namespace)
+        match = await asyncio.to_thread(self.index.lookup, namespace, probe)
+        if match is None:
+            return probe, None
+        entry = await self.store.get(namespace, match.entry_id, time.time())
+        if entry is None:
+            self.index.remove(namespace, match.entry_id)
+            return probe, None
+        return probe, Found(entry, match.cosine, match.probability)
+
+    async def sync(self, namespace: str) -> None:
+        now = time.time()
+        checked, newest = self._synced.get(namespace, (0.0, 0.0))
+        if checked and now - checked < self.sync_interval:
+            return
+        async with self._lock:
+            checked, newest = self._synced.get(namespace, (0.0, 0.0))
+            if checked and now - checked < self.sync_interval:
+                return
+            since = newest - OVERLAP if newest else 0.0
+            rows = await self.store.semantic_since(namespace, since, now)
+            if rows:
+                await asyncio.to_thread(self._load, namespace, rows)
+                newest = max(newest, *(r.created for r in rows))
+            self._synced[namespace] = (now, newest)
+
+    def _load(self, namespace: str, rows: list[SemanticRow]) -> None:
+        from .semantic import StoredVector
+
+        self.index.load(
+            namespace, (StoredVector(r.key, r.partition, r.text, r.vector) for r in rows)
+        )
+
+    def add(self, namespace: str, probe: Any, key: str) -> tuple[str, str, bytes]:
+        """Index a new entry; (partition, text, vector bytes) to store with it."""
+        stored = self.index.add(namespace, probe, key)
+        return stored.partition, stored.text, stored.vector

@@ -1,0 +1,35 @@
+"""Gateways with the response cache on, and a second tenant's key."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
+from tokenomy.keys import mint_key
+
+CACHE_HEADER = "x-tokenomy-cache"
+
+
+def cached_gateway(
+    tmp_path: Path, fake: Fake, llama: Fake, *, name: str = "ledger.db", **cache: Any
+) -> Iterator[GW]:
+    settings = gateway_settings(str(tmp_path / name), fake, llama, cache={"enabled": True, **cache})
+    yield from start_gateway(settings, fake)
+
+
+def new_key(gw: GW, *, team: str | None, org: str = "acme", user: str = "bob") -> str:
+    secret, rec = mint_key(team=team, user=user, org=org)
+    gw.store.create_key(rec)
+    return secret
+
+
+def marker() -> str:
+    """Words no other test sends, to count this test's upstream calls."""
+    return "q" + uuid.uuid4().hex[:12]
+
+
+def upstream_calls(gw: GW, mark: str) -> int:
+    return sum(1 for r in gw.fake.app.requests if mark in str(r.body))
