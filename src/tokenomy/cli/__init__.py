@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .billing import credits, plans, statements
+from .cache import cache
 from .caps import budgets, limits
 from .count import count
 from .forecast import forecast
@@ -31,6 +32,7 @@ cli.add_command(count)
 cli.add_command(simulate)
 cli.add_command(forecast)
 cli.add_command(report)
+cli.add_command(cache)
 
 
 def main() -> None:

@@ -151,6 +151,9 @@ def lexical_features(a: str, b: str, cos: float) -> list[float]:
     content_a, content_b = sa - STOPWORDS, sb - STOPWORDS
     content_diff = content_a ^ content_b
     content_all = content_a | content_b
+    # a name only differs when the other text lacks the word in any case (QQP and
+    # chat users often type in lower case)
+    missing_names = (ca - sb) | (cb - sa)
     return [
         cos,
         cos * cos,
@@ -160,8 +163,8 @@ def lexical_features(a: str, b: str, cos: float) -> list[float]:
         abs(math.log((len(wa) + 1) / (len(wb) + 1))),
         float(na != nb),
         float(bool(na or nb)),
-        1.0 - _jaccard(ca, cb),
-        float(ca != cb),
+        len(missing_names) / len(ca | cb) if ca or cb else 0.0,
+        float(bool(missing_names)),
         float((nega > 0) != (negb > 0)),
         float(set(wha) != set(whb)),
         float((wha[:1] or ("",)) != (whb[:1] or ("",))),

@@ -20,6 +20,7 @@ calls `remove` when an entry expires or is evicted.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterable
@@ -69,6 +70,18 @@ class Match:
     probability: float
 
 
+def new_hnsw() -> Any:
+    """An empty usearch HNSW index for unit vectors (inner product = cosine)."""
+    # usearch 2.26's native module makes a *later* `import onnxruntime` crash the
+    # process (segfault in onnxruntime's initialisation); importing onnxruntime
+    # first is safe, so do that whenever it is installed.
+    with contextlib.suppress(ImportError):
+        import onnxruntime  # noqa: F401
+    from usearch.index import Index
+
+    return Index(ndim=DIM, metric="ip", dtype="f16", connectivity=16)
+
+
 class _Partition:
     def __init__(self) -> None:
         self.small: dict[int, NDArray[np.float16]] | None = {}
@@ -78,27 +91,22 @@ class _Partition:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def add(self, key: int, text: str, vector: NDArray[np.float32]) -> None:
+    def add(self, keys: list[int], texts: list[str], vectors: NDArray[np.float32]) -> None:
+        """Add rows (one HNSW batch insert when the partition is or becomes large)."""
         import numpy as np
 
-        self.texts[key] = text
-        half = vector.astype(np.float16)
-        if self.small is not None:
-            self.small[key] = half
-            if len(self.small) > SMALL_PARTITION:
-                self._promote()
-        else:
-            self.hnsw.add(key, half)
-
-    def _promote(self) -> None:
-        import numpy as np
-        from usearch.index import Index
-
-        assert self.small is not None
-        self.hnsw = Index(ndim=DIM, metric="ip", dtype="f16", connectivity=16)
-        keys = np.fromiter(self.small, dtype=np.uint64, count=len(self.small))
-        self.hnsw.add(keys, np.stack(list(self.small.values())))
-        self.small = None
+        self.texts.update(zip(keys, texts, strict=True))
+        half = vectors.astype(np.float16).reshape(len(keys), DIM)
+        if self.small is not None and len(self.small) + len(keys) <= SMALL_PARTITION:
+            self.small.update(zip(keys, half, strict=True))
+            return
+        if self.small is not None:  # promote: the small rows and the new ones at once
+            if self.small:
+                keys = [*self.small, *keys]
+                half = np.concatenate([np.stack(list(self.small.values())), half])
+            self.small = None
+            self.hnsw = new_hnsw()
+        self.hnsw.add(np.asarray(keys, dtype=np.uint64), half)
 
     def remove(self, key: int) -> None:
         self.texts.pop(key, None)
@@ -184,30 +192,49 @@ class SemanticIndex:
         stored = StoredVector(
             entry_id, probe.context.partition, probe.context.text, probe.vector_bytes()
         )
-        self._insert(namespace, stored, probe.vector)
+        self._insert(namespace, [stored], probe.vector[None, :])
         return stored
 
     def load(self, namespace: str, entries: Iterable[StoredVector]) -> int:
-        """Rebuild from stored entries (a replica at start); returns how many."""
+        """Rebuild from stored entries (a replica at start, or catching up with
+        entries other replicas added); returns how many were new. Entries already
+        indexed in the same partition are skipped, so loading overlapping batches
+        is idempotent. Inserted per partition in one batch (fast HNSW bulk build)."""
         import numpy as np
 
-        n = 0
-        for entry in entries:
+        latest = {e.entry_id: e for e in entries}  # an id given twice: the last one wins
+        with self._lock:
+            fresh = [
+                e
+                for e in latest.values()
+                if self._where.get((namespace, e.entry_id), ("",))[0] != e.partition
+            ]
+        groups: dict[str, list[tuple[StoredVector, NDArray[np.float32]]]] = {}
+        for entry in fresh:
             vector = np.frombuffer(entry.vector, dtype="<f4").astype(np.float32)
             if vector.shape != (DIM,):
                 raise ValueError(f"entry {entry.entry_id}: vector of {vector.size} floats")
-            self._insert(namespace, entry, vector)
-            n += 1
-        return n
+            groups.setdefault(entry.partition, []).append((entry, vector))
+        for group in groups.values():
+            self._insert(namespace, [e for e, _ in group], np.stack([v for _, v in group]))
+        return sum(len(g) for g in groups.values())
 
-    def _insert(self, namespace: str, entry: StoredVector, vector: NDArray[np.float32]) -> None:
+    def _insert(
+        self, namespace: str, entries: list[StoredVector], vectors: NDArray[np.float32]
+    ) -> None:
+        """Insert entries of one partition."""
+        partition = entries[0].partition
         with self._lock:
-            self._remove_locked(namespace, entry.entry_id)  # re-adding replaces
-            key = next(self._keys)
+            keys = []
+            for entry in entries:
+                self._remove_locked(namespace, entry.entry_id)  # re-adding replaces
+                key = next(self._keys)
+                self._where[namespace, entry.entry_id] = (partition, key)
+                self._ids[key] = entry.entry_id
+                keys.append(key)
             space = self._spaces.setdefault(namespace, {})
-            space.setdefault(entry.partition, _Partition()).add(key, entry.text, vector)
-            self._where[namespace, entry.entry_id] = (entry.partition, key)
-            self._ids[key] = entry.entry_id
+            part = space.setdefault(partition, _Partition())
+            part.add(keys, [e.text for e in entries], vectors)
 
     def remove(self, namespace: str, entry_id: str) -> bool:
         """Forget an entry (expired or evicted); False when it was not indexed."""
