@@ -187,6 +187,9 @@ def test_config_from_yaml(tmp_path: Any) -> None:
         {"backend": "redis"},  # without a redis_url
         {"namespace": "everyone"},
         {"namespace": "shared:"},
+        {"semantic": {"enabled": True, "treshold": 0.9}},
+        {"semantic": {"target_wrong_hit_rate": 1.5}},
+        {"semantic": "on"},
     ],
 )
 def test_bad_config_is_refused(raw: dict[str, Any]) -> None:

@@ -69,6 +69,24 @@ _INTS = ("max_entry_bytes", "max_entries", "max_bytes")
 _BOOLS = ("enabled", "only_deterministic", "cache_tools")
 
 
+SEMANTIC_KEYS = frozenset({"enabled", "target_wrong_hit_rate", "sync_interval"})
+
+
+def _semantic(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("cache.semantic: expected a mapping")
+    unknown = set(raw) - SEMANTIC_KEYS
+    if unknown:
+        raise ConfigError(f"cache.semantic: unknown settings {sorted(unknown)}")
+    out = dict(raw)
+    target = float(out.get("target_wrong_hit_rate", 0.01))
+    if not 0 < target < 1:
+        raise ConfigError("cache.semantic.target_wrong_hit_rate must be between 0 and 1")
+    if float(out.get("sync_interval", 1.0)) < 0:
+        raise ConfigError("cache.semantic.sync_interval must not be negative")
+    return out
+
+
 def cache_config(settings: Settings) -> CacheConfig:
     raw: Mapping[str, Any] = getattr(settings, "cache", None) or {}
     unknown = set(raw) - set(CacheConfig.__dataclass_fields__)
@@ -94,7 +112,7 @@ def cache_config(settings: Settings) -> CacheConfig:
         if raw.get("allowed_tools") is not None:
             kw["allowed_tools"] = frozenset(str(t) for t in raw["allowed_tools"])
         if raw.get("semantic") is not None:
-            kw["semantic"] = dict(raw["semantic"])
+            kw["semantic"] = _semantic(raw["semantic"])
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"cache: {exc}") from exc
     backend = str(raw.get("backend", "sqlite"))
