@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from . import cache_admin  # noqa: F401  (registers `cache stats` and `cache clear`)
 from .billing import credits, plans, statements
 from .cache import cache
 from .caps import budgets, limits
