@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from cache_helpers import CACHE_HEADER, cached_gateway, marker, new_key, upstream_calls
 from gateway_fixtures import GW, Fake
+from tokenomy.cli import cli
 from tokenomy.reports import build_report
 
 M = Decimal(1_000_000)
@@ -217,3 +220,14 @@ def test_savings_show_in_the_report_per_team_and_model(
         assert rep.total.saved_usd == 2 * costs[0] + costs[1]
         # the requests served from the cache cost nothing
         assert rep.total.cost_usd == sum(c for c in costs if c is not None)
+        out = CliRunner().invoke(
+            cli, ["report", "--db", gw.db, "--section", "all", "--format", "json"]
+        )
+        assert out.exit_code == 0, out.output
+        data = json.loads(out.output)
+        saved_total = 2 * costs[0] + costs[1]
+        assert [(r["lever"], Decimal(r["saved_usd"])) for r in data["savings"]] == [
+            ("cache", saved_total)
+        ]
+        by_group = {(g["team"], g["model"]): Decimal(g["saved_usd"]) for g in data["groups"]}
+        assert by_group == {("search", "gpt-4o"): 2 * costs[0], ("billing", "gpt-4o"): costs[1]}
