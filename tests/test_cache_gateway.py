@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from cache_helpers import CACHE_HEADER, cached_gateway, marker, new_key, upstream_calls
-from gateway_fixtures import GW, Fake
+from gateway_fixtures import GW, Fake, closed_port
 from tokenomy.cli import cli
 from tokenomy.reports import build_report
 
@@ -231,3 +231,16 @@ def test_savings_show_in_the_report_per_team_and_model(
         ]
         by_group = {(g["team"], g["model"]): Decimal(g["saved_usd"]) for g in data["groups"]}
         assert by_group == {("search", "gpt-4o"): 2 * costs[0], ("billing", "gpt-4o"): costs[1]}
+
+
+def test_a_broken_backend_never_fails_a_request(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    dead = f"redis://127.0.0.1:{closed_port()}/0"
+    for gw in cached_gateway(tmp_path, fake, fake_llamacpp, backend="redis", redis_url=dead):
+        mark = marker()
+        for _ in range(2):
+            r = chat(gw, f"down {mark}")
+            assert r.headers[CACHE_HEADER] == "miss"
+            assert r.parse().choices[0].message.content
+        assert upstream_calls(gw, mark) == 2

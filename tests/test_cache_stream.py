@@ -193,3 +193,40 @@ def test_a_broken_stream_is_not_stored(cgw: GW) -> None:
         with pytest.raises(Exception):  # noqa: B017 - the SDK raises its APIError
             list(raw.parse())
     assert upstream_calls(cgw, mark) == 2
+
+
+def test_openai_client_on_an_anthropic_upstream(cgw: GW) -> None:
+    mark = marker()
+    runs = []
+    for _ in range(2):
+        raw = cgw.openai().chat.completions.with_raw_response.create(
+            model="claude-haiku-4-5",
+            messages=[{"role": "user", "content": f"translate {mark}"}],
+            temperature=0,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        runs.append((raw.headers[CACHE_HEADER], list(raw.parse())))
+    (s1, first), (s2, again) = runs
+    assert (s1, s2) == ("miss", "hit-exact")
+    assert text_of(again) == text_of(first) != ""
+    assert again[-1].usage == first[-1].usage and again[-1].usage is not None
+    assert upstream_calls(cgw, mark) == 1
+
+
+def test_anthropic_client_on_an_openai_upstream(cgw: GW) -> None:
+    mark = marker()
+    client = cgw.anthropic()
+    kw: dict[str, Any] = {
+        "model": "gpt-4o",
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": f"translate {mark}"}],
+        "extra_body": {"temperature": 0},
+    }
+    finals = []
+    for _ in range(2):
+        with client.messages.stream(**kw) as stream:
+            finals.append(stream.get_final_message())
+    assert finals[1].content == finals[0].content and finals[0].content
+    assert finals[1].usage.output_tokens == finals[0].usage.output_tokens
+    assert upstream_calls(cgw, mark) == 1

@@ -16,6 +16,7 @@ and ``cost_usd = 0`` (nothing was paid), with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,6 +40,9 @@ from .store import CacheStore, CacheUnavailable, Entry
 log = logging.getLogger("tokenomy.cache")
 
 STATE = "cache"  # this stage's slot in `Call.levers`
+# What embedding or the vector index may raise at run time (onnxruntime's errors
+# are RuntimeErrors; numpy's and usearch's ValueErrors).
+SEMANTIC_ERRORS = (RuntimeError, ValueError, MemoryError)
 
 
 class Finish(Protocol):
@@ -105,7 +109,8 @@ class ResponseCache:
         call.response_headers[HEADER] = MISS
         try:
             found = await self._find(call, ticket, read=decision.read)
-        except CacheUnavailable as exc:
+        except (CacheUnavailable, *SEMANTIC_ERRORS) as exc:
+            # The cache never fails a request: without it, the upstream answers.
             log.warning("cache lookup failed, serving from the upstream: %s", exc)
             return None
         if found is None:
@@ -132,8 +137,6 @@ class ResponseCache:
         return hit.entry, HIT_SEMANTIC, hit.similarity
 
     async def _probe(self, call: Call) -> Any:
-        import asyncio
-
         assert self.similar is not None
         return await asyncio.to_thread(self.similar.probe, call.body)
 
@@ -238,11 +241,19 @@ class ResponseCache:
             await self._put(call, ticket, body)
 
     async def _put(self, call: Call, ticket: Ticket, body: bytes) -> None:
+        try:
+            await self.store.put(await self._entry(call, ticket, body), self.cfg.ttl)
+        except (CacheUnavailable, *SEMANTIC_ERRORS) as exc:
+            log.warning("cache store failed: %s", exc)
+
+    async def _entry(self, call: Call, ticket: Ticket, body: bytes) -> Entry:
         rec = call.record
         partition = text = vector = None
         if ticket.probe is not None and self.similar is not None:
-            partition, text, vector = self.similar.add(ticket.namespace, ticket.probe, ticket.key)
-        entry = Entry(
+            partition, text, vector = await self.similar.add(
+                ticket.namespace, ticket.probe, ticket.key
+            )
+        return Entry(
             namespace=ticket.namespace,
             key=ticket.key,
             api=call.api,
@@ -256,10 +267,6 @@ class ResponseCache:
             text=text,
             vector=vector,
         )
-        try:
-            await self.store.put(entry, self.cfg.ttl)
-        except CacheUnavailable as exc:
-            log.warning("cache store failed: %s", exc)
 
 
 async def _replay(frames: list[bytes]) -> AsyncIterator[bytes]:

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import ConfigError
 from .store import CacheStore, Entry, SemanticRow
 
 OVERLAP = 5.0  # seconds re-read at each sync: clocks of replicas differ a little
@@ -33,8 +34,15 @@ class Found:
 
 class SimilarLookup:
     def __init__(self, store: CacheStore, options: Mapping[str, Any]) -> None:
-        from .semantic import SemanticIndex  # needs the semantic extra
+        try:
+            from .semantic import SemanticIndex
+        except ImportError as exc:
+            raise ConfigError(
+                f"cache.semantic needs the semantic extra: pip install 'tokenomy[semantic]' ({exc})"
+            ) from exc
+        from ..embed import shared_embedder
 
+        shared_embedder()  # load the model now (or fail at start-up), not on a request
         self.store = store
         self.index = SemanticIndex(target=float(options.get("target_wrong_hit_rate", 0.01)))
         self.sync_interval = float(options.get("sync_interval", 1.0))
@@ -86,7 +94,7 @@ class SimilarLookup:
             namespace, (StoredVector(r.key, r.partition, r.text, r.vector) for r in rows)
         )
 
-    def add(self, namespace: str, probe: Any, key: str) -> tuple[str, str, bytes]:
+    async def add(self, namespace: str, probe: Any, key: str) -> tuple[str, str, bytes]:
         """Index a new entry; (partition, text, vector bytes) to store with it."""
-        stored = self.index.add(namespace, probe, key)
+        stored = await asyncio.to_thread(self.index.add, namespace, probe, key)
         return stored.partition, stored.text, stored.vector
