@@ -14,9 +14,17 @@ CACHE_HEADER = "x-tokenomy-cache"
 
 
 def cached_gateway(
-    tmp_path: Path, fake: Fake, llama: Fake, *, name: str = "ledger.db", **cache: Any
+    tmp_path: Path,
+    fake: Fake,
+    llama: Fake,
+    *,
+    name: str = "ledger.db",
+    caps: dict[str, Any] | None = None,
+    **cache: Any,
 ) -> Iterator[GW]:
-    settings = gateway_settings(str(tmp_path / name), fake, llama, cache={"enabled": True, **cache})
+    settings = gateway_settings(
+        str(tmp_path / name), fake, llama, cache={"enabled": True, **cache}, caps=caps or {}
+    )
     yield from start_gateway(settings, fake)
 
 

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx2 as httpx
+import openai
 import pytest
 from click.testing import CliRunner
 
 from cache_helpers import CACHE_HEADER, cached_gateway, marker, new_key, upstream_calls
-from gateway_fixtures import GW, Fake, closed_port
+from gateway_fixtures import GW, MASTER_KEY, Fake, closed_port
 from tokenomy.cli import cli
 from tokenomy.reports import build_report
 
@@ -244,3 +247,34 @@ def test_a_broken_backend_never_fails_a_request(
             assert r.headers[CACHE_HEADER] == "miss"
             assert r.parse().choices[0].message.content
         assert upstream_calls(gw, mark) == 2
+
+
+def test_hits_pass_admission_and_settle_to_zero(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    caps = {"reload_interval": 0.05, "sweep_interval": 0.05}
+    for gw in cached_gateway(tmp_path, fake, fake_llamacpp, caps=caps):
+        auth = {"authorization": f"Bearer {MASTER_KEY}"}
+        with httpx.Client(base_url=gw.url, headers=auth, timeout=10) as admin:
+            budget = admin.post(
+                "/admin/budgets",
+                json={"name": "whole", "scope": {"team": "search"}, "limit_usd": "1",
+                      "period": "monthly"},
+            )  # fmt: skip
+            assert budget.status_code == 201
+            limit = admin.post(
+                "/admin/limits", json={"name": "l", "scope": {"team": "search"}, "rpm": 3}
+            )
+            assert limit.status_code == 201
+            time.sleep(0.2)  # the gateway reloads definitions every 0.05 s
+            mark = marker()
+            paid = chat(gw, f"budget {mark}", max_tokens=5)
+            hits = [chat(gw, f"budget {mark}", max_tokens=5) for _ in range(2)]
+            assert [h.headers[CACHE_HEADER] for h in hits] == ["hit-exact", "hit-exact"]
+            cost = gw.record(paid.headers["x-tokenomy-request-id"]).cost_usd
+            view = admin.get(f"/admin/budgets/{budget.json()['id']}").json()
+            assert Decimal(view["usage"]["used_usd"]) == cost  # the hits settled to $0
+            # a rate limit counts hits: the fourth request in the minute is refused
+            with pytest.raises(openai.RateLimitError):
+                chat(gw, f"budget {mark}", max_tokens=5)
+        assert upstream_calls(gw, mark) == 1
