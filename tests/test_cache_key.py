@@ -201,3 +201,11 @@ def test_default_path() -> None:
     assert default_path("tokenomy.db") == "tokenomy.cache.db"
     assert default_path("postgresql://x/y") == "tokenomy.cache.db"
     assert default_path(":memory:") == ":memory:"
+
+
+def test_beta_headers_are_part_of_the_key() -> None:
+    body = {"messages": MSGS}
+    plain = cache_key("anthropic", "claude-sonnet-4-6", body, {"x-request-id": "1"})
+    assert plain == cache_key("anthropic", "claude-sonnet-4-6", body)
+    beta = cache_key("anthropic", "claude-sonnet-4-6", body, {"anthropic-beta": "context-1m"})
+    assert beta != plain

@@ -49,13 +49,26 @@ def canonical(value: Any) -> Any:
     return value
 
 
-def request_material(api: str, model: str, body: Mapping[str, Any]) -> dict[str, Any]:
+# Request headers that change the answer (beta features switched on per request).
+KEYED_HEADERS = ("anthropic-beta",)
+
+
+def request_material(
+    api: str, model: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """What the key is a hash of (also handy to see why two requests differ)."""
     params = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
-    return {"api": api, "model": model, "params": canonical(params)}
+    out: dict[str, Any] = {"api": api, "model": model, "params": canonical(params)}
+    keyed = {h: headers[h] for h in KEYED_HEADERS if headers and headers.get(h)}
+    if keyed:
+        out["headers"] = keyed
+    return out
 
 
-def cache_key(api: str, model: str, body: Mapping[str, Any]) -> str:
-    """Hex SHA-256 of the canonical request."""
-    blob = orjson.dumps(request_material(api, model, body), option=orjson.OPT_SORT_KEYS)
+def cache_key(
+    api: str, model: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+) -> str:
+    """Hex SHA-256 of the canonical request (``headers``: the lower-cased request headers)."""
+    material = request_material(api, model, body, headers)
+    blob = orjson.dumps(material, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(blob).hexdigest()

@@ -104,7 +104,9 @@ class ResponseCache:
             call.response_headers[HEADER] = BYPASS
             return None
         ns = namespace(call, self.cfg)
-        ticket = Ticket(ns, cache_key(call.api, call.record.requested_model, call.body))
+        ticket = Ticket(
+            ns, cache_key(call.api, call.record.requested_model, call.body, call.headers)
+        )
         call.levers[STATE] = ticket
         call.response_headers[HEADER] = MISS
         try:
