@@ -209,3 +209,8 @@ def test_beta_headers_are_part_of_the_key() -> None:
     assert plain == cache_key("anthropic", "claude-sonnet-4-6", body)
     beta = cache_key("anthropic", "claude-sonnet-4-6", body, {"anthropic-beta": "context-1m"})
     assert beta != plain
+
+
+def test_huge_numbers_do_not_break_the_key() -> None:
+    body = orjson.loads(b'{"messages": [], "seed": 123456789012345678901234567890}')
+    assert len(key(body)) == 64

@@ -41,7 +41,8 @@ IGNORED_NESTED = frozenset({"cache_control"})
 def canonical(value: Any) -> Any:
     """``value`` with integral floats as ints and prompt-caching markers dropped."""
     if isinstance(value, float):
-        return int(value) if value.is_integer() else value
+        # exact integers only (|x| < 2**53); beyond, a float stays a float
+        return int(value) if value.is_integer() and abs(value) < 2**53 else value
     if isinstance(value, Mapping):
         return {str(k): canonical(v) for k, v in value.items() if k not in IGNORED_NESTED}
     if isinstance(value, list | tuple):
