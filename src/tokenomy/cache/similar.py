@@ -14,6 +14,7 @@ cache: context, vector index, verifier) with what the stage needs around it:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from .store import CacheStore, Entry, SemanticRow
+
+log = logging.getLogger("tokenomy.cache")
 
 OVERLAP = 5.0  # seconds re-read at each sync: clocks of replicas differ a little
 
@@ -44,7 +47,14 @@ class SimilarLookup:
 
         shared_embedder()  # load the model now (or fail at start-up), not on a request
         self.store = store
-        self.index = SemanticIndex(target=float(options.get("target_wrong_hit_rate", 0.01)))
+        target = float(options.get("target_wrong_hit_rate", 0.01))
+        self.index = SemanticIndex(target=target)
+        if self.index.threshold > 1:
+            log.warning(
+                "cache.semantic.target_wrong_hit_rate %s is below what the shipped verifier "
+                "was calibrated to reach: the semantic cache will never hit",
+                target,
+            )
         self.sync_interval = float(options.get("sync_interval", 1.0))
         self._synced: dict[str, tuple[float, float]] = {}  # ns -> (checked at, newest seen)
         self._lock = asyncio.Lock()
