@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
 from tokenomy.keys import mint_key
@@ -41,3 +44,28 @@ def marker() -> str:
 
 def upstream_calls(gw: GW, mark: str) -> int:
     return sum(1 for r in gw.fake.app.requests if mark in str(r.body))
+
+
+class CosineVerifier:
+    """Stands in for the shipped verifier in tests of the cache stage (wiring,
+    isolation, contexts, replicas), so they do not depend on the calibration,
+    which benchmarks/cache_eval.py measures: a hit is a cosine of at least 0.98."""
+
+    def threshold(self, target: float) -> float:
+        return 0.98
+
+    def probability(self, a: str, b: str, u: Any, v: Any) -> float:
+        return float(u @ v)
+
+
+@contextlib.contextmanager
+def stand_in_verifier() -> Iterator[None]:
+    import tokenomy.cache.semantic as semantic
+    from tokenomy.cache.semantic.index import SemanticIndex as real
+
+    def make(**kw: Any) -> Any:
+        return real(**kw, verifier=CosineVerifier())  # type: ignore[arg-type]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(semantic, "SemanticIndex", make)
+        yield

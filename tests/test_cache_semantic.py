@@ -1,4 +1,9 @@
-"""The semantic path through the gateway: paraphrases hit, other contexts never do."""
+"""The semantic path through the gateway: equivalent requests hit; other contexts,
+other tenants and other questions never do.
+
+These test the cache stage around the semantic index, with a stand-in verifier
+(cosine >= 0.98, `cache_helpers.CosineVerifier`); the shipped verifier's
+calibration is measured by benchmarks/cache_eval.py and tests/test_semantic_*."""
 
 from __future__ import annotations
 
@@ -11,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from cache_helpers import CACHE_HEADER, cached_gateway, marker, new_key, upstream_calls
+from cache_helpers import (
+    CACHE_HEADER,
+    cached_gateway,
+    marker,
+    new_key,
+    stand_in_verifier,
+    upstream_calls,
+)
 from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
 
 pytest.importorskip("onnxruntime")
@@ -20,11 +32,18 @@ pytest.importorskip("usearch")
 replica = contextlib.contextmanager(start_gateway)
 
 
+@pytest.fixture
+def stand_in() -> Iterator[None]:
+    with stand_in_verifier():
+        yield
+
+
 @pytest.fixture(scope="module")
 def sgw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GW]:
     tmp = tmp_path_factory.mktemp("cache_semantic")
     semantic = {"enabled": True, "target_wrong_hit_rate": 0.02}
-    yield from cached_gateway(tmp, fake, fake_llamacpp, semantic=semantic)
+    with stand_in_verifier():
+        yield from cached_gateway(tmp, fake, fake_llamacpp, semantic=semantic)
 
 
 def ask(gw: GW, messages: list[dict[str, Any]], key: str | None = None) -> Any:
@@ -97,6 +116,7 @@ def parts(text: str) -> dict[str, Any]:
     return {"role": "user", "content": [{"type": "text", "text": f" {text} "}]}
 
 
+@pytest.mark.usefixtures("stand_in")
 def test_a_restarted_gateway_reloads_its_vectors(
     fake: Fake, fake_llamacpp: Fake, tmp_path: Path
 ) -> None:
@@ -112,6 +132,7 @@ def test_a_restarted_gateway_reloads_its_vectors(
 
 
 @pytest.mark.redis
+@pytest.mark.usefixtures("stand_in")
 def test_redis_replicas_see_each_others_semantic_entries(
     fake: Fake, fake_llamacpp: Fake, tmp_path: Path, redis_url: str, redis_prefix: str
 ) -> None:

@@ -88,7 +88,9 @@ class ResponseCache:
         self.cfg = cfg
         self.store = store
         self.prices = prices
-        self.similar = SimilarLookup(store, cfg.semantic) if cfg.semantic_enabled else None
+        self.similar = (
+            SimilarLookup(store, cfg.semantic, ttl=cfg.ttl) if cfg.semantic_enabled else None
+        )
 
     async def close(self) -> None:
         await self.store.close()
@@ -250,10 +252,11 @@ class ResponseCache:
 
     async def _entry(self, call: Call, ticket: Ticket, body: bytes) -> Entry:
         rec = call.record
+        created = time.time()
         partition = text = vector = None
         if ticket.probe is not None and self.similar is not None:
             partition, text, vector = await self.similar.add(
-                ticket.namespace, ticket.probe, ticket.key
+                ticket.namespace, ticket.probe, ticket.key, created
             )
         return Entry(
             namespace=ticket.namespace,
@@ -264,7 +267,7 @@ class ResponseCache:
             cost_usd=rec.cost_usd,
             served_model=rec.served_model,
             request_id=rec.request_id,
-            created=time.time(),
+            created=created,
             partition=partition,
             text=text,
             vector=vector,

@@ -8,7 +8,9 @@ cache: context, vector index, verifier) with what the stage needs around it:
   is looked up, then every ``sync_interval`` seconds (1 by default) the entries
   created since the last load are added: replicas sharing a Redis backend see
   each other's new entries within about that interval, with no extra channel;
-- a match whose entry has expired or been evicted is forgotten and is a miss.
+- a match whose entry has expired or been evicted is forgotten and is a miss,
+  and at each sync the vectors of entries past their TTL are dropped, so the
+  index does not outgrow the backend.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +39,7 @@ class Found:
 
 
 class SimilarLookup:
-    def __init__(self, store: CacheStore, options: Mapping[str, Any]) -> None:
+    def __init__(self, store: CacheStore, options: Mapping[str, Any], *, ttl: float) -> None:
         try:
             from .semantic import SemanticIndex
         except ImportError as exc:
@@ -56,7 +59,12 @@ class SimilarLookup:
                 target,
             )
         self.sync_interval = float(options.get("sync_interval", 1.0))
+        self.ttl = ttl
         self._synced: dict[str, tuple[float, float]] = {}  # ns -> (checked at, newest seen)
+        # What is indexed, to skip rows already loaded and to drop expired vectors:
+        # ns -> key -> created, and ns -> (created, key) in about the order indexed.
+        self._born: dict[str, dict[str, float]] = {}
+        self._order: dict[str, deque[tuple[float, str]]] = {}
         self._lock = asyncio.Lock()
 
     def probe(self, body: Mapping[str, Any]) -> Any | None:
@@ -92,9 +100,12 @@ class SimilarLookup:
                 return
             since = newest - OVERLAP if newest else 0.0
             rows = await self.store.semantic_since(namespace, since, now)
-            if rows:
-                await asyncio.to_thread(self._load, namespace, rows)
-                newest = max(newest, *(r.created for r in rows))
+            born = self._born.setdefault(namespace, {})
+            new = sorted((r for r in rows if born.get(r.key) != r.created), key=lambda r: r.created)
+            if new:
+                await asyncio.to_thread(self._load, namespace, new)
+                newest = max(newest, new[-1].created)
+            self._expire(namespace, now)
             self._synced[namespace] = (now, newest)
 
     def _load(self, namespace: str, rows: list[SemanticRow]) -> None:
@@ -103,8 +114,27 @@ class SimilarLookup:
         self.index.load(
             namespace, (StoredVector(r.key, r.partition, r.text, r.vector) for r in rows)
         )
+        for r in rows:
+            self._note(namespace, r.key, r.created)
 
-    async def add(self, namespace: str, probe: Any, key: str) -> tuple[str, str, bytes]:
+    def _note(self, namespace: str, key: str, created: float) -> None:
+        self._born.setdefault(namespace, {})[key] = created
+        self._order.setdefault(namespace, deque()).append((created, key))
+
+    def _expire(self, namespace: str, now: float) -> None:
+        """Forget the vectors of entries past their TTL (the backend dropped them)."""
+        order, born = self._order.get(namespace), self._born.get(namespace, {})
+        cutoff = now - self.ttl
+        while order and order[0][0] <= cutoff:
+            created, key = order.popleft()
+            if born.get(key) == created:  # not replaced by a newer entry since
+                del born[key]
+                self.index.remove(namespace, key)
+
+    async def add(
+        self, namespace: str, probe: Any, key: str, created: float
+    ) -> tuple[str, str, bytes]:
         """Index a new entry; (partition, text, vector bytes) to store with it."""
         stored = await asyncio.to_thread(self.index.add, namespace, probe, key)
+        self._note(namespace, key, created)
         return stored.partition, stored.text, stored.vector
