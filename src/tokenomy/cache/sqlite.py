@@ -1,7 +1,8 @@
 """The SQLite cache backend: one file of its own, next to the ledger by default.
 
 Operations are small (one indexed row), so they run inline on the event loop, as
-the ledger's inline writer does; WAL mode without fsync on each commit keeps a
+the ledger's inline writer does (except loading a namespace's semantic vectors,
+which may be large and runs in a thread); WAL mode without fsync on each commit keeps a
 write well under a millisecond. Triggers keep the entry count and total size in
 a one-row table, so the size limits are checked without scanning. Expired rows
 are never served; each write also deletes a few of them, and, past a limit, the
@@ -10,6 +11,7 @@ oldest entries.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -32,6 +34,8 @@ CREATE TABLE IF NOT EXISTS cache_entries (
 );
 CREATE INDEX IF NOT EXISTS cache_entries_created ON cache_entries (created);
 CREATE INDEX IF NOT EXISTS cache_entries_expires ON cache_entries (expires);
+CREATE INDEX IF NOT EXISTS cache_entries_ns_created ON cache_entries (namespace, created)
+    WHERE vector IS NOT NULL;
 CREATE TABLE IF NOT EXISTS cache_stats (
     id INTEGER PRIMARY KEY CHECK (id = 0),
     entries INTEGER NOT NULL,
@@ -138,6 +142,10 @@ class SQLiteCacheStore:
             )
 
     async def semantic_since(self, namespace: str, since: float, now: float) -> list[SemanticRow]:
+        # A first load may read a whole namespace: off the event loop.
+        return await asyncio.to_thread(self._semantic_since, namespace, since, now)
+
+    def _semantic_since(self, namespace: str, since: float, now: float) -> list[SemanticRow]:
         rows = self._run(
             lambda c: c.execute(
                 "SELECT key, meta, vector, created FROM cache_entries WHERE namespace = ? "
