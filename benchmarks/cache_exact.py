@@ -3,6 +3,7 @@ request path with the cache off, on a miss and on a hit.
 
     .venv/bin/python benchmarks/cache_exact.py            # SQLite; about a minute
     .venv/bin/python benchmarks/cache_exact.py --redis redis://127.0.0.1:6379/0
+    .venv/bin/python benchmarks/cache_exact.py --entries 1000 --semantic   # the stage only
 
 The gateway part runs `Gateway.handle` in process against the fake upstream on
 loopback (no client HTTP), so it shows what the cache stage adds or removes, not
@@ -18,9 +19,11 @@ import secrets
 import statistics
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from tokenomy.cache.redis import RedisCacheStore
 from tokenomy.cache.sqlite import SQLiteCacheStore
@@ -93,30 +96,44 @@ async def backend_bench(name: str, store: CacheStore, entries: int, probes: int)
     return rows
 
 
-async def one_gateway(dep: Deployment, db: Path, cache: dict[str, bool], n: int) -> list[str]:
-    label = "cache on" if cache else "cache off"
+async def one_gateway(dep: Deployment, db: Path, cache: dict[str, Any], n: int) -> list[str]:
+    label = "cache off"
+    if cache:
+        label = "semantic on" if cache.get("semantic") else "cache on"
     gw = Gateway(Settings(db=str(db), deployments=(dep,), cache=cache))
     secret, rec = mint_key(team="bench")
     gw.store.create_key(rec)
     headers = {"authorization": f"Bearer {secret}"}
+    served: Counter[str] = Counter()
 
-    def call(text: str) -> Call:
+    async def ask(content: Any) -> None:
         body = {"model": "gpt-4o", "temperature": 0,
-                "messages": [{"role": "user", "content": text}]}  # fmt: skip
-        return Call("openai", "chat", "/v1/chat/completions", body, headers)
+                "messages": [{"role": "user", "content": content}]}  # fmt: skip
+        call = Call("openai", "chat", "/v1/chat/completions", body, headers)
+        await gw.handle(call)
+        served[call.response_headers.get("x-tokenomy-cache", "-")] += 1
 
-    await gw.handle(call("warm up"))
+    def words() -> str:
+        return " ".join(secrets.token_hex(3) for _ in range(8)) + "?"
+
+    await ask("warm up")
     rows = [line(f"gateway, {label}: a new request (upstream call)",
-                 await timed(lambda: gw.handle(call(secrets.token_hex(8))), n))]  # fmt: skip
+                 await timed(lambda: ask(words()), n))]  # fmt: skip
     if cache:
-        await gw.handle(call("repeat me"))
-        hits = await timed(lambda: gw.handle(call("repeat me")), n)
+        await ask("repeat me")
+        hits = await timed(lambda: ask("repeat me"), n)
         rows.append(line(f"gateway, {label}: a repeat (exact hit, no upstream)", hits))
+    if cache.get("semantic"):
+        # the same words as content parts: another exact key, the same question
+        served.clear()
+        parts = [{"type": "text", "text": " repeat me "}]
+        sem = await timed(lambda: ask(parts), n)
+        rows.append(line(f"gateway, {label}: an equivalent request ({dict(served)})", sem))
     await gw.close()
     return rows
 
 
-async def gateway_bench(fake_url: str, tmp: Path, n: int) -> list[str]:
+async def gateway_bench(fake_url: str, tmp: Path, n: int, semantic: bool) -> list[str]:
     dep = Deployment(
         "gpt-4o",
         "openai",
@@ -125,7 +142,11 @@ async def gateway_bench(fake_url: str, tmp: Path, n: int) -> list[str]:
         price=PriceConfig(Decimal("2.5"), Decimal("10")),
     )
     rows = await one_gateway(dep, tmp / "off.db", {}, n)
-    return rows + await one_gateway(dep, tmp / "on.db", {"enabled": True}, n)
+    rows += await one_gateway(dep, tmp / "on.db", {"enabled": True}, n)
+    if semantic:
+        cache = {"enabled": True, "semantic": {"enabled": True, "target_wrong_hit_rate": 0.05}}
+        rows += await one_gateway(dep, tmp / "sem.db", cache, n)
+    return rows
 
 
 async def main() -> None:
@@ -134,6 +155,8 @@ async def main() -> None:
     ap.add_argument("--probes", type=int, default=5_000)
     ap.add_argument("--requests", type=int, default=500)
     ap.add_argument("--redis", default=None, help="also measure this Redis")
+    ap.add_argument("--semantic", action="store_true",
+                    help="also the gateway with the semantic cache on (needs the semantic extra)")  # fmt: skip
     args = ap.parse_args()
     rows = ["| operation | p50 ms | p99 ms | samples |", "|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as d:
@@ -150,7 +173,7 @@ async def main() -> None:
             await rstore.clear()
             await rstore.close()
         with serve_in_thread(FakeUpstream(FakeOptions(api_key="sk-fake"))) as url:
-            rows += await gateway_bench(url, tmp, args.requests)
+            rows += await gateway_bench(url, tmp, args.requests, args.semantic)
     print("\n".join(rows))
 
 

@@ -74,14 +74,18 @@ class SimilarLookup:
         ctx = context_of(body)
         return None if ctx is None else self.index.embed_context(ctx)
 
-    async def find(self, namespace: str, body: Mapping[str, Any]) -> tuple[Any, Found | None]:
-        """(probe, the verified entry or None); probe is None when not embeddable."""
-        probe = await asyncio.to_thread(self.probe, body)
+    def _probe_and_match(self, namespace: str, body: Mapping[str, Any]) -> tuple[Any, Any]:
+        """Embed and search in one hop to a worker thread: (probe, match or None)."""
+        probe = self.probe(body)
         if probe is None:
             return None, None
+        return probe, self.index.lookup(namespace, probe)
+
+    async def find(self, namespace: str, body: Mapping[str, Any]) -> tuple[Any, Found | None]:
+        """(probe, the verified entry or None); probe is None when not embeddable."""
         await self.sync(namespace)
-        match = await asyncio.to_thread(self.index.lookup, namespace, probe)
-        if match is None:
+        probe, match = await asyncio.to_thread(self._probe_and_match, namespace, body)
+        if probe is None or match is None:
             return probe, None
         entry = await self.store.get(namespace, match.entry_id, time.time())
         if entry is None:
