@@ -278,3 +278,16 @@ def test_hits_pass_admission_and_settle_to_zero(
             with pytest.raises(openai.RateLimitError):
                 chat(gw, f"budget {mark}", max_tokens=5)
         assert upstream_calls(gw, mark) == 1
+
+
+def test_ttl_and_entry_size_limit(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> None:
+    for gw in cached_gateway(tmp_path, fake, fake_llamacpp, ttl=0.5, max_entry_bytes=2000):
+        mark = marker()
+        states = [chat(gw, f"short {mark}").headers[CACHE_HEADER] for _ in range(2)]
+        assert states == ["miss", "hit-exact"]
+        time.sleep(0.6)
+        assert chat(gw, f"short {mark}").headers[CACHE_HEADER] == "miss"  # expired
+        big = f"long {mark} [[fake:chunks=400]]"  # a reply over 2,000 bytes
+        assert len(chat(gw, big).content) > 2000
+        assert chat(gw, big).headers[CACHE_HEADER] == "miss"  # too large to keep
+        assert upstream_calls(gw, mark) == 4
