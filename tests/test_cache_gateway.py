@@ -62,6 +62,9 @@ def test_repeat_is_an_exact_hit_recorded_at_zero_cost(cgw: GW) -> None:
         "entry": paid.request_id,
     }
     assert (hit.team, hit.key_id, hit.served_model) == ("search", cgw.key_id, "gpt-4o")
+    metrics = httpx.get(cgw.url + "/metrics").text
+    assert 'tokenomy_cache_hits_total{model="gpt-4o",team="search",kind="exact"}' in metrics
+    assert 'tokenomy_saved_usd_total{model="gpt-4o",team="search",lever="cache"}' in metrics
 
 
 def test_fields_that_do_not_change_the_answer_share_the_entry(cgw: GW) -> None:
