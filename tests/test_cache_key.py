@@ -160,6 +160,8 @@ def test_namespaces() -> None:
     assert namespace(lone, CacheConfig(namespace="org")) == "key:k2"
     assert namespace(both, CacheConfig(namespace="shared:faq")) == "shared:faq"
     assert namespace(lone, CacheConfig(namespace="shared:faq")) == "shared:faq"
+    # without a key (require_key: false) every caller is the same anonymous tenant
+    assert namespace(call({}), CacheConfig(namespace="team")) == "anonymous"
 
 
 def test_config_from_yaml(tmp_path: Any) -> None:
