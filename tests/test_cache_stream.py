@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -230,3 +231,34 @@ def test_anthropic_client_on_an_openai_upstream(cgw: GW) -> None:
     assert finals[1].content == finals[0].content and finals[0].content
     assert finals[1].usage.output_tokens == finals[0].usage.output_tokens
     assert upstream_calls(cgw, mark) == 1
+
+
+@pytest.mark.parametrize("temperature", [0, 0.7], ids=["miss", "bypass"])
+def test_a_client_that_leaves_is_recorded_and_nothing_stored(cgw: GW, temperature: float) -> None:
+    mark = marker()
+    body = {
+        "model": "gpt-4o",
+        "stream": True,
+        "temperature": temperature,
+        "messages": [
+            {"role": "user", "content": f"{mark} [[fake:chunks=40]] [[fake:chunk_delay_ms=20]]"}
+        ],
+    }
+    headers = {"authorization": f"Bearer {cgw.key}"}
+    with cgw.http() as c, c.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r:
+        rid = r.headers["x-tokenomy-request-id"]
+        assert r.headers[CACHE_HEADER] == ("miss" if temperature == 0 else "bypass")
+        lines = 0
+        for line in r.iter_lines():
+            lines += bool(line)
+            if lines >= 5:
+                break
+    deadline = time.monotonic() + 5
+    rec = cgw.store.get_record(rid)
+    while rec is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        rec = cgw.store.get_record(rid)
+    assert rec is not None and rec.status == 499
+    if temperature == 0:  # the half-sent answer was not kept
+        state, _, _ = openai_stream(cgw, f"{mark} [[fake:chunks=40]] [[fake:chunk_delay_ms=20]]")
+        assert state == "miss"

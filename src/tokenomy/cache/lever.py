@@ -205,16 +205,21 @@ class ResponseCache:
         if complete(call.api, resp):
             await self._put(call, ticket, body)
 
-    async def recording(self, call: Call, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Relay a streamed miss; keep the answer once the stream ended well.
-
-        The entry is written before the stream's last bytes are sent, so a client
-        that repeats the request as soon as its stream ends finds it."""
+    def recording(self, call: Call, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """The stream to send: a streamed miss is watched and its answer kept once
+        the stream ended well; anything else passes through untouched."""
         ticket = call.levers.pop(STATE, None)
         if not isinstance(ticket, Ticket):
-            async for chunk in chunks:
-                yield chunk
-            return
+            return chunks
+        return self._record(call, ticket, chunks)
+
+    async def _record(
+        self, call: Call, ticket: Ticket, chunks: AsyncIterator[bytes]
+    ) -> AsyncIterator[bytes]:
+        """Relay, rebuilding the response; the entry is written before the stream's
+        last bytes are sent, so a client that repeats the request as soon as its
+        stream ends finds it. Closing this closes the relay (which records the
+        request even when the client went away)."""
         asm: Assembler | None = Assembler(call.api)
         try:
             async for chunk in chunks:
