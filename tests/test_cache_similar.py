@@ -67,6 +67,8 @@ async def test_a_restarted_lookup_loads_the_backend(tmp_path: Path) -> None:
         60,
     )  # fmt: skip
     second = SimilarLookup(store, OPTIONS, ttl=60)
+    assert await second.preload() == 1  # at start-up, before any lookup
+    assert second.index.size("ns") == 1
     _, found = await second.find("ns", BODY)
     assert found is not None and found.similarity > 0.99
     _, other_ns = await second.find("other", BODY)

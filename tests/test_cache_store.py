@@ -107,6 +107,7 @@ async def test_semantic_entries_since(backend: CacheStore) -> None:
     assert {(r.partition, r.text, r.vector) for r in rows} == {("p1", "what is it", vec)}
     newer = await backend.semantic_since("ns", now - 5, time.time())
     assert [r.key for r in newer] == ["new"]
+    assert await backend.semantic_namespaces(time.time()) == ["ns", "other"]
 
 
 async def test_sqlite_total_bytes_limit(tmp_path: Path) -> None:

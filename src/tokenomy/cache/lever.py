@@ -92,6 +92,16 @@ class ResponseCache:
             SimilarLookup(store, cfg.semantic, ttl=cfg.ttl) if cfg.semantic_enabled else None
         )
 
+    async def start(self) -> None:
+        """Load the semantic index from the backend (nothing to do for exact entries)."""
+        if self.similar is not None:
+            try:
+                n = await self.similar.preload()
+            except CacheUnavailable as exc:  # loaded on each namespace's first lookup
+                log.warning("cache: semantic vectors not loaded at start-up: %s", exc)
+            else:
+                log.info("cache: semantic vectors of %d namespaces loaded", n)
+
     async def close(self) -> None:
         await self.store.close()
 

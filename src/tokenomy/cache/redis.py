@@ -100,6 +100,14 @@ class RedisCacheStore:
             if meta is not None and vec is not None
         ]
 
+    async def semantic_namespaces(self, now: float) -> list[str]:
+        return await self._run(self._semantic_namespaces)
+
+    async def _semantic_namespaces(self) -> list[str]:
+        start = len(self.prefix) + 2  # after "P v:"
+        keys = [k async for k in self._r.scan_iter(match=f"{self.prefix}v:*", count=1000)]
+        return sorted(k.decode()[start:] for k in keys)
+
     async def clear(self, namespace: str | None = None) -> int:
         return await self._run(lambda: self._clear(namespace))
 

@@ -4,10 +4,11 @@ Wraps `tokenomy.cache.semantic.SemanticIndex` (the other half of the semantic
 cache: context, vector index, verifier) with what the stage needs around it:
 
 - embedding and verification run in a worker thread, off the event loop;
-- a namespace's vectors are loaded from the backend the first time the namespace
-  is looked up, then every ``sync_interval`` seconds (1 by default) the entries
-  created since the last load are added: replicas sharing a Redis backend see
-  each other's new entries within about that interval, with no extra channel;
+- every namespace's vectors are loaded from the backend at start-up (and a
+  namespace first seen later, on its first lookup), then every
+  ``sync_interval`` seconds (1 by default) the entries created since the last
+  load are added: replicas sharing a Redis backend see each other's new entries
+  within about that interval, with no extra channel;
 - a match whose entry has expired or been evicted is forgotten and is a miss,
   and at each sync the vectors of entries past their TTL are dropped, so the
   index does not outgrow the backend.
@@ -92,6 +93,13 @@ class SimilarLookup:
             self.index.remove(namespace, match.entry_id)
             return probe, None
         return probe, Found(entry, match.cosine, match.probability)
+
+    async def preload(self) -> int:
+        """Load every namespace's vectors (at start-up); returns how many namespaces."""
+        namespaces = await self.store.semantic_namespaces(time.time())
+        for ns in namespaces:
+            await self.sync(ns)
+        return len(namespaces)
 
     async def sync(self, namespace: str) -> None:
         now = time.time()

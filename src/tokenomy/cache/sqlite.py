@@ -155,6 +155,16 @@ class SQLiteCacheStore:
         )
         return [SemanticRow.of(str(k), m, bytes(v), float(t)) for k, m, v, t in rows]
 
+    async def semantic_namespaces(self, now: float) -> list[str]:
+        rows = self._run(
+            lambda c: c.execute(
+                "SELECT DISTINCT namespace FROM cache_entries "
+                "WHERE vector IS NOT NULL AND expires > ?",
+                (now,),
+            ).fetchall()
+        )
+        return sorted(str(r[0]) for r in rows)
+
     async def clear(self, namespace: str | None = None) -> int:
         if namespace is None:
             return self._run(lambda c: c.execute("DELETE FROM cache_entries").rowcount)

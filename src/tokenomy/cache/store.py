@@ -117,6 +117,9 @@ class CacheStore(Protocol):
     async def semantic_since(self, namespace: str, since: float, now: float) -> list[SemanticRow]:
         """The live semantic entries of one namespace created after ``since``."""
 
+    async def semantic_namespaces(self, now: float) -> list[str]:
+        """The namespaces that hold live semantic entries (loaded at start-up)."""
+
     async def clear(self, namespace: str | None = None) -> int:
         """Delete every entry (of one namespace); returns how many."""
 

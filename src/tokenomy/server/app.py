@@ -60,6 +60,8 @@ class TokenomyApp:
         gw.prices.warm()
         if gw.caps is not None:
             await gw.caps.start()  # definitions, counters from the ledger, sweeper
+        if gw.cache is not None:
+            await gw.cache.start()  # the semantic index, from the cache backend
 
     async def shutdown(self) -> None:
         self.draining = True
