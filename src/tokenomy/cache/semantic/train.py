@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[4]
 DATA_ENV = "TOKENOMY_DATA_DIR"
 TARGETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2)
 CALIBRATION_SHARE = 0.3
-L2_GRID = (300.0, 1000.0, 3000.0, 10000.0)
+L2_GRID = (0.1, 1.0, 10.0, 100.0)
 
 
 def default_data_dir() -> Path:
