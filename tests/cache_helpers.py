@@ -57,6 +57,11 @@ class CosineVerifier:
     def probability(self, a: str, b: str, u: Any, v: Any) -> float:
         return float(u @ v)
 
+    def probabilities(self, features: Any) -> Any:
+        from tokenomy.cache.semantic.features import LEXICAL
+
+        return features[:, LEXICAL.index("cos")].astype("float64")
+
 
 @contextlib.contextmanager
 def stand_in_verifier() -> Iterator[None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterator
@@ -294,3 +295,27 @@ def test_ttl_and_entry_size_limit(fake: Fake, fake_llamacpp: Fake, tmp_path: Pat
         assert len(chat(gw, big).content) > 2000
         assert chat(gw, big).headers[CACHE_HEADER] == "miss"  # too large to keep
         assert upstream_calls(gw, mark) == 4
+
+
+async def test_concurrent_repeats_cost_one_upstream_call(cgw: GW) -> None:
+    mark = marker()
+    client = cgw.async_openai()
+
+    async def ask(content: str) -> str:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=[{"role": "user", "content": content}], temperature=0
+        )
+        return str(raw.headers[CACHE_HEADER])
+
+    slow = f"herd {mark} [[fake:delay_ms=300]]"
+    states = await asyncio.wait_for(asyncio.gather(*(ask(slow) for _ in range(5))), 20)
+    assert sorted(states) == ["hit-exact"] * 4 + ["miss"]
+    assert upstream_calls(cgw, mark) == 1
+    # when the first request fails, the others do not wait for nothing: they go on
+    failing = f"herd-fail {mark} [[fake:delay_ms=200]] [[fake:status=400]]"
+    results = await asyncio.wait_for(
+        asyncio.gather(*(ask(failing) for _ in range(3)), return_exceptions=True), 20
+    )
+    assert all(isinstance(r, openai.BadRequestError) for r in results)
+    assert upstream_calls(cgw, mark) == 1 + 3
+    await client.close()

@@ -154,3 +154,36 @@ def test_redis_replicas_see_each_others_semantic_entries(
         r = ask(b, [system, parts("Where is Lille?")])
         assert r.headers[CACHE_HEADER] == "hit-semantic"  # found by b's poll of a's additions
         assert upstream_calls(a, mark) == 2
+
+
+class BrokenVerifier:
+    def threshold(self, target: float) -> float:
+        return 0.5
+
+    def probability(self, a: str, b: str, u: Any, v: Any) -> float:
+        raise RuntimeError("broken model")
+
+    def probabilities(self, features: Any) -> Any:
+        raise RuntimeError("broken model")
+
+
+def test_a_failing_semantic_layer_never_fails_a_request(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tokenomy.cache.semantic as semantic
+    from tokenomy.cache.semantic.index import SemanticIndex
+
+    def broken(**kw: Any) -> Any:
+        return SemanticIndex(**kw, verifier=BrokenVerifier())  # type: ignore[arg-type]
+
+    monkeypatch.setattr(semantic, "SemanticIndex", broken)
+    mark = marker()
+    semantic_on = {"enabled": True, "target_wrong_hit_rate": 0.02}
+    for gw in cached_gateway(tmp_path, fake, fake_llamacpp, semantic=semantic_on):
+        first = ask(gw, [user(f"Where is Metz? {mark}")])
+        second = ask(gw, [parts(f"Where is Metz? {mark}")])  # reaches the broken verifier
+        assert (first.headers[CACHE_HEADER], second.headers[CACHE_HEADER]) == ("miss", "miss")
+        assert second.parse().choices[0].message.content
+        # the exact layer still works
+        assert ask(gw, [user(f"Where is Metz? {mark}")]).headers[CACHE_HEADER] == "hit-exact"
+        assert upstream_calls(gw, mark) == 2

@@ -114,6 +114,8 @@ class Gateway:
             raise
         finally:
             self.inflight -= 1
+            if self.cache is not None:
+                self.cache.release(call)  # when nothing will be stored
 
     async def _json(self, call: Call) -> JSONReply:
         provider = call.provider

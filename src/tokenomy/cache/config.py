@@ -48,6 +48,7 @@ class CacheConfig:
     only_deterministic: bool = True
     cache_tools: bool = False
     allowed_tools: frozenset[str] = frozenset()
+    coalesce_wait: float = 30.0  # seconds a repeat waits for an identical request in flight
     semantic: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -106,6 +107,10 @@ def cache_config(settings: Settings) -> CacheConfig:
             kw["ttl"] = float(raw["ttl"])
             if kw["ttl"] <= 0:
                 raise ConfigError("cache.ttl must be positive")
+        if raw.get("coalesce_wait") is not None:
+            kw["coalesce_wait"] = float(raw["coalesce_wait"])
+            if kw["coalesce_wait"] < 0:
+                raise ConfigError("cache.coalesce_wait must not be negative")
         for name in ("path", "redis_url", "redis_prefix"):
             if raw.get(name):
                 kw[name] = str(raw[name])

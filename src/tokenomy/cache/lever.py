@@ -40,9 +40,6 @@ from .store import CacheStore, CacheUnavailable, Entry
 log = logging.getLogger("tokenomy.cache")
 
 STATE = "cache"  # this stage's slot in `Call.levers`
-# What embedding or the vector index may raise at run time (onnxruntime's errors
-# are RuntimeErrors; numpy's and usearch's ValueErrors).
-SEMANTIC_ERRORS = (RuntimeError, ValueError, MemoryError)
 
 
 class Finish(Protocol):
@@ -58,6 +55,7 @@ class Ticket:
     namespace: str
     key: str
     probe: Any = None  # the semantic probe, when the semantic cache is on
+    flight: asyncio.Future[None] | None = None  # set: others wait for this answer
 
 
 def open_cache_store(cfg: CacheConfig) -> CacheStore:
@@ -91,6 +89,8 @@ class ResponseCache:
         self.similar = (
             SimilarLookup(store, cfg.semantic, ttl=cfg.ttl) if cfg.semantic_enabled else None
         )
+        # (namespace, key) -> resolved when the request fetching that answer ends
+        self._flights: dict[tuple[str, str], asyncio.Future[None]] = {}
 
     async def start(self) -> None:
         """Load the semantic index from the backend (nothing to do for exact entries)."""
@@ -123,28 +123,70 @@ class ResponseCache:
         call.response_headers[HEADER] = MISS
         try:
             found = await self._find(call, ticket, read=decision.read)
-        except (CacheUnavailable, *SEMANTIC_ERRORS) as exc:
+        except CacheUnavailable as exc:
             # The cache never fails a request: without it, the upstream answers.
             log.warning("cache lookup failed, serving from the upstream: %s", exc)
             return None
         if found is None:
             return None
+        self.release(call)
         entry, kind, similarity = found
         return await self._serve(call, entry, kind, similarity, finish, headers)
+
+    def release(self, call: Call) -> None:
+        """The request will store nothing: let requests waiting for its answer go on.
+        The gateway calls this when a request ends; a no-op once the store step
+        took the request over."""
+        ticket = call.levers.pop(STATE, None)
+        if isinstance(ticket, Ticket):
+            self._land(ticket)
+
+    def _land(self, ticket: Ticket) -> None:
+        flight, ticket.flight = ticket.flight, None
+        if flight is not None:
+            if not flight.done():
+                flight.set_result(None)
+            if self._flights.get((ticket.namespace, ticket.key)) is flight:
+                del self._flights[ticket.namespace, ticket.key]
+
+    async def _exact(self, ticket: Ticket) -> Entry | None:
+        """The exact entry; on a miss, either lead (fetch it from the upstream) or,
+        when an identical request is already fetching it, wait for that one to
+        store its answer and read again (concurrent repeats cost one upstream call)."""
+        addr = (ticket.namespace, ticket.key)
+        entry = await self.store.get(*addr, time.time())
+        if entry is not None:
+            return entry
+        leader = self._flights.get(addr)
+        if leader is None or self.cfg.coalesce_wait <= 0:
+            if leader is None and self.cfg.coalesce_wait > 0:
+                ticket.flight = self._flights[addr] = asyncio.get_running_loop().create_future()
+            return None
+        try:
+            await asyncio.wait_for(asyncio.shield(leader), self.cfg.coalesce_wait)
+        except TimeoutError:
+            return None
+        return await self.store.get(*addr, time.time())
 
     async def _find(
         self, call: Call, ticket: Ticket, *, read: bool
     ) -> tuple[Entry, str, float | None] | None:
         if read:
-            entry = await self.store.get(ticket.namespace, ticket.key, time.time())
+            entry = await self._exact(ticket)
             if entry is not None and entry.api == call.api:
                 return entry, HIT_EXACT, None
         if self.similar is None:
             return None
-        if not read:  # refresh: only embed, for the store step
-            ticket.probe = await self._probe(call)
+        try:
+            if not read:  # refresh: only embed, for the store step
+                ticket.probe = await self._probe(call)
+                return None
+            probe, hit = await self.similar.find(ticket.namespace, call.body)
+        except CacheUnavailable:
+            raise
+        except Exception:  # an optional layer (a local model, an index) never fails a request
+            log.exception("semantic cache lookup failed; going on without it")
             return None
-        probe, hit = await self.similar.find(ticket.namespace, call.body)
         ticket.probe = probe
         if hit is None or hit.entry.api != call.api:
             return None
@@ -204,16 +246,19 @@ class ResponseCache:
     async def store_json(self, call: Call, body: bytes) -> None:
         """After a non-streamed miss: keep the reply if it is complete and small enough."""
         ticket = call.levers.pop(STATE, None)
-        if not isinstance(ticket, Ticket) or call.record.status != 200:
-            return
-        if len(body) > self.cfg.max_entry_bytes:
+        if not isinstance(ticket, Ticket):
             return
         try:
-            resp = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return
-        if complete(call.api, resp):
-            await self._put(call, ticket, body)
+            if call.record.status != 200 or len(body) > self.cfg.max_entry_bytes:
+                return
+            try:
+                resp = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return
+            if complete(call.api, resp):
+                await self._put(call, ticket, body)
+        finally:
+            self._land(ticket)
 
     def recording(self, call: Call, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """The stream to send: a streamed miss is watched and its answer kept once
@@ -244,6 +289,7 @@ class ResponseCache:
                         asm = None
                 yield chunk
         finally:
+            self._land(ticket)
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
                 await aclose()
@@ -262,7 +308,7 @@ class ResponseCache:
     async def _put(self, call: Call, ticket: Ticket, body: bytes) -> None:
         try:
             await self.store.put(await self._entry(call, ticket, body), self.cfg.ttl)
-        except (CacheUnavailable, *SEMANTIC_ERRORS) as exc:
+        except CacheUnavailable as exc:
             log.warning("cache store failed: %s", exc)
 
     async def _entry(self, call: Call, ticket: Ticket, body: bytes) -> Entry:
@@ -270,9 +316,12 @@ class ResponseCache:
         created = time.time()
         partition = text = vector = None
         if ticket.probe is not None and self.similar is not None:
-            partition, text, vector = await self.similar.add(
-                ticket.namespace, ticket.probe, ticket.key, created
-            )
+            try:
+                partition, text, vector = await self.similar.add(
+                    ticket.namespace, ticket.probe, ticket.key, created
+                )
+            except Exception:  # as in _find: kept as an exact entry only
+                log.exception("semantic cache: indexing failed; stored as an exact entry")
         return Entry(
             namespace=ticket.namespace,
             key=ticket.key,
