@@ -192,6 +192,7 @@ def test_config_from_yaml(tmp_path: Any) -> None:
         {"semantic": {"enabled": True, "treshold": 0.9}},
         {"semantic": {"target_wrong_hit_rate": 1.5}},
         {"semantic": "on"},
+        {"coalesce_wait": -1},
     ],
 )
 def test_bad_config_is_refused(raw: dict[str, Any]) -> None:
