@@ -41,7 +41,8 @@ from tokenomy.cache.semantic.pairs import embed_pairs
 from tokenomy.cache.semantic.train import default_cache_dir, default_data_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGETS = (0.01, 0.02, 0.05)
+TARGETS = (0.01, 0.02, 0.05, 0.10, 0.15, 0.20)
+ORACLE_RATES = (0.02, 0.05, 0.08, 0.10, 0.15, 0.20)
 
 
 def rss_mb() -> float:
@@ -77,16 +78,23 @@ def quality(data: Path, cache_dir: Path, plot: Path) -> dict[str, Any]:
         rows[str(t)]["recall_ratio_vs_baseline_same_rate"] = ratio
         print(f"|  | recall ratio vs baseline at the same rate | | | | {ratio:.2f}x | |")
     out["targets"] = rows
-    # the criterion: at a wrong-hit rate <= 2%, >= 2x the baseline's recall
-    at2 = {
-        "verifier": best_at_rate("verifier", scored.probability, scored.labels, 0.02).as_dict(),
-        "cosine": best_at_rate("cosine", scored.cosine, scored.labels, 0.02).as_dict(),
-    }
-    out["best_at_2pct_oracle"] = at2
-    print(
-        f"\nbest recall at wrong-hit <= 2% (threshold picked on test, both rules): "
-        f"verifier {at2['verifier']['recall']:.1%}, cosine {at2['cosine']['recall']:.1%}"
-    )
+    # the criterion compares recall at a wrong-hit rate <= 2%; QQP's labels
+    # put a floor under every rule's rate, so also show the best each rule can do
+    # (threshold picked on test itself, both rules alike) at several rates
+    print("\n| wrong-hit rate <= | verifier best recall | cosine best recall | ratio |")
+    print("|---:|---:|---:|---:|")
+    oracle = {}
+    for r in ORACLE_RATES:
+        v = best_at_rate("verifier", scored.probability, scored.labels, r)
+        c = best_at_rate("cosine", scored.cosine, scored.labels, r)
+        ratio = v.recall / c.recall if c.recall else float("inf")
+        oracle[str(r)] = {"verifier": v.as_dict(), "cosine": c.as_dict(), "ratio": ratio}
+        print(f"| {r:.0%} | {v.recall:.1%} | {c.recall:.1%} | {ratio:.2f}x |")
+    out["best_at_rate_oracle"] = oracle
+    top = np.argsort(-scored.cosine)[:1000]
+    out["label_noise_top1000_cosine"] = float(1 - scored.labels[top].mean())
+    print(f"non-duplicate labels among the 1000 most similar test pairs: "
+          f"{out['label_noise_top1000_cosine']:.1%}")  # fmt: skip
     _plot(scored, verifier, rows, plot)
     return out
 
@@ -117,12 +125,12 @@ def _plot(scored: Any, verifier: Any, rows: dict[str, Any], path: Path) -> None:
         ax.scatter([v["wrong_hit_rate"] * 100], [v["recall"] * 100], color="C0", zorder=3)
         ax.scatter([c["wrong_hit_rate"] * 100], [c["recall"] * 100], color="C1", zorder=3)
         ax.axvline(float(t) * 100, color="grey", lw=0.6, ls=":")
-    ax.set_xlim(0, 12)
+    ax.set_xlim(0, 25)
     ax.set_ylim(0, 100)
     ax.set_xlabel("wrong-hit rate on qqp_test (% of served hits)")
     ax.set_ylabel("recall of true duplicates (%)")
     ax.set_title("Semantic cache on QQP test: dots = thresholds calibrated on dev\n"
-                 "for targets 1%, 2%, 5% (dotted lines)")  # fmt: skip
+                 "for targets 1% to 20% (dotted lines)")  # fmt: skip
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()

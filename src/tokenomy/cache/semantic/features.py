@@ -18,11 +18,16 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
-_WORD = re.compile(r"[A-Za-z0-9]+(?:'[a-z]+)?")
+# words (any script) with their apostrophe suffix, and every other symbol on its
+# own: "C" and "C++", "#" and "##" must differ
+_WORD = re.compile(r"\w+(?:'[a-z]+)?|[^\w\s]")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
 _CAPITAL = re.compile(r"(?<![.?!]\s)(?<!^)\b([A-Z][A-Za-z0-9]*)")
 NEGATIONS = frozenset(
     {"not", "no", "never", "none", "nobody", "nothing", "neither", "nor", "cannot", "without"}
+    # typed without the apostrophe
+    | {"cant", "dont", "doesnt", "didnt", "isnt", "arent", "wasnt", "werent", "wont", "wouldnt"}
+    | {"shouldnt", "couldnt", "havent", "hasnt", "hadnt", "aint"}
 )
 QUESTION_WORDS = ("what", "why", "how", "when", "who", "where", "which", "whom", "whose")
 STOPWORDS = frozenset(
@@ -116,7 +121,12 @@ LEXICAL = (
     "cos_x_jaccard",
     "content_diff_share",
     "content_diff_count",
+    "person_mismatch",
+    "symbols_differ",
 )
+# "What is your X?" (an opinion poll) and "What is the X?" are labelled different
+PUNCTUATION = frozenset(".,?!:;'\"()-")
+PERSONAL = frozenset({"i", "me", "my", "you", "your", "yours", "we", "our"})
 
 
 @lru_cache(maxsize=4096)
@@ -131,13 +141,18 @@ def _analyse(
     numbers = frozenset(n.replace(",", "") for n in _NUMBER.findall(text))
     names = frozenset(m.lower() for m in _CAPITAL.findall(text) if m.lower() not in STOPWORDS)
     negations = sum(1 for w in words if w in NEGATIONS or w.endswith("n't"))
-    wh = tuple(w for w in words if w in QUESTION_WORDS)
+    wh = tuple(w.split("'")[0] for w in words if w.split("'")[0] in QUESTION_WORDS)
     return words, trigrams, numbers, names, negations, wh
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:
     union = len(a | b)
     return len(a & b) / union if union else 1.0
+
+
+def _symbols(words: frozenset[str]) -> frozenset[str]:
+    """Symbols that carry meaning (C++, C#, $, %), not sentence punctuation."""
+    return frozenset(w for w in words if not w[0].isalnum() and w not in PUNCTUATION)
 
 
 def lexical_features(a: str, b: str, cos: float) -> list[float]:
@@ -172,6 +187,8 @@ def lexical_features(a: str, b: str, cos: float) -> list[float]:
         cos * word_j,
         len(content_diff) / len(content_all) if content_all else 0.0,
         min(len(content_diff), 6) / 6.0,
+        float(bool(sa & PERSONAL) != bool(sb & PERSONAL)),
+        float(_symbols(sa) != _symbols(sb)),
     ]
 
 

@@ -27,7 +27,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .calibrate import NEVER
 from .context import Context
+from .features import batch_features
 from .verifier import Verifier, shipped_verifier
 
 if TYPE_CHECKING:
@@ -172,6 +174,10 @@ class SemanticIndex:
     # -- lookups ---------------------------------------------------------------
     def lookup(self, namespace: str, probe: Probe) -> Match | None:
         """The best verified entry of ``namespace`` in the probe's context, if any."""
+        import numpy as np
+
+        if self.threshold >= NEVER:  # the target is below what calibration can bound
+            return None
         with self._lock:
             part = self._spaces.get(namespace, {}).get(probe.context.partition)
             if part is None or not len(part):
@@ -179,12 +185,15 @@ class SemanticIndex:
             keys, vectors = part.nearest(probe.vector, self.candidates)
             texts = [part.texts[k] for k in keys]
             ids = [self._ids[k] for k in keys]
-        best: Match | None = None
-        for entry_id, text, vec in zip(ids, texts, vectors, strict=True):
-            p = self.verifier.probability(text, probe.context.text, vec, probe.vector)
-            if p >= self.threshold and (best is None or p > best.probability):
-                best = Match(entry_id, float(vec @ probe.vector), p)
-        return best
+        if not ids:
+            return None
+        queries = np.broadcast_to(probe.vector, vectors.shape)
+        features = batch_features(texts, [probe.context.text] * len(ids), vectors, queries)
+        probs = self.verifier.probabilities(features)
+        best = int(np.argmax(probs))
+        if probs[best] < self.threshold:
+            return None
+        return Match(ids[best], float(features[best, 0]), float(probs[best]))
 
     # -- maintenance -----------------------------------------------------------
     def add(self, namespace: str, probe: Probe, entry_id: str) -> StoredVector:

@@ -33,7 +33,13 @@ REPO = Path(__file__).resolve().parents[4]
 DATA_ENV = "TOKENOMY_DATA_DIR"
 TARGETS = (0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.15, 0.2)
 CALIBRATION_SHARE = 0.3
-L2_GRID = (0.1, 1.0, 10.0, 100.0)
+# lexical flags considered as vetoes; one is adopted when, among the training
+# pairs that raise it, at least VETO_SHARE are not duplicates
+VETO_CANDIDATES = ("numbers_differ", "negation_mismatch")
+VETO_SHARE = 0.75
+ACCEPTS = ("same_normalized",)
+L2_GRID = (1000.0, 3000.0, 10000.0)  # the 768 embedding columns
+LEXICAL_L2_GRID = (1.0, 30.0)  # the few lexical columns
 
 
 def default_data_dir() -> Path:
@@ -71,16 +77,23 @@ def cluster_split(a: list[str], b: list[str], share: float, salt: str) -> NDArra
 
 
 def fit_logistic(
-    x: NDArray[np.float64], y: NDArray[np.float64], l2: float, iterations: int = 12
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
+    l2: float,
+    iterations: int = 12,
+    *,
+    l2_first: tuple[int, float] = (0, 0.0),
 ) -> tuple[NDArray[np.float64], float]:
     """L2-regularised logistic regression by Newton's method (IRLS); x standardised.
-    The bias is not penalised."""
+    The bias is not penalised; ``l2_first=(k, l2)`` penalises the first k columns
+    (the few lexical features) less than the hundreds of embedding columns."""
     import numpy as np
 
     n, d = x.shape
     xb = np.hstack([x, np.ones((n, 1))])
     w = np.zeros(d + 1)
     penalty = np.full(d + 1, l2)
+    penalty[: l2_first[0]] = l2_first[1]
     penalty[-1] = 0.0
     for _ in range(iterations):
         p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -50, 50)))
@@ -113,20 +126,35 @@ def train(pairs: Pairs, *, log: Any = print) -> dict[str, Any]:
     xs = (x - mean) / scale
 
     inner = cluster_split(tr.a, tr.b, 0.2, "inner")
-    best_l2, best_loss = L2_GRID[0], float("inf")
+    lexical = len(LEXICAL)
+    best, best_loss = (L2_GRID[0], LEXICAL_L2_GRID[0]), float("inf")
     for l2 in L2_GRID:
-        w, b = fit_logistic(xs[~inner], y[~inner], l2)
-        loss = _log_loss(1 / (1 + np.exp(-(xs[inner] @ w + b))), y[inner])
-        log(f"l2={l2:g}: inner validation log-loss {loss:.4f}")
-        if loss < best_loss:
-            best_l2, best_loss = l2, loss
-    w, b = fit_logistic(xs, y, best_l2)
+        for lex in LEXICAL_L2_GRID:
+            w, b = fit_logistic(xs[~inner], y[~inner], l2, l2_first=(lexical, lex))
+            loss = _log_loss(1 / (1 + np.exp(-(xs[inner] @ w + b))), y[inner])
+            log(f"l2={l2:g} lexical l2={lex:g}: inner validation log-loss {loss:.4f}")
+            if loss < best_loss:
+                best, best_loss = (l2, lex), loss
+    w, b = fit_logistic(xs, y, best[0], l2_first=(lexical, best[1]))
     # fold the standardisation into the weights: one dot product at run time
     weights = w / scale
     bias = b - float((w * mean / scale).sum())
 
+    vetoes = []
+    for name in VETO_CANDIDATES:
+        raised = x[:, LEXICAL.index(name)] > 0.5
+        share = float(1 - y[raised].mean()) if raised.any() else 0.0
+        log(f"veto {name}: {int(raised.sum())} training pairs, {share:.1%} not duplicates")
+        if share >= VETO_SHARE:
+            vetoes.append({"feature": name, "pairs": int(raised.sum()), "not_duplicate": share})
     model = Verifier(
-        weights=weights.astype(np.float32), bias=bias, thresholds={}, cosine_thresholds={}, meta={}
+        weights=weights.astype(np.float32),
+        bias=bias,
+        thresholds={},
+        cosine_thresholds={},
+        meta={},
+        vetoes=tuple(LEXICAL.index(v["feature"]) for v in vetoes),
+        accepts=tuple(LEXICAL.index(a) for a in ACCEPTS),
     )
     xc = batch_features(cal.a, cal.b, cal.u, cal.v)
     prob = model.probabilities(xc)
@@ -147,9 +175,12 @@ def train(pairs: Pairs, *, log: Any = print) -> dict[str, Any]:
         "features": [*LEXICAL, "u*v[384]", "|u-v|[384]"],
         "trained_on": "qqp_dev.jsonl (question-cluster split: "
         f"{len(tr)} train / {len(cal)} calibration pairs)",
-        "l2": best_l2,
+        "l2": best[0],
+        "lexical_l2": best[1],
         "confidence": 0.95,
         "calibration_positives": positives,
+        "vetoes": vetoes,
+        "accepts": list(ACCEPTS),
         "thresholds": [v.as_dict() for v in verifier_cal],
         "cosine_thresholds": [c.as_dict() for c in cosine_cal],
         "bias": round(bias, 6),

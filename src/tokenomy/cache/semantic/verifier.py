@@ -2,7 +2,14 @@
 
 A logistic regression over `features.pair_features` (cosine, lexical signals and
 the element-wise embedding product and difference), trained on the QQP dev pairs
-by `tokenomy.cache.semantic.train`. Its weights and its calibrated thresholds
+by `tokenomy.cache.semantic.train`, plus vetoes: a pair whose numbers differ or
+whose negations disagree is never served (on the dev pairs, most such pairs
+are not duplicates: a hit in that class would be wrong far more often than
+any target allows, and for a cache "100 vs 500 dollars" or "is / is not" means a
+different answer even when QQP's annotators called the intent the same), and
+one override the other way: the same words and symbols in any case or spacing
+are the same question (QQP labels a few such pairs "different"; a cache must
+not learn to refuse an exact repeat). Its weights and its calibrated thresholds
 ship in ``verifier.json`` next to this module; run time needs numpy only.
 
 ``threshold(target)`` answers "accept at which probability?" for an operator's
@@ -20,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .calibrate import NEVER
-from .features import pair_features
+from .features import LEXICAL, pair_features
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,6 +43,8 @@ class Verifier:
     thresholds: dict[float, float]  # target wrong-hit rate -> probability threshold
     cosine_thresholds: dict[float, float]  # the same for the raw-cosine baseline
     meta: dict[str, Any]
+    vetoes: tuple[int, ...] = ()  # lexical flags (feature columns) that force P = 0
+    accepts: tuple[int, ...] = ()  # lexical flags that force P = 1 (same words and symbols)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Verifier:
@@ -49,6 +58,8 @@ class Verifier:
                 float(t["target"]): float(t["threshold"]) for t in data["cosine_thresholds"]
             },
             meta={k: v for k, v in data.items() if k not in ("weights", "bias")},
+            vetoes=tuple(LEXICAL.index(v["feature"]) for v in data.get("vetoes", [])),
+            accepts=tuple(LEXICAL.index(a) for a in data.get("accepts", [])),
         )
 
     @classmethod
@@ -61,6 +72,10 @@ class Verifier:
 
         z = features.astype(np.float64) @ self.weights.astype(np.float64) + self.bias
         out: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
+        if self.accepts:
+            out[(features[:, list(self.accepts)] > 0.5).any(axis=1)] = 1.0
+        if self.vetoes:
+            out[(features[:, list(self.vetoes)] > 0.5).any(axis=1)] = 0.0
         return out
 
     def probability(self, a: str, b: str, u: NDArray[np.float32], v: NDArray[np.float32]) -> float:
