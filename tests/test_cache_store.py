@@ -64,9 +64,11 @@ async def test_namespaces_are_separate(backend: CacheStore) -> None:
     a = await backend.get("team:a", "k1", time.time())
     b = await backend.get("team:b", "k1", time.time())
     assert a is not None and b is not None and (a.body, b.body) == (b'{"x":1}', b'{"b":1}')
+    await backend.put(entry("team:a:x", "k1"), TTL)  # a namespace that starts alike
     assert await backend.clear("team:a") == 1
     assert await backend.get("team:a", "k1", time.time()) is None
     assert await backend.get("team:b", "k1", time.time()) is not None
+    assert await backend.get("team:a:x", "k1", time.time()) is not None
 
 
 async def test_ttl_expiry(backend: CacheStore) -> None:

@@ -27,6 +27,10 @@ from .store import CacheUnavailable, Entry, SemanticRow, Stats
 T = TypeVar("T")
 
 
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
 class RedisCacheStore:
     def __init__(self, url: str, *, prefix: str, max_entries: int, ttl: float) -> None:
         self.prefix = prefix
@@ -113,8 +117,11 @@ class RedisCacheStore:
 
     async def _clear(self, namespace: str | None) -> int:
         p = self.prefix
-        ns = "*" if namespace is None else namespace
+        ns = "*" if namespace is None else _glob_escape(namespace)
         keys = [k async for k in self._r.scan_iter(match=f"{p}e:{ns}:*", count=1000)]
+        if namespace is not None:  # not "team:a:b"'s entries when clearing "team:a"
+            base = len(self._ek(namespace, "").encode())
+            keys = [k for k in keys if b":" not in k[base:]]  # keys are hex: no ":"
         for i in range(0, len(keys), 500):
             await self._r.delete(*keys[i : i + 500])
             await self._r.zrem(p + "idx", *keys[i : i + 500])
