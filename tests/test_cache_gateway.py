@@ -59,10 +59,11 @@ def test_repeat_is_an_exact_hit_recorded_at_zero_cost(cgw: GW) -> None:
     )
     assert hit.decisions["cache"] == {
         "hit": "exact",
-        "saved_usd": str(paid.cost_usd),
+        "saved_usd": format(paid.cost_usd, "f"),
         "entry": paid.request_id,
     }
     assert (hit.team, hit.key_id, hit.served_model) == ("search", cgw.key_id, "gpt-4o")
+    assert "E" not in hit.decisions["cache"]["saved_usd"]  # a plain decimal, never 1E-7
     metrics = httpx.get(cgw.url + "/metrics").text
     assert 'tokenomy_cache_hits_total{model="gpt-4o",team="search",kind="exact"}' in metrics
     assert 'tokenomy_saved_usd_total{model="gpt-4o",team="search",lever="cache"}' in metrics

@@ -77,7 +77,7 @@ def test_an_equivalent_request_the_exact_key_misses_is_a_semantic_hit(sgw: GW) -
     assert hit.cost_usd == Decimal(0)
     decision = hit.decisions["cache"]
     assert decision["hit"] == "semantic" and decision["entry"] == paid.request_id
-    assert decision["saved_usd"] == str(paid.cost_usd)
+    assert Decimal(decision["saved_usd"]) == paid.cost_usd
     assert 0.99 < decision["similarity"] <= 1.0
 
 

@@ -74,7 +74,7 @@ def test_openai_stream_miss_then_stream_and_json_hits(cgw: GW) -> None:
     assert upstream_calls(cgw, mark) == 1
     paid, hit = cgw.record(rid), cgw.record(rid2)
     assert hit.stream and hit.status == 200 and hit.cost_usd == Decimal(0)
-    assert hit.decisions["cache"]["saved_usd"] == str(paid.cost_usd)
+    assert Decimal(hit.decisions["cache"]["saved_usd"]) == paid.cost_usd
     assert hit.usage.output_tokens == paid.usage.output_tokens > 0
 
 

@@ -218,7 +218,7 @@ class ResponseCache:
         )
         decision: dict[str, Any] = {
             "hit": "exact" if kind == HIT_EXACT else "semantic",
-            "saved_usd": None if saved.total is None else str(saved.total),
+            "saved_usd": None if saved.total is None else format(saved.total, "f"),
             "entry": entry.request_id,
         }
         if similarity is not None:
