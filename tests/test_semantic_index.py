@@ -130,3 +130,34 @@ def test_a_stored_vector_of_the_wrong_size_is_refused(ix_factory: Any) -> None:
     ix = ix_factory()
     with pytest.raises(ValueError, match="vector"):
         ix.load("t", [StoredVector("e", "p", "text", b"\0" * 16)])
+
+
+def test_concurrent_adds_removes_and_lookups_stay_consistent(ix_factory: Any) -> None:
+    import threading
+
+    np = pytest.importorskip("numpy")
+    ix = ix_factory()
+    base = _probe(ix, "How can I learn Python quickly?")
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(400, 384)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    errors: list[BaseException] = []
+
+    def writer(start: int) -> None:
+        try:
+            for i in range(start, 400, 4):
+                probe = index_module.Probe(base.context, vectors[i])
+                ix.add("t", probe, f"n{i}")
+                if i % 3 == 0:
+                    ix.remove("t", f"n{i}")
+                ix.lookup("t", base)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert ix.size("t") == sum(1 for i in range(400) if i % 3)
