@@ -35,6 +35,8 @@ def test_cli_reference_is_current() -> None:
         "insights.md",
         "routing.md",
         "router.md",
+        "cache.md",
+        "semantic-cache.md",
     ],
 )
 def test_core_docs_exist(doc: str) -> None:

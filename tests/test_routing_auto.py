@@ -318,3 +318,26 @@ def test_anthropic_cascade_samples_in_parallel_and_saves_per_answer(agw: GW) -> 
     )
     assert strong.total is not None and rec.cost_usd is not None
     assert Decimal(route_of(rec)["saved_usd"]) == strong.total - rec.cost_usd
+
+
+def test_a_cache_hit_on_a_routed_request_never_counts_a_dollar_twice(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Any
+) -> None:
+    from tokenomy.pricing import PriceBook
+
+    routing = {"tiers": TIERS, "quality_target": 0.95}
+    for gw in routed_gateway(tmp_path, fake, fake_llamacpp, routing, cache={"enabled": True}):
+        gw.app.gateway.resolve.routing.router = StubRouter()  # type: ignore[union-attr]
+        first = chat(gw, "tokenomy/auto", "a simple question", temperature=0)
+        again = chat(gw, "tokenomy/auto", "a simple question", temperature=0)
+        assert first.record is not None and again.record is not None
+        assert again.record.decisions["cache"]["hit"] == "exact"
+        assert again.record.served_model == first.record.served_model == "gpt-4o-mini"
+        # What the strong tier would have cost for the same answer, split between the
+        # cache (the routed model's cost) and routing (the difference).
+        strong = PriceBook().cost(again.record.usage, model="gpt-4o", provider="openai").total
+        cache_saved = Decimal(again.record.decisions["cache"]["saved_usd"])
+        route_saved = Decimal(route_of(again.record)["saved_usd"])
+        assert first.record.cost_usd is not None
+        assert cache_saved == first.record.cost_usd and again.record.cost_usd == 0
+        assert cache_saved + route_saved == strong

@@ -91,6 +91,7 @@ class Settings:
     billing: Mapping[str, Any] = field(default_factory=dict)  # ``billing:`` (tokenomy.billing)
     alerts: Mapping[str, Any] = field(default_factory=dict)  # ``alerts:`` (insights.watch)
     routing: Mapping[str, Any] = field(default_factory=dict)  # ``routing:`` (tokenomy.routing)
+    cache: Mapping[str, Any] = field(default_factory=dict)  # ``cache:`` (tokenomy.cache)
     otlp_endpoint: str | None = None  # OTLP/HTTP base URL: set, each request becomes a span
     log_level: str = "info"
 
@@ -226,6 +227,7 @@ def load_settings(
         billing=dict(raw.get("billing") or {}),
         alerts=dict(raw.get("alerts") or {}),
         routing=dict(raw.get("routing") or {}),
+        cache=dict(raw.get("cache") or {}),
         otlp_endpoint=raw.get("otlp_endpoint"),
         log_level=str(server.get("log_level", "info")),
     )

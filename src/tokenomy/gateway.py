@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from .billing.policy import admission_order, billing_policy
+from .cache import response_cache
 from .caps import caps_policy
 from .config import Settings
 from .errors import TokenomyError, UpstreamProtocolError
@@ -77,6 +78,7 @@ class Gateway:
             write=self.writer.write,
         )
         self.judge = judge_for(self.resolve, self.store, self.meter, self.writer.write)
+        self.cache = response_cache(settings, self.prices)  # None unless cache.enabled
         self.inflight = 0
         self.on_finish = otel_hook(settings)  # None unless an OTLP endpoint is configured
         self.watcher: AlertWatcher | None = None
@@ -96,6 +98,8 @@ class Gateway:
         if self.caps is not None:
             await self.caps.stop()
         await self.resolve.close()
+        if self.cache is not None:
+            await self.cache.close()
         await asyncio.to_thread(self.store.close)
 
     # -- the request path -------------------------------------------------------------
@@ -120,6 +124,11 @@ class Gateway:
             # and for benchmarks/load.py: the standard Server-Timing header.
             took = (time.perf_counter() - began) * 1000.0
             call.response_headers["server-timing"] = f"admit;dur={took:.3f}"
+            if self.cache is not None:
+                hit = await self.cache.lookup(call, self._finish, self._headers)
+                if hit is not None:  # served and recorded
+                    admitted = False
+                    return hit
             if call.stream and call.op == "chat":
                 reply: Reply = await self._stream(call)
                 admitted = False  # the stream settles when it ends
@@ -134,6 +143,8 @@ class Gateway:
             raise
         finally:
             self.inflight -= 1
+            if self.cache is not None:
+                self.cache.release(call)  # when nothing will be stored
 
     async def _json(self, call: Call) -> JSONReply:
         if call.route.cascade is not None:
@@ -149,6 +160,8 @@ class Gateway:
         await self._finish(call, usage, status=200, error=None, admitted=True)
         if self.judge is not None:
             self.judge.maybe(call, up.data, provider.api)
+        if self.cache is not None:
+            await self.cache.store_json(call, out)
         headers = self._headers(call)
         return JSONReply(200, out, headers)
 
@@ -163,7 +176,10 @@ class Gateway:
         adapter, first, reads = await self.resolve.attempt(call, self._open_stream)
         call.record.ttft_ms = call.elapsed_ms()
         headers = self._headers(call)
-        return StreamReply(headers, self._relay(call, adapter, first, reads))
+        chunks = self._relay(call, adapter, first, reads)
+        if self.cache is not None:
+            chunks = self.cache.recording(call, chunks)
+        return StreamReply(headers, chunks)
 
     async def _open_stream(
         self, call: Call

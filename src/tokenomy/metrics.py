@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
+from .ledger.rollups import lever_savings
 from .records import UsageRecord
 
 if TYPE_CHECKING:
@@ -30,6 +31,8 @@ class Metrics:
         self.spend: defaultdict[Labels, Decimal] = defaultdict(Decimal)  # model, team
         self.unpriced: defaultdict[Labels, int] = defaultdict(int)  # model
         self.errors: defaultdict[Labels, int] = defaultdict(int)  # model, team, type
+        self.saved: defaultdict[Labels, Decimal] = defaultdict(Decimal)  # model, team, lever
+        self.cache: defaultdict[Labels, int] = defaultdict(int)  # model, team, hit kind
         self.latency_sum: defaultdict[Labels, float] = defaultdict(float)  # model
         self.latency_count: defaultdict[Labels, int] = defaultdict(int)
         self.gauges: dict[str, Callable[[], float]] = {}
@@ -57,6 +60,12 @@ class Metrics:
             self.unpriced[(model,)] += 1
         if rec.error_type:
             self.errors[model, team, rec.error_type] += 1
+        if rec.decisions:
+            for lever, saved in lever_savings(rec.decisions):
+                self.saved[model, team, lever] += saved
+            hit = (rec.decisions.get("cache") or {}).get("hit")
+            if hit:
+                self.cache[model, team, str(hit)] += 1
         if rec.latency_ms is not None:
             self.latency_sum[(model,)] += rec.latency_ms / 1000.0
             self.latency_count[(model,)] += 1
@@ -86,6 +95,10 @@ class Metrics:
                ("model",), self.unpriced.items())  # fmt: skip
         family("tokenomy_errors_total", "counter", "Failed requests, by error type.",
                ("model", "team", "type"), self.errors.items())  # fmt: skip
+        family("tokenomy_saved_usd_total", "counter", "Dollars the levers say they saved.",
+               ("model", "team", "lever"), self.saved.items())  # fmt: skip
+        family("tokenomy_cache_hits_total", "counter", "Requests served from the response cache.",
+               ("model", "team", "kind"), self.cache.items())  # fmt: skip
         out.append("# HELP tokenomy_request_duration_seconds Request latency.")
         out.append("# TYPE tokenomy_request_duration_seconds summary")
         for (model,), total in self.latency_sum.items():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from ..errors import TokenomyError
+from . import cache_admin  # noqa: F401  (registers `cache stats` and `cache clear`)
 from .billing import credits, plans, statements
+from .cache import cache
 from .caps import budgets, limits
 from .count import count
 from .forecast import forecast
@@ -34,6 +36,7 @@ cli.add_command(simulate)
 cli.add_command(forecast)
 cli.add_command(report)
 cli.add_command(router)
+cli.add_command(cache)
 
 
 def main() -> None:

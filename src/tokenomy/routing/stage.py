@@ -305,4 +305,12 @@ class RoutingStage:
         cost = prices.cost(usage, model=model, provider=provider, override_key=override)
         if cost.total is None:
             return None
-        return cost.total - rec.cost_usd
+        paid = rec.cost_usd
+        hit = rec.decisions.get("cache")
+        if isinstance(hit, dict) and hit.get("hit"):
+            # A cache hit paid nothing, and the cache claims the served model's cost;
+            # routing saved only the difference, so the two never count a dollar twice.
+            if hit.get("saved_usd") is None:
+                return None
+            paid = Decimal(hit["saved_usd"])
+        return cost.total - paid

@@ -66,6 +66,8 @@ class TokenomyApp:
             await gw.caps.start()  # definitions, counters from the ledger, sweeper
         if gw.watcher is not None:
             gw.watcher.start()  # spend anomalies, forecasts over budget, unpriced models
+        if gw.cache is not None:
+            await gw.cache.start()  # the semantic index, from the cache backend
 
     async def shutdown(self) -> None:
         self.draining = True

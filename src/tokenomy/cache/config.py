@@ -1,0 +1,131 @@
+"""The cache's settings: the ``cache:`` section of the config file.
+
+cache:
+  enabled: true              # off by default: nothing is cached unless asked for
+  backend: sqlite            # or redis (shared by replicas)
+  path: tokenomy.cache.db    # sqlite: default is the ledger's file name + .cache.db
+  redis_url: redis://...     # redis: default is the gateway-wide redis_url
+  redis_prefix: "tokenomy:cache:"
+  namespace: team            # key | team | org | shared:NAME (one namespace for all)
+  ttl: 86400                 # seconds an entry lives
+  max_entry_bytes: 1000000   # larger responses are not stored
+  max_entries: 100000        # beyond these, the oldest entries are evicted
+  max_bytes: 500000000       # (sqlite; Redis bounds memory with its own maxmemory)
+  only_deterministic: true   # only temperature 0 or a fixed seed
+  cache_tools: false         # true: requests with any tools may be cached
+  allowed_tools: []          # or: only these tool names (side-effect free)
+  semantic:                  # needs the ``semantic`` extra
+    enabled: false
+    target_wrong_hit_rate: 0.01
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import ConfigError
+
+NAMESPACES = ("key", "team", "org")
+SHARED = "shared:"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    enabled: bool = False
+    backend: str = "sqlite"
+    path: str = "tokenomy.cache.db"
+    redis_url: str | None = None
+    redis_prefix: str = "tokenomy:cache:"
+    namespace: str = "team"
+    ttl: float = 86400.0
+    max_entry_bytes: int = 1_000_000
+    max_entries: int = 100_000
+    max_bytes: int = 500_000_000
+    only_deterministic: bool = True
+    cache_tools: bool = False
+    allowed_tools: frozenset[str] = frozenset()
+    coalesce_wait: float = 30.0  # seconds a repeat waits for an identical request in flight
+    semantic: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def semantic_enabled(self) -> bool:
+        return bool(self.semantic.get("enabled", False))
+
+
+def default_path(db: str) -> str:
+    """The cache file next to a SQLite ledger (``ledger.db`` → ``ledger.cache.db``)."""
+    if db == ":memory:":
+        return db
+    if "://" in db:  # a PostgreSQL ledger: a file in the working directory
+        return "tokenomy.cache.db"
+    p = Path(db)
+    return str(p.with_name(p.stem + ".cache.db"))
+
+
+_INTS = ("max_entry_bytes", "max_entries", "max_bytes")
+_BOOLS = ("enabled", "only_deterministic", "cache_tools")
+
+
+SEMANTIC_KEYS = frozenset({"enabled", "target_wrong_hit_rate", "sync_interval"})
+
+
+def _semantic(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError("cache.semantic: expected a mapping")
+    unknown = set(raw) - SEMANTIC_KEYS
+    if unknown:
+        raise ConfigError(f"cache.semantic: unknown settings {sorted(unknown)}")
+    out = dict(raw)
+    target = float(out.get("target_wrong_hit_rate", 0.01))
+    if not 0 < target < 1:
+        raise ConfigError("cache.semantic.target_wrong_hit_rate must be between 0 and 1")
+    if float(out.get("sync_interval", 1.0)) < 0:
+        raise ConfigError("cache.semantic.sync_interval must not be negative")
+    return out
+
+
+def cache_config(settings: Settings) -> CacheConfig:
+    raw: Mapping[str, Any] = getattr(settings, "cache", None) or {}
+    unknown = set(raw) - set(CacheConfig.__dataclass_fields__)
+    if unknown:
+        raise ConfigError(f"cache: unknown settings {sorted(unknown)}")
+    kw: dict[str, Any] = {"path": default_path(settings.db), "redis_url": settings.redis_url}
+    try:
+        for name in _BOOLS:
+            if raw.get(name) is not None:
+                kw[name] = bool(raw[name])
+        for name in _INTS:
+            if raw.get(name) is not None:
+                kw[name] = int(raw[name])
+                if kw[name] <= 0:
+                    raise ConfigError(f"cache.{name} must be positive")
+        if raw.get("ttl") is not None:
+            kw["ttl"] = float(raw["ttl"])
+            if kw["ttl"] <= 0:
+                raise ConfigError("cache.ttl must be positive")
+        if raw.get("coalesce_wait") is not None:
+            kw["coalesce_wait"] = float(raw["coalesce_wait"])
+            if kw["coalesce_wait"] < 0:
+                raise ConfigError("cache.coalesce_wait must not be negative")
+        for name in ("path", "redis_url", "redis_prefix"):
+            if raw.get(name):
+                kw[name] = str(raw[name])
+        if raw.get("allowed_tools") is not None:
+            kw["allowed_tools"] = frozenset(str(t) for t in raw["allowed_tools"])
+        if raw.get("semantic") is not None:
+            kw["semantic"] = _semantic(raw["semantic"])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"cache: {exc}") from exc
+    backend = str(raw.get("backend", "sqlite"))
+    if backend not in ("sqlite", "redis"):
+        raise ConfigError(f"cache.backend: expected sqlite or redis, got {backend!r}")
+    if backend == "redis" and not kw.get("redis_url"):
+        raise ConfigError("cache.backend redis needs cache.redis_url or redis_url")
+    ns = str(raw.get("namespace", "team"))
+    if ns not in NAMESPACES and not (ns.startswith(SHARED) and len(ns) > len(SHARED)):
+        raise ConfigError(f"cache.namespace: expected key, team, org or shared:NAME, got {ns!r}")
+    return CacheConfig(backend=backend, namespace=ns, **kw)

@@ -1,0 +1,152 @@
+"""The semantic path of the cache stage: embed, find, verify, and keep replicas in step.
+
+Wraps `tokenomy.cache.semantic.SemanticIndex` (the other half of the semantic
+cache: context, vector index, verifier) with what the stage needs around it:
+
+- embedding and verification run in a worker thread, off the event loop;
+- every namespace's vectors are loaded from the backend at start-up (and a
+  namespace first seen later, on its first lookup), then every
+  ``sync_interval`` seconds (1 by default) the entries created since the last
+  load are added: replicas sharing a Redis backend see each other's new entries
+  within about that interval, with no extra channel;
+- a match whose entry has expired or been evicted is forgotten and is a miss,
+  and at each sync the vectors of entries past their TTL are dropped, so the
+  index does not outgrow the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from .store import CacheStore, Entry, SemanticRow
+
+log = logging.getLogger("tokenomy.cache")
+
+OVERLAP = 5.0  # seconds re-read at each sync: clocks of replicas differ a little
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    entry: Entry
+    similarity: float
+    probability: float
+
+
+class SimilarLookup:
+    def __init__(self, store: CacheStore, options: Mapping[str, Any], *, ttl: float) -> None:
+        try:
+            from .semantic import SemanticIndex
+        except ImportError as exc:
+            raise ConfigError(
+                f"cache.semantic needs the semantic extra: pip install 'tokenomy[semantic]' ({exc})"
+            ) from exc
+        from ..embed import shared_embedder
+
+        shared_embedder()  # load the model now (or fail at start-up), not on a request
+        self.store = store
+        target = float(options.get("target_wrong_hit_rate", 0.01))
+        self.index = SemanticIndex(target=target)
+        if self.index.threshold > 1:
+            log.warning(
+                "cache.semantic.target_wrong_hit_rate %s is below what the shipped verifier "
+                "was calibrated to reach: the semantic cache will never hit",
+                target,
+            )
+        self.sync_interval = float(options.get("sync_interval", 1.0))
+        self.ttl = ttl
+        self._synced: dict[str, tuple[float, float]] = {}  # ns -> (checked at, newest seen)
+        # What is indexed, to skip rows already loaded and to drop expired vectors:
+        # ns -> key -> created, and ns -> (created, key) in about the order indexed.
+        self._born: dict[str, dict[str, float]] = {}
+        self._order: dict[str, deque[tuple[float, str]]] = {}
+        self._lock = asyncio.Lock()
+
+    def probe(self, body: Mapping[str, Any]) -> Any | None:
+        """The request's embedded context (a `Probe`), or None when it has none."""
+        from .semantic import context_of
+
+        ctx = context_of(body)
+        return None if ctx is None else self.index.embed_context(ctx)
+
+    def _probe_and_match(self, namespace: str, body: Mapping[str, Any]) -> tuple[Any, Any]:
+        """Embed and search in one hop to a worker thread: (probe, match or None)."""
+        probe = self.probe(body)
+        if probe is None:
+            return None, None
+        return probe, self.index.lookup(namespace, probe)
+
+    async def find(self, namespace: str, body: Mapping[str, Any]) -> tuple[Any, Found | None]:
+        """(probe, the verified entry or None); probe is None when not embeddable."""
+        await self.sync(namespace)
+        probe, match = await asyncio.to_thread(self._probe_and_match, namespace, body)
+        if probe is None or match is None:
+            return probe, None
+        entry = await self.store.get(namespace, match.entry_id, time.time())
+        if entry is None:
+            self.index.remove(namespace, match.entry_id)
+            return probe, None
+        return probe, Found(entry, match.cosine, match.probability)
+
+    async def preload(self) -> int:
+        """Load every namespace's vectors (at start-up); returns how many namespaces."""
+        namespaces = await self.store.semantic_namespaces(time.time())
+        for ns in namespaces:
+            await self.sync(ns)
+        return len(namespaces)
+
+    async def sync(self, namespace: str) -> None:
+        now = time.time()
+        checked, newest = self._synced.get(namespace, (0.0, 0.0))
+        if checked and now - checked < self.sync_interval:
+            return
+        async with self._lock:
+            checked, newest = self._synced.get(namespace, (0.0, 0.0))
+            if checked and now - checked < self.sync_interval:
+                return
+            since = newest - OVERLAP if newest else 0.0
+            rows = await self.store.semantic_since(namespace, since, now)
+            born = self._born.setdefault(namespace, {})
+            new = sorted((r for r in rows if born.get(r.key) != r.created), key=lambda r: r.created)
+            if new:
+                await asyncio.to_thread(self._load, namespace, new)
+                newest = max(newest, new[-1].created)
+            self._expire(namespace, now)
+            self._synced[namespace] = (now, newest)
+
+    def _load(self, namespace: str, rows: list[SemanticRow]) -> None:
+        from .semantic import StoredVector
+
+        self.index.load(
+            namespace, (StoredVector(r.key, r.partition, r.text, r.vector) for r in rows)
+        )
+        for r in rows:
+            self._note(namespace, r.key, r.created)
+
+    def _note(self, namespace: str, key: str, created: float) -> None:
+        self._born.setdefault(namespace, {})[key] = created
+        self._order.setdefault(namespace, deque()).append((created, key))
+
+    def _expire(self, namespace: str, now: float) -> None:
+        """Forget the vectors of entries past their TTL (the backend dropped them)."""
+        order, born = self._order.get(namespace), self._born.get(namespace, {})
+        cutoff = now - self.ttl
+        while order and order[0][0] <= cutoff:
+            created, key = order.popleft()
+            if born.get(key) == created:  # not replaced by a newer entry since
+                del born[key]
+                self.index.remove(namespace, key)
+
+    async def add(
+        self, namespace: str, probe: Any, key: str, created: float
+    ) -> tuple[str, str, bytes]:
+        """Index a new entry; (partition, text, vector bytes) to store with it."""
+        stored = await asyncio.to_thread(self.index.add, namespace, probe, key)
+        self._note(namespace, key, created)
+        return stored.partition, stored.text, stored.vector

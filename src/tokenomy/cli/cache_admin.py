@@ -1,0 +1,68 @@
+"""`tokenomy cache stats` and `tokenomy cache clear`: the cache's entries."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+
+from ..cache import CacheStore, Stats, cache_config, open_cache_store
+from ..cache.config import CacheConfig
+from ..config import load_settings
+from ..errors import TokenomyError
+from .cache import cache
+
+db_option = click.option("--db", default=None, envvar="TOKENOMY_DB",
+                         help="Ledger path (the cache file defaults to its name + .cache.db).")  # fmt: skip
+config_option = click.option("--config", "config_path", default=None, help="YAML config file.")
+
+
+def _config(config_path: str | None, db: str | None) -> CacheConfig:
+    try:
+        return cache_config(load_settings(config_path, db=db))
+    except TokenomyError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _where(cfg: CacheConfig) -> str:
+    return f"redis ({cfg.redis_prefix}*)" if cfg.backend == "redis" else cfg.path
+
+
+async def _stats(store: CacheStore) -> Stats:
+    try:
+        return await store.stats()
+    finally:
+        await store.close()
+
+
+async def _clear(store: CacheStore, namespace: str | None) -> int:
+    try:
+        return await store.clear(namespace)
+    finally:
+        await store.close()
+
+
+@cache.command("stats")
+@config_option
+@db_option
+def stats(config_path: str | None, db: str | None) -> None:
+    """How many entries the cache holds, and their size."""
+    cfg = _config(config_path, db)
+    s = asyncio.run(_stats(open_cache_store(cfg)))
+    size = "not tracked" if s.bytes is None else f"{s.bytes:,} bytes"
+    click.echo(f"{_where(cfg)}: {s.entries:,} entries, {size}")
+
+
+@cache.command("clear")
+@config_option
+@db_option
+@click.option("--namespace", default=None,
+              help="Only this namespace: team:NAME, org:NAME, key:KEY_ID, shared:NAME or anonymous.")  # fmt: skip
+@click.option("--all", "everything", is_flag=True, help="Every namespace.")
+def clear(config_path: str | None, db: str | None, namespace: str | None, everything: bool) -> None:
+    """Delete cache entries: one namespace (a tenant), or all with --all."""
+    if (namespace is None) == (not everything):
+        raise click.UsageError("give --namespace NS or --all")
+    cfg = _config(config_path, db)
+    n = asyncio.run(_clear(open_cache_store(cfg), namespace))
+    click.echo(f"deleted {n:,} entries from {_where(cfg)}")

@@ -1,0 +1,131 @@
+"""A stored response replays as a stream that rebuilds to the same response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tokenomy.cache.assemble import Assembler, complete
+from tokenomy.cache.replay import replay_frames
+from tokenomy.usage import Usage
+
+OPENAI_RESP: dict[str, Any] = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "gpt-4o-2024-08-06",
+    "system_fingerprint": "fp_1",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "Let me check. " * 10,
+                "refusal": None,
+                "tool_calls": [
+                    {
+                        "id": "call_1",
+                        "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                    },
+                    {
+                        "id": "call_2",
+                        "type": "function",
+                        "function": {"name": "get_time", "arguments": '{"tz": "CET"}'},
+                    },
+                ],
+            },
+            "logprobs": None,
+            "finish_reason": "tool_calls",
+        },
+        {
+            "index": 1,
+            "message": {"role": "assistant", "content": "Second choice.", "refusal": None},
+            "logprobs": None,
+            "finish_reason": "stop",
+        },
+    ],
+    "usage": {"prompt_tokens": 20, "completion_tokens": 30, "total_tokens": 50},
+}
+
+ANTHROPIC_RESP: dict[str, Any] = {
+    "id": "msg_1",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-6",
+    "content": [
+        {"type": "thinking", "thinking": "Weather needs a tool. " * 5, "signature": "sig"},
+        {"type": "text", "text": "Checking the weather in Paris for you, one moment."},
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+    ],
+    "stop_reason": "tool_use",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 12,
+        "output_tokens": 40,
+        "cache_read_input_tokens": 100,
+        "cache_creation_input_tokens": 0,
+    },
+}
+
+
+def rebuild(api: str, frames: list[bytes]) -> dict[str, Any] | None:
+    asm = Assembler(api)
+    ended = False
+    for f in frames:  # one frame at a time, and split mid-frame too
+        ended = asm.feed(f[:7]) or ended
+        ended = asm.feed(f[7:]) or ended
+    assert ended
+    return asm.response(Usage())
+
+
+def test_openai_round_trip_with_usage() -> None:
+    frames = replay_frames("openai", OPENAI_RESP, include_usage=True)
+    assert frames[-1] == b"data: [DONE]\n\n"
+    last = orjson.loads(frames[-2][len(b"data: ") :])
+    assert last["choices"] == [] and last["usage"] == OPENAI_RESP["usage"]
+    assert rebuild("openai", frames) == OPENAI_RESP
+
+
+def test_openai_without_usage_gets_usage_from_the_meter() -> None:
+    frames = replay_frames("openai", OPENAI_RESP, include_usage=False)
+    assert all(b'"usage"' not in f for f in frames)
+    asm = Assembler("openai")
+    for f in frames:
+        asm.feed(f)
+    resp = asm.response(Usage(input_tokens=20, output_tokens=30))
+    assert resp is not None
+    assert resp["usage"]["total_tokens"] == 50
+    assert resp["choices"] == OPENAI_RESP["choices"]
+
+
+def test_anthropic_round_trip() -> None:
+    frames = replay_frames("anthropic", ANTHROPIC_RESP, include_usage=False)
+    names = [f.split(b"\n", 1)[0] for f in frames]
+    assert names[0] == b"event: message_start"
+    assert names[-2:] == [b"event: message_delta", b"event: message_stop"]
+    start = orjson.loads(frames[0].split(b"data: ", 1)[1])
+    assert start["message"]["content"] == [] and start["message"]["stop_reason"] is None
+    assert rebuild("anthropic", frames) == ANTHROPIC_RESP
+
+
+def test_an_unfinished_stream_is_not_a_response() -> None:
+    frames = replay_frames("anthropic", ANTHROPIC_RESP, include_usage=False)
+    asm = Assembler("anthropic")
+    for f in frames[:-1]:  # no message_stop
+        asm.feed(f)
+    assert asm.response(Usage()) is None
+    frames = replay_frames("openai", OPENAI_RESP, include_usage=False)
+    asm = Assembler("openai")
+    for f in frames[:-1]:  # no [DONE]
+        asm.feed(f)
+    assert asm.response(Usage()) is None
+
+
+def test_complete() -> None:
+    assert complete("openai", OPENAI_RESP) and complete("anthropic", ANTHROPIC_RESP)
+    unfinished = {**OPENAI_RESP, "choices": [{**OPENAI_RESP["choices"][0], "finish_reason": None}]}
+    assert not complete("openai", unfinished)
+    assert not complete("anthropic", {**ANTHROPIC_RESP, "stop_reason": "pause_turn"})
+    assert not complete("openai", {"error": {"message": "x"}})

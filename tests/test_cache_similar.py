@@ -1,0 +1,76 @@
+"""The semantic path's bookkeeping: loading from the backend, and vectors of
+expired entries leaving the index (stand-in verifier, see test_cache_semantic)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from cache_helpers import stand_in_verifier
+from tokenomy.cache.similar import SimilarLookup
+from tokenomy.cache.sqlite import SQLiteCacheStore
+from tokenomy.cache.store import Entry
+from tokenomy.usage import Usage
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("usearch")
+
+pytestmark = pytest.mark.usefixtures("stand_in")
+
+
+@pytest.fixture
+def stand_in() -> Iterator[None]:
+    with stand_in_verifier():
+        yield
+
+
+OPTIONS = {"enabled": True, "target_wrong_hit_rate": 0.02, "sync_interval": 0}
+BODY = {"messages": [{"role": "user", "content": "Where is the Eiffel tower?"}]}
+
+
+async def test_expired_vectors_leave_the_index(tmp_path: Path) -> None:
+    store = SQLiteCacheStore(str(tmp_path / "c.db"), max_entries=10, max_bytes=10**6)
+    ttl = 0.5
+    sim = SimilarLookup(store, OPTIONS, ttl=ttl)
+    probe = await asyncio.to_thread(sim.probe, BODY)
+    created = time.time()
+    partition, text, vector = await sim.add("ns", probe, "k1", created)
+    entry = Entry("ns", "k1", "openai", b"{}", Usage(), Decimal(0), "m", "r", created,
+                  partition=partition, text=text, vector=vector)  # fmt: skip
+    await store.put(entry, ttl)
+    _, found = await sim.find("ns", BODY)
+    assert found is not None and found.entry.key == "k1"
+    # a second lookup re-reads the recent rows but does not index k1 twice
+    await sim.find("ns", BODY)
+    assert sim.index.size("ns") == 1
+    await asyncio.sleep(ttl + 0.1)
+    _, found = await sim.find("ns", BODY)
+    assert found is None
+    assert sim.index.size("ns") == 0
+    await store.close()
+
+
+async def test_a_restarted_lookup_loads_the_backend(tmp_path: Path) -> None:
+    store = SQLiteCacheStore(str(tmp_path / "c.db"), max_entries=10, max_bytes=10**6)
+    first = SimilarLookup(store, OPTIONS, ttl=60)
+    probe = await asyncio.to_thread(first.probe, BODY)
+    created = time.time()
+    partition, text, vector = await first.add("ns", probe, "k1", created)
+    await store.put(
+        Entry("ns", "k1", "openai", b"{}", Usage(), Decimal(0), "m", "r", created,
+              partition=partition, text=text, vector=vector),
+        60,
+    )  # fmt: skip
+    second = SimilarLookup(store, OPTIONS, ttl=60)
+    assert await second.preload() == 1  # at start-up, before any lookup
+    assert second.index.size("ns") == 1
+    _, found = await second.find("ns", BODY)
+    assert found is not None and found.similarity > 0.99
+    _, other_ns = await second.find("other", BODY)
+    assert other_ns is None
+    await store.close()
