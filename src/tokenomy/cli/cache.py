@@ -63,7 +63,7 @@ def eval_(
     table = Table(box=box.SIMPLE, title=f"{pairs_path.name}: {len(pairs)} pairs, "
                   f"{int(pairs.labels.sum())} duplicates")  # fmt: skip
     for col in ("target", "rule", "threshold", "served", "wrong", "recall", "wrong-hit rate"):
-        table.add_column(col, justify="left" if col == "rule" else "right")
+        table.add_column(col, justify="left" if col == "rule" else "right", no_wrap=True)
     for target, rows in results.items():
         for s in rows.values():
             table.add_row(

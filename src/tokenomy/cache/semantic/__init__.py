@@ -5,7 +5,7 @@ package only decides which entry matches)::
 
     from tokenomy.cache.semantic import SemanticIndex, context_of
 
-    index = SemanticIndex(target=0.02)          # operator's wrong-hit rate
+    index = SemanticIndex(target=0.15)          # operator's wrong-hit rate
     index.load(namespace, backend_vectors)      # at start: StoredVector rows
     ctx = context_of(body)                      # None: not semantically cacheable
     probe = index.embed_context(ctx)            # embed once per request

@@ -103,6 +103,10 @@ STOPWORDS = frozenset(
     ]
 )
 
+COS_STEPS = (0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)
+TRIGRAM_STEPS = (0.5, 0.7, 0.8, 0.9, 0.95)
+WORD_STEPS = (0.5, 0.7, 0.8, 0.9)
+
 LEXICAL = (
     "cos",
     "cos_sq",
@@ -123,6 +127,11 @@ LEXICAL = (
     "content_diff_count",
     "person_mismatch",
     "symbols_differ",
+    # step functions of the similarities: lets the linear model rank near-identical
+    # pairs above mere paraphrases (the cleanest top band on the dev pairs)
+    *(f"cos_gt_{t}" for t in COS_STEPS),
+    *(f"trigram_gt_{t}" for t in TRIGRAM_STEPS),
+    *(f"word_gt_{t}" for t in WORD_STEPS),
 )
 # "What is your X?" (an opinion poll) and "What is the X?" are labelled different
 PUNCTUATION = frozenset(".,?!:;'\"()-")
@@ -163,6 +172,7 @@ def lexical_features(a: str, b: str, cos: float) -> list[float]:
     wb, tb, nb, cb, negb, whb = _analyse(b)
     sa, sb = frozenset(wa), frozenset(wb)
     word_j = _jaccard(sa, sb)
+    trigram_j = _jaccard(ta, tb)
     content_a, content_b = sa - STOPWORDS, sb - STOPWORDS
     content_diff = content_a ^ content_b
     content_all = content_a | content_b
@@ -173,7 +183,7 @@ def lexical_features(a: str, b: str, cos: float) -> list[float]:
         cos,
         cos * cos,
         word_j,
-        _jaccard(ta, tb),
+        trigram_j,
         min(len(a), len(b)) / max(len(a), len(b), 1),
         abs(math.log((len(wa) + 1) / (len(wb) + 1))),
         float(na != nb),
@@ -189,6 +199,9 @@ def lexical_features(a: str, b: str, cos: float) -> list[float]:
         min(len(content_diff), 6) / 6.0,
         float(bool(sa & PERSONAL) != bool(sb & PERSONAL)),
         float(_symbols(sa) != _symbols(sb)),
+        *(float(cos > t) for t in COS_STEPS),
+        *(float(trigram_j > t) for t in TRIGRAM_STEPS),
+        *(float(word_j > t) for t in WORD_STEPS),
     ]
 
 
