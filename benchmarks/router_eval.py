@@ -48,10 +48,11 @@ RESULTS = ROOT / "benchmarks/results"
 
 
 def features(router: Router, name: str, outcomes: list[Outcome]) -> Any:
-    """The router's features of the prompts, cached by content."""
+    """The router's features of the prompts, cached by feature spec and content."""
     import numpy as np
 
-    digest = hashlib.sha1("\x00".join(o.prompt for o in outcomes).encode()).hexdigest()[:16]
+    key = repr(router.spec) + "\x00" + "\x00".join(o.prompt for o in outcomes)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
     path = RESULTS / "features" / f"{name}-{digest}.npy"
     if path.exists():
         return np.load(path)

@@ -4,6 +4,8 @@
 # mean of the 7-13B models, the large head the mean of the two ~50B Nemotrons and GPT-4
 # (LLMRouter's ChatQA and CodeGemma models are left out: their scores look like
 # answer-format failures, 0.18 and 0.30; GPT-3.5 has only the 369 date questions).
+# Features: the defaults of `tokenomy router train` (lexical counts, the difficulty cues,
+# 4,096 hashed word buckets), chosen on held-out dev tasks by benchmarks/router_select.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=benchmarks/results/outcomes

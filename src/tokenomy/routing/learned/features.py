@@ -2,7 +2,7 @@
 
 The default features cost well under a millisecond: a few lexical counts
 (length, digits, code and math markers, multiple-choice options, question
-words) and word unigrams and bigrams hashed into `Spec.hash_dim` buckets. The
+words), the difficulty cues of `cues.py`, and word unigrams and bigrams hashed into `Spec.hash_dim` buckets. The
 MiniLM embedding (`Spec.embed`) is optional: it costs about 0.3 ms of CPU per
 word piece on one core, more than the 5 ms decision budget for a typical
 prompt. It sees the head and the tail of the prompt only (`HEAD_CHARS`,
@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from tokenomy.embed import DIM
+
+from .cues import CUES, cues
 
 if TYPE_CHECKING:
     import numpy as np
@@ -102,10 +104,16 @@ class Spec:
 
     hash_dim: int = 4096  # hashed word unigrams and bigrams (0: none)
     embed: bool = False  # the MiniLM embedding (better topics, ~20 ms more per prompt)
+    cues: bool = True  # the difficulty cues of `cues.py` (routers trained before them: False)
+
+    @property
+    def dense(self) -> int:
+        """Columns before the hashed words: the lexical counts and the cues."""
+        return len(LEXICAL) + (len(CUES) if self.cues else 0)
 
     @property
     def width(self) -> int:
-        return len(LEXICAL) + self.hash_dim + (DIM if self.embed else 0)
+        return self.dense + self.hash_dim + (DIM if self.embed else 0)
 
 
 def hashed_words(text: str, dim: int) -> list[tuple[int, float]]:
@@ -126,17 +134,19 @@ def hashed_words(text: str, dim: int) -> list[tuple[int, float]]:
 def featurize(
     texts: Sequence[str], spec: Spec | None = None, embedder: Any = None
 ) -> NDArray[np.float32]:
-    """(n, spec.width) float32: lexical features, hashed words, then (optionally) the
-    embedding of the clipped text."""
+    """(n, spec.width) float32: lexical features, the cues, hashed words, then
+    (optionally) the embedding of the clipped text."""
     import numpy as np
 
     spec = spec or Spec()
     out = np.zeros((len(texts), spec.width), dtype=np.float32)
-    nlex = len(LEXICAL)
+    nlex, ndense = len(LEXICAL), spec.dense
     for i, text in enumerate(texts):
         out[i, :nlex] = lexical(text)
+        if spec.cues:
+            out[i, nlex:ndense] = cues(text)
         for h, v in hashed_words(text, spec.hash_dim) if spec.hash_dim else ():
-            out[i, nlex + h] = v
+            out[i, ndense + h] = v
     if spec.embed:
         if embedder is None:
             from tokenomy.embed import shared_embedder
@@ -146,5 +156,5 @@ def featurize(
         # batches of similar length pad less: embed in length order, then restore the order
         order = sorted(range(len(clipped)), key=lambda i: len(clipped[i]))
         if order:
-            out[order, nlex + spec.hash_dim :] = embedder.embed([clipped[i] for i in order])
+            out[order, ndense + spec.hash_dim :] = embedder.embed([clipped[i] for i in order])
     return out

@@ -139,7 +139,11 @@ class Router:
     @property
     def spec(self) -> Spec:
         f = self.meta.get("features", {})
-        return Spec(hash_dim=int(f.get("hash_dim", 0)), embed=bool(f.get("embed", False)))
+        return Spec(
+            hash_dim=int(f.get("hash_dim", 0)),
+            embed=bool(f.get("embed", False)),
+            cues=bool(f.get("cues", False)),
+        )
 
     def features(self, texts: Sequence[str]) -> NDArray[np.float32]:
         return featurize(texts, self.spec, self.embedder)

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .calibration import calibrate
-from .features import LEXICAL, Spec, featurize
+from .features import Spec, featurize
 from .model import Router
 from .outcomes import Outcome
 
@@ -168,7 +168,7 @@ def train(
     std = x[train_rows].std(axis=0) + 1e-6
     # hashed words are sparse and already unit-scaled: scaling rare buckets up would let
     # a word seen twice dominate
-    words = slice(len(LEXICAL), len(LEXICAL) + spec.hash_dim)
+    words = slice(spec.dense, spec.dense + spec.hash_dim)
     mean[words], std[words] = 0.0, 1.0
     xs = ((x - mean) / std).astype(np.float32)
     weights = np.zeros((len(heads), x.shape[1]), dtype=np.float32)
@@ -190,7 +190,7 @@ def train(
         calibration=calibrate([0.0, 1.0], [0.0, 0.0], [1.0, 1.0]),
         meta={
             "heads": {h.name: list(h.models) for h in heads},
-            "features": {"hash_dim": spec.hash_dim, "embed": spec.embed},
+            "features": {"hash_dim": spec.hash_dim, "embed": spec.embed, "cues": spec.cues},
             "l2": l2,
             "holdout": holdout,
         },
