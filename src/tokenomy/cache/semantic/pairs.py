@@ -90,7 +90,10 @@ def embed_pairs(
         embed = shared_embedder().embed
     cached: Path | None = None
     if cache_dir is not None:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        from tokenomy.embed import MODEL_ID
+
+        # The vectors depend on the file and on the embedding model.
+        digest = hashlib.sha256(path.read_bytes() + MODEL_ID.encode()).hexdigest()[:16]
         cached = cache_dir / f"{path.stem}-{digest}.npy"
     if cached is not None and cached.is_file():
         both = np.load(cached)
