@@ -293,7 +293,9 @@ async def test_calendar_periods_follow_the_configured_time_zone(ledger: Store) -
     await p.start(background=False)
     await add_budget(p, name="d", scope={}, period="daily", limit_tokens=100)
     await p.reserve(chat(max_tokens=80))
-    clock.t = tokyo_midnight
+    with pytest.raises(RateLimited):  # the same Tokyo day: 80 more do not fit in 100
+        await p.reserve(chat(max_tokens=80))
+    clock.t = tokyo_midnight  # 15:00 UTC, the same UTC day: only Tokyo's day is new
     await p.reserve(chat(max_tokens=80))
     await p.stop()
 

@@ -125,6 +125,10 @@ class Embedder:
         return row
 
 
+def _quantizer_advice(record: logging.LogRecord) -> bool:
+    return "onnxruntime" not in record.pathname or record.levelno >= logging.ERROR
+
+
 def requantized(model: Path) -> bytes | None:
     """The model with its float32 matrix products quantized to int8 (dynamic,
     per channel), as ONNX bytes; None if that cannot be done here (the original
@@ -143,9 +147,10 @@ def requantized(model: Path) -> bytes | None:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         opts.optimized_model_filepath = str(folded)
         ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
-        quiet = logging.getLogger()
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # the quantizer logs advice about pre-processing
+        # The quantizer logs advice about pre-processing on the root logger: drop just
+        # those records (a logger's filter never touches other loggers' records).
+        root = logging.getLogger()
+        root.addFilter(_quantizer_advice)
         try:
             quantize_dynamic(folded, out, weight_type=QuantType.QInt8, per_channel=True)
         except Exception as exc:  # any failure: keep serving with the original graph
@@ -154,7 +159,7 @@ def requantized(model: Path) -> bytes | None:
             )
             return None
         finally:
-            quiet.setLevel(level)
+            root.removeFilter(_quantizer_advice)
         return out.read_bytes()
 
 

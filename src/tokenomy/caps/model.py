@@ -210,6 +210,20 @@ def parse_int(value: Any, name: str) -> int | None:
         raise InvalidRequest(f"'{name}' must be an integer", param=name) from exc
 
 
+def _name_and_scope(raw: Mapping[str, Any], b: dict[str, Any], *, new: bool) -> None:
+    """Set ``name`` and ``scope`` of a budget's or limit's fields from ``raw``
+    (both always on a new one; on an update, only those given)."""
+    if "name" in raw or new:
+        name = raw.get("name") or b["id"]
+        if not isinstance(name, str):
+            raise InvalidRequest("'name' must be a string", param="name")
+        b["name"] = name
+    if "scope" in raw or new:
+        if raw.get("scope") is not None and not isinstance(raw.get("scope"), Mapping):
+            raise InvalidRequest("'scope' must be an object", param="scope")
+        b["scope"] = Scope.of(raw.get("scope"))
+
+
 def budget_from(raw: Mapping[str, Any], *, base: Budget | None = None) -> Budget:
     """A budget from JSON-like input; with ``base``, only the given fields change."""
     known = {"id", "name", "scope", "period", "limit_usd", "limit_tokens", "on_exceed",
@@ -223,15 +237,7 @@ def budget_from(raw: Mapping[str, Any], *, base: Budget | None = None) -> Budget
         b = {f: getattr(base, f) for f in Budget.__dataclass_fields__}
     else:
         b = {"id": new_id("bud"), "created_at": now, "period": Period("monthly")}
-    if "name" in raw or base is None:
-        name = raw.get("name") or b["id"]
-        if not isinstance(name, str):
-            raise InvalidRequest("'name' must be a string", param="name")
-        b["name"] = name
-    if "scope" in raw or base is None:
-        if raw.get("scope") is not None and not isinstance(raw.get("scope"), Mapping):
-            raise InvalidRequest("'scope' must be an object", param="scope")
-        b["scope"] = Scope.of(raw.get("scope"))
+    _name_and_scope(raw, b, new=base is None)
     if raw.get("period") is not None:
         b["period"] = _period(raw["period"])
     for f in ("limit_usd", "limit_tokens"):
@@ -263,15 +269,7 @@ def limit_from(raw: Mapping[str, Any], *, base: Limit | None = None) -> Limit:
         b: dict[str, Any] = {f: getattr(base, f) for f in Limit.__dataclass_fields__}
     else:
         b = {"id": new_id("lim"), "created_at": now}
-    if "name" in raw or base is None:
-        name = raw.get("name") or b["id"]
-        if not isinstance(name, str):
-            raise InvalidRequest("'name' must be a string", param="name")
-        b["name"] = name
-    if "scope" in raw or base is None:
-        if raw.get("scope") is not None and not isinstance(raw.get("scope"), Mapping):
-            raise InvalidRequest("'scope' must be an object", param="scope")
-        b["scope"] = Scope.of(raw.get("scope"))
+    _name_and_scope(raw, b, new=base is None)
     for f in counts:
         if f in raw:
             b[f] = parse_int(raw[f], f)

@@ -100,15 +100,18 @@ class Resolve:
     async def attempt(self, call: Call, fn: Callable[[Call], Awaitable[T]]) -> T:
         """``fn(call)`` on each target in turn until one answers or a failure is final."""
         plan = call.route
+        track = bool(self.config.balance)  # latency and in-flight feed only the balancer
         index = 0
         while True:
             dep = call.record.deployment or ""
-            self.balancer.start(dep)
+            if track:
+                self.balancer.start(dep)
             started = time.perf_counter()
             try:
                 result = await fn(call)
             except TokenomyError as exc:
-                self.balancer.done(dep, (time.perf_counter() - started) * 1000.0)
+                if track:
+                    self.balancer.done(dep, (time.perf_counter() - started) * 1000.0)
                 kind = failure_kind(exc)
                 plan.attempts.append(
                     {
@@ -124,7 +127,8 @@ class Resolve:
                 plan.fell_back = True
                 self.bind(call, plan.targets[index])
                 continue
-            self.balancer.done(dep, (time.perf_counter() - started) * 1000.0)
+            if track:
+                self.balancer.done(dep, (time.perf_counter() - started) * 1000.0)
             return result
 
     def decision(self, call: Call, prices: PriceBook) -> dict[str, Any] | None:

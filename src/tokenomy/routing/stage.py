@@ -118,6 +118,8 @@ class RoutingStage:
         return alias.models[0] if alias.strategy == "fallback" else alias.models[-1]
 
     def _with_fallbacks(self, targets: Sequence[str]) -> list[str]:
+        if not self.config.fallbacks:
+            return list(targets)
         out: list[str] = []
         for t in targets:
             out.append(t)
