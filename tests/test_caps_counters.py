@@ -29,14 +29,22 @@ class Clock:
         return self.t
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        # the scripts through redis-py, as over TLS (rediss://)
+        pytest.param("redis-py", marks=pytest.mark.redis),
+    ]
+)
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[CounterBackend, Clock]]:
     clock = Clock()
     if request.param == "memory":
         be: CounterBackend = MemoryCounters(clock=clock)
     else:
         url = request.getfixturevalue("redis_url")
-        be = RedisCounters(url, prefix=request.getfixturevalue("redis_prefix"), clock=clock)
+        prefix = request.getfixturevalue("redis_prefix")
+        be = RedisCounters(url, prefix=prefix, clock=clock, pipe=request.param == "redis")
     yield be, clock
     await be.close()
 

@@ -2,7 +2,9 @@
 
 Each operation is one Lua script, run with ``EVALSHA`` (one round trip), so a
 reservation across every applicable counter is checked and applied atomically
-— Redis runs one script at a time.
+— Redis runs one script at a time. The scripts go over one pipelined connection
+(`resp.Pipe`, about half the client-side cost of redis-py's pool); renewals and
+the sweeper's reads use redis-py.
 
 Data layout (``P`` is ``caps.redis_prefix``, "tokenomy:" by default):
 
@@ -22,7 +24,6 @@ second before Redis is tried again.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -34,6 +35,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from .counters import TOMBSTONE_TTL, CountersUnavailable, Hold, Pending, Reserved, Settled, Window
+from .resp import Pipe, ReplyError, Script
 
 # Shared by the scripts: the total of a window, and the oldest bucket with something in it.
 _WINDOW = """
@@ -179,10 +181,9 @@ return set
 """
 
 DOWN_FOR = 1.0  # seconds calls fail fast after Redis was found unreachable
-POOL_SIZE = 32  # connections per process; opened at start (`warm`), not during a burst
 CONNECT_TIMEOUT = 2.0  # seconds; a refused connection fails at once whatever this is
-POOL_WAIT = 5.0  # seconds a call may wait for a free connection
-SPARE_CONNECTIONS = 4  # beyond POOL_SIZE, for the sweeper's and renewals' calls
+BACKGROUND_CONNECTIONS = 4  # redis-py's, for renewals and the sweeper's reads
+SCRIPT_CONNECTIONS = 32  # redis-py's where it runs the scripts as well (TLS)
 
 
 def _ms(seconds: float | None) -> str:
@@ -224,34 +225,36 @@ class RedisCounters:
         prefix: str = "tokenomy:",
         timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
-        client: aioredis.Redis | None = None,
+        pipe: bool = True,
     ) -> None:
         self.prefix = prefix
         self.clock = clock
         self.url = url
-        if client is None:
-            # A bounded pool: `_gate` makes request-path calls wait for one of
-            # POOL_SIZE connections (a burst shares a few connections instead of
-            # opening hundreds), and the spare ones serve the sweeper. A plain pool
-            # behind a semaphore costs ~60 µs less per call than redis-py's
-            # BlockingConnectionPool, which locks on every checkout.
-            pool = aioredis.ConnectionPool.from_url(
-                url,
-                max_connections=POOL_SIZE + SPARE_CONNECTIONS,
-                socket_timeout=timeout,
-                socket_connect_timeout=max(timeout, CONNECT_TIMEOUT),
-                retry=Retry(NoBackoff(), 0),
-                driver_info=None,  # no CLIENT SETINFO round trips on each new connection
-            )
-            client = aioredis.Redis(connection_pool=pool)
-        self.r: aioredis.Redis = client
-        self._reserve = self.r.register_script(RESERVE)
-        self._finish = self.r.register_script(FINISH)
-        self._totals = self.r.register_script(TOTALS)
-        self._seed = self.r.register_script(SEED)
+        # The request path's scripts go over one pipelined connection (`resp.Pipe`);
+        # redis-py serves the background work (renewals, the sweeper's reads), and
+        # the scripts too where `Pipe` cannot: over TLS (rediss://).
+        connect_timeout = max(timeout, CONNECT_TIMEOUT)
+        scripts_here = url.startswith("rediss://") or not pipe
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=SCRIPT_CONNECTIONS if scripts_here else BACKGROUND_CONNECTIONS,
+            socket_timeout=timeout,
+            socket_connect_timeout=connect_timeout,
+            retry=Retry(NoBackoff(), 0),
+            driver_info=None,  # no CLIENT SETINFO round trips on each new connection
+        )
+        self.r: aioredis.Redis = aioredis.Redis(connection_pool=pool)
+        self.pipe: Pipe | None = None
+        scripts: list[Script | _PyScript] = []
+        for source in (RESERVE, FINISH, TOTALS, SEED):
+            if scripts_here:
+                scripts.append(_PyScript(self.r, source))
+            else:
+                self.pipe = self.pipe or Pipe(url, timeout=timeout, connect_timeout=connect_timeout)
+                scripts.append(Script(self.pipe, source))
+        self._reserve, self._finish, self._totals, self._seed = scripts
         self._open: dict[str, tuple[Hold, ...]] = {}
         self._down_until = 0.0
-        self._gate = asyncio.Semaphore(POOL_SIZE)
         self.rx = prefix + "rx"
 
     def _c(self, key: str) -> str:
@@ -260,33 +263,23 @@ class RedisCounters:
     def _rkey(self, rid: str) -> str:
         return self.prefix + "r:" + rid
 
-    async def _call(self, fn: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _call(self, fn: Script | _PyScript, keys: list[str], args: list[Any]) -> Any:
         if self._down_until and time.monotonic() < self._down_until:
             raise CountersUnavailable("Redis was unreachable a moment ago")
-        if self._gate.locked():  # every connection busy: wait a bounded time for one
-            try:
-                await asyncio.wait_for(self._gate.acquire(), POOL_WAIT)
-            except TimeoutError:
-                raise CountersUnavailable("Redis: no free connection in time") from None
-        else:
-            await self._gate.acquire()  # free: returns at once
         try:
-            result = await fn(keys=keys, args=args)
-        except (RedisError, OSError) as exc:
+            result = await fn(keys, args)
+        except (ReplyError, RedisError, OSError) as exc:
             self._down_until = time.monotonic() + DOWN_FOR
             raise CountersUnavailable(f"Redis: {exc}") from exc
-        finally:
-            self._gate.release()
         self._down_until = 0.0
         return result
 
     async def warm(self) -> None:
-        """Open the pool's connections and load the scripts now, not under the first burst."""
+        """Open the connection and load the scripts now, not under the first burst."""
         try:
-            await asyncio.gather(*(self.r.ping() for _ in range(POOL_SIZE)))
             for script in (self._reserve, self._finish, self._totals, self._seed):
-                await self.r.script_load(script.script)
-        except (RedisError, OSError) as exc:
+                await script.load()
+        except (ReplyError, RedisError, OSError) as exc:
             raise CountersUnavailable(f"Redis: {exc}") from exc
 
     # -- the interface ----------------------------------------------------------------------
@@ -393,6 +386,8 @@ class RedisCounters:
         return bool(int(out))
 
     async def close(self) -> None:
+        if self.pipe is not None:
+            await self.pipe.close()
         await self.r.aclose(close_connection_pool=True)
 
     def open_count(self) -> int:
@@ -400,6 +395,21 @@ class RedisCounters:
 
     def forget(self, rid: str) -> None:
         self._open.pop(rid, None)
+
+
+class _PyScript:
+    """A script run through redis-py, with `resp.Script`'s interface."""
+
+    def __init__(self, r: aioredis.Redis, source: str) -> None:
+        self.r = r
+        self.source = source
+        self._script = r.register_script(source)
+
+    async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+        return await self._script(keys=keys, args=args)
+
+    async def load(self) -> None:
+        await self.r.script_load(self.source)
 
 
 def _text(value: Any) -> str:

@@ -1,0 +1,101 @@
+"""The pipelined Redis connection the admission scripts use, against the local Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+
+from gateway_fixtures import closed_port
+from tokenomy.caps.resp import Pipe, ReplyError, Script, pack
+
+pytestmark = pytest.mark.redis
+
+
+@pytest.fixture
+async def pipe(redis_url: str) -> AsyncIterator[Pipe]:
+    p = Pipe(redis_url, timeout=2)
+    yield p
+    await p.close()
+
+
+def test_pack_is_resp() -> None:
+    assert pack(("SET", b"k", 12)) == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n12\r\n"
+
+
+async def test_concurrent_calls_get_their_own_replies(pipe: Pipe, redis_prefix: str) -> None:
+    key = redis_prefix + "n"
+    replies = await asyncio.gather(*(pipe.call("INCRBY", key, i) for i in range(1, 201)))
+    # sent in the order the calls were made, so each reply is the running sum
+    assert replies == [sum(range(1, i + 1)) for i in range(1, 201)]
+    assert await pipe.call("GET", key) == str(sum(range(1, 201))).encode()
+
+
+async def test_an_error_reply_fails_only_its_call(pipe: Pipe, redis_prefix: str) -> None:
+    key = redis_prefix + "s"
+    ok, bad, after = await asyncio.gather(
+        pipe.call("SET", key, "text"),
+        pipe.call("INCR", key),  # not an integer
+        pipe.call("GET", key),
+        return_exceptions=True,
+    )
+    assert ok == b"OK" and after == b"text"
+    assert isinstance(bad, ReplyError) and "not an integer" in str(bad)
+
+
+async def test_script_reloads_after_redis_forgot_it(pipe: Pipe, redis_url: str) -> None:
+    script = Script(pipe, "return tonumber(ARGV[1]) * 2  -- tokenomy resp test")
+    assert await script([], [21]) == 42
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        await r.script_flush()
+    finally:
+        await r.aclose()
+    assert await script([], [5]) == 10  # NOSCRIPT, then EVAL with the source
+
+
+async def test_lost_connection_fails_waiting_calls_then_reconnects(pipe: Pipe) -> None:
+    assert await pipe.call("PING") == b"PONG"
+    me = await pipe.call("CLIENT", "ID")
+    slow = asyncio.ensure_future(pipe.call("BLPOP", "tk_test_resp_never", 5))
+    await asyncio.sleep(0.05)
+    r = aioredis.Redis.from_url(f"redis://127.0.0.1:{pipe._port}/0")
+    try:
+        await r.execute_command("CLIENT", "KILL", "ID", me)
+    finally:
+        await r.aclose()
+    with pytest.raises(ConnectionError):
+        await slow
+    assert await pipe.call("PING") == b"PONG"  # a fresh connection
+    assert await pipe.call("CLIENT", "ID") != me
+
+
+async def test_silence_times_out_and_the_next_call_reconnects(redis_url: str) -> None:
+    p = Pipe(redis_url, timeout=0.1)
+    try:
+        with pytest.raises(TimeoutError):
+            await p.call("BLPOP", "tk_test_resp_never", 2)
+        assert await p.call("PING") == b"PONG"
+    finally:
+        await p.close()
+
+
+async def test_unreachable_server_raises_oserror() -> None:
+    p = Pipe(f"redis://127.0.0.1:{closed_port()}/0", timeout=0.2)
+    with pytest.raises(OSError):
+        await p.call("PING")
+
+
+async def test_url_database_is_selected(redis_url: str, redis_prefix: str) -> None:
+    base = redis_url.rsplit("/", 1)[0]
+    p = Pipe(f"{base}/3")
+    r = aioredis.Redis.from_url(f"{base}/3")
+    try:
+        await p.call("SET", redis_prefix + "db", "3")
+        assert await r.get(redis_prefix + "db") == b"3"
+    finally:
+        await r.delete(redis_prefix + "db")
+        await r.aclose()
+        await p.close()
