@@ -20,11 +20,11 @@ import json
 import math
 import os
 import socket
-import sys
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from . import HOST, MODEL
@@ -192,6 +192,7 @@ class Spec:
     timeout: float
     gateway_pid: int | None
     upstream_pid: int
+    result: str  # the file the figures are written to (a pipe could cut them short)
 
 
 @dataclass
@@ -348,4 +349,4 @@ def main(raw: str) -> None:
         "late_ms_p99": round((pct(lag, 0.99) or 0.0) * 1000, 3),
         "late_ms_max": round(lag[-1] * 1000, 3) if lag else 0.0,
     }
-    sys.stdout.write(json.dumps(out))
+    Path(spec.result).write_text(json.dumps(out))

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from . import BENCH
@@ -88,6 +90,7 @@ def run_loadgen(
         timeout=opt.timeout,
         gateway_pid=target.pid,
         upstream_pid=upstream_pid,
+        result=_result_file(),
     )
     argv = [sys.executable, str(BENCH / "load.py"), "--loadgen", json.dumps(asdict(spec))]
 
@@ -101,5 +104,15 @@ def run_loadgen(
     )
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed:\n{done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout)
+    out = Path(spec.result)
+    try:
+        result: dict[str, Any] = json.loads(out.read_text())
+    finally:
+        out.unlink(missing_ok=True)
     return result
+
+
+def _result_file() -> str:
+    fd, name = tempfile.mkstemp(prefix="tokenomy-loadgen-", suffix=".json")
+    os.close(fd)
+    return name
