@@ -1,10 +1,10 @@
 """One pipelined Redis connection for the scripts on the request path.
 
 The admission check runs one Lua script per request (reserve) and one when the
-request ends (settle). redis-py's asyncio client spends most of such a call in
-its own layers (pool checkout, connection state, timeouts, response parsing):
-about 0.2 ms of CPU when warm and 0.4 ms when the request comes after an idle
-gap and the caches are cold. This module sends the same commands over one
+request ends (settle). redis-py's asyncio client adds its own layers to each
+call (pool checkout, connection state, timeouts, response parsing): measured
+here, about 0.07 ms over a bare socket when warm and 0.35 ms when the request
+comes after an idle gap and the caches are cold. This module sends the same commands over one
 connection with RESP pipelining: each call writes its command and waits for its
 reply, replies come back in order, and `hiredis` parses them. Concurrent calls
 share the connection — Redis runs commands one at a time anyway.
