@@ -120,6 +120,16 @@ def test_least_latency_picks_the_faster_deployment(fgw: GW) -> None:
     assert {r.deployment for r in later if r} == {"gpt-4o-a"}
 
 
+def test_only_deployments_balanced_by_measurement_are_measured(fgw: GW) -> None:
+    resolve = fgw.app.gateway.resolve  # type: ignore[union-attr]
+    resolve.balancer.stats.clear()
+    assert chat(fgw, "gpt-4o-mini", "hi").status == 200  # not balanced at all
+    assert chat(fgw, "fastest", "hi").status == 200  # balanced by latency
+    assert set(resolve.balancer.stats) <= {"gpt-4o-a", "gpt-4o-b"}
+    assert sum(s.inflight for s in resolve.balancer.stats.values()) == 0
+    assert any(s.ewma_ms is not None for s in resolve.balancer.stats.values())
+
+
 def test_weights_are_respected_statistically() -> None:
     balancer = Balancer(random.Random(1234))
     spec = Balance("weight", {"a": 3.0, "b": 1.0, "c": 0.0})

@@ -33,6 +33,14 @@ class Resolve:
         self.config = parse_routing(settings.routing)
         self.routing = RoutingStage(self.config, router=router)
         self.balancer = Balancer()
+        # latency and in-flight counts feed only the balancer, and only the strategies
+        # that read them: the deployments they balance over are the ones measured
+        self._tracked = frozenset(
+            dep
+            for spec in self.config.balance.values()
+            if spec.strategy != "weight"
+            for dep in spec.deployments
+        )
         self._providers: dict[str, Provider] = {}
         self._check_targets()
 
@@ -100,10 +108,10 @@ class Resolve:
     async def attempt(self, call: Call, fn: Callable[[Call], Awaitable[T]]) -> T:
         """``fn(call)`` on each target in turn until one answers or a failure is final."""
         plan = call.route
-        track = bool(self.config.balance)  # latency and in-flight feed only the balancer
         index = 0
         while True:
             dep = call.record.deployment or ""
+            track = dep in self._tracked
             if track:
                 self.balancer.start(dep)
             started = time.perf_counter()
