@@ -99,3 +99,28 @@ async def test_url_database_is_selected(redis_url: str, redis_prefix: str) -> No
         await r.delete(redis_prefix + "db")
         await r.aclose()
         await p.close()
+
+
+async def test_a_burst_waits_for_one_failed_connection_attempt_not_one_each() -> None:
+    # A server that accepts connections and never answers: the AUTH of every new
+    # connection times out. Ten calls at once must not queue ten timeouts.
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    p = Pipe(f"redis://:secret@127.0.0.1:{port}/0", timeout=0.2)
+    loop = asyncio.get_running_loop()
+    try:
+        start = loop.time()
+        results = await asyncio.gather(*(p.call("PING") for _ in range(10)), return_exceptions=True)
+        assert all(isinstance(r, OSError) for r in results)
+        assert loop.time() - start < 0.6  # one timeout (0.2 s), not ten
+    finally:
+        await p.close()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

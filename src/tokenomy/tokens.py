@@ -169,9 +169,10 @@ def encoding_for_model(model: str) -> tuple[tiktoken.Encoding, bool]:
 
 # Token counts of texts seen lately. Requests repeat most of their text (system
 # prompts, tool definitions, the history a chat resends every turn), and a repeat
-# is a dictionary lookup instead of a tokenizer run, which on a cold CPU cache
-# costs ~10 µs per short message and ~1 ms per page. Bounded by characters held;
-# the oldest entries go first.
+# is a dictionary lookup instead of a tokenizer run (measured here for a short
+# message: 12 µs back to back, 130 µs after 40 ms idle with the CPU caches cold;
+# longer texts cost in proportion). Bounded by characters held; the oldest
+# entries go first.
 _MEMO_MAX_CHARS = 8_000_000
 _MEMO_MAX_TEXT = 100_000  # longer texts are counted every time
 _memo: dict[tuple[str, str], int] = {}

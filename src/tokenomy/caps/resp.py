@@ -116,6 +116,8 @@ class Pipe:
         self._proto: _Protocol | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the connection's
         self._lock = asyncio.Lock()
+        self._failures = 0  # failed attempts to open the connection
+        self._failure: OSError | None = None  # the last one's error
 
     async def call(self, *args: bytes | str | int) -> Any:
         loop = asyncio.get_running_loop()
@@ -140,29 +142,41 @@ class Pipe:
                 old.fail(ConnectionError("Redis connection reopened"))
                 with contextlib.suppress(Exception):  # its loop may be closed already
                     old.abort(ConnectionError("Redis connection reopened"))
+        failures = self._failures
         async with self._lock:
             if self._proto is not None and not self._proto.closed:
                 return self._proto  # another caller opened it meanwhile
-            if self._path is not None:
-                opening = loop.create_unix_connection(_Protocol, self._path)
-            else:
-                opening = loop.create_connection(_Protocol, self._host, self._port)
+            if self._failures != failures:
+                # an attempt made while this call waited has just failed: do not queue
+                # another one behind it (a burst would wait one timeout per call)
+                raise ConnectionError(f"Redis: {self._failure}")
             try:
-                _, proto = await asyncio.wait_for(opening, self.connect_timeout)
-            except TimeoutError:
-                raise TimeoutError(
-                    f"Redis: no connection within {self.connect_timeout} s"
-                ) from None
-            try:
-                for cmd in self._hello:
-                    reply = await asyncio.wait_for(proto.send(pack(cmd)), self.timeout)
-                    if isinstance(reply, hiredis.ReplyError):
-                        raise ConnectionError(f"Redis refused {cmd[0]!s}: {reply}")
-            except BaseException:
-                proto.abort(ConnectionError("Redis connection not ready"))
+                proto = await self._open(loop)
+            except OSError as exc:
+                self._failures += 1
+                self._failure = exc
                 raise
             self._proto = proto
             return proto
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
+        if self._path is not None:
+            opening = loop.create_unix_connection(_Protocol, self._path)
+        else:
+            opening = loop.create_connection(_Protocol, self._host, self._port)
+        try:
+            _, proto = await asyncio.wait_for(opening, self.connect_timeout)
+        except TimeoutError:
+            raise TimeoutError(f"Redis: no connection within {self.connect_timeout} s") from None
+        try:
+            for cmd in self._hello:
+                reply = await asyncio.wait_for(proto.send(pack(cmd)), self.timeout)
+                if isinstance(reply, hiredis.ReplyError):
+                    raise ConnectionError(f"Redis refused {cmd[0]!s}: {reply}")
+        except BaseException:
+            proto.abort(ConnectionError("Redis connection not ready"))
+            raise
+        return proto
 
     async def close(self) -> None:
         proto, self._proto = self._proto, None
