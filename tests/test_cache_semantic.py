@@ -107,8 +107,11 @@ def test_another_tenant_never_gets_a_semantic_hit(sgw: GW) -> None:
     other = new_key(sgw, team="billing")
     system = {"role": "system", "content": f"You answer geography questions. {mark}"}
     assert ask(sgw, [system, user("What is the capital of Italy?")]).headers[CACHE_HEADER] == "miss"
-    theirs = ask(sgw, [system, user("what is the capital of italy")], key=other)
+    # the variant that is a semantic hit within one tenant (the positive control below)
+    theirs = ask(sgw, [system, parts("What is the capital of Italy?")], key=other)
     assert theirs.headers[CACHE_HEADER] == "miss"
+    mine = ask(sgw, [system, parts("What is the capital of Italy?")])
+    assert mine.headers[CACHE_HEADER] == "hit-semantic"
     assert upstream_calls(sgw, mark) == 2
 
 

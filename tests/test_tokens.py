@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -337,17 +338,25 @@ def test_memo_gives_the_tokenizer_count_and_stays_bounded(
     from tokenomy import tokens
 
     enc = get_encoding("o200k_base")
-    monkeypatch.setattr(tokens, "_memo", {})
+    monkeypatch.setattr(tokens, "_memo", OrderedDict())
     monkeypatch.setattr(tokens, "_memo_chars", 0)
     monkeypatch.setattr(tokens, "_MEMO_MAX_CHARS", 100)
     monkeypatch.setattr(tokens, "_MEMO_MAX_TEXT", 40)
     texts = [f"message number {i}: how many tokens am I?"[:40] for i in range(10)]
-    for text in texts * 2:  # the second round is served from the memo
+    for text in texts * 2:
         assert tokens.text_tokens(enc, text) == len(enc.encode_ordinary(text))
     assert tokens._memo_chars <= 100
     assert tokens._memo_chars == sum(len(t) for _, t in tokens._memo)
     assert ("o200k_base", texts[-1]) in tokens._memo  # the newest stay, the oldest went
     assert ("o200k_base", texts[0]) not in tokens._memo
+    expected = len(enc.encode_ordinary(texts[-1]))
+
+    def no_tokenizer(text: str) -> list[int]:
+        raise AssertionError("a remembered text was tokenized again")
+
+    with monkeypatch.context() as m:
+        m.setattr(enc, "encode_ordinary", no_tokenizer)
+        assert tokens.text_tokens(enc, texts[-1]) == expected  # served from the memo
     long = "word " * 20  # over _MEMO_MAX_TEXT: counted, not remembered
     assert tokens.text_tokens(enc, long) == len(enc.encode_ordinary(long))
     assert ("o200k_base", long) not in tokens._memo

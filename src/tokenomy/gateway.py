@@ -278,7 +278,10 @@ class Gateway:
             if admitted:
                 await self.admit.settle(call, charged(call, rec))
         if self.resolve.config.collect_prompts:
-            await collect_prompt(self.store, call)
+            try:
+                await collect_prompt(self.store, call)
+            except Exception:  # the answer was served and charged: never a 500 for this
+                log.exception("could not keep the prompt of request %s", call.request_id)
         self.metrics.observe(rec)
         if self.on_finish is not None:
             self.on_finish(call)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -175,7 +176,7 @@ def encoding_for_model(model: str) -> tuple[tiktoken.Encoding, bool]:
 # entries go first.
 _MEMO_MAX_CHARS = 8_000_000
 _MEMO_MAX_TEXT = 100_000  # longer texts are counted every time
-_memo: dict[tuple[str, str], int] = {}
+_memo: OrderedDict[tuple[str, str], int] = OrderedDict()  # O(1) removal of the oldest
 _memo_chars = 0
 _memo_lock = threading.Lock()
 
@@ -191,8 +192,7 @@ def text_tokens(encoding: tiktoken.Encoding, text: str) -> int:
     if len(text) <= _MEMO_MAX_TEXT:
         with _memo_lock:
             while _memo_chars + len(text) > _MEMO_MAX_CHARS and _memo:
-                oldest = next(iter(_memo))
-                del _memo[oldest]
+                oldest, _ = _memo.popitem(last=False)
                 _memo_chars -= len(oldest[1])
             if key not in _memo:
                 _memo[key] = tokens

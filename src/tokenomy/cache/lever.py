@@ -86,9 +86,9 @@ class ResponseCache:
         self.cfg = cfg
         self.store = store
         self.prices = prices
-        self.similar = (
-            SimilarLookup(store, cfg.semantic, ttl=cfg.ttl) if cfg.semantic_enabled else None
-        )
+        similar = SimilarLookup(store, cfg.semantic, ttl=cfg.ttl) if cfg.semantic_enabled else None
+        # A target the verifier cannot reach serves nothing: then embed nothing either.
+        self.similar = similar if similar is not None and not similar.never else None
         # (namespace, key) -> resolved when the request fetching that answer ends
         self._flights: dict[tuple[str, str], asyncio.Future[None]] = {}
 

@@ -53,10 +53,11 @@ class SimilarLookup:
         self.store = store
         target = float(options.get("target_wrong_hit_rate", 0.01))
         self.index = SemanticIndex(target=target)
-        if self.index.threshold > 1:
+        self.never = self.index.threshold > 1  # the cache switches the semantic layer off
+        if self.never:
             log.warning(
                 "cache.semantic.target_wrong_hit_rate %s is below what the shipped verifier "
-                "was calibrated to reach: the semantic cache will never hit",
+                "was calibrated to reach: the semantic cache would never hit and is off",
                 target,
             )
         self.sync_interval = float(options.get("sync_interval", 1.0))

@@ -24,6 +24,7 @@ second before Redis is tried again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -184,6 +185,7 @@ DOWN_FOR = 1.0  # seconds calls fail fast after Redis was found unreachable
 CONNECT_TIMEOUT = 2.0  # seconds; a refused connection fails at once whatever this is
 BACKGROUND_CONNECTIONS = 4  # redis-py's, for renewals and the sweeper's reads
 SCRIPT_CONNECTIONS = 32  # redis-py's where it runs the scripts as well (TLS)
+POOL_WAIT = 5.0  # seconds a call may wait for a free redis-py connection
 
 
 def _ms(seconds: float | None) -> str:
@@ -238,21 +240,20 @@ class RedisCounters:
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
             max_connections=SCRIPT_CONNECTIONS if scripts_here else BACKGROUND_CONNECTIONS,
+            timeout=POOL_WAIT,
             socket_timeout=timeout,
             socket_connect_timeout=connect_timeout,
             retry=Retry(NoBackoff(), 0),
             driver_info=None,  # no CLIENT SETINFO round trips on each new connection
         )
         self.r: aioredis.Redis = aioredis.Redis(connection_pool=pool)
-        self.pipe: Pipe | None = None
-        scripts: list[Script | _PyScript] = []
-        for source in (RESERVE, FINISH, TOTALS, SEED):
-            if scripts_here:
-                scripts.append(_PyScript(self.r, source))
-            else:
-                self.pipe = self.pipe or Pipe(url, timeout=timeout, connect_timeout=connect_timeout)
-                scripts.append(Script(self.pipe, source))
-        self._reserve, self._finish, self._totals, self._seed = scripts
+        self.pipe = (
+            None if scripts_here else Pipe(url, timeout=timeout, connect_timeout=connect_timeout)
+        )
+        self._reserve, self._finish, self._totals, self._seed = (
+            _PyScript(self.r, source) if self.pipe is None else Script(self.pipe, source)
+            for source in (RESERVE, FINISH, TOTALS, SEED)
+        )
         self._open: dict[str, tuple[Hold, ...]] = {}
         self._down_until = 0.0
         self.rx = prefix + "rx"
@@ -277,6 +278,8 @@ class RedisCounters:
     async def warm(self) -> None:
         """Open the connection and load the scripts now, not under the first burst."""
         try:
+            if self.pipe is None:  # redis-py runs the scripts: open its pool now
+                await asyncio.gather(*(self.r.ping() for _ in range(SCRIPT_CONNECTIONS)))
             for script in (self._reserve, self._finish, self._totals, self._seed):
                 await script.load()
         except (ReplyError, RedisError, OSError) as exc:
