@@ -59,6 +59,9 @@ def test_openai_sdk_sees_rate_limit_error_and_headers(cgw: GW) -> None:
     assert raw.headers["x-ratelimit-remaining-requests"] == "1"
     assert raw.headers["x-ratelimit-limit-tokens"] == "10000"
     assert int(raw.headers["x-ratelimit-remaining-tokens"]) == 10_000 - 29
+    # the admission check's own time, for operators and benchmarks/load.py
+    timing = raw.headers["server-timing"]
+    assert timing.startswith("admit;dur=") and float(timing.split("=", 1)[1]) >= 0
     client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=20)
     with pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=20)

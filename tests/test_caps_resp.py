@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -45,15 +46,29 @@ async def test_an_error_reply_fails_only_its_call(pipe: Pipe, redis_prefix: str)
     assert isinstance(bad, ReplyError) and "not an integer" in str(bad)
 
 
-async def test_script_reloads_after_redis_forgot_it(pipe: Pipe, redis_url: str) -> None:
+async def test_script_reloads_after_redis_forgot_it(
+    pipe: Pipe, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[bytes | str | int] = []
+    call = pipe.call
+
+    async def recording(*args: bytes | str | int) -> Any:
+        sent.append(args[0])
+        return await call(*args)
+
+    monkeypatch.setattr(pipe, "call", recording)
     script = Script(pipe, "return tonumber(ARGV[1]) * 2  -- tokenomy resp test")
+    await script.load()
+    sent.clear()
     assert await script([], [21]) == 42
+    assert sent == ["EVALSHA"]  # by its SHA1, not its source
     r = aioredis.Redis.from_url(redis_url)
     try:
         await r.script_flush()
     finally:
         await r.aclose()
     assert await script([], [5]) == 10  # NOSCRIPT, then EVAL with the source
+    assert sent[-2:] == ["EVALSHA", "EVAL"]
 
 
 async def test_lost_connection_fails_waiting_calls_then_reconnects(pipe: Pipe) -> None:

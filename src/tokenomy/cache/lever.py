@@ -173,7 +173,7 @@ class ResponseCache:
     ) -> tuple[Entry, str, float | None] | None:
         if read:
             entry = await self._exact(ticket)
-            if entry is not None and entry.api == call.api:
+            if entry is not None:  # the API is part of the key
                 return entry, HIT_EXACT, None
         if self.similar is None:
             return None

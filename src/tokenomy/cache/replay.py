@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ..pipeline.context import ANTHROPIC
+from ..pipeline.stream import DONE
 from ..sse import frame
 
 PIECE = 48  # characters per replayed delta
@@ -75,7 +76,7 @@ def _openai(resp: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
         yield chunk(idx, {}, choice.get("finish_reason") or "stop")
     if include_usage:
         yield frame(orjson.dumps({**base, "choices": [], "usage": resp.get("usage")}))
-    yield b"data: [DONE]\n\n"
+    yield DONE
 
 
 # -- Anthropic ------------------------------------------------------------------------

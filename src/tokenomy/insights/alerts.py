@@ -201,18 +201,21 @@ def unpriced_models(records: Iterable[UsageRecord], *, today: date, tz: str = "U
     for (model, provider), (day, count) in sorted(first.items()):
         if day != today:
             continue
-        where = f" from {provider}" if provider else ""
-        alerts.append(
-            Alert(
-                "unpriced_model",
-                f"model={model}",
-                f"unpriced_model|{model}|{provider}",
-                f"model {model}{where} was served without a known price; its spend is not "
-                "counted until a price override is added",
-                (("model", model), ("provider", provider or "-"), ("requests", str(count))),
-            )
-        )
+        alerts.append(unpriced_alert(model, provider, ("requests", str(count))))
     return alerts
+
+
+def unpriced_alert(model: str, provider: str, detail: tuple[str, str]) -> Alert:
+    """A model served without a known price (its key de-duplicates the alert)."""
+    where = f" from {provider}" if provider else ""
+    return Alert(
+        "unpriced_model",
+        f"model={model}",
+        f"unpriced_model|{model}|{provider}",
+        f"model {model}{where} was served without a known price; its spend is not "
+        "counted until a price override is added",
+        (("model", model), ("provider", provider or "-"), detail),
+    )
 
 
 # -- de-duplication ------------------------------------------------------------------

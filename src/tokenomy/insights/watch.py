@@ -34,7 +34,14 @@ from ..errors import ConfigError
 from ..ledger.base import SQLStore
 from ..ledger.migrations import Cursor
 from ..reports.query import scan
-from .alerts import Alert, AlertRules, budget_crossings, deliver, spend_anomalies
+from .alerts import (
+    Alert,
+    AlertRules,
+    budget_crossings,
+    deliver,
+    spend_anomalies,
+    unpriced_alert,
+)
 from .forecast import month_bounds
 
 log = logging.getLogger("tokenomy.alerts")
@@ -137,19 +144,6 @@ def _total_spend(store: SQLStore, since: float, until: float) -> list[tuple[date
     )
 
 
-def _unpriced_alert(ident: str, today: date) -> Alert:
-    model, _, provider = ident.partition("|")
-    where = f" from {provider}" if provider else ""
-    return Alert(
-        "unpriced_model",
-        f"model={model}",
-        f"unpriced_model|{model}|{provider}",
-        f"model {model}{where} was served without a known price; its spend is not "
-        "counted until a price override is added",
-        (("model", model), ("provider", provider or "-"), ("first_day", today.isoformat())),
-    )
-
-
 def find_alerts(
     store: SQLStore,
     rules: AlertRules,
@@ -186,7 +180,8 @@ def find_alerts(
     # further back than the window, through the whole ledger, only for those.
     for ident, day in sorted(unpriced.items()):
         if day == today and not _unpriced_before(store, ident, since):
-            alerts.append(_unpriced_alert(ident, today))
+            model, _, provider = ident.partition("|")
+            alerts.append(unpriced_alert(model, provider, ("first_day", today.isoformat())))
     return alerts
 
 

@@ -33,6 +33,7 @@ class Resolve:
         self.config = parse_routing(settings.routing)
         self.routing = RoutingStage(self.config, router=router)
         self.balancer = Balancer()
+        self._by_name = {d.name: d for d in settings.deployments}
         # latency and in-flight counts feed only the balancer, and only the strategies
         # that read them: the deployments they balance over are the ones measured
         self._tracked = frozenset(
@@ -54,14 +55,14 @@ class Resolve:
                 raise ConfigError(f"routing: {name!r} is neither an alias nor a configured model")
         for model, spec in cfg.balance.items():
             for dep in spec.deployments:
-                if not any(d.name == dep for d in self.settings.deployments):
+                if dep not in self._by_name:
                     raise ConfigError(f"routing.balance.{model}: no deployment named {dep!r}")
 
     def deployment_for(self, model: str) -> Deployment | None:
         spec = self.config.balance.get(model)
         if spec is not None:
             name = next(iter(spec.deployments))
-            return next((d for d in self.settings.deployments if d.name == name), None)
+            return self._by_name.get(name)
         return self.settings.find_deployment(model)
 
     def _provider(self, dep: Deployment) -> Provider:
@@ -89,7 +90,7 @@ class Resolve:
         dep: Deployment | None
         if spec is not None:
             name = self.balancer.pick(spec)
-            dep = next(d for d in self.settings.deployments if d.name == name)
+            dep = self._by_name[name]
             call.route.balanced = True
         else:
             dep = self.settings.find_deployment(model)

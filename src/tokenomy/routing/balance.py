@@ -11,7 +11,6 @@ The measurements are this process's own: each replica balances on what it sees.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .config import Balance
@@ -42,9 +41,9 @@ class Balancer:
             s = self.stats[deployment] = DeploymentStats()
         return s
 
-    def pick(self, spec: Balance, allowed: Sequence[str] | None = None) -> str:
-        """One deployment name of ``spec`` (among ``allowed`` ones, when given)."""
-        names = [n for n in spec.deployments if allowed is None or n in allowed]
+    def pick(self, spec: Balance) -> str:
+        """One deployment name of ``spec``."""
+        names = list(spec.deployments)
         if not names:
             raise ValueError("no deployment to balance over")
         if spec.strategy == "latency":

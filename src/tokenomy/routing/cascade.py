@@ -82,7 +82,7 @@ class Cascade:
             if score >= threshold:
                 plan.samples, plan.sample_calls = samples, calls
                 plan.extra.update(cascade="kept", escalated=bool(i), score=score, scores=scores)
-                return self._first_choice(call, up, samples)
+                return _first_choice(up)
             draft_id = f"{call.request_id}.draft" + (str(i + 1) if i else "")
             await self._record_draft(call, draft_id, usage, score, started)
         plan.extra.update(cascade="escalated", escalated=True, scores=scores)
@@ -119,14 +119,6 @@ class Cascade:
             texts += got
             usage = usage + (u or estimate_usage(call, "".join(got)))
         return ups[0], usage, texts, len(ups)
-
-    def _first_choice(self, call: Call, up: UpstreamResponse, samples: int) -> UpstreamResponse:
-        """The reply the client asked for: one answer (the draft had ``samples``)."""
-        data = up.data
-        if isinstance(data, dict) and isinstance(data.get("choices"), list):
-            data = {**data, "choices": data["choices"][:1]}
-            return UpstreamResponse(up.status, up.headers, data, orjson.dumps(data))
-        return up
 
     async def _record_draft(
         self, call: Call, draft_id: str, usage: Usage, score: float, started: float
@@ -174,3 +166,12 @@ def charged(call: Call, rec: UsageRecord) -> UsageRecord:
         usage = usage + d.usage
         cost = None if cost is None or d.cost_usd is None else cost + d.cost_usd
     return replace(rec, usage=usage, cost_usd=cost, price_unknown=cost is None)
+
+
+def _first_choice(up: UpstreamResponse) -> UpstreamResponse:
+    """The reply the client asked for: one answer (the draft had several)."""
+    data = up.data
+    if isinstance(data, dict) and isinstance(data.get("choices"), list):
+        data = {**data, "choices": data["choices"][:1]}
+        return UpstreamResponse(up.status, up.headers, data, orjson.dumps(data))
+    return up

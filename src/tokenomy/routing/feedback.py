@@ -46,7 +46,7 @@ class FeedbackStore:
         self.store = store
         self.p = store.dialect.param
 
-    def add(self, fb: Feedback) -> int:
+    def add(self, fb: Feedback) -> None:
         if fb.source not in SOURCES:
             raise ValueError(f"unknown feedback source {fb.source!r}")
         p = self.p
@@ -57,13 +57,10 @@ class FeedbackStore:
         row = (fb.request_id, fb.ts or time.time(), fb.source, float(fb.score), fb.comment,
                fb.key_id, fb.org, fb.model)  # fmt: skip
 
-        def run(cur: Cursor) -> int:
+        def run(cur: Cursor) -> None:
             cur.execute(sql, row)
-            cur.execute("SELECT COUNT(*) FROM feedback")
-            count: int = cur.fetchone()[0]
-            return count
 
-        return self.store._write(run)
+        self.store._write(run)
 
     def save_prompt(self, request_id: str, ts: float, messages: Sequence[Any]) -> None:
         d = self.store.dialect
