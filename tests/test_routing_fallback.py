@@ -189,3 +189,15 @@ async def test_fallback_on_is_configurable(
             await resolve.attempt(call, send)
         assert served == ["m1"]
     await resolve.close()
+
+
+def test_a_failed_attempt_is_not_measured_as_a_latency(fgw: GW) -> None:
+    # A refused or failing deployment answers fastest; measured, it would win every pick.
+    resolve = fgw.app.gateway.resolve  # type: ignore[union-attr]
+    resolve.balancer.stats.clear()
+    fail_b = "hi [[fake:status=500]] [[fake:only=gpt-4o-2024-08-06]]"
+    records = [chat(fgw, "fastest", fail_b).record for _ in range(2)]
+    assert {r.deployment for r in records if r} == {"gpt-4o-a", "gpt-4o-b"}
+    assert resolve.balancer.stat("gpt-4o-a").ewma_ms is not None
+    assert resolve.balancer.stat("gpt-4o-b").ewma_ms is None  # failed: still unmeasured
+    assert resolve.balancer.stat("gpt-4o-b").inflight == 0

@@ -119,8 +119,8 @@ class Resolve:
             try:
                 result = await fn(call)
             except TokenomyError as exc:
-                if track:
-                    self.balancer.done(dep, (time.perf_counter() - started) * 1000.0)
+                if track:  # a failure is no latency: a dead deployment answers fastest
+                    self.balancer.done(dep, None)
                 kind = failure_kind(exc)
                 plan.attempts.append(
                     {
