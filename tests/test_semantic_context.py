@@ -84,3 +84,20 @@ def test_requests_without_a_plain_text_last_user_turn_are_not_semantic() -> None
     assert context_of({"model": "m", "messages": []}) is None
     tool = {"role": "tool", "tool_call_id": "c1", "content": "42"}
     assert context_of(_openai({"role": "user", "content": "hi"}, tool)) is None
+
+
+def test_the_context_is_canonical_like_the_exact_key() -> None:
+    q = {"role": "user", "content": "hi"}
+    tool = {"type": "function", "function": {"name": "f"}}
+    base = context_of(_openai(q, temperature=0, tools=[tool]))
+    same = [  # what the exact key also treats as the same request
+        context_of(_openai(q, temperature=0.0, tools=[tool])),
+        context_of(_openai(q, temperature=0, tools=[tool], prompt_cache_key="user-7")),
+        context_of(_openai(q, temperature=0, tools=[{**tool, "cache_control": {"type": "x"}}])),
+        context_of(_openai(q, temperature=0, tools=[tool]), {"x-other": "1"}),
+    ]
+    assert base is not None
+    assert all(s is not None and s.partition == base.partition for s in same)
+    # a beta header changes the answer, so it changes the context
+    beta = context_of(_openai(q, temperature=0, tools=[tool]), {"anthropic-beta": "b1"})
+    assert beta is not None and beta.partition != base.partition

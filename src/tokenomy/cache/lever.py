@@ -181,7 +181,7 @@ class ResponseCache:
             if not read:  # refresh: only embed, for the store step
                 ticket.probe = await self._probe(call)
                 return None
-            probe, hit = await self.similar.find(ticket.namespace, call.body)
+            probe, hit = await self.similar.find(ticket.namespace, call.body, call.headers)
         except CacheUnavailable:
             raise
         except Exception:  # an optional layer (a local model, an index) never fails a request
@@ -194,7 +194,7 @@ class ResponseCache:
 
     async def _probe(self, call: Call) -> Any:
         assert self.similar is not None
-        return await asyncio.to_thread(self.similar.probe, call.body)
+        return await asyncio.to_thread(self.similar.probe, call.body, call.headers)
 
     async def _serve(
         self,

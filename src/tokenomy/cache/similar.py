@@ -69,24 +69,30 @@ class SimilarLookup:
         self._order: dict[str, deque[tuple[float, str]]] = {}
         self._lock = asyncio.Lock()
 
-    def probe(self, body: Mapping[str, Any]) -> Any | None:
+    def probe(
+        self, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> Any | None:
         """The request's embedded context (a `Probe`), or None when it has none."""
         from .semantic import context_of
 
-        ctx = context_of(body)
+        ctx = context_of(body, headers)
         return None if ctx is None else self.index.embed_context(ctx)
 
-    def _probe_and_match(self, namespace: str, body: Mapping[str, Any]) -> tuple[Any, Any]:
+    def _probe_and_match(
+        self, namespace: str, body: Mapping[str, Any], headers: Mapping[str, str] | None
+    ) -> tuple[Any, Any]:
         """Embed and search in one hop to a worker thread: (probe, match or None)."""
-        probe = self.probe(body)
+        probe = self.probe(body, headers)
         if probe is None:
             return None, None
         return probe, self.index.lookup(namespace, probe)
 
-    async def find(self, namespace: str, body: Mapping[str, Any]) -> tuple[Any, Found | None]:
+    async def find(
+        self, namespace: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    ) -> tuple[Any, Found | None]:
         """(probe, the verified entry or None); probe is None when not embeddable."""
         await self.sync(namespace)
-        probe, match = await asyncio.to_thread(self._probe_and_match, namespace, body)
+        probe, match = await asyncio.to_thread(self._probe_and_match, namespace, body, headers)
         if probe is None or match is None:
             return probe, None
         entry = await self.store.get(namespace, match.entry_id, time.time())

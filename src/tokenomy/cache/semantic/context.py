@@ -27,10 +27,12 @@ from typing import Any
 
 import orjson
 
-# Fields that never change the answer, or that the exact cache handles itself.
-IGNORED_FIELDS = frozenset(
-    {"messages", "system", "user", "metadata", "stream", "stream_options", "store", "service_tier"}
-)
+from ..key import IGNORED_FIELDS as KEY_IGNORED
+from ..key import KEYED_HEADERS, canonical
+
+# What the exact key ignores (the model stays: it shapes the answer), and the
+# conversation, which the partition takes apart below.
+IGNORED_FIELDS = (KEY_IGNORED - {"model"}) | {"messages", "system"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +71,7 @@ def _canonical(value: Any) -> Any:
     return text if text is not None else value
 
 
-def context_of(body: Mapping[str, Any]) -> Context | None:
+def context_of(body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Context | None:
     """The semantic key of a chat request, or None when it should not be looked up
     semantically: no messages, the last message is not a user turn, or the last
     user turn is not plain text (an image or a tool result is not a paraphrase)."""
@@ -83,15 +85,22 @@ def context_of(body: Mapping[str, Any]) -> Context | None:
     if text is None or not text.strip():
         return None
     history = [
-        {k: (_canonical(v) if k == "content" else v) for k, v in sorted(m.items())}
+        {k: (_canonical(v) if k == "content" else v) for k, v in m.items()}
         if isinstance(m, Mapping)
         else m
         for m in messages[:-1]
     ]
-    prefix = {
-        "system": _canonical(body.get("system")),
-        "history": history,
-        "params": {k: v for k, v in body.items() if k not in IGNORED_FIELDS},
-    }
+    # canonical as the exact key is: 1.0 == 1, prompt-caching markers dropped, and
+    # the headers that change the answer (``headers``: lower-cased) included
+    prefix: dict[str, Any] = canonical(
+        {
+            "system": _canonical(body.get("system")),
+            "history": history,
+            "params": {k: v for k, v in body.items() if k not in IGNORED_FIELDS},
+        }
+    )
+    keyed = {h: headers[h] for h in KEYED_HEADERS if headers and headers.get(h)}
+    if keyed:
+        prefix["headers"] = keyed
     digest = hashlib.sha256(orjson.dumps(prefix, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return Context(text=text.strip(), partition=digest)
