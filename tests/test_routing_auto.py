@@ -299,6 +299,15 @@ async def test_a_fast_router_runs_inline_and_a_slow_one_in_a_thread() -> None:
             assert plan.targets[0] == "gpt-4o-mini"
         assert router.threads[0] != main  # unmeasured: the first call goes to a thread
         assert all((t == main) == inline for t in router.threads[1:])
+    # a fast router still reads a long prompt off the event loop: its cost grows with it
+    router = Where(0.0)
+    stage = RoutingStage(config, router=router)
+    stage.inline_ms = 5.0
+    for text in ("simple", "simple", "word " * 1_000):
+        call = Call("openai", "chat", "/v1/chat/completions",
+                    {**body, "messages": [{"role": "user", "content": text}]}, {})  # fmt: skip
+        await stage.plan(call, "tokenomy/auto")
+    assert router.threads[1] == main and router.threads[2] != main
 
 
 def test_anthropic_cascade_samples_in_parallel_and_saves_per_answer(agw: GW) -> None:

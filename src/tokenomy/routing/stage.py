@@ -77,6 +77,7 @@ class Plan:
 
 class RoutingStage:
     inline_ms = 1.0  # a router decision faster than this runs on the event loop
+    inline_chars = 1_000  # ... and only for prompts this short: its cost grows with the text
 
     def __init__(self, config: RoutingConfig, *, router: RouterModel | None = None) -> None:
         self.config = config
@@ -205,8 +206,9 @@ class RoutingStage:
         self, router: RouterModel, prompt: Any, tiers: list[str], target: float
     ) -> Any:
         """``router.decide``, inline while it stays under `inline_ms` (a moving average
-        of its own run time), else in a worker thread so the event loop never stalls
-        on a router that embeds the prompt."""
+        of its own run time) and the prompt is short, else in a worker thread so the
+        event loop never stalls on a long prompt or a router that embeds it."""
+        from .learned.features import prompt_text
 
         def timed() -> Any:
             t = time.perf_counter()
@@ -217,7 +219,8 @@ class RoutingStage:
                 last = self.decide_ms
                 self.decide_ms = ms if last is None else last + 0.2 * (ms - last)
 
-        if self.decide_ms is not None and self.decide_ms < self.inline_ms:
+        quick = self.decide_ms is not None and self.decide_ms < self.inline_ms
+        if quick and len(prompt_text(prompt)) <= self.inline_chars:
             return timed()
         return await asyncio.to_thread(timed)
 
