@@ -147,3 +147,25 @@ async def test_the_gateway_runs_the_watcher(tmp_path: Any) -> None:
     off = Gateway(Settings(db=str(tmp_path / "m.db"), alerts={"interval": 0}))
     assert off.watcher is None
     await off.close()
+
+
+async def test_the_gateway_watcher_reads_the_caps_budgets(tmp_path: Any) -> None:
+    from tokenomy.caps.model import budget_from
+
+    gw = Gateway(Settings(db=str(tmp_path / "l.db"), alerts={"interval": 0.05}))
+    assert gw.watcher is not None and gw.caps is not None
+    month = {"name": "search-month", "scope": {"team": "search"}, "period": "monthly",
+             "limit_usd": "1"}  # fmt: skip
+    gw.caps.store.save_budget(budget_from(month), new=True)
+    await gw.caps.start(background=False)
+    gw.store.insert_records([rec(1, datetime.now(UTC).date(), "5")])  # over $1 on day one
+    gw.watcher.start()
+    try:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if gw.watcher.claims.sent():
+                break
+        sent = [k for k, _ in gw.watcher.claims.sent()]
+        assert any(k.startswith("forecast_over_budget|team=search") for k in sent), sent
+    finally:
+        await gw.close()

@@ -166,6 +166,10 @@ def test_judge_scores_a_sample_of_routed_answers(
         assert judged.decisions["route"]["parent"] == a.request_id
         sent = [r.body for r in gw.fake.app.requests if r.path == "/v1/messages"][-1]
         assert "Answer:\nEcho: 7" in sent["messages"][0]["content"]
+        judge = gw.app.gateway.judge  # type: ignore[union-attr]
+        while judge._tasks:  # every judgement started has ended
+            assert time.monotonic() < deadline, "judgements still running"
+            time.sleep(0.02)
         assert FeedbackStore(gw.store).list(request_id=plain.request_id) == []
 
 
