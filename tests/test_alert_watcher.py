@@ -130,6 +130,14 @@ def test_config_section() -> None:
             watch_config(bad, None)
 
 
+async def first_alerts(watcher: AlertWatcher) -> None:
+    """Wait (up to 5 s) until the running watcher has sent something."""
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if watcher.claims.sent():
+            return
+
+
 async def test_the_gateway_runs_the_watcher(tmp_path: Any) -> None:
     settings = Settings(db=str(tmp_path / "l.db"), alerts={"interval": 0.05})
     gw = Gateway(settings)
@@ -137,10 +145,7 @@ async def test_the_gateway_runs_the_watcher(tmp_path: Any) -> None:
     gw.store.insert_records([rec(1, datetime.now(UTC).date(), None, model="brand-new")])
     gw.watcher.start()
     try:
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if gw.watcher.claims.sent():
-                break
+        await first_alerts(gw.watcher)
         assert [k for k, _ in gw.watcher.claims.sent()] == ["unpriced_model|brand-new|openai"]
     finally:
         await gw.close()
@@ -161,10 +166,7 @@ async def test_the_gateway_watcher_reads_the_caps_budgets(tmp_path: Any) -> None
     gw.store.insert_records([rec(1, datetime.now(UTC).date(), "5")])  # over $1 on day one
     gw.watcher.start()
     try:
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if gw.watcher.claims.sent():
-                break
+        await first_alerts(gw.watcher)
         sent = [k for k, _ in gw.watcher.claims.sent()]
         assert any(k.startswith("forecast_over_budget|team=search") for k in sent), sent
     finally:
