@@ -186,8 +186,25 @@ def deployments_from_env(env: Mapping[str, str]) -> tuple[Deployment, ...]:
     return tuple(deps)
 
 
-def _bool(value: str) -> bool:
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
+def flag(value: Any, where: str) -> bool:
+    """A yes/no setting: a YAML boolean, 0 or 1, or one of true/false, yes/no, on/off
+    (an environment variable's spelling). Anything else is a `ConfigError`: a quoted
+    ``"false"`` must not switch a feature on."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+    raise ConfigError(f"{where}: expected true or false, got {value!r}")
 
 
 def load_settings(
@@ -216,8 +233,10 @@ def load_settings(
         port=int(server.get("port", 4000)),
         db=str(raw.get("db", DEFAULT_DB)),
         master_key=raw.get("master_key"),
-        require_key=bool(raw.get("require_key", True)),
-        refuse_unknown_prices=bool(raw.get("refuse_unknown_prices", False)),
+        require_key=flag(raw.get("require_key", True), "require_key"),
+        refuse_unknown_prices=flag(
+            raw.get("refuse_unknown_prices", False), "refuse_unknown_prices"
+        ),
         drain_timeout=float(server.get("drain_timeout", 30.0)),
         key_cache_ttl=float(raw.get("key_cache_ttl", 2.0)),
         redis_url=raw.get("redis_url"),
@@ -256,16 +275,18 @@ def load_settings(
     if env.get("TOKENOMY_REQUIRE_BALANCE"):
         env_over["billing"] = {
             **settings.billing,
-            "require_balance": _bool(env["TOKENOMY_REQUIRE_BALANCE"]),
+            "require_balance": flag(env["TOKENOMY_REQUIRE_BALANCE"], "TOKENOMY_REQUIRE_BALANCE"),
         }
     if env.get("TOKENOMY_HOST"):
         env_over["host"] = env["TOKENOMY_HOST"]
     if env.get("TOKENOMY_PORT"):
         env_over["port"] = int(env["TOKENOMY_PORT"])
     if env.get("TOKENOMY_REQUIRE_KEY"):
-        env_over["require_key"] = _bool(env["TOKENOMY_REQUIRE_KEY"])
+        env_over["require_key"] = flag(env["TOKENOMY_REQUIRE_KEY"], "TOKENOMY_REQUIRE_KEY")
     if env.get("TOKENOMY_REFUSE_UNKNOWN_PRICES"):
-        env_over["refuse_unknown_prices"] = _bool(env["TOKENOMY_REFUSE_UNKNOWN_PRICES"])
+        env_over["refuse_unknown_prices"] = flag(
+            env["TOKENOMY_REFUSE_UNKNOWN_PRICES"], "TOKENOMY_REFUSE_UNKNOWN_PRICES"
+        )
     settings = replace(settings, **env_over)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     return replace(settings, **overrides) if overrides else settings

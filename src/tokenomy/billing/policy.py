@@ -50,6 +50,7 @@ from ..caps.counters import CountersUnavailable, Hold, Window, units_to_usd, usd
 from ..caps.estimate import Estimate
 from ..caps.measures import register
 from ..caps.policy import CapsPolicy
+from ..config import flag
 from ..errors import ConfigError, InvalidRequest, Overloaded, RateLimited, TokenomyError
 from ..ledger.base import Store
 from ..pipeline.admit import AdmissionPolicy
@@ -108,7 +109,7 @@ def billing_config(settings: Any) -> BillingConfig:
         raise ConfigError(f"billing: unknown settings {sorted(unknown)}")
     try:
         return BillingConfig(
-            require_balance=_bool(raw.get("require_balance", False)),
+            require_balance=flag(raw.get("require_balance", False), "billing.require_balance"),
             fail_mode=str(raw.get("fail_mode", "closed")),
             on_exceed=str(raw.get("on_exceed", "refuse")),
             cache_ttl=float(raw.get("cache_ttl", 2.0)),
@@ -116,12 +117,6 @@ def billing_config(settings: Any) -> BillingConfig:
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"billing: {exc}") from exc
-
-
-def _bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
 
 
 def credit_units(rec: UsageRecord) -> int:

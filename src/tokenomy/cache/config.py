@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, flag
 from ..errors import ConfigError
 
 NAMESPACES = ("key", "team", "org")
@@ -80,6 +80,7 @@ def _semantic(raw: Any) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"cache.semantic: unknown settings {sorted(unknown)}")
     out = dict(raw)
+    out["enabled"] = flag(out.get("enabled", False), "cache.semantic.enabled")
     target = float(out.get("target_wrong_hit_rate", 0.01))
     if not 0 < target < 1:
         raise ConfigError("cache.semantic.target_wrong_hit_rate must be between 0 and 1")
@@ -97,7 +98,7 @@ def cache_config(settings: Settings) -> CacheConfig:
     try:
         for name in _BOOLS:
             if raw.get(name) is not None:
-                kw[name] = bool(raw[name])
+                kw[name] = flag(raw[name], f"cache.{name}")
         for name in _INTS:
             if raw.get(name) is not None:
                 kw[name] = int(raw[name])

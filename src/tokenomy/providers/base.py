@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 import aiohttp
 import orjson
 
-from ..config import Deployment
+from ..config import Deployment, flag
 from ..errors import (
     TokenomyError,
     UpstreamConnectError,
@@ -60,7 +60,10 @@ class Provider(ABC):
         self.base_url = (deployment.base_url or self.default_base_url).rstrip("/")
         if not self.base_url:
             raise TokenomyError(f"deployment {deployment.name!r} has no base_url")
-        self.stream_usage = bool(deployment.extra.get("stream_usage", type(self).stream_usage))
+        self.stream_usage = flag(
+            deployment.extra.get("stream_usage", type(self).stream_usage),
+            f"models[{deployment.name}].stream_usage",
+        )
         self._session: aiohttp.ClientSession | None = None
 
     @property

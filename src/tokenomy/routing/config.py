@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import flag
 from ..errors import ConfigError
 
 AUTO_ALIAS = "tokenomy/auto"
@@ -302,7 +303,7 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         judge = Judge(
             _fraction(j.get("sample_rate", 0.05), "routing.judge.sample_rate"),
             j["model"],
-            compare=bool(j.get("compare", False)),
+            compare=flag(j.get("compare", False), "routing.judge.compare"),
         )
     return RoutingConfig(
         rules=tuple(_rule(r, i) for i, r in enumerate(rules)),
@@ -323,6 +324,6 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         },
         cascade_threshold=threshold,
         cascade_samples=samples,
-        collect_prompts=bool(raw.get("collect_prompts", False)),
+        collect_prompts=flag(raw.get("collect_prompts", False), "routing.collect_prompts"),
         judge=judge,
     )
