@@ -214,6 +214,47 @@ async def test_admission_is_charged_for_the_draft_too(
         await gateway.close()
 
 
+def test_a_draft_answered_once_for_n_escalates(agw: GW) -> None:
+    # An upstream that ignores `n` sent one answer of the three asked for: the two
+    # missing samples count as disagreeing, not as a unanimous vote of one.
+    a = chat(agw, "cheap-first", "what is 6 times 7 [[fake:ignore_n]]")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    route = route_of(a.record)
+    assert route["cascade"] == "escalated" and route["score"] == pytest.approx(1 / 3, abs=1e-3)
+    draft = agw.record(a.request_id + ".draft")
+    assert draft.usage.output_tokens == a.record.usage.output_tokens  # one answer was paid
+
+
+@pytest.mark.parametrize(("asked", "sent"), [(0, 0.7), (0.2, 0.7), (1.0, 1.0), (None, None)])
+def test_the_draft_samples_at_a_temperature_that_can_disagree(
+    agw: GW, asked: float | None, sent: float | None
+) -> None:
+    extra = {} if asked is None else {"temperature": asked}
+    before = agw.fake.app.mark()
+    a = chat(agw, "cheap-first", f"what is 6 times 7, at {asked}", **extra)
+    assert a.status == 200 and route_of(a.record)["cascade"] == "kept"
+    draft = next(r.body for r in agw.fake.app.requests_since(before))
+    assert draft["n"] == 3 and draft.get("temperature") == sent
+
+
+def test_a_kept_draft_replies_with_a_majority_answer() -> None:
+    from tokenomy.providers.base import UpstreamResponse
+    from tokenomy.routing.cascade import Draft
+    from tokenomy.usage import Usage
+
+    def reply(text: str) -> UpstreamResponse:
+        data = {"content": [{"type": "text", "text": text}], "usage": {}}
+        return UpstreamResponse(200, {}, data, b"")
+
+    ups = [reply(t) for t in ("The answer is 41.", "It is 42", "42.0")]
+    draft = Draft([(u, u.data, t) for u, t in zip(ups, ("41", "42", "42.0"), strict=True)],
+                  Usage(), 3)  # fmt: skip
+    score, up = draft.pick(3)
+    assert score == pytest.approx(2 / 3, abs=1e-3) and up is ups[1]
+    assert draft.pick(4)[0] == 0.5  # a sample asked for and not answered disagrees
+
+
 def test_cascade_with_n_goes_to_the_strong_tier(agw: GW) -> None:
     a = chat(agw, "cheap-first", "what is 6 times 7", n=2)
     assert a.status == 200 and a.record is not None
@@ -320,6 +361,9 @@ def test_anthropic_cascade_samples_in_parallel_and_saves_per_answer(agw: GW) -> 
     assert rec.served_model == "claude-haiku-4-5" and route_of(rec)["cascade"] == "kept"
     sent = [r for r in agw.fake.app.requests_since(before) if r.path == "/v1/messages"]
     assert len(sent) == 3  # three samples, three calls
+    # the record carries what the three calls used; the client's reply, one answer's
+    assert rec.usage.input_tokens == 3 * a.body["usage"]["prompt_tokens"]
+    assert rec.usage.output_tokens == 3 * a.body["usage"]["completion_tokens"]
     # The saving compares one answer at the strong tier with the three calls made.
     one = Usage(rec.usage.input_tokens // 3, rec.usage.output_tokens // 3)
     strong = agw.app.gateway.prices.cost(  # type: ignore[union-attr]
@@ -350,3 +394,36 @@ def test_a_cache_hit_on_a_routed_request_never_counts_a_dollar_twice(
         assert first.record.cost_usd is not None
         assert cache_saved == first.record.cost_usd and again.record.cost_usd == 0
         assert cache_saved + route_saved == strong
+
+
+def test_a_failed_anthropic_sample_keeps_the_others_usage(agw: GW) -> None:
+    text = ("what is 6 times 7 [[fake:status=400]] [[fake:fail_times=1]] [[fake:id=partial]]"
+            " [[fake:only=claude-haiku-4-5]]")  # fmt: skip
+    a = chat(agw, "claude-first", text)
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "claude-sonnet-4-6"
+    # two answers of the three asked for agree: 2/3 is under the 0.67 threshold
+    assert route_of(a.record)["scores"] == [0.6667]
+    draft = agw.record(a.request_id + ".draft")
+    assert draft.served_model == "claude-haiku-4-5"
+    assert draft.usage.input_tokens == 2 * a.record.usage.input_tokens  # both paid calls
+    assert draft.cost_usd is not None and draft.cost_usd > 0
+
+
+def test_a_cached_cascade_answer_claims_one_answer(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Any
+) -> None:
+    from tokenomy.pricing import PriceBook
+
+    routing = {"tiers": TIERS, "cascade": {"samples": 3}}
+    for gw in routed_gateway(tmp_path, fake, fake_llamacpp, routing, cache={"enabled": True}):
+        first = chat(gw, "cheap-first", "what is 6 times 7", temperature=0)
+        again = chat(gw, "cheap-first", "what is 6 times 7", temperature=0)
+        assert first.record is not None and again.record is not None
+        assert route_of(first.record)["cascade"] == "kept"
+        assert again.record.decisions["cache"]["hit"] == "exact"
+        one = first.record.usage
+        assert again.record.usage.output_tokens == one.output_tokens // 3
+        assert again.record.usage.input_tokens == one.input_tokens  # one call with n=3
+        cost = PriceBook().cost(again.record.usage, model="gpt-4o-mini", provider="openai").total
+        assert Decimal(again.record.decisions["cache"]["saved_usd"]) == cost

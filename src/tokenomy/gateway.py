@@ -153,7 +153,11 @@ class Gateway:
             up = await self.resolve.attempt(call, self._send)
         provider = call.provider
         assert provider is not None
-        usage = provider.usage(up.data) if isinstance(up.data, dict) else None
+        plan = call.route
+        if plan is not None and plan.usage is not None:  # a kept cascade draft's samples
+            usage = plan.usage
+        else:
+            usage = provider.usage(up.data) if isinstance(up.data, dict) else None
         out = client_response(call, provider, up.data, up.raw)
         if usage is None:
             usage = estimate_usage(call, output_text_of(up.data, provider.api))

@@ -327,7 +327,8 @@ class ResponseCache:
             key=ticket.key,
             api=call.api,
             body=body,
-            usage=rec.usage,
+            # a kept cascade draft answered several times; a hit serves one answer
+            usage=rec.usage if call.route is None else call.route.per_answer(rec.usage),
             cost_usd=rec.cost_usd,
             served_model=rec.served_model,
             request_id=rec.request_id,

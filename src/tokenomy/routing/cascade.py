@@ -1,10 +1,13 @@
 """Cascades: answer with a cheap tier, score the answer, escalate when it is weak.
 
 The draft asks the cheap tier for ``samples`` answers at once (OpenAI's ``n``;
-for other upstreams, that many calls in parallel) and scores them by agreement
-(`tokenomy.routing.learned.agreement`): the share of samples that give the
-majority's normalised final answer.
-At or above the threshold the first sample is the reply; below it the request
+for other upstreams, that many calls in parallel, at a temperature of at least
+``routing.cascade.temperature``: identical samples would always agree) and scores
+them by agreement (`tokenomy.routing.learned.agreement`): the share of the samples
+asked for that give the majority's normalised final answer, so a sample that
+failed or that an upstream ignoring ``n`` never sent counts as a disagreeing one.
+At or above the threshold the first sample giving the majority answer is the
+reply, and the record carries what every sample used; below it the request
 moves to the next tier. Each escalated draft is its own ledger row,
 ``<request id>.draft`` (``.draft2``... for later tiers), so tokens and prices
 stay exact per model; its ``saved_usd`` is minus its cost. Only non-streamed
@@ -16,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -29,14 +32,36 @@ from ..providers.base import UpstreamResponse
 from ..records import UsageRecord
 from ..usage import Usage
 from .config import RoutingConfig
-from .learned.agreement import agreement
+from .learned.agreement import majority, normalize_answer
 from .stage import Plan
 
 
-def _choices_text(data: Any, api: str) -> list[str]:
+def _answers(data: Any, api: str) -> list[tuple[Any, str]]:
+    """Each answer of a reply, as (the reply holding only it, its text)."""
     if isinstance(data, dict) and isinstance(data.get("choices"), list):
-        return [output_text_of({"choices": [c]}, api) for c in data["choices"]]
-    return [output_text_of(data, api)]
+        out = []
+        for c in data["choices"]:
+            one = {**data, "choices": [{**c, "index": 0} if isinstance(c, dict) else c]}
+            out.append((one, output_text_of(one, api)))
+        return out
+    return [(data, output_text_of(data, api))]
+
+
+@dataclass(slots=True)
+class Draft:
+    """What the draft tier answered: every sample, and what they used together."""
+
+    replies: list[tuple[UpstreamResponse, Any, str]]  # (response, one answer, its text)
+    usage: Usage
+    calls: int  # upstream calls that answered (each paid the prompt)
+
+    def pick(self, samples: int) -> tuple[float, UpstreamResponse]:
+        """The agreement over the ``samples`` asked for, and a reply giving the majority answer."""
+        answer, n = majority([text for _, _, text in self.replies])
+        up, data, _ = next(r for r in self.replies if normalize_answer(r[2]) == answer)
+        if data is not up.data:
+            up = UpstreamResponse(up.status, up.headers, data, orjson.dumps(data))
+        return round(n / samples, 4), up
 
 
 Bind = Callable[[Call, str], None]
@@ -71,20 +96,21 @@ class Cascade:
                 self.bind(call, tier)
             started = time.perf_counter()
             try:
-                up, usage, texts, calls = await self._draft(call, samples)
+                draft = await self._draft(call, samples)
             except TokenomyError as exc:  # a failing draft tier escalates
                 plan.attempts.append(
                     {"model": call.record.served_model, "error": exc.type, "status": exc.status}
                 )
                 continue
-            score = round(agreement(texts), 4)
+            score, reply = draft.pick(samples)
             scores.append(score)
             if score >= threshold:
-                plan.samples, plan.sample_calls = samples, calls
+                plan.samples, plan.sample_calls = len(draft.replies), draft.calls
+                plan.usage = draft.usage
                 plan.extra.update(cascade="kept", escalated=bool(i), score=score, scores=scores)
-                return _first_choice(up)
+                return reply
             draft_id = f"{call.request_id}.draft" + (str(i + 1) if i else "")
-            await self._record_draft(call, draft_id, usage, score, started)
+            await self._record_draft(call, draft_id, draft.usage, score, started)
         plan.extra.update(cascade="escalated", escalated=True, scores=scores)
         if scores:
             plan.extra["score"] = scores[-1]
@@ -93,32 +119,41 @@ class Cascade:
         self.bind(call, plan.targets[0])
         return await self.attempt(call, send)
 
-    async def _draft(
-        self, call: Call, samples: int
-    ) -> tuple[UpstreamResponse, Usage, list[str], int]:
+    async def _draft(self, call: Call, samples: int) -> Draft:
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
+        temperature = body.get("temperature")
+        floor = self.config.cascade_temperature
+        if isinstance(temperature, int | float) and temperature < floor:
+            body["temperature"] = floor
         if provider.api == "openai":
             body["n"] = samples
             ups = [await provider.send(call.op, body["model"], body, call.headers)]
-        else:
-            ups = list(
-                await asyncio.gather(
-                    *(
-                        provider.send(call.op, body["model"], body, call.headers)
-                        for _ in range(samples)
-                    )
-                )
+        else:  # one call per sample; the answers of those that failed are missing
+            got = await asyncio.gather(
+                *(
+                    provider.send(call.op, body["model"], body, call.headers)
+                    for _ in range(samples)
+                ),
+                return_exceptions=True,
             )
+            for g in got:
+                if isinstance(g, BaseException) and not isinstance(g, TokenomyError):
+                    raise g  # not an upstream's answer: a bug or a cancellation
+            ups = [g for g in got if isinstance(g, UpstreamResponse)]
+            if not ups:
+                failed = got[0]
+                assert isinstance(failed, TokenomyError)
+                raise failed
         usage = Usage()
-        texts: list[str] = []
+        replies: list[tuple[UpstreamResponse, Any, str]] = []
         for up in ups:
             u = provider.usage(up.data) if isinstance(up.data, dict) else None
-            got = _choices_text(up.data, provider.api)
-            texts += got
-            usage = usage + (u or estimate_usage(call, "".join(got)))
-        return ups[0], usage, texts, len(ups)
+            answers = _answers(up.data, provider.api)
+            replies += [(up, data, text) for data, text in answers]
+            usage = usage + (u or estimate_usage(call, "".join(t for _, t in answers)))
+        return Draft(replies, usage, len(ups))
 
     async def _record_draft(
         self, call: Call, draft_id: str, usage: Usage, score: float, started: float
@@ -166,12 +201,3 @@ def charged(call: Call, rec: UsageRecord) -> UsageRecord:
         usage = usage + d.usage
         cost = None if cost is None or d.cost_usd is None else cost + d.cost_usd
     return replace(rec, usage=usage, cost_usd=cost, price_unknown=cost is None)
-
-
-def _first_choice(up: UpstreamResponse) -> UpstreamResponse:
-    """The reply the client asked for: one answer (the draft had several)."""
-    data = up.data
-    if isinstance(data, dict) and isinstance(data.get("choices"), list):
-        data = {**data, "choices": data["choices"][:1]}
-        return UpstreamResponse(up.status, up.headers, data, orjson.dumps(data))
-    return up

@@ -19,7 +19,7 @@
       fallback_on: [5xx, connect, timeout, 429]
       balance:
         gpt-4o: {strategy: weight, deployments: {gpt-4o-east: 3, gpt-4o-west: 1}}
-      cascade: {threshold: 0.67, samples: 3}
+      cascade: {threshold: 0.67, samples: 3, temperature: 0.7}
       collect_prompts: false
       judge: {sample_rate: 0.05, model: gpt-4o, compare: false}
 """
@@ -99,6 +99,7 @@ class RoutingConfig:
     balance: Mapping[str, Balance] = field(default_factory=dict)
     cascade_threshold: float = 0.67
     cascade_samples: int = 3
+    cascade_temperature: float = 0.7  # the draft's samples are drawn at least this hot
     collect_prompts: bool = False
     judge: Judge | None = None
 
@@ -283,6 +284,16 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
     samples = cascade.get("samples", 3)
     if not isinstance(samples, int) or samples < 2:
         raise ConfigError("routing.cascade.samples: an integer of at least 2")
+    temperature = cascade.get("temperature", 0.7)
+    if (
+        not isinstance(temperature, int | float)
+        or isinstance(temperature, bool)
+        or not 0 <= temperature <= 2
+    ):
+        raise ConfigError("routing.cascade.temperature: a number from 0 to 2")
+    unknown = set(cascade) - {"threshold", "samples", "temperature"}
+    if unknown:
+        raise ConfigError(f"routing.cascade: unknown keys {sorted(unknown)}")
     aliases: dict[str, Alias] = {}
     if len(tiers) >= 2:
         aliases[AUTO_ALIAS] = Alias(AUTO_ALIAS, "router", tiers)
@@ -324,6 +335,7 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         },
         cascade_threshold=threshold,
         cascade_samples=samples,
+        cascade_temperature=float(temperature),
         collect_prompts=flag(raw.get("collect_prompts", False), "routing.collect_prompts"),
         judge=judge,
     )

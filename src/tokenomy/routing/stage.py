@@ -24,6 +24,7 @@ from ..errors import PermissionDenied
 from ..pipeline.context import Call
 from ..pricing import PriceBook
 from ..records import UsageRecord
+from ..usage import Usage
 from .config import Alias, RoutingConfig
 from .rules import first_match, router_prompt
 
@@ -62,11 +63,28 @@ class Plan:
     tiers: tuple[str, ...] = ()  # the alias's tiers this request may be served (router, cascade)
     samples: int = 1  # answers the served call produced (a kept cascade draft)
     sample_calls: int = 1  # upstream calls that produced them (each paid the prompt)
+    usage: Usage | None = None  # a kept draft: what all its calls used (the record's usage)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     balanced: bool = False
     fell_back: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
     drafts: list[UsageRecord] = field(default_factory=list)  # escalated cascade drafts
+
+    def per_answer(self, usage: Usage) -> Usage:
+        """What one answer used: a kept cascade draft paid for several, the client
+        (and a later cache hit) for one."""
+        if self.samples <= 1:
+            return usage
+        k = self.sample_calls
+        return replace(
+            usage,
+            input_tokens=usage.input_tokens // k,
+            cache_read_tokens=usage.cache_read_tokens // k,
+            cache_write_tokens=usage.cache_write_tokens // k,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens // k,
+            output_tokens=usage.output_tokens // self.samples,
+            reasoning_tokens=usage.reasoning_tokens // self.samples,
+        )
 
     @property
     def routed(self) -> bool:
@@ -294,18 +312,7 @@ class RoutingStage:
         ref = price_of(plan.reference)
         if ref is None:
             return None
-        usage = rec.usage
-        if plan.samples > 1:  # the client would have paid for one answer
-            k = plan.sample_calls
-            usage = replace(
-                usage,
-                input_tokens=usage.input_tokens // k,
-                cache_read_tokens=usage.cache_read_tokens // k,
-                cache_write_tokens=usage.cache_write_tokens // k,
-                cache_write_1h_tokens=usage.cache_write_1h_tokens // k,
-                output_tokens=usage.output_tokens // plan.samples,
-                reasoning_tokens=usage.reasoning_tokens // plan.samples,
-            )
+        usage = plan.per_answer(rec.usage)  # the client would have paid for one answer
         model, provider, override = ref
         cost = prices.cost(usage, model=model, provider=provider, override_key=override)
         if cost.total is None:

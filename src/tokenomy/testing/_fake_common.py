@@ -109,7 +109,7 @@ INT_DIRECTIVES = frozenset(
         "retry_after",
     }
 )
-FLAG_DIRECTIVES = frozenset({"no_usage", "malformed", "reset", "stream_error", "vary"})
+FLAG_DIRECTIVES = frozenset({"no_usage", "malformed", "reset", "stream_error", "vary", "ignore_n"})
 
 
 class DirectiveError(ValueError):
@@ -135,6 +135,7 @@ class Scenario:
     reset: bool = False
     stream_error: bool = False
     vary: bool = False  # the `n` choices of a JSON reply disagree
+    ignore_n: bool = False  # one choice whatever `n` asks
     key: str = ""  # the directive text, which names the fail_times counter
 
 

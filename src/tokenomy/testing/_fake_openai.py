@@ -270,6 +270,8 @@ async def chat_completions(req: FakeRequest) -> None:
         sc = parse_scenario(_last_user_text(messages), req.options, data.get("model"))
         if await _play_scenario(req, sc):
             return
+        if sc.ignore_n:
+            n = 1
         reply = _plan_chat(req, sc, data, n)
     except DirectiveError as exc:
         await send_error(req, 400, str(exc))

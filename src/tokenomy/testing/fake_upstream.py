@@ -104,6 +104,8 @@ embeddings, the first string input); an unknown key gets a 400.
                       other models get a plain reply (to fail one deployment of many).
 ``vary``              OpenAI JSON with ``n`` > 1: choice i > 0 ends with ``" i"``, so
                       the choices disagree (usage is unchanged).
+``ignore_n``          OpenAI: one choice whatever ``n`` asks (as some compatible
+                      servers answer).
 
 ``FakeOptions.stream_usage = False`` emulates servers that ignore
 ``stream_options.include_usage`` (llama.cpp): OpenAI streams carry no usage;
