@@ -74,3 +74,19 @@ def add_key(db: str, **kw: Any) -> tuple[str, str]:
         store.migrate()
         store.create_key(rec)
     return secret, rec.key_id
+
+
+def outcome_of(gw: GW, request_id: str, timeout: float = 5.0) -> dict[str, Any]:
+    """The request's outcome line, once its collected prompt was written (prompts are
+    written in the background, after the reply)."""
+    import time
+
+    from tokenomy.routing.feedback import FeedbackStore
+
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [o for o in FeedbackStore(gw.store).outcomes() if o["id"] == request_id]
+        if lines:
+            return lines[0]
+        assert time.monotonic() < deadline, f"no outcome for {request_id}"
+        time.sleep(0.01)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from gateway_fixtures import GW, MASTER_KEY, Fake
-from routing_helpers import add_key, chat, routed_gateway
+from routing_helpers import add_key, chat, outcome_of, routed_gateway
 from tokenomy.ledger import migrations, open_store
 from tokenomy.ledger.base import SQLStore
 from tokenomy.routing.feedback import Feedback, FeedbackStore
@@ -91,8 +91,7 @@ def test_collected_prompts_export_as_outcomes(fgw: GW) -> None:
     assert a.status == 200
     assert post(fgw, {"request_id": a.request_id, "score": 0.5}, fgw.key).status_code == 200
     assert post(fgw, {"request_id": a.request_id, "score": 1.0}, fgw.key).status_code == 200
-    lines = {o["id"]: o for o in FeedbackStore(fgw.store).outcomes()}
-    out = lines[a.request_id]
+    out = outcome_of(fgw, a.request_id)
     assert out["messages"] == [{"role": "user", "content": "name a prime number"}]
     served = a.record.served_model if a.record else None
     assert out["models"] == {served: {"score": 0.75}}
@@ -197,5 +196,53 @@ def test_judge_comparison_scores_both_models_for_training(
         assert ref.served_model == "gpt-4o" and ref.decisions["route"]["judge"] == "reference"
         for suffix in (".judge", ".judge2"):
             assert gw.record(a.request_id + suffix).decisions["route"]["judge"] == "judge"
-        [line] = [o for o in store.outcomes() if o["id"] == a.request_id]
+        line = outcome_of(gw, a.request_id)
         assert set(line["models"]) == {"gpt-4o-mini", "gpt-4o"} and line["source"] == "judge"
+
+
+def _served(i: int) -> Any:
+    from tokenomy.pipeline.context import Call
+
+    body = {"model": "m", "messages": [{"role": "user", "content": f"question {i}"}]}
+    call = Call("openai", "chat", "/v1/chat/completions", body, {}, request_id=f"req_{i}")
+    call.record.status = 200
+    return call
+
+
+async def test_prompts_are_written_in_batches_after_the_reply(tmp_path: Any) -> None:
+    from tokenomy.routing.feedback import PromptCollector
+
+    with open_store(str(tmp_path / "l.db")) as store:
+        store.migrate()
+        collector = PromptCollector(store, max_batch=2)
+        writes: list[int] = []
+        save = collector.feedback.save_prompts
+        collector.feedback.save_prompts = lambda rows: (writes.append(len(rows)), save(rows))[1]  # type: ignore[method-assign]
+        for i in range(5):
+            collector.add(_served(i))
+        assert writes == []  # nothing is written on the request's path
+        await collector.flush()
+        assert writes == [2, 2, 1]  # one transaction per batch
+        kept = store._read(lambda c: c.execute("SELECT request_id FROM route_prompts").fetchall())
+        assert sorted(r[0] for r in kept) == [f"req_{i}" for i in range(5)]
+
+
+async def test_a_backlog_drops_prompts_and_a_failed_write_is_logged(
+    tmp_path: Any, caplog: Any
+) -> None:
+    from tokenomy.routing.feedback import PromptCollector
+
+    with open_store(str(tmp_path / "l.db")) as store:
+        store.migrate()
+        collector = PromptCollector(store, max_pending=2)
+
+        def fail(rows: Any) -> None:
+            raise OSError("disk full")
+
+        collector.feedback.save_prompts = fail  # type: ignore[method-assign]
+        for i in range(3):
+            collector.add(_served(i))
+        assert collector.dropped == 1
+        await collector.flush()  # does not raise
+        assert "could not keep 2 collected prompts" in caplog.text
+        assert "1 dropped" in caplog.text

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from gateway_fixtures import GW, Fake
-from routing_helpers import chat, route_of, routed_gateway
+from routing_helpers import chat, outcome_of, route_of, routed_gateway
 from tokenomy.reports.query import scan
-from tokenomy.routing.feedback import FeedbackStore
 
 pytestmark = pytest.mark.postgres
 
@@ -39,7 +38,7 @@ def test_cascade_rows_feedback_and_savings_in_postgres(pg_rgw: GW) -> None:
             headers={"authorization": f"Bearer {pg_rgw.key}"},
         )
     assert r.status_code == 200, r.text
-    [line] = [o for o in FeedbackStore(pg_rgw.store).outcomes() if o["id"] == kept.request_id]
+    line = outcome_of(pg_rgw, kept.request_id)
     assert line["messages"] == [{"role": "user", "content": "what is 6 times 7"}]
     assert line["models"] == {"gpt-4o-mini": {"score": 0.9}}
 

@@ -34,7 +34,7 @@ from .pipeline.stream import Adapter, error_frame, make_adapter
 from .pricing import PriceBook
 from .providers.base import UpstreamResponse
 from .routing.cascade import Cascade, charged
-from .routing.feedback import collect_prompt
+from .routing.feedback import PromptCollector
 from .routing.judge import judge_for
 from .sse import SSEEvent
 
@@ -77,6 +77,7 @@ class Gateway:
             meter=self.meter,
             write=self.writer.write,
         )
+        self.prompts = PromptCollector(self.store) if self.resolve.config.collect_prompts else None
         self.judge = judge_for(self.resolve, self.store, self.meter, self.writer.write)
         self.cache = response_cache(settings, self.prices)  # None unless cache.enabled
         self.inflight = 0
@@ -94,6 +95,8 @@ class Gateway:
             await self.watcher.stop()
         if self.judge is not None:
             await self.judge.close()
+        if self.prompts is not None:
+            await self.prompts.flush()
         await asyncio.to_thread(self.writer.close, self.settings.drain_timeout)
         if self.caps is not None:
             await self.caps.stop()
@@ -281,9 +284,9 @@ class Gateway:
             # release a crashed request's reservation without missing a charge.
             if admitted:
                 await self.admit.settle(call, charged(call, rec))
-        if self.resolve.config.collect_prompts:
+        if self.prompts is not None:
             try:
-                await collect_prompt(self.store, call)
+                self.prompts.add(call)  # written in the background
             except Exception:  # the answer was served and charged: never a 500 for this
                 log.exception("could not keep the prompt of request %s", call.request_id)
         self.metrics.observe(rec)

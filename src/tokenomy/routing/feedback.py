@@ -10,6 +10,7 @@ request, ``{"messages": [...], "models": {<served model>: {"score": s}}}``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from ..ledger.migrations import Cursor
 from ..pipeline.context import Call
 
 SOURCES = ("user", "judge")
+log = logging.getLogger("tokenomy.routing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +65,17 @@ class FeedbackStore:
         self.store._write(run)
 
     def save_prompt(self, request_id: str, ts: float, messages: Sequence[Any]) -> None:
+        self.save_prompts([(request_id, ts, orjson.dumps(list(messages)).decode())])
+
+    def save_prompts(self, rows: Sequence[tuple[str, float, str]]) -> None:
+        """(request id, ts, messages as JSON) rows, in one transaction; a request's
+        prompt is kept once."""
         d = self.store.dialect
-        conflict = "ON CONFLICT (request_id) DO NOTHING"
         sql = (
             f"INSERT INTO route_prompts (request_id, ts, messages) "
-            f"VALUES ({d.param}, {d.param}, {d.json_param}) {conflict}"
+            f"VALUES ({d.param}, {d.param}, {d.json_param}) ON CONFLICT (request_id) DO NOTHING"
         )
-        payload = orjson.dumps(list(messages)).decode()
-        self.store._write(lambda cur: cur.execute(sql, (request_id, ts, payload)))
+        self.store._write(lambda cur: cur.executemany(sql, list(rows)))
 
     def list(self, *, request_id: str | None = None) -> list[Feedback]:
         where, args = ("WHERE request_id = " + self.p, (request_id,)) if request_id else ("", ())
@@ -143,10 +148,47 @@ def parse_feedback(body: Any) -> tuple[str, float, str | None]:
     return rid, float(score), comment
 
 
-async def collect_prompt(store: Store, call: Call) -> None:
-    """Keep a served chat request's messages (``routing.collect_prompts``)."""
-    messages = call.body.get("messages")
-    if call.op != "chat" or call.record.status != 200 or not isinstance(messages, list):
-        return
-    rec = call.record
-    await asyncio.to_thread(FeedbackStore(store).save_prompt, rec.request_id, rec.ts, messages)
+class PromptCollector:
+    """Keeps served chat prompts (``routing.collect_prompts``) off the request path:
+    a background task writes them in batches, one transaction each. They are training
+    material, not billing data: past ``max_pending`` waiting prompts, new ones are
+    dropped (and counted) rather than slowing requests down."""
+
+    def __init__(self, store: Store, *, max_batch: int = 500, max_pending: int = 10_000) -> None:
+        self.feedback = FeedbackStore(store)
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.dropped = 0
+        self._pending: list[tuple[str, float, str]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, call: Call) -> None:
+        messages = call.body.get("messages")
+        if call.op != "chat" or call.record.status != 200 or not isinstance(messages, list):
+            return
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning("collected prompts are not written fast enough: %d dropped",
+                            self.dropped)  # fmt: skip
+            return
+        rec = call.record
+        self._pending.append((rec.request_id, rec.ts, orjson.dumps(messages).decode()))
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch = self._pending[: self.max_batch]
+            del self._pending[: self.max_batch]
+            try:
+                await asyncio.to_thread(self.feedback.save_prompts, batch)
+            except Exception:  # the answers were served and charged; only these are lost
+                log.exception("could not keep %d collected prompts", len(batch))
+
+    async def flush(self) -> None:
+        """Return once every prompt added so far is written (at shutdown, in tests)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+        if self._pending:
+            await self._drain()
