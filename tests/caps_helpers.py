@@ -110,6 +110,8 @@ class Receiver:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        self.answers: list[int] = []  # statuses for the next posts (then 200)
+        self.posts = 0
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -121,8 +123,11 @@ class Receiver:
             if not msg.get("more_body"):
                 break
         with self.lock:
-            self.bodies.append(orjson.loads(b"".join(chunks)))
-        await send({"type": "http.response.start", "status": 200, "headers": []})
+            self.posts += 1
+            status = self.answers.pop(0) if self.answers else 200
+            if status == 200:
+                self.bodies.append(orjson.loads(b"".join(chunks)))
+        await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
 

@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -153,10 +154,14 @@ def test_check_is_deterministic() -> None:
 class _Sink(BaseHTTPRequestHandler):
     received: ClassVar[list[tuple[str, dict[str, Any], str]]] = []
 
+    answers: ClassVar[list[int]] = []  # statuses for the next posts (then 200)
+
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["content-length"]))
-        self.received.append((self.path, json.loads(body), self.headers["content-type"]))
-        self.send_response(200)
+        status = self.answers.pop(0) if self.answers else 200
+        if status == 200:
+            self.received.append((self.path, json.loads(body), self.headers["content-type"]))
+        self.send_response(status)
         self.send_header("content-length", "2")
         self.end_headers()
         self.wfile.write(b"ok")
@@ -165,10 +170,10 @@ class _Sink(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def sink() -> Iterator[tuple[str, list[tuple[str, dict[str, Any], str]]]]:
-    received: ClassVar[list[tuple[str, dict[str, Any], str]]] = []
-    handler = type("Sink", (_Sink,), {"received": received})
+@contextmanager
+def _serve(answers: list[int]) -> Iterator[tuple[str, list[tuple[str, dict[str, Any], str]]]]:
+    received: list[tuple[str, dict[str, Any], str]] = []
+    handler = type("Sink", (_Sink,), {"received": received, "answers": answers})
     server = HTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -177,6 +182,12 @@ def sink() -> Iterator[tuple[str, list[tuple[str, dict[str, Any], str]]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.fixture
+def sink() -> Iterator[tuple[str, list[tuple[str, dict[str, Any], str]]]]:
+    with _serve([]) as served:
+        yield served
 
 
 def test_webhook_json_has_slacks_text_field(
@@ -207,6 +218,23 @@ def test_a_failed_webhook_is_reported_not_raised(caplog: pytest.LogCaptureFixtur
     alerts = check([UsageRecord("c", ts=ts(TODAY), served_model="m", price_unknown=True)],
                    today=TODAY)  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="tokenomy.alerts"):
-        failed = deliver(alerts, webhook_url=f"http://127.0.0.1:{port}/", timeout=2)
+        failed = deliver(
+            alerts, webhook_url=f"http://127.0.0.1:{port}/", timeout=2, delays=(0.01, 0.01)
+        )
     assert failed == alerts
+    assert sum("trying again" in r.message for r in caplog.records) == 2
     assert any("webhook failed" in r.message for r in caplog.records)
+
+
+@pytest.mark.parametrize(("answers", "posts", "delivered"),
+                         [([503, 429], 3, True), ([404], 1, False), ([503] * 3, 3, False)])  # fmt: skip
+def test_a_failed_webhook_is_tried_again_when_it_may_recover(
+    answers: list[int], posts: int, delivered: bool
+) -> None:
+    alerts = check([UsageRecord("c", ts=ts(TODAY), served_model="m", price_unknown=True)],
+                   today=TODAY)  # fmt: skip
+    left = list(answers)
+    with _serve(left) as (url, received):
+        failed = deliver(alerts, webhook_url=url, delays=(0.01, 0.01))
+    assert (failed == []) is delivered and len(received) == int(delivered)
+    assert len(answers) - len(left) + int(delivered) == posts

@@ -4,6 +4,7 @@ over (an injected clock), restarts rebuilding from the ledger, sweeps and alerts
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -457,6 +458,62 @@ async def test_another_source_joins_the_same_reservation(caps: tuple[CapsPolicy,
 
 
 # -- alerts -------------------------------------------------------------------------------------
+
+
+async def _cross_half(p: CapsPolicy, ledger: Store) -> None:
+    await add_budget(p, name="retrying", scope={}, period="daily", limit_tokens=100,
+                     alerts=[50])  # fmt: skip
+    call = chat(max_tokens=10)
+    await p.reserve(call)
+    await finish(p, ledger, call, 10, 50)
+
+
+@pytest.mark.parametrize(
+    ("answers", "posts", "sent"),
+    [([503, 429], 3, 1),  # failures the receiver may recover from: tried again
+     ([400], 1, 0),  # the receiver refuses the body: trying again would not help
+     ([503, 503, 503], 3, 0)],  # every try failed: given up, logged
+)  # fmt: skip
+async def test_a_failed_webhook_is_tried_again(
+    ledger: Store, caplog: pytest.LogCaptureFixture, answers: list[int], posts: int, sent: int
+) -> None:
+    clock = Clock(T0)
+    with receiver() as (got, url):
+        got.answers = list(answers)
+        p = policy(ledger, clock, webhook_url=url)
+        p.alerts.delays = (0.01, 0.01)
+        await p.start()
+        await _cross_half(p, ledger)
+        deadline = time.monotonic() + 5
+        while p.alerts.sent + p.alerts.failed == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await p.stop()
+    assert (got.posts, p.alerts.sent, len(got.bodies)) == (posts, sent, sent)
+    assert p.alerts.failed == 1 - sent
+    if not sent:
+        assert "not delivered" in caplog.text and "reached 50%" in caplog.text
+
+
+async def test_shutdown_gives_up_on_a_delivery_waiting_to_retry(
+    ledger: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(T0)
+    with receiver() as (got, url):
+        got.answers = [503]
+        p = policy(ledger, clock, webhook_url=url)
+        p.alerts.delays = (60.0,)
+        await p.start()
+        await _cross_half(p, ledger)
+        deadline = time.monotonic() + 5
+        while got.posts == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        began = time.monotonic()
+        await p.alerts.stop(drain=0.2)
+        await p.stop()
+    assert time.monotonic() - began < 5  # did not wait for the retry
+    assert p.alerts.failed == 1 and "shutting down" in caplog.text
 
 
 async def test_thresholds_fire_once_per_period_across_processes(

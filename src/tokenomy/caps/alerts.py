@@ -5,7 +5,9 @@ with the budget's thresholds. A threshold not yet seen by this process is
 queued; the background worker claims it with a row in ``cap_alerts`` whose
 primary key is (budget, counter, period, threshold), so across replicas only
 the process whose insert lands sends it. Sending happens off the request path,
-with a timeout; a failure is logged and never reaches a request.
+with a timeout; a webhook that fails is tried again with backoff
+(`tokenomy.webhook`), each delivery in its own task so one slow receiver does not
+hold the others back; a failure is logged and never reaches a request.
 
 The body is what a Slack incoming webhook accepts (``text``), plus the same
 facts as fields for other receivers::
@@ -27,6 +29,7 @@ from typing import Any
 
 import aiohttp
 
+from ..webhook import RETRY_DELAYS, retryable
 from .counters import units_to_usd
 from .model import Budget
 from .store import CapsStore
@@ -84,7 +87,10 @@ class Alerts:
         self._queue: asyncio.Queue[Alert] = asyncio.Queue(QUEUE_SIZE)
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._deliveries: set[asyncio.Task[None]] = set()
+        self.delays: tuple[float, ...] = RETRY_DELAYS
         self.sent = 0  # webhooks delivered (for tests and metrics)
+        self.failed = 0  # webhooks given up on
 
     def check(
         self, budget: Budget, entity: str, period: str, measure: str, total: int, limit: int
@@ -109,6 +115,9 @@ class Alerts:
             self._task = asyncio.create_task(self._run(), name="tokenomy-caps-alerts")
 
     async def stop(self, *, drain: float = 2.0) -> None:
+        """Send what is queued, wait up to ``drain`` seconds in all, then give up on
+        deliveries still waiting to try again (each is logged as not delivered)."""
+        deadline = asyncio.get_running_loop().time() + drain
         if self._task is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._queue.join(), drain)
@@ -116,6 +125,12 @@ class Alerts:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._deliveries:
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            _, pending = await asyncio.wait(set(self._deliveries), timeout=left)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -154,16 +169,38 @@ class Alerts:
         log.warning("budget alert: %s", body["text"])
         url = alert.budget.webhook_url or self.webhook_url
         if url:
-            await self._post(url, body)
+            task = asyncio.create_task(self._deliver(url, body), name="tokenomy-alert-webhook")
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
 
-    async def _post(self, url: str, body: dict[str, Any]) -> None:
+    async def _deliver(self, url: str, body: dict[str, Any]) -> None:
+        try:
+            for attempt in range(len(self.delays) + 1):
+                status, error = await self._post(url, body)
+                if status is not None and 200 <= status < 300:
+                    self.sent += 1
+                    return
+                if attempt < len(self.delays) and retryable(status):
+                    log.warning("alert webhook %s failed (%s); trying again in %ss",
+                                url, error, self.delays[attempt])  # fmt: skip
+                    await asyncio.sleep(self.delays[attempt])
+                    continue
+                break
+        except asyncio.CancelledError:
+            self._gave_up(url, "shutting down", body)
+            raise
+        self._gave_up(url, error, body)
+
+    def _gave_up(self, url: str, error: str, body: dict[str, Any]) -> None:
+        self.failed += 1
+        log.error("alert webhook %s not delivered (%s): %s", url, error, body["text"])
+
+    async def _post(self, url: str, body: dict[str, Any]) -> tuple[int | None, str]:
+        """The receiver's status (None: no answer) and a short reason."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
         try:
             async with self._session.post(url, json=body) as resp:
-                if resp.status >= 300:
-                    log.warning("alert webhook %s answered %s", url, resp.status)
-                else:
-                    self.sent += 1
+                return resp.status, f"status {resp.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("alert webhook %s failed: %s", url, exc)
+            return None, str(exc) or type(exc).__name__

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
@@ -34,6 +35,7 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from ..records import UsageRecord
+from ..webhook import RETRY_DELAYS, retryable
 from .forecast import daily_spend, forecast, month_bounds
 
 __all__ = [
@@ -310,17 +312,33 @@ def deliver(
     webhook_url: str | None = None,
     logger: logging.Logger = log,
     timeout: float = 5.0,
+    delays: Sequence[float] = RETRY_DELAYS,
 ) -> list[Alert]:
-    """Log every alert, and POST each to ``webhook_url`` if set; returns the alerts
-    whose webhook failed (each failure is logged too)."""
+    """Log every alert, and POST each to ``webhook_url`` if set, trying a failed
+    webhook again after each of ``delays`` (see `tokenomy.webhook`); returns the
+    alerts whose webhook failed every try (each failure is logged too)."""
     failed = []
     for alert in alerts:
         logger.warning(alert.log_line())
         if webhook_url is None:
             continue
-        try:
-            send_webhook(webhook_url, alert, timeout=timeout)
-        except (OSError, urllib.error.URLError) as exc:
-            logger.error("alert webhook failed for %s: %s", alert.key, exc)
+        for attempt in range(len(delays) + 1):
+            error: OSError
+            status: int | None
+            try:
+                send_webhook(webhook_url, alert, timeout=timeout)
+                break
+            except urllib.error.HTTPError as exc:
+                exc.close()  # it holds the connection
+                error, status = exc, exc.code
+            except (OSError, urllib.error.URLError) as exc:
+                error, status = exc, None
+            if attempt < len(delays) and retryable(status):
+                logger.warning("alert webhook failed for %s: %s; trying again in %ss",
+                               alert.key, error, delays[attempt])  # fmt: skip
+                time.sleep(delays[attempt])
+                continue
+            logger.error("alert webhook failed for %s: %s", alert.key, error)
             failed.append(alert)
+            break
     return failed
