@@ -238,3 +238,16 @@ def test_a_failed_webhook_is_tried_again_when_it_may_recover(
         failed = deliver(alerts, webhook_url=url, delays=(0.01, 0.01))
     assert (failed == []) is delivered and len(received) == int(delivered)
     assert len(answers) - len(left) + int(delivered) == posts
+
+
+def test_a_stopping_watcher_does_not_wait_to_retry() -> None:
+    import time
+
+    alerts = check([UsageRecord("c", ts=ts(TODAY), served_model="m", price_unknown=True)],
+                   today=TODAY)  # fmt: skip
+    stop = threading.Event()
+    stop.set()
+    with _serve([503]) as (url, received):
+        began = time.monotonic()
+        failed = deliver(alerts, webhook_url=url, delays=(60.0,), stop=stop)
+    assert failed == alerts and received == [] and time.monotonic() - began < 10

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import statistics
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -313,10 +314,12 @@ def deliver(
     logger: logging.Logger = log,
     timeout: float = 5.0,
     delays: Sequence[float] = RETRY_DELAYS,
+    stop: threading.Event | None = None,
 ) -> list[Alert]:
     """Log every alert, and POST each to ``webhook_url`` if set, trying a failed
-    webhook again after each of ``delays`` (see `tokenomy.webhook`); returns the
-    alerts whose webhook failed every try (each failure is logged too)."""
+    webhook again after each of ``delays`` (see `tokenomy.webhook`; once ``stop`` is
+    set, no more tries); returns the alerts whose webhook failed every try (each
+    failure is logged too)."""
     failed = []
     for alert in alerts:
         logger.warning(alert.log_line())
@@ -336,8 +339,11 @@ def deliver(
             if attempt < len(delays) and retryable(status):
                 logger.warning("alert webhook failed for %s: %s; trying again in %ss",
                                alert.key, error, delays[attempt])  # fmt: skip
-                time.sleep(delays[attempt])
-                continue
+                if stop is None:
+                    time.sleep(delays[attempt])
+                    continue
+                if not stop.wait(delays[attempt]):
+                    continue
             logger.error("alert webhook failed for %s: %s", alert.key, error)
             failed.append(alert)
             break

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -233,12 +234,14 @@ class AlertWatcher:
         self.budgets = budgets
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._stopping = threading.Event()  # ends a run's webhook retries at shutdown
 
     def start(self) -> None:
         if self.config.interval > 0 and self._task is None:
             self._task = asyncio.create_task(self._loop(), name="tokenomy-alert-watcher")
 
     async def stop(self) -> None:
+        self._stopping.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -258,5 +261,5 @@ class AlertWatcher:
         extra = cap_budgets(self.budgets()) if self.budgets is not None else {}
         found = find_alerts(self.store, self.config.rules, now=self.clock(), budgets=extra)
         fresh = [a for a in found if self.claims.claim(a)]
-        deliver(fresh, webhook_url=self.config.webhook_url)
+        deliver(fresh, webhook_url=self.config.webhook_url, stop=self._stopping)
         return fresh
