@@ -124,6 +124,56 @@ async def test_sqlite_total_bytes_limit(tmp_path: Path) -> None:
     await store.close()
 
 
+async def test_sqlite_evicts_for_a_large_entry_in_few_rounds(tmp_path: Path) -> None:
+    store = SQLiteCacheStore(str(tmp_path / "c.db"), max_entries=1000, max_bytes=40_000)
+    now = time.time()
+    for i in range(100):
+        await store.put(entry("ns", f"k{i}", created=now + i, body=b"x" * 300), TTL)
+    rounds: list[str] = []  # the limits are read once per round, and once at the end
+    store._conn.set_trace_callback(
+        lambda sql: rounds.append(sql) if sql.startswith("SELECT entries, bytes") else None
+    )
+    await store.put(entry("ns", "big", created=now + 200, body=b"y" * 20_000), TTL)
+    stats = await store.stats()
+    assert stats.bytes is not None and 20_000 < stats.bytes <= 40_000
+    assert await store.get("ns", "big", time.time()) is not None
+    assert await store.get("ns", "k99", time.time()) is not None  # the newest stay
+    assert await store.get("ns", "k0", time.time()) is None
+    assert 2 <= len(rounds) <= 3  # not one round per evicted entry (~60)
+    await store.close()
+
+
+async def test_a_semantic_load_never_holds_up_lookups(tmp_path: Path) -> None:
+    import threading
+
+    store = SQLiteCacheStore(str(tmp_path / "c.db"), max_entries=100, max_bytes=100_000)
+    await store.put(entry("ns", "k", vector=b"\x00" * 8), TTL)
+    entered, release = threading.Event(), threading.Event()
+    connect = store._connect
+
+    class Slow:  # a load that takes as long as the test says
+        def __init__(self) -> None:
+            self.conn = connect()
+
+        def execute(self, *args: object) -> object:
+            entered.set()
+            release.wait(5)
+            return self.conn.execute(*args)  # type: ignore[arg-type]
+
+        def close(self) -> None:
+            self.conn.close()
+
+    store._connect = Slow  # type: ignore[assignment, method-assign]  # the reader's only
+    load = asyncio.create_task(store.semantic_since("ns", 0.0, time.time()))
+    assert await asyncio.to_thread(entered.wait, 5)
+    began = time.monotonic()
+    assert await store.get("ns", "k", time.time()) is not None  # while the load runs
+    assert time.monotonic() - began < 1
+    release.set()
+    assert [r.key for r in await load] == ["k"]
+    await store.close()
+
+
 async def test_sqlite_failure_is_cache_unavailable(tmp_path: Path) -> None:
     with pytest.raises(CacheUnavailable):
         SQLiteCacheStore(str(tmp_path / "missing" / "c.db"), max_entries=1, max_bytes=1)

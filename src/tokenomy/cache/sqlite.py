@@ -2,7 +2,8 @@
 
 Operations are small (one indexed row), so they run inline on the event loop, as
 the ledger's inline writer does (except loading a namespace's semantic vectors,
-which may be large and runs in a thread); WAL mode without fsync on each commit keeps a
+which may be large and runs in a thread, on a connection of its own so that the
+loop's lookups never wait for it); WAL mode without fsync on each commit keeps a
 write well under a millisecond. Triggers keep the entry count and total size in
 a one-row table, so the size limits are checked without scanning. Expired rows
 are never served; each write also deletes a few of them, and, past a limit, the
@@ -61,16 +62,21 @@ class SQLiteCacheStore:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._reader: sqlite3.Connection | None = None  # for the semantic loads
         try:
-            self._conn = sqlite3.connect(
-                path, timeout=5.0, isolation_level=None, check_same_thread=False
-            )
+            self._conn = self._connect()
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise CacheUnavailable(f"cache database {path}: {exc}") from exc
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self.path, timeout=5.0, isolation_level=None, check_same_thread=False
+        )
 
     def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -121,24 +127,30 @@ class SQLiteCacheStore:
                 "WHERE expires <= ? LIMIT ?)",
                 (time.time(), PURGE_BATCH),
             )
-            self._evict(c)
+            self._evict(c, entry.size)
             c.execute("COMMIT")
         except BaseException:
             c.execute("ROLLBACK")
             raise
 
-    def _evict(self, c: sqlite3.Connection) -> None:
-        """Delete the oldest entries until both limits hold (inside the write)."""
+    def _evict(self, c: sqlite3.Connection, fresh: int) -> None:
+        """Delete the oldest entries until both limits hold (inside the write of an
+        entry of ``fresh`` bytes): usually in one round, sized from the other
+        entries' mean size."""
         while True:
             entries, size = c.execute(
                 "SELECT entries, bytes FROM cache_stats WHERE id = 0"
             ).fetchone()
             if entries <= self.max_entries and size <= self.max_bytes:
                 return
+            n = max(entries - self.max_entries, 1)
+            others, rest = entries - 1, size - fresh
+            if size > self.max_bytes and others > 0 and rest > 0:
+                n = max(n, -(-(size - self.max_bytes) * others // rest))  # at the mean size
             c.execute(
                 "DELETE FROM cache_entries WHERE rowid IN "
                 "(SELECT rowid FROM cache_entries ORDER BY created LIMIT ?)",
-                (max(entries - self.max_entries, 1),),
+                (n,),
             )
 
     async def semantic_since(self, namespace: str, since: float, now: float) -> list[SemanticRow]:
@@ -146,13 +158,21 @@ class SQLiteCacheStore:
         return await asyncio.to_thread(self._semantic_since, namespace, since, now)
 
     def _semantic_since(self, namespace: str, since: float, now: float) -> list[SemanticRow]:
-        rows = self._run(
-            lambda c: c.execute(
-                "SELECT key, meta, vector, created FROM cache_entries WHERE namespace = ? "
-                "AND vector IS NOT NULL AND created > ? AND expires > ?",
-                (namespace, since, now),
-            ).fetchall()
+        sql = (
+            "SELECT key, meta, vector, created FROM cache_entries WHERE namespace = ? "
+            "AND vector IS NOT NULL AND created > ? AND expires > ?"
         )
+        args = (namespace, since, now)
+        if self.path == ":memory:":  # one database per connection: share the writer's
+            rows = self._run(lambda c: c.execute(sql, args).fetchall())
+        else:
+            with self._read_lock:
+                try:
+                    if self._reader is None:
+                        self._reader = self._connect()
+                    rows = self._reader.execute(sql, args).fetchall()
+                except sqlite3.Error as exc:
+                    raise CacheUnavailable(f"cache database {self.path}: {exc}") from exc
         return [SemanticRow.of(str(k), m, bytes(v), float(t)) for k, m, v, t in rows]
 
     async def semantic_namespaces(self, now: float) -> list[str]:
@@ -183,3 +203,7 @@ class SQLiteCacheStore:
     async def close(self) -> None:
         with self._lock:
             self._conn.close()
+        with self._read_lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
