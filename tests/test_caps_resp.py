@@ -97,6 +97,22 @@ async def test_silence_times_out_and_the_next_call_reconnects(redis_url: str) ->
         await p.close()
 
 
+async def test_one_timer_watches_each_call_to_its_own_deadline(redis_url: str) -> None:
+    p = Pipe(redis_url, timeout=0.3)
+    loop = asyncio.get_running_loop()
+    try:
+        for _ in range(20):  # answered calls over twice the timeout: none times out
+            assert await p.call("PING") == b"PONG"
+            await asyncio.sleep(0.03)
+        await asyncio.sleep(0.2)  # the watch armed by an answered call fires meanwhile...
+        start = loop.time()
+        with pytest.raises(TimeoutError):  # ...and a silent call still gets its 0.3 s
+            await p.call("BLPOP", "tk_test_resp_never", 2)
+        assert 0.25 <= loop.time() - start < 1.0
+    finally:
+        await p.close()
+
+
 async def test_unreachable_server_raises_oserror() -> None:
     p = Pipe(f"redis://127.0.0.1:{closed_port()}/0", timeout=0.2)
     with pytest.raises(OSError):

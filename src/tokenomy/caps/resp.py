@@ -44,9 +44,12 @@ def pack(args: tuple[bytes | str | int, ...]) -> bytes:
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        # the calls waiting for a reply, oldest first, with the loop time each must
+        # be answered by; one timer watches the oldest (replies come in order)
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self._watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -64,7 +67,7 @@ class _Protocol(asyncio.Protocol):
             if not self.waiting:  # a reply nobody asked for: the stream is out of step
                 self.abort(ConnectionError("Redis sent an unexpected reply"))
                 return
-            fut = self.waiting.popleft()
+            fut, _ = self.waiting.popleft()
             if not fut.done():  # a caller that was cancelled leaves its place in line
                 fut.set_result(reply)
 
@@ -75,8 +78,11 @@ class _Protocol(asyncio.Protocol):
 
     def fail(self, exc: OSError) -> None:
         self.closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         while self.waiting:
-            fut = self.waiting.popleft()
+            fut, _ = self.waiting.popleft()
             if not fut.done():
                 fut.set_exception(exc)
 
@@ -85,12 +91,30 @@ class _Protocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def send(self, payload: bytes) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.waiting.append(fut)
+    def send(self, payload: bytes, timeout: float) -> asyncio.Future[Any]:
+        """Write one command; its future fails if no reply comes within ``timeout``."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        deadline = loop.time() + timeout
+        self.waiting.append((fut, deadline))
+        if self._watch is None:
+            self._watch = loop.call_at(deadline, self._check, timeout)
         assert self.transport is not None
         self.transport.write(payload)
         return fut
+
+    def _check(self, timeout: float) -> None:
+        # A late reply holds up every later one: drop the connection and fail them
+        # all; the next call opens a fresh one. Otherwise watch the oldest call left.
+        self._watch = None
+        if not self.waiting:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self.waiting[0][1]
+        if loop.time() >= deadline:
+            self.abort(TimeoutError(f"Redis did not answer within {timeout} s"))
+        else:
+            self._watch = loop.call_at(deadline, self._check, timeout)
 
 
 class Pipe:
@@ -124,12 +148,7 @@ class Pipe:
         proto = self._proto
         if proto is None or proto.closed or self._loop is not loop:
             proto = await self._connect(loop)
-        fut = proto.send(pack(args))
-        timer = loop.call_later(self.timeout, _expire, proto, fut, self.timeout)
-        try:
-            reply = await fut
-        finally:
-            timer.cancel()
+        reply = await proto.send(pack(args), self.timeout)
         if isinstance(reply, hiredis.ReplyError):
             raise ReplyError(str(reply))
         return reply
@@ -170,7 +189,7 @@ class Pipe:
             raise TimeoutError(f"Redis: no connection within {self.connect_timeout} s") from None
         try:
             for cmd in self._hello:
-                reply = await asyncio.wait_for(proto.send(pack(cmd)), self.timeout)
+                reply = await proto.send(pack(cmd), self.timeout)
                 if isinstance(reply, hiredis.ReplyError):
                     raise ConnectionError(f"Redis refused {cmd[0]!s}: {reply}")
         except BaseException:
@@ -183,13 +202,6 @@ class Pipe:
         if proto is not None and proto.transport is not None:
             proto.fail(ConnectionError("closed"))
             proto.transport.close()
-
-
-def _expire(proto: _Protocol, fut: asyncio.Future[Any], timeout: float) -> None:
-    # Replies come in order, so one that is late holds up every later one: drop the
-    # connection and fail them all; the next call opens a fresh one.
-    if not fut.done():
-        proto.abort(TimeoutError(f"Redis did not answer within {timeout} s"))
 
 
 class Script:
