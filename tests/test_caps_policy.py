@@ -457,6 +457,32 @@ async def test_another_source_joins_the_same_reservation(caps: tuple[CapsPolicy,
         await p.reserve(chat())
 
 
+async def test_one_housekeeping_task_reloads_and_sweeps_each_on_its_own_period(
+    ledger: Store,
+) -> None:
+    p = policy(ledger, reload_interval=0.05, sweep_interval=10.0)
+    reloads = sweeps = 0
+    reload, sweep = p.reload, p.sweeper.round
+
+    async def counted_reload(*, force: bool = False) -> bool:
+        nonlocal reloads
+        reloads += 1
+        return await reload(force=force)
+
+    async def counted_sweep() -> None:
+        nonlocal sweeps
+        sweeps += 1
+        await sweep()
+
+    p.reload = counted_reload  # type: ignore[method-assign]
+    p.sweeper.round = counted_sweep  # type: ignore[method-assign]
+    await p.start()
+    assert len(p._tasks) == 1  # one wake-up per period, not one per chore
+    await asyncio.sleep(0.4)
+    await p.stop()
+    assert reloads >= 4 and sweeps == 1  # the sweep at start, the next after 10 s
+
+
 # -- alerts -------------------------------------------------------------------------------------
 
 

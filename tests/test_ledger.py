@@ -579,3 +579,30 @@ async def test_inline_writer_keeps_a_bad_record_apart(store: Store, tmp_path: Pa
     with pytest.raises(Overloaded):  # closed: refused, and kept in the fallback file
         await w.write(rec("late"))
     assert "late" in fallback.read_text()
+
+
+async def test_the_checkpoint_thread_sleeps_while_nothing_is_committed(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "ledger.db"))
+    store.migrate()
+    checkpoints = []
+    real = store.checkpoint
+
+    def counted() -> None:
+        checkpoints.append(time.monotonic())
+        real()
+
+    store.checkpoint = counted  # type: ignore[method-assign]
+    writer = GroupCommitWriter(store, checkpoint_every=0.02)
+    try:
+        await writer.write(rec("ck_1"))
+        await asyncio.sleep(0.3)
+        assert len(checkpoints) == 1  # one for the commit, none while idle
+        await writer.write(rec("ck_2"))
+        for _ in range(100):
+            if len(checkpoints) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(checkpoints) == 2
+    finally:
+        assert writer.close(5)
+    store.close()

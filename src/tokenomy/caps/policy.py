@@ -44,6 +44,7 @@ from ..ledger.base import Store
 from ..pipeline.context import Call
 from ..pricing import PriceBook
 from ..records import UsageRecord
+from ..ticks import until_next
 from .alerts import Alerts
 from .config import CapsConfig
 from .counters import (
@@ -184,7 +185,7 @@ class CapsPolicy:
         self.alerts = Alerts(self.store, webhook_url=config.webhook_url,
                              timeout=config.alert_timeout)  # fmt: skip
         self.sweeper = Sweeper(self.backend, self.store, lease=config.lease,
-                               interval=config.sweep_interval, open_rids=self._renewable)  # fmt: skip
+                               open_rids=self._renewable)  # fmt: skip
         self.defs = Definitions(-1, (), ())
         self.sources: list[HoldSource] = []
         self._open: dict[str, _Open] = {}
@@ -219,8 +220,7 @@ class CapsPolicy:
             await self.reload(force=True)
             if background:
                 self._tasks = [
-                    asyncio.create_task(self._reloader(), name="tokenomy-caps-reload"),
-                    asyncio.create_task(self.sweeper.run(), name="tokenomy-caps-sweeper"),
+                    asyncio.create_task(self._housekeeping(), name="tokenomy-caps-housekeeping")
                 ]
                 self.alerts.start()
             self._started = True
@@ -252,13 +252,27 @@ class CapsPolicy:
         self.defs = Definitions(version, budgets, limits)
         return True
 
-    async def _reloader(self) -> None:
+    async def _housekeeping(self) -> None:
+        """Poll for changed definitions every ``reload_interval`` and sweep expired
+        reservations every ``sweep_interval``, from one task that wakes on multiples
+        of the shorter period (`tokenomy.ticks`): an idle gateway wakes once per
+        period, not once per chore."""
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        step = min(cfg.reload_interval, cfg.sweep_interval)
+        every_reload = max(1, round(cfg.reload_interval / step)) if step > 0 else 1
+        every_sweep = max(1, round(cfg.sweep_interval / step)) if step > 0 else 1
+        tick = 0
         while True:
-            await asyncio.sleep(self.config.reload_interval)
-            try:
-                await self.reload()
-            except Exception:  # a bad poll must not stop the next
-                log.exception("reloading caps definitions failed")
+            if tick and tick % every_reload == 0:  # start() has just loaded them
+                try:
+                    await self.reload()
+                except Exception:  # a bad poll must not stop the next
+                    log.exception("reloading caps definitions failed")
+            if tick % every_sweep == 0:
+                await self.sweeper.round()
+            await asyncio.sleep(until_next(loop.time(), step) if step > 0 else 0)
+            tick += 1
 
     async def _seed(self, budgets: Sequence[Budget]) -> None:
         """Start new budgets' current windows from the ledger (where not already counted)."""

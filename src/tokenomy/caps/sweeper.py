@@ -36,13 +36,11 @@ class Sweeper:
         store: CapsStore,
         *,
         lease: float,
-        interval: float,
         open_rids: Callable[[], Sequence[str]],
     ) -> None:
         self.backend = backend
         self.store = store
         self.lease = lease
-        self.interval = interval
         self.open_rids = open_rids
         self._last_renew = 0.0
         self.settled = 0  # from the ledger
@@ -85,12 +83,11 @@ class Sweeper:
         if n:
             log.info("swept %d expired reservation(s)", n)
 
-    async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except CountersUnavailable as exc:
-                log.debug("sweeper: counters unavailable: %s", exc)
-            except Exception:  # the sweeper must outlive any one bad round
-                log.exception("sweeper round failed")
-            await asyncio.sleep(self.interval)
+    async def round(self) -> None:
+        """One `tick` that never raises (the caps' housekeeping task runs it)."""
+        try:
+            await self.tick()
+        except CountersUnavailable as exc:
+            log.debug("sweeper: counters unavailable: %s", exc)
+        except Exception:  # the sweeper must outlive any one bad round
+            log.exception("sweeper round failed")

@@ -47,7 +47,7 @@ def serve(
         loop = "uvloop"
     except ImportError:  # pragma: no cover - platforms without uvloop
         loop = "asyncio"
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
         port=settings.port,
@@ -59,3 +59,6 @@ def serve(
         timeout_graceful_shutdown=int(settings.drain_timeout),
         timeout_keep_alive=30,
     )
+    from ..server.quiet import QuietServer
+
+    QuietServer(config).run()

@@ -13,6 +13,7 @@ through ``_write`` (one committed transaction) and ``_read``.
 from __future__ import annotations
 
 import contextlib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,6 +55,9 @@ class Store(ABC):
     # True when a commit is fast and local (SQLite): the group-commit writer then
     # commits on the event loop itself instead of handing records to a thread.
     inline_commits: bool = False
+    # Set after each commit by a store whose log needs checkpoints (SQLite): the
+    # writer's checkpoint thread sleeps on it while the ledger is idle.
+    committed: threading.Event | None = None
 
     def checkpoint(self) -> None:
         """Fold the write-ahead log back into the database (SQLite); default no-op."""

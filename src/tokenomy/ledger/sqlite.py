@@ -41,6 +41,7 @@ class SQLiteStore(SQLStore):
             self.fallback_path = path + ".failed.jsonl"
             self.inline_commits = True
         self._ckpt_conn: sqlite3.Connection | None = None
+        self.committed: threading.Event = threading.Event()
         self._closed = False
         self._wconn = self._connect(readonly=False)
         self._wlock = threading.Lock()
@@ -79,6 +80,7 @@ class SQLiteStore(SQLStore):
                 cur.execute("BEGIN IMMEDIATE")
                 result = fn(cur)
                 cur.execute("COMMIT")
+                self.committed.set()
                 return result
             except BaseException:
                 if self._wconn.in_transaction:
@@ -97,7 +99,8 @@ class SQLiteStore(SQLStore):
 
     def checkpoint(self) -> None:
         """A passive checkpoint on a connection of its own, so that commits on the
-        request path never pay for one (see `GroupCommitWriter`)."""
+        request path never pay for one (see `GroupCommitWriter`). One that could not
+        copy the whole log back (a reader held it) marks the ledger for another."""
         with self._wlock:
             if self._closed or self.path == MEMORY:
                 return
@@ -106,9 +109,11 @@ class SQLiteStore(SQLStore):
                 self._ckpt_conn = self._connect(readonly=False)
             conn = self._ckpt_conn
         try:
-            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         except sqlite3.ProgrammingError:  # closed meanwhile
-            pass
+            return
+        if row is not None and row[2] < row[1]:  # frames left in the log
+            self.committed.set()
 
     def close(self) -> None:
         with self._wlock:

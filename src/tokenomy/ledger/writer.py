@@ -11,8 +11,8 @@ With a store whose commits are fast and local (SQLite, ``Store.inline_commits``)
 there is no thread: records written during one turn of the event loop are
 committed together at the end of that turn, on the loop, and their waiters are
 woken directly — no thread hand-offs on the request path. A background thread
-then only checkpoints the write-ahead log once a second, so no commit pays for a
-checkpoint.
+then only checkpoints the write-ahead log at most once a second, so no commit
+pays for a checkpoint, and sleeps while nothing is committed.
 
 A batch that fails is retried once, then inserted row by row, so one bad record
 cannot take the others down with it. A record that still fails is appended to
@@ -65,6 +65,7 @@ class GroupCommitWriter:
         max_batch: int = 1000,
         fallback_path: str | None = None,
         inline: bool | None = None,
+        checkpoint_every: float = 1.0,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -83,6 +84,7 @@ class GroupCommitWriter:
         self._inflight: list[_Item] = []
         self._committed = self._batches = self._failed = self._retries = self._duplicates = 0
         self._stop = threading.Event()
+        self.checkpoint_every = checkpoint_every  # seconds between checkpoints while commits come
         target = self._checkpoints if self.inline else self._run
         self._thread = threading.Thread(target=target, name="tokenomy-ledger", daemon=True)
         self._thread.start()
@@ -194,15 +196,25 @@ class GroupCommitWriter:
         # (the loop stopped first) is committed here; waiters are woken on their loop.
         self._flush_pending()
         self._stop.set()
+        if self.store.committed is not None:
+            self.store.committed.set()  # wakes the checkpoint thread to see the stop
         self._thread.join(timeout)
         return True
 
     def _checkpoints(self) -> None:
-        while not self._stop.wait(1.0):
+        committed = self.store.committed
+        while not self._stop.wait(self.checkpoint_every):  # at most one per period
+            if committed is not None:
+                committed.wait()  # an idle ledger: asleep until the next commit
+                committed.clear()
+                if self._stop.is_set():
+                    return
             try:
                 self.store.checkpoint()
-            except Exception as exc:  # a failed checkpoint is retried next second
+            except Exception as exc:  # a failed checkpoint is retried next period
                 log.warning("ledger checkpoint failed: %r", exc)
+                if committed is not None:
+                    committed.set()
 
     # -- the writer thread ----------------------------------------------------------------
 
