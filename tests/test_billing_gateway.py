@@ -331,3 +331,23 @@ def test_clamp_lowers_max_tokens_to_what_a_dollar_balance_pays_under_the_plan(
             )
     acct = b.customer("alice")
     assert acct is not None and acct.balance >= 0
+
+
+def test_clamp_works_on_a_fixed_price_plan_for_a_model_without_a_price(clamp_gw: GW) -> None:
+    # The plan charges its own price per million tokens: that the provider's price of
+    # the model is unknown does not stop the clamp.
+    b = BillingStore(clamp_gw.store)
+    b.create_plan(Plan("flat", input_per_mtok=D("1"), output_per_mtok=D("2")))
+    b.assign_plan("alice", "flat")
+    b.topup("alice", D("0.0001"))
+    raw = clamp_gw.openai().chat.completions.with_raw_response.create(
+        model="mystery-model-x", messages=ask(1), max_tokens=100_000
+    )
+    rec = clamp_gw.record(raw.headers[ID])
+    assert rec.price_unknown  # the provider's cost is flagged, never $0
+    clamped = rec.decisions["caps"]["clamped_max_tokens"]
+    # $0.0001 at $2 per million output tokens: under 50 tokens, less the prompt's share
+    assert 1 <= clamped < 50
+    assert D(rec.decisions["billing"]["reserved"]) <= D("0.0001")
+    acct = b.customer("alice")
+    assert acct is not None and acct.balance >= 0

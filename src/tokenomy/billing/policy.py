@@ -360,6 +360,8 @@ class BillingPolicy:
         def fits(n: int) -> bool:
             if t.customer.unit == "tokens":
                 return estimate.input_tokens + n <= left
+            if t.plan is not None and t.plan.fixed:  # its own prices: the model's do not matter
+                return self._worst(t, call, replace(estimate, output_tokens=n)) <= left
             if estimate.input_usd is None or estimate.output_unit is None:
                 return False
             cost = units_to_usd(estimate.input_usd) + estimate.output_unit * n
