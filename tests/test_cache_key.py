@@ -174,7 +174,7 @@ def test_config_from_yaml(tmp_path: Any) -> None:
     cfg = cache_config(load_settings(path, env={}))
     assert cfg.enabled and cfg.ttl == 60 and cfg.namespace == "org"
     assert cfg.allowed_tools == {"a", "b"} and cfg.max_entries == 10
-    assert cfg.semantic_enabled and cfg.semantic["target_wrong_hit_rate"] == 0.02
+    assert cfg.semantic_enabled and cfg.semantic.target_wrong_hit_rate == 0.02
     assert cfg.path == "data/ledger.cache.db"
     assert not cache_config(Settings()).enabled
 

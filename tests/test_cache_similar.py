@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cache_helpers import stand_in_verifier
+from tokenomy.cache.config import SemanticConfig
 from tokenomy.cache.similar import SimilarLookup
 from tokenomy.cache.sqlite import SQLiteCacheStore
 from tokenomy.cache.store import Entry
@@ -29,7 +30,7 @@ def stand_in() -> Iterator[None]:
         yield
 
 
-OPTIONS = {"enabled": True, "target_wrong_hit_rate": 0.02, "sync_interval": 0}
+OPTIONS = SemanticConfig(enabled=True, target_wrong_hit_rate=0.02, sync_interval=0)
 BODY = {"messages": [{"role": "user", "content": "Where is the Eiffel tower?"}]}
 
 

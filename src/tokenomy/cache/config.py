@@ -17,6 +17,7 @@ cache:
   semantic:                  # needs the ``semantic`` extra
     enabled: false
     target_wrong_hit_rate: 0.01
+    sync_interval: 1         # seconds between loads of other replicas' new entries
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ from ..errors import ConfigError
 
 NAMESPACES = ("key", "team", "org")
 SHARED = "shared:"
+
+
+@dataclass(frozen=True, slots=True)
+class SemanticConfig:
+    """``cache.semantic``: the similar-request layer (`tokenomy.cache.similar`)."""
+
+    enabled: bool = False
+    target_wrong_hit_rate: float = 0.01  # the verifier's threshold is calibrated to this
+    sync_interval: float = 1.0  # seconds between loads of entries other replicas added
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +59,11 @@ class CacheConfig:
     cache_tools: bool = False
     allowed_tools: frozenset[str] = frozenset()
     coalesce_wait: float = 30.0  # seconds a repeat waits for an identical request in flight
-    semantic: Mapping[str, Any] = field(default_factory=dict)
+    semantic: SemanticConfig = field(default_factory=SemanticConfig)
 
     @property
     def semantic_enabled(self) -> bool:
-        return bool(self.semantic.get("enabled", False))
+        return self.semantic.enabled
 
 
 def default_path(db: str) -> str:
@@ -73,18 +83,23 @@ _BOOLS = ("enabled", "only_deterministic", "cache_tools")
 SEMANTIC_KEYS = frozenset({"enabled", "target_wrong_hit_rate", "sync_interval"})
 
 
-def _semantic(raw: Any) -> dict[str, Any]:
+def _semantic(raw: Any) -> SemanticConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError("cache.semantic: expected a mapping")
     unknown = set(raw) - SEMANTIC_KEYS
     if unknown:
         raise ConfigError(f"cache.semantic: unknown settings {sorted(unknown)}")
-    out = dict(raw)
-    out["enabled"] = flag(out.get("enabled", False), "cache.semantic.enabled")
-    target = float(out.get("target_wrong_hit_rate", 0.01))
-    if not 0 < target < 1:
+    default = SemanticConfig()
+    out = SemanticConfig(
+        enabled=flag(raw.get("enabled", default.enabled), "cache.semantic.enabled"),
+        target_wrong_hit_rate=float(
+            raw.get("target_wrong_hit_rate", default.target_wrong_hit_rate)
+        ),
+        sync_interval=float(raw.get("sync_interval", default.sync_interval)),
+    )
+    if not 0 < out.target_wrong_hit_rate < 1:
         raise ConfigError("cache.semantic.target_wrong_hit_rate must be between 0 and 1")
-    if float(out.get("sync_interval", 1.0)) < 0:
+    if out.sync_interval < 0:
         raise ConfigError("cache.semantic.sync_interval must not be negative")
     return out
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from .config import SemanticConfig
 from .store import CacheStore, Entry, SemanticRow
 
 log = logging.getLogger("tokenomy.cache")
@@ -40,7 +41,7 @@ class Found:
 
 
 class SimilarLookup:
-    def __init__(self, store: CacheStore, options: Mapping[str, Any], *, ttl: float) -> None:
+    def __init__(self, store: CacheStore, options: SemanticConfig, *, ttl: float) -> None:
         try:
             from .semantic import SemanticIndex
         except ImportError as exc:
@@ -51,7 +52,7 @@ class SimilarLookup:
 
         shared_embedder()  # load the model now (or fail at start-up), not on a request
         self.store = store
-        target = float(options.get("target_wrong_hit_rate", 0.01))
+        target = options.target_wrong_hit_rate
         self.index = SemanticIndex(target=target)
         self.never = self.index.threshold > 1  # the cache switches the semantic layer off
         if self.never:
@@ -60,7 +61,7 @@ class SimilarLookup:
                 "was calibrated to reach: the semantic cache would never hit and is off",
                 target,
             )
-        self.sync_interval = float(options.get("sync_interval", 1.0))
+        self.sync_interval = options.sync_interval
         self.ttl = ttl
         self._synced: dict[str, tuple[float, float]] = {}  # ns -> (checked at, newest seen)
         # What is indexed, to skip rows already loaded and to drop expired vectors:
