@@ -33,6 +33,7 @@ from ..records import UsageRecord
 from ..usage import Usage
 from .config import RoutingConfig
 from .learned.agreement import majority, normalize_answer
+from .side import Meter, Write, side_call, write_side
 from .stage import Plan
 
 
@@ -67,8 +68,6 @@ class Draft:
 Bind = Callable[[Call, str], None]
 Send = Callable[[Call], Awaitable[UpstreamResponse]]
 Attempt = Callable[[Call, Send], Awaitable[UpstreamResponse]]
-Meter = Callable[[Call, Usage], None]
-Write = Callable[[UsageRecord], Awaitable[None]]
 
 
 class Cascade:
@@ -158,21 +157,8 @@ class Cascade:
     async def _record_draft(
         self, call: Call, draft_id: str, usage: Usage, score: float, started: float
     ) -> None:
-        draft = Call(call.api, call.op, call.endpoint, call.body, call.headers, request_id=draft_id)
-        draft.key, draft.deployment, draft.provider = call.key, call.deployment, call.provider
+        draft = side_call(call, draft_id[len(call.request_id) :], status=200, error_type=None)
         draft.started = started
-        parent = call.record
-        draft.record = replace(
-            parent,
-            request_id=draft_id,
-            tags=dict(parent.tags),
-            decisions={},
-            status=200,
-            error_type=None,
-        )
-        rec = draft.record
-        rec.latency_ms = draft.elapsed_ms()
-        draft.route = None
         route: dict[str, Any] = {
             "reason": "cascade",
             "cascade": "draft",
@@ -180,13 +166,9 @@ class Cascade:
             "escalated": True,
             "score": score,
             "requested": call.route.requested,
-            "served": rec.served_model,
+            "served": draft.record.served_model,
         }
-        self.meter(draft, usage)
-        if rec.cost_usd is not None:  # the client would not have paid for the draft
-            route["saved_usd"] = format(-rec.cost_usd, "f")
-        rec.decisions["route"] = route
-        await self.write(rec)
+        rec = await write_side(draft, usage, route, meter=self.meter, write=self.write)
         call.route.drafts.append(rec)
 
 

@@ -19,7 +19,6 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TokenomyError
@@ -33,6 +32,7 @@ from ..usage import Usage
 from .config import Judge as JudgeConfig
 from .feedback import Feedback, FeedbackStore
 from .rules import router_prompt
+from .side import side_call, write_side
 
 if TYPE_CHECKING:
     from ..pipeline.resolve import Resolve
@@ -182,20 +182,10 @@ class Judge:
     ) -> str | None:
         """One upstream call made for a judgement: sent, metered, written as the
         ledger row ``<request id><suffix>``; returns the answer text."""
-        side = Call(call.api, "chat", call.endpoint, body, {}, request_id=call.request_id + suffix)
+        side = side_call(call, suffix, body=body, headers={}, ts=time.time(),
+                         requested_model=model, served_model=model, provider=provider.name,
+                         deployment=provider.deployment.name, stream=False)  # fmt: skip
         side.provider, side.deployment = provider, provider.deployment
-        side.record = replace(
-            call.record,
-            request_id=side.request_id,
-            ts=time.time(),
-            tags=dict(call.record.tags),
-            requested_model=model,
-            served_model=model,
-            provider=provider.name,
-            deployment=provider.deployment.name,
-            stream=False,
-            decisions={},
-        )
         try:
             up = await provider.send("chat", model, body, {})
         except TokenomyError as exc:
@@ -203,16 +193,11 @@ class Judge:
             return None
         text = output_text_of(up.data, provider.api)
         usage = provider.usage(up.data) if isinstance(up.data, dict) else None
-        rec = side.record
-        rec.latency_ms = side.elapsed_ms()
-        self.meter(side, usage or estimate_usage(side, text))
         route: dict[str, Any] = {"reason": "judge", "judge": role, "parent": call.request_id}
         if role == "judge":
             route["score"] = parse_rating(text)
-        if rec.cost_usd is not None:
-            route["saved_usd"] = format(-rec.cost_usd, "f")
-        rec.decisions["route"] = route
-        await self.write(rec)
+        await write_side(side, usage or estimate_usage(side, text), route,
+                         meter=self.meter, write=self.write)  # fmt: skip
         return text
 
     async def close(self, grace: float = 5.0) -> None:
