@@ -124,6 +124,8 @@ class Cascade:
         body = upstream_body(call, provider)
         temperature = body.get("temperature")
         floor = self.config.cascade_temperature
+        if provider.api == "anthropic":
+            floor = min(floor, 1.0)  # Anthropic's range ends at 1
         if isinstance(temperature, int | float) and temperature < floor:
             body["temperature"] = floor
         if provider.api == "openai":
