@@ -102,6 +102,22 @@ def test_worst_case_prices_inputs_as_cache_writes_when_caching_is_asked() -> Non
     assert b.input_usd is not None and b.input_usd >= 2 * a.input_usd
 
 
+@pytest.mark.parametrize(
+    ("body", "asks"),
+    [({"cache_control": {"type": "ephemeral"}}, True),
+     ({"tools": [{"name": "t", "input_schema": {}, "cache_control": {"type": "ephemeral"}}]}, True),
+     ({"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+       "content": [{"type": "text", "text": "a", "cache_control": {"type": "ephemeral"}}]}]}]},
+      True),  # nested in a tool result
+     ({"messages": [{"role": "user", "content": "what does cache_control do?"}]}, False),
+     ({"system": "cache_control", "messages": []}, False)],
+)  # fmt: skip
+def test_caching_is_asked_by_a_block_not_by_words(body: dict[str, object], asks: bool) -> None:
+    from tokenomy.caps.estimate import _asks_for_cache
+
+    assert _asks_for_cache(body) is asks
+
+
 # -- budgets -----------------------------------------------------------------------------------
 
 

@@ -152,7 +152,18 @@ def set_max_output(call: Call, tokens: int) -> None:
 
 
 def _asks_for_cache(body: Mapping[str, Any]) -> bool:
+    """Whether any block of the request carries ``cache_control`` (a walk over the
+    blocks, not the text: a long prompt costs its number of blocks)."""
     if "cache_control" in body:
         return True
-    text = repr(body.get("system")) + repr(body.get("tools")) + repr(body.get("messages"))
-    return "cache_control" in text
+    return any(_has_cache_control(body.get(part)) for part in ("system", "tools", "messages"))
+
+
+def _has_cache_control(node: Any) -> bool:
+    if isinstance(node, dict):
+        return "cache_control" in node or any(
+            isinstance(v, dict | list) and _has_cache_control(v) for v in node.values()
+        )
+    if isinstance(node, list):
+        return any(isinstance(v, dict | list) and _has_cache_control(v) for v in node)
+    return False
