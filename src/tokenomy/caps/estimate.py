@@ -24,6 +24,7 @@ from typing import Any
 from ..pipeline.context import ANTHROPIC, Call
 from ..pricing import PriceBook
 from ..tokens import count_anthropic_request, count_chat_messages, count_text
+from ..translate._common import cache_breakpoints
 from ..usage import Usage
 from .counters import usd_to_units
 
@@ -152,18 +153,5 @@ def set_max_output(call: Call, tokens: int) -> None:
 
 
 def _asks_for_cache(body: Mapping[str, Any]) -> bool:
-    """Whether any block of the request carries ``cache_control`` (a walk over the
-    blocks, not the text: a long prompt costs its number of blocks)."""
-    if "cache_control" in body:
-        return True
-    return any(_has_cache_control(body.get(part)) for part in ("system", "tools", "messages"))
-
-
-def _has_cache_control(node: Any) -> bool:
-    if isinstance(node, dict):
-        return "cache_control" in node or any(
-            isinstance(v, dict | list) and _has_cache_control(v) for v in node.values()
-        )
-    if isinstance(node, list):
-        return any(isinstance(v, dict | list) and _has_cache_control(v) for v in node)
-    return False
+    """Whether the request marks anything for caching (see `cache_breakpoints`)."""
+    return "cache_control" in body or next(cache_breakpoints(body), None) is not None

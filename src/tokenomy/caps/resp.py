@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 from collections import deque
+from collections.abc import Callable
 from typing import Any, cast
 
 import hiredis
@@ -32,13 +33,9 @@ class ReplyError(Exception):
     """Redis answered a command with an error reply."""
 
 
-def pack(args: tuple[bytes | str | int, ...]) -> bytes:
-    """A command in RESP: an array of bulk strings."""
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        b = a if isinstance(a, bytes) else str(a).encode()
-        out.append(b"$%d\r\n%b\r\n" % (len(b), b))
-    return b"".join(out)
+# A command in RESP (an array of bulk strings), encoded in C by hiredis (its stubs
+# type the argument as a one-element tuple).
+pack: Callable[[tuple[bytes | str | int, ...]], bytes] = hiredis.pack_command  # type: ignore[assignment]
 
 
 class _Protocol(asyncio.Protocol):
@@ -139,7 +136,7 @@ class Pipe:
             self._hello.append(("SELECT", int(opts["db"])))
         self._proto: _Protocol | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the connection's
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # made on first use, in the caller's loop
         self._failures = 0  # failed attempts to open the connection
         self._failure: OSError | None = None  # the last one's error
 
@@ -158,10 +155,10 @@ class Pipe:
             old, self._proto, self._loop = self._proto, None, loop
             self._lock = asyncio.Lock()
             if old is not None:
-                old.fail(ConnectionError("Redis connection reopened"))
                 with contextlib.suppress(Exception):  # its loop may be closed already
                     old.abort(ConnectionError("Redis connection reopened"))
         failures = self._failures
+        assert self._lock is not None
         async with self._lock:
             if self._proto is not None and not self._proto.closed:
                 return self._proto  # another caller opened it meanwhile

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -158,3 +158,27 @@ def text_of(content: Any) -> str:
             if isinstance(p, dict) and p.get("type") in ("text", "refusal", None)
         )
     return ""
+
+
+def cache_breakpoints(body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The blocks of an Anthropic request that carry ``cache_control``, in prompt
+    order: tools, system blocks, message content blocks and the blocks inside tool
+    results (the places Anthropic reads it; the request's own top-level key aside)."""
+    for tool in body.get("tools") or ():
+        if isinstance(tool, dict) and "cache_control" in tool:
+            yield tool
+    system = body.get("system")
+    if isinstance(system, list):
+        yield from (b for b in system if isinstance(b, dict) and "cache_control" in b)
+    for m in body.get("messages") or ():
+        content = m.get("content") if isinstance(m, dict) else None
+        if not isinstance(content, list):
+            continue
+        for b in content:
+            if not isinstance(b, dict):
+                continue
+            if "cache_control" in b:
+                yield b
+            inner = b.get("content")
+            if b.get("type") == "tool_result" and isinstance(inner, list):
+                yield from (p for p in inner if isinstance(p, dict) and "cache_control" in p)

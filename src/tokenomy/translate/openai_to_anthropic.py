@@ -9,6 +9,7 @@ from typing import Any
 from ._common import (
     TranslationError,
     anthropic_tool_id,
+    cache_breakpoints,
     dumps,
     message_id,
     new_tool_id,
@@ -440,16 +441,6 @@ def _legacy_function_choice(choice: Any) -> Any:
 def _limit_cache_breakpoints(out: dict[str, Any]) -> None:
     """Keep the last four cache breakpoints (Anthropic's limit; OpenAI allows more in
     a conversation). The later a breakpoint, the longer the prefix it caches."""
-    marked: list[Block] = [t for t in out.get("tools") or () if "cache_control" in t]
-    system = out.get("system")
-    if isinstance(system, list):
-        marked.extend(b for b in system if "cache_control" in b)
-    for m in out["messages"]:
-        if isinstance(m["content"], list):
-            for b in m["content"]:
-                if "cache_control" in b:
-                    marked.append(b)
-                if b["type"] == "tool_result" and isinstance(b.get("content"), list):
-                    marked.extend(p for p in b["content"] if "cache_control" in p)
+    marked = list(cache_breakpoints(out))
     for block in marked[: max(len(marked) - MAX_CACHE_BREAKPOINTS, 0)]:
         del block["cache_control"]
