@@ -156,9 +156,8 @@ class Gateway:
             up = await self.resolve.attempt(call, self._send)
         provider = call.provider
         assert provider is not None
-        plan = call.route
-        if plan is not None and plan.usage is not None:  # a kept cascade draft's samples
-            usage = plan.usage
+        if call.route.usage is not None:  # a kept cascade draft's samples
+            usage = call.route.usage
         else:
             usage = provider.usage(up.data) if isinstance(up.data, dict) else None
         out = client_response(call, provider, up.data, up.raw)

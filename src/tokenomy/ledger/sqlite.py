@@ -80,7 +80,8 @@ class SQLiteStore(SQLStore):
                 cur.execute("BEGIN IMMEDIATE")
                 result = fn(cur)
                 cur.execute("COMMIT")
-                self.committed.set()
+                if not self.committed.is_set():  # set() takes a lock: only when it changes
+                    self.committed.set()
                 return result
             except BaseException:
                 if self._wconn.in_transaction:

@@ -43,9 +43,7 @@ class Balancer:
 
     def pick(self, spec: Balance) -> str:
         """One deployment name of ``spec``."""
-        names = list(spec.deployments)
-        if not names:
-            raise ValueError("no deployment to balance over")
+        names = spec.names  # never empty: the config refuses an empty list
         if spec.strategy == "latency":
             unmeasured = [n for n in names if self.stat(n).ewma_ms is None]
             if unmeasured:
@@ -53,10 +51,9 @@ class Balancer:
             return min(names, key=lambda n: self.stat(n).ewma_ms or 0.0)
         if spec.strategy == "inflight":
             return min(names, key=lambda n: self.stat(n).inflight)
-        weights = [spec.deployments[n] for n in names]
-        if sum(weights) <= 0:
+        if not spec.cum_weights or spec.cum_weights[-1] <= 0:
             return names[0]
-        return self.rng.choices(names, weights=weights)[0]
+        return self.rng.choices(names, cum_weights=spec.cum_weights)[0]
 
     def start(self, deployment: str) -> None:
         self.stat(deployment).inflight += 1

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -32,7 +33,7 @@ from ..providers.base import UpstreamResponse
 from ..records import UsageRecord
 from ..usage import Usage
 from .config import RoutingConfig
-from .learned.agreement import majority, normalize_answer
+from .learned.agreement import normalize_answer
 from .side import Meter, Write, side_call, write_side
 from .stage import Plan
 
@@ -58,8 +59,9 @@ class Draft:
 
     def pick(self, samples: int) -> tuple[float, UpstreamResponse]:
         """The agreement over the ``samples`` asked for, and a reply giving the majority answer."""
-        answer, n = majority([text for _, _, text in self.replies])
-        up, data, _ = next(r for r in self.replies if normalize_answer(r[2]) == answer)
+        normal = [normalize_answer(text) for _, _, text in self.replies]
+        answer, n = Counter(normal).most_common(1)[0]  # ties: the first seen
+        up, data, _ = self.replies[normal.index(answer)]
         if data is not up.data:
             up = UpstreamResponse(up.status, up.headers, data, orjson.dumps(data))
         return round(n / samples, 4), up
@@ -88,7 +90,7 @@ class Cascade:
             alias.threshold if alias.threshold is not None else self.config.cascade_threshold
         )
         samples = alias.samples or self.config.cascade_samples
-        tiers = list(plan.tiers or alias.models)
+        tiers = plan.tiers  # set with the cascade, two or more
         scores: list[float] = []
         for i, tier in enumerate(tiers[:-1]):
             if i:
@@ -108,8 +110,8 @@ class Cascade:
                 plan.usage = draft.usage
                 plan.extra.update(cascade="kept", escalated=bool(i), score=score, scores=scores)
                 return reply
-            draft_id = f"{call.request_id}.draft" + (str(i + 1) if i else "")
-            await self._record_draft(call, draft_id, draft.usage, score, started)
+            suffix = ".draft" + (str(i + 1) if i else "")
+            await self._record_draft(call, suffix, draft.usage, score, started)
         plan.extra.update(cascade="escalated", escalated=True, scores=scores)
         if scores:
             plan.extra["score"] = scores[-1]
@@ -157,9 +159,9 @@ class Cascade:
         return Draft(replies, usage, len(ups))
 
     async def _record_draft(
-        self, call: Call, draft_id: str, usage: Usage, score: float, started: float
+        self, call: Call, suffix: str, usage: Usage, score: float, started: float
     ) -> None:
-        draft = side_call(call, draft_id[len(call.request_id) :], status=200, error_type=None)
+        draft = side_call(call, suffix, status=200, error_type=None)
         draft.started = started
         route: dict[str, Any] = {
             "reason": "cascade",

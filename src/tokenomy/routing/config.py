@@ -26,8 +26,11 @@
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import Any
 
 from ..config import flag
@@ -53,6 +56,12 @@ class Match:
     tools: bool | None = None
     images: bool | None = None
     headers: Mapping[str, str | None] = field(default_factory=dict)  # None: header present
+    # ``models`` compiled once into one pattern (fnmatch's case-sensitive globs)
+    models_re: re.Pattern[str] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        pattern = "|".join(f"(?:{fnmatch.translate(g)})" for g in self.models)
+        object.__setattr__(self, "models_re", re.compile(pattern) if self.models else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,14 @@ class Alias:
 class Balance:
     strategy: str  # "weight", "latency" (EWMA) or "inflight" (fewest in flight)
     deployments: Mapping[str, float]  # deployment name -> weight
+    # derived once, for the pick on every request: the names, and the running totals
+    # of their weights (what random.choices would rebuild on each call)
+    names: tuple[str, ...] = field(init=False)
+    cum_weights: tuple[float, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(self.deployments))
+        object.__setattr__(self, "cum_weights", tuple(accumulate(self.deployments.values())))
 
 
 @dataclass(frozen=True, slots=True)

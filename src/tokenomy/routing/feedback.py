@@ -65,17 +65,18 @@ class FeedbackStore:
         self.store._write(run)
 
     def save_prompt(self, request_id: str, ts: float, messages: Sequence[Any]) -> None:
-        self.save_prompts([(request_id, ts, orjson.dumps(list(messages)).decode())])
+        self.save_prompts([(request_id, ts, messages)])
 
-    def save_prompts(self, rows: Sequence[tuple[str, float, str]]) -> None:
-        """(request id, ts, messages as JSON) rows, in one transaction; a request's
-        prompt is kept once."""
+    def save_prompts(self, rows: Sequence[tuple[str, float, Sequence[Any]]]) -> None:
+        """(request id, ts, messages) rows, in one transaction; a request's prompt is
+        kept once."""
         d = self.store.dialect
         sql = (
             f"INSERT INTO route_prompts (request_id, ts, messages) "
             f"VALUES ({d.param}, {d.param}, {d.json_param}) ON CONFLICT (request_id) DO NOTHING"
         )
-        self.store._write(lambda cur: cur.executemany(sql, list(rows)))
+        args = [(rid, ts, orjson.dumps(list(messages)).decode()) for rid, ts, messages in rows]
+        self.store._write(lambda cur: cur.executemany(sql, args))
 
     def list(self, *, request_id: str | None = None) -> list[Feedback]:
         where, args = ("WHERE request_id = " + self.p, (request_id,)) if request_id else ("", ())
@@ -159,7 +160,7 @@ class PromptCollector:
         self.max_batch = max_batch
         self.max_pending = max_pending
         self.dropped = 0
-        self._pending: list[tuple[str, float, str]] = []
+        self._pending: list[tuple[str, float, list[Any]]] = []
         self._task: asyncio.Task[None] | None = None
 
     def add(self, call: Call) -> None:
@@ -173,7 +174,7 @@ class PromptCollector:
                             self.dropped)  # fmt: skip
             return
         rec = call.record
-        self._pending.append((rec.request_id, rec.ts, orjson.dumps(messages).decode()))
+        self._pending.append((rec.request_id, rec.ts, messages))  # serialised in the thread
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._drain())
 

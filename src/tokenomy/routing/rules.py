@@ -6,7 +6,7 @@ prompt is counted (``tokenomy.tokens``) only when a rule asks for a length.
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,11 +19,11 @@ IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
 
 def has_images(body: Mapping[str, Any]) -> bool:
     for msg in body.get("messages") or []:
-        content = msg.get("content") if isinstance(msg, Mapping) else None
-        if isinstance(content, list) and any(
-            isinstance(p, Mapping) and p.get("type") in IMAGE_PART_TYPES for p in content
-        ):
-            return True
+        content = msg.get("content") if isinstance(msg, dict) else None  # parsed JSON
+        if isinstance(content, list):
+            for p in content:
+                if isinstance(p, dict) and p.get("type") in IMAGE_PART_TYPES:
+                    return True
     return False
 
 
@@ -52,13 +52,18 @@ class Facts:
     def __init__(self, call: Call, model: str) -> None:
         self.call = call
         self.model = model
-        self._tokens: int | None = None
 
-    @property
+    @functools.cached_property
     def tokens(self) -> int:
-        if self._tokens is None:
-            self._tokens = prompt_tokens(self.call, self.model)
-        return self._tokens
+        return prompt_tokens(self.call, self.model)
+
+    @functools.cached_property
+    def tools(self) -> bool:
+        return has_tools(self.call.body)
+
+    @functools.cached_property
+    def images(self) -> bool:
+        return has_images(self.call.body)
 
 
 def matches(m: Match, facts: Facts) -> bool:
@@ -71,11 +76,11 @@ def matches(m: Match, facts: Facts) -> bool:
         return False
     if m.headers and not _subset(m.headers, call.headers):
         return False
-    if m.models and not any(fnmatch.fnmatchcase(facts.model, g) for g in m.models):
+    if m.models_re is not None and not m.models_re.match(facts.model):
         return False
-    if m.tools is not None and has_tools(call.body) != m.tools:
+    if m.tools is not None and facts.tools != m.tools:
         return False
-    if m.images is not None and has_images(call.body) != m.images:
+    if m.images is not None and facts.images != m.images:
         return False
     if m.min_tokens is not None and facts.tokens < m.min_tokens:
         return False

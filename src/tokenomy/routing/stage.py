@@ -26,6 +26,7 @@ from ..pricing import PriceBook
 from ..records import UsageRecord
 from ..usage import Usage
 from .config import Alias, RoutingConfig
+from .learned.features import prompt_text
 from .rules import first_match, router_prompt
 
 log = logging.getLogger("tokenomy.routing")
@@ -226,7 +227,6 @@ class RoutingStage:
         """``router.decide``, inline while it stays under `inline_ms` (a moving average
         of its own run time) and the prompt is short, else in a worker thread so the
         event loop never stalls on a long prompt or a router that embeds it."""
-        from .learned.features import prompt_text
 
         def timed() -> Any:
             t = time.perf_counter()
