@@ -49,6 +49,7 @@ from typing import Any
 from ..caps.counters import CountersUnavailable, Hold, Window, units_to_usd, usd_to_units
 from ..caps.estimate import Estimate
 from ..caps.measures import register
+from ..caps.model import ON_EXCEED
 from ..caps.policy import CapsPolicy
 from ..config import flag
 from ..errors import ConfigError, InvalidRequest, Overloaded, RateLimited, TokenomyError
@@ -98,7 +99,7 @@ class BillingConfig:
     def __post_init__(self) -> None:
         if self.fail_mode not in ("open", "closed"):
             raise ConfigError("billing.fail_mode must be 'open' or 'closed'")
-        if self.on_exceed not in ("refuse", "clamp"):
+        if self.on_exceed not in ON_EXCEED:
             raise ConfigError("billing.on_exceed must be 'refuse' or 'clamp'")
 
 
@@ -356,22 +357,28 @@ class BillingPolicy:
         if self.config.on_exceed != "clamp" or t is None or hold.limit is None:
             return None
         left = hold.limit - total
+        most = estimate.output_tokens - 1  # below what did not fit
+        if t.customer.unit == "tokens":  # the worst case is input + output tokens
+            n = min(most, left - estimate.input_tokens)
+            return n if n >= 1 else None
+        if t.plan is not None and t.plan.fixed:  # its own prices: the model's do not matter
 
-        def fits(n: int) -> bool:
-            if t.customer.unit == "tokens":
-                return estimate.input_tokens + n <= left
-            if t.plan is not None and t.plan.fixed:  # its own prices: the model's do not matter
-                return self._worst(t, call, replace(estimate, output_tokens=n)) <= left
-            if estimate.input_usd is None or estimate.output_unit is None:
-                return False
-            cost = units_to_usd(estimate.input_usd) + estimate.output_unit * n
-            return self._worst(t, call, replace(estimate, output_tokens=n,
-                                                usd=usd_to_units(cost))) <= left  # fmt: skip
+            def worst(n: int) -> int:
+                return self._worst(t, call, replace(estimate, output_tokens=n))
 
-        lo, hi = 0, estimate.output_tokens - 1  # the largest n in [1, hi] that fits
+        elif estimate.input_usd is None or estimate.output_unit is None:
+            return None  # no price to clamp by
+        else:
+            input_usd, unit = units_to_usd(estimate.input_usd), estimate.output_unit
+
+            def worst(n: int) -> int:
+                usd = usd_to_units(input_usd + unit * n)
+                return self._worst(t, call, replace(estimate, output_tokens=n, usd=usd))
+
+        lo, hi = 0, most  # the largest n in [1, most] whose worst case fits
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if fits(mid):
+            if worst(mid) <= left:
                 lo = mid
             else:
                 hi = mid - 1

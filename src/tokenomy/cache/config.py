@@ -80,7 +80,7 @@ _INTS = ("max_entry_bytes", "max_entries", "max_bytes")
 _BOOLS = ("enabled", "only_deterministic", "cache_tools")
 
 
-SEMANTIC_KEYS = frozenset({"enabled", "target_wrong_hit_rate", "sync_interval"})
+SEMANTIC_KEYS = frozenset(SemanticConfig.__dataclass_fields__)
 
 
 def _semantic(raw: Any) -> SemanticConfig:

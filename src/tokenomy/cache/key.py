@@ -54,13 +54,20 @@ def canonical(value: Any) -> Any:
 KEYED_HEADERS = ("anthropic-beta",)
 
 
+def keyed_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """The request headers that change the answer (`KEYED_HEADERS`) and were sent."""
+    if not headers:
+        return {}
+    return {h: headers[h] for h in KEYED_HEADERS if headers.get(h)}
+
+
 def request_material(
     api: str, model: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """What the key is a hash of (also handy to see why two requests differ)."""
     params = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
     out: dict[str, Any] = {"api": api, "model": model, "params": canonical(params)}
-    keyed = {h: headers[h] for h in KEYED_HEADERS if headers and headers.get(h)}
+    keyed = keyed_headers(headers)
     if keyed:
         out["headers"] = keyed
     return out

@@ -50,7 +50,6 @@ class SimilarLookup:
             ) from exc
         from ..embed import shared_embedder
 
-        shared_embedder()  # load the model now (or fail at start-up), not on a request
         self.store = store
         target = options.target_wrong_hit_rate
         self.index = SemanticIndex(target=target)
@@ -61,6 +60,8 @@ class SimilarLookup:
                 "was calibrated to reach: the semantic cache would never hit and is off",
                 target,
             )
+        else:
+            shared_embedder()  # load the model now (or fail at start-up), not on a request
         self.sync_interval = options.sync_interval
         self.ttl = ttl
         self._synced: dict[str, tuple[float, float]] = {}  # ns -> (checked at, newest seen)

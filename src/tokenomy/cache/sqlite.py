@@ -78,10 +78,17 @@ class SQLiteCacheStore:
             self.path, timeout=5.0, isolation_level=None, check_same_thread=False
         )
 
-    def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
+    def _run(self, fn: Callable[[sqlite3.Connection], T], *, reader: bool = False) -> T:
+        """``fn`` on the writer's connection, or with ``reader`` on the semantic loads'
+        own (an in-memory database has only the one)."""
+        reader = reader and self.path != ":memory:"
+        with self._read_lock if reader else self._lock:
             try:
-                return fn(self._conn)
+                if not reader:
+                    return fn(self._conn)
+                if self._reader is None:
+                    self._reader = self._connect()
+                return fn(self._reader)
             except sqlite3.Error as exc:
                 raise CacheUnavailable(f"cache database {self.path}: {exc}") from exc
 
@@ -163,16 +170,7 @@ class SQLiteCacheStore:
             "AND vector IS NOT NULL AND created > ? AND expires > ?"
         )
         args = (namespace, since, now)
-        if self.path == ":memory:":  # one database per connection: share the writer's
-            rows = self._run(lambda c: c.execute(sql, args).fetchall())
-        else:
-            with self._read_lock:
-                try:
-                    if self._reader is None:
-                        self._reader = self._connect()
-                    rows = self._reader.execute(sql, args).fetchall()
-                except sqlite3.Error as exc:
-                    raise CacheUnavailable(f"cache database {self.path}: {exc}") from exc
+        rows = self._run(lambda c: c.execute(sql, args).fetchall(), reader=True)
         return [SemanticRow.of(str(k), m, bytes(v), float(t)) for k, m, v, t in rows]
 
     async def semantic_namespaces(self, now: float) -> list[str]:

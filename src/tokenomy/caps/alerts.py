@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from ..webhook import RETRY_DELAYS, retryable
+from ..webhook import RETRY_DELAYS, retry_delay
 from .counters import units_to_usd
 from .model import Budget
 from .store import CapsStore
@@ -175,17 +176,16 @@ class Alerts:
 
     async def _deliver(self, url: str, body: dict[str, Any]) -> None:
         try:
-            for attempt in range(len(self.delays) + 1):
+            for attempt in itertools.count():
                 status, error = await self._post(url, body)
                 if status is not None and 200 <= status < 300:
                     self.sent += 1
                     return
-                if attempt < len(self.delays) and retryable(status):
-                    log.warning("alert webhook %s failed (%s); trying again in %ss",
-                                url, error, self.delays[attempt])  # fmt: skip
-                    await asyncio.sleep(self.delays[attempt])
-                    continue
-                break
+                wait = retry_delay(attempt, status, self.delays)
+                if wait is None:
+                    break
+                log.warning("alert webhook %s failed (%s); trying again in %ss", url, error, wait)
+                await asyncio.sleep(wait)
         except asyncio.CancelledError:
             self._gave_up(url, "shutting down", body)
             raise

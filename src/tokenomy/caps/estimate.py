@@ -22,8 +22,9 @@ from decimal import Decimal
 from typing import Any
 
 from ..pipeline.context import ANTHROPIC, Call
+from ..pipeline.meter import prompt_count
 from ..pricing import PriceBook
-from ..tokens import count_anthropic_request, count_chat_messages, count_text
+from ..tokens import count_text
 from ..translate._common import cache_breakpoints
 from ..usage import Usage
 from .counters import usd_to_units
@@ -98,11 +99,8 @@ class Estimator:
                 counts = [count_text(t, model) for t in items if isinstance(t, str)]
                 tokens, exact = sum(c.tokens for c in counts), all(c.exact for c in counts)
                 tokens += sum(len(t) for t in items if isinstance(t, list))  # token arrays
-            elif call.api == ANTHROPIC:
-                c = count_anthropic_request(body)
-                tokens, exact = c.tokens, c.exact
             else:
-                c = count_chat_messages(body.get("messages") or [], model, tools=body.get("tools"))
+                c = prompt_count(call, model)
                 tokens, exact = c.tokens, c.exact
         except (TypeError, ValueError):
             return 0  # validation already passed; an odd shape is counted as empty

@@ -254,25 +254,29 @@ class CapsPolicy:
 
     async def _housekeeping(self) -> None:
         """Poll for changed definitions every ``reload_interval`` and sweep expired
-        reservations every ``sweep_interval``, from one task that wakes on multiples
-        of the shorter period (`tokenomy.ticks`): an idle gateway wakes once per
-        period, not once per chore."""
+        reservations every ``sweep_interval``, from one task; each chore comes due on
+        the multiples of its own period (`tokenomy.ticks`), so chores with the same
+        period, and the server's tick, share one wake-up of an idle gateway."""
         cfg = self.config
         loop = asyncio.get_running_loop()
-        step = min(cfg.reload_interval, cfg.sweep_interval)
-        every_reload = max(1, round(cfg.reload_interval / step)) if step > 0 else 1
-        every_sweep = max(1, round(cfg.sweep_interval / step)) if step > 0 else 1
-        tick = 0
+
+        def due(period: float) -> float:
+            now = loop.time()
+            return now + until_next(now, period)
+
+        next_reload, next_sweep = due(cfg.reload_interval), loop.time()  # start() loaded
         while True:
-            if tick and tick % every_reload == 0:  # start() has just loaded them
+            now = loop.time()
+            if now >= next_reload:
                 try:
                     await self.reload()
                 except Exception:  # a bad poll must not stop the next
                     log.exception("reloading caps definitions failed")
-            if tick % every_sweep == 0:
+                next_reload = due(cfg.reload_interval)
+            if now >= next_sweep:
                 await self.sweeper.round()
-            await asyncio.sleep(until_next(loop.time(), step) if step > 0 else 0)
-            tick += 1
+                next_sweep = due(cfg.sweep_interval)
+            await asyncio.sleep(max(0.0, min(next_reload, next_sweep) - loop.time()))
 
     async def _seed(self, budgets: Sequence[Budget]) -> None:
         """Start new budgets' current windows from the ledger (where not already counted)."""

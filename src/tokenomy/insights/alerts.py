@@ -20,11 +20,11 @@ Slack-compatible JSON (``{"text": ..., "attachments": [{"fields": ...}]}``, plus
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import statistics
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,7 +36,7 @@ from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
 from ..records import UsageRecord
-from ..webhook import RETRY_DELAYS, retryable
+from ..webhook import RETRY_DELAYS, retry_delay
 from .forecast import daily_spend, forecast, month_bounds
 
 __all__ = [
@@ -325,7 +325,8 @@ def deliver(
         logger.warning(alert.log_line())
         if webhook_url is None:
             continue
-        for attempt in range(len(delays) + 1):
+        waiter = stop or threading.Event()  # one nobody sets: a plain sleep
+        for attempt in itertools.count():
             error: OSError
             status: int | None
             try:
@@ -336,13 +337,11 @@ def deliver(
                 error, status = exc, exc.code
             except (OSError, urllib.error.URLError) as exc:
                 error, status = exc, None
-            if attempt < len(delays) and retryable(status):
+            wait = retry_delay(attempt, status, delays)
+            if wait is not None:
                 logger.warning("alert webhook failed for %s: %s; trying again in %ss",
-                               alert.key, error, delays[attempt])  # fmt: skip
-                if stop is None:
-                    time.sleep(delays[attempt])
-                    continue
-                if not stop.wait(delays[attempt]):
+                               alert.key, error, wait)  # fmt: skip
+                if not waiter.wait(wait):
                     continue
             logger.error("alert webhook failed for %s: %s", alert.key, error)
             failed.append(alert)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..config import Deployment, PriceConfig
 from ..pricing import PriceBook, PriceOverride
-from ..tokens import count_anthropic_request, count_chat_messages, count_text
+from ..tokens import TokenCount, count_anthropic_request, count_chat_messages, count_text
 from ..usage import Usage
 from .context import ANTHROPIC, Call
 
@@ -27,6 +27,15 @@ def overrides_from(deployments: tuple[Deployment, ...]) -> dict[str, PriceOverri
     return out
 
 
+def prompt_count(call: Call, model: str) -> TokenCount:
+    """The prompt of a chat request (OpenAI chat or Anthropic messages), counted with
+    ``model``'s tokenizer."""
+    body: dict[str, Any] = call.body
+    if call.api == ANTHROPIC:
+        return count_anthropic_request(body)
+    return count_chat_messages(body.get("messages") or [], model, tools=body.get("tools"))
+
+
 def estimate_usage(call: Call, output_text: str) -> Usage:
     """Count the prompt and the generated text with the model's tokenizer."""
     model = call.record.served_model or call.record.requested_model
@@ -35,10 +44,7 @@ def estimate_usage(call: Call, output_text: str) -> Usage:
         inp = body.get("input")
         texts = [inp] if isinstance(inp, str) else [t for t in inp or [] if isinstance(t, str)]
         return Usage(input_tokens=sum(count_text(t, model).tokens for t in texts), estimated=True)
-    if call.api == ANTHROPIC:
-        prompt = count_anthropic_request(body)
-    else:
-        prompt = count_chat_messages(body.get("messages") or [], model, tools=body.get("tools"))
+    prompt = prompt_count(call, model)
     out = count_text(output_text, model) if output_text else None
     return Usage(
         input_tokens=prompt.tokens,

@@ -10,8 +10,8 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..pipeline.context import ANTHROPIC, Call
-from ..tokens import count_anthropic_request, count_chat_messages
+from ..pipeline.context import Call
+from ..pipeline.meter import prompt_count
 from .config import Match, Rule
 
 IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
@@ -31,14 +31,6 @@ def has_tools(body: Mapping[str, Any]) -> bool:
     return bool(body.get("tools") or body.get("functions"))
 
 
-def prompt_tokens(call: Call, model: str) -> int:
-    if call.api == ANTHROPIC:
-        return count_anthropic_request(call.body).tokens
-    return count_chat_messages(
-        call.body.get("messages") or [], model, tools=call.body.get("tools")
-    ).tokens
-
-
 def _subset(wanted: Mapping[str, str | None], have: Mapping[str, str]) -> bool:
     for name, value in wanted.items():
         if name not in have or (value is not None and have[name] != value):
@@ -55,7 +47,7 @@ class Facts:
 
     @functools.cached_property
     def tokens(self) -> int:
-        return prompt_tokens(self.call, self.model)
+        return prompt_count(self.call, self.model).tokens
 
     @functools.cached_property
     def tools(self) -> bool:

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from ..key import IGNORED_FIELDS as KEY_IGNORED
-from ..key import KEYED_HEADERS, canonical
+from ..key import canonical, keyed_headers
 
 # What the exact key ignores (the model stays: it shapes the answer), and the
 # conversation, which the partition takes apart below.
@@ -99,7 +99,7 @@ def context_of(body: Mapping[str, Any], headers: Mapping[str, str] | None = None
             "params": {k: v for k, v in body.items() if k not in IGNORED_FIELDS},
         }
     )
-    keyed = {h: headers[h] for h in KEYED_HEADERS if headers and headers.get(h)}
+    keyed = keyed_headers(headers)
     if keyed:
         prefix["headers"] = keyed
     digest = hashlib.sha256(orjson.dumps(prefix, option=orjson.OPT_SORT_KEYS)).hexdigest()
