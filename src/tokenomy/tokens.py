@@ -184,19 +184,20 @@ _memo_lock = threading.Lock()
 def text_tokens(encoding: tiktoken.Encoding, text: str) -> int:
     """``len(encoding.encode_ordinary(text))``, remembered for recently seen texts."""
     global _memo_chars
+    if len(text) > _MEMO_MAX_TEXT:  # never remembered: no key to build and hash
+        return len(encoding.encode_ordinary(text))
     key = (encoding.name, text)
     tokens = _memo.get(key)
     if tokens is not None:
         return tokens
     tokens = len(encoding.encode_ordinary(text))
-    if len(text) <= _MEMO_MAX_TEXT:
-        with _memo_lock:
-            while _memo_chars + len(text) > _MEMO_MAX_CHARS and _memo:
-                oldest, _ = _memo.popitem(last=False)
-                _memo_chars -= len(oldest[1])
-            if key not in _memo:
-                _memo[key] = tokens
-                _memo_chars += len(text)
+    with _memo_lock:
+        while _memo_chars + len(text) > _MEMO_MAX_CHARS and _memo:
+            oldest, _ = _memo.popitem(last=False)
+            _memo_chars -= len(oldest[1])
+        if key not in _memo:
+            _memo[key] = tokens
+            _memo_chars += len(text)
     return tokens
 
 

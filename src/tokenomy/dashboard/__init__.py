@@ -53,7 +53,7 @@ async def handle_ui(
     scope: Scope,
     receive: Any,
     send: Any,
-    throttle: auth.LoginThrottle | None = None,
+    throttle: auth.LoginThrottle,
 ) -> None:
     path = scope["path"].rstrip("/") or "/ui"
     method = scope["method"]
@@ -88,7 +88,7 @@ async def _login(
     receive: Any,
     send: Any,
     method: str,
-    throttle: auth.LoginThrottle | None,
+    throttle: auth.LoginThrottle,
 ) -> None:
     master = gw.settings.master_key
     if not master:
@@ -98,7 +98,7 @@ async def _login(
         await _html(send, 200, login_page())
         return
     client = (scope.get("client") or ("?", 0))[0]
-    wait = throttle.retry_after(client) if throttle is not None else 0.0
+    wait = throttle.retry_after(client)
     if wait > 0:
         await _html(
             send, 429, login_page(f"Too many wrong keys: try again in {math.ceil(wait)} s.")
@@ -107,12 +107,10 @@ async def _login(
     form = parse_qs((await read_body(receive)).decode("utf-8", "replace"))
     key = (form.get("key") or [""])[0].strip()
     if not gw.keys.is_master(key):
-        if throttle is not None:
-            throttle.failed(client)
+        throttle.failed(client)
         await _html(send, 401, login_page("That is not the master key."))
         return
-    if throttle is not None:
-        throttle.succeeded(client)
+    throttle.succeeded(client)
     await _redirect(send, "/ui", auth.set_cookie(master, secure=scope.get("scheme") == "https"))
 
 

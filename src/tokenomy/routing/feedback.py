@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidRequest
 from ..ledger.base import SQLStore, Store
 from ..ledger.migrations import Cursor
 from ..pipeline.context import Call
@@ -128,24 +128,26 @@ class FeedbackStore:
 
 
 def parse_feedback(body: Any) -> tuple[str, float, str | None]:
-    """(request_id, score, comment) from a ``POST /v1/feedback`` body, or ValueError
+    """(request_id, score, comment) from a ``POST /v1/feedback`` body; `InvalidRequest`
     naming the offending field."""
     if not isinstance(body, Mapping):
-        raise ValueError("body: the body must be a JSON object")
+        raise InvalidRequest("the body must be a JSON object", param="body")
     rid = body.get("request_id")
     if not isinstance(rid, str) or not rid:
-        raise ValueError("request_id: 'request_id' is required and must be a string")
+        raise InvalidRequest("'request_id' is required and must be a string", param="request_id")
     score = body.get("score")
     if isinstance(score, bool) or not isinstance(score, int | float):
-        raise ValueError("score: 'score' is required and must be a number from 0 to 1")
+        raise InvalidRequest("'score' is required and must be a number from 0 to 1", param="score")
     if not 0.0 <= float(score) <= 1.0:
-        raise ValueError("score: 'score' must be between 0 and 1")
+        raise InvalidRequest("'score' must be between 0 and 1", param="score")
     comment = body.get("comment")
     if comment is not None and (not isinstance(comment, str) or len(comment) > 4000):
-        raise ValueError("comment: 'comment' must be a string of at most 4000 characters")
-    unknown = set(body) - {"request_id", "score", "comment"}
+        raise InvalidRequest(
+            "'comment' must be a string of at most 4000 characters", param="comment"
+        )
+    unknown = sorted(set(body) - {"request_id", "score", "comment"})
     if unknown:
-        raise ValueError(f"{sorted(unknown)[0]}: unknown field {sorted(unknown)[0]!r}")
+        raise InvalidRequest(f"unknown field {unknown[0]!r}", param=unknown[0])
     return rid, float(score), comment
 
 

@@ -78,7 +78,7 @@ class Judge:
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
-        self.store = store
+        self.feedback = FeedbackStore(store)
         self.provider_for = provider_for
         self.meter = meter
         self.write = write
@@ -169,7 +169,7 @@ class Judge:
             model=answered_by,
             ts=time.time(),
         )
-        await asyncio.to_thread(FeedbackStore(self.store).add, fb)
+        await asyncio.to_thread(self.feedback.add, fb)
 
     async def _side_call(
         self,

@@ -12,7 +12,7 @@ import asyncio
 import time
 from typing import Any
 
-from ..errors import InvalidRequest, NotFound
+from ..errors import NotFound
 from ..gateway import Gateway
 from ..keys import MASTER_KEY_ID, bearer_token
 from ..routing.feedback import Feedback, FeedbackStore, parse_feedback
@@ -22,11 +22,7 @@ from .http import Scope, header_dict, parse_json, read_body, send_json
 async def handle_feedback(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
     key = await gw.keys.authenticate(bearer_token(header_dict(scope)))
     body = parse_json(await read_body(receive))
-    try:
-        request_id, score, comment = parse_feedback(body)
-    except ValueError as exc:
-        param, _, message = str(exc).partition(": ")
-        raise InvalidRequest(message, param=param) from None
+    request_id, score, comment = parse_feedback(body)
     rec = await asyncio.to_thread(gw.store.get_record, request_id)
     own = rec is not None and (
         key.key_id in (MASTER_KEY_ID, rec.key_id) or (key.org is not None and rec.org == key.org)

@@ -152,7 +152,7 @@ class Router:
         """(n, H) probabilities of a good answer, per head."""
         import numpy as np
 
-        z = ((x - self.mean) / self.std) @ self.weights.T.astype(np.float32) + self.bias
+        z = ((x - self.mean) / self.std) @ self.weights.T.astype(np.float32, copy=False) + self.bias
         out: NDArray[np.float64] = 1.0 / (1.0 + np.exp(-z.astype(np.float64)))
         return out
 
