@@ -159,3 +159,22 @@ async def test_redis_going_away_defers_the_settle_to_the_sweeper(
     assert await b.sweeper.sweep_once() == 1
     (line,) = b.budget_lines(b.store.get_budget(bid))  # type: ignore[arg-type]
     assert await b.backend.totals([line.hold.window]) == [ledger_units(ledger)]
+
+
+async def test_an_arriving_request_wakes_redis_only_when_caps_apply(
+    two: tuple[CapsPolicy, CapsPolicy, Clock],
+) -> None:
+    a, _, _ = two
+    assert isinstance(a.backend, RedisCounters) and a.backend.pipe is not None
+    proto = a.backend.pipe._proto  # opened by start()
+    assert proto is not None
+    await asyncio.sleep(0.005)
+    a.nudge()  # nothing defined: no admission check will follow
+    assert not proto.waiting
+    await add_budget(a, name="nudged", scope={}, period="daily", limit_usd="1")
+    await asyncio.sleep(0.005)
+    a.nudge()
+    assert [fut for fut, _ in proto.waiting] == [None]  # one PING, its reply dropped
+    call = chat()
+    await a.reserve(call)  # replies stay in step
+    assert not proto.waiting and call.record.decisions["caps"]["reserved_tokens"] > 0

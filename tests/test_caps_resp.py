@@ -155,3 +155,34 @@ async def test_a_burst_waits_for_one_failed_connection_attempt_not_one_each() ->
             writer.close()
         server.close()
         await server.wait_closed()
+
+
+async def test_a_nudge_after_idle_sends_one_ping_whose_reply_is_dropped(
+    pipe: Pipe, redis_prefix: str
+) -> None:
+    key = redis_prefix + "nudge"
+    pipe.nudge()  # not connected yet: nothing to wake
+    assert pipe._proto is None
+    assert await pipe.call("SET", key, "v") == b"OK"
+    proto = pipe._proto
+    assert proto is not None
+    pipe.nudge()  # just used: Redis is awake, nothing is sent
+    assert not proto.waiting
+    await asyncio.sleep(0.005)
+    pipe.nudge()
+    pipe.nudge()  # the first one counts as use
+    assert len(proto.waiting) == 1 and proto.waiting[0][0] is None
+    # the PONG is dropped: the next call gets its own reply, in order
+    assert await pipe.call("GET", key) == b"v"
+    assert not proto.waiting
+
+
+async def test_a_nudge_cut_off_by_a_lost_connection_fails_nobody(pipe: Pipe) -> None:
+    me = await pipe.call("CLIENT", "ID")
+    await asyncio.sleep(0.005)
+    proto = pipe._proto
+    assert proto is not None
+    pipe.nudge()
+    proto.abort(ConnectionError("gone"))  # before the PONG came back
+    assert proto.closed and not proto.waiting
+    assert await pipe.call("CLIENT", "ID") != me  # the next call opens a new connection

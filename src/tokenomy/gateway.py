@@ -107,6 +107,12 @@ class Gateway:
 
     # -- the request path -------------------------------------------------------------
 
+    def arriving(self) -> None:
+        """A request is arriving: get shared counters ready for its admission check
+        while its body is read and resolved (`caps.resp.Pipe.nudge`)."""
+        if self.caps is not None:
+            self.caps.nudge()
+
     async def handle(self, call: Call) -> Reply:
         self.inflight += 1
         admitted = False

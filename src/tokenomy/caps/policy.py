@@ -176,6 +176,7 @@ class CapsPolicy:
             else:
                 backend = MemoryCounters()
         self.backend: CounterBackend = backend
+        self._nudge: Callable[[], None] | None = getattr(backend, "nudge", None)
         self.estimate = Estimator(
             prices,
             output_limits=config.output_limits,
@@ -395,6 +396,11 @@ class CapsPolicy:
         return self._lines([(b, entity)], [], None, self._now(None))
 
     # -- the request path ----------------------------------------------------------------------
+
+    def nudge(self) -> None:
+        """A request arrived: the counters may get ready for its admission check."""
+        if self._nudge is not None and not (self.defs.empty and not self.sources):
+            self._nudge()
 
     async def reserve(self, call: Call) -> None:
         if not self._started:

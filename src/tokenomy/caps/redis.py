@@ -275,6 +275,11 @@ class RedisCounters:
         self._down_until = 0.0
         return result
 
+    def nudge(self) -> None:
+        """A request arrived: wake Redis now if the connection has been idle (`Pipe.nudge`)."""
+        if self.pipe is not None:
+            self.pipe.nudge()
+
     async def warm(self) -> None:
         """Open the connection and load the scripts now, not under the first burst."""
         try:

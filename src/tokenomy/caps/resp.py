@@ -38,14 +38,21 @@ class ReplyError(Exception):
 pack: Callable[[tuple[bytes | str | int, ...]], bytes] = hiredis.pack_command  # type: ignore[assignment]
 
 
+NUDGE_IDLE = 0.001  # seconds
+
+_PING = pack(("PING",))
+
+
 class _Protocol(asyncio.Protocol):
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
         # the calls waiting for a reply, oldest first, with the loop time each must
         # be answered by; one timer watches the oldest (replies come in order)
-        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
+        # (None: a nudge, whose reply nobody reads)
+        self.waiting: deque[tuple[asyncio.Future[Any] | None, float]] = deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.last = 0.0  # loop time of the last command written
         self._watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -65,7 +72,7 @@ class _Protocol(asyncio.Protocol):
                 self.abort(ConnectionError("Redis sent an unexpected reply"))
                 return
             fut, _ = self.waiting.popleft()
-            if not fut.done():  # a caller that was cancelled leaves its place in line
+            if fut is not None and not fut.done():  # a cancelled caller leaves its place
                 fut.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -80,7 +87,7 @@ class _Protocol(asyncio.Protocol):
             self._watch = None
         while self.waiting:
             fut, _ = self.waiting.popleft()
-            if not fut.done():
+            if fut is not None and not fut.done():
                 fut.set_exception(exc)
 
     def abort(self, exc: OSError) -> None:
@@ -92,13 +99,28 @@ class _Protocol(asyncio.Protocol):
         """Write one command; its future fails if no reply comes within ``timeout``."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        deadline = loop.time() + timeout
+        self._write(loop, payload, timeout, fut)
+        return fut
+
+    def _write(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        payload: bytes,
+        timeout: float,
+        fut: asyncio.Future[Any] | None,
+    ) -> None:
+        self.last = now = loop.time()
+        deadline = now + timeout
         self.waiting.append((fut, deadline))
         if self._watch is None:
             self._watch = loop.call_at(deadline, self._check, timeout)
         assert self.transport is not None
         self.transport.write(payload)
-        return fut
+
+    def nudge(self, loop: asyncio.AbstractEventLoop, idle: float, timeout: float) -> None:
+        """Send a PING whose reply is dropped, if nothing was sent for ``idle`` s."""
+        if not self.closed and loop.time() - self.last >= idle:
+            self._write(loop, _PING, timeout, None)
 
     def _check(self, timeout: float) -> None:
         # A late reply holds up every later one: drop the connection and fail them
@@ -149,6 +171,19 @@ class Pipe:
         if isinstance(reply, hiredis.ReplyError):
             raise ReplyError(str(reply))
         return reply
+
+    def nudge(self) -> None:
+        """Wake the server ahead of a call that follows shortly.
+
+        After an idle spell, a virtual machine takes a few hundred microseconds to
+        wake the Redis process for a command. A gateway calls this when a request
+        arrives, so that wake-up overlaps the work done before the admission check.
+        Nothing is sent if the connection is not open or was used in the last
+        millisecond (Redis is awake then); the PING's reply is dropped.
+        """
+        proto = self._proto
+        if proto is not None and self._loop is not None:
+            proto.nudge(self._loop, NUDGE_IDLE, self.timeout)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         if self._loop is not loop:  # first use, or a new event loop: start afresh

@@ -168,6 +168,7 @@ class TokenomyApp:
         request_id = new_request_id()
         if self.draining:
             raise Overloaded("The gateway is shutting down.")
+        gw.arriving()
         headers = header_dict(scope)
         try:
             body = check_request(schema, parse_json(await read_body(receive)))
