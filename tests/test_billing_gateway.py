@@ -7,6 +7,7 @@ here for one process; the two-replica version is in ``test_billing_replicas.py``
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from pathlib import Path
@@ -20,6 +21,8 @@ from tokenomy.billing import BillingStore, Plan, record_charge
 from tokenomy.billing.policy import window_for
 from tokenomy.caps import CountersUnavailable, Hold, Reserved, usd_to_units
 from tokenomy.ledger import Store
+from tokenomy.tokens import count_chat_messages
+from tokenomy.usage import Usage
 
 D = Decimal
 ID = "x-tokenomy-request-id"
@@ -281,6 +284,13 @@ def test_fail_open_serves_debits_and_keeps_the_counter_equal_to_the_ledger(
         assert total == usd_to_units(acct.debited)
 
 
+def prompt_tokens(model: str) -> int:
+    """What the caps estimate counts for ``ask(1)``: the model's tokenizer, scaled by the
+    default inexact-input margin (1.2, rounded up) when the count is not exact."""
+    count = count_chat_messages(ask(1), model)
+    return count.tokens if count.exact else math.ceil(count.tokens * D("1.2"))
+
+
 @pytest.fixture
 def clamp_gw(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> Iterator[GW]:
     settings = gateway_settings(
@@ -297,8 +307,10 @@ def test_clamp_lowers_max_tokens_to_what_a_token_balance_pays(clamp_gw: GW) -> N
     )
     rec = clamp_gw.record(raw.headers[ID])
     clamped = rec.decisions["caps"]["clamped_max_tokens"]
-    assert int(rec.decisions["billing"]["reserved"]) <= 100
-    assert 1 <= clamped < 100 and rec.usage.output_tokens <= clamped
+    # a token balance pays prompt plus output tokens: what the prompt leaves of 100
+    assert clamped == 100 - prompt_tokens("gpt-4o")
+    assert int(rec.decisions["billing"]["reserved"]) == 100
+    assert rec.usage.output_tokens <= clamped
     acct = b.customer("alice")
     assert (
         acct is not None
@@ -318,9 +330,16 @@ def test_clamp_lowers_max_tokens_to_what_a_dollar_balance_pays_under_the_plan(
     )
     rec = clamp_gw.record(raw.headers[ID])
     clamped = rec.decisions["caps"]["clamped_max_tokens"]
-    # gpt-4o output is $10 per million: $0.0002 less the prompt, with the 25% markup,
-    # pays for a little under 16 output tokens.
-    assert 1 <= clamped < 16
+    # $0.0002 buys $0.00016 of provider cost at the 25% markup; gpt-4o's prompt
+    # ($2.50 per million) takes its share, and output ($10 per million) the rest.
+    per_input, per_output = D("2.50") / 10**6, D("10") / 10**6
+    million = clamp_gw.app.gateway.prices.cost(  # type: ignore[union-attr]
+        Usage(input_tokens=10**6, output_tokens=10**6), model="gpt-4o", provider="openai"
+    )
+    assert (million.input, million.output) == (D("2.50"), D("10"))  # the prices used here
+    provider_usd = D("0.0002") / D("1.25")
+    expected = (provider_usd - prompt_tokens("gpt-4o") * per_input) // per_output
+    assert clamped == expected
     assert D(rec.decisions["billing"]["reserved"]) <= D("0.0002")
     acct = b.customer("alice")
     assert acct is not None and acct.balance >= 0
@@ -346,8 +365,10 @@ def test_clamp_works_on_a_fixed_price_plan_for_a_model_without_a_price(clamp_gw:
     rec = clamp_gw.record(raw.headers[ID])
     assert rec.price_unknown  # the provider's cost is flagged, never $0
     clamped = rec.decisions["caps"]["clamped_max_tokens"]
-    # $0.0001 at $2 per million output tokens: under 50 tokens, less the prompt's share
-    assert 1 <= clamped < 50
+    # $0.0001 less the prompt at the plan's $1 per million, at $2 per million output
+    per_input, per_output = D("1") / 10**6, D("2") / 10**6
+    expected = (D("0.0001") - prompt_tokens("mystery-model-x") * per_input) // per_output
+    assert clamped == expected
     assert D(rec.decisions["billing"]["reserved"]) <= D("0.0001")
     acct = b.customer("alice")
     assert acct is not None and acct.balance >= 0

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 pytest.importorskip("numpy")
-pytest.importorskip("onnxruntime")
 
 from tokenomy.cli import cli
+from tokenomy.embed import DIM
 from tokenomy.routing.learned import Router
 
 EASY = [
@@ -101,6 +101,9 @@ def test_train_explains_bad_input(tmp_path: Path) -> None:
 
 
 def test_train_with_the_embedding_only(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")  # the embedding runs on it; the other tests do not
+    import numpy as np
+
     data = _sample(tmp_path / "outcomes.jsonl")
     out = tmp_path / "embed.npz"
     args = ["router", "train", "--data", str(data), "--out", str(out), "--embed", "--hash-dim", "0"]
@@ -108,5 +111,9 @@ def test_train_with_the_embedding_only(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     router = Router.load(out)
     assert router.spec.embed and router.spec.hash_dim == 0
-    assert router.weights.shape[1] == router.spec.width
-    assert router.decide("What is 3 plus 4?").model in ("weak", "strong")
+    assert router.weights.shape[1] == router.spec.dense + DIM
+    # it learned the sample, and its weights on the embedding's columns are not all zero
+    easy = router.score("What is 40 plus 41?")
+    hard = router.score("Prove that the sum of the first 30 odd numbers is a perfect square.")
+    assert easy > 0.5 > hard
+    assert np.abs(router.weights[:, router.spec.dense :]).max() > 0

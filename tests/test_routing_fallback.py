@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Iterator
@@ -104,10 +105,30 @@ def test_stream_falls_back_before_the_first_byte(fgw: GW) -> None:
 
 
 def test_weighted_balance_through_the_gateway(fgw: GW) -> None:
-    deps = Counter(chat(fgw, "weighted").record.deployment for _ in range(12))  # type: ignore[union-attr]
-    assert set(deps) <= {"gpt-4o-a", "gpt-4o-b"} and sum(deps.values()) == 12
-    rec = chat(fgw, "weighted").record
-    assert rec is not None and route_of(rec)["reason"] == "balance"
+    # gpt-4o-a weighs 3 and gpt-4o-b 1: a seeded balancer makes the draws repeatable,
+    # and the bound (four standard deviations of the binomial count) would hold for
+    # any seed, while one deployment always winning, even or swapped weights all fail.
+    draws, share = 80, 3 / 4
+    balancer = fgw.app.gateway.resolve.balancer  # type: ignore[union-attr]
+    own_rng, balancer.rng = balancer.rng, random.Random(20240611)
+    try:
+        with fgw.http() as client:
+            ids = [
+                client.post(
+                    "/v1/chat/completions",
+                    json={"model": "weighted", "messages": [{"role": "user", "content": "hi"}]},
+                    headers={"authorization": f"Bearer {fgw.key}"},
+                ).headers["x-tokenomy-request-id"]
+                for _ in range(draws)
+            ]
+    finally:
+        balancer.rng = own_rng
+    records = [fgw.record(rid) for rid in ids]
+    deps = Counter(r.deployment for r in records)
+    assert set(deps) == {"gpt-4o-a", "gpt-4o-b"}
+    bound = 4 * math.sqrt(draws * share * (1 - share))
+    assert abs(deps["gpt-4o-a"] - draws * share) <= bound
+    assert {route_of(r)["reason"] for r in records} == {"balance"}
 
 
 def test_least_latency_picks_the_faster_deployment(fgw: GW) -> None:

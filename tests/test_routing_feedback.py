@@ -149,22 +149,30 @@ def test_judge_scores_a_sample_of_routed_answers(
         "judge": {"sample_rate": 1.0, "model": "claude-sonnet-4-6"},
     }
     for gw in routed_gateway(tmp_path, fake, fake_llamacpp, routing):
+        # The fake judge echoes its prompt, "Question: 7 Answer: Echo: 7 ...": it rates
+        # 7 of 10, the score (7 - 1) / 9. A question of 10 rates 10, the score 1.
         a = chat(gw, "gpt-4o", "7")
+        top = chat(gw, "gpt-4o", "10")
         plain = chat(gw, "o3", "7")  # not routed: never judged
-        assert a.status == plain.status == 200
+        assert a.status == top.status == plain.status == 200
         deadline = time.monotonic() + 5
-        while not FeedbackStore(gw.store).list(request_id=a.request_id):
+        store = FeedbackStore(gw.store)
+        while not (store.list(request_id=a.request_id) and store.list(request_id=top.request_id)):
             assert time.monotonic() < deadline, "no judgement"
             time.sleep(0.02)
-        [fb] = FeedbackStore(gw.store).list(request_id=a.request_id)
+        [fb] = store.list(request_id=a.request_id)
         assert fb.source == "judge" and fb.model == "gpt-4o-mini"
-        assert 0.0 <= fb.score <= 1.0
+        assert fb.score == pytest.approx(6 / 9)
+        assert fb.comment == "judge claude-sonnet-4-6: Echo: Question: 7 Answer: Echo: 7 7 7 7"
+        assert [f.score for f in store.list(request_id=top.request_id)] == [1.0]
         judged = gw.record(a.request_id + ".judge")
+        assert judged.decisions["route"]["score"] == pytest.approx(6 / 9)
         assert judged.served_model == "claude-sonnet-4-6" and judged.provider == "anthropic"
         assert judged.cost_usd is not None and judged.cost_usd > 0
         assert judged.decisions["route"]["parent"] == a.request_id
-        sent = [r.body for r in gw.fake.app.requests if r.path == "/v1/messages"][-1]
-        assert "Answer:\nEcho: 7" in sent["messages"][0]["content"]
+        sent = [r.body["messages"][0]["content"] for r in gw.fake.app.requests
+                if r.path == "/v1/messages"]  # fmt: skip
+        assert any(p.startswith("Question:\n7\n\nAnswer:\nEcho: 7") for p in sent)
         judge = gw.app.gateway.judge  # type: ignore[union-attr]
         while judge._tasks:  # every judgement started has ended
             assert time.monotonic() < deadline, "judgements still running"
@@ -191,7 +199,8 @@ def test_judge_comparison_scores_both_models_for_training(
             assert time.monotonic() < deadline, "no comparison"
             time.sleep(0.02)
         scores = {f.model: f.score for f in store.list(request_id=a.request_id)}
-        assert set(scores) == {"gpt-4o-mini", "gpt-4o"}
+        # each answer is "Echo: 3 ...", and the echoing judge rates the question's 3 of 10
+        assert scores == {"gpt-4o-mini": pytest.approx(2 / 9), "gpt-4o": pytest.approx(2 / 9)}
         ref = gw.record(a.request_id + ".judge-ref")
         assert ref.served_model == "gpt-4o" and ref.decisions["route"]["judge"] == "reference"
         for suffix in (".judge", ".judge2"):

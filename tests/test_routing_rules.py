@@ -22,8 +22,9 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     ads_secret, _ = add_key(db, team="ads")
     vip_secret, vip_id = add_key(db, team="search")
     limited_secret, _ = add_key(db, models=["smart", "gpt-4o"])
+    picky_secret, _ = add_key(db, models=["sturdy", "gpt-4o", "o3"])
     return {"path": path, "ads": ads_secret, "vip": vip_secret, "vip_id": vip_id,
-            "limited": limited_secret}  # fmt: skip
+            "limited": limited_secret, "picky": picky_secret}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,8 @@ def rgw(keys: dict[str, Any], fake: Fake, fake_llamacpp: Fake) -> Iterator[GW]:
             {"name": "nick", "when": {"model": "fast"}, "to": "gpt-4o-mini"},
             {"name": "smart-short", "when": {"model": "smart", "max_tokens": 8}, "to": "gpt-4o-mini"},
         ],
-        "aliases": {"smart": ["gpt-4o", "claude-sonnet-4-6"]},
+        "aliases": {"smart": ["gpt-4o", "claude-sonnet-4-6"],
+                    "sturdy": ["gpt-4o", "claude-sonnet-4-6", "o3"]},
     }  # fmt: skip
     yield from routed_gateway(keys["path"], fake, fake_llamacpp, routing)
 
@@ -142,11 +144,22 @@ def test_unknown_model_is_404(rgw: GW) -> None:
 
 
 def test_key_restriction_applies_to_the_served_model(rgw: GW, keys: dict[str, Any]) -> None:
-    ok = chat(rgw, "smart", key=keys["limited"], text="long enough to skip the rule here")
-    assert ok.status == 200 and ok.record is not None
-    assert ok.record.served_model == "gpt-4o"
     # the short prompt is routed to gpt-4o-mini, which this key may not use
     refused = chat(rgw, "smart", key=keys["limited"], text="hi")
     assert refused.status == 403
     assert refused.body["error"]["code"] == "model_not_allowed"
     assert chat(rgw, "o3", key=keys["limited"]).status == 403
+
+
+def test_a_fallback_the_key_may_not_use_is_skipped(rgw: GW, keys: dict[str, Any]) -> None:
+    # "sturdy" tries gpt-4o, claude-sonnet-4-6, then o3; the picky key may not use Claude
+    failing_4o = "hi [[fake:status=500]] [[fake:only=gpt-4o]]"
+    anyone = chat(rgw, "sturdy", text=failing_4o)
+    assert anyone.status == 200 and anyone.record is not None
+    assert anyone.record.served_model == "claude-sonnet-4-6"  # the first fallback, for most
+    before = rgw.fake.app.mark()
+    picky = chat(rgw, "sturdy", key=keys["picky"], text=failing_4o)
+    assert picky.status == 200 and picky.record is not None
+    assert picky.record.served_model == "o3"
+    assert [x["model"] for x in route_of(picky.record)["attempts"]] == ["gpt-4o"]
+    assert {r.body["model"] for r in rgw.fake.app.requests_since(before)} == {"gpt-4o", "o3"}
