@@ -17,7 +17,12 @@ from click.testing import CliRunner
 
 from cache_helpers import CACHE_HEADER, cached_gateway, marker, new_key, upstream_calls
 from gateway_fixtures import GW, MASTER_KEY, Fake, closed_port
+from tokenomy.cache.config import CacheConfig
+from tokenomy.cache.lever import STATE, ResponseCache, Ticket
+from tokenomy.cache.sqlite import SQLiteCacheStore
 from tokenomy.cli import cli
+from tokenomy.pipeline.context import Call
+from tokenomy.pricing import PriceBook
 from tokenomy.reports import build_report
 
 M = Decimal(1_000_000)
@@ -320,3 +325,20 @@ async def test_concurrent_repeats_cost_one_upstream_call(cgw: GW) -> None:
     assert all(isinstance(r, openai.BadRequestError) for r in results)
     assert upstream_calls(cgw, mark) == 1 + 3
     await client.close()
+
+
+async def test_the_store_step_keeps_the_reply_the_gateway_parsed() -> None:
+    """store_json takes the reply already parsed with its bytes: it parses nothing."""
+    store = SQLiteCacheStore(":memory:", max_entries=10, max_bytes=10**6)
+    cache = ResponseCache(CacheConfig(enabled=True), store, PriceBook())
+    body = b"bytes the store step must not parse"
+    for key, reply in [("done", {"choices": [{"finish_reason": "stop"}]}), ("cut", {})]:
+        call = Call("openai", "chat", "/v1/chat/completions", {"model": "gpt-4o"}, {})
+        call.record.status = 200
+        call.levers[STATE] = Ticket("ns", key)
+        await cache.store_json(call, body, reply)
+        assert STATE not in call.levers
+    done = await store.get("ns", "done", time.time())
+    assert done is not None and done.body == body
+    assert await store.get("ns", "cut", time.time()) is None  # not a finished answer
+    await cache.close()

@@ -1,13 +1,18 @@
-"""A stored response replays as a stream that rebuilds to the same response."""
+"""A stored response replays as a stream that rebuilds to the same response, and a
+relayed stream rebuilds from the events the relay parsed as from its bytes."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
+import pytest
 
 from tokenomy.cache.assemble import Assembler, complete
 from tokenomy.cache.replay import replay_frames
+from tokenomy.pipeline.context import Call
+from tokenomy.pipeline.stream import make_adapter
+from tokenomy.sse import DONE_DATA, SSEParser
 from tokenomy.usage import Usage
 
 OPENAI_RESP: dict[str, Any] = {
@@ -129,3 +134,43 @@ def test_complete() -> None:
     assert not complete("openai", unfinished)
     assert not complete("anthropic", {**ANTHROPIC_RESP, "stop_reason": "pause_turn"})
     assert not complete("openai", {"error": {"message": "x"}})
+
+
+def parsed(api: str, stream: bytes) -> list[Any]:
+    """The data of each event of a stream, parsed as the client would."""
+    done = api == "openai"
+    return [
+        DONE_DATA if done and ev.data == DONE_DATA else orjson.loads(ev.data)
+        for ev in SSEParser().feed(stream)
+    ]
+
+
+@pytest.mark.parametrize("client", ["openai", "anthropic"])
+@pytest.mark.parametrize("upstream", ["openai", "anthropic"])
+@pytest.mark.parametrize("usage", [True, False], ids=["usage", "no-usage"])
+def test_the_relay_keeps_the_events_it_sent_parsed(client: str, upstream: str, usage: bool) -> None:
+    resp = OPENAI_RESP if upstream == "openai" else ANTHROPIC_RESP
+    body: dict[str, Any] = {"model": "m", "stream": True}
+    if usage:
+        body["stream_options"] = {"include_usage": True}
+    adapter = make_adapter(Call(client, "chat", "/", body, {}), upstream)
+    adapter.sent = []
+    sent = b""
+    for ev in SSEParser().feed(b"".join(replay_frames(upstream, resp, include_usage=True))):
+        sent += b"".join(adapter.on_event(ev))
+    sent += b"".join(adapter.terminal())
+    assert adapter.sent == parsed(client, sent)
+    # ...and rebuild the same response as the bytes would
+    from_events, from_bytes = Assembler(client), Assembler(client)
+    assert all(not from_events.take(d) for d in adapter.sent[:-1])
+    assert from_events.take(adapter.sent[-1]) and from_bytes.feed(sent)
+    meter = Usage(input_tokens=20, output_tokens=30)
+    assert from_events.response(meter) == from_bytes.response(meter) is not None
+
+
+def test_a_relay_not_asked_keeps_nothing() -> None:
+    adapter = make_adapter(Call("openai", "chat", "/", {"model": "m"}, {}), "openai")
+    for ev in SSEParser().feed(b"".join(replay_frames("openai", OPENAI_RESP, include_usage=True))):
+        adapter.on_event(ev)
+    adapter.terminal()
+    assert adapter.sent is None

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from cache_helpers import stand_in_verifier
 from tokenomy.cache.config import SemanticConfig
 from tokenomy.cache.similar import SimilarLookup
 from tokenomy.cache.sqlite import SQLiteCacheStore
-from tokenomy.cache.store import Entry
+from tokenomy.cache.store import Entry, SemanticRow
 from tokenomy.usage import Usage
 
 pytest.importorskip("onnxruntime")
@@ -76,4 +77,39 @@ async def test_a_restarted_lookup_loads_the_backend(tmp_path: Path) -> None:
     assert found is not None and found.similarity > 0.99
     _, other_ns = await second.find("other", BODY)
     assert other_ns is None
+    await store.close()
+
+
+async def test_a_sync_reads_only_rows_it_has_not_loaded(tmp_path: Path) -> None:
+    """Each sync looks again at the keys of the last OVERLAP seconds, so an entry
+    written late (created before one already loaded) is still found, but the
+    vectors of the rows already loaded are not read again."""
+    store = SQLiteCacheStore(str(tmp_path / "c.db"), max_entries=10, max_bytes=10**6)
+    writer, reader = SimilarLookup(store, OPTIONS, ttl=60), SimilarLookup(store, OPTIONS, ttl=60)
+    probe = await asyncio.to_thread(writer.probe, BODY)
+    read: list[str] = []
+    since = store.semantic_since
+
+    async def counted(*args: Any) -> list[SemanticRow]:
+        rows = await since(*args)
+        read.extend(r.key for r in rows)
+        return rows
+
+    store.semantic_since = counted  # type: ignore[method-assign]
+
+    async def put(key: str, created: float) -> None:
+        partition, text, vector = await writer.add("ns", probe, key, created)
+        entry = Entry("ns", key, "openai", b"{}", Usage(), Decimal(0), "m", "r", created,
+                      partition=partition, text=text, vector=vector)  # fmt: skip
+        await store.put(entry, 60)
+
+    now = time.time()
+    await put("newer", now)
+    await reader.sync("ns")
+    assert read == ["newer"] and reader.index.size("ns") == 1
+    await put("late", now - 2)  # created first, written after "newer" was loaded
+    await reader.sync("ns")
+    assert read == ["newer", "late"] and reader.index.size("ns") == 2
+    await reader.sync("ns")  # nothing new: no row read
+    assert read == ["newer", "late"]
     await store.close()

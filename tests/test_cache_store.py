@@ -112,6 +112,21 @@ async def test_semantic_entries_since(backend: CacheStore) -> None:
     assert await backend.semantic_namespaces(time.time()) == ["ns", "other"]
 
 
+async def test_semantic_rows_known_are_left_out(backend: CacheStore) -> None:
+    now = time.time()
+    vec = bytes(range(16))
+    await backend.put(entry("ns", "a", created=now - 2, vector=vec), TTL)
+    await backend.put(entry("ns", "b", created=now - 1, vector=vec), TTL)
+    rows = await backend.semantic_since("ns", now - 5, time.time(), {"a": now - 2})
+    assert [(r.key, r.vector) for r in rows] == [("b", vec)]
+    # a key known with another created time was replaced since: read again
+    rows = await backend.semantic_since("ns", now - 5, time.time(), {"a": now - 9, "b": now - 1})
+    assert [r.key for r in rows] == ["a"]
+    assert (
+        await backend.semantic_since("ns", now - 5, time.time(), {"a": now - 2, "b": now - 1}) == []
+    )
+
+
 async def test_sqlite_total_bytes_limit(tmp_path: Path) -> None:
     store = SQLiteCacheStore(str(tmp_path / "c.db"), max_entries=100, max_bytes=250)
     now = time.time()

@@ -11,6 +11,7 @@ import pytest
 
 from cache_helpers import CACHE_HEADER, cached_gateway, marker, upstream_calls
 from gateway_fixtures import GW, Fake
+from tokenomy.cache.assemble import Assembler
 
 CLAUDE = "claude-sonnet-4-6"
 WEATHER = {
@@ -22,6 +23,17 @@ WEATHER = {
         "required": ["location"],
     },
 }
+
+
+@pytest.fixture(autouse=True)
+def no_second_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A streamed miss is rebuilt from the events the relay already parsed: the
+    cache never parses the bytes it relays a second time."""
+
+    def feed(self: Assembler, data: bytes) -> bool:
+        raise AssertionError("the cache parsed the relayed stream again")
+
+    monkeypatch.setattr(Assembler, "feed", feed)
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,27 @@ which needs the ``onnx`` package of the extra), so the matrix products run on
 int8: about 2x faster, with vectors within cosine 0.99 of the original. The
 result is deterministic; `MODEL_ID` names it, and data derived from the vectors
 (the verifier, cached embeddings) is tied to it.
+
+Building it takes about 3 s, so the built model is kept in the user's cache
+directory (``$TOKENOMY_EMBED_CACHE``, else ``$XDG_CACHE_HOME/tokenomy/embed``, else
+``~/.cache/tokenomy/embed``), under a name derived from the source file (path,
+size, modification time), the onnx and onnxruntime versions and `BUILD`; it is
+written to a temporary file and renamed, so a reader never sees half a file.
+Where that directory cannot be written, the model is built in memory at each
+start, as before.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
 import tempfile
 import threading
+from contextlib import suppress
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +55,8 @@ log = logging.getLogger("tokenomy.embed")
 
 MODEL_ENV = "TOKENOMY_EMBED_MODEL"
 TOKENIZER_ENV = "TOKENOMY_EMBED_TOKENIZER"
+CACHE_ENV = "TOKENOMY_EMBED_CACHE"
+BUILD = 1  # the version of `requantized`'s recipe: change it whenever the recipe changes
 
 
 def _package_file(package: str, *parts: str) -> Path | None:
@@ -78,20 +91,15 @@ class Embedder:
         from tokenizers import Tokenizer
 
         model, tok = model_files()
-        weights: str | bytes = str(model)
-        fast = requantized(model)
-        if fast is not None:
-            weights = fast
-        self.model_id = MODEL_ID if fast is not None else "all-MiniLM-L6-v2/int8-shipped"
         self.tokenizer: Any = Tokenizer.from_file(str(tok))
         self.tokenizer.enable_truncation(max_length=MAX_TOKENS)
         self.tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
-        self.session: Any = ort.InferenceSession(
-            weights, sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        self.session: Any
+        self.session, fast = _session(model, opts)
+        self.model_id = MODEL_ID if fast else "all-MiniLM-L6-v2/int8-shipped"
         self._lock = threading.Lock()  # the tokenizer's padding state is shared
 
     def embed(self, texts: list[str], *, batch: int = 64) -> NDArray[np.float32]:
@@ -161,6 +169,75 @@ def requantized(model: Path) -> bytes | None:
         finally:
             root.removeFilter(_quantizer_advice)
         return out.read_bytes()
+
+
+def _session(model: Path, opts: Any) -> tuple[Any, bool]:
+    """An inference session on the re-quantized model (kept on disk, else built and
+    kept), or on the shipped file when it cannot be built; True when re-quantized."""
+    import onnxruntime as ort
+
+    def load(weights: str | bytes) -> Any:
+        return ort.InferenceSession(weights, sess_options=opts, providers=["CPUExecutionProvider"])
+
+    kept = built_path(model)
+    built = _read(kept) if kept is not None else None
+    if built is not None:
+        try:
+            return load(built), True
+        except Exception as exc:  # a damaged file: built again (and replaced)
+            log.warning("the kept embedding model %s does not load (%s): rebuilding", kept, exc)
+    built = requantized(model)
+    if built is None:
+        return load(str(model)), False
+    if kept is not None:
+        _keep(kept, built)
+    return load(built), True
+
+
+def built_path(model: Path) -> Path | None:
+    """Where the model built from ``model`` is kept, or None when nowhere."""
+    import onnxruntime as ort
+
+    where = os.environ.get(CACHE_ENV)
+    try:
+        onnx = metadata.version("onnx")  # the quantizer's; not imported for a version
+        base = Path(where) if where else _user_cache() / "tokenomy" / "embed"
+        st = model.stat()
+        source = f"{model.resolve()}\0{st.st_size}\0{st.st_mtime_ns}"
+    except (metadata.PackageNotFoundError, OSError, RuntimeError):  # RuntimeError: no home
+        return None
+    ident = f"{BUILD}\0{ort.__version__}\0{onnx}\0{source}"
+    return base / f"minilm-int8-{hashlib.sha256(ident.encode()).hexdigest()[:32]}.onnx"
+
+
+def _user_cache() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:  # not built yet (or unreadable: built in memory)
+        return None
+
+
+def _keep(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a temporary file, renamed)."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".building-", suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.info("cannot keep the built model in %s (%s): built at each start", path.parent, exc)
+        if tmp is not None:
+            with suppress(OSError):
+                os.unlink(tmp)
 
 
 @lru_cache(maxsize=1)

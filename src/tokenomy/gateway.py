@@ -166,14 +166,14 @@ class Gateway:
             usage = call.route.usage
         else:
             usage = provider.usage(up.data) if isinstance(up.data, dict) else None
-        out = client_response(call, provider, up.data, up.raw)
+        out, resp = client_response(call, provider, up.data, up.raw)
         if usage is None:
             usage = estimate_usage(call, output_text_of(up.data, provider.api))
         await self._finish(call, usage, status=200, error=None, admitted=True)
         if self.judge is not None:
             self.judge.maybe(call, up.data, provider.api)
         if self.cache is not None:
-            await self.cache.store_json(call, out)
+            await self.cache.store_json(call, out, resp)
         headers = self._headers(call)
         return JSONReply(200, out, headers)
 
@@ -190,7 +190,7 @@ class Gateway:
         headers = self._headers(call)
         chunks = self._relay(call, adapter, first, reads)
         if self.cache is not None:
-            chunks = self.cache.recording(call, chunks)
+            chunks = self.cache.recording(call, chunks, adapter)
         return StreamReply(headers, chunks)
 
     async def _open_stream(

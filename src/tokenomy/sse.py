@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+DONE_DATA = b"[DONE]"  # the data of an OpenAI stream's last event (not JSON)
+
 
 @dataclass(slots=True)
 class SSEEvent:

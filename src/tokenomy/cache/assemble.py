@@ -2,8 +2,10 @@
 
 A streamed miss is stored in the same form as a non-streamed one (the JSON
 response in the called API's format), so either kind of request can be served
-from it later. `Assembler.feed` takes the bytes sent to the client; `response`
-is the JSON, or None when the stream did not end properly.
+from it later. `Assembler.take` takes each event sent to the client, already
+parsed (the relay parsed it to meter it: the cache does not parse it again);
+`Assembler.feed` takes the bytes sent instead; `response` is the JSON, or None
+when the stream did not end properly.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 import orjson
 
 from ..pipeline.context import ANTHROPIC
-from ..sse import SSEParser
+from ..sse import DONE_DATA, SSEParser
 from ..usage import Usage
 
 
@@ -44,18 +46,24 @@ class Assembler:
     def feed(self, data: bytes) -> bool:
         """Take bytes sent to the client; True once the stream's end marker is in."""
         for ev in self._parser.feed(data):
-            if self.api == ANTHROPIC:
-                self._anthropic(ev.data)
-            elif ev.data == b"[DONE]":
-                self.done = True
-            else:
-                self._openai(ev.data)
+            openai_end = self.api != ANTHROPIC and ev.data == DONE_DATA
+            self.take(DONE_DATA if openai_end else orjson.loads(ev.data))
+        return self.done
+
+    def take(self, data: Any) -> bool:
+        """Take one event sent to the client, as parsed JSON (`DONE_DATA` for OpenAI's
+        end marker); True once the stream's end marker is in."""
+        if self.api == ANTHROPIC:
+            self._anthropic(data)
+        elif data == DONE_DATA:
+            self.done = True
+        else:
+            self._openai(data)
         return self.done
 
     # -- OpenAI -----------------------------------------------------------------------
 
-    def _openai(self, raw: bytes) -> None:
-        chunk = orjson.loads(raw)
+    def _openai(self, chunk: Any) -> None:
         if not isinstance(chunk, dict) or "choices" not in chunk:
             return
         if not self._head:
@@ -115,8 +123,7 @@ class Assembler:
 
     # -- Anthropic --------------------------------------------------------------------
 
-    def _anthropic(self, raw: bytes) -> None:
-        data = orjson.loads(raw)
+    def _anthropic(self, data: Any) -> None:
         kind = data.get("type") if isinstance(data, dict) else None
         if kind == "message_start":
             self._message = dict(data.get("message") or {})

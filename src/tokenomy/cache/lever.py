@@ -42,6 +42,13 @@ log = logging.getLogger("tokenomy.cache")
 STATE = "cache"  # this stage's slot in `Call.levers`
 
 
+class Relay(Protocol):
+    """The relay's record of what it sent: when `sent` is a list, it appends each
+    event sent to the client, parsed (`tokenomy.pipeline.stream.Adapter`)."""
+
+    sent: list[Any] | None
+
+
 class Finish(Protocol):
     def __call__(
         self, call: Call, usage: Any, *, status: int, error: str | None, admitted: bool
@@ -243,50 +250,55 @@ class ResponseCache:
 
     # -- store ------------------------------------------------------------------------
 
-    async def store_json(self, call: Call, body: bytes) -> None:
-        """After a non-streamed miss: keep the reply if it is complete and small enough."""
+    async def store_json(self, call: Call, body: bytes, resp: Any) -> None:
+        """After a non-streamed miss: keep the reply if it is complete and small
+        enough. ``resp`` is ``body`` parsed (the gateway has it: not parsed again)."""
         ticket = call.levers.pop(STATE, None)
         if not isinstance(ticket, Ticket):
             return
         try:
             if call.record.status != 200 or len(body) > self.cfg.max_entry_bytes:
                 return
-            try:
-                resp = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                return
             if complete(call.api, resp):
                 await self._put(call, ticket, body)
         finally:
             self._land(ticket)
 
-    def recording(self, call: Call, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    def recording(
+        self, call: Call, chunks: AsyncIterator[bytes], relay: Relay
+    ) -> AsyncIterator[bytes]:
         """The stream to send: a streamed miss is watched and its answer kept once
-        the stream ended well; anything else passes through untouched."""
+        the stream ended well; anything else passes through untouched. ``relay``
+        hands over the events of ``chunks`` already parsed."""
         ticket = call.levers.pop(STATE, None)
         if not isinstance(ticket, Ticket):
             return chunks
-        return self._record(call, ticket, chunks)
+        relay.sent = []
+        return self._record(call, ticket, chunks, relay)
 
     async def _record(
-        self, call: Call, ticket: Ticket, chunks: AsyncIterator[bytes]
+        self, call: Call, ticket: Ticket, chunks: AsyncIterator[bytes], relay: Relay
     ) -> AsyncIterator[bytes]:
-        """Relay, rebuilding the response; the entry is written before the stream's
-        last bytes are sent, so a client that repeats the request as soon as its
-        stream ends finds it. Closing this closes the relay (which records the
-        request even when the client went away)."""
+        """Relay, rebuilding the response from the events of each chunk; the entry
+        is written before the stream's last bytes are sent, so a client that
+        repeats the request as soon as its stream ends finds it. Closing this
+        closes the relay (which records the request even when the client went away)."""
         asm: Assembler | None = Assembler(call.api)
         try:
             async for chunk in chunks:
-                if asm is not None:
+                sent = relay.sent
+                if asm is not None and sent:
                     try:
-                        ended = asm.feed(chunk)
-                    except (orjson.JSONDecodeError, ValueError, TypeError, KeyError):
+                        for data in sent:
+                            asm.take(data)
+                    except (ValueError, TypeError, KeyError):
                         asm = None  # not a stream we can rebuild: relay, do not store
-                        ended = False
-                    if ended and asm is not None:
+                    sent.clear()
+                    if asm is not None and asm.done:
                         await self._store_stream(call, ticket, asm)
                         asm = None
+                    if asm is None:
+                        relay.sent = None  # nothing more to keep
                 yield chunk
         finally:
             self._land(ticket)

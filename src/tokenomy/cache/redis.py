@@ -16,7 +16,7 @@ The total size in bytes is left to Redis's own ``maxmemory`` policy.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -84,14 +84,20 @@ class RedisCacheStore:
             if oldest:
                 await self._r.delete(*[m for m, _ in oldest])
 
-    async def semantic_since(self, namespace: str, since: float, now: float) -> list[SemanticRow]:
-        return await self._run(lambda: self._semantic_since(namespace, since, now))
+    async def semantic_since(
+        self, namespace: str, since: float, now: float, known: Mapping[str, float] | None = None
+    ) -> list[SemanticRow]:
+        return await self._run(lambda: self._semantic_since(namespace, since, now, known or {}))
 
-    async def _semantic_since(self, namespace: str, since: float, now: float) -> list[SemanticRow]:
+    async def _semantic_since(
+        self, namespace: str, since: float, now: float, known: Mapping[str, float]
+    ) -> list[SemanticRow]:
         lo = max(since, now - self.ttl)
         rows = await self._r.zrangebyscore(
             f"{self.prefix}v:{namespace}", f"({lo}", "+inf", withscores=True
         )
+        if known:  # only the sorted set's (key, created) was read for these
+            rows = [(k, t) for k, t in rows if known.get(k.decode()) != t]
         if not rows:
             return []
         pipe = self._r.pipeline(transaction=False)

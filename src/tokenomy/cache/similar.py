@@ -30,7 +30,12 @@ from .store import CacheStore, Entry, SemanticRow
 
 log = logging.getLogger("tokenomy.cache")
 
-OVERLAP = 5.0  # seconds re-read at each sync: clocks of replicas differ a little
+# Seconds before the newest entry seen that each sync looks at again: an entry's
+# `created` is stamped by its replica's clock before the entry is embedded and
+# written, so an entry can land after a newer one was already read (and clocks of
+# replicas differ a little). Only the keys in that window are read again; the
+# vectors of the rows already loaded are not (`CacheStore.semantic_since`'s known).
+OVERLAP = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +125,8 @@ class SimilarLookup:
             if checked and now - checked < self.sync_interval:
                 return
             since = newest - OVERLAP if newest else 0.0
-            rows = await self.store.semantic_since(namespace, since, now)
             born = self._born.setdefault(namespace, {})
+            rows = await self.store.semantic_since(namespace, since, now, born)
             new = sorted((r for r in rows if born.get(r.key) != r.created), key=lambda r: r.created)
             if new:
                 await asyncio.to_thread(self._load, namespace, new)

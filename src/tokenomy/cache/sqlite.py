@@ -16,7 +16,7 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TypeVar
 
 from .store import CacheUnavailable, Entry, SemanticRow, Stats
@@ -52,6 +52,7 @@ END;
 """
 
 PURGE_BATCH = 64  # expired rows deleted per write
+KEYS_PER_QUERY = 500  # keys in one IN (...) list, under SQLite's parameter limit
 
 T = TypeVar("T")
 
@@ -160,17 +161,16 @@ class SQLiteCacheStore:
                 (n,),
             )
 
-    async def semantic_since(self, namespace: str, since: float, now: float) -> list[SemanticRow]:
+    async def semantic_since(
+        self, namespace: str, since: float, now: float, known: Mapping[str, float] | None = None
+    ) -> list[SemanticRow]:
         # A first load may read a whole namespace: off the event loop.
-        return await asyncio.to_thread(self._semantic_since, namespace, since, now)
+        return await asyncio.to_thread(self._semantic_since, namespace, since, now, known or {})
 
-    def _semantic_since(self, namespace: str, since: float, now: float) -> list[SemanticRow]:
-        sql = (
-            "SELECT key, meta, vector, created FROM cache_entries WHERE namespace = ? "
-            "AND vector IS NOT NULL AND created > ? AND expires > ?"
-        )
-        args = (namespace, since, now)
-        rows = self._run(lambda c: c.execute(sql, args).fetchall(), reader=True)
+    def _semantic_since(
+        self, namespace: str, since: float, now: float, known: Mapping[str, float]
+    ) -> list[SemanticRow]:
+        rows = self._run(lambda c: _semantic_rows(c, namespace, since, now, known), reader=True)
         return [SemanticRow.of(str(k), m, bytes(v), float(t)) for k, m, v, t in rows]
 
     async def semantic_namespaces(self, now: float) -> list[str]:
@@ -205,3 +205,26 @@ class SQLiteCacheStore:
             if self._reader is not None:
                 self._reader.close()
                 self._reader = None
+
+
+_LIVE_VECTORS = "namespace = ? AND vector IS NOT NULL AND expires > ?"
+
+
+def _semantic_rows(
+    c: sqlite3.Connection, namespace: str, since: float, now: float, known: Mapping[str, float]
+) -> list[tuple[str, bytes, bytes, float]]:
+    """(key, meta, vector, created) of the live semantic rows created after
+    ``since``; with ``known``, the keys are read first and the vectors of the
+    rows not known (or replaced since) only."""
+    live = (namespace, now)
+    select = f"SELECT key, meta, vector, created FROM cache_entries WHERE {_LIVE_VECTORS}"
+    if not known:
+        return c.execute(f"{select} AND created > ?", (*live, since)).fetchall()
+    keys = f"SELECT key, created FROM cache_entries WHERE {_LIVE_VECTORS} AND created > ?"
+    new = [k for k, t in c.execute(keys, (*live, since)) if known.get(k) != t]
+    rows: list[tuple[str, bytes, bytes, float]] = []
+    for i in range(0, len(new), KEYS_PER_QUERY):
+        batch = new[i : i + KEYS_PER_QUERY]
+        marks = ",".join("?" * len(batch))
+        rows += c.execute(f"{select} AND key IN ({marks})", (*live, *batch)).fetchall()
+    return rows

@@ -12,6 +12,7 @@ Backends: `tokenomy.cache.sqlite` (the default, one file) and
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
@@ -114,8 +115,12 @@ class CacheStore(Protocol):
     async def put(self, entry: Entry, ttl: float) -> None:
         """Store (or replace) an entry for ``ttl`` seconds; may evict the oldest."""
 
-    async def semantic_since(self, namespace: str, since: float, now: float) -> list[SemanticRow]:
-        """The live semantic entries of one namespace created after ``since``."""
+    async def semantic_since(
+        self, namespace: str, since: float, now: float, known: Mapping[str, float] | None = None
+    ) -> list[SemanticRow]:
+        """The live semantic entries of one namespace created after ``since``, but
+        for those ``known`` maps (key -> created) to their own created time: rows
+        the caller holds already, left out before their vectors are read."""
 
     async def semantic_namespaces(self, now: float) -> list[str]:
         """The namespaces that hold live semantic entries (loaded at start-up)."""

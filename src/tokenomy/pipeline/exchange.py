@@ -53,12 +53,13 @@ def output_text_of(data: Any, api: str) -> str:
     return "".join(parts)
 
 
-def client_response(call: Call, provider: Provider, data: Any, raw: bytes) -> bytes:
+def client_response(call: Call, provider: Provider, data: Any, raw: bytes) -> tuple[bytes, Any]:
+    """The reply in the client's format: its bytes, and the same reply parsed."""
     if call.op == "embeddings" or call.api == provider.api:
-        return raw
+        return raw, data
     model = call.record.requested_model
     if call.api == OPENAI:
         out = translate.anthropic_response_to_openai(data, model=model)
     else:
         out = translate.openai_response_to_anthropic(data, model=model)
-    return orjson.dumps(out)
+    return orjson.dumps(out), out

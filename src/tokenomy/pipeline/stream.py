@@ -3,7 +3,9 @@ watching usage on the way, and hold back the stream's last event until the
 request's record is committed (a response is complete only once it is metered).
 
 One adapter per (client API, upstream API) pair; each sees upstream events and
-returns the frames to send, and keeps what the meter needs (usage, text).
+returns the frames to send, and keeps what the meter needs (usage, text). When
+asked (`Adapter.sent`), it also keeps the events it sent, as parsed JSON, so the
+cache rebuilds the response without parsing the stream a second time.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from .. import translate
 from ..errors import UpstreamError, UpstreamProtocolError
 from ..providers.anthropic import anthropic_usage
 from ..providers.openai import openai_usage
-from ..sse import SSEEvent, frame
+from ..sse import DONE_DATA, SSEEvent, frame
 from ..usage import Usage
 from .context import ANTHROPIC, OPENAI, Call
 
@@ -39,6 +41,9 @@ class Adapter:
         self.text: list[str] = []
         self.finished = False  # the upstream's own end-of-stream marker was seen
         self.upstream_error: dict[str, Any] | None = None
+        # Set to a list by whoever wants the events sent to the client, parsed (the
+        # data of each frame returned, in order; `DONE_DATA` for OpenAI's end marker).
+        self.sent: list[Any] | None = None
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
         raise NotImplementedError
@@ -68,7 +73,7 @@ class OpenAIPassthrough(Adapter):
         self.strip_usage = not client_wants_usage
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
-        if ev.data == b"[DONE]":
+        if ev.data == DONE_DATA:
             self.finished = True
             return []
         chunk = _loads(ev)
@@ -81,9 +86,13 @@ class OpenAIPassthrough(Adapter):
             if self.strip_usage and not chunk.get("choices"):
                 return []
         _openai_chunk_text(chunk, self.text)
+        if self.sent is not None:
+            self.sent.append(chunk)
         return [ev.raw if ev.event is None else frame(ev.data)]
 
     def terminal(self) -> list[bytes]:
+        if self.sent is not None:
+            self.sent.append(DONE_DATA)
         return [DONE]
 
 
@@ -92,13 +101,14 @@ class AnthropicPassthrough(Adapter):
         super().__init__()
         self._usage_raw: dict[str, Any] = {}
         self._stop = b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+        self._stop_data: Any = {"type": "message_stop"}
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
         data = _loads(ev)
         kind = data.get("type") or ev.event
         if kind == "message_stop":
             self.finished = True
-            self._stop = ev.raw
+            self._stop, self._stop_data = ev.raw, data
             return []
         if kind == "content_block_delta":
             delta = data.get("delta") or {}
@@ -116,9 +126,13 @@ class AnthropicPassthrough(Adapter):
         elif kind == "error":
             self.upstream_error = data.get("error") or {}
             return []
+        if self.sent is not None:
+            self.sent.append(data)
         return [ev.raw]
 
     def terminal(self) -> list[bytes]:
+        if self.sent is not None:
+            self.sent.append(self._stop_data)
         return [self._stop]
 
 
@@ -133,7 +147,7 @@ class OpenAIFromAnthropic(Adapter):
             created=int(time.time()),
             include_usage=client_wants_usage,
         )
-        self._tail: list[bytes] = []
+        self._tail: list[dict[str, Any]] = []
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
         data = _loads(ev)
@@ -151,12 +165,17 @@ class OpenAIFromAnthropic(Adapter):
             self.usage = anthropic_usage(self.conv.usage)
         if kind == "message_stop":
             self.finished = True
-            self._tail = [frame(orjson.dumps(c)) for c in chunks]
+            self._tail = chunks
             return []
+        if self.sent is not None:
+            self.sent += chunks
         return [frame(orjson.dumps(c)) for c in chunks]
 
     def terminal(self) -> list[bytes]:
-        return [*self._tail, DONE]
+        if self.sent is not None:
+            self.sent += self._tail
+            self.sent.append(DONE_DATA)
+        return [*(frame(orjson.dumps(c)) for c in self._tail), DONE]
 
 
 class AnthropicFromOpenAI(Adapter):
@@ -169,7 +188,7 @@ class AnthropicFromOpenAI(Adapter):
         )
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
-        if ev.data == b"[DONE]":
+        if ev.data == DONE_DATA:
             self.finished = True
             return []
         chunk = _loads(ev)
@@ -179,10 +198,15 @@ class AnthropicFromOpenAI(Adapter):
         if chunk.get("usage"):
             self.usage = openai_usage(chunk["usage"])
         _openai_chunk_text(chunk, self.text)
-        return [frame(orjson.dumps(data), name) for name, data in self.conv.feed(chunk)]
+        return self._frames(self.conv.feed(chunk))
 
     def terminal(self) -> list[bytes]:
-        return [frame(orjson.dumps(data), name) for name, data in self.conv.finish()]
+        return self._frames(self.conv.finish())
+
+    def _frames(self, events: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
+        if self.sent is not None:
+            self.sent += [data for _, data in events]
+        return [frame(orjson.dumps(data), name) for name, data in events]
 
 
 def make_adapter(call: Call, upstream_api: str) -> Adapter:

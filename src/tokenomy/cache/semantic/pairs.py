@@ -2,7 +2,8 @@
 
 Embedding ~100k questions takes minutes on a CPU, so `embed_pairs` can keep the
 vectors in a cache directory (one ``.npy`` per input file, keyed by the file's
-content hash and the model files) and reuse them on the next run.
+content hash and the embedder's own ``model_id``: the shipped graph and the
+re-quantized one give different vectors) and reuse them on the next run.
 """
 
 from __future__ import annotations
@@ -11,13 +12,22 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import orjson
 
 if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
+
+
+class TextEmbedder(Protocol):
+    """What `embed_pairs` needs of an embedder (`tokenomy.embed.Embedder` is one)."""
+
+    @property
+    def model_id(self) -> str: ...
+
+    def embed(self, texts: list[str]) -> NDArray[np.float32]: ...
 
 
 @dataclass(frozen=True)
@@ -78,27 +88,26 @@ def embed_pairs(
     path: Path,
     *,
     cache_dir: Path | None = None,
-    embed: Callable[[list[str]], NDArray[np.float32]] | None = None,
+    embedder: TextEmbedder | None = None,
 ) -> Pairs:
-    """Read a pairs file and embed both sides (from ``cache_dir`` when cached)."""
+    """Read a pairs file and embed both sides (from ``cache_dir`` when cached);
+    with the shared local embedder unless given another."""
     import numpy as np
 
     a, b, labels = read_pairs(path)
-    if embed is None:
+    if embedder is None:
         from tokenomy.embed import shared_embedder
 
-        embed = shared_embedder().embed
+        embedder = shared_embedder()
     cached: Path | None = None
     if cache_dir is not None:
-        from tokenomy.embed import MODEL_ID
-
-        # The vectors depend on the file and on the embedding model.
-        digest = hashlib.sha256(path.read_bytes() + MODEL_ID.encode()).hexdigest()[:16]
-        cached = cache_dir / f"{path.stem}-{digest}.npy"
+        # The vectors depend on the file and on the model that embeds it.
+        key = path.read_bytes() + embedder.model_id.encode()
+        cached = cache_dir / f"{path.stem}-{hashlib.sha256(key).hexdigest()[:16]}.npy"
     if cached is not None and cached.is_file():
         both = np.load(cached)
     else:
-        both = embed_texts(a + b, embed)
+        both = embed_texts(a + b, embedder.embed)
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             np.save(cached, both)
