@@ -19,6 +19,9 @@ Fixtures:
     redis_url      session: the local Redis server (env TOKENOMY_TEST_REDIS_URL overrides);
                    skipped when it is down, failed under CI=true, like PostgreSQL
     redis_prefix   a fresh key prefix (``tk_test_<hex>:``); its keys are deleted afterwards
+
+The embedding model built at first use (`tokenomy.embed`) is kept in a directory of
+the session's, not in the user's cache, unless TOKENOMY_EMBED_CACHE says where.
 """
 
 from __future__ import annotations
@@ -35,6 +38,17 @@ from gateway_fixtures import GW, fake, fake_llamacpp, fresh_gw, gw  # noqa: F401
 from tokenomy.ledger import Store, open_store
 
 PG_DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _embed_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    # set for the whole session, so that gateways started as processes share it too
+    if os.environ.get("TOKENOMY_EMBED_CACHE"):
+        yield
+        return
+    os.environ["TOKENOMY_EMBED_CACHE"] = str(tmp_path_factory.mktemp("embed-cache"))
+    yield
+    os.environ.pop("TOKENOMY_EMBED_CACHE", None)
 
 
 def _pg_unavailable(reason: str) -> None:
