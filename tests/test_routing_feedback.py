@@ -157,8 +157,12 @@ def test_judge_scores_a_sample_of_routed_answers(
         assert a.status == top.status == plain.status == 200
         deadline = time.monotonic() + 5
         store = FeedbackStore(gw.store)
+        judge = gw.app.gateway.judge  # type: ignore[union-attr]
         while not (store.list(request_id=a.request_id) and store.list(request_id=top.request_id)):
             assert time.monotonic() < deadline, "no judgement"
+            time.sleep(0.02)
+        while judge._tasks:  # every judgement started has ended: its ledger row is written
+            assert time.monotonic() < deadline, "judgements still running"
             time.sleep(0.02)
         [fb] = store.list(request_id=a.request_id)
         assert fb.source == "judge" and fb.model == "gpt-4o-mini"
@@ -173,10 +177,6 @@ def test_judge_scores_a_sample_of_routed_answers(
         sent = [r.body["messages"][0]["content"] for r in gw.fake.app.requests
                 if r.path == "/v1/messages"]  # fmt: skip
         assert any(p.startswith("Question:\n7\n\nAnswer:\nEcho: 7") for p in sent)
-        judge = gw.app.gateway.judge  # type: ignore[union-attr]
-        while judge._tasks:  # every judgement started has ended
-            assert time.monotonic() < deadline, "judgements still running"
-            time.sleep(0.02)
         assert FeedbackStore(gw.store).list(request_id=plain.request_id) == []
 
 
