@@ -10,6 +10,7 @@ import zlib
 import numpy as np
 import pytest
 
+from tokenomy.routing.learned import Router
 from tokenomy.routing.learned.cues import CUES, cues, cues_re
 from tokenomy.routing.learned.features import (
     BOW_CHARS,
@@ -20,6 +21,7 @@ from tokenomy.routing.learned.features import (
     lexical,
     lexical_re,
 )
+from tokenomy.routing.learned.model import DEFAULT_QUALITY_TARGET, Calibration
 from tokenomy.routing.learned.scan import Terms
 
 TRICKY = [
@@ -131,3 +133,15 @@ def test_terms_that_a_word_count_cannot_separate_are_refused() -> None:
         Terms("per", "per")
     with pytest.raises(ValueError, match="lower-case"):
         Terms("How")
+
+
+def test_thresholds_are_remembered_not_changed() -> None:
+    cal = Router.load().calibration
+    fresh = Calibration(cal.share, cal.threshold, cal.quality)
+    for q in (None, 0.5, 0.9, DEFAULT_QUALITY_TARGET, 0.99, 1.0):
+        share = cal.share_for_quality(DEFAULT_QUALITY_TARGET if q is None else q)
+        assert fresh.threshold_for(q, None) == cal.threshold_for_share(share)
+        assert fresh.threshold_for(q, None) == cal.threshold_for_share(share)  # remembered
+    for s in (0.0, 0.3, 1.0):
+        assert fresh.threshold_for(0.9, s) == cal.threshold_for_share(s)
+    assert fresh == cal
