@@ -6,6 +6,7 @@ import math
 import random
 import re
 import zlib
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,8 @@ from tokenomy.routing.learned.features import (
     hashed_words,
     lexical,
     lexical_re,
+    prompt_chars,
+    prompt_text,
 )
 from tokenomy.routing.learned.model import DEFAULT_QUALITY_TARGET, Calibration
 from tokenomy.routing.learned.scan import Terms
@@ -133,6 +136,19 @@ def test_terms_that_a_word_count_cannot_separate_are_refused() -> None:
         Terms("per", "per")
     with pytest.raises(ValueError, match="lower-case"):
         Terms("How")
+
+
+def test_prompt_chars_is_the_joined_length() -> None:
+    prompts: list[str | list[dict[str, Any]]] = [
+        "plain",
+        [],
+        [{"role": "system", "content": "sys"}],
+        [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"content": "c"}],
+        [{"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image"}]}],
+        [{"role": "user", "content": ""}, {"role": "user", "content": ""}],
+    ]
+    for p in prompts:
+        assert prompt_chars(p) == len(prompt_text(p))
 
 
 def test_thresholds_are_remembered_not_changed() -> None:

@@ -17,7 +17,7 @@ import operator
 import re
 import zlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any
@@ -66,20 +66,29 @@ def prompt_text(prompt: str | Sequence[Any]) -> str:
     """The text a router looks at: a string, or the user turns of a chat `messages` list."""
     if isinstance(prompt, str):
         return prompt
-    parts: list[str] = []
-    for msg in prompt:
+    return "\n".join(_user_texts(prompt))
+
+
+def prompt_chars(prompt: str | Sequence[Any]) -> int:
+    """``len(prompt_text(prompt))``, without joining the user turns."""
+    if isinstance(prompt, str):
+        return len(prompt)
+    return max(sum(len(part) + 1 for part in _user_texts(prompt)) - 1, 0)
+
+
+def _user_texts(messages: Sequence[Any]) -> Iterator[str]:
+    for msg in messages:
         if not isinstance(msg, dict) or msg.get("role") not in ("user", None):
             continue
         content = msg.get("content")
         if isinstance(content, str):
-            parts.append(content)
+            yield content
         elif isinstance(content, list):
-            parts.extend(
+            yield from (
                 str(block.get("text", ""))
                 for block in content
                 if isinstance(block, dict) and block.get("type") == "text"
             )
-    return "\n".join(parts)
 
 
 def clip(text: str) -> str:
