@@ -26,7 +26,7 @@ from ..pricing import PriceBook
 from ..records import UsageRecord
 from ..usage import Usage
 from .config import Alias, RoutingConfig
-from .learned.features import prompt_text
+from .learned.features import prompt_chars
 from .rules import first_match, router_prompt
 
 log = logging.getLogger("tokenomy.routing")
@@ -238,7 +238,7 @@ class RoutingStage:
                 self.decide_ms = ms if last is None else last + 0.2 * (ms - last)
 
         quick = self.decide_ms is not None and self.decide_ms < self.inline_ms
-        if quick and len(prompt_text(prompt)) <= self.inline_chars:
+        if quick and prompt_chars(prompt) <= self.inline_chars:
             return timed()
         return await asyncio.to_thread(timed)
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import re
 
+from .scan import Scan, Terms, occurrences
+
 CUES = (
     "sentences",
     "distinct_numbers",
@@ -28,25 +30,26 @@ CUES = (
 
 _SENTENCE = re.compile(r"[.!?](?:\s|$)")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
-_ARITHMETIC = re.compile(
-    r"\b(total|each|per|percent|times|twice|half|third|quarter|remaining|left|more than"
-    r"|less than|fewer|average|ratio|rate|sum|difference|product|altogether|how many"
-    r"|how much)\b",
-    re.I,
+_ARITHMETIC = Terms(
+    *("total", "each", "per", "percent", "times", "twice", "half", "third", "quarter"),
+    *("remaining", "left", "more than", "less than", "fewer", "average", "ratio", "rate"),
+    *("sum", "difference", "product", "altogether", "how many", "how much"),
 )
-_STEP = re.compile(
-    r"\b(then|after|before|if|while|until|first|second|finally|instead|every)\b", re.I
+_STEP = Terms(
+    *("then", "after", "before", "if", "while", "until", "first", "second", "finally"),
+    *("instead", "every"),
 )
 _FRACTION = re.compile(r"%|\d/\d|\d\.\d|\bfraction|\bpercent", re.I)
-_SCIENCE = re.compile(
-    r"\b(physic\w*|chemi\w*|molecul\w*|atom\w*|integral|derivative|matrix|vector"
-    r"|probabilit\w*|velocity|acceleration|energy|force|electr\w*|quantum|equation"
-    r"|polynomial|theorem|prime|function|algorithm|genom\w*|enzyme|cell|protein|reaction"
-    r"|mass|charge|wave|frequency|modulo|group|ring|field|eigen\w*|logarithm|circuit"
-    r"|voltage|current|entropy|temperature)\b",
-    re.I,
+_FRACTION_MARKS = re.compile(r"%|\d/\d|\d\.\d")
+_SCIENCE = Terms(
+    *("physic*", "chemi*", "molecul*", "atom*", "integral", "derivative", "matrix", "vector"),
+    *("probabilit*", "velocity", "acceleration", "energy", "force", "electr*", "quantum"),
+    *("equation", "polynomial", "theorem", "prime", "function", "algorithm", "genom*"),
+    *("enzyme", "cell", "protein", "reaction", "mass", "charge", "wave", "frequency"),
+    *("modulo", "group", "ring", "field", "eigen*", "logarithm", "circuit", "voltage"),
+    *("current", "entropy", "temperature"),
 )
-_NEGATION = re.compile(r"\b(not|except|false|incorrect|least|never|none)\b", re.I)
+_NEGATION = Terms("not", "except", "false", "incorrect", "least", "never", "none")
 _LARGEST_CAP = 1e12
 
 
@@ -59,16 +62,40 @@ def _largest(numbers: list[str]) -> float:
     return min(best, _LARGEST_CAP)
 
 
-def cues(text: str) -> list[float]:
-    """One value per name in `CUES`, roughly unit-scaled (the model standardises them)."""
+def cues(text: str, scan: Scan | None = None) -> list[float]:
+    """One value per name in `CUES`, roughly unit-scaled (the model standardises them).
+
+    Equal to `cues_re`; ASCII text is read from its `Scan` (`scan`, when the
+    caller already has it)."""
+    scan = scan or Scan.of(text)
+    if scan is None:
+        return cues_re(text)
+    numbers = _NUMBER.findall(scan.numeric)
+    lower = scan.lower
+    fractions = len(_FRACTION_MARKS.findall(scan.numeric))
+    fractions += occurrences(lower, "fraction") + occurrences(lower, "percent")
+    return [
+        math.log1p(scan.sentences()),
+        math.log1p(len(set(numbers))),
+        math.log1p(_largest(numbers)) / 10,
+        math.log1p(_ARITHMETIC.count(scan)),
+        math.log1p(_STEP.count(scan)),
+        math.log1p(fractions),
+        math.log1p(_SCIENCE.count(scan)),
+        math.log1p(_NEGATION.count(scan)),
+    ]
+
+
+def cues_re(text: str) -> list[float]:
+    """The cues' definition: one regular expression each (any text)."""
     numbers = _NUMBER.findall(text)
     return [
         math.log1p(len(_SENTENCE.findall(text))),
         math.log1p(len(set(numbers))),
         math.log1p(_largest(numbers)) / 10,
-        math.log1p(len(_ARITHMETIC.findall(text))),
-        math.log1p(len(_STEP.findall(text))),
+        math.log1p(len(_ARITHMETIC.pattern.findall(text))),
+        math.log1p(len(_STEP.pattern.findall(text))),
         math.log1p(len(_FRACTION.findall(text))),
-        math.log1p(len(_SCIENCE.findall(text))),
-        math.log1p(len(_NEGATION.findall(text))),
+        math.log1p(len(_SCIENCE.pattern.findall(text))),
+        math.log1p(len(_NEGATION.pattern.findall(text))),
     ]

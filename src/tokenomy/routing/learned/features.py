@@ -2,7 +2,8 @@
 
 The default features cost well under a millisecond: a few lexical counts
 (length, digits, code and math markers, multiple-choice options, question
-words), the difficulty cues of `cues.py`, and word unigrams and bigrams hashed into `Spec.hash_dim` buckets. The
+words), the difficulty cues of `cues.py`, and word unigrams and bigrams hashed into `Spec.hash_dim` buckets.
+An ASCII prompt is read for the counts and the cues in one pass (`scan.py`). The
 MiniLM embedding (`Spec.embed`) is optional: it costs about 0.3 ms of CPU per
 word piece on one core, more than the 5 ms decision budget for a typical
 prompt. It sees the head and the tail of the prompt only (`HEAD_CHARS`,
@@ -12,15 +13,19 @@ prompt. It sees the head and the tail of the prompt only (`HEAD_CHARS`,
 from __future__ import annotations
 
 import math
+import operator
 import re
 import zlib
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 from tokenomy.embed import DIM
 
 from .cues import CUES, cues
+from .scan import Scan, Terms, occurrences
 
 if TYPE_CHECKING:
     import numpy as np
@@ -33,11 +38,15 @@ BOW_CHARS = 4000
 _DIGIT = re.compile(r"\d")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 _CODE = re.compile(r"```|\bdef |\bclass |\breturn\b|[{};]\s*$|\bimport |=>|\bfunction\b", re.M)
+_CODE_LINE_END = re.compile(r"[{};]\s*$", re.M)
 _MATH = re.compile(r"[=+\-*/^]|\\frac|\\sqrt|\$|\bsolve\b|\bequation\b|\bcalculate\b", re.I)
+_MATH_WORDS = Terms("solve", "equation", "calculate")
 _CHOICES = re.compile(r"(?:^|\n)\s*\(?[A-D][.)]\s", re.M)
 _NON_ASCII = re.compile(r"[^\x00-\x7f]")
 _WORD = re.compile(r"\w+")
-_WH = re.compile(r"\b(how many|how much|what|which|who|why|when|where|explain|prove)\b", re.I)
+_WH = Terms(
+    "how many", "how much", "what", "which", "who", "why", "when", "where", "explain", "prove"
+)
 
 LEXICAL = (
     "log_chars",
@@ -57,20 +66,29 @@ def prompt_text(prompt: str | Sequence[Any]) -> str:
     """The text a router looks at: a string, or the user turns of a chat `messages` list."""
     if isinstance(prompt, str):
         return prompt
-    parts: list[str] = []
-    for msg in prompt:
+    return "\n".join(_user_texts(prompt))
+
+
+def prompt_chars(prompt: str | Sequence[Any]) -> int:
+    """``len(prompt_text(prompt))``, without joining the user turns."""
+    if isinstance(prompt, str):
+        return len(prompt)
+    return max(sum(len(part) + 1 for part in _user_texts(prompt)) - 1, 0)
+
+
+def _user_texts(messages: Sequence[Any]) -> Iterator[str]:
+    for msg in messages:
         if not isinstance(msg, dict) or msg.get("role") not in ("user", None):
             continue
         content = msg.get("content")
         if isinstance(content, str):
-            parts.append(content)
+            yield content
         elif isinstance(content, list):
-            parts.extend(
+            yield from (
                 str(block.get("text", ""))
                 for block in content
                 if isinstance(block, dict) and block.get("type") == "text"
             )
-    return "\n".join(parts)
 
 
 def clip(text: str) -> str:
@@ -80,8 +98,44 @@ def clip(text: str) -> str:
     return text[:HEAD_CHARS] + " … " + text[-TAIL_CHARS:]
 
 
-def lexical(text: str) -> list[float]:
-    """Cheap features, roughly unit-scaled (standardised again by the model)."""
+def lexical(text: str, scan: Scan | None = None) -> list[float]:
+    """Cheap features, roughly unit-scaled (standardised again by the model).
+
+    Equal to `lexical_re`; ASCII text is read from its `Scan` (`scan`, when the
+    caller already has it) instead of one regular expression per feature."""
+    scan = scan or Scan.of(text)
+    if scan is None:
+        return lexical_re(text)
+    n = max(len(text), 1)
+    lower, numeric = scan.lower, scan.numeric
+    marks = scan.shape.count("+") + lower.count("\\frac") + lower.count("\\sqrt")
+    return [
+        math.log1p(len(text)),
+        math.log1p(scan.spaced_words()),
+        sum(map(numeric.count, "0123456789")) / n,
+        math.log1p(len(_NUMBER.findall(numeric))),
+        float(_has_code(text)),
+        math.log1p(marks + _MATH_WORDS.count(scan)),
+        float(scan.options() >= 3),
+        0.0,  # no character outside ASCII
+        math.log1p(text.count("?")),
+        math.log1p(_WH.count(scan)),
+    ]
+
+
+def _has_code(text: str) -> bool:
+    """`_CODE` finds something in ASCII `text`: one alternative at a time, cheapest first."""
+    return (
+        "```" in text
+        or "=>" in text
+        or any(occurrences(text, start) for start in ("def ", "class ", "import "))
+        or any(occurrences(text, word, whole=True) for word in ("return", "function"))
+        or (any(c in text for c in "{};") and _CODE_LINE_END.search(text) is not None)
+    )
+
+
+def lexical_re(text: str) -> list[float]:
+    """The lexical features' definition: one regular expression each (any text)."""
     n = max(len(text), 1)
     words = len(text.split())
     return [
@@ -94,7 +148,7 @@ def lexical(text: str) -> list[float]:
         float(len(_CHOICES.findall(text)) >= 3),
         len(_NON_ASCII.findall(text)) / n,
         math.log1p(text.count("?")),
-        math.log1p(len(_WH.findall(text))),
+        math.log1p(len(_WH.pattern.findall(text))),
     ]
 
 
@@ -116,19 +170,23 @@ class Spec:
         return self.dense + self.hash_dim + (DIM if self.embed else 0)
 
 
-def hashed_words(text: str, dim: int) -> list[tuple[int, float]]:
+def hashed_words(text: str, dim: int, scan: Scan | None = None) -> list[tuple[int, float]]:
     """Sparse (index, value): log counts of word unigrams and bigrams, L2-normalised."""
-    words = _WORD.findall(text[:BOW_CHARS].lower())
-    counts: dict[int, int] = {}
-    prev = ""
-    for w in words:
-        for gram in (w, prev + " " + w) if prev else (w,):
-            h = zlib.crc32(gram.encode("utf-8")) % dim
-            counts[h] = counts.get(h, 0) + 1
-        prev = w
-    values = [(h, math.log1p(c)) for h, c in counts.items()]
-    norm = math.sqrt(sum(v * v for _, v in values)) or 1.0
-    return [(h, v / norm) for h, v in values]
+    return list(zip(*_hashed(text, dim, scan), strict=True))
+
+
+def _hashed(text: str, dim: int, scan: Scan | None) -> tuple[list[int], list[float]]:
+    """`hashed_words` as (indices, values)."""
+    words = scan.words_in(BOW_CHARS) if scan else _WORD.findall(text[:BOW_CHARS].lower())
+    # the grams in reading order (w0, w1, "w0 w1", w2, "w1 w2", ...): the buckets are
+    # counted in the order their first grams appear, and the norm sums in that order
+    grams = words[:1] * (2 * len(words) - 1)
+    grams[1::2] = words[1:]
+    grams[2::2] = map(" ".join, pairwise(words))
+    counts = Counter(map(dim.__rmod__, map(zlib.crc32, map(str.encode, grams))))
+    logs = list(map(math.log1p, counts.values()))
+    norm = math.sqrt(sum(map(operator.mul, logs, logs))) or 1.0
+    return list(counts), [v / norm for v in logs]
 
 
 def featurize(
@@ -142,11 +200,13 @@ def featurize(
     out = np.zeros((len(texts), spec.width), dtype=np.float32)
     nlex, ndense = len(LEXICAL), spec.dense
     for i, text in enumerate(texts):
-        out[i, :nlex] = lexical(text)
+        scan = Scan.of(text)
+        out[i, :nlex] = lexical(text, scan)
         if spec.cues:
-            out[i, nlex:ndense] = cues(text)
-        for h, v in hashed_words(text, spec.hash_dim) if spec.hash_dim else ():
-            out[i, ndense + h] = v
+            out[i, nlex:ndense] = cues(text, scan)
+        if spec.hash_dim:
+            buckets, values = _hashed(text, spec.hash_dim, scan)
+            out[i, ndense:][buckets] = values
     if spec.embed:
         if embedder is None:
             from tokenomy.embed import shared_embedder

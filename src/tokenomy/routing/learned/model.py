@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 DEFAULT_PATH = Path(__file__).with_name("default_router.npz")
 DEFAULT_TIERS = ("weak", "strong")
 DEFAULT_QUALITY_TARGET = 0.95
+_KNOWN_MAX = 256  # thresholds a calibration remembers (targets come from configuration)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,24 @@ class Calibration:
     share: tuple[float, ...]  # share of requests sent to the strong tier
     threshold: tuple[float, ...]  # win score below which a request goes strong
     quality: tuple[float, ...]  # routed quality / always-strong quality at that share
+    # knob → threshold, remembered: a gateway asks for the same few targets on every request
+    _known: dict[tuple[float | None, float | None], float] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def threshold_for(self, quality_target: float | None, strong_share: float | None) -> float:
+        """The threshold for `strong_share`, else for `quality_target` (None: the default)."""
+        key = (quality_target, strong_share)
+        t = self._known.get(key)
+        if t is None:
+            if strong_share is None:
+                target = DEFAULT_QUALITY_TARGET if quality_target is None else quality_target
+                strong_share = self.share_for_quality(target)
+            t = self.threshold_for_share(strong_share)
+            if len(self._known) >= _KNOWN_MAX:
+                self._known.clear()
+            self._known[key] = t
+        return t
 
     def threshold_for_share(self, strong_share: float) -> float:
         s = min(max(strong_share, 0.0), 1.0)
@@ -95,6 +114,15 @@ class Router:
     calibration: Calibration
     meta: dict[str, Any] = field(default_factory=dict)
     embedder: Any = None
+    spec: Spec = field(init=False, repr=False, compare=False)  # from meta, when made
+
+    def __post_init__(self) -> None:
+        f = self.meta.get("features", {})
+        self.spec = Spec(
+            hash_dim=int(f.get("hash_dim", 0)),
+            embed=bool(f.get("embed", False)),
+            cues=bool(f.get("cues", False)),
+        )
 
     # -- persistence -------------------------------------------------------
     @classmethod
@@ -136,15 +164,6 @@ class Router:
             )
 
     # -- prediction --------------------------------------------------------
-    @property
-    def spec(self) -> Spec:
-        f = self.meta.get("features", {})
-        return Spec(
-            hash_dim=int(f.get("hash_dim", 0)),
-            embed=bool(f.get("embed", False)),
-            cues=bool(f.get("cues", False)),
-        )
-
     def features(self, texts: Sequence[str]) -> NDArray[np.float32]:
         return featurize(texts, self.spec, self.embedder)
 
@@ -175,11 +194,7 @@ class Router:
         self, *, quality_target: float | None = None, strong_share: float | None = None
     ) -> float:
         """The probability a cheaper tier must reach to serve a prompt."""
-        cal = self.calibration
-        if strong_share is None:
-            target = DEFAULT_QUALITY_TARGET if quality_target is None else quality_target
-            strong_share = cal.share_for_quality(target)
-        return cal.threshold_for_share(strong_share)
+        return self.calibration.threshold_for(quality_target, strong_share)
 
     def tier_scores(self, probs: Sequence[float], tiers: Sequence[str]) -> dict[str, float]:
         """Predicted quality of an operator's tiers (cheap → strong), placed on the heads."""
