@@ -186,3 +186,22 @@ async def test_a_nudge_cut_off_by_a_lost_connection_fails_nobody(pipe: Pipe) -> 
     proto.abort(ConnectionError("gone"))  # before the PONG came back
     assert proto.closed and not proto.waiting
     assert await pipe.call("CLIENT", "ID") != me  # the next call opens a new connection
+
+
+def test_a_nudge_from_another_loop_is_not_sent(redis_url: str) -> None:
+    p = Pipe(redis_url, timeout=2)
+    first = asyncio.new_event_loop()
+    try:
+        assert first.run_until_complete(p.call("PING")) == b"PONG"
+        proto = p._proto
+        assert proto is not None
+
+        async def nudge() -> None:
+            await asyncio.sleep(0.005)
+            p.nudge()  # neither raises nor writes through the other loop's transport
+
+        asyncio.run(nudge())
+        assert not proto.waiting
+        first.run_until_complete(p.close())
+    finally:
+        first.close()

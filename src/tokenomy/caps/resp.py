@@ -181,9 +181,10 @@ class Pipe:
         Nothing is sent if the connection is not open or was used in the last
         millisecond (Redis is awake then); the PING's reply is dropped.
         """
-        proto = self._proto
-        if proto is not None and self._loop is not None:
-            proto.nudge(self._loop, NUDGE_IDLE, self.timeout)
+        proto, loop = self._proto, self._loop
+        # only on the connection's own loop (a test may have left one on a closed loop)
+        if proto is not None and loop is asyncio.get_running_loop():
+            proto.nudge(loop, NUDGE_IDLE, self.timeout)
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         if self._loop is not loop:  # first use, or a new event loop: start afresh
