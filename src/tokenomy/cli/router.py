@@ -8,6 +8,9 @@ from pathlib import Path
 import click
 
 from ..errors import ConfigError
+from ..routing.learned.features import DEFAULT_HASH_DIM
+from ..routing.learned.model import DEFAULT_QUALITY_TARGET
+from ..routing.learned.train import DEFAULT_HOLDOUT, DEFAULT_L2
 
 
 @click.group()
@@ -36,15 +39,18 @@ def router() -> None:
 )
 @click.option(
     "--holdout",
-    default=0.2,
+    default=DEFAULT_HOLDOUT,
     show_default=True,
     help="Share of prompts held out to calibrate the knob.",
 )
 @click.option(
-    "--l2", default=0.0003, show_default=True, help="L2 regularisation of the logistic heads."
+    "--l2", default=DEFAULT_L2, show_default=True, help="L2 regularisation of the logistic heads."
 )
 @click.option(
-    "--hash-dim", default=4096, show_default=True, help="Buckets for hashed words (0: none)."
+    "--hash-dim",
+    default=DEFAULT_HASH_DIM,
+    show_default=True,
+    help="Buckets for hashed words (0: none).",
 )
 @click.option(
     "--embed/--no-embed",
@@ -103,7 +109,7 @@ def train(
 @click.option("--strong", help="Strong model (default: the dearest, else the highest-scoring).")
 @click.option(
     "--quality",
-    default=0.95,
+    default=DEFAULT_QUALITY_TARGET,
     show_default=True,
     help="Quality target, as a share of the strong model's.",
 )
