@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
 from ..routing.learned.features import DEFAULT_HASH_DIM
 from ..routing.learned.model import DEFAULT_QUALITY_TARGET
 from ..routing.learned.train import DEFAULT_HOLDOUT, DEFAULT_L2
@@ -80,7 +79,7 @@ def train(
         spec = Spec(hash_dim=hash_dim, embed=embed)
         parsed = [Head.parse(h) for h in heads] or None
         trained = fit(outcomes, parsed, spec=spec, holdout=holdout, l2=l2)
-    except (ConfigError, ValueError) as exc:
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     trained.router.save(out)
     rep = trained.report
@@ -137,7 +136,7 @@ def eval_(
         pair = pick_pair(outcomes, weak, strong)
         model = Router.load(router_path)
         win = model.win_scores(model.predict([o.prompt for o in outcomes]))
-    except (ConfigError, ValueError) as exc:
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     rows = compare(outcomes, [-float(p) for p in win], pair, quality)
     if as_json:
