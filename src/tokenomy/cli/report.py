@@ -22,6 +22,7 @@ from ..ledger import open_store
 from ..reports import SECTIONS, TABLES, Filters, Report, build_report, check_dimension, to_csv
 from ..reports import to_json as report_json
 from ..reports.export import group_row, group_table
+from .common import config_option, db_option
 from .keys import parse_duration
 
 _RELATIVE = re.compile(r"^\d+(?:\.\d+)?[smhdw]$")
@@ -89,8 +90,8 @@ def _tags(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
 @click.option("--section", type=click.Choice(["all", *SECTIONS]), default=None,
               help="What to print: all (table and json default) or one section "
                    "(CSV holds one; its default is groups).")  # fmt: skip
-@click.option("--db", default=None, envvar="TOKENOMY_DB", help="Ledger path or URL.")
-@click.option("--config", "config_path", default=None, help="YAML config file.")
+@db_option
+@config_option
 def report(
     group_by: str,
     since: str | None,

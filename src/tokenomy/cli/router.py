@@ -10,6 +10,7 @@ import click
 from ..routing.learned.features import DEFAULT_HASH_DIM
 from ..routing.learned.model import DEFAULT_QUALITY_TARGET
 from ..routing.learned.train import DEFAULT_HOLDOUT, DEFAULT_L2
+from .common import config_option, db_option
 
 
 @click.group()
@@ -151,8 +152,8 @@ def eval_(
 
 
 @router.command(name="export-feedback")
-@click.option("--db", default=None, envvar="TOKENOMY_DB", help="Ledger path or URL.")
-@click.option("--config", "config_path", default=None, help="YAML config file.")
+@db_option
+@config_option
 @click.option("--since", default=None, help="Only feedback from then on (date or 7d / 24h).")
 @click.option(
     "--out", default="-", type=click.Path(dir_okay=False, allow_dash=True),
