@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..ledger import open_store
 from ..reports import SECTIONS, TABLES, Filters, Report, build_report, check_dimension, to_csv
 from ..reports import to_json as report_json
-from ..reports.export import group_row, group_table
+from ..reports.export import TOTALS_HEADER, group_row
 from .common import config_option, db_option
 from .keys import parse_duration
 
@@ -218,7 +218,7 @@ def _print_tables(rep: Report, sections: Sequence[str]) -> None:
             table.add_row(*cells)
         if section == "groups":
             totals = ["total"] + [""] * (len(rep.group_by) - 1) if rep.group_by else []
-            total_row = dict(zip(header[len(rep.group_by) :], _total_cells(rep), strict=True))
+            total_row = dict(zip(TOTALS_HEADER, _total_cells(rep), strict=True))
             table.add_section()
             table.add_row(*totals, *(total_row[header[i]] for i in keep if i >= len(rep.group_by)))
         console.print()
@@ -226,15 +226,15 @@ def _print_tables(rep: Report, sections: Sequence[str]) -> None:
 
 
 def _total_cells(rep: Report) -> list[str]:
-    header, _ = group_table(rep)
-    n = len(rep.group_by)
     values = group_row((), rep.total)
-    cells = [_cell(h, v) for h, v in zip(header[n:], values, strict=True)]
-    _mark_unknown(header[n:], values, header[n:], cells)
+    cells = [_cell(h, v) for h, v in zip(TOTALS_HEADER, values, strict=True)]
+    _mark_unknown(TOTALS_HEADER, values, TOTALS_HEADER, cells)
     return cells
 
 
-def _mark_unknown(header: list[str], row: list[Any], shown: list[str], cells: list[str]) -> None:
+def _mark_unknown(
+    header: Sequence[str], row: list[Any], shown: Sequence[str], cells: list[str]
+) -> None:
     """A known cost next to requests of unknown price is a lower bound: say so."""
     if "unpriced_requests" not in header or "cost_usd" not in shown:
         return
