@@ -3,39 +3,24 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TypeVar
 
 import click
 import orjson
 
 from ..billing import BillingStore, Plan, build_statement, money_text, parse_money, parse_period
 from ..config import load_settings
-from ..errors import TokenomyError
-from .keys import _store, config_option, db_option, parse_duration
-
-T = TypeVar("T")
+from .common import click_errors, config_option, db_option, open_ledger
+from .keys import parse_duration
 
 
 @contextmanager
 def _billing(db: str | None, config_path: str | None) -> Iterator[BillingStore]:
-    store = _store(db, config_path)
-    try:
+    with open_ledger(db, config_path) as store, click_errors():
         yield BillingStore(store)
-    except TokenomyError as exc:
-        raise click.ClickException(exc.message) from exc
-    finally:
-        store.close()
-
-
-def _checked(fn: Callable[[], T]) -> T:
-    try:
-        return fn()
-    except TokenomyError as exc:
-        raise click.ClickException(exc.message) from exc
 
 
 def _when(ts: float) -> str:
@@ -62,7 +47,8 @@ def topup(
     customer: str, amount: str, unit: str, note: str | None, db: str | None, config_path: str | None
 ) -> None:
     """Add AMOUNT (dollars, or tokens) to CUSTOMER's balance."""
-    value = _checked(lambda: parse_money(amount, "amount", unit=unit))
+    with click_errors():
+        value = parse_money(amount, "amount", unit=unit)
     with _billing(db, config_path) as billing:
         entry = billing.topup(customer, value, unit=unit, note=note)
         acct = billing.customer(customer)
@@ -92,7 +78,7 @@ def adjust(
         acct = billing.customer(customer)
         if acct is None or acct.unit is None:
             raise click.ClickException(f"{customer!r} has no balance")
-        value = _checked(lambda: parse_money(amount, "amount", unit=acct.unit or "usd"))
+        value = parse_money(amount, "amount", unit=acct.unit)
         kind = "refund" if refund_of else "adjustment"
         entry = billing.adjust(customer, value, note=note, kind=kind, request_id=refund_of)
         if entry is None:
@@ -183,15 +169,14 @@ def create_plan(
     def price(value: str | None, what: str) -> Decimal | None:
         return None if value is None else parse_money(value, what)
 
-    plan = _checked(
-        lambda: Plan(
+    with click_errors():
+        plan = Plan(
             name=name,
             markup_pct=price(markup, "markup"),
             input_per_mtok=price(input_, "input"),
             output_per_mtok=price(output, "output"),
             cached_input_per_mtok=price(cached_input, "cached-input"),
         )
-    )
     with _billing(db, config_path) as billing:
         billing.create_plan(plan)
     click.echo(f"plan {name}: {plan.describe()}")
@@ -241,7 +226,8 @@ def statements(
 ) -> None:
     """Print CUSTOMER's statement for a period: usage, cost, charges, balance."""
     tz = timezone or load_settings(config_path, db=db).timezone
-    span = _checked(lambda: parse_period(period, tz))
+    with click_errors():
+        span = parse_period(period, tz)
     with _billing(db, config_path) as billing:
         st = build_statement(billing, customer, span, timezone=tz)
     if fmt == "csv":

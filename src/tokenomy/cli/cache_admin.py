@@ -9,19 +9,16 @@ import click
 from ..cache import CacheStore, Stats, cache_config, open_cache_store
 from ..cache.config import CacheConfig
 from ..config import load_settings
-from ..errors import TokenomyError
 from .cache import cache
+from .common import click_errors, config_option
 
 db_option = click.option("--db", default=None, envvar="TOKENOMY_DB",
                          help="Ledger path (the cache file defaults to its name + .cache.db).")  # fmt: skip
-config_option = click.option("--config", "config_path", default=None, help="YAML config file.")
 
 
 def _config(config_path: str | None, db: str | None) -> CacheConfig:
-    try:
+    with click_errors():
         return cache_config(load_settings(config_path, db=db))
-    except TokenomyError as exc:
-        raise click.ClickException(str(exc)) from exc
 
 
 def _where(cfg: CacheConfig) -> str:

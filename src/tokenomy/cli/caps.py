@@ -12,14 +12,9 @@ import click
 
 from ..caps.model import budget_from, budget_view, limit_from, limit_view
 from ..caps.store import CapsStore
-from ..config import load_settings
-from ..errors import TokenomyError
-from ..ledger import open_store
+from .common import click_errors, config_option, db_option, open_ledger
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-db_option = click.option("--db", default=None, envvar="TOKENOMY_DB", help="Ledger path or URL.")
-config_option = click.option("--config", "config_path", default=None, help="YAML config file.")
 
 
 def _scope_options(fn: F) -> F:
@@ -46,21 +41,9 @@ def _scope(kw: dict[str, Any]) -> dict[str, str] | None:
     return scope or None
 
 
-def _caps(db: str | None, config_path: str | None) -> tuple[CapsStore, Any]:
-    settings = load_settings(config_path, db=db)
-    store = open_store(settings.db)
-    store.migrate()
-    return CapsStore(store), store
-
-
 def _run(db: str | None, config_path: str | None, fn: Callable[[CapsStore], Any]) -> Any:
-    caps, store = _caps(db, config_path)
-    try:
-        return fn(caps)
-    except TokenomyError as exc:
-        raise click.ClickException(exc.message) from exc
-    finally:
-        store.close()
+    with open_ledger(db, config_path) as store, click_errors():
+        return fn(CapsStore(store))
 
 
 def _show(view: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ import click
 
 from ..config import load_settings
 from ..errors import ConfigError
+from .common import config_option, db_option
 
 
 def _money(d: Decimal) -> str:
@@ -20,8 +21,8 @@ def _money(d: Decimal) -> str:
 
 
 @click.command()
-@click.option("--db", default=None, envvar="TOKENOMY_DB", help="Ledger path or URL.")
-@click.option("--config", "config_path", default=None, help="YAML config file.")
+@db_option
+@config_option
 @click.option("--by", default="total", show_default=True,
               help="Scope: total, org, team, user, key, model, provider, route or tag:NAME.")  # fmt: skip
 @click.option("--today", type=click.DateTime(["%Y-%m-%d"]), default=None,

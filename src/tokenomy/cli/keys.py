@@ -8,10 +8,8 @@ from datetime import UTC, datetime
 
 import click
 
-from ..config import load_settings
 from ..keys import mint_key
-from ..ledger import open_store
-from ..ledger.base import Store
+from .common import config_option, db_option, open_ledger
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -24,19 +22,8 @@ def parse_duration(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def _store(db: str | None, config_path: str | None) -> Store:
-    settings = load_settings(config_path, db=db)
-    store = open_store(settings.db)
-    store.migrate()
-    return store
-
-
 def _when(ts: float | None) -> str:
     return "-" if ts is None else datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-db_option = click.option("--db", default=None, envvar="TOKENOMY_DB", help="Ledger path or URL.")
-config_option = click.option("--config", "config_path", default=None, help="YAML config file.")
 
 
 @click.group()
@@ -77,11 +64,8 @@ def create(
         name=name, org=org, team=team, user=user, tags=tag_map, models=list(models),
         expires_at=expires_at,
     )  # fmt: skip
-    store = _store(db, config_path)
-    try:
+    with open_ledger(db, config_path) as store:
         store.create_key(rec)
-    finally:
-        store.close()
     click.echo(f"key_id: {rec.key_id}  team: {team or '-'}  user: {user or '-'}  "
                f"expires: {_when(expires_at)}")  # fmt: skip
     click.echo("Store this key now; it cannot be shown again:", err=True)
@@ -93,11 +77,8 @@ def create(
 @config_option
 def list_(db: str | None, config_path: str | None) -> None:
     """List keys (never their secrets)."""
-    store = _store(db, config_path)
-    try:
+    with open_ledger(db, config_path) as store:
         rows = store.list_keys()
-    finally:
-        store.close()
     now = time.time()
     click.echo(
         f"{'key_id':<14}{'name':<16}{'org':<12}{'team':<12}{'user':<12}{'status':<10}expires"
@@ -117,11 +98,8 @@ def list_(db: str | None, config_path: str | None) -> None:
 @config_option
 def revoke(key_id: str, db: str | None, config_path: str | None) -> None:
     """Revoke a key now (within the gateway's key cache TTL, 2 s by default)."""
-    store = _store(db, config_path)
-    try:
+    with open_ledger(db, config_path) as store:
         ok = store.update_key(key_id, revoked_at=time.time())
-    finally:
-        store.close()
     if not ok:
         raise click.ClickException(f"no key {key_id!r}")
     click.echo(f"revoked {key_id}")
@@ -135,11 +113,8 @@ def revoke(key_id: str, db: str | None, config_path: str | None) -> None:
 def expire(key_id: str, in_: str, db: str | None, config_path: str | None) -> None:
     """Set a key's expiry."""
     at = time.time() + parse_duration(in_)
-    store = _store(db, config_path)
-    try:
+    with open_ledger(db, config_path) as store:
         ok = store.update_key(key_id, expires_at=at)
-    finally:
-        store.close()
     if not ok:
         raise click.ClickException(f"no key {key_id!r}")
     click.echo(f"{key_id} expires {_when(at)}")

@@ -21,7 +21,8 @@ from ..errors import ConfigError
 from ..ledger import open_store
 from ..reports import SECTIONS, TABLES, Filters, Report, build_report, check_dimension, to_csv
 from ..reports import to_json as report_json
-from ..reports.export import group_row, group_table
+from ..reports.export import TOTALS_HEADER, group_row
+from .common import config_option, db_option
 from .keys import parse_duration
 
 _RELATIVE = re.compile(r"^\d+(?:\.\d+)?[smhdw]$")
@@ -89,8 +90,8 @@ def _tags(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
 @click.option("--section", type=click.Choice(["all", *SECTIONS]), default=None,
               help="What to print: all (table and json default) or one section "
                    "(CSV holds one; its default is groups).")  # fmt: skip
-@click.option("--db", default=None, envvar="TOKENOMY_DB", help="Ledger path or URL.")
-@click.option("--config", "config_path", default=None, help="YAML config file.")
+@db_option
+@config_option
 def report(
     group_by: str,
     since: str | None,
@@ -217,7 +218,7 @@ def _print_tables(rep: Report, sections: Sequence[str]) -> None:
             table.add_row(*cells)
         if section == "groups":
             totals = ["total"] + [""] * (len(rep.group_by) - 1) if rep.group_by else []
-            total_row = dict(zip(header[len(rep.group_by) :], _total_cells(rep), strict=True))
+            total_row = dict(zip(TOTALS_HEADER, _total_cells(rep), strict=True))
             table.add_section()
             table.add_row(*totals, *(total_row[header[i]] for i in keep if i >= len(rep.group_by)))
         console.print()
@@ -225,15 +226,15 @@ def _print_tables(rep: Report, sections: Sequence[str]) -> None:
 
 
 def _total_cells(rep: Report) -> list[str]:
-    header, _ = group_table(rep)
-    n = len(rep.group_by)
     values = group_row((), rep.total)
-    cells = [_cell(h, v) for h, v in zip(header[n:], values, strict=True)]
-    _mark_unknown(header[n:], values, header[n:], cells)
+    cells = [_cell(h, v) for h, v in zip(TOTALS_HEADER, values, strict=True)]
+    _mark_unknown(TOTALS_HEADER, values, TOTALS_HEADER, cells)
     return cells
 
 
-def _mark_unknown(header: list[str], row: list[Any], shown: list[str], cells: list[str]) -> None:
+def _mark_unknown(
+    header: Sequence[str], row: list[Any], shown: Sequence[str], cells: list[str]
+) -> None:
     """A known cost next to requests of unknown price is a lower bound: say so."""
     if "unpriced_requests" not in header or "cost_usd" not in shown:
         return

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..errors import ConfigError
+from ..routing.learned.features import DEFAULT_HASH_DIM
+from ..routing.learned.model import DEFAULT_QUALITY_TARGET
+from ..routing.learned.train import DEFAULT_HOLDOUT, DEFAULT_L2
+from .common import config_option, db_option
 
 
 @click.group()
@@ -36,15 +39,18 @@ def router() -> None:
 )
 @click.option(
     "--holdout",
-    default=0.2,
+    default=DEFAULT_HOLDOUT,
     show_default=True,
     help="Share of prompts held out to calibrate the knob.",
 )
 @click.option(
-    "--l2", default=0.0003, show_default=True, help="L2 regularisation of the logistic heads."
+    "--l2", default=DEFAULT_L2, show_default=True, help="L2 regularisation of the logistic heads."
 )
 @click.option(
-    "--hash-dim", default=4096, show_default=True, help="Buckets for hashed words (0: none)."
+    "--hash-dim",
+    default=DEFAULT_HASH_DIM,
+    show_default=True,
+    help="Buckets for hashed words (0: none).",
 )
 @click.option(
     "--embed/--no-embed",
@@ -74,7 +80,7 @@ def train(
         spec = Spec(hash_dim=hash_dim, embed=embed)
         parsed = [Head.parse(h) for h in heads] or None
         trained = fit(outcomes, parsed, spec=spec, holdout=holdout, l2=l2)
-    except (ConfigError, ValueError) as exc:
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     trained.router.save(out)
     rep = trained.report
@@ -103,7 +109,7 @@ def train(
 @click.option("--strong", help="Strong model (default: the dearest, else the highest-scoring).")
 @click.option(
     "--quality",
-    default=0.95,
+    default=DEFAULT_QUALITY_TARGET,
     show_default=True,
     help="Quality target, as a share of the strong model's.",
 )
@@ -131,7 +137,7 @@ def eval_(
         pair = pick_pair(outcomes, weak, strong)
         model = Router.load(router_path)
         win = model.win_scores(model.predict([o.prompt for o in outcomes]))
-    except (ConfigError, ValueError) as exc:
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     rows = compare(outcomes, [-float(p) for p in win], pair, quality)
     if as_json:
@@ -146,8 +152,8 @@ def eval_(
 
 
 @router.command(name="export-feedback")
-@click.option("--db", default=None, envvar="TOKENOMY_DB", help="Ledger path or URL.")
-@click.option("--config", "config_path", default=None, help="YAML config file.")
+@db_option
+@config_option
 @click.option("--since", default=None, help="Only feedback from then on (date or 7d / 24h).")
 @click.option(
     "--out", default="-", type=click.Path(dir_okay=False, allow_dash=True),

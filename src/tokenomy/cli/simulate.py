@@ -11,7 +11,6 @@ from typing import Any
 import click
 
 from ..config import load_settings
-from ..errors import ConfigError
 
 INSTALL_HINT = "this needs the insights extra: pip install 'tokenomy[insights]'"
 
@@ -143,10 +142,7 @@ def simulate(
     if not policies:
         raise click.UsageError("give at least one policy: --move, --price-change, --cache, "
                                "--compress, --cap or --auto")  # fmt: skip
-    try:
-        settings = load_settings(config_path, db=db)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    settings = load_settings(config_path, db=db)
     traffic: Traffic
     try:
         if jsonl is not None:
@@ -160,7 +156,7 @@ def simulate(
                 traffic = from_ledger(store, since=since)
     except ImportError as exc:
         raise click.ClickException(f"{INSTALL_HINT} ({exc})") from exc
-    except (ValueError, ConfigError) as exc:
+    except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     if not traffic.requests:
         raise click.ClickException(f"no traffic to replay in {traffic.source}")

@@ -19,22 +19,24 @@ SECTIONS = ("groups", "top", "routes", "unpriced", "savings")
 
 Table = tuple[list[str], list[list[Any]]]
 
+# The columns of `group_row` after the key: a group's totals, and the report's total.
+TOTALS_HEADER = (
+    "requests",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_share",
+    "cost_usd",
+    "unpriced_requests",
+    "unpriced_input_tokens",
+    "unpriced_output_tokens",
+    "saved_usd",
+)
+
 
 def group_table(report: Report) -> Table:
-    header = [
-        *report.group_by,
-        "requests",
-        "errors",
-        "input_tokens",
-        "output_tokens",
-        "cache_read_tokens",
-        "cache_share",
-        "cost_usd",
-        "unpriced_requests",
-        "unpriced_input_tokens",
-        "unpriced_output_tokens",
-        "saved_usd",
-    ]
+    header = [*report.group_by, *TOTALS_HEADER]
     return header, [group_row(g.key, g.totals) for g in report.groups]
 
 
@@ -161,13 +163,7 @@ def to_json(report: Report, sections: tuple[str, ...] = SECTIONS) -> dict[str, A
         "until": iso(report.until),
         "group_by": list(report.group_by),
         "filters": report.filters.describe(),
-        "total": dict(
-            zip(
-                group_table(report)[0][len(report.group_by) :],
-                map(plain, group_row((), t)),
-                strict=True,
-            )
-        ),
+        "total": dict(zip(TOTALS_HEADER, map(plain, group_row((), t)), strict=True)),
     }
     out["total"]["cost_per_1k_requests"] = plain(t.cost_per_1k_requests)
     for section in sections:

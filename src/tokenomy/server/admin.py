@@ -22,7 +22,8 @@ from ..keys import bearer_token, mint_key
 from ..ledger.base import KeyRecord
 from .admin_billing import handle_credits, handle_customers, handle_plans, handle_statements
 from .admin_caps import handle_budgets, handle_limits
-from .http import Scope, parse_json, read_body, send_json
+from .admin_http import json_object, not_allowed, optional_str
+from .http import Scope, send_json
 
 
 def key_view(rec: KeyRecord) -> dict[str, Any]:
@@ -45,13 +46,6 @@ def _expiry(body: dict[str, Any]) -> float | None:
         except (TypeError, ValueError) as exc:
             raise InvalidRequest("'expires_at' must be unix seconds") from exc
     return None
-
-
-def _str_or_none(body: dict[str, Any], name: str) -> str | None:
-    v = body.get(name)
-    if v is not None and not isinstance(v, str):
-        raise InvalidRequest(f"'{name}' must be a string", param=name)
-    return v
 
 
 # An admin handler gets the gateway, the method, the path parts after /admin
@@ -77,25 +71,22 @@ async def handle_admin(
 
 async def handle_keys(gw: Gateway, method: str, parts: list[str], receive: Any, send: Any) -> None:
     store = gw.store
-    path = "/admin/" + "/".join(parts)
     if len(parts) == 1:
         if method == "GET":
             keys = await asyncio.to_thread(store.list_keys)
             await send_json(send, 200, {"object": "list", "data": [key_view(k) for k in keys]})
             return
         if method == "POST":
-            body = parse_json(await read_body(receive))
-            if not isinstance(body, dict):
-                raise InvalidRequest("expected a JSON object")
+            body = await json_object(receive)
             tags = body.get("tags") or {}
             models = body.get("models") or []
             if not isinstance(tags, dict) or not isinstance(models, list):
                 raise InvalidRequest("'tags' must be an object and 'models' an array")
             secret, rec = mint_key(
-                name=_str_or_none(body, "name"),
-                org=_str_or_none(body, "org"),
-                team=_str_or_none(body, "team"),
-                user=_str_or_none(body, "user"),
+                name=optional_str(body, "name"),
+                org=optional_str(body, "org"),
+                team=optional_str(body, "team"),
+                user=optional_str(body, "user"),
                 tags={str(k): str(v) for k, v in tags.items()},
                 models=[str(m) for m in models],
                 expires_at=_expiry(body),
@@ -103,7 +94,7 @@ async def handle_keys(gw: Gateway, method: str, parts: list[str], receive: Any, 
             await asyncio.to_thread(store.create_key, rec)
             await send_json(send, 201, {**key_view(rec), "key": secret})
             return
-        raise InvalidRequest(f"{method} not allowed on /admin/keys", status=405)
+        raise not_allowed(method, parts)
     key_id = parts[1]
     rec_or_none = await asyncio.to_thread(store.get_key, key_id)
     if rec_or_none is None:
@@ -115,15 +106,13 @@ async def handle_keys(gw: Gateway, method: str, parts: list[str], receive: Any, 
     if (method == "POST" and action == "revoke") or (method == "DELETE" and action is None):
         await asyncio.to_thread(store.update_key, key_id, revoked_at=time.time())
     elif method == "PATCH" and action is None:
-        body = parse_json(await read_body(receive))
-        if not isinstance(body, dict):
-            raise InvalidRequest("expected a JSON object")
+        body = await json_object(receive)
         exp = _expiry(body)
         if exp is None:
             raise InvalidRequest("give 'expires_at' (unix seconds) or 'expires_in' (seconds)")
         await asyncio.to_thread(store.update_key, key_id, expires_at=exp)
     else:
-        raise InvalidRequest(f"{method} not allowed on {path}", status=405)
+        raise not_allowed(method, parts)
     gw.keys.forget()
     updated = await asyncio.to_thread(store.get_key, key_id)
     assert updated is not None

@@ -40,7 +40,8 @@ from ..billing.credits import CreditEntry
 from ..billing.policy import BillingPolicy
 from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
-from .http import parse_json, read_body, send_bytes, send_json
+from .admin_http import json_object, not_allowed, optional_str
+from .http import send_bytes, send_json
 
 
 def _billing(gw: Gateway) -> tuple[BillingStore, BillingPolicy | None]:
@@ -79,29 +80,20 @@ def plan_view(p: Plan) -> dict[str, Any]:
     return view
 
 
-async def _body(receive: Any) -> dict[str, Any]:
-    body = parse_json(await read_body(receive))
-    if not isinstance(body, dict):
-        raise InvalidRequest("expected a JSON object")
-    return body
-
-
-def _opt_str(body: dict[str, Any], name: str) -> str | None:
-    v = body.get(name)
-    if v is not None and not isinstance(v, str):
-        raise InvalidRequest(f"'{name}' must be a string", param=name)
-    return v
-
-
-def _not_allowed(method: str, parts: list[str]) -> InvalidRequest:
-    return InvalidRequest(f"{method} not allowed on /admin/{'/'.join(parts)}", status=405)
-
-
 async def _one_customer(billing: BillingStore, customer: str) -> Customer:
     found = await asyncio.to_thread(billing.customer, customer)
     if found is None:
         raise NotFound(f"No billing customer {customer!r}", code="customer_not_found")
     return found
+
+
+async def _send_entry(
+    send: Any, billing: BillingStore, policy: BillingPolicy | None, entry: CreditEntry
+) -> None:
+    """201 with a new ledger entry and the balance after it; the cached account is stale."""
+    _forget(policy, entry.customer)
+    acct = await _one_customer(billing, entry.customer)
+    await send_json(send, 201, {**entry_view(entry), "balance": _money(acct.balance)})
 
 
 async def handle_customers(
@@ -113,19 +105,19 @@ async def handle_customers(
         await send_json(send, 200, {"object": "list", "data": [customer_view(c) for c in rows]})
         return
     if len(parts) != 2:
-        raise _not_allowed(method, parts)
+        raise not_allowed(method, parts)
     customer = parts[1]
     if method == "GET":
         await send_json(send, 200, customer_view(await _one_customer(billing, customer)))
     elif method == "PATCH":
-        body = await _body(receive)
+        body = await json_object(receive)
         if "plan" not in body:
             raise InvalidRequest("give 'plan': a plan name, or null", param="plan")
-        acct = await asyncio.to_thread(billing.assign_plan, customer, _opt_str(body, "plan"))
+        acct = await asyncio.to_thread(billing.assign_plan, customer, optional_str(body, "plan"))
         _forget(policy, customer)
         await send_json(send, 200, customer_view(acct))
     else:
-        raise _not_allowed(method, parts)
+        raise not_allowed(method, parts)
 
 
 async def handle_credits(
@@ -133,7 +125,7 @@ async def handle_credits(
 ) -> None:
     billing, policy = _billing(gw)
     if len(parts) < 2 or len(parts) > 3:
-        raise _not_allowed(method, parts)
+        raise not_allowed(method, parts)
     customer, action = parts[1], (parts[2] if len(parts) == 3 else None)
     if method == "GET" and action is None:
         await send_json(send, 200, customer_view(await _one_customer(billing, customer)))
@@ -141,42 +133,38 @@ async def handle_credits(
         entries = await asyncio.to_thread(billing.history, customer, limit=1000)
         await send_json(send, 200, {"object": "list", "data": [entry_view(e) for e in entries]})
     elif method == "POST" and action == "topup":
-        body = await _body(receive)
-        unit = _opt_str(body, "unit") or "usd"
+        body = await json_object(receive)
+        unit = optional_str(body, "unit") or "usd"
         amount = parse_money(body.get("amount"), "amount", unit=unit)
         entry = await asyncio.to_thread(
-            billing.topup, customer, amount, unit=unit, note=_opt_str(body, "note")
+            billing.topup, customer, amount, unit=unit, note=optional_str(body, "note")
         )
-        _forget(policy, customer)
-        acct = await _one_customer(billing, customer)
-        await send_json(send, 201, {**entry_view(entry), "balance": _money(acct.balance)})
+        await _send_entry(send, billing, policy, entry)
     elif method == "POST" and action == "adjust":
-        body = await _body(receive)
+        body = await json_object(receive)
         acct = await _one_customer(billing, customer)
         amount = parse_money(body.get("amount"), "amount", unit=acct.unit or "usd")
-        kind = _opt_str(body, "kind") or "adjustment"
-        request_id = _opt_str(body, "request_id")
+        kind = optional_str(body, "kind") or "adjustment"
+        request_id = optional_str(body, "request_id")
         adjusted = await asyncio.to_thread(
             lambda: billing.adjust(
-                customer, amount, note=_opt_str(body, "note"), kind=kind, request_id=request_id
+                customer, amount, note=optional_str(body, "note"), kind=kind, request_id=request_id
             )
         )
         if adjusted is None:
             raise InvalidRequest(
                 f"request {request_id!r} was already refunded", status=409, code="refunded"
             )
-        _forget(policy, customer)
-        acct = await _one_customer(billing, customer)
-        await send_json(send, 201, {**entry_view(adjusted), "balance": _money(acct.balance)})
+        await _send_entry(send, billing, policy, adjusted)
     else:
-        raise _not_allowed(method, parts)
+        raise not_allowed(method, parts)
 
 
 def _plan_from(body: dict[str, Any]) -> Plan:
     def price(name: str) -> Decimal | None:
         return None if body.get(name) is None else parse_money(body[name], name)
 
-    name = _opt_str(body, "name")
+    name = optional_str(body, "name")
     if not name:
         raise InvalidRequest("a plan needs a 'name'", param="name")
     return Plan(
@@ -194,7 +182,7 @@ async def handle_plans(gw: Gateway, method: str, parts: list[str], receive: Any,
         rows = await asyncio.to_thread(billing.plans)
         await send_json(send, 200, {"object": "list", "data": [plan_view(p) for p in rows]})
     elif len(parts) == 1 and method == "POST":
-        plan = await asyncio.to_thread(billing.create_plan, _plan_from(await _body(receive)))
+        plan = await asyncio.to_thread(billing.create_plan, _plan_from(await json_object(receive)))
         _forget(policy)
         await send_json(send, 201, plan_view(plan))
     elif len(parts) == 2 and method == "GET":
@@ -203,7 +191,7 @@ async def handle_plans(gw: Gateway, method: str, parts: list[str], receive: Any,
             raise NotFound(f"No plan {parts[1]!r}", code="plan_not_found")
         await send_json(send, 200, plan_view(found))
     else:
-        raise _not_allowed(method, parts)
+        raise not_allowed(method, parts)
 
 
 async def handle_statements(

@@ -26,22 +26,16 @@ from ..caps import Budget, CapsPolicy, Limit
 from ..caps.model import EACH, budget_from, budget_view, limit_from, limit_view
 from ..caps.refusals import money
 from ..caps.store import CapsStore
-from ..errors import InvalidRequest, NotFound
+from ..errors import NotFound
 from ..gateway import Gateway
-from .http import parse_json, read_body, send_json
+from .admin_http import json_object, not_allowed
+from .http import send_json
 
 
 def _caps(gw: Gateway) -> CapsPolicy:
     if gw.caps is None:
         raise NotFound("Caps need a SQL ledger.", code="not_found")
     return gw.caps
-
-
-async def _body(receive: Any) -> dict[str, Any]:
-    body = parse_json(await read_body(receive))
-    if not isinstance(body, dict):
-        raise InvalidRequest("expected a JSON object")
-    return body
 
 
 async def _usage(caps: CapsPolicy, b: Budget) -> dict[str, Any] | None:
@@ -73,12 +67,12 @@ async def handle_budgets(
             data = [{**budget_view(b), "usage": await _usage(caps, b)} for b in budgets]
             await send_json(send, 200, {"object": "list", "data": data})
         elif method == "POST":
-            b = budget_from(await _body(receive))
+            b = budget_from(await json_object(receive))
             await asyncio.to_thread(store.save_budget, b, new=True)
             await caps.reload(force=True)
             await send_json(send, 201, budget_view(b))
         else:
-            raise InvalidRequest(f"{method} not allowed on /admin/budgets", status=405)
+            raise not_allowed(method, parts)
         return
     found = await asyncio.to_thread(store.get_budget, parts[1])
     if found is None:
@@ -90,7 +84,7 @@ async def handle_budgets(
     elif method == "GET" and action is None:
         await send_json(send, 200, {**budget_view(found), "usage": await _usage(caps, found)})
     elif method == "PATCH" and action is None:
-        b = budget_from(await _body(receive), base=found)
+        b = budget_from(await json_object(receive), base=found)
         await asyncio.to_thread(store.save_budget, b, new=False)
         await caps.reload(force=True)
         await send_json(send, 200, budget_view(b))
@@ -99,7 +93,7 @@ async def handle_budgets(
         await caps.reload(force=True)
         await send_json(send, 200, {"id": found.id, "deleted": True})
     else:
-        raise InvalidRequest(f"{method} not allowed on /admin/{'/'.join(parts)}", status=405)
+        raise not_allowed(method, parts)
 
 
 async def handle_limits(
@@ -112,12 +106,12 @@ async def handle_limits(
             _, _, limits = await asyncio.to_thread(store.load)
             await send_json(send, 200, {"object": "list", "data": [limit_view(x) for x in limits]})
         elif method == "POST":
-            lim = limit_from(await _body(receive))
+            lim = limit_from(await json_object(receive))
             await asyncio.to_thread(store.save_limit, lim, new=True)
             await caps.reload(force=True)
             await send_json(send, 201, limit_view(lim))
         else:
-            raise InvalidRequest(f"{method} not allowed on /admin/limits", status=405)
+            raise not_allowed(method, parts)
         return
     found: Limit | None = await asyncio.to_thread(store.get_limit, parts[1])
     if found is None:
@@ -127,7 +121,7 @@ async def handle_limits(
     if method == "GET":
         await send_json(send, 200, limit_view(found))
     elif method == "PATCH":
-        lim = limit_from(await _body(receive), base=found)
+        lim = limit_from(await json_object(receive), base=found)
         await asyncio.to_thread(store.save_limit, lim, new=False)
         await caps.reload(force=True)
         await send_json(send, 200, limit_view(lim))
@@ -136,4 +130,4 @@ async def handle_limits(
         await caps.reload(force=True)
         await send_json(send, 200, {"id": found.id, "deleted": True})
     else:
-        raise InvalidRequest(f"{method} not allowed on /admin/limits/{parts[1]}", status=405)
+        raise not_allowed(method, parts)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from .metrics import Curve, cost_at, curve
+from .model import DEFAULT_QUALITY_TARGET
 from .outcomes import Outcome
 
 RANDOM_SEEDS = 20
@@ -102,7 +103,7 @@ def compare(
     outcomes: Sequence[Outcome],
     learned: Sequence[float] | None,
     pair: Pair,
-    target: float = 0.95,
+    target: float = DEFAULT_QUALITY_TARGET,
 ) -> list[Row]:
     """Rows for the random and length baselines and (if given) the learned router, whose
     `learned` scores are strongness (higher → strong)."""

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 HEAD_CHARS = 360
 TAIL_CHARS = 140
 BOW_CHARS = 4000
+DEFAULT_HASH_DIM = 4096  # buckets for hashed word unigrams and bigrams
 
 _DIGIT = re.compile(r"\d")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
@@ -156,7 +157,7 @@ def lexical_re(text: str) -> list[float]:
 class Spec:
     """Which features a router uses; stored in its weights file."""
 
-    hash_dim: int = 4096  # hashed word unigrams and bigrams (0: none)
+    hash_dim: int = DEFAULT_HASH_DIM  # hashed word unigrams and bigrams (0: none)
     embed: bool = False  # the MiniLM embedding (better topics, ~20 ms more per prompt)
     cues: bool = True  # the difficulty cues of `cues.py` (routers trained before them: False)
 

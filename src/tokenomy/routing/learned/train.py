@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 DEFAULT_L2 = 0.0003  # chosen on held-out dev data (docs/router.md)
+DEFAULT_HOLDOUT = 0.2  # share of prompts held out to calibrate the knob
 NEWTON_MAX_FEATURES = 1024
 
 
@@ -148,7 +149,7 @@ def train(
     *,
     x: NDArray[np.float32] | None = None,
     spec: Spec | None = None,
-    holdout: float = 0.2,
+    holdout: float = DEFAULT_HOLDOUT,
     l2: float = DEFAULT_L2,
     embedder: Any = None,
 ) -> Trained:

@@ -1,0 +1,93 @@
+"""The admin API's refusals: a method a path does not take (405), a body that is not
+a JSON object, and a field that should be a string (400); each names what was wrong."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gateway_fixtures import GW, MASTER_KEY
+
+ADMIN = {"authorization": f"Bearer {MASTER_KEY}"}
+
+
+def _error(res: Any, status: int) -> dict[str, Any]:
+    assert res.status_code == status, res.text
+    error: dict[str, Any] = res.json()["error"]
+    return error
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/keys",
+        "/admin/keys/{key_id}",
+        "/admin/keys/{key_id}/revoke",
+        "/admin/budgets",
+        "/admin/budgets/b1",
+        "/admin/budgets/b1/alerts",
+        "/admin/limits",
+        "/admin/limits/l1",
+        "/admin/customers",
+        "/admin/customers/alice",
+        "/admin/credits/alice",
+        "/admin/credits/alice/topup",
+        "/admin/plans",
+        "/admin/plans/pro",
+    ],
+)
+def test_a_method_a_path_does_not_take_is_405(fresh_gw: GW, path: str) -> None:
+    path = path.format(key_id=fresh_gw.key_id)
+    with fresh_gw.http() as c:
+        budget = c.post("/admin/budgets", headers=ADMIN, json={"name": "b1", "limit_usd": "5"})
+        limit = c.post("/admin/limits", headers=ADMIN, json={"name": "l1", "rpm": 5})
+        assert budget.status_code == limit.status_code == 201
+        error = _error(c.put(path, headers=ADMIN, json={}), 405)
+    assert error["message"] == f"PUT not allowed on {path}"
+    assert error["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    "path", ["/admin/keys", "/admin/budgets", "/admin/limits", "/admin/plans",
+             "/admin/credits/alice/topup"],
+)  # fmt: skip
+def test_a_body_that_is_not_an_object_is_400(fresh_gw: GW, path: str) -> None:
+    with fresh_gw.http() as c:
+        error = _error(c.post(path, headers=ADMIN, json=[1]), 400)
+    assert error["message"] == "expected a JSON object"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/admin/keys", {"team": 5}, "team"),
+        ("/admin/plans", {"name": 5}, "name"),
+        ("/admin/credits/alice/topup", {"amount": "5", "unit": 5}, "unit"),
+        ("/admin/credits/alice/topup", {"amount": "5", "note": 5}, "note"),
+    ],
+)
+def test_a_field_that_should_be_a_string_is_400(
+    fresh_gw: GW, path: str, body: dict[str, Any], param: str
+) -> None:
+    with fresh_gw.http() as c:
+        error = _error(c.post(path, headers=ADMIN, json=body), 400)
+    assert (error["message"], error["param"]) == (f"'{param}' must be a string", param)
+
+
+def test_topup_and_adjust_answer_the_entry_and_the_balance(fresh_gw: GW) -> None:
+    with fresh_gw.http() as c:
+        top = c.post("/admin/credits/alice/topup", headers=ADMIN, json={"amount": "5"})
+        adj = c.post("/admin/credits/alice/adjust", headers=ADMIN,
+                     json={"amount": "-1.5", "note": "x"})  # fmt: skip
+    assert top.status_code == adj.status_code == 201
+    assert (top.json()["customer"], top.json()["amount"], top.json()["balance"]) == (
+        "alice",
+        "5",
+        "5",
+    )
+    assert (adj.json()["kind"], adj.json()["amount"], adj.json()["balance"]) == (
+        "adjustment",
+        "-1.5",
+        "3.5",
+    )
