@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from ..routing.config import DEFAULT_QUALITY_TARGET
 from ..routing.learned.features import DEFAULT_HASH_DIM
-from ..routing.learned.model import DEFAULT_QUALITY_TARGET
 from ..routing.learned.train import DEFAULT_HOLDOUT, DEFAULT_L2
 from .common import config_option, db_option
 

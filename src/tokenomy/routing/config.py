@@ -36,6 +36,9 @@ from typing import Any
 from ..config import flag
 from ..errors import ConfigError
 
+# keep this share of the strongest tier's quality, unless configured otherwise
+DEFAULT_QUALITY_TARGET = 0.95
+
 AUTO_ALIAS = "tokenomy/auto"
 CASCADE_ALIAS = "cheap-first"
 FAILURE_KINDS = ("5xx", "connect", "timeout", "429")
@@ -107,7 +110,7 @@ class RoutingConfig:
     rules: tuple[Rule, ...] = ()
     aliases: Mapping[str, Alias] = field(default_factory=dict)
     tiers: tuple[str, ...] = ()
-    quality_target: float = 0.95
+    quality_target: float = DEFAULT_QUALITY_TARGET
     team_targets: Mapping[str, float] = field(default_factory=dict)
     key_targets: Mapping[str, float] = field(default_factory=dict)
     router_path: str | None = None
@@ -337,7 +340,9 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         rules=tuple(_rule(r, i) for i, r in enumerate(rules)),
         aliases=aliases,
         tiers=tiers,
-        quality_target=_fraction(raw.get("quality_target", 0.95), "routing.quality_target"),
+        quality_target=_fraction(
+            raw.get("quality_target", DEFAULT_QUALITY_TARGET), "routing.quality_target"
+        ),
         team_targets=_targets(targets.get("teams"), "routing.quality_targets.teams"),
         key_targets=_targets(targets.get("keys"), "routing.quality_targets.keys"),
         router_path=str(raw["router_path"]) if raw.get("router_path") else None,

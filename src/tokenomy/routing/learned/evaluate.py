@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
+from ..config import DEFAULT_QUALITY_TARGET
 from .metrics import Curve, cost_at, curve
-from .model import DEFAULT_QUALITY_TARGET
 from .outcomes import Outcome
 
 RANDOM_SEEDS = 20

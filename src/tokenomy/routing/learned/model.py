@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..config import DEFAULT_QUALITY_TARGET
 from .features import Spec, featurize, prompt_text
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = Path(__file__).with_name("default_router.npz")
 DEFAULT_TIERS = ("weak", "strong")
-DEFAULT_QUALITY_TARGET = 0.95
 _KNOWN_MAX = 256  # thresholds a calibration remembers (targets come from configuration)
 
 
