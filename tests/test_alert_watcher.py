@@ -15,6 +15,7 @@ from tokenomy.caps.periods import parse_period
 from tokenomy.config import Settings
 from tokenomy.errors import ConfigError
 from tokenomy.gateway import Gateway
+from tokenomy.insights import watch
 from tokenomy.insights.alerts import AlertRules
 from tokenomy.insights.watch import (
     AlertWatcher,
@@ -26,6 +27,7 @@ from tokenomy.insights.watch import (
 from tokenomy.ledger import Store
 from tokenomy.ledger.base import SQLStore
 from tokenomy.records import UsageRecord
+from tokenomy.reports.query import scan
 from tokenomy.usage import Usage
 
 TODAY = date(2025, 3, 20)
@@ -187,6 +189,39 @@ def test_alerts_over_a_mixed_ledger_are_pinned(
     assert fields["forecast_over_budget|team=(none)|2025-03-01"]["spent_usd"] == "7.0660"
     none = fields["spend_anomaly|team=(none)|2025-03-20"]
     assert (none["spend_usd"], none["typical_usd"]) == ("2.6333", "0.2333")
+
+
+@pytest.mark.parametrize(
+    ("budgets", "reads"),
+    [({}, [("day", "team", "model", "provider")]),
+     ({"total": Decimal(60), "team=nobody": Decimal(5), "org=acme": Decimal(50)},
+      [("day", "org", "team", "model", "provider")]),
+     (MIXED_BUDGETS, [("day", "org", "team", "model", "provider"), ("day", "key"), ("day", "user")])],
+)  # fmt: skip
+def test_one_interval_scans_the_ledger_once_per_rollup_shape(
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    budgets: dict[str, Decimal],
+    reads: list[tuple[str, ...]],
+) -> None:
+    """The total, the teams and the models come from one scan; a budget's scope
+    with no spend (team=nobody) costs no scan of its own; users and keys, only
+    in the wide rollup, are read apart, once each."""
+    assert isinstance(store, SQLStore)
+    mixed_ledger(store)
+    scans: list[tuple[str, ...]] = []
+
+    def counting(store: SQLStore, **kw: Any) -> Any:
+        scans.append(tuple(kw["dims"]))
+        return scan(store, **kw)
+
+    monkeypatch.setattr(watch, "scan", counting)
+    watcher = AlertWatcher(store, WatchConfig(rules=AlertRules(budgets=budgets)), clock=lambda: NOW)
+    assert watcher.run_once()
+    assert scans == reads
+    scans.clear()
+    assert watcher.run_once() == []  # all claimed: the next interval reads as much again
+    assert scans == reads
 
 
 def test_monthly_dollar_budgets_of_the_caps_are_forecast() -> None:
