@@ -15,6 +15,7 @@ from tokenomy.caps.periods import parse_period
 from tokenomy.config import Settings
 from tokenomy.errors import ConfigError
 from tokenomy.gateway import Gateway
+from tokenomy.insights import watch
 from tokenomy.insights.alerts import AlertRules
 from tokenomy.insights.watch import (
     AlertWatcher,
@@ -26,6 +27,7 @@ from tokenomy.insights.watch import (
 from tokenomy.ledger import Store
 from tokenomy.ledger.base import SQLStore
 from tokenomy.records import UsageRecord
+from tokenomy.reports.query import scan
 from tokenomy.usage import Usage
 
 TODAY = date(2025, 3, 20)
@@ -99,6 +101,127 @@ def test_each_alert_is_sent_once_across_replicas(
     assert len(sent) == len(set(sent)) == 3  # two anomalies and the unpriced model
     assert sorted(body["tokenomy"]["key"] for _, body, _ in received) == sorted(sent)
     assert {k for k, _ in replicas[0].claims.sent()} == set(sent)
+
+
+def mixed_ledger(store: Store) -> None:
+    """A month of spend across two orgs, three teams and four models, some of it
+    with no org, team, user, key, model or provider at all, and unpriced models:
+    one new today, one seen before the window, one unpriced all month."""
+
+    def r(day: date, cost: str | None, hour: int = 12, **dims: str) -> UsageRecord:
+        model = dims.pop("model", "")
+        return UsageRecord(f"m{len(recs)}", ts=at(day, hour), requested_model=model,
+                           served_model=model or None, usage=Usage(input_tokens=10, output_tokens=5),
+                           cost_usd=None if cost is None else Decimal(cost),
+                           price_unknown=cost is None, **dims)  # fmt: skip
+
+    search = {"org": "acme", "team": "search", "user": "alice", "key_id": "k1",
+              "model": "gpt-4o", "provider": "openai"}  # fmt: skip
+    ads = {"org": "acme", "team": "ads", "user": "bob", "key_id": "k2",
+           "model": "claude-3", "provider": "anthropic"}  # fmt: skip
+    recs: list[UsageRecord] = []
+    for d in range(31):
+        day = TODAY - timedelta(days=d)
+        recs.append(r(day, "9.75" if d == 0 else "1.25", 3, **search))
+        recs.append(r(day, "0.40", 23, **ads))
+        recs.append(r(day, "0.0333", org="globex", model="gpt-4o-mini", provider="openai"))
+        recs.append(r(day, "2.6" if d == 0 else "0.2"))  # no dimension set at all
+        if d % 3 == 0:
+            recs.append(r(day, None, team="ads", model="mystery-0", provider="acme-ai"))
+    recs.append(r(TODAY, None, 1, team="search", model="mystery-1"))
+    recs.append(r(TODAY - timedelta(days=90), None, model="old-1", provider="openai"))
+    recs.append(r(TODAY, None, 2, model="old-1", provider="openai"))
+    recs.append(r(TODAY, None, 4))  # unpriced, and no model name
+    store.insert_records(recs)
+
+
+MIXED_BUDGETS = {
+    "total": Decimal(60), "team=search": Decimal(40), "team=nobody": Decimal(5),
+    "org=acme": Decimal(50), "org=globex": Decimal(1000), "user=alice": Decimal(30),
+    "key=k2": Decimal(10), "model=claude-3": Decimal(10), "provider=anthropic": Decimal(10),
+    "team=(none)": Decimal(5), "tag:env=prod": Decimal(1), "route=/v1/x": Decimal(1),
+}  # fmt: skip
+
+# What the watcher found on `mixed_ledger` when it scanned once per dimension,
+# and once more for the total and for each budget's scope it had not seen.
+MIXED_ALERTS = {
+    "forecast_over_budget|key=k2|2025-03-01": "key=k2 is forecast to spend $12.40 by 2025-03-31 ($12.40-$12.40), over its budget of $10.00 on 2025-03-25",
+    "forecast_over_budget|model=claude-3|2025-03-01": "model=claude-3 is forecast to spend $12.40 by 2025-03-31 ($12.40-$12.40), over its budget of $10.00 on 2025-03-25",
+    "forecast_over_budget|org=acme|2025-03-01": "org=acme is forecast to spend $59.65 by 2025-03-31 ($59.65-$59.65), over its budget of $50.00 on 2025-03-26",
+    "forecast_over_budget|provider=anthropic|2025-03-01": "provider=anthropic is forecast to spend $12.40 by 2025-03-31 ($12.40-$12.40), over its budget of $10.00 on 2025-03-25",
+    "forecast_over_budget|team=(none)|2025-03-01": "team=(none) is forecast to spend $9.63 by 2025-03-31 ($9.63-$9.63), over its budget of $5.00 already",
+    "forecast_over_budget|team=search|2025-03-01": "team=search is forecast to spend $47.25 by 2025-03-31 ($47.25-$47.25), over its budget of $40.00 on 2025-03-26",
+    "forecast_over_budget|total|2025-03-01": "total is forecast to spend $69.28 by 2025-03-31 ($69.28-$69.28), over its budget of $60.00 on 2025-03-27",
+    "forecast_over_budget|user=alice|2025-03-01": "user=alice is forecast to spend $47.25 by 2025-03-31 ($47.25-$47.25), over its budget of $30.00 already",
+    "spend_anomaly|model=(none)|2025-03-20": "model=(none) has spent $2.60 today (13.0x its typical day of $0.20)",
+    "spend_anomaly|model=gpt-4o|2025-03-20": "model=gpt-4o has spent $9.75 today (7.8x its typical day of $1.25)",
+    "spend_anomaly|team=(none)|2025-03-20": "team=(none) has spent $2.63 today (11.3x its typical day of $0.23)",
+    "spend_anomaly|team=search|2025-03-20": "team=search has spent $9.75 today (7.8x its typical day of $1.25)",
+    "unpriced_model|(none)|": "model (none) was served without a known price; its spend is not counted until a price override is added",
+    "unpriced_model|mystery-1|": "model mystery-1 was served without a known price; its spend is not counted until a price override is added",
+}  # fmt: skip
+MIXED_ALERTS_EVERY_DIMENSION = {
+    **MIXED_ALERTS,
+    "spend_anomaly|org=(none)|2025-03-20": "org=(none) has spent $2.60 today (13.0x its typical day of $0.20)",
+    "spend_anomaly|org=acme|2025-03-20": "org=acme has spent $10.15 today (6.2x its typical day of $1.65)",
+    "spend_anomaly|provider=(none)|2025-03-20": "provider=(none) has spent $2.60 today (13.0x its typical day of $0.20)",
+    "spend_anomaly|provider=openai|2025-03-20": "provider=openai has spent $9.78 today (7.6x its typical day of $1.28)",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("by", "expected"),
+    [(("team", "model"), MIXED_ALERTS),
+     (("org", "team", "model", "provider"), MIXED_ALERTS_EVERY_DIMENSION)],
+)  # fmt: skip
+def test_alerts_over_a_mixed_ledger_are_pinned(
+    store: Store, by: tuple[str, ...], expected: dict[str, str]
+) -> None:
+    assert isinstance(store, SQLStore)
+    mixed_ledger(store)
+    found = find_alerts(store, AlertRules(anomaly_by=by), now=NOW, budgets=MIXED_BUDGETS)
+    assert len(found) == len(expected)
+    assert {a.key: a.text for a in found} == expected
+    fields = {a.key: dict(a.fields) for a in found}
+    # The total counts the requests without a model, team or org; unpriced ones count $0.
+    total = fields["forecast_over_budget|total|2025-03-01"]
+    assert (total["spent_usd"], total["projected_usd"]) == ("48.5660", "69.282300")
+    assert fields["forecast_over_budget|team=(none)|2025-03-01"]["spent_usd"] == "7.0660"
+    none = fields["spend_anomaly|team=(none)|2025-03-20"]
+    assert (none["spend_usd"], none["typical_usd"]) == ("2.6333", "0.2333")
+
+
+@pytest.mark.parametrize(
+    ("budgets", "reads"),
+    [({}, [("day", "team", "model", "provider")]),
+     ({"total": Decimal(60), "team=nobody": Decimal(5), "org=acme": Decimal(50)},
+      [("day", "org", "team", "model", "provider")]),
+     (MIXED_BUDGETS, [("day", "org", "team", "model", "provider"), ("day", "key"), ("day", "user")])],
+)  # fmt: skip
+def test_one_interval_scans_the_ledger_once_per_rollup_shape(
+    store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    budgets: dict[str, Decimal],
+    reads: list[tuple[str, ...]],
+) -> None:
+    """The total, the teams and the models come from one scan; a budget's scope
+    with no spend (team=nobody) costs no scan of its own; users and keys, only
+    in the wide rollup, are read apart, once each."""
+    assert isinstance(store, SQLStore)
+    mixed_ledger(store)
+    scans: list[tuple[str, ...]] = []
+
+    def counting(store: SQLStore, **kw: Any) -> Any:
+        scans.append(tuple(kw["dims"]))
+        return scan(store, **kw)
+
+    monkeypatch.setattr(watch, "scan", counting)
+    watcher = AlertWatcher(store, WatchConfig(rules=AlertRules(budgets=budgets)), clock=lambda: NOW)
+    assert watcher.run_once()
+    assert scans == reads
+    scans.clear()
+    assert watcher.run_once() == []  # all claimed: the next interval reads as much again
+    assert scans == reads
 
 
 def test_monthly_dollar_budgets_of_the_caps_are_forecast() -> None:

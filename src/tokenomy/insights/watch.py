@@ -1,8 +1,9 @@
 """The gateway's alert watcher: the rules of `tokenomy.insights.alerts`, run on a timer.
 
 Every ``alerts.interval`` seconds (default 300; 0 turns it off) a background task
-reads the last ``baseline_days`` + 1 UTC days of spend per team and per model
-from the daily rollups (a few rows, whatever the size of the ledger), checks:
+reads the last ``baseline_days`` + 1 UTC days of spend from the daily rollups in
+one scan, by every dimension it checks (a few rows, whatever the size of the
+ledger), adds up the total and each scope's daily series from it, and checks:
 
 - spend anomalies (today at least ``k`` x the typical day),
 - month-end forecasts that cross a monthly dollar budget: those in
@@ -15,6 +16,10 @@ Slack-compatible JSON. Which alerts were sent is kept in the ledger's
 ``insight_alerts`` table: the insert that lands decides which replica sends,
 so an alert goes out once however many gateways run.
 
+A budget on a user or a key adds one scan of the wide rollup for that
+dimension (a scan of several wide dimensions would return their every
+combination); a budget's scope with no spend costs no scan of its own.
+
 Days here are UTC days, as in the reports.
 """
 
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import decimal
 import logging
 import threading
 import time
@@ -34,7 +40,8 @@ from typing import Any, TypeVar
 from ..errors import ConfigError
 from ..ledger.base import SQLStore
 from ..ledger.migrations import Cursor
-from ..reports.query import scan
+from ..ledger.rollups import MONEY, USAGE_COUNTS
+from ..reports.query import FIELDS, Scan, scan
 from .alerts import (
     Alert,
     AlertRules,
@@ -117,32 +124,89 @@ class AlertClaims:
         return [tuple(r) for r in self.store._read(lambda cur: cur.execute(sql).fetchall())]
 
 
-def _series(
-    store: SQLStore, by: str, since: float, until: float
-) -> tuple[dict[str, list[tuple[date, Decimal]]], dict[str, date]]:
-    """Spend per UTC day for each value of ``by``, and, per model, the first day
-    it was served without a price (within the window)."""
-    dims = ("day", by) if by != "model" else ("day", "model", "provider")
-    result = scan(store, since=since, until=until, dims=dims)
-    spend: dict[str, dict[date, Decimal]] = {}
-    unpriced: dict[str, date] = {}
-    for group in result.group(dims):
-        day = date.fromisoformat(str(group.key[0]))
-        value = group.key[1] or "(none)"
-        t = group.totals
-        per = spend.setdefault(f"{by}={value}", {})
-        per[day] = per.get(day, Decimal(0)) + t.cost_usd
-        if by == "model" and t.unpriced_requests:
-            ident = f"{value}|{group.key[2] or ''}"
-            unpriced[ident] = min(day, unpriced.get(ident, day))
-    return {s: sorted(v.items()) for s, v in spend.items()}, unpriced
+# What is summed from the coarse rollup, in one scan. The others a budget's
+# scope can name, ``user`` and ``key``, are only in the wide rollup, where
+# reading them together would return their every combination: each is read
+# apart, and only when a budget names it (or a rule asks for it).
+_COARSE = ("org", "team", "model", "provider")
+_WIDE = ("user", "key")
+# Where an entry of a scan (see `tokenomy.reports.query`) holds what is added here.
+_DAY = FIELDS.index("day")
+_UNPRICED = len(FIELDS) + USAGE_COUNTS.index("unpriced_requests")
+_COST = len(FIELDS) + len(USAGE_COUNTS)
+
+Daily = dict[date, Decimal]
 
 
-def _total_spend(store: SQLStore, since: float, until: float) -> list[tuple[date, Decimal]]:
-    result = scan(store, since=since, until=until, dims=("day",))
-    return sorted(
-        (date.fromisoformat(str(g.key[0])), g.totals.cost_usd) for g in result.group(("day",))
-    )
+@dataclass(slots=True)
+class _Spend:
+    """Spend per UTC day in total and per scope (``team=search``; ``(none)`` for
+    requests without the value), and, per ``model|provider``, the first day it
+    was served without a price."""
+
+    total: Daily = field(default_factory=dict)
+    scopes: dict[str, dict[str, Daily]] = field(default_factory=dict)  # by dimension
+    unpriced: dict[str, date] = field(default_factory=dict)
+
+    def series(self, by: str) -> dict[str, list[tuple[date, Decimal]]]:
+        return {scope: sorted(days.items()) for scope, days in self.scopes[by].items()}
+
+
+def _read_spend(store: SQLStore, dims: set[str], since: float, until: float) -> _Spend:
+    """The spend of ``[since, until)`` by each of ``dims``: one scan for the total,
+    the models and the coarse dimensions, and one for each other dimension."""
+    coarse = ("day", *sorted({"model", "provider", *dims} & set(_COARSE), key=FIELDS.index))
+    out = _Spend(scopes={by: {} for by in dims})
+    with decimal.localcontext(MONEY):
+        result = scan(store, since=since, until=until, dims=coarse)
+        _add_up(result, [d for d in coarse[1:] if d in dims], out)
+        out.unpriced = _first_unpriced(result)
+        for by in sorted(dims - set(_COARSE)):
+            scopes = out.scopes[by]
+            for g in scan(store, since=since, until=until, dims=("day", by)).group(("day", by)):
+                per = scopes.setdefault(f"{by}={g.key[1] or '(none)'}", {})
+                day = date.fromisoformat(str(g.key[0]))
+                per[day] = per.get(day, Decimal(0)) + g.totals.cost_usd
+    return out
+
+
+def _add_up(result: Scan, dims: list[str], out: _Spend) -> None:
+    """Add up a scan's cost per day into the total and by each of ``dims``.
+
+    Every entry counts towards the total, whatever its values. A lever's
+    savings on a bucket with no usage entry make a $0 day, as a report's group.
+    """
+    at = [(out.scopes[by], by, FIELDS.index(by)) for by in dims]
+    rows = [(e, e[_COST]) for e in result.entries]
+    rows += [(e, Decimal(0)) for e in result.savings]
+    days: dict[Any, date] = {}
+    for e, cost in rows:
+        day = _day(e[_DAY], days)
+        out.total[day] = out.total.get(day, Decimal(0)) + cost
+        for scopes, by, i in at:
+            per = scopes.setdefault(f"{by}={e[i] or '(none)'}", {})
+            per[day] = per.get(day, Decimal(0)) + cost
+
+
+def _first_unpriced(result: Scan) -> dict[str, date]:
+    """Per ``model|provider``, the first day of the scan it had unpriced requests."""
+    model, provider = FIELDS.index("model"), FIELDS.index("provider")
+    first: dict[str, date] = {}
+    days: dict[Any, date] = {}
+    for e in result.entries:
+        if e[_UNPRICED]:
+            ident = f"{e[model] or '(none)'}|{e[provider] or ''}"
+            day = _day(e[_DAY], days)
+            first[ident] = min(day, first.get(ident, day))
+    return first
+
+
+def _day(ts: Any, days: dict[Any, date]) -> date:
+    """The UTC day of a rollup's day start, converted once per scan."""
+    day = days.get(ts)
+    if day is None:
+        day = days[ts] = datetime.fromtimestamp(ts, UTC).date()
+    return day
 
 
 def find_alerts(
@@ -158,28 +222,25 @@ def find_alerts(
     first = min(today - timedelta(rules.baseline_days), start)
     since = datetime.combine(first, datetime.min.time(), UTC).timestamp()
     until = datetime.combine(today + timedelta(1), datetime.min.time(), UTC).timestamp()
+    all_budgets = {**(budgets or {}), **rules.budgets}
+    budgeted = {s.partition("=")[0] for s in all_budgets} & {*_COARSE, *_WIDE}
+    spend = _read_spend(store, {*rules.anomaly_by, "model", *budgeted}, since, until)
     alerts: list[Alert] = []
     series: dict[str, list[tuple[date, Decimal]]] = {}
-    unpriced: dict[str, date] = {}
-    for by in {*rules.anomaly_by, "model"}:
-        per, first_unpriced = _series(store, by, since, until)
+    for by in {*rules.anomaly_by, "model"}:  # this set's order is the alerts' order
+        per = spend.series(by)
         series.update(per)
-        unpriced.update(first_unpriced)
         if by in rules.anomaly_by:
             alerts += spend_anomalies(per, today=today, rules=rules)
-    all_budgets = {**(budgets or {}), **rules.budgets}
     if all_budgets:
-        for scope in all_budgets:
-            if scope == "total":
-                series["total"] = _total_spend(store, since, until)
-            elif scope not in series:
-                by = scope.partition("=")[0]
-                if by in ("org", "team", "model", "provider", "user", "key"):
-                    series.update(_series(store, by, since, until)[0])
+        for by in budgeted:
+            series.update(spend.series(by))
+        if "total" in all_budgets:
+            series["total"] = sorted(spend.total.items())
         alerts += budget_crossings(series, all_budgets, today=today, level=rules.level)
     # An unpriced model seen before the window started is not new: look a day
     # further back than the window, through the whole ledger, only for those.
-    for ident, day in sorted(unpriced.items()):
+    for ident, day in sorted(spend.unpriced.items()):
         if day == today and not _unpriced_before(store, ident, since):
             model, _, provider = ident.partition("|")
             alerts.append(unpriced_alert(model, provider, ("first_day", today.isoformat())))
