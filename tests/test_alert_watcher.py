@@ -46,7 +46,7 @@ def rec(
         ts=at(day),
         team=team,
         requested_model=model,
-        served_model=model,
+        served_model=model or None,
         provider="openai",
         usage=Usage(input_tokens=10, output_tokens=5),
         cost_usd=None if cost is None else Decimal(cost),
@@ -84,6 +84,13 @@ def test_an_unpriced_model_seen_before_is_not_new(store: Store) -> None:
     assert isinstance(store, SQLStore)
     store.insert_records([rec(1, TODAY - timedelta(days=90), None, model="old-1"),
                           rec(2, TODAY, None, model="old-1")])  # fmt: skip
+    assert kinds(find_alerts(store, AlertRules(), now=NOW)) == set()
+
+
+def test_unpriced_requests_without_a_model_seen_before_are_not_new(store: Store) -> None:
+    assert isinstance(store, SQLStore)
+    store.insert_records([rec(1, TODAY - timedelta(days=90), None, model=""),
+                          rec(2, TODAY, None, model="")])  # fmt: skip
     assert kinds(find_alerts(store, AlertRules(), now=NOW)) == set()
 
 

@@ -253,7 +253,9 @@ def _unpriced_before(store: SQLStore, ident: str, before: float) -> bool:
     sql = (
         "SELECT 1 FROM requests WHERE price_unknown = "
         f"{'TRUE' if store.dialect.name == 'postgres' else '1'} AND ts < {p} "
-        f"AND coalesce(served_model, requested_model) = {p} AND coalesce(provider, '') = {p} "
+        # the model as `_spend` names it: "(none)" when there is none
+        f"AND coalesce(nullif(coalesce(served_model, requested_model), ''), '(none)') = {p} "
+        f"AND coalesce(provider, '') = {p} "
         "LIMIT 1"
     )
     row = store._read(lambda cur: cur.execute(sql, (before, model, provider)).fetchone())
