@@ -8,7 +8,9 @@ the sweeper's reads use redis-py.
 
 Data layout (``P`` is ``caps.redis_prefix``, "tokenomy:" by default):
 
-    P c:<counter>   hash: bucket number -> integer (settled + held) in the counter's unit
+    P c:<counter>   hash: bucket number -> integer (settled + held) in the counter's unit;
+                    with more than one bucket per window, also p -> the window's sum
+                    before its newest bucket (see `_WINDOW`)
     P r:<rid>       hash: s = "live" | "released", p = the holds as JSON (for the sweeper)
     P rx            sorted set: rid -> lease expiry (unix milliseconds)
 
@@ -39,6 +41,12 @@ from .counters import TOMBSTONE_TTL, CountersUnavailable, Hold, Pending, Reserve
 from .resp import Pipe, ReplyError, Script
 
 # Shared by the scripts: the total of a window, and the oldest bucket with something in it.
+# A counter of more than one bucket keeps in its field 'p' the sum of the window before
+# its newest bucket: "bucket span sum oldest" (oldest: the first bucket of that range with
+# something in it, -1: none). A reader in that bucket adds the bucket itself to the sum
+# (one HMGET) instead of reading every bucket; the first reader in a new bucket reads
+# them all and writes 'p' again. Every write to a bucket in the summed range keeps 'p'
+# true (`touched`); a write it cannot follow drops 'p', and the next reader recounts.
 _WINDOW = """
 local function window(key, bucket, span)
   if span == 1 then
@@ -47,18 +55,52 @@ local function window(key, bucket, span)
     return 0, nil
   end
   local b = tonumber(bucket)
-  local first = b - span + 1
-  local all = redis.call('HGETALL', key)
-  local total, oldest = 0, nil
-  for i = 1, #all, 2 do
-    local f = tonumber(all[i])
-    if f and f >= first and f <= b then
-      local v = tonumber(all[i + 1])
-      total = total + v
-      if v ~= 0 and (oldest == nil or f < oldest) then oldest = f end
+  local got = redis.call('HMGET', key, 'p', bucket)
+  local cur = tonumber(got[2]) or 0
+  if got[1] then
+    local pb, ps, sum, old = string.match(got[1], '^(%S+) (%S+) (%S+) (%S+)$')
+    if tonumber(pb) == b and tonumber(ps) == span then
+      old = tonumber(old)
+      if old < 0 then
+        old = nil
+        if cur ~= 0 then old = b end
+      end
+      return tonumber(sum) + cur, old
     end
   end
-  return total, oldest
+  local all = redis.call('HGETALL', key)
+  if #all == 0 then return 0, nil end
+  local first = b - span + 1
+  local sum, old = 0, nil
+  for i = 1, #all, 2 do
+    local f = tonumber(all[i])
+    if f and f >= first and f < b then
+      local v = tonumber(all[i + 1])
+      sum = sum + v
+      if v ~= 0 and (old == nil or f < old) then old = f end
+    end
+  end
+  redis.call('HSET', key, 'p', string.format('%d %d %.0f %d', b, span, sum, old or -1))
+  if old == nil and cur ~= 0 then old = b end
+  return sum + cur, old
+end
+
+-- After `delta` was added to bucket f of a counter of more than one bucket (it now
+-- holds `value`): the same change to 'p' when f lies in its summed range.
+local function touched(key, f, delta, value)
+  local p = redis.call('HGET', key, 'p')
+  if not p then return end
+  local pb, ps, sum, old = string.match(p, '^(%S+) (%S+) (%S+) (%S+)$')
+  pb, ps, old, f = tonumber(pb), tonumber(ps), tonumber(old), tonumber(f)
+  if f >= pb or f < pb - ps + 1 then return end
+  value = tonumber(value)
+  if value == 0 and f == old then  -- its oldest bucket emptied: the next reader recounts
+    redis.call('HDEL', key, 'p')
+    return
+  end
+  if value ~= 0 and (old < 0 or f < old) then old = f end
+  redis.call('HSET', key, 'p',
+    string.format('%d %d %.0f %d', pb, ps, tonumber(sum) + tonumber(delta), old))
 end
 """
 
@@ -73,7 +115,7 @@ local totals, oldest, refused, holds = {}, {}, {}, {}
 for i = 1, n do
   local bucket, span, keep, ttl, amount, limit =
     string.match(ARGV[3 + i], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-  holds[i] = {bucket, keep, ttl, amount}
+  holds[i] = {bucket, keep, ttl, amount, span ~= '1'}
   local total, old = window(KEYS[2 + i], bucket, tonumber(span))
   totals[i] = total
   oldest[i] = old or -1
@@ -85,11 +127,15 @@ for i = 1, n do
   end
 end
 if #refused == 0 then
+  -- Each write lands in the bucket just read, which 'p' (now of that bucket) does not
+  -- sum; the buckets dropped are older than the window (keep >= span).
   for i = 1, n do
     local key, h = KEYS[2 + i], holds[i]
     local bucket, keep, ttl, amount = h[1], tonumber(h[2]), h[3], h[4]
     if amount ~= '0' then redis.call('HINCRBY', key, bucket, amount) end
-    if redis.call('HLEN', key) > keep then
+    local fields = keep
+    if h[5] then fields = keep + 1 end  -- the buckets and 'p'
+    if redis.call('HLEN', key) > fields then
       local floor = tonumber(bucket) - keep + 1
       for _, f in ipairs(redis.call('HKEYS', key)) do
         local fb = tonumber(f)
@@ -140,7 +186,8 @@ for i = 1, n do
   if charge_actual then amount = actual end
   if amount ~= '0' then
     local key = KEYS[2 + i]
-    redis.call('HINCRBY', key, bucket, amount)
+    local value = redis.call('HINCRBY', key, bucket, amount)
+    if span ~= '1' then touched(key, bucket, amount, value) end
     if ttl ~= '-1' then redis.call('PEXPIRE', key, ttl) end
   end
 end
@@ -177,6 +224,7 @@ return out
 # KEYS: counter. ARGV: bucket, value, ttl ms (-1: none).
 SEED = """
 local set = redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+if set == 1 then redis.call('HDEL', KEYS[1], 'p') end  -- recounted by the next reader
 if ARGV[3] ~= '-1' then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 return set
 """
