@@ -256,3 +256,17 @@ async def test_a_backlog_drops_prompts_and_a_failed_write_is_logged(
         await collector.flush()  # does not raise
         assert "could not keep 2 collected prompts" in caplog.text
         assert "1 dropped" in caplog.text
+
+
+def test_the_judge_reads_the_question_as_the_router_does() -> None:
+    from tokenomy.pipeline.context import OPENAI, Call
+    from tokenomy.routing.judge import MAX_CHARS, _question
+
+    blocks = [{"type": "text", "text": "What is in"}, {"type": "image_url", "image_url": {}},
+              {"type": "text", "text": "this picture?"}]  # fmt: skip
+    body = {"model": "gpt-4o", "messages": [{"role": "system", "content": "Be brief."},
+                                            {"role": "user", "content": blocks}]}  # fmt: skip
+    call = Call(OPENAI, "chat", "/v1/chat/completions", body, {})
+    assert _question(call) == "What is in\nthis picture?"  # no blank line for the image
+    long = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * MAX_CHARS + "end"}]}
+    assert _question(Call(OPENAI, "chat", "/v1/chat/completions", long, {})).endswith("xend")

@@ -322,3 +322,24 @@ def test_cli_without_the_insights_extra(alpaca_path: Path, monkeypatch: pytest.M
 def test_cli_needs_a_policy() -> None:
     out = CliRunner().invoke(cli, ["simulate", "--db", ":memory:"])
     assert out.exit_code == 2 and "at least one policy" in out.output
+
+
+def test_a_logged_prompt_is_the_user_text_the_router_reads(tmp_path: Path) -> None:
+    blocks = [{"type": "text", "text": "What is in"}, {"type": "image_url", "image_url": {}},
+              {"type": "text", "text": "this picture?"}]  # fmt: skip
+    lines = [
+        {"request": {"model": "gpt-4o", "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": blocks},
+            {"role": "assistant", "content": "A cat."},
+            {"role": "user", "content": "Which breed?"}]},
+         "response": {"model": "gpt-4o", "usage": {"prompt_tokens": 9, "completion_tokens": 2}}},
+        {"request": {"model": "gpt-4o", "messages": [{"role": "system", "content": "x"}]},
+         "response": {"model": "gpt-4o", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}},
+    ]  # fmt: skip
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    with_blocks, no_user = from_jsonl(path).requests
+    # content blocks count (their text parts only), as they do for the router
+    assert with_blocks.prompt == "What is in\nthis picture?\nWhich breed?"
+    assert no_user.prompt is None

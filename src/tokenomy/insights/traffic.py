@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..ledger.base import Store
+from ..routing.learned.features import prompt_text
 from ..tokens import count_chat_messages, count_text
 from ..usage import Usage
 
@@ -175,14 +176,10 @@ def _jsonl_request(line: Mapping[str, Any], n: int) -> Request:
 
 
 def _user_text(messages: Any) -> str | None:
+    """The user turns as the router reads them (`prompt_text`); None without any."""
     if not isinstance(messages, list):
         return None
-    parts = [
-        m["content"]
-        for m in messages
-        if isinstance(m, Mapping) and m.get("role") == "user" and isinstance(m.get("content"), str)
-    ]
-    return "\n".join(parts) if parts else None
+    return prompt_text(messages) or None
 
 
 def from_jsonl(path: str | Path) -> Traffic:

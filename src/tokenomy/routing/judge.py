@@ -31,6 +31,7 @@ from ..records import UsageRecord
 from ..usage import Usage
 from .config import Judge as JudgeConfig
 from .feedback import Feedback, FeedbackStore
+from .learned.features import prompt_text
 from .rules import router_prompt
 from .side import side_call, write_side
 
@@ -54,16 +55,8 @@ def parse_rating(text: str) -> float | None:
 
 
 def _question(call: Call) -> str:
-    prompt = router_prompt(call)
-    parts: list[str] = []
-    for msg in prompt if isinstance(prompt, list) else []:
-        if isinstance(msg, dict) and msg.get("role") == "user":
-            content = msg.get("content")
-            if isinstance(content, str):
-                parts.append(content)
-            elif isinstance(content, list):
-                parts += [str(b.get("text", "")) for b in content if isinstance(b, dict)]
-    return "\n".join(parts)[-MAX_CHARS:]
+    """The user turns the router read, as text (the end of them, when long)."""
+    return prompt_text(router_prompt(call))[-MAX_CHARS:]
 
 
 class Judge:
