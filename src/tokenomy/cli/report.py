@@ -17,7 +17,6 @@ from rich.console import Console
 from rich.table import Table
 
 from ..config import load_settings
-from ..errors import ConfigError
 from ..ledger import open_store
 from ..reports import SECTIONS, TABLES, Filters, Report, build_report, check_dimension, to_csv
 from ..reports import to_json as report_json
@@ -130,11 +129,7 @@ def report(
         chosen = SECTIONS if section in (None, "all") else (section,)
     filters = Filters(orgs=orgs, teams=teams, users=users, keys=keys, models=models,
                       providers=providers, endpoints=endpoints, tags=_tags(tags))  # fmt: skip
-    try:
-        settings = load_settings(config_path, db=db)
-        store = open_store(settings.db)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from exc
+    store = open_store(load_settings(config_path, db=db).db)  # ConfigError: main() reports it
     try:
         store.migrate()
         rep = build_report(
