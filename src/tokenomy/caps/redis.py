@@ -45,8 +45,11 @@ from .resp import Pipe, ReplyError, Script
 # its newest bucket: "bucket span sum oldest" (oldest: the first bucket of that range with
 # something in it, -1: none). A reader in that bucket adds the bucket itself to the sum
 # (one HMGET) instead of reading every bucket; the first reader in a new bucket reads
-# them all and writes 'p' again. Every write to a bucket in the summed range keeps 'p'
-# true (`touched`); a write it cannot follow drops 'p', and the next reader recounts.
+# them all and writes 'p' again (a reader behind 'p', a replica whose clock is late or
+# a settle asking for an old window's total, reads them all and leaves 'p' as it is:
+# the third value `window` returns says whether 'p' is now the bucket read). Every
+# write to a bucket in the summed range keeps 'p' true (`touched`); a write it cannot
+# follow drops 'p', and the next reader recounts.
 _WINDOW = """
 local function window(key, bucket, span)
   if span == 1 then
@@ -57,19 +60,22 @@ local function window(key, bucket, span)
   local b = tonumber(bucket)
   local got = redis.call('HMGET', key, 'p', bucket)
   local cur = tonumber(got[2]) or 0
+  local keep_p = false  -- 'p' belongs to a newer bucket (a reader behind): leave it
   if got[1] then
     local pb, ps, sum, old = string.match(got[1], '^(%S+) (%S+) (%S+) (%S+)$')
-    if tonumber(pb) == b and tonumber(ps) == span then
+    pb, ps = tonumber(pb), tonumber(ps)
+    if pb == b and ps == span then
       old = tonumber(old)
       if old < 0 then
         old = nil
         if cur ~= 0 then old = b end
       end
-      return tonumber(sum) + cur, old
+      return tonumber(sum) + cur, old, true
     end
+    keep_p = pb > b and ps == span
   end
   local all = redis.call('HGETALL', key)
-  if #all == 0 then return 0, nil end
+  if #all == 0 then return 0, nil, false end
   local first = b - span + 1
   local sum, old = 0, nil
   for i = 1, #all, 2 do
@@ -80,9 +86,11 @@ local function window(key, bucket, span)
       if v ~= 0 and (old == nil or f < old) then old = f end
     end
   end
-  redis.call('HSET', key, 'p', string.format('%d %d %.0f %d', b, span, sum, old or -1))
+  if not keep_p then
+    redis.call('HSET', key, 'p', string.format('%d %d %.0f %d', b, span, sum, old or -1))
+  end
   if old == nil and cur ~= 0 then old = b end
-  return sum + cur, old
+  return sum + cur, old, not keep_p
 end
 
 -- After `delta` was added to bucket f of a counter of more than one bucket (it now
@@ -115,8 +123,8 @@ local totals, oldest, refused, holds = {}, {}, {}, {}
 for i = 1, n do
   local bucket, span, keep, ttl, amount, limit =
     string.match(ARGV[3 + i], '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+)$')
-  holds[i] = {bucket, keep, ttl, amount, span ~= '1'}
-  local total, old = window(KEYS[2 + i], bucket, tonumber(span))
+  local total, old, at = window(KEYS[2 + i], bucket, tonumber(span))
+  holds[i] = {bucket, keep, ttl, amount, span ~= '1', at}
   totals[i] = total
   oldest[i] = old or -1
   local a, l = tonumber(amount), tonumber(limit)
@@ -127,12 +135,16 @@ for i = 1, n do
   end
 end
 if #refused == 0 then
-  -- Each write lands in the bucket just read, which 'p' (now of that bucket) does not
-  -- sum; the buckets dropped are older than the window (keep >= span).
+  -- Each write lands in the bucket just read: 'p' does not sum it when it is of that
+  -- bucket, and is told otherwise. The buckets dropped are older than the window
+  -- (keep >= span), and older still than the range of a newer 'p'.
   for i = 1, n do
     local key, h = KEYS[2 + i], holds[i]
     local bucket, keep, ttl, amount = h[1], tonumber(h[2]), h[3], h[4]
-    if amount ~= '0' then redis.call('HINCRBY', key, bucket, amount) end
+    if amount ~= '0' then
+      local value = redis.call('HINCRBY', key, bucket, amount)
+      if h[5] and not h[6] then touched(key, bucket, amount, value) end
+    end
     local fields = keep
     if h[5] then fields = keep + 1 end  -- the buckets and 'p'
     if redis.call('HLEN', key) > fields then
