@@ -237,3 +237,27 @@ def test_unreachable_redis_follows_each_caps_fail_mode(dead_redis_gw: GW) -> Non
             )
         assert ainfo.value.status_code == 503
         assert ainfo.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+
+
+def test_an_arriving_request_lets_the_counters_wake_before_its_check(cgw: GW) -> None:
+    gateway = cgw.app.gateway  # type: ignore[union-attr]
+    assert gateway is not None and gateway.caps is not None
+    events: list[str] = []
+    gateway.caps._nudge = lambda: events.append("nudge")  # a Redis backend's wake-up
+    reserve = gateway.caps.reserve
+
+    async def reserving(call: Any) -> None:
+        events.append("reserve")
+        await reserve(call)
+
+    gateway.caps.reserve = reserving  # type: ignore[method-assign]
+    client = cgw.openai()
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=5)
+    assert events == ["reserve"]  # no caps defined: nothing to wake
+    with admin(cgw) as a:
+        r = a.post("/admin/limits", json={"name": "wake", "scope": {"key": "each"}, "rpm": 100})
+        assert r.status_code == 201, r.text
+    wait_for(lambda: not gateway.caps.defs.empty)
+    events.clear()
+    client.chat.completions.create(model="gpt-4o", messages=MESSAGES, max_tokens=5)
+    assert events == ["nudge", "reserve"]
