@@ -51,6 +51,12 @@ from .resp import Pipe, ReplyError, Script
 # write to a bucket in the summed range keeps 'p' true (`touched`); a write it cannot
 # follow drops 'p', and the next reader recounts.
 _WINDOW = """
+-- 'p' read: its bucket, span, sum and oldest bucket, as numbers.
+local function parse_p(p)
+  local pb, ps, sum, old = string.match(p, '^(%S+) (%S+) (%S+) (%S+)$')
+  return tonumber(pb), tonumber(ps), tonumber(sum), tonumber(old)
+end
+
 local function window(key, bucket, span)
   if span == 1 then
     local v = redis.call('HGET', key, bucket)
@@ -62,15 +68,13 @@ local function window(key, bucket, span)
   local cur = tonumber(got[2]) or 0
   local keep_p = false  -- 'p' belongs to a newer bucket (a reader behind): leave it
   if got[1] then
-    local pb, ps, sum, old = string.match(got[1], '^(%S+) (%S+) (%S+) (%S+)$')
-    pb, ps = tonumber(pb), tonumber(ps)
+    local pb, ps, sum, old = parse_p(got[1])
     if pb == b and ps == span then
-      old = tonumber(old)
       if old < 0 then
         old = nil
         if cur ~= 0 then old = b end
       end
-      return tonumber(sum) + cur, old, true
+      return sum + cur, old, true
     end
     keep_p = pb > b and ps == span
   end
@@ -98,8 +102,8 @@ end
 local function touched(key, f, delta, value)
   local p = redis.call('HGET', key, 'p')
   if not p then return end
-  local pb, ps, sum, old = string.match(p, '^(%S+) (%S+) (%S+) (%S+)$')
-  pb, ps, old, f = tonumber(pb), tonumber(ps), tonumber(old), tonumber(f)
+  local pb, ps, sum, old = parse_p(p)
+  f = tonumber(f)
   if f >= pb or f < pb - ps + 1 then return end
   value = tonumber(value)
   if value == 0 and f == old then  -- its oldest bucket emptied: the next reader recounts
@@ -108,7 +112,7 @@ local function touched(key, f, delta, value)
   end
   if value ~= 0 and (old < 0 or f < old) then old = f end
   redis.call('HSET', key, 'p',
-    string.format('%d %d %.0f %d', pb, ps, tonumber(sum) + tonumber(delta), old))
+    string.format('%d %d %.0f %d', pb, ps, sum + tonumber(delta), old))
 end
 """
 
