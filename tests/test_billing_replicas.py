@@ -19,7 +19,7 @@ import httpx2 as httpx
 import pytest
 
 from test_billing_gateway import drain_check
-from test_caps_replicas import AUTH, Replicas, Reply, open_reservations, replicas, upstream
+from test_caps_replicas import AUTH, Replicas, Reply, all_returned, replicas, upstream
 from tokenomy.caps.counters import usd_to_units
 from tokenomy.ledger import open_store
 
@@ -96,4 +96,4 @@ def test_a_balance_drained_by_two_replicas_never_goes_negative(pair: Replicas) -
         counter = client.hgetall(f"{pair.prefix}c:credit:acme")
     # One counter for both replicas, and it agrees with the ledger to the nano-dollar.
     assert {int(k): int(v) for k, v in counter.items()} == {0: usd_to_units(debited)}
-    assert open_reservations(pair) == 0
+    assert all_returned(pair)

@@ -11,6 +11,9 @@ gateway-wide ``redis_url``, ``timezone`` and ``webhook_url``.
       inexact_input_margin: "1.2"   # scale for input counts that are estimates
       alert_timeout: 5              # seconds a webhook may take
       redis_timeout: 5              # seconds before a silent Redis counts as unreachable
+      allowance: 16                 # on Redis: capacity a replica may hold ahead, per counter,
+                                    # in worst cases of a request (0: every check goes to Redis)
+      allowance_idle: 2             # seconds an unused allowance is kept before it is returned
 """
 
 from __future__ import annotations
@@ -40,10 +43,12 @@ class CapsConfig:
     inexact_input_margin: Decimal = Decimal("1.2")
     alert_timeout: float = 5.0
     redis_timeout: float = 5.0  # generous: a busy event loop reads replies late
+    allowance: int = 16  # see caps.allowance; 0: admit every request in Redis
+    allowance_idle: float = 2.0
 
 
 _FLOATS = ("lease", "sweep_interval", "reload_interval", "max_hold", "alert_timeout",
-           "redis_timeout")  # fmt: skip
+           "redis_timeout", "allowance_idle")  # fmt: skip
 
 
 def caps_config(settings: Settings) -> CapsConfig:
@@ -58,6 +63,10 @@ def caps_config(settings: Settings) -> CapsConfig:
                 kw[name] = float(raw[name])
                 if kw[name] <= 0:
                     raise ConfigError(f"caps.{name} must be positive")
+        if raw.get("allowance") is not None:
+            kw["allowance"] = int(raw["allowance"])
+            if kw["allowance"] < 0:
+                raise ConfigError("caps.allowance must be 0 or more")
         if raw.get("default_max_output") is not None:
             kw["default_max_output"] = int(raw["default_max_output"])
         if raw.get("output_limits") is not None:

@@ -126,6 +126,7 @@ class Reserved:
     totals: tuple[int, ...]  # each hold's window total before this reservation
     refused: tuple[int, ...] = ()  # indexes of holds that did not fit
     oldest: tuple[int | None, ...] = ()  # per hold: oldest non-empty bucket in the window
+    via: tuple[str, ...] = ()  # the allowances it was admitted from (`caps.allowance`)
 
     @property
     def ok(self) -> bool:

@@ -33,7 +33,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR, Decimal
 from typing import Protocol
@@ -46,6 +46,7 @@ from ..pricing import PriceBook
 from ..records import UsageRecord
 from ..ticks import until_next
 from .alerts import Alerts
+from .allowance import Allowances
 from .config import CapsConfig
 from .counters import (
     USD_UNIT,
@@ -173,10 +174,14 @@ class CapsPolicy:
                 backend = RedisCounters(
                     config.redis_url, prefix=config.redis_prefix, timeout=config.redis_timeout
                 )
+                if config.allowance > 0:
+                    backend = Allowances(backend, size=config.allowance,
+                                         idle=config.allowance_idle, lease=config.lease)  # fmt: skip
             else:
                 backend = MemoryCounters()
         self.backend: CounterBackend = backend
         self._nudge: Callable[[], None] | None = getattr(backend, "nudge", None)
+        self._tidy: Callable[[], Awaitable[None]] | None = getattr(backend, "tidy", None)
         self.estimate = Estimator(
             prices,
             output_limits=config.output_limits,
@@ -275,6 +280,8 @@ class CapsPolicy:
                     log.exception("reloading caps definitions failed")
                 next_reload = due(cfg.reload_interval)
             if now >= next_sweep:
+                if self._tidy is not None:
+                    await self.sweeper.guarded(self._tidy())
                 await self.sweeper.round()
                 next_sweep = due(cfg.sweep_interval)
             await asyncio.sleep(max(0.0, min(next_reload, next_sweep) - loop.time()))
@@ -522,6 +529,8 @@ class CapsPolicy:
             note["reserved_tokens"] = est.input_tokens + est.output_tokens
         if clamped is not None:
             note["clamped_max_tokens"] = clamped
+        if res.via:
+            note["allowances"] = list(res.via)
         if note:
             call.record.decisions["caps"] = note
         if any(line.limit is not None for line in lines):

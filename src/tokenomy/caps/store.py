@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -35,6 +35,7 @@ BUDGET_COLUMNS = ("id", "name", "scope", "period", "limit_usd", "limit_tokens", 
 LIMIT_COLUMNS = ("id", "name", "scope", "rpm", "tpm", "input_tpm", "output_tpm", "concurrent",
                  "window_seconds", "fail_mode", "created_at", "updated_at")  # fmt: skip
 _JSON = {"scope", "alerts"}
+ALLOWANCE_SLACK = 60.0  # seconds: how far a replica's clock may lag the one that made it
 
 # The ledger columns each scope dimension reads.
 _COLUMNS = {"org": "org", "team": "team", "key": "key_id", "user": "end_user",
@@ -231,6 +232,26 @@ class CapsStore:
             for row in self._read(run):
                 rec = row_to_record(row)
                 out[rec.request_id] = rec
+        return out
+
+    def allowance_records(self, allowances: Mapping[str, float]) -> dict[str, list[UsageRecord]]:
+        """Per allowance id, the records of the requests admitted from it (they name
+        it in ``decisions.caps.allowances``), from ``ALLOWANCE_SLACK`` seconds before
+        the time it was made (a replica's clock may run a little behind another's)."""
+        p = self.dialect.param
+        sql = (
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests "
+            f"WHERE ts >= {p} AND CAST(decisions AS TEXT) LIKE {p}"
+        )
+        out: dict[str, list[UsageRecord]] = {}
+        for rid, since in allowances.items():
+            # An id is letters, digits and colons: nothing LIKE would read as a pattern.
+            params = [since - ALLOWANCE_SLACK, f'%"{rid}"%']
+
+            def run(cur: Cursor, params: list[Any] = params) -> list[Any]:
+                return list(cur.execute(sql, params).fetchall())
+
+            out[rid] = [row_to_record(row) for row in self._read(run)]
         return out
 
     def ledger_totals(

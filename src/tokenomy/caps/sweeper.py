@@ -9,6 +9,9 @@ expired reservations (any process's) and settles each from the ledger:
   cost, its tokens), as the owner would have;
 - it is not: release.
 
+An allowance (`caps.allowance`) is settled to the sum over the records of the
+requests admitted from it, found by its id in their ``decisions``.
+
 The backend's sweep is atomic and acts only on a live, expired reservation, so
 when two sweepers (or a sweeper and a late owner) race, exactly one applies.
 Because the owner settles only after its record is committed, "record found"
@@ -20,9 +23,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
-from .counters import CounterBackend, CountersUnavailable
+from ..records import UsageRecord
+from .allowance import allowance_since
+from .counters import CounterBackend, CountersUnavailable, Pending
 from .measures import actual
 from .store import CapsStore
 
@@ -58,21 +63,33 @@ class Sweeper:
             pending = await self.backend.expired(limit=200)
             if not pending:
                 return done
-            records = await asyncio.to_thread(self.store.records, [p.rid for p in pending])
+            found = await asyncio.to_thread(self._records, pending)
             applied_any = False
             for p in pending:
-                rec = records.get(p.rid)
-                amounts = None if rec is None else [actual(h.measure, rec) for h in p.holds]
+                recs = found.get(p.rid)
+                amounts = None
+                if recs:
+                    amounts = [sum(actual(h.measure, rec) for rec in recs) for h in p.holds]
                 result = await self.backend.sweep(p, amounts)
                 if result.applied:
                     applied_any = True
                     done += 1
-                    if rec is None:
+                    if amounts is None:
                         self.released += 1
                     else:
                         self.settled += 1
             if not applied_any:
                 return done  # everything left is someone else's to take
+
+    def _records(self, pending: Sequence[Pending]) -> dict[str, list[UsageRecord]]:
+        """The ledger records each reservation (or allowance) stands for."""
+        allowances = {p.rid: since for p in pending
+                      if (since := allowance_since(p.rid)) is not None}  # fmt: skip
+        plain = [p.rid for p in pending if p.rid not in allowances]
+        out = {rid: [rec] for rid, rec in self.store.records(plain).items()}
+        if allowances:
+            out.update(self.store.allowance_records(allowances))
+        return out
 
     async def tick(self) -> None:
         now = time.monotonic()
@@ -85,9 +102,14 @@ class Sweeper:
 
     async def round(self) -> None:
         """One `tick` that never raises (the caps' housekeeping task runs it)."""
+        await self.guarded(self.tick())
+
+    @staticmethod
+    async def guarded(chore: Awaitable[None]) -> None:
+        """Run one chore of the housekeeping; log, never raise, what goes wrong."""
         try:
-            await self.tick()
+            await chore
         except CountersUnavailable as exc:
             log.debug("sweeper: counters unavailable: %s", exc)
         except Exception:  # the sweeper must outlive any one bad round
-            log.exception("sweeper round failed")
+            log.exception("caps housekeeping chore failed")
