@@ -5,7 +5,8 @@
 Runs the caps policy on a scratch SQLite ledger with one team budget (dollars,
 daily) and one per-key limit (requests and tokens per minute), and times
 ``reserve`` (the admission check, with the worst-case estimate) and ``settle``
-for each configuration: no caps defined, the in-process counters, and Redis.
+for each configuration: no caps defined, the in-process counters, and Redis
+(every check in Redis, and with allowances, the gateway's default).
 Prints p50/p90/p99 in microseconds. The Redis keys live under a random prefix
 and are deleted afterwards. ``--gap S`` sleeps S seconds before each request, as
 a gateway at a fixed rate of 1/S req/s does between requests: on a virtual
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 from tokenomy.caps import CapsPolicy
+from tokenomy.caps.allowance import Allowances
 from tokenomy.caps.config import CapsConfig
 from tokenomy.caps.counters import CounterBackend
 from tokenomy.caps.memory import MemoryCounters
@@ -140,8 +142,13 @@ async def main() -> None:
     await pings(args.redis, args.n, gap)
     prefix = f"tk_bench_{secrets.token_hex(4)}:"
     try:
-        await measure("redis: 1 budget + 1 limit", RedisCounters(args.redis, prefix=prefix),
-                      args.n, defined=True, gap=gap)  # fmt: skip
+        await measure("redis, every check (allowance 0): 1 budget + 1 limit",
+                      RedisCounters(args.redis, prefix=prefix), args.n, defined=True, gap=gap)  # fmt: skip
+        cfg = CapsConfig()
+        allowances = Allowances(RedisCounters(args.redis, prefix=prefix), size=cfg.allowance,
+                                idle=cfg.allowance_idle, lease=cfg.lease)  # fmt: skip
+        await measure("redis with allowances: 1 budget + 1 limit", allowances, args.n,
+                      defined=True, gap=gap)  # fmt: skip
     finally:
         import redis
 

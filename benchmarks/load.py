@@ -41,7 +41,8 @@ def start_gateways(
     names = [*opt.systems, *([TOKENOMY_CAPS] if opt.caps_redis else [])]
     for name in names:
         if name == TOKENOMY_CAPS:
-            svc, key = make_tokenomy(tmp, upstream.port, cpus, caps_redis=opt.caps_redis)
+            svc, key = make_tokenomy(tmp, upstream.port, cpus, caps_redis=opt.caps_redis,
+                                     caps_allowance=opt.caps_allowance)  # fmt: skip
         else:
             make = make_tokenomy if name == TOKENOMY else make_litellm
             svc, key = make(tmp, upstream.port, cpus)
@@ -148,6 +149,9 @@ def parse_args(argv: list[str]) -> Options:
     p.add_argument("--caps-redis", default="redis://127.0.0.1:6379/0",
                    help="also run Tokenomy with a budget and a rate limit on this Redis at the "
                         "fixed rates, to measure the admission check ('off': skip)")  # fmt: skip
+    p.add_argument("--caps-allowance", type=int,
+                   help="caps.allowance of that gateway (0: every check goes to Redis; "
+                        "default: the gateway's own)")  # fmt: skip
     a = p.parse_args(argv)
     asked = {s.strip() for s in a.systems.split(",") if s.strip()}
     if not asked or asked - {TOKENOMY, LITELLM}:
@@ -169,6 +173,7 @@ def parse_args(argv: list[str]) -> Options:
         pin=not a.no_pin,
         systems=[s for s in (TOKENOMY, LITELLM) if s in asked],
         caps_redis=caps_redis(a.caps_redis) if TOKENOMY in asked else None,
+        caps_allowance=a.caps_allowance,
     )
 
 

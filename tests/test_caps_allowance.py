@@ -160,11 +160,24 @@ async def test_holds_without_an_allowance_kind_always_go_to_the_backend(
 ) -> None:
     concurrent = Hold(Window("c"), 1, 10, "concurrent")
     counting = tokens(5, limit=None)
+    unpriced = Hold(Window("u"), 0, 10**6, "usd")  # refused once the budget is used up
     for i in range(3):
         assert (await allow.reserve(f"c{i}", [concurrent], lease=LEASE)).via == ()
         assert (await allow.reserve(f"n{i}", [counting], lease=LEASE)).via == ()
+        assert (await allow.reserve(f"u{i}", [unpriced], lease=LEASE)).via == ()
         await allow.quiet()
-    assert inner.asked == 6 and allow.held() == 0
+    assert inner.asked == 9 and allow.held() == 0
+
+
+async def test_a_request_stamped_a_bucket_earlier_leaves_the_allowance_be(
+    allow: Allowances, inner: Counted
+) -> None:
+    await allow.reserve("r1", [tokens(10, bucket=5)], lease=LEASE)
+    await allow.quiet()
+    late = await allow.reserve("r0", [tokens(10, bucket=4)], lease=LEASE)
+    assert late.ok and late.via == ()
+    await allow.quiet()
+    assert (await allow.reserve("r2", [tokens(10, bucket=5)], lease=LEASE)).via
 
 
 async def test_idle_allowances_are_returned_and_held_ones_renewed(
@@ -230,3 +243,16 @@ def test_the_gateway_holds_allowances_on_redis_unless_told_not_to(ledger: Store)
     assert isinstance(on.backend, Allowances) and on.backend.name == "redis"
     assert not isinstance(off.backend, Allowances) and off.backend.name == "redis"
     assert isinstance(local.backend, MemoryCounters)
+
+
+def test_the_allowance_settings_are_read_and_checked() -> None:
+    from tokenomy.caps.config import caps_config
+    from tokenomy.config import Settings
+    from tokenomy.errors import ConfigError
+
+    cfg = caps_config(Settings(caps={"allowance": 4, "allowance_idle": "0.5"}))
+    assert (cfg.allowance, cfg.allowance_idle) == (4, 0.5)
+    assert caps_config(Settings()).allowance == 16
+    for bad in ({"allowance": -1}, {"allowance_idle": 0}, {"allowance": "many"}):
+        with pytest.raises(ConfigError):
+            caps_config(Settings(caps=bad))

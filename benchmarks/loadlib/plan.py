@@ -42,6 +42,7 @@ class Options:
     systems: list[str]
     timeout: float = 30.0  # per request, seconds
     caps_redis: str | None = None  # also run Tokenomy with caps on this Redis (fixed rates)
+    caps_allowance: int | None = None  # its caps.allowance (None: the gateway's default)
 
 
 def scenarios(opt: Options) -> list[Scenario]:

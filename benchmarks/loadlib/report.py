@@ -152,8 +152,10 @@ def admission_lines(summaries: dict[str, dict[str, Figures]]) -> list[str]:
     return ["### The admission check", "",
             "Tokenomy + caps: the same gateway with a daily team budget and a per-key "
             "rate limit (requests and tokens per minute) whose counters live in Redis on "
-            "loopback, so every request reserves and settles there. Times are the "
-            "gateway's own `Server-Timing: admit` header, in ms.", "",
+            "loopback. By default the gateway admits most requests from allowances, "
+            "capacity it has reserved in Redis ahead (`caps.allowance`); with "
+            "`--caps-allowance 0` every request reserves and settles in Redis. Times are "
+            "the gateway's own `Server-Timing: admit` header, in ms.", "",
             "| scenario | admit p50, no caps | admit p50, caps on Redis | admit p99, caps on "
             "Redis | added latency p50, caps vs no caps |", "|---|---:|---:|---:|---:|",
             *rows]  # fmt: skip

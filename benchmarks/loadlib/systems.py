@@ -168,15 +168,22 @@ def make_upstream(tmp: Path, chunks: int, cpus: set[int] | None) -> Service:
 
 
 def make_tokenomy(
-    tmp: Path, upstream: int, cpus: set[int] | None, caps_redis: str | None = None
+    tmp: Path,
+    upstream: int,
+    cpus: set[int] | None,
+    caps_redis: str | None = None,
+    caps_allowance: int | None = None,
 ) -> tuple[Service, str]:
     """Tokenomy on a fresh SQLite ledger; with ``caps_redis``, also a team budget and a
-    per-key rate limit whose counters live in that Redis (both far from their limits)."""
+    per-key rate limit whose counters live in that Redis (both far from their limits),
+    with ``caps.allowance`` set to ``caps_allowance`` if given."""
     name = TOKENOMY_CAPS if caps_redis else TOKENOMY
     db = tmp / name / "ledger.db"
     db.parent.mkdir()
     config = tmp / name / "config.yaml"
     redis = f"redis_url: {caps_redis}\ncaps:\n  redis_prefix: 'bench-{secrets.token_hex(4)}:'\n"
+    if caps_allowance is not None:
+        redis += f"  allowance: {caps_allowance}\n"
     config.write_text(
         "server:\n  log_level: warning\nmodels:\n"
         f"  - name: {MODEL}\n    provider: openai\n    base_url: http://{HOST}:{upstream}/v1\n"

@@ -39,9 +39,10 @@ sweeper settles each from the ledger: every request admitted from an
 allowance records its id in ``decisions.caps.allowances``
 (`caps.store.CapsStore.allowance_records`).
 
-Only holds with a limit and a measure recomputable from the ledger take
-allowances (money, tokens, requests); a request with any other hold
-(concurrency, a prepaid balance) is checked in the backend as before.
+Only holds with a limit, an amount above zero and a measure recomputable from
+the ledger take allowances (money, tokens, requests); a request with any other
+hold (concurrency, a prepaid balance, $0 for a model without a price) is
+checked in the backend as before.
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ class Allowances:
     # -- admission -------------------------------------------------------------------------------
 
     async def reserve(self, rid: str, holds: Sequence[Hold], *, lease: float) -> Reserved:
-        leasable = bool(holds) and all(h.limit is not None and h.measure in LEASABLE for h in holds)
+        leasable = bool(holds) and all(
+            h.limit is not None and h.amount > 0 and h.measure in LEASABLE for h in holds
+        )
         if leasable:
             res = self._local(rid, holds)
             if res is not None:
@@ -148,9 +151,10 @@ class Allowances:
             if p is None:
                 return None
             if p.window != h.window or p.limit != h.limit:
-                self._retire(p)  # its window moved on, or its limit changed
-                return None
-            if p.left < max(h.amount, 1):  # a hold of 0 needs room left, as in the backend
+                if h.window.bucket >= p.window.bucket or p.limit != h.limit:
+                    self._retire(p)  # its window moved on, or its limit changed
+                return None  # (a request stamped a bucket earlier leaves it be)
+            if p.left < h.amount:
                 p.peak = max(p.peak, h.amount)
                 return None
             pools.append(p)
@@ -186,11 +190,11 @@ class Allowances:
         for h, before in zip(holds, res.totals, strict=True):
             p = self._pools.get(h.window.key)
             if h.window.key in self._making or (
-                p is not None and p.window == h.window and p.left >= max(h.amount, 1)
+                p is not None and p.window == h.window and p.left >= h.amount
             ):
                 continue
             assert h.limit is not None
-            unit = max(h.amount, p.peak if p is not None else 0, 1)
+            unit = max(h.amount, p.peak if p is not None else 0)
             room = h.limit - before - h.amount
             size = min(self.size * unit, room // SHARE)
             if size >= unit:
