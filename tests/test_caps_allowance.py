@@ -211,8 +211,10 @@ def ledger(tmp_path: object) -> Iterator[Store]:
 
 
 async def test_a_dead_replicas_allowance_is_settled_from_the_ledger(
-    ledger: Store, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
+    """On SQLite and on PostgreSQL: the sweeper finds the records by the allowance's id."""
+    ledger = store
     inner = MemoryCounters(clock=clock)
     allow = Allowances(inner, size=4, idle=60.0, lease=LEASE, clock=clock)
     p = policy(ledger, clock, backend=allow, lease=LEASE)
