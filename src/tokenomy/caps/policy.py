@@ -404,17 +404,20 @@ class CapsPolicy:
 
     # -- the request path ----------------------------------------------------------------------
 
+    def _nothing_to_check(self) -> bool:
+        return self.defs.empty and not self.sources
+
     def nudge(self) -> None:
         """A request arrived: the counters may get ready for its admission check."""
-        if self._nudge is not None and not (self.defs.empty and not self.sources):
+        if self._nudge is not None and not self._nothing_to_check():
             self._nudge()
 
     async def reserve(self, call: Call) -> None:
         if not self._started:
             await self.start()
-        defs = self.defs
-        if defs.empty and not self.sources:
+        if self._nothing_to_check():
             return
+        defs = self.defs
         budgets, limits = defs.applicable(subject_of(call))
         if not budgets and not limits and not self.sources:
             return

@@ -227,13 +227,13 @@ def find_alerts(
     spend = _read_spend(store, {*rules.anomaly_by, "model", *budgeted}, since, until)
     alerts: list[Alert] = []
     series: dict[str, list[tuple[date, Decimal]]] = {}
-    for by in {*rules.anomaly_by, "model"}:  # this set's order is the alerts' order
+    for by in dict.fromkeys([*rules.anomaly_by, "model"]):  # the alerts' order: as configured
         per = spend.series(by)
         series.update(per)
         if by in rules.anomaly_by:
             alerts += spend_anomalies(per, today=today, rules=rules)
     if all_budgets:
-        for by in budgeted:
+        for by in sorted(budgeted):
             series.update(spend.series(by))
         if "total" in all_budgets:
             series["total"] = sorted(spend.total.items())
