@@ -258,3 +258,18 @@ def test_the_allowance_settings_are_read_and_checked() -> None:
     for bad in ({"allowance": -1}, {"allowance_idle": 0}, {"allowance": "many"}):
         with pytest.raises(ConfigError):
             caps_config(Settings(caps=bad))
+
+
+async def test_an_allowance_not_renewed_in_time_stops_admitting(
+    inner: Counted, clock: Clock
+) -> None:
+    allow = Allowances(inner, size=4, idle=60.0, lease=LEASE, clock=clock)
+    await allow.reserve("r1", [tokens(10)], lease=LEASE)
+    await allow.quiet()
+    clock.t += LEASE * 0.6
+    assert (await allow.reserve("r2", [tokens(10)], lease=LEASE)).via
+    clock.t += LEASE * 0.1  # no renewal came (Redis unreachable, say): a sweeper may take it soon
+    assert (await allow.reserve("r3", [tokens(10)], lease=LEASE)).via == ()
+    await allow.quiet()
+    assert allow.held() == 2  # the old one, waiting for r2; a new one, made by r3
+    await allow.close()

@@ -34,6 +34,10 @@ What it costs:
   made plus what this replica used since: another replica's use since then
   shows at the next allowance.
 
+An allowance admits only while its lease is safely alive: it stops admitting
+when it has not been renewed for ``SAFE`` of a lease (Redis unreachable, a
+stalled process), since once the lease runs out a sweeper may settle it.
+
 Crashes: a dead replica's allowances run out like its reservations, and the
 sweeper settles each from the ledger: every request admitted from an
 allowance records its id in ``decisions.caps.allowances``
@@ -61,6 +65,7 @@ log = logging.getLogger("tokenomy.caps.allowance")
 
 ALLOWANCE_PREFIX = "allow:"
 SHARE = 8  # an allowance takes at most 1/SHARE of what is left of its window
+SAFE = 2 / 3  # of a lease: how long after its last renewal an allowance still admits
 LEASABLE = frozenset({"usd", "tokens", "input_tokens", "output_tokens", "requests"})
 
 
@@ -92,8 +97,9 @@ class _Pool:
     open: int = 0  # its requests not settled yet
     retired: bool = False
     peak: int = 0  # the largest amount asked of it: the next allowance's unit
-    made: float = 0.0  # when it was made, and last admitted from (the wall clock)
+    made: float = 0.0  # when it was made, last admitted from, last renewed (wall clock)
     last: float = 0.0
+    renewed: float = 0.0
 
     def total(self) -> int:
         """The window's total as this replica sees it: before the allowance, plus
@@ -146,9 +152,13 @@ class Allowances:
 
     def _local(self, rid: str, holds: Sequence[Hold]) -> Reserved | None:
         pools: list[_Pool] = []
+        now = self.clock()
         for h in holds:
             p = self._pools.get(h.window.key)
             if p is None:
+                return None
+            if now - p.renewed > self.lease * SAFE:
+                self._retire(p)  # not renewed in time: its lease may run out
                 return None
             if p.window != h.window or p.limit != h.limit:
                 if h.window.bucket >= p.window.bucket or p.limit != h.limit:
@@ -158,7 +168,6 @@ class Allowances:
                 p.peak = max(p.peak, h.amount)
                 return None
             pools.append(p)
-        now = self.clock()
         totals = []
         for p, h in zip(pools, holds, strict=True):
             totals.append(p.total())
@@ -217,7 +226,7 @@ class Allowances:
             return
         assert h.limit is not None
         p = _Pool(rid, h.window, h.limit, size, res.totals[0], res.oldest[0], left=size,
-                  peak=unit, made=made, last=made)  # fmt: skip
+                  peak=unit, made=made, last=made, renewed=made)  # fmt: skip
         old = self._pools.get(h.window.key)
         if self._closed or (old is not None and old.window.bucket > h.window.bucket):
             self._retire(p)  # made too late: the window has moved on
@@ -276,9 +285,11 @@ class Allowances:
                 self._retire(p)
         if now - self._last_renew >= self.lease / 3:
             self._last_renew = now
-            held = [p.rid for p in (*self._pools.values(), *self._draining.values())]
+            held = [*self._pools.values(), *self._draining.values()]
             if held:
-                await self.inner.renew(held, lease=self.lease)
+                await self.inner.renew([p.rid for p in held], lease=self.lease)
+                for p in held:
+                    p.renewed = now
 
     def held(self) -> int:
         """Allowances held (admitting, or waiting for their requests to settle)."""
