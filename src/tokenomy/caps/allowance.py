@@ -24,7 +24,7 @@ What it costs:
   allowance takes at most ``1/SHARE`` of what is left of a window when it is
   made, and at most ``size`` times the largest hold asked of the window's
   last allowance (or of the request that asks for it); none is made for a
-  window with less left than one such hold. A replica that is
+  window with less than ``SHARE`` such holds left. A replica that is
   refused in the backend returns its own idle allowances on the refused
   windows and tries once more.
 - A window's total read from the backend (reports, another replica's
