@@ -4,7 +4,9 @@ Everything that caps spend or traffic (budgets, rate limits, prepaid balances)
 is expressed as *holds* on *counters*, and a backend applies them atomically.
 Two backends implement `CounterBackend`: `caps.memory.MemoryCounters` (one
 process) and `caps.redis.RedisCounters` (many replicas; Lua scripts, one
-``EVALSHA`` per reserve and one per settle).
+``EVALSHA`` per reserve and one per settle). `caps.allowance.Allowances` wraps
+a shared backend so that most reservations are made in process, from capacity
+reserved in it ahead.
 
 Counters and windows
 --------------------
