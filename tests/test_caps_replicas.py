@@ -308,11 +308,9 @@ def test_sigkill_of_a_replica_leaves_nothing_double_counted(
             r, "budgets", {"name": "all", "scope": {}, "period": "monthly", "limit_usd": "10"}
         )
 
-        async def run() -> tuple[list[list[str]], set[str]]:
-            stop = asyncio.Event()
-            done: list[list[str]] = [[], []]  # per replica
-            tasks = [asyncio.create_task(_load(url, stop, got))
-                     for url, got in zip(r.urls, done, strict=True)]  # fmt: skip
+        async def run() -> tuple[list[str], set[str]]:
+            stop, done = asyncio.Event(), []
+            tasks = [asyncio.create_task(_load(url, stop, done)) for url in r.urls]
             await asyncio.sleep(1.0)
             r.procs[0].send_signal(signal.SIGKILL)
             await asyncio.sleep(0.05)
@@ -323,20 +321,13 @@ def test_sigkill_of_a_replica_leaves_nothing_double_counted(
             await asyncio.gather(*tasks)
             return done, left
 
-        (dead, alive), left_at_kill = asyncio.run(run())
-        done = dead + alive
+        done, left_at_kill = asyncio.run(run())
         assert r.procs[0].wait(timeout=10) == -signal.SIGKILL
         assert left_at_kill and len(done) > 50
         # The lease (2 s) runs out; the survivor's sweeper settles the dead replica's
         # reservations and allowances from the ledger.
         assert all_returned(r)
         assert from_allowances(r, done) > 0
-        used = r.ledger(
-            "SELECT DISTINCT jsonb_array_elements_text(decisions->'caps'->'allowances') "
-            "FROM requests WHERE request_id = ANY(%s)", dead
-        )  # fmt: skip
-        # The dead replica held allowances that its requests had used when it died.
-        assert {a for (a,) in used} & left_at_kill
         rows = r.ledger("SELECT cost_usd FROM requests")
         counted = sum(usd_to_units(c) for (c,) in rows if c is not None)
         view = httpx.get(f"{r.urls[1]}/admin/budgets/{b['id']}", headers=AUTH).json()
