@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tokenomy.routing.learned import Router
+from tokenomy.routing.learned import Router, scan
 from tokenomy.routing.learned.cues import CUES, cues, cues_re
 from tokenomy.routing.learned.features import (
     BOW_CHARS,
@@ -27,7 +27,7 @@ from tokenomy.routing.learned.features import (
     prompt_text,
 )
 from tokenomy.routing.learned.model import DEFAULT_QUALITY_TARGET, Calibration
-from tokenomy.routing.learned.scan import Terms
+from tokenomy.routing.learned.scan import Scan, Terms
 
 TRICKY = [
     "",
@@ -55,8 +55,9 @@ TRICKY = [
     "a\x1cb\x1dc\x1ed\x1ff tab\tsep\x0c\r\n",
     ("The quick brown fox. " * 190) + "Supercalifragilistic word. " * 10,  # a word at BOW_CHARS
 ]
-# Not ASCII: re.I matches "i" with the Turkish I's, "s" with the long s and "k" with
-# the Kelvin sign (str.lower does not agree), and \w, \d and \s cover more.
+# Not ASCII, read through the ASCII stand-in: re.I matches "i" with the Turkish I's,
+# "s" with the long s and "k" with the Kelvin sign (str.lower does not agree), and
+# \w, \d and \s cover more.
 FOREIGN = [
     "İstanbul İİ \u0131i",
     "Straße STRASSE ß",
@@ -135,6 +136,7 @@ def fuzzed_foreign(n: int) -> list[str]:
 
 @pytest.mark.parametrize("text", TRICKY + FOREIGN)
 def test_features_equal_their_definitions(text: str) -> None:
+    assert Scan.of(text) is not None  # not the regular expressions
     assert vector(text) == vector_re(text)
     assert hashed_words(text, 4096) == hashed_reference(text, 4096)
     assert hashed_words(text, 64) == hashed_reference(text, 64)
@@ -163,6 +165,26 @@ def test_fuzzed_prompts_equal_their_definitions(texts: list[str]) -> None:
         for h, v in hashed_reference(text, 64):
             want[i, dense + h] = v
     assert featurize(texts, spec).tobytes() == want.tobytes()
+
+
+def test_a_stand_in_is_one_character_for_each() -> None:
+    text = "İ\u0131\u017f\u212a é\u00a0１٢\u3000😀\u0301ß"
+    got = Scan.of(text)
+    assert got is not None
+    assert got.text == "IISK _\t00\t##_"
+    assert (got.foreign, got.ascii_digits) == (len(text) - 1, False)
+
+
+def test_a_character_without_a_stand_in_keeps_the_expressions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    readings = {r: c for r, c in scan._BY_READING.items() if c != "_"}  # no word character
+    monkeypatch.setattr(scan, "_BY_READING", readings)
+    monkeypatch.setattr(scan, "_STAND_INS", scan._StandIns())
+    assert Scan.of("na\u00efve\u3000１") is None
+    assert Scan.of("١\u00a0") is not None
+    for text in FOREIGN:
+        assert vector(text) == vector_re(text)
 
 
 def test_the_counts_behind_a_few_features() -> None:
