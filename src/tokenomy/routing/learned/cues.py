@@ -65,12 +65,12 @@ def _largest(numbers: list[str]) -> float:
 def cues(text: str, scan: Scan | None = None) -> list[float]:
     """One value per name in `CUES`, roughly unit-scaled (the model standardises them).
 
-    Equal to `cues_re`; ASCII text is read from its `Scan` (`scan`, when the
+    Equal to `cues_re`; the text is read from its `Scan` (`scan`, when the
     caller already has it)."""
     scan = scan or Scan.of(text)
     if scan is None:
         return cues_re(text)
-    numbers = _NUMBER.findall(scan.numeric)
+    numbers = _NUMBER.findall(scan.numeric if scan.ascii_digits else text)
     lower = scan.lower
     fractions = len(_FRACTION_MARKS.findall(scan.numeric))
     fractions += occurrences(lower, "fraction") + occurrences(lower, "percent")

@@ -3,7 +3,7 @@
 The default features cost well under a millisecond: a few lexical counts
 (length, digits, code and math markers, multiple-choice options, question
 words), the difficulty cues of `cues.py`, and word unigrams and bigrams hashed into `Spec.hash_dim` buckets.
-An ASCII prompt is read for the counts and the cues in one pass (`scan.py`). The
+A prompt is read for the counts and the cues in one pass (`scan.py`). The
 MiniLM embedding (`Spec.embed`) is optional: it costs about 0.3 ms of CPU per
 word piece on one core, more than the 5 ms decision budget for a typical
 prompt. It sees the head and the tail of the prompt only (`HEAD_CHARS`,
@@ -102,24 +102,24 @@ def clip(text: str) -> str:
 def lexical(text: str, scan: Scan | None = None) -> list[float]:
     """Cheap features, roughly unit-scaled (standardised again by the model).
 
-    Equal to `lexical_re`; ASCII text is read from its `Scan` (`scan`, when the
+    Equal to `lexical_re`; the text is read from its `Scan` (`scan`, when the
     caller already has it) instead of one regular expression per feature."""
     scan = scan or Scan.of(text)
     if scan is None:
         return lexical_re(text)
     n = max(len(text), 1)
-    lower, numeric = scan.lower, scan.numeric
+    ascii_text, lower, numeric = scan.text, scan.lower, scan.numeric
     marks = scan.shape.count("+") + lower.count("\\frac") + lower.count("\\sqrt")
     return [
         math.log1p(len(text)),
         math.log1p(scan.spaced_words()),
         sum(map(numeric.count, "0123456789")) / n,
         math.log1p(len(_NUMBER.findall(numeric))),
-        float(_has_code(text)),
+        float(_has_code(ascii_text)),
         math.log1p(marks + _MATH_WORDS.count(scan)),
         float(scan.options() >= 3),
-        0.0,  # no character outside ASCII
-        math.log1p(text.count("?")),
+        scan.foreign / n,
+        math.log1p(ascii_text.count("?")),
         math.log1p(_WH.count(scan)),
     ]
 
@@ -178,7 +178,10 @@ def hashed_words(text: str, dim: int, scan: Scan | None = None) -> list[tuple[in
 
 def _hashed(text: str, dim: int, scan: Scan | None) -> tuple[list[int], list[float]]:
     """`hashed_words` as (indices, values)."""
-    words = scan.words_in(BOW_CHARS) if scan else _WORD.findall(text[:BOW_CHARS].lower())
+    if scan and not scan.foreign:
+        words = scan.words_in(BOW_CHARS)
+    else:  # a stand-in's words are not the prompt's
+        words = _WORD.findall(text[:BOW_CHARS].lower())
     # the grams in reading order (w0, w1, "w0 w1", w2, "w1 w2", ...): the buckets are
     # counted in the order their first grams appear, and the norm sums in that order
     grams = words[:1] * (2 * len(words) - 1)

@@ -1,4 +1,4 @@
-"""One pass over an ASCII prompt, shared by the lexical features and the cues.
+"""One pass over a prompt, shared by the lexical features and the cues.
 
 The lexical features and the cues are defined by regular expressions
 (`features.lexical_re`, `cues.cues_re`), most of them case-insensitive word
@@ -10,14 +10,24 @@ the whitespace) for what is left.
 Every count equals the regular expression's, so the feature vectors do not
 change; tests/test_router_learned_scan.py checks it against the expressions.
 
-Non-ASCII text keeps the expressions: `str.lower` and ``re.I`` disagree on some
-characters (the Kelvin sign, the long s, Turkish dotted I), and ``\\w``,
-``\\d`` and ``\\s`` cover more than the tables here.
+Other text is scanned through an ASCII *stand-in*, one character for each: a
+character outside ASCII becomes the ASCII character that every expression reads
+the same way, asked of the regex engine (`_reading`): ``\\w``, ``\\d`` and
+``\\s`` (Unicode), `str.isspace` (for `str.split`) and the letters ``re.I``
+matches it with. So a word character becomes "_", a digit "0", a space "\\t"
+(no expression names it; they name " " and "\\n"), anything else "#", and the
+Kelvin sign, the long s and the Turkish I's the capitals "K", "S" and "I" (the
+case-sensitive expressions name no capital but A-D). The stand-in is mapped
+before lower-casing, so `str.lower` never sees "İ". Its digits are all "0": a
+prompt with digits outside ASCII reads its numbers from itself (`Scan.ascii_digits`),
+and the share of characters outside ASCII is counted on the prompt (`Scan.foreign`).
+A character with no stand-in (none in Python 3.11) makes the text keep the expressions.
 """
 
 from __future__ import annotations
 
 import re
+import string
 from collections import Counter
 
 _ASCII = [chr(i) for i in range(128)]
@@ -41,14 +51,54 @@ _TO_GAPS = str.maketrans({c: " " if c in SPACE_CHARS else "x" for c in _ASCII})
 _BLANK = re.compile(r"\s*")
 _TERM = re.compile(r"[a-z]+(?: [a-z]+)*\*?")
 
+_CLASSES = tuple(re.compile(c) for c in (r"\w", r"\d", r"\s"))
+_LETTERS = tuple(re.compile(c, re.I) for c in string.ascii_lowercase)
+
+
+def _reading(char: str) -> tuple[bool, ...]:
+    """What the expressions can tell of `char`: whether it is ``\\w``, ``\\d``,
+    ``\\s`` and `str.isspace`, and which lower-case letters ``re.I`` matches it with.
+    (The other characters the expressions name are ASCII without case: each matches
+    only itself.)"""
+    return (
+        *(p.fullmatch(char) is not None for p in _CLASSES),
+        char.isspace(),
+        *(p.fullmatch(char) is not None for p in _LETTERS),
+    )
+
+
+# The stand-ins, by reading: characters the expressions know by their reading only
+# (none names "_", "0", "#" or "\t", and the case-sensitive ones name no capital
+# but A-D), each standing in for the characters that read the same.
+_BY_READING = {_reading(c): c for c in "_0\t#" + string.ascii_uppercase[4:]}
+_MAX_STAND_INS = 1 << 16
+
+
+class _StandIns(dict[int, str]):
+    """A `str.translate` table, filled as characters come: a character → its ASCII
+    stand-in ("" when it has none, which shortens the translation)."""
+
+    def __missing__(self, code: int) -> str:
+        if len(self) >= _MAX_STAND_INS:  # bounded whatever the prompts hold
+            self.clear()
+        char = chr(code)
+        self[code] = found = char if code < 128 else _BY_READING.get(_reading(char), "")
+        return found
+
+
+_STAND_INS = _StandIns()
+
 
 class Scan:
-    """An ASCII prompt, lower-cased, split into words and counted once."""
+    """An ASCII prompt, or the ASCII stand-in of another (`of`), lower-cased, split
+    into words and counted once."""
 
-    __slots__ = ("counts", "lower", "numeric", "shape", "text", "words")
+    __slots__ = ("ascii_digits", "counts", "foreign", "lower", "numeric", "shape", "text", "words")
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, foreign: int = 0, *, ascii_digits: bool = True) -> None:
         self.text = text
+        self.foreign = foreign  # the prompt's characters outside ASCII
+        self.ascii_digits = ascii_digits  # no digit outside ASCII: `numeric` has the numbers
         self.lower = text.lower()
         self.words: list[str] = self.lower.translate(_TO_WORDS).split()
         self.counts: Counter[str] = Counter(self.words)
@@ -57,15 +107,22 @@ class Scan:
         self.shape = text.translate(_TO_SHAPE)
 
     def words_in(self, chars: int) -> list[str]:
-        """The words of the first `chars` characters."""
+        """The words of the first `chars` characters (of the stand-in, when `foreign`)."""
         if len(self.text) <= chars:
             return self.words
         return self.lower[:chars].translate(_TO_WORDS).split()
 
     @classmethod
     def of(cls, text: str) -> Scan | None:
-        """A scan of ASCII text; None for other text (it keeps the regular expressions)."""
-        return cls(text) if text.isascii() else None
+        """A scan of `text`, or of its ASCII stand-in; None when a character has no
+        stand-in (the text keeps the regular expressions)."""
+        if text.isascii():
+            return cls(text)
+        stand_in = text.translate(_STAND_INS)
+        if len(stand_in) != len(text):
+            return None
+        foreign = len(text) - len(text.encode("ascii", "ignore"))
+        return cls(stand_in, foreign, ascii_digits=stand_in.count("0") == text.count("0"))
 
     def spaced_words(self) -> int:
         """``len(text.split())``: runs of non-whitespace."""
