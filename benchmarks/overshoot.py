@@ -9,6 +9,10 @@ computed here, identically for both systems, from the usage in every 200
 response at the configured price; overshoot is ``max(0, spent - budget)``.
 
 - Tokenomy: a lifetime dollar budget on the model (``tokenomy budgets create``).
+- Tokenomy, two replicas (``tokenomy-replicas``): the same budget, two gateway
+  processes sharing a PostgreSQL ledger (a scratch schema) and Redis counters
+  (a scratch prefix), with allowances (the default); requests alternate
+  between them. Needs ``--pg`` and ``--redis`` (the local servers by default).
 - LiteLLM: provider budget routing (``router_settings.provider_budget_config``,
   in-memory spend tracking, no database); its DB-backed key budgets need Prisma
   engine binaries that this machine cannot download.
@@ -46,6 +50,7 @@ from loadlib.systems import (
 MAX_TOKENS = 64
 CHUNKS = 20  # completion tokens per reply (under MAX_TOKENS)
 MTOK = Decimal(1_000_000)
+PREFIX = f"overshoot-{secrets.token_hex(4)}:"  # the replicas' Redis keys
 
 
 def cost(usage: dict[str, Any]) -> Decimal:
@@ -81,10 +86,10 @@ def send(port: int, key: str, i: int) -> tuple[int, dict[str, Any] | None]:
         conn.close()
 
 
-def fire(port: int, key: str, n: int, concurrency: int) -> dict[str, Any]:
+def fire(ports: list[int], key: str, n: int, concurrency: int) -> dict[str, Any]:
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        results = list(pool.map(lambda i: send(port, key, i), range(n)))
+        results = list(pool.map(lambda i: send(ports[i % len(ports)], key, i), range(n)))
     took = time.perf_counter() - began
     statuses: dict[str, int] = {}
     spent = Decimal(0)
@@ -118,34 +123,85 @@ def per_request_cost(upstream: int) -> Decimal:
 
 
 def run_tokenomy(
-    tmp: Path, upstream: int, budget: Decimal, n: int, concurrency: int
+    tmp: Path,
+    upstream: int,
+    budget: Decimal,
+    n: int,
+    concurrency: int,
+    *,
+    replicas: int = 1,
+    db: str = "",
+    redis: str = "",
+    allowance: int | None = None,
 ) -> dict[str, Any]:
-    work = tmp / "tokenomy"
+    work = tmp / f"tokenomy-{replicas}"
     work.mkdir()
-    db, config = work / "l.db", work / "cfg.yaml"
+    db, config = db or str(work / "l.db"), work / "cfg.yaml"
+    shared = f"redis_url: {redis}\ncaps:\n  redis_prefix: '{PREFIX}'\n" if redis else ""
+    if redis and allowance is not None:
+        shared += f"  allowance: {allowance}\n"
     config.write_text(
         "server:\n  log_level: warning\nmodels:\n"
         f"  - name: {MODEL}\n    provider: openai\n    base_url: http://{HOST}:{upstream}/v1\n"
-        f"    api_key: x\n    price: {{input: {PRICE_IN}, output: {PRICE_OUT}}}\n"
+        f"    api_key: x\n    price: {{input: {PRICE_IN}, output: {PRICE_OUT}}}\n" + shared
     )
     master = "tk-bench-" + secrets.token_hex(16)
     env = child_env({"TOKENOMY_MASTER_KEY": master}, True)
     subprocess.run(
         tokenomy_argv("budgets", "create", "overshoot", "--model", MODEL, "--usd", f"{budget:f}",
-                      "--period", "lifetime", "--db", str(db), "--config", str(config)),
+                      "--period", "lifetime", "--db", db, "--config", str(config)),
         env=env, check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    port = free_port()
-    argv = tokenomy_argv("serve", "--config", str(config), "--db", str(db))
-    argv += ["--host", HOST, "--port", str(port)]
-    svc = Service("tokenomy", argv, env, port, ("GET", "/healthz", None, {}), tmp / "t.log", None)
+    services = []
+    for i in range(replicas):
+        port = free_port()
+        argv = tokenomy_argv("serve", "--config", str(config), "--db", db)
+        argv += ["--host", HOST, "--port", str(port)]
+        health: Probe = ("GET", "/healthz", None, {})
+        services.append(Service(f"tokenomy-{i}", argv, env, port, health, work / f"{i}.log", None))
     try:
-        svc.start()
-        out = fire(port, master, n, concurrency)
+        for svc in services:
+            svc.start()
+        out = fire([svc.port for svc in services], master, n, concurrency)
     finally:
-        svc.stop()
+        for svc in services:
+            svc.stop()
     out["mechanism"] = "lifetime $ budget on the model (reserve, then settle)"
+    if replicas > 1:
+        every = " (every check in Redis)" if allowance == 0 else ", allowances"
+        out["mechanism"] += f"; {replicas} replicas, PostgreSQL + Redis{every}"
     return out
+
+
+def run_tokenomy_replicas(
+    tmp: Path,
+    upstream: int,
+    budget: Decimal,
+    n: int,
+    concurrency: int,
+    pg: str,
+    redis: str,
+    allowance: int | None,
+) -> dict[str, Any]:
+    """Two Tokenomy replicas on a scratch PostgreSQL schema and Redis prefix."""
+    import psycopg
+    import redis as redis_lib
+
+    schema = "overshoot_" + secrets.token_hex(4)
+    with psycopg.connect(pg, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        db = f"{pg}{'&' if '?' in pg else '?'}options=-csearch_path%3D{schema}"
+        return run_tokenomy(tmp, upstream, budget, n, concurrency, replicas=2, db=db,
+                            redis=redis, allowance=allowance)  # fmt: skip
+    finally:
+        with psycopg.connect(pg, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        client = redis_lib.Redis.from_url(redis)
+        keys = list(client.scan_iter(match=PREFIX + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+        client.close()
 
 
 def run_litellm(
@@ -173,7 +229,7 @@ def run_litellm(
     svc = Service("litellm", argv, env, port, health, tmp / "litellm.log", None)
     try:
         svc.start(timeout=180)
-        out = fire(port, key, n, concurrency)
+        out = fire([port], key, n, concurrency)
     finally:
         svc.stop()
     out["mechanism"] = "provider_budget_config (router, in-memory spend, no DB)"
@@ -186,10 +242,18 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=100)
     ap.add_argument("--budget-requests", type=int, default=100, help="budget pays for this many")
     ap.add_argument("--delay-ms", type=int, default=50, help="fake upstream delay")
-    ap.add_argument("--systems", default="tokenomy,litellm")
+    ap.add_argument("--systems", default="tokenomy,tokenomy-replicas,litellm")
+    ap.add_argument("--pg", default="postgresql://127.0.0.1:5432/test",
+                    help="PostgreSQL for tokenomy-replicas (a scratch schema is made)")  # fmt: skip
+    ap.add_argument("--redis", default="redis://127.0.0.1:6379/0", help="Redis for them")
+    ap.add_argument("--allowance", type=int,
+                    help="the replicas' caps.allowance (0: every check in Redis)")  # fmt: skip
     args = ap.parse_args()
 
-    runners = {"tokenomy": run_tokenomy, "litellm": run_litellm}
+    def replicas(tmp: Path, up: int, budget: Decimal, n: int, c: int) -> dict[str, Any]:
+        return run_tokenomy_replicas(tmp, up, budget, n, c, args.pg, args.redis, args.allowance)
+
+    runners = {"tokenomy": run_tokenomy, "tokenomy-replicas": replicas, "litellm": run_litellm}
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="overshoot-") as t:
         tmp = Path(t)
