@@ -6,16 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 import pytest
 
 from caps_helpers import Clock, add_budget, chat, ledger_units, policy, use
 from tokenomy.caps.allowance import Allowances, allowance_rid, allowance_since
 from tokenomy.caps.config import CapsConfig
-from tokenomy.caps.counters import Hold, Reserved, Window
+from tokenomy.caps.counters import CounterBackend, Hold, Reserved, Window
 from tokenomy.caps.memory import MemoryCounters
 from tokenomy.caps.policy import CapsPolicy
+from tokenomy.caps.redis import RedisCounters
 from tokenomy.caps.sweeper import Sweeper
 from tokenomy.ledger import Store, open_store
 from tokenomy.pricing import PriceBook
@@ -40,7 +41,7 @@ def tokens(amount: int, *, limit: int | None = 1000, bucket: int = 0, key: str =
     return Hold(Window(key, bucket, 1, 2), amount, limit, "tokens")
 
 
-async def total(be: MemoryCounters, key: str = "t", bucket: int = 0) -> int:
+async def total(be: CounterBackend, key: str = "t", bucket: int = 0) -> int:
     return (await be.totals([Window(key, bucket, 1, 2)]))[0]
 
 
@@ -93,12 +94,27 @@ async def test_after_one_check_in_the_backend_the_next_ones_need_no_round_trip(
     assert await total(inner) == 6 + 5 * 7  # every allowance returned: what was used
 
 
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def replica_backends(
+    request: pytest.FixtureRequest, inner: Counted
+) -> Callable[[], CounterBackend]:
+    """Backends for replicas sharing counters: the one in-process backend, or a
+    connection of each replica's own to the same Redis keys."""
+    if request.param == "memory":
+        return lambda: inner
+    url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+    return lambda: RedisCounters(url, prefix=prefix)
+
+
 async def test_two_replicas_sharing_a_backend_never_hold_more_than_the_limit(
-    inner: Counted, clock: Clock
+    replica_backends: Callable[[], CounterBackend], clock: Clock
 ) -> None:
     limit = 2400
     rng = random.Random(7)
-    reps = [Allowances(inner, size=4, idle=5.0, lease=LEASE, clock=clock) for _ in range(2)]
+    inner = replica_backends()  # for reading the totals
+    reps = [
+        Allowances(replica_backends(), size=4, idle=5.0, lease=LEASE, clock=clock) for _ in range(2)
+    ]
     used = local = admitted = 0
     held: dict[str, int] = {}  # what admitted, unsettled requests may still use
 
@@ -127,6 +143,8 @@ async def test_two_replicas_sharing_a_backend_never_hold_more_than_the_limit(
         await rep.close()
     assert await total(inner) == used
     assert used > limit * 0.8  # the limit was reached, not avoided
+    if isinstance(inner, RedisCounters):
+        await inner.close()
 
 
 async def test_a_window_that_moves_on_returns_its_allowance(
