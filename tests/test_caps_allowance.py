@@ -291,3 +291,24 @@ async def test_an_allowance_not_renewed_in_time_stops_admitting(
     await allow.quiet()
     assert allow.held() == 2  # the old one, waiting for r2; a new one, made by r3
     await allow.close()
+
+
+async def test_a_check_after_the_window_moved_on_does_not_count_the_old_allowance(
+    replica_backends: Callable[[], CounterBackend], clock: Clock
+) -> None:
+    """The allowance of the bucket before is settled ahead of the check, on the same
+    connection, so the check (and its rate-limit headers) sees only what was used."""
+    allow = Allowances(replica_backends(), size=4, idle=60.0, lease=LEASE, clock=clock)
+
+    def one(bucket: int) -> Hold:  # a request on a window of two buckets
+        return Hold(Window("r", bucket, 2, 3), 1, 100, "requests")
+
+    await allow.reserve("a", [one(0)], lease=LEASE)
+    await allow.quiet()  # an allowance of 4 on bucket 0
+    assert (await allow.reserve("b", [one(0)], lease=LEASE)).via
+    await allow.settle("a", [1])
+    await allow.settle("b", [1])
+    moved = await allow.reserve("c", [one(1)], lease=LEASE)
+    assert moved.via == () and moved.totals == (2,)  # a and b, not the 3 left unused
+    await allow.settle("c", [1])
+    await allow.close()

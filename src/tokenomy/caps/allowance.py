@@ -9,7 +9,8 @@ allowances this replica holds for their windows are admitted from them in
 process; their settles return what they did not use to the allowance. When an
 allowance is retired (its window moved on, it ran dry, it sat idle, it grew
 old, or the gateway stops) and its last request has settled, it is settled in
-the backend to what its requests used.
+the backend to what its requests used; one found stale by a request that then
+goes to the backend is settled just ahead of that request's check.
 
 Why the caps still hold: the backend admitted each allowance atomically
 against the limit, like any reservation, and a replica never admits more
@@ -141,10 +142,17 @@ class Allowances:
             h.limit is not None and h.amount > 0 and h.measure in LEASABLE for h in holds
         )
         if leasable:
-            res = self._local(rid, holds)
-            if res is not None:
-                return res
-        res = await self.inner.reserve(rid, holds, lease=lease)
+            local = self._local(rid, holds)
+            if local is not None:
+                return local
+        stale = self._stale(holds)
+        if stale:
+            # Their settles go first (on one connection, in order): the check then no
+            # longer counts what they did not use.
+            settles = asyncio.gather(*map(self._settle_pool, stale))
+            _, res = await asyncio.gather(settles, self.inner.reserve(rid, holds, lease=lease))
+        else:
+            res = await self.inner.reserve(rid, holds, lease=lease)
         if not res.ok and await self._give_back(holds, res.refused):
             res = await self.inner.reserve(rid, holds, lease=lease)
         if res.ok and leasable and self.size > 0:
@@ -156,15 +164,10 @@ class Allowances:
         now = self.clock()
         for h in holds:
             p = self._pools.get(h.window.key)
-            if p is None:
+            if p is None or p.window != h.window or p.limit != h.limit:
                 return None
             if now - p.renewed > self.lease * SAFE:
-                self._retire(p)  # not renewed in time: its lease may run out
                 return None
-            if p.window != h.window or p.limit != h.limit:
-                if h.window.bucket >= p.window.bucket or p.limit != h.limit:
-                    self._retire(p)  # its window moved on, or its limit changed
-                return None  # (a request stamped a bucket earlier leaves it be)
             if p.left < h.amount:
                 p.peak = max(p.peak, h.amount)
                 return None
@@ -181,6 +184,22 @@ class Allowances:
             tuple(totals), (), tuple(p.oldest for p in pools), via=tuple(p.rid for p in pools)
         )
 
+    def _stale(self, holds: Sequence[Hold]) -> list[_Pool]:
+        """Retire the allowances on these holds' windows that must not admit any more:
+        not renewed in time (their lease may run out), their window moved on, or
+        their limit changed (a request stamped a bucket earlier leaves one be).
+        Return those that can be settled now (no request open)."""
+        now, out = self.clock(), []
+        for h in holds:
+            p = self._pools.get(h.window.key)
+            if p is None:
+                continue
+            late = now - p.renewed > self.lease * SAFE
+            moved = p.window != h.window and h.window.bucket >= p.window.bucket
+            if (late or moved or p.limit != h.limit) and self._stop(p):
+                out.append(p)
+        return out
+
     async def _give_back(self, holds: Sequence[Hold], refused: Sequence[int]) -> bool:
         """Return this replica's unused allowances on the refused windows (those
         with no request open: the others cannot be settled yet); True if any was."""
@@ -188,8 +207,7 @@ class Allowances:
         for i in refused:
             p = self._pools.get(holds[i].window.key)
             if p is not None and p.open == 0 and p.left > 0:
-                p.retired = True
-                del self._pools[p.window.key]
+                self._stop(p)
                 await self._settle_pool(p)
                 returned = True
         return returned
@@ -256,13 +274,18 @@ class Allowances:
 
     def _retire(self, p: _Pool) -> None:
         """Stop admitting from ``p``; settle it once its last request has."""
+        if self._stop(p):
+            self._spawn(self._settle_pool(p))
+
+    def _stop(self, p: _Pool) -> bool:
+        """Stop admitting from ``p``; True if it can be settled now (no request
+        open), else it waits for its last one."""
         p.retired = True
         if self._pools.get(p.window.key) is p:
             del self._pools[p.window.key]
-        if p.open == 0:
-            self._spawn(self._settle_pool(p))
-        else:
+        if p.open:
             self._draining[p.rid] = p
+        return not p.open
 
     async def _settle_pool(self, p: _Pool) -> None:
         self._draining.pop(p.rid, None)
