@@ -198,12 +198,19 @@ async def test_a_request_stamped_a_bucket_earlier_leaves_the_allowance_be(
     assert (await allow.reserve("r2", [tokens(10, bucket=5)], lease=LEASE)).via
 
 
+async def primed(inner: CounterBackend, clock: Clock, *, idle: float) -> Allowances:
+    """Allowances whose first request ("r1", 10 tokens) went to the backend and
+    made an allowance."""
+    allow = Allowances(inner, size=4, idle=idle, lease=LEASE, clock=clock)
+    await allow.reserve("r1", [tokens(10)], lease=LEASE)
+    await allow.quiet()
+    return allow
+
+
 async def test_idle_allowances_are_returned_and_held_ones_renewed(
     inner: Counted, clock: Clock
 ) -> None:
-    allow = Allowances(inner, size=4, idle=20.0, lease=LEASE, clock=clock)
-    await allow.reserve("r1", [tokens(10)], lease=LEASE)
-    await allow.quiet()
+    allow = await primed(inner, clock, idle=20.0)
     await allow.reserve("r2", [tokens(10)], lease=LEASE)
     clock.t += 11.0  # past a third of the lease, not idle yet: renewed
     await allow.tidy()
@@ -281,9 +288,7 @@ def test_the_allowance_settings_are_read_and_checked() -> None:
 async def test_an_allowance_not_renewed_in_time_stops_admitting(
     inner: Counted, clock: Clock
 ) -> None:
-    allow = Allowances(inner, size=4, idle=60.0, lease=LEASE, clock=clock)
-    await allow.reserve("r1", [tokens(10)], lease=LEASE)
-    await allow.quiet()
+    allow = await primed(inner, clock, idle=60.0)
     clock.t += LEASE * 0.6
     assert (await allow.reserve("r2", [tokens(10)], lease=LEASE)).via
     clock.t += LEASE * 0.1  # no renewal came (Redis unreachable, say): a sweeper may take it soon
