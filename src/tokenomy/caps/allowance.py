@@ -262,6 +262,11 @@ class Allowances:
         held = self._requests.pop(rid, None)
         if held is None:
             return await self.inner.settle(rid, actual, want=want)
+        return Settled(True, self._done(held, actual))
+
+    def _done(self, held: Sequence[tuple[_Pool, int]], actual: Sequence[int]) -> tuple[int, ...]:
+        """A request admitted from allowances ended, using ``actual``: give back the
+        rest, settle a retired allowance whose last request this was; the totals."""
         totals = []
         for (p, amount), a in zip(held, actual, strict=True):
             p.left += amount - a
@@ -270,7 +275,7 @@ class Allowances:
             totals.append(p.total())
             if p.retired and p.open == 0:
                 self._spawn(self._settle_pool(p))
-        return Settled(True, tuple(totals))
+        return tuple(totals)
 
     def _retire(self, p: _Pool) -> None:
         """Stop admitting from ``p``; settle it once its last request has."""
@@ -363,11 +368,7 @@ class Allowances:
             if forget is not None:
                 forget(rid)
             return
-        for p, amount in held:
-            p.used += amount
-            p.open -= 1
-            if p.retired and p.open == 0:
-                self._spawn(self._settle_pool(p))
+        self._done(held, [amount for _, amount in held])
 
     def open_count(self) -> int:
         count = getattr(self.inner, "open_count", None)
