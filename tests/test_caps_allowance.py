@@ -317,3 +317,14 @@ async def test_a_check_after_the_window_moved_on_does_not_count_the_old_allowanc
     assert moved.via == () and moved.totals == (2,)  # a and b, not the 3 left unused
     await allow.settle("c", [1])
     await allow.close()
+
+
+async def test_a_request_that_never_ended_stays_counted_at_its_hold(
+    inner: Counted, clock: Clock
+) -> None:
+    allow = await primed(inner, clock, idle=60.0)
+    assert (await allow.reserve("r2", [tokens(10)], lease=LEASE)).via
+    allow.forget("r2")  # past max_hold: its cost will never be known here
+    await allow.settle("r1", [10])
+    await allow.close()
+    assert await total(inner) == 10 + 10  # r1's actual, r2's hold
