@@ -328,3 +328,18 @@ async def test_a_request_that_never_ended_stays_counted_at_its_hold(
     await allow.settle("r1", [10])
     await allow.close()
     assert await total(inner) == 10 + 10  # r1's actual, r2's hold
+
+
+async def test_an_arriving_request_wakes_the_backend_only_without_allowances(
+    inner: Counted, clock: Clock
+) -> None:
+    woken: list[int] = []
+    inner.nudge = lambda: woken.append(1)  # type: ignore[attr-defined]
+    allow = Allowances(inner, size=4, idle=60.0, lease=LEASE, clock=clock)
+    allow.nudge()
+    assert woken == [1]  # nothing held: the check goes to the backend
+    await allow.reserve("r1", [tokens(10)], lease=LEASE)
+    await allow.quiet()
+    allow.nudge()
+    assert woken == [1]  # an allowance held: most likely admitted in process
+    await allow.close()

@@ -351,8 +351,10 @@ class Allowances:
         return await self.inner.seed(window, used)
 
     def nudge(self) -> None:
+        """Wake the backend for a request that is arriving, unless this replica holds
+        allowances: then the request most likely needs no round trip."""
         nudge = getattr(self.inner, "nudge", None)
-        if nudge is not None:
+        if nudge is not None and not self._pools:
             nudge()
 
     async def warm(self) -> None:
