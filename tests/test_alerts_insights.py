@@ -251,3 +251,16 @@ def test_a_stopping_watcher_does_not_wait_to_retry() -> None:
         began = time.monotonic()
         failed = deliver(alerts, webhook_url=url, delays=(60.0,), stop=stop)
     assert failed == alerts and received == [] and time.monotonic() - began < 10
+
+
+def test_check_reads_its_records_once() -> None:
+    """Every rule comes from one pass, so the records can stream from the ledger."""
+    recs = [UsageRecord(f"r{i}", ts=ts(TODAY - timedelta(i)), team="t", org="acme",
+                        served_model="m", cost_usd=Decimal(i or 99)) for i in range(30)]  # fmt: skip
+    recs.append(UsageRecord("u", ts=ts(TODAY), served_model="new", price_unknown=True))
+    rules = AlertRules(budgets={"org=acme": Decimal(100)})
+    whole = check(recs, today=TODAY, rules=rules)
+    assert sorted(a.kind for a in whole) == [
+        "forecast_over_budget", "spend_anomaly", "spend_anomaly", "unpriced_model"
+    ]  # fmt: skip
+    assert check(iter(recs), today=TODAY, rules=rules) == whole

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from tokenomy.cli import cli
 from tokenomy.insights.forecast import Forecast, daily_spend, forecast, month_bounds
 from tokenomy.ledger import open_store
+from tokenomy.ledger.base import SQLStore
 from tokenomy.records import UsageRecord
 
 # Monday..Sunday: a working week with a quiet weekend.
@@ -186,3 +187,45 @@ def test_forecast_command_with_alerts(tmp_path: Path) -> None:
     text = CliRunner().invoke(cli, ["forecast", "--db", db, "--by", "team", "--today",
                                     "2025-03-20"])  # fmt: skip
     assert text.exit_code == 0 and "search" in text.output and "$310.00" in text.output
+
+
+def test_forecast_command_streams_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records are read a page at a time and tallied as they come (a ledger of
+    millions of requests must not be held in memory): the same figures whatever
+    the page size, and never a list of every record."""
+    db = str(tmp_path / "ledger.db")
+    day0 = datetime(2025, 3, 1, 12, tzinfo=UTC).timestamp()
+    with open_store(db) as store:
+        store.migrate()
+        store.insert_records([
+            UsageRecord(f"r{i}-{j}", ts=day0 + i * 86400 + j % 3, team=f"t{j % 2}",
+                        cost_usd=Decimal("0.5") * j)
+            for i in range(15) for j in range(7)
+        ])  # fmt: skip
+    args = ["forecast", "--db", db, "--by", "team", "--today", "2025-03-15", "--format", "json"]
+    whole = CliRunner().invoke(cli, args, env={"TOKENOMY_TIMEZONE": "UTC"})
+    assert whole.exit_code == 0, whole.output
+
+    def no_list(*_a: object, **_k: object) -> None:
+        raise AssertionError("forecast must not load every record")
+
+    monkeypatch.setattr(SQLStore, "list_records", no_list)
+    paged = SQLStore.iter_records
+    monkeypatch.setattr(SQLStore, "iter_records",
+                        lambda self, *, since=None, page=2000: paged(self, since=since, page=4))  # fmt: skip
+    small = CliRunner().invoke(cli, args, env={"TOKENOMY_TIMEZONE": "UTC"})
+    assert small.exit_code == 0, small.output
+    assert json.loads(small.output) == json.loads(whole.output)
+    assert {f["scope"]: f["spent_usd"] for f in json.loads(small.output)["forecasts"]} == {
+        "t0": "90.0", "t1": "67.5"
+    }  # fmt: skip
+
+
+def test_forecast_command_rejects_an_unknown_budget_scope(tmp_path: Path) -> None:
+    db = str(tmp_path / "ledger.db")
+    out = CliRunner().invoke(cli, ["forecast", "--db", db, "--alerts", "--budget", "colour=red",
+                                   "10"])  # fmt: skip
+    assert out.exit_code == 2 and "cannot group by 'colour'" in out.output
+    assert out.exception is None or isinstance(out.exception, SystemExit)

@@ -158,6 +158,28 @@ def test_list_records_newest_first(store: Store) -> None:
     assert store.count_records() == 10
 
 
+def test_iter_records_reads_everything_since_oldest_first_a_page_at_a_time(store: Store) -> None:
+    # ties in ts across page boundaries: the (ts, id) keyset neither skips nor repeats
+    recs = [rec(f"r{i:02}", ts=1000.0 + i // 3) for i in range(20)]
+    store.insert_records(recs)
+    reads: list[int] = []
+    fetch = store._fetch  # type: ignore[attr-defined]
+
+    def counted(sql: str, params: Any) -> list[Any]:
+        rows: list[Any] = fetch(sql, params)
+        reads.append(len(rows))
+        return rows
+
+    store._fetch = counted  # type: ignore[attr-defined]
+    got = [r.request_id for r in store.iter_records(page=4)]
+    assert got == [r.request_id for r in recs]
+    assert reads == [4, 4, 4, 4, 4, 0]
+    assert [r.request_id for r in store.iter_records(since=1005.0, page=2)] == [
+        "r15", "r16", "r17", "r18", "r19"
+    ]  # fmt: skip
+    assert list(store.iter_records(since=2000.0)) == []
+
+
 # -- migrations -----------------------------------------------------------------------------
 
 

@@ -63,9 +63,17 @@ def forecast(
     anomalies, forecasts over a --budget and models served without a price, as
     log lines and to the webhook; each alert is sent once.
     """
-    from ..insights.alerts import AlertRules, FileAlertLog, MemoryAlertLog, check, deliver
-    from ..insights.forecast import daily_spend, month_bounds
+    from ..insights.alerts import (
+        AlertRules,
+        FileAlertLog,
+        MemoryAlertLog,
+        alert_dimensions,
+        check_tally,
+        deliver,
+    )
     from ..insights.forecast import forecast as project
+    from ..insights.forecast import month_bounds
+    from ..insights.tally import dimension, tally
     from ..ledger import open_store, sqlite_path
 
     try:
@@ -79,19 +87,23 @@ def forecast(
     day: date = today.date() if today else datetime.now(zone).date()
     start, end = month_bounds(day)
     since = datetime.combine(min(start, day - timedelta(70)), datetime.min.time(), zone)
-    with open_store(settings.db) as store:
-        store.migrate()
-        records = [
-            r for r in store.list_records(limit=max(store.count_records(), 1),
-                                          since=since.timestamp())
-            if datetime.fromtimestamp(r.ts, zone).date() <= day
-        ]  # fmt: skip
     try:
-        per = daily_spend(records, tz=settings.timezone, by=by)
+        dimension(by)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--by") from exc
+    dims = [by, *(alert_dimensions(rules) if alerts else [])]
+    try:
+        for d in dims:
+            dimension(d)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--budget") from exc
+    with open_store(settings.db) as store:
+        store.migrate()
+        # the records stream through, a page at a time: memory stays flat
+        found = tally(store.iter_records(since=since.timestamp()), tz=settings.timezone,
+                      by=dims, until=day)  # fmt: skip
     rows = []
-    for scope, series in per.items():
+    for scope, series in found.series(by).items():
         f = project(series, until=end, period_start=start, level=level, partial=day)
         rows.append((scope, f))
 
@@ -101,7 +113,7 @@ def forecast(
         state = state or (path + ".alerts" if path and path != ":memory:" else None)
         seen = FileAlertLog(state) if state else MemoryAlertLog()
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        fired = check(records, today=day, rules=rules, tz=settings.timezone, seen=seen)
+        fired = check_tally(found, today=day, rules=rules, seen=seen)
         deliver(fired, webhook_url=webhook or settings.webhook_url)
 
     if output_format == "json":

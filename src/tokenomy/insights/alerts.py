@@ -29,15 +29,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Protocol
-from zoneinfo import ZoneInfo
 
 from ..records import UsageRecord
 from ..webhook import RETRY_DELAYS, retry_delay
-from .forecast import daily_spend, forecast, month_bounds
+from .forecast import forecast, month_bounds
+from .tally import Tally, tally
 
 __all__ = [
     "Alert",
@@ -45,8 +45,10 @@ __all__ = [
     "AlertRules",
     "FileAlertLog",
     "MemoryAlertLog",
+    "alert_dimensions",
     "budget_crossings",
     "check",
+    "check_tally",
     "deliver",
     "send_webhook",
     "spend_anomalies",
@@ -190,22 +192,15 @@ def budget_crossings(
 
 def unpriced_models(records: Iterable[UsageRecord], *, today: date, tz: str = "UTC") -> list[Alert]:
     """Models whose first request without a known price was made ``today``."""
-    zone = ZoneInfo(tz)
-    first: dict[tuple[str, str], tuple[date, int]] = {}
-    for rec in records:
-        if not rec.price_unknown:
-            continue
-        model = rec.served_model or rec.requested_model
-        ident = (model, rec.provider or "")
-        day = datetime.fromtimestamp(rec.ts, zone).date()
-        seen_day, count = first.get(ident, (day, 0))
-        first[ident] = (min(seen_day, day), count + 1)
-    alerts = []
-    for (model, provider), (day, count) in sorted(first.items()):
-        if day != today:
-            continue
-        alerts.append(unpriced_alert(model, provider, ("requests", str(count))))
-    return alerts
+    return _first_unpriced_today(tally(records, tz=tz, by=()), today)
+
+
+def _first_unpriced_today(found: Tally, today: date) -> list[Alert]:
+    return [
+        unpriced_alert(model, provider, ("requests", str(count)))
+        for (model, provider), (day, count) in sorted(found.unpriced.items())
+        if day == today
+    ]
 
 
 def unpriced_alert(model: str, provider: str, detail: tuple[str, str]) -> Alert:
@@ -262,19 +257,33 @@ class FileAlertLog:
                 fh.write(key + "\n")
 
 
+def alert_dimensions(rules: AlertRules) -> list[str]:
+    """The dimensions a `Tally` needs for `check_tally` under ``rules``."""
+    groups = ["total" if scope == "total" else scope.rpartition("=")[0] for scope in rules.budgets]
+    return list(dict.fromkeys([*rules.anomaly_by, *groups]))
+
+
 def check(
-    records: Sequence[UsageRecord],
+    records: Iterable[UsageRecord],
     *,
     today: date,
     rules: AlertRules = AlertRules(),
     tz: str = "UTC",
     seen: AlertLog | None = None,
 ) -> list[Alert]:
-    """Every rule over ``records`` (the ledger up to now), minus alerts already in
-    ``seen``; the returned alerts are added to it."""
+    """Every rule over ``records`` (the ledger up to now, read once), minus alerts
+    already in ``seen``; the returned alerts are added to it."""
+    found = tally(records, tz=tz, by=alert_dimensions(rules))
+    return check_tally(found, today=today, rules=rules, seen=seen)
+
+
+def check_tally(
+    found: Tally, *, today: date, rules: AlertRules = AlertRules(), seen: AlertLog | None = None
+) -> list[Alert]:
+    """`check` on a `Tally` made with (at least) `alert_dimensions` of ``rules``."""
     alerts: list[Alert] = []
     for by in rules.anomaly_by:
-        per = daily_spend(records, tz=tz, by=by)
+        per = found.series(by)
         alerts += spend_anomalies({f"{by}={s}": v for s, v in per.items()}, today=today,
                                   rules=rules)  # fmt: skip
     if rules.budgets:
@@ -283,9 +292,9 @@ def check(
             group, _, value = scope.rpartition("=")
             if scope == "total":
                 group, value = "total", "total"
-            by_scope[scope] = daily_spend(records, tz=tz, by=group).get(value, [])
+            by_scope[scope] = found.series(group).get(value, [])
         alerts += budget_crossings(by_scope, rules.budgets, today=today, level=rules.level)
-    alerts += unpriced_models(records, today=today, tz=tz)
+    alerts += _first_unpriced_today(found, today)
     if seen is None:
         return alerts
     fresh = [a for a in alerts if not seen.seen(a.key)]

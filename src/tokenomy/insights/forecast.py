@@ -26,12 +26,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from statistics import NormalDist
-from zoneinfo import ZoneInfo
 
 from ..records import UsageRecord
+from .tally import scope_of, tally
 
 __all__ = ["Forecast", "daily_spend", "forecast", "month_bounds", "scope_of"]
 
@@ -214,33 +214,6 @@ def _fit(points: Sequence[tuple[Decimal, Decimal]], *, trend: bool) -> _Fit:
     return a, b, sse / (n - 2), (stt / det, -st / det, Decimal(n) / det)
 
 
-def scope_of(rec: UsageRecord, by: str | None) -> str:
-    """The value of ``by`` for a record: total, org, team, user, key, model,
-    provider, route (tag ``route``, else the endpoint) or ``tag:NAME``."""
-    value: str | None
-    if by in (None, "", "total"):
-        return "total"
-    if by == "org":
-        value = rec.org
-    elif by == "team":
-        value = rec.team
-    elif by == "user":
-        value = rec.user
-    elif by == "key":
-        value = rec.key_id
-    elif by == "model":
-        value = rec.served_model or rec.requested_model
-    elif by == "provider":
-        value = rec.provider
-    elif by == "route":
-        value = rec.tags.get("route") or rec.endpoint
-    elif by.startswith("tag:"):
-        value = rec.tags.get(by[4:])
-    else:
-        raise ValueError(f"cannot group by {by!r}")
-    return value or "(none)"
-
-
 def daily_spend(
     records: Iterable[UsageRecord], *, tz: str = "UTC", by: str | None = None
 ) -> dict[str, list[tuple[date, Decimal]]]:
@@ -248,11 +221,4 @@ def daily_spend(
 
     Records whose price is unknown carry no money and are left out.
     """
-    zone = ZoneInfo(tz)
-    sums: defaultdict[str, defaultdict[date, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
-    for rec in records:
-        if rec.cost_usd is None:
-            continue
-        day = datetime.fromtimestamp(rec.ts, zone).date()
-        sums[scope_of(rec, by)][day] += rec.cost_usd
-    return {scope: sorted(days.items()) for scope, days in sorted(sums.items())}
+    return tally(records, tz=tz, by=[by]).series(by)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
@@ -81,6 +81,13 @@ class Store(ABC):
     @abstractmethod
     def list_records(self, *, limit: int = 1000, since: float | None = None) -> list[UsageRecord]:
         """Newest first."""
+
+    @abstractmethod
+    def iter_records(
+        self, *, since: float | None = None, page: int = 2000
+    ) -> Iterator[UsageRecord]:
+        """Oldest first, read ``page`` records at a time: memory stays flat however
+        big the ledger is, and no read is held open between pages."""
 
     @abstractmethod
     def count_records(self) -> int: ...
@@ -441,6 +448,30 @@ class SQLStore(Store):
         )
         rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
         return [row_to_record(r) for r in rows]
+
+    def iter_records(
+        self, *, since: float | None = None, page: int = 2000
+    ) -> Iterator[UsageRecord]:
+        cols = f"id, {', '.join(REQUEST_COLUMNS)}"
+        order = "ORDER BY ts, id LIMIT ?"
+        first = self._sql(f"SELECT {cols} FROM requests WHERE ts >= ? {order}")
+        # (ts, id) past the last row read; `ts >= ?` lets the ts index find the start
+        rest = self._sql(
+            f"SELECT {cols} FROM requests WHERE ts >= ? AND (ts > ? OR id > ?) {order}"
+        )
+        params: tuple[Any, ...] = (float("-inf") if since is None else since, page)
+        sql = first
+        while True:
+            rows = self._fetch(sql, params)
+            for row in rows:
+                yield row_to_record(row[1:])
+            if len(rows) < page:
+                return
+            last_id, last_ts = rows[-1][0], rows[-1][2]
+            sql, params = rest, (last_ts, last_ts, last_id, page)
+
+    def _fetch(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return self._read(lambda cur: cur.execute(sql, params).fetchall())
 
     def count_records(self) -> int:
         row = self._read(lambda cur: cur.execute("SELECT count(*) FROM requests").fetchone())
