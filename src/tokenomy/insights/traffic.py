@@ -86,12 +86,11 @@ class Traffic:
 
 
 def from_ledger(store: Store, *, since: float | None = None, until: float | None = None) -> Traffic:
-    """Every record with tokens or a cost, oldest first."""
-    records = store.list_records(limit=max(store.count_records(), 1), since=since)
+    """Every record with tokens or a cost, oldest first (read a page at a time)."""
     out = []
-    for rec in reversed(records):
+    for rec in store.iter_records(since=since):
         if until is not None and rec.ts >= until:
-            continue
+            break
         if not rec.usage.total_tokens and rec.cost_usd is None:
             continue  # refused before it reached a model
         out.append(
