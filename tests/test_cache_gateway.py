@@ -148,6 +148,17 @@ def test_tenants_never_share_entries(cgw: GW) -> None:
     assert upstream_calls(cgw, mark) == 3
 
 
+def test_a_team_of_another_org_is_another_tenant(cgw: GW) -> None:
+    # the default key is team "search" of org "acme"; team "search" of "globex" is
+    # someone else: neither its answers nor whether it asked are shared
+    mark = marker()
+    rival = new_key(cgw, team="search", org="globex")
+    assert chat(cgw, f"private {mark}").headers[CACHE_HEADER] == "miss"
+    assert chat(cgw, f"private {mark}", key=rival).headers[CACHE_HEADER] == "miss"
+    assert chat(cgw, f"private {mark}", key=rival).headers[CACHE_HEADER] == "hit-exact"
+    assert upstream_calls(cgw, mark) == 2
+
+
 def test_namespace_per_key(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> None:
     for gw in cached_gateway(tmp_path, fake, fake_llamacpp, namespace="key"):
         mark = marker()

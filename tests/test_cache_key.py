@@ -152,7 +152,14 @@ def krec(key_id: str, team: str | None, org: str | None) -> KeyRecord:
 def test_namespaces() -> None:
     both = call({}, key=krec("k1", "search", "acme"))
     lone = call({}, key=krec("k2", None, None))
-    assert namespace(both, CacheConfig(namespace="team")) == "team:search"
+    assert namespace(both, CacheConfig(namespace="team")) == "org-team:acme/search"
+    # a team is one tenant only within its org
+    rival = call({}, key=krec("k3", "search", "globex"))
+    orgless = call({}, key=krec("k4", "search", None))
+    assert namespace(rival, CacheConfig(namespace="team")) == "org-team:globex/search"
+    assert namespace(orgless, CacheConfig(namespace="team")) == "team:search"
+    odd = call({}, key=krec("k5", "b", "a/b"))  # separators in names cannot collide
+    assert namespace(odd, CacheConfig(namespace="team")) == "org-team:a%2Fb/b"
     assert namespace(both, CacheConfig(namespace="org")) == "org:acme"
     assert namespace(both, CacheConfig(namespace="key")) == "key:k1"
     # no team or org: the key's own namespace, never a shared one

@@ -23,6 +23,7 @@ from tokenomy.pipeline.admit import Admit
 from tokenomy.pipeline.context import ANTHROPIC, Call
 from tokenomy.pricing import PriceBook
 from tokenomy.records import UsageRecord
+from tokenomy.webhook import scrubbed, shown
 
 T0 = datetime(2025, 6, 1, 12, tzinfo=UTC).timestamp()
 
@@ -535,6 +536,38 @@ async def test_a_failed_webhook_is_tried_again(
     assert p.alerts.failed == 1 - sent
     if not sent:
         assert "not delivered" in caplog.text and "reached 50%" in caplog.text
+
+
+async def test_the_webhook_url_is_not_logged(
+    ledger: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A Slack incoming webhook's path is its token: logs show scheme and host only.
+    clock = Clock(T0)
+    with receiver() as (got, url):
+        secret_url = url + "/T0000/B0000/s3cr3tT0ken?sig=abc"
+        got.answers = [503, 503]
+        p = policy(ledger, clock, webhook_url=secret_url)
+        p.alerts.delays = (0.01,)
+        await p.start()
+        await _cross_half(p, ledger)
+        deadline = time.monotonic() + 5
+        while p.alerts.failed == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        await p.stop()
+    assert got.posts == 2 and "trying again" in caplog.text and "not delivered" in caplog.text
+    assert "s3cr3tT0ken" not in caplog.text and "sig=abc" not in caplog.text
+    assert url.rsplit("/", 1)[0] + "/..." in caplog.text  # the host is still named
+
+
+def test_webhook_urls_are_shown_without_their_secrets() -> None:
+    assert shown("https://u:pw@hooks.example.com:8443/T0/B0/tok?x=1") == (
+        "https://hooks.example.com:8443/..."
+    )
+    assert shown("not a url") == "<webhook>"
+    assert scrubbed("cannot post to http://h/tok: refused", "http://h/tok") == (
+        "cannot post to http://h/...: refused"
+    )
 
 
 async def test_shutdown_gives_up_on_a_delivery_waiting_to_retry(

@@ -248,3 +248,28 @@ def test_unknown_route_and_method(gw: GW) -> None:
 def assert_openai_error_no_id(r: httpx.Response, status: int) -> None:
     assert r.status_code == status
     assert "message" in r.json()["error"]
+
+
+def test_a_key_with_non_ascii_bytes_is_401_not_500(gw: GW) -> None:
+    # Header values arrive as latin-1; the master-key check must not crash on them.
+    bad = {"authorization": b"Bearer tk-\xe9t\xe9"}
+    body = {"model": "gpt-4o", "messages": say("x")}
+    with gw.http() as c:
+        assert_openai_error(c.post("/v1/chat/completions", headers=bad, json=body), 401)
+        assert_anthropic_error(
+            c.post("/v1/messages", headers={"x-api-key": b"\xe9"},
+                   json={**body, "max_tokens": 5}),
+            401,
+        )  # fmt: skip
+        for r in (
+            c.post("/v1/feedback", headers=bad, json={"request_id": "req_x", "score": 1}),
+            c.get("/v1/models", headers=bad),
+            c.get("/admin/keys", headers=bad),
+        ):
+            assert r.status_code == 401 and r.json()["error"]["type"], r.text
+        login = c.post(
+            "/ui/login",
+            content=b"key=%C3%A9",
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert login.status_code == 401 and "not the master key" in login.text

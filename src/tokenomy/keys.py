@@ -81,7 +81,11 @@ class KeyAuthenticator:
         self._cache: dict[str, _Cached] = {}
 
     def is_master(self, token: str | None) -> bool:
-        return bool(self._master and token and hmac.compare_digest(token, self._master))
+        # Bytes, not str: compare_digest refuses str with non-ASCII characters, and
+        # a header may carry any latin-1 byte.
+        return bool(
+            self._master and token and hmac.compare_digest(token.encode(), self._master.encode())
+        )
 
     async def authenticate(self, token: str | None) -> KeyRecord:
         if not token:

@@ -13,8 +13,10 @@ A request is looked up and stored only when all of these hold:
 
 The namespace is the tenant: the key's team (``namespace: team``, the default),
 org or key id; a key without a team or org falls back to its own key id, so an
-entry never reaches a tenant it was not written by. ``shared:NAME`` puts every
-tenant in one namespace, which an operator must choose on purpose.
+entry never reaches a tenant it was not written by. A team belongs to its org:
+teams of the same name in two orgs are two tenants (``org-team:ORG/TEAM``, both
+parts percent-encoded so no two (org, team) pairs meet). ``shared:NAME`` puts
+every tenant in one namespace, which an operator must choose on purpose.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from ..pipeline.context import Call
 from .config import SHARED, CacheConfig
@@ -91,6 +94,8 @@ def namespace(call: Call, cfg: CacheConfig) -> str:
     if key is None:
         return ANONYMOUS
     if cfg.namespace == "team" and key.team:
+        if key.org:
+            return f"org-team:{quote(key.org, safe='')}/{quote(key.team, safe='')}"
         return "team:" + key.team
     if cfg.namespace == "org" and key.org:
         return "org:" + key.org

@@ -30,7 +30,7 @@ from typing import Any
 
 import aiohttp
 
-from ..webhook import RETRY_DELAYS, retry_delay
+from ..webhook import RETRY_DELAYS, retry_delay, scrubbed, shown
 from .counters import units_to_usd
 from .model import Budget
 from .store import CapsStore
@@ -184,7 +184,8 @@ class Alerts:
                 wait = retry_delay(attempt, status, self.delays)
                 if wait is None:
                     break
-                log.warning("alert webhook %s failed (%s); trying again in %ss", url, error, wait)
+                log.warning("alert webhook %s failed (%s); trying again in %ss",
+                            shown(url), error, wait)  # fmt: skip
                 await asyncio.sleep(wait)
         except asyncio.CancelledError:
             self._gave_up(url, "shutting down", body)
@@ -193,7 +194,7 @@ class Alerts:
 
     def _gave_up(self, url: str, error: str, body: dict[str, Any]) -> None:
         self.failed += 1
-        log.error("alert webhook %s not delivered (%s): %s", url, error, body["text"])
+        log.error("alert webhook %s not delivered (%s): %s", shown(url), error, body["text"])
 
     async def _post(self, url: str, body: dict[str, Any]) -> tuple[int | None, str]:
         """The receiver's status (None: no answer) and a short reason."""
@@ -203,4 +204,4 @@ class Alerts:
             async with self._session.post(url, json=body) as resp:
                 return resp.status, f"status {resp.status}"
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return None, str(exc) or type(exc).__name__
+            return None, scrubbed(str(exc), url) or type(exc).__name__

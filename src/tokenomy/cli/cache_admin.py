@@ -54,7 +54,8 @@ def stats(config_path: str | None, db: str | None) -> None:
 @config_option
 @db_option
 @click.option("--namespace", default=None,
-              help="Only this namespace: team:NAME, org:NAME, key:KEY_ID, shared:NAME or anonymous.")  # fmt: skip
+              help="Only this namespace: org-team:ORG/TEAM, team:NAME, org:NAME, key:KEY_ID, "
+                   "shared:NAME or anonymous.")  # fmt: skip
 @click.option("--all", "everything", is_flag=True, help="Every namespace.")
 def clear(config_path: str | None, db: str | None, namespace: str | None, everything: bool) -> None:
     """Delete cache entries: one namespace (a tenant), or all with --all."""

@@ -45,7 +45,8 @@ def valid_session(master_key: str, token: str | None, *, now: float | None = Non
         return False
     if expires < (time.time() if now is None else now):
         return False
-    return hmac.compare_digest(signature, _sign(master_key, expires))
+    # bytes: a cookie may hold non-ASCII text, which compare_digest refuses as str
+    return hmac.compare_digest(signature.encode(), _sign(master_key, expires).encode())
 
 
 def read_cookie(headers: Mapping[str, str], name: str = COOKIE) -> str | None:
