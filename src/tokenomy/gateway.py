@@ -28,7 +28,7 @@ from .pipeline.admit import AdmissionPolicy, Admit
 from .pipeline.authenticate import Authenticate
 from .pipeline.context import Call, JSONReply, Reply, StreamReply
 from .pipeline.exchange import client_response, output_text_of, upstream_body
-from .pipeline.meter import Meter, estimate_usage, overrides_from
+from .pipeline.meter import Meter, estimate_usage, overrides_from, with_counted_output
 from .pipeline.resolve import Resolve
 from .pipeline.stream import Adapter, error_frame, make_adapter
 from .pricing import PriceBook
@@ -266,6 +266,8 @@ class Gateway:
         usage = adapter.usage
         if usage is None:
             usage = estimate_usage(call, "".join(adapter.text))
+        elif not adapter.output_final:  # the prompt was reported, the output never was
+            usage = with_counted_output(call, usage, "".join(adapter.text))
         await self._finish(call, usage, status=status, error=error, admitted=True)
 
     async def _finish(
