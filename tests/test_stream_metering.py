@@ -94,3 +94,23 @@ def test_client_gone_mid_anthropic_stream_is_billed_for_the_text_sent(gw: GW, pa
     # every piece the client read is at least one token; message_start said 1
     assert rec.usage.output_tokens >= deltas
     assert rec.usage.input_tokens > 0 and rec.cost_usd is not None
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", MODEL])
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_without_usage_is_counted_and_flagged(gw: GW, model: str, stream: bool) -> None:
+    """No usage at all from the upstream: the gateway counts both sides, prices
+    them, and marks the record estimated (never $0, never a silent zero)."""
+    body = {
+        "model": model,
+        "max_tokens": 100,
+        "stream": stream,
+        "messages": say("count me please [[fake:no_usage]] [[fake:chunks=5]]"),
+    }
+    with gw.http() as c:
+        r = c.post("/v1/messages", json=body, headers={"authorization": f"Bearer {gw.key}"})
+    assert r.status_code == 200
+    rec = gw.record(r.headers["x-tokenomy-request-id"])
+    assert rec.status == 200 and rec.usage.estimated and not rec.price_unknown
+    assert rec.usage.input_tokens > 0 and rec.usage.output_tokens >= 5
+    assert rec.cost_usd is not None and rec.cost_usd > 0
