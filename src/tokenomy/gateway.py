@@ -27,8 +27,8 @@ from .metrics import Metrics
 from .pipeline.admit import AdmissionPolicy, Admit
 from .pipeline.authenticate import Authenticate
 from .pipeline.context import Call, JSONReply, Reply, StreamReply
-from .pipeline.exchange import client_response, output_text_of, upstream_body
-from .pipeline.meter import Meter, estimate_usage, overrides_from
+from .pipeline.exchange import SHAPE_ERRORS, client_response, output_text_of, upstream_body
+from .pipeline.meter import Meter, estimate_usage, overrides_from, with_counted_output
 from .pipeline.resolve import Resolve
 from .pipeline.stream import Adapter, error_frame, make_adapter
 from .pricing import PriceBook
@@ -162,13 +162,19 @@ class Gateway:
             up = await self.resolve.attempt(call, self._send)
         provider = call.provider
         assert provider is not None
-        if call.route.usage is not None:  # a kept cascade draft's samples
-            usage = call.route.usage
-        else:
-            usage = provider.usage(up.data) if isinstance(up.data, dict) else None
-        out, resp = client_response(call, provider, up.data, up.raw)
-        if usage is None:
-            usage = estimate_usage(call, output_text_of(up.data, provider.api))
+        usage = call.route.usage  # a kept cascade draft's samples, if any
+        try:
+            if usage is None and isinstance(up.data, dict):
+                usage = provider.usage(up.data)
+            out, resp = client_response(call, provider, up.data, up.raw)
+            if usage is None:
+                usage = estimate_usage(call, output_text_of(up.data, provider.api))
+        except SHAPE_ERRORS as exc:
+            if usage is not None:  # what the upstream says it charged is still recorded
+                self.meter(call, usage)
+            raise UpstreamProtocolError(
+                f"upstream {provider.name} sent a reply of an unexpected shape"
+            ) from exc
         await self._finish(call, usage, status=200, error=None, admitted=True)
         if self.judge is not None:
             self.judge.maybe(call, up.data, provider.api)
@@ -230,7 +236,12 @@ class Gateway:
                 while events is not None:
                     out: list[bytes] = []
                     for ev in events:
-                        out += adapter.on_event(ev)
+                        try:
+                            out += adapter.on_event(ev)
+                        except SHAPE_ERRORS as exc:
+                            raise UpstreamProtocolError(
+                                "upstream sent a stream event of an unexpected shape"
+                            ) from exc
                         if adapter.upstream_error is not None:
                             break
                     if out:
@@ -266,6 +277,8 @@ class Gateway:
         usage = adapter.usage
         if usage is None:
             usage = estimate_usage(call, "".join(adapter.text))
+        elif not adapter.output_final:  # the prompt was reported, the output never was
+            usage = with_counted_output(call, usage, "".join(adapter.text))
         await self._finish(call, usage, status=status, error=error, admitted=True)
 
     async def _finish(

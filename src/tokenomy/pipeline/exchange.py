@@ -15,6 +15,10 @@ from ..errors import InvalidRequest
 from ..providers import Provider
 from .context import ANTHROPIC, OPENAI, Call
 
+# What reading an upstream reply of an unexpected shape raises (a list where an
+# object was due, a string where a number was): the upstream's fault, a 502.
+SHAPE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
+
 
 def upstream_body(call: Call, provider: Provider) -> dict[str, Any]:
     """The request body in the upstream's format, with the upstream model name."""

@@ -3,6 +3,7 @@ upstream reported none, count the tokens here and mark the record estimated."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ..config import Deployment, PriceConfig
@@ -51,6 +52,15 @@ def estimate_usage(call: Call, output_text: str) -> Usage:
         output_tokens=out.tokens if out else 0,
         estimated=True,
     )
+
+
+def with_counted_output(call: Call, usage: Usage, output_text: str) -> Usage:
+    """``usage`` from a stream cut short before the upstream's final count (Anthropic
+    reports the prompt first, the output at the end): the output is the generated
+    text counted, unless the upstream already reported more, and is an estimate."""
+    model = call.record.served_model or call.record.requested_model
+    counted = count_text(output_text, model).tokens if output_text else 0
+    return replace(usage, output_tokens=max(usage.output_tokens, counted), estimated=True)
 
 
 class Meter:

@@ -38,6 +38,10 @@ class Adapter:
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
+        # Whether `usage` counts the whole output. Anthropic reports the prompt in
+        # message_start but the output only in message_delta: a stream cut before
+        # that has its output counted from the text (`output_final` stays False).
+        self.output_final = False
         self.text: list[str] = []
         self.finished = False  # the upstream's own end-of-stream marker was seen
         self.upstream_error: dict[str, Any] | None = None
@@ -67,6 +71,13 @@ def _openai_chunk_text(chunk: dict[str, Any], text: list[str]) -> None:
                 text.append(args)
 
 
+def _anthropic_delta_text(data: dict[str, Any], text: list[str]) -> None:
+    delta = data.get("delta") or {}
+    piece = delta.get("text") or delta.get("partial_json") or delta.get("thinking")
+    if piece:
+        text.append(piece)
+
+
 class OpenAIPassthrough(Adapter):
     def __init__(self, client_wants_usage: bool) -> None:
         super().__init__()
@@ -83,6 +94,7 @@ class OpenAIPassthrough(Adapter):
         u = chunk.get("usage")
         if u:
             self.usage = openai_usage(u)
+            self.output_final = True
             if self.strip_usage and not chunk.get("choices"):
                 return []
         _openai_chunk_text(chunk, self.text)
@@ -111,18 +123,15 @@ class AnthropicPassthrough(Adapter):
             self._stop, self._stop_data = ev.raw, data
             return []
         if kind == "content_block_delta":
-            delta = data.get("delta") or {}
-            piece = delta.get("text") or delta.get("partial_json")
-            if piece:
-                self.text.append(piece)
+            _anthropic_delta_text(data, self.text)
         elif kind == "message_start":
             self._usage_raw.update((data.get("message") or {}).get("usage") or {})
             self.usage = anthropic_usage(self._usage_raw)
         elif kind == "message_delta":
-            self._usage_raw.update(
-                {k: v for k, v in (data.get("usage") or {}).items() if v is not None}
-            )
+            final = {k: v for k, v in (data.get("usage") or {}).items() if v is not None}
+            self._usage_raw.update(final)
             self.usage = anthropic_usage(self._usage_raw)
+            self.output_final = self.output_final or "output_tokens" in final
         elif kind == "error":
             self.upstream_error = data.get("error") or {}
             return []
@@ -156,13 +165,12 @@ class OpenAIFromAnthropic(Adapter):
             self.upstream_error = data.get("error") or {}
             return []
         if kind == "content_block_delta":
-            delta = data.get("delta") or {}
-            piece = delta.get("text") or delta.get("partial_json")
-            if piece:
-                self.text.append(piece)
+            _anthropic_delta_text(data, self.text)
         chunks = self.conv.feed(kind, data)
         if kind in ("message_start", "message_delta"):
             self.usage = anthropic_usage(self.conv.usage)
+        if kind == "message_delta" and (data.get("usage") or {}).get("output_tokens") is not None:
+            self.output_final = True
         if kind == "message_stop":
             self.finished = True
             self._tail = chunks
@@ -197,6 +205,7 @@ class AnthropicFromOpenAI(Adapter):
             return []
         if chunk.get("usage"):
             self.usage = openai_usage(chunk["usage"])
+            self.output_final = True
         _openai_chunk_text(chunk, self.text)
         return self._frames(self.conv.feed(chunk))
 

@@ -1,0 +1,116 @@
+"""Streams cut short are metered for what was generated, in every format pair.
+
+Anthropic reports the prompt in ``message_start`` (with ``output_tokens`` 1) and
+the output only in the final ``message_delta``: a stream that ends before it (an
+upstream error event, a dropped connection, a client that went away) must count
+the text it generated, and say the count is an estimate.
+"""
+
+from __future__ import annotations
+
+import time
+
+import anthropic
+import openai
+import pytest
+
+from gateway_fixtures import GW
+from tokenomy.records import UsageRecord
+from tokenomy.tokens import count_text
+
+MODEL = "claude-sonnet-4-6"
+
+
+def say(text: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": text}]
+
+
+def wait_record(gw: GW, rid: str) -> UsageRecord:
+    """A disconnected stream is recorded once the gateway notices: poll for it."""
+    deadline = time.monotonic() + 10
+    rec = gw.store.get_record(rid)
+    while rec is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        rec = gw.store.get_record(rid)
+    assert rec is not None, f"no ledger row for {rid}"
+    return rec
+
+
+def test_anthropic_stream_error_counts_the_text_generated(gw: GW) -> None:
+    texts: list[str] = []
+    with (
+        pytest.raises(anthropic.APIStatusError),
+        gw.anthropic().messages.stream(
+            model=MODEL, max_tokens=100, messages=say("go on [[fake:stream_error]]")
+        ) as stream,
+    ):
+        rid = stream.response.headers["x-tokenomy-request-id"]
+        for ev in stream:
+            if ev.type == "content_block_delta" and ev.delta.type == "text_delta":
+                texts.append(ev.delta.text)
+    assert texts  # the fake cuts the stream after its first delta
+    rec = gw.record(rid)
+    assert rec.status == 502 and rec.usage.estimated
+    assert rec.usage.output_tokens == count_text("".join(texts), MODEL).tokens > 1
+    assert rec.usage.input_tokens == 6  # exact, from message_start: 3 + 3 words
+
+
+def test_openai_client_anthropic_upstream_stream_error_counts_the_text(gw: GW) -> None:
+    texts: list[str] = []
+    with gw.openai().chat.completions.with_streaming_response.create(
+        model=MODEL,
+        messages=say("go on [[fake:stream_error]]"),  # type: ignore[arg-type]
+        stream=True,
+    ) as resp:
+        rid = resp.headers["x-tokenomy-request-id"]
+        with pytest.raises(openai.APIError):
+            for chunk in resp.parse():
+                texts += [c.delta.content for c in chunk.choices if c.delta.content]
+    assert texts
+    rec = gw.record(rid)
+    assert rec.status == 502 and rec.usage.estimated
+    assert rec.usage.output_tokens == count_text("".join(texts), MODEL).tokens > 1
+
+
+@pytest.mark.parametrize("path", ["/v1/messages", "/v1/chat/completions"])
+def test_client_gone_mid_anthropic_stream_is_billed_for_the_text_sent(gw: GW, path: str) -> None:
+    body = {
+        "model": MODEL,
+        "max_tokens": 100,
+        "stream": True,
+        "messages": say("slow [[fake:chunks=60]] [[fake:chunk_delay_ms=20]]"),
+    }
+    headers = {"authorization": f"Bearer {gw.key}", "anthropic-version": "2023-06-01"}
+    deltas = 0
+    with gw.http() as c, c.stream("POST", path, json=body, headers=headers) as r:
+        rid = r.headers["x-tokenomy-request-id"]
+        for line in r.iter_lines():
+            deltas += '"text_delta"' in line or '"content":"' in line
+            if deltas >= 8:
+                break
+    rec = wait_record(gw, rid)
+    assert rec.status == 499 and rec.error_type == "client_disconnected"
+    assert rec.usage.estimated
+    # every piece the client read is at least one token; message_start said 1
+    assert rec.usage.output_tokens >= deltas
+    assert rec.usage.input_tokens > 0 and rec.cost_usd is not None
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", MODEL])
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_without_usage_is_counted_and_flagged(gw: GW, model: str, stream: bool) -> None:
+    """No usage at all from the upstream: the gateway counts both sides, prices
+    them, and marks the record estimated (never $0, never a silent zero)."""
+    body = {
+        "model": model,
+        "max_tokens": 100,
+        "stream": stream,
+        "messages": say("count me please [[fake:no_usage]] [[fake:chunks=5]]"),
+    }
+    with gw.http() as c:
+        r = c.post("/v1/messages", json=body, headers={"authorization": f"Bearer {gw.key}"})
+    assert r.status_code == 200
+    rec = gw.record(r.headers["x-tokenomy-request-id"])
+    assert rec.status == 200 and rec.usage.estimated and not rec.price_unknown
+    assert rec.usage.input_tokens > 0 and rec.usage.output_tokens >= 5
+    assert rec.cost_usd is not None and rec.cost_usd > 0
