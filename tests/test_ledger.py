@@ -296,6 +296,41 @@ async def test_many_tasks_share_commits(store: Store, tmp_path: Path, inline: bo
     assert not (tmp_path / "failed.jsonl").exists()
 
 
+def test_two_flushes_of_the_pending_records_never_drop_one(sqlite_url: str, tmp_path: Path) -> None:
+    """close() flushes from a worker thread while the loop may flush too. Here the
+    thread's flush comes between the loop's taking a batch and removing it from the
+    pending list: each batch must be taken whole, or the records behind it vanish."""
+    flushed: list[str] = []
+    inside, release = threading.Event(), threading.Event()
+
+    class Pending(list):  # type: ignore[type-arg]
+        hooked = False
+
+        def __getitem__(self, i: Any) -> Any:
+            got = super().__getitem__(i)
+            if isinstance(i, slice) and not Pending.hooked:
+                Pending.hooked = True  # the loop's first take: the thread flushes now
+                threading.Thread(target=w._flush_pending).start()
+                inside.wait(0.3)  # the thread is flushing (or waits for this take)
+            return got
+
+    def flush(batch: list[Any]) -> None:
+        flushed.extend(r.request_id for r, _ in batch)
+        if threading.current_thread() is not threading.main_thread():
+            inside.set()
+            release.wait(5)
+
+    with open_store(sqlite_url) as s:
+        w = GroupCommitWriter(s, max_batch=2, inline=True, fallback_path=str(tmp_path / "f"))
+        w._pending = Pending((rec(f"p{i}"), None) for i in range(4))  # type: ignore[assignment]
+        w._flush = flush  # type: ignore[method-assign]
+        w._flush_pending()
+        release.set()
+        w._flush = lambda batch: None  # type: ignore[method-assign]
+        w.close(5)
+    assert sorted(flushed) == ["p0", "p1", "p2", "p3"]
+
+
 def test_bad_record_does_not_lose_the_others(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

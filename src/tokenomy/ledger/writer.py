@@ -71,6 +71,9 @@ class GroupCommitWriter:
             raise ValueError("max_batch must be at least 1")
         self.inline = store.inline_commits if inline is None else inline
         self._pending: list[_Item] = []  # inline mode: written during this loop turn
+        # close() flushes from a worker thread while the loop may flush too: each
+        # batch is taken under this lock (appends only add at the end: no lock).
+        self._pending_lock = threading.Lock()
         self._flush_scheduled = False
         self.store = store
         self.max_batch = max_batch
@@ -127,10 +130,14 @@ class GroupCommitWriter:
 
     def _flush_pending(self) -> None:
         self._flush_scheduled = False
-        while self._pending:
+        while batch := self._take_pending():
+            self._flush(batch)
+
+    def _take_pending(self) -> list[_Item]:
+        with self._pending_lock:
             batch = self._pending[: self.max_batch]
             del self._pending[: self.max_batch]
-            self._flush(batch)
+        return batch
 
     def _put(self, item: _Item) -> None:
         with self._put_lock:
