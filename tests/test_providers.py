@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
+
 import pytest
 
 from tokenomy.config import Deployment
 from tokenomy.errors import ConfigError
+from tokenomy.pricing import PriceBook
 from tokenomy.providers import create_provider, provider_names
 from tokenomy.providers.anthropic import anthropic_usage
 from tokenomy.providers.openai import openai_usage
 from tokenomy.sse import SSEParser, frame
+from tokenomy.translate._common import openai_usage_to_anthropic
 from tokenomy.usage import Usage
 
 
@@ -62,6 +67,33 @@ def test_openai_usage_includes_cached_and_reasoning() -> None:
     assert u == Usage(input_tokens=100, output_tokens=50, cache_read_tokens=60, reasoning_tokens=30)
     assert u.uncached_input_tokens == 40
     assert openai_usage(None) is None
+
+
+M = 1_000_000
+
+
+def test_openai_usage_reads_the_cache_fields_of_compatible_servers() -> None:
+    """DeepSeek reports cache hits as ``prompt_cache_hit_tokens`` (within
+    ``prompt_tokens``); Responses-style servers use ``input_tokens_details``. Missed,
+    the hits would be priced as fresh input: deepseek-chat's is 0.27 against 0.07."""
+    deepseek = {"prompt_tokens": 1000, "completion_tokens": 10, "prompt_cache_hit_tokens": 800,
+                "prompt_cache_miss_tokens": 200}  # fmt: skip
+    u = openai_usage(deepseek)
+    assert u == Usage(input_tokens=1000, output_tokens=10, cache_read_tokens=800)
+    at = datetime(2025, 9, 1, 12, tzinfo=UTC)  # deepseek's daytime (standard) price
+    cost = PriceBook().cost(u, model="deepseek-chat", provider="deepseek", at=at)
+    # 200 fresh at $0.27, 800 cached at $0.07, 10 out at $1.10 per million
+    assert cost.total == (200 * Decimal("0.27") + 800 * Decimal("0.07") + 10 * Decimal("1.1")) / M
+    both = {**deepseek, "prompt_tokens_details": {"cached_tokens": 700}}
+    assert openai_usage(both) == Usage(1000, 10, cache_read_tokens=700)  # OpenAI's own wins
+    responses = {"input_tokens": 50, "output_tokens": 9,
+                 "input_tokens_details": {"cached_tokens": 20},
+                 "output_tokens_details": {"reasoning_tokens": 4}}  # fmt: skip
+    assert openai_usage(responses) == Usage(50, 9, cache_read_tokens=20, reasoning_tokens=4)
+    assert openai_usage_to_anthropic(deepseek) == {
+        "input_tokens": 200, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 800,
+        "output_tokens": 10,
+    }  # fmt: skip
 
 
 def test_anthropic_usage_adds_cache_tokens_and_splits_ttl() -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..ledger.base import Store
+from ..providers.openai import openai_usage as provider_usage
 from ..routing.learned.features import prompt_text
 from ..tokens import count_chat_messages, count_text
 from ..usage import Usage
@@ -115,14 +116,7 @@ def from_ledger(store: Store, *, since: float | None = None, until: float | None
 
 def openai_usage(u: Mapping[str, Any]) -> Usage:
     """An OpenAI ``usage`` object (chat completions or responses API) → `Usage`."""
-    pdet = u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}
-    cdet = u.get("completion_tokens_details") or u.get("output_tokens_details") or {}
-    return Usage(
-        input_tokens=int(u.get("prompt_tokens", u.get("input_tokens", 0)) or 0),
-        output_tokens=int(u.get("completion_tokens", u.get("output_tokens", 0)) or 0),
-        cache_read_tokens=int(pdet.get("cached_tokens") or 0),
-        reasoning_tokens=int(cdet.get("reasoning_tokens") or 0),
-    )
+    return provider_usage(u) or Usage()
 
 
 def _answer_text(response: Mapping[str, Any]) -> str:

@@ -12,21 +12,27 @@ from .base import Provider
 
 def openai_usage(u: Mapping[str, Any] | None) -> Usage | None:
     """OpenAI usage → `Usage`. ``prompt_tokens`` already includes cached tokens,
-    and ``completion_tokens`` already includes reasoning tokens."""
+    and ``completion_tokens`` already includes reasoning tokens. Compatible servers
+    that use the Responses API's names (``input_tokens``, ``input_tokens_details``)
+    are read too, and so is DeepSeek's ``prompt_cache_hit_tokens``: cache reads
+    priced as fresh input would overcharge them several times."""
     if not u:
         return None
-    pdet = u.get("prompt_tokens_details") or {}
-    cdet = u.get("completion_tokens_details") or {}
+    pdet = u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}
+    cdet = u.get("completion_tokens_details") or u.get("output_tokens_details") or {}
     prompt = u.get("prompt_tokens")
-    if prompt is None:  # some compatible servers use the Responses API names
+    if prompt is None:
         prompt = u.get("input_tokens", 0)
     completion = u.get("completion_tokens")
     if completion is None:
         completion = u.get("output_tokens", 0)
+    cached = pdet.get("cached_tokens")
+    if cached is None:
+        cached = u.get("prompt_cache_hit_tokens")
     return Usage(
         input_tokens=int(prompt or 0),
         output_tokens=int(completion or 0),
-        cache_read_tokens=int(pdet.get("cached_tokens") or 0),
+        cache_read_tokens=int(cached or 0),
         reasoning_tokens=int(cdet.get("reasoning_tokens") or 0),
     )
 

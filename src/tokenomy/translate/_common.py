@@ -91,7 +91,7 @@ def openai_usage_to_anthropic(u: Mapping[str, Any]) -> dict[str, int]:
     """OpenAI usage -> Anthropic usage: cached (and, when reported, cache-written)
     tokens are moved out of the prompt count into their own fields."""
     details = u.get("prompt_tokens_details") or {}
-    read = _int(details.get("cached_tokens"))
+    read = _int(details.get("cached_tokens", u.get("prompt_cache_hit_tokens")))  # DeepSeek's name
     written = _int(details.get("cache_write_tokens"))
     return {
         "input_tokens": max(_int(u.get("prompt_tokens")) - read - written, 0),
