@@ -151,6 +151,12 @@ def test_key_restriction_applies_to_the_served_model(rgw: GW, keys: dict[str, An
     assert chat(rgw, "o3", key=keys["limited"]).status == 403
 
 
+def test_a_key_limited_to_some_models_lists_only_those(rgw: GW, keys: dict[str, Any]) -> None:
+    every = {m.id for m in rgw.openai().models.list()}
+    assert {"gpt-4o", "o3", "smart", "sturdy", "gpt-4o-mini"} <= every
+    assert {m.id for m in rgw.openai(keys["limited"]).models.list()} == {"smart", "gpt-4o"}
+
+
 def test_a_fallback_the_key_may_not_use_is_skipped(rgw: GW, keys: dict[str, Any]) -> None:
     # "sturdy" tries gpt-4o, claude-sonnet-4-6, then o3; the picky key may not use Claude
     failing_4o = "hi [[fake:status=500]] [[fake:only=gpt-4o]]"

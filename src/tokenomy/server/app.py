@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Container
 from typing import Any
 
 from ..config import Settings
@@ -146,8 +147,10 @@ class TokenomyApp:
     async def _models(self, scope: Scope, send: Any) -> None:
         gw = self.gateway
         assert gw is not None
+        allowed: Container[str] | None = None  # a key limited to some models sees those
         if self.settings.require_key:
-            await gw.keys.authenticate(bearer_token(header_dict(scope)))
+            key = await gw.keys.authenticate(bearer_token(header_dict(scope)))
+            allowed = key.models or None
         now = int(self.started_at)
         data = [
             {"id": d.name, "object": "model", "created": now, "owned_by": d.provider}
@@ -158,6 +161,8 @@ class TokenomyApp:
             {"id": name, "object": "model", "created": now, "owned_by": "tokenomy"}
             for name in gw.resolve.config.aliases
         ]
+        if allowed is not None:
+            data = [m for m in data if m["id"] in allowed]
         await send_json(send, 200, {"object": "list", "data": data})
 
     async def _llm(
