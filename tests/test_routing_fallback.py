@@ -82,6 +82,24 @@ def test_no_fallback_on_a_client_error(fgw: GW) -> None:
     assert [r.body["model"] for r in fgw.fake.app.requests[-1:]] == ["gpt-4o"]
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refused_gateway_key_falls_back_and_is_never_the_clients_401(
+    fgw: GW, status: int
+) -> None:
+    """The provider refusing the gateway's own key is the operator's problem: the
+    next deployment may hold a good key, and a client told 401 would blame its own."""
+    a = chat(fgw, "gpt-4o", f"hi [[fake:status={status}]] {ONLY_4O}")
+    assert a.status == 200 and a.record is not None and a.record.served_model == "o3"
+    assert attempts(a) == [("gpt-4o", "auth")]
+    alone = chat(fgw, "gpt-4o", f"hi [[fake:status={status}]] {ONLY_4O} [[fake:only=o3]] "
+                                "[[fake:only=gpt-4o-mini]]")  # fmt: skip
+    assert alone.status == 502
+    error = alone.body["error"]
+    assert error["type"] == "server_error" and error["code"] == "upstream_auth_error"
+    assert "credentials" in error["message"]
+    assert "Incorrect API key" not in error["message"]  # the provider's words stay in the log
+
+
 def test_all_targets_failing_returns_the_last_error(fgw: GW) -> None:
     text = f"x [[fake:status=503]] [[fake:retry_after=0]] {ONLY_4O} [[fake:only=o3]] [[fake:only=gpt-4o-mini]]"
     a = chat(fgw, "gpt-4o", text)

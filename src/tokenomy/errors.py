@@ -8,6 +8,7 @@
     ├── RateLimited           429  a limit or a budget refused the request
     ├── UpstreamError         502  the provider answered with an error or bad data
     │   ├── UpstreamStatusError    the provider's own 4xx/5xx, status passed through
+    │   ├── UpstreamAuthError      the provider refused the gateway's own key (its 401/403)
     │   ├── UpstreamConnectError   connection refused or reset
     │   └── UpstreamProtocolError  malformed JSON or SSE from the provider
     ├── UpstreamTimeout       504  the provider did not answer in time
@@ -91,6 +92,15 @@ class UpstreamStatusError(UpstreamError):
     ) -> None:
         super().__init__(message, status=status, headers=headers)
         self.upstream_type = upstream_type
+
+
+class UpstreamAuthError(UpstreamError):
+    """The provider refused the gateway's credentials for it (401 or 403): the
+    operator's to mend, not the client's, so a 502 that names neither the key nor
+    the provider's message (which quotes part of the key)."""
+
+    type = "upstream_auth_error"
+    code = "upstream_auth_error"
 
 
 class UpstreamConnectError(UpstreamError):

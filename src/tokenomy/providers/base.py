@@ -13,6 +13,7 @@ any byte of the response has been passed on.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
@@ -25,6 +26,7 @@ import orjson
 from ..config import Deployment, flag
 from ..errors import (
     TokenomyError,
+    UpstreamAuthError,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -32,6 +34,8 @@ from ..errors import (
 )
 from ..sse import SSEEvent, SSEParser
 from ..usage import Usage
+
+log = logging.getLogger("tokenomy.providers")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 FORWARDED_RESPONSE_HEADERS = ("retry-after",)
@@ -177,6 +181,13 @@ class Provider(ABC):
             except orjson.JSONDecodeError:
                 data = raw.decode("utf-8", "replace")[:500]
             message, utype = self.error_details(data)
+            if resp.status in (401, 403):
+                log.warning("upstream %s refused the gateway's credentials (%d): %s",
+                            self.name, resp.status, message[:200])  # fmt: skip
+                raise UpstreamAuthError(
+                    f"upstream {self.name} refused the gateway's credentials "
+                    f"({resp.status}); the gateway's operator must fix its key"
+                )
             fwd = {h: resp.headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in resp.headers}
             raise UpstreamStatusError(
                 f"upstream {self.name} returned {resp.status}: {message}",

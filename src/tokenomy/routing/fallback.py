@@ -2,8 +2,10 @@
 
 Which failures move on is configurable (``routing.fallback_on``): ``5xx`` (the
 provider's 5xx, or a malformed answer), ``connect`` (refused or reset),
-``timeout`` and ``429`` (the provider's rate limit). A client error (any other
-4xx) never does: the next model would refuse the same request. The provider's
+``timeout``, ``429`` (the provider's rate limit) and ``auth`` (the provider
+refused the gateway's own key with a 401 or 403: another deployment's key may
+work). A client error (any other 4xx) never does: the next model would refuse
+the same request. The provider's
 own retries (``max_retries``) run first, inside each attempt.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 from ..errors import (
     TokenomyError,
+    UpstreamAuthError,
     UpstreamConnectError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -19,7 +22,7 @@ from ..errors import (
 
 
 def failure_kind(exc: TokenomyError) -> str | None:
-    """``5xx``, ``connect``, ``timeout`` or ``429``; None for errors that are final."""
+    """``5xx``, ``connect``, ``timeout``, ``429`` or ``auth``; None for errors that are final."""
     if isinstance(exc, UpstreamTimeout):
         return "timeout"
     if isinstance(exc, UpstreamConnectError):
@@ -28,6 +31,8 @@ def failure_kind(exc: TokenomyError) -> str | None:
         if exc.status == 429:
             return "429"
         return "5xx" if exc.status >= 500 else None
+    if isinstance(exc, UpstreamAuthError):
+        return "auth"
     if isinstance(exc, UpstreamProtocolError):
         return "5xx"
     return None
