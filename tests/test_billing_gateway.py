@@ -20,6 +20,7 @@ from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
 from tokenomy.billing import BillingStore, Plan, record_charge
 from tokenomy.billing.policy import window_for
 from tokenomy.caps import CountersUnavailable, Hold, Reserved, usd_to_units
+from tokenomy.keys import mint_key
 from tokenomy.ledger import Store
 from tokenomy.tokens import count_chat_messages
 from tokenomy.usage import Usage
@@ -56,6 +57,14 @@ def drain_check(store: Store, customer: str) -> tuple[Decimal, int]:
 def bill_gw(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> Iterator[GW]:
     settings = gateway_settings(str(tmp_path / "ledger.db"), fake, fake_llamacpp)
     yield from start_gateway(settings, fake)
+
+
+def app_key(gw: GW) -> str:
+    """An application's key: no user of its own, so each request names its customer
+    (the default key is alice's, and bills alice whatever a request says)."""
+    secret, rec = mint_key(team="search", org="acme")
+    gw.store.create_key(rec)
+    return secret
 
 
 def ask(i: int, extra: str = "") -> list[dict[str, str]]:
@@ -134,14 +143,28 @@ def test_a_request_is_debited_its_charge_under_the_plan(bill_gw: GW) -> None:
 def test_the_openai_user_field_picks_the_customer(bill_gw: GW) -> None:
     b = BillingStore(bill_gw.store)
     b.topup("bob", D("1"))
-    raw = bill_gw.openai().chat.completions.with_raw_response.create(
+    raw = bill_gw.openai(app_key(bill_gw)).chat.completions.with_raw_response.create(
         model="gpt-4o-mini", messages=ask(1), user="bob", max_tokens=5
     )
     rec = bill_gw.record(raw.headers[ID])
     debit = b.debit_of(rec.request_id)
     assert rec.user == "bob" and debit is not None and debit.customer == "bob"
     assert rec.cost_usd is not None and debit.amount == -rec.cost_usd.quantize(D("1E-9"))
-    assert b.customer("alice") is None  # the key's user was not billed
+    assert b.customer("alice") is None
+
+
+def test_a_customers_own_key_cannot_bill_another_customer(bill_gw: GW) -> None:
+    b = BillingStore(bill_gw.store)
+    b.topup("bob", D("1"))
+    b.topup("alice", D("0.000001"))  # alice's key, naming bob, still draws on alice's
+    with pytest.raises(openai.RateLimitError, match="customer 'alice'"):
+        bill_gw.openai().chat.completions.create(
+            model="gpt-4o-mini", messages=ask(1), user="bob", max_tokens=5
+        )
+    acct = b.customer("bob")
+    assert (
+        acct is not None and acct.balance == 1 and [e.kind for e in b.history("bob")] == ["topup"]
+    )
 
 
 def test_a_token_balance_pays_tokens(bill_gw: GW) -> None:
@@ -164,7 +187,7 @@ def test_anthropic_clients_hear_a_400_like_anthropic_sends(bill_gw: GW) -> None:
     b = BillingStore(bill_gw.store)
     b.topup("carol", D("0.000001"))
     with pytest.raises(anthropic.BadRequestError) as err:
-        bill_gw.anthropic().messages.create(
+        bill_gw.anthropic(app_key(bill_gw)).messages.create(
             model="claude-haiku-4-5", max_tokens=100, messages=ask(1),
             metadata={"user_id": "carol"},
         )  # fmt: skip
@@ -190,7 +213,7 @@ def test_customers_without_a_balance_are_not_limited(bill_gw: GW) -> None:
     u = rec.usage
     assert debit is None and usd == (u.input_tokens * 1 + u.output_tokens * 2) / D(10**6)
     assert b.debit_of(rec.request_id) is None
-    walk_in = bill_gw.openai().chat.completions.with_raw_response.create(
+    walk_in = bill_gw.openai(app_key(bill_gw)).chat.completions.with_raw_response.create(
         model="gpt-4o", messages=ask(2), user="dave"
     )
     assert "billing" not in bill_gw.record(walk_in.headers[ID]).decisions
@@ -207,7 +230,7 @@ def test_require_balance_refuses_customers_without_one(
             gw.openai().chat.completions.create(model="gpt-4o", messages=ask(1))
         assert err.value.code == "insufficient_quota"
         BillingStore(gw.store).topup("erin", D("1"))
-        ok = gw.openai().chat.completions.create(
+        ok = gw.openai(app_key(gw)).chat.completions.create(
             model="gpt-4o", messages=ask(2), user="erin", max_tokens=5
         )
         assert ok.choices[0].message.content
@@ -254,7 +277,8 @@ def test_unreachable_counters_fail_closed_for_balances(bill_gw: GW) -> None:
     assert err.value.status_code == 503 and "fail closed" in err.value.message
     assert err.value.response.headers["x-tokenomy-caps"] == "fail-closed"
     # A customer without a balance is not billing's to refuse.
-    bill_gw.openai().chat.completions.create(model="gpt-4o", messages=ask(2), user="walk-in")
+    walk_in = app_key(bill_gw)
+    bill_gw.openai(walk_in).chat.completions.create(model="gpt-4o", messages=ask(2), user="walk-in")
 
 
 def test_fail_open_serves_debits_and_keeps_the_counter_equal_to_the_ledger(

@@ -30,7 +30,7 @@ def test_json_message_is_metered_exactly(gw: GW) -> None:
     assert Decimal(raw.headers["x-tokenomy-cost-usd"]) == want
     rec = gw.record(rid)
     assert rec.api == "anthropic" and rec.provider == "anthropic"
-    assert rec.cost_usd == want and rec.user == "cust-7" and rec.team == "search"
+    assert rec.cost_usd == want and rec.user == "alice" and rec.team == "search"
 
 
 def test_cache_writes_and_reads_are_priced_by_ttl(gw: GW) -> None:

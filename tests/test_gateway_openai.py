@@ -9,6 +9,7 @@ import httpx2 as httpx
 import pytest
 
 from gateway_fixtures import GW
+from tokenomy.keys import mint_key
 
 M = Decimal(1_000_000)
 MSG = [{"role": "user", "content": "hello there"}]
@@ -35,7 +36,12 @@ def test_json_response_is_metered_exactly(gw: GW) -> None:
         resp.usage.completion_tokens,
     )
     assert not rec.usage.estimated and not rec.price_unknown
-    assert (rec.key_id, rec.org, rec.team, rec.user) == (gw.key_id, "acme", "search", "bob")
+    assert (rec.key_id, rec.org, rec.team, rec.user) == (
+        gw.key_id,
+        "acme",
+        "search",
+        "alice",
+    )  # the key fixes its user
     assert rec.tags == {"env": "test"}
     assert (rec.provider, rec.served_model, rec.status, rec.stream) == (
         "openai",
@@ -205,13 +211,25 @@ def test_n_json_mode_and_structured_outputs(gw: GW) -> None:
 
 
 def test_attribution_from_metadata_user_and_tags_header(gw: GW) -> None:
+    """A request fills in what its key leaves open; what the key names (the default
+    key: user alice, tag env=test) it cannot change."""
     client = gw.openai(default_headers={"x-tokenomy-tags": "feature=search, env=prod"})
     raw = client.chat.completions.with_raw_response.create(
         model="gpt-4o", messages=MSG, user="customer-42", metadata={"route": "/ask"}
     )
     rec = gw.record(raw.headers["x-tokenomy-request-id"])
-    assert rec.user == "customer-42"
-    assert rec.tags == {"env": "prod", "route": "/ask", "feature": "search"}
+    assert rec.user == "alice"
+    assert rec.tags == {"env": "test", "route": "/ask", "feature": "search"}
+    secret, app_key = mint_key(team="search", org="acme")  # an application's key: no user
+    gw.store.create_key(app_key)
+    raw = gw.openai(
+        secret, default_headers={"x-tokenomy-tags": "env=prod"}
+    ).chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MSG, user="customer-42", metadata={"route": "/ask"}
+    )
+    rec = gw.record(raw.headers["x-tokenomy-request-id"])
+    assert rec.user == "customer-42" and rec.key_id == app_key.key_id
+    assert rec.tags == {"env": "prod", "route": "/ask"}
 
 
 def test_embeddings_are_metered(gw: GW) -> None:

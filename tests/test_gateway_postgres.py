@@ -31,7 +31,7 @@ def test_records_land_in_postgres_exactly(pg_gw: GW) -> None:
         (u.prompt_tokens - 2) * Decimal("2.5") + 2 * Decimal("1.25") + u.completion_tokens * 10
     ) / 10**6
     assert rec.cost_usd == want == Decimal(raw.headers["x-tokenomy-cost-usd"])
-    assert rec.user == "carol" and rec.team == "search" and rec.usage.cache_read_tokens == 2
+    assert rec.user == "alice" and rec.team == "search" and rec.usage.cache_read_tokens == 2
 
 
 def test_concurrent_streams_all_recorded_in_postgres(pg_gw: GW) -> None:

@@ -57,6 +57,9 @@ class Authenticate:
         header = call.headers.get(TAGS_HEADER)
         if header:
             rec.tags.update(parse_tags_header(header))
+        if call.key is not None:  # what the key names, a request cannot change
+            rec.user = call.key.user or rec.user
+            rec.tags.update(call.key.tags)
 
 
 def require_model_access(call: Call, model: str) -> None:
