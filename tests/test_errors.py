@@ -70,6 +70,20 @@ def test_wrong_field_types_are_400(gw: GW, body: dict[str, object], param: str) 
     assert assert_openai_error(r, 400)["param"] == param
 
 
+def test_wrong_nested_types_for_a_model_of_the_other_api_are_400(gw: GW) -> None:
+    """Translated requests are checked too: a malformed part is a 400 in the caller's
+    format, never a 500 from the translation."""
+    tools = [{"type": "function", "function": "get_weather"}]
+    image = [{"role": "user", "content": [{"type": "image", "source": "https://x.test/a.png"}]}]
+    with gw.http() as c:
+        r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"model": "claude-haiku-4-5", "messages": say("x"), "tools": tools})  # fmt: skip
+        assert assert_openai_error(r, 400)["type"] == "invalid_request_error"
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": "gpt-4o", "max_tokens": 5, "messages": image})  # fmt: skip
+        assert assert_anthropic_error(r, 400)["type"] == "invalid_request_error"
+
+
 def test_anthropic_requires_max_tokens(gw: GW) -> None:
     with gw.http() as c:
         r = c.post("/v1/messages", json={"model": "claude-haiku-4-5", "messages": say("x")},
