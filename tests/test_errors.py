@@ -174,6 +174,42 @@ def test_upstream_5xx_and_429_after_retries(gw: GW) -> None:
     assert ov.value.status_code == 529
 
 
+@pytest.mark.parametrize(
+    ("status", "anthropic_type", "openai_type"),
+    [
+        (401, "authentication_error", "invalid_request_error"),
+        (404, "not_found_error", "invalid_request_error"),
+        (429, "rate_limit_error", "rate_limit_error"),
+        (503, "overloaded_error", "server_error"),
+        (529, "overloaded_error", "server_error"),
+    ],
+)
+def test_upstream_errors_of_the_other_api_get_the_callers_error_types(
+    gw: GW, status: int, anthropic_type: str, openai_type: str
+) -> None:
+    """OpenAI's types ('requests', 'server_error') are not Anthropic's, nor the other
+    way round: an error from a provider of the other API is typed by its status."""
+    text = f"[[fake:status={status}]]"
+    with gw.http() as c:
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": "gpt-4o", "max_tokens": 5, "messages": say(text)})  # fmt: skip
+        assert assert_anthropic_error(r, status)["type"] == anthropic_type
+        r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"model": "claude-haiku-4-5", "messages": say(text)})  # fmt: skip
+        assert assert_openai_error(r, status)["type"] == openai_type
+
+
+def test_upstream_errors_of_the_callers_api_keep_their_type(gw: GW) -> None:
+    with gw.http() as c:
+        r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"model": "gpt-4o", "messages": say("[[fake:status=429]]")})  # fmt: skip
+        assert assert_openai_error(r, 429)["type"] == "requests"  # OpenAI's own, passed on
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": "claude-haiku-4-5", "max_tokens": 5,
+                         "messages": say("[[fake:status=504]]")})  # fmt: skip
+        assert assert_anthropic_error(r, 504)["type"] == "timeout_error"
+
+
 def test_timeout_is_504(gw: GW) -> None:
     with pytest.raises(openai.APIStatusError) as info:
         gw.openai().chat.completions.create(

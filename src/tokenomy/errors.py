@@ -79,7 +79,10 @@ class UpstreamError(TokenomyError):
 
 
 class UpstreamStatusError(UpstreamError):
-    """The provider answered with an error status; ``status`` is the provider's."""
+    """The provider answered with an error status; ``status`` is the provider's.
+
+    ``upstream_type`` is the error type the provider gave, in the wire format it
+    speaks (``upstream_api``: "openai" or "anthropic")."""
 
     def __init__(
         self,
@@ -87,10 +90,12 @@ class UpstreamStatusError(UpstreamError):
         *,
         status: int,
         upstream_type: str | None = None,
+        upstream_api: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message, status=status, headers=headers)
         self.upstream_type = upstream_type
+        self.upstream_api = upstream_api
 
 
 class UpstreamConnectError(UpstreamError):

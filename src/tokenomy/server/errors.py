@@ -29,16 +29,22 @@ _OPENAI_TYPES = {
 }
 
 
+def _upstream_type(api: str, exc: TokenomyError) -> str | None:
+    """The provider's own error type, when the provider speaks the caller's API. The
+    other API's types (OpenAI's ``server_error``, Anthropic's ``overloaded_error``) mean
+    nothing to the caller's SDK: those errors get the type of their status instead."""
+    if isinstance(exc, UpstreamStatusError) and exc.upstream_api == api:
+        return exc.upstream_type
+    return None
+
+
 def error_body(api: str, exc: TokenomyError) -> bytes:
     status = exc.status
+    passed = _upstream_type(api, exc)
     if api == "anthropic":
-        etype = _ANTHROPIC_TYPES.get(status, "api_error")
-        if isinstance(exc, UpstreamStatusError) and exc.upstream_type:
-            etype = exc.upstream_type
+        etype = passed or _ANTHROPIC_TYPES.get(status, "api_error")
         return orjson.dumps({"type": "error", "error": {"type": etype, "message": exc.message}})
-    otype = _OPENAI_TYPES.get(status, exc.type if status < 500 else "server_error")
-    if isinstance(exc, UpstreamStatusError) and exc.upstream_type:
-        otype = exc.upstream_type
+    otype = passed or _OPENAI_TYPES.get(status, exc.type if status < 500 else "server_error")
     return orjson.dumps(
         {
             "error": {
