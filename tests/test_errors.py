@@ -3,6 +3,7 @@ status, and never a traceback; served requests are still recorded."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import anthropic
@@ -262,6 +263,37 @@ def test_anthropic_stream_error_event(gw: GW) -> None:
     ):
         for _ in stream:
             pass
+
+
+@pytest.mark.parametrize(
+    ("api", "model", "directive", "etype"),
+    [
+        ("anthropic", "gpt-4o", "stream_error", "api_error"),  # OpenAI's server_error
+        ("anthropic", "gpt-4o", "malformed", "api_error"),  # the gateway's own 502
+        ("anthropic", "claude-haiku-4-5", "reset", "api_error"),
+        ("anthropic", "claude-haiku-4-5", "stream_error", "overloaded_error"),  # passed on
+        ("openai", "claude-haiku-4-5", "stream_error", "server_error"),  # Anthropic's overloaded
+        ("openai", "gpt-4o", "stream_error", "server_error"),  # passed on
+    ],
+)
+def test_an_error_event_mid_stream_has_a_type_of_the_callers_api(
+    gw: GW, api: str, model: str, directive: str, etype: str
+) -> None:
+    messages = say(f"go [[fake:{directive}]] [[fake:chunks=6]]")
+    with gw.http() as c:
+        if api == "anthropic":
+            r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                       json={"model": model, "max_tokens": 50, "messages": messages, "stream": True})  # fmt: skip
+            event, data = r.text.strip().split("\n\n")[-1].split("\n")
+            assert event == "event: error"
+            error = json.loads(data.removeprefix("data: "))
+            assert error["type"] == "error"
+        else:
+            r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                       json={"model": model, "messages": messages, "stream": True})  # fmt: skip
+            error = json.loads(r.text.strip().split("\n\n")[-1].removeprefix("data: "))
+    assert r.status_code == 200
+    assert error["error"]["type"] == etype and error["error"]["message"]
 
 
 def test_client_disconnect_mid_stream_is_still_recorded(gw: GW) -> None:
