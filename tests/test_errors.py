@@ -13,6 +13,7 @@ import pytest
 
 from gateway_fixtures import GW
 from tokenomy.keys import mint_key
+from tokenomy.server.http import MAX_BODY
 
 
 def say(text: str) -> list[dict[str, str]]:
@@ -47,6 +48,16 @@ def test_malformed_json(gw: GW) -> None:
         assert err["type"] == "invalid_request_error"
         assert_openai_error(c.post("/v1/chat/completions", content=b"", headers=h), 400)
         assert_openai_error(c.post("/v1/chat/completions", content=b"[1, 2]", headers=h), 400)
+
+
+def test_a_body_over_the_limit_is_413_in_both_formats(gw: GW) -> None:
+    big = b'{"model": "gpt-4o", "messages": "' + b"a" * MAX_BODY + b'"}'
+    with gw.http() as c:
+        r = c.post("/v1/chat/completions", content=big,
+                   headers={"authorization": f"Bearer {gw.key}"})  # fmt: skip
+        assert assert_openai_error(r, 413)["type"] == "invalid_request_error"
+        r = c.post("/v1/messages", content=big, headers={"x-api-key": gw.key})
+        assert assert_anthropic_error(r, 413)["type"] == "request_too_large"
 
 
 @pytest.mark.parametrize(
