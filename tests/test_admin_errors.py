@@ -91,3 +91,21 @@ def test_topup_and_adjust_answer_the_entry_and_the_balance(fresh_gw: GW) -> None
         "-1.5",
         "3.5",
     )
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "param"),
+    [
+        ("/admin/credits/alice/topup", {"amount": "1e99999"}, "amount"),
+        ("/admin/credits/alice/topup", {"amount": "12345678901234567890"}, "amount"),
+        ("/admin/plans", {"name": "p", "markup_pct": "1e30"}, "markup_pct"),
+        ("/admin/plans", {"name": "p", "input_per_mtok": "1e30", "output_per_mtok": "1"},
+         "input_per_mtok"),
+    ],
+)  # fmt: skip
+def test_an_amount_with_more_digits_than_a_decimal_holds_is_400(
+    fresh_gw: GW, path: str, body: dict[str, Any], param: str
+) -> None:
+    with fresh_gw.http() as c:
+        error = _error(c.post(path, headers=ADMIN, json=body), 400)
+    assert (error["message"], error["param"]) == (f"'{param}' is too large: {body[param]!r}", param)

@@ -3,6 +3,7 @@ status, and never a traceback; served requests are still recorded."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import anthropic
@@ -12,6 +13,7 @@ import pytest
 
 from gateway_fixtures import GW
 from tokenomy.keys import mint_key
+from tokenomy.server.http import MAX_BODY
 
 
 def say(text: str) -> list[dict[str, str]]:
@@ -48,6 +50,16 @@ def test_malformed_json(gw: GW) -> None:
         assert_openai_error(c.post("/v1/chat/completions", content=b"[1, 2]", headers=h), 400)
 
 
+def test_a_body_over_the_limit_is_413_in_both_formats(gw: GW) -> None:
+    big = b'{"model": "gpt-4o", "messages": "' + b"a" * MAX_BODY + b'"}'
+    with gw.http() as c:
+        r = c.post("/v1/chat/completions", content=big,
+                   headers={"authorization": f"Bearer {gw.key}"})  # fmt: skip
+        assert assert_openai_error(r, 413)["type"] == "invalid_request_error"
+        r = c.post("/v1/messages", content=big, headers={"x-api-key": gw.key})
+        assert assert_anthropic_error(r, 413)["type"] == "request_too_large"
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
@@ -68,6 +80,20 @@ def test_wrong_field_types_are_400(gw: GW, body: dict[str, object], param: str) 
     with gw.http() as c:
         r = c.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {gw.key}"})
     assert assert_openai_error(r, 400)["param"] == param
+
+
+def test_wrong_nested_types_for_a_model_of_the_other_api_are_400(gw: GW) -> None:
+    """Translated requests are checked too: a malformed part is a 400 in the caller's
+    format, never a 500 from the translation."""
+    tools = [{"type": "function", "function": "get_weather"}]
+    image = [{"role": "user", "content": [{"type": "image", "source": "https://x.test/a.png"}]}]
+    with gw.http() as c:
+        r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"model": "claude-haiku-4-5", "messages": say("x"), "tools": tools})  # fmt: skip
+        assert assert_openai_error(r, 400)["type"] == "invalid_request_error"
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": "gpt-4o", "max_tokens": 5, "messages": image})  # fmt: skip
+        assert assert_anthropic_error(r, 400)["type"] == "invalid_request_error"
 
 
 def test_anthropic_requires_max_tokens(gw: GW) -> None:
@@ -160,6 +186,42 @@ def test_upstream_5xx_and_429_after_retries(gw: GW) -> None:
     assert ov.value.status_code == 529
 
 
+@pytest.mark.parametrize(
+    ("status", "anthropic_type", "openai_type"),
+    [
+        (401, "authentication_error", "invalid_request_error"),
+        (404, "not_found_error", "invalid_request_error"),
+        (429, "rate_limit_error", "rate_limit_error"),
+        (503, "overloaded_error", "server_error"),
+        (529, "overloaded_error", "server_error"),
+    ],
+)
+def test_upstream_errors_of_the_other_api_get_the_callers_error_types(
+    gw: GW, status: int, anthropic_type: str, openai_type: str
+) -> None:
+    """OpenAI's types ('requests', 'server_error') are not Anthropic's, nor the other
+    way round: an error from a provider of the other API is typed by its status."""
+    text = f"[[fake:status={status}]]"
+    with gw.http() as c:
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": "gpt-4o", "max_tokens": 5, "messages": say(text)})  # fmt: skip
+        assert assert_anthropic_error(r, status)["type"] == anthropic_type
+        r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"model": "claude-haiku-4-5", "messages": say(text)})  # fmt: skip
+        assert assert_openai_error(r, status)["type"] == openai_type
+
+
+def test_upstream_errors_of_the_callers_api_keep_their_type(gw: GW) -> None:
+    with gw.http() as c:
+        r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"model": "gpt-4o", "messages": say("[[fake:status=429]]")})  # fmt: skip
+        assert assert_openai_error(r, 429)["type"] == "requests"  # OpenAI's own, passed on
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": "claude-haiku-4-5", "max_tokens": 5,
+                         "messages": say("[[fake:status=504]]")})  # fmt: skip
+        assert assert_anthropic_error(r, 504)["type"] == "timeout_error"
+
+
 def test_timeout_is_504(gw: GW) -> None:
     with pytest.raises(openai.APIStatusError) as info:
         gw.openai().chat.completions.create(
@@ -212,6 +274,37 @@ def test_anthropic_stream_error_event(gw: GW) -> None:
     ):
         for _ in stream:
             pass
+
+
+@pytest.mark.parametrize(
+    ("api", "model", "directive", "etype"),
+    [
+        ("anthropic", "gpt-4o", "stream_error", "api_error"),  # OpenAI's server_error
+        ("anthropic", "gpt-4o", "malformed", "api_error"),  # the gateway's own 502
+        ("anthropic", "claude-haiku-4-5", "reset", "api_error"),
+        ("anthropic", "claude-haiku-4-5", "stream_error", "overloaded_error"),  # passed on
+        ("openai", "claude-haiku-4-5", "stream_error", "server_error"),  # Anthropic's overloaded
+        ("openai", "gpt-4o", "stream_error", "server_error"),  # passed on
+    ],
+)
+def test_an_error_event_mid_stream_has_a_type_of_the_callers_api(
+    gw: GW, api: str, model: str, directive: str, etype: str
+) -> None:
+    messages = say(f"go [[fake:{directive}]] [[fake:chunks=6]]")
+    with gw.http() as c:
+        if api == "anthropic":
+            r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                       json={"model": model, "max_tokens": 50, "messages": messages, "stream": True})  # fmt: skip
+            event, data = r.text.strip().split("\n\n")[-1].split("\n")
+            assert event == "event: error"
+            error = json.loads(data.removeprefix("data: "))
+            assert error["type"] == "error"
+        else:
+            r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                       json={"model": model, "messages": messages, "stream": True})  # fmt: skip
+            error = json.loads(r.text.strip().split("\n\n")[-1].removeprefix("data: "))
+    assert r.status_code == 200
+    assert error["error"]["type"] == etype and error["error"]["message"]
 
 
 def test_client_disconnect_mid_stream_is_still_recorded(gw: GW) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import anthropic
+import pytest
+
 from gateway_fixtures import GW
 
 M = Decimal(1_000_000)
@@ -132,3 +135,24 @@ async def test_async_client(gw: GW) -> None:
         text = await stream.get_final_text()
     assert text.startswith("Echo:")
     await client.close()
+
+
+def test_models_list_is_in_anthropic_format(gw: GW) -> None:
+    models = list(gw.anthropic().models.list())
+    by_id = {m.id: m for m in models}
+    assert {"gpt-4o", "house-model"} <= set(by_id) and not any("*" in i for i in by_id)
+    m = by_id["gpt-4o"]
+    assert (m.type, m.display_name, m.created_at.year >= 2025) == ("model", "gpt-4o", True)
+    assert gw.anthropic().models.list().has_more is False
+
+
+def test_errors_off_the_messages_route_are_in_anthropic_format(gw: GW) -> None:
+    with pytest.raises(anthropic.AuthenticationError) as bad_key:
+        gw.anthropic(key="tk-nothing-here").models.list()
+    with pytest.raises(anthropic.NotFoundError) as unknown:
+        gw.anthropic().messages.count_tokens(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}]
+        )
+    for info, etype in ((bad_key, "authentication_error"), (unknown, "not_found_error")):
+        body = info.value.response.json()
+        assert body["type"] == "error" and body["error"]["type"] == etype

@@ -549,6 +549,53 @@ def test_openai_request_untranslatable(change: dict[str, Any]) -> None:
         openai_request_to_anthropic(body)
 
 
+def _say(content: Any) -> list[dict[str, Any]]:
+    return [{"role": "user", "content": content}]
+
+
+def _assistant_calls(calls: Any) -> list[dict[str, Any]]:
+    return [{"role": "assistant", "content": "ok", "tool_calls": calls}, *_say("x")]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"modalities": 5},
+        {"functions": 5},
+        {"functions": ["f"]},
+        {"tools": [{"type": "function", "function": "f"}]},
+        {"tools": OPENAI_TOOLS, "tool_choice": {"type": "function", "function": "f"}},
+        {"tools": OPENAI_TOOLS, "tool_choice": {"type": "allowed_tools", "allowed_tools": "f"}},
+        {
+            "tools": OPENAI_TOOLS,
+            "tool_choice": {"type": "allowed_tools", "allowed_tools": {"tools": 5}},
+        },
+        {
+            "tools": OPENAI_TOOLS,
+            "tool_choice": {"type": "allowed_tools", "allowed_tools": {"tools": [{"function": 5}]}},
+        },
+        {
+            "tools": OPENAI_TOOLS,
+            "tool_choice": {"type": "allowed_tools", "allowed_tools": {"tools": [{"name": [1]}]}},
+        },
+        {"response_format": {"type": "json_schema", "json_schema": "s"}},
+        {"messages": _say([{"type": "image_url", "image_url": 5}])},
+        {"messages": _say([{"type": "file", "file": "f"}])},
+        {"messages": _assistant_calls(5)},
+        {"messages": _assistant_calls([{"id": "c", "type": "function", "function": "f"}])},
+        {"messages": [{"role": "assistant", "function_call": {"name": [1]}}, *_say("x")]},
+        {"messages": [*_say("x"), {"role": "function", "name": [1], "content": "r"}]},
+        {"messages": [*_say("x"), {"role": "assistant", "content": [{"type": "text", "text": 5}]}]},
+        {"messages": [{"role": "system", "content": [{"type": "text", "text": 5}]}, *_say("x")]},
+    ],
+)
+def test_openai_request_of_wrong_types_is_a_translation_error(change: dict[str, Any]) -> None:
+    """A wrong type deep in a request is the client's mistake (a 400), not a crash."""
+    body = {"model": "m", "messages": _say("x"), **change}
+    with pytest.raises(TranslationError):
+        openai_request_to_anthropic(body)
+
+
 # --- Anthropic response -> OpenAI response ----------------------------------------
 
 ANTHROPIC_TOOL_RESPONSE: dict[str, Any] = {
@@ -1153,6 +1200,35 @@ def test_anthropic_request_simple_and_documents() -> None:
 )
 def test_anthropic_request_untranslatable(change: dict[str, Any]) -> None:
     body = {"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}], **change}
+    with pytest.raises(TranslationError):
+        anthropic_request_to_openai(body)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"system": [{"type": "text", "text": 5}]},
+        {"messages": _say([{"type": []}])},
+        {"messages": _say([{"type": "text", "text": 5}])},
+        {"messages": _say([{"type": "image", "source": "s"}])},
+        {"messages": _say([{"type": "document", "source": 5}])},
+        {"messages": [{"role": "assistant", "content": [{"type": "text", "text": 5}]}]},
+        {
+            "messages": _say(
+                [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "t",
+                        "content": [{"type": "text", "text": 5}],
+                    }
+                ]
+            )
+        },
+    ],
+)
+def test_anthropic_request_of_wrong_types_is_a_translation_error(change: dict[str, Any]) -> None:
+    """A wrong type deep in a request is the client's mistake (a 400), not a crash."""
+    body = {"model": "m", "max_tokens": 5, "messages": _say("x"), **change}
     with pytest.raises(TranslationError):
         anthropic_request_to_openai(body)
 

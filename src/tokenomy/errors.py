@@ -21,6 +21,22 @@ and rendered in the called API's format in one place: ``tokenomy.server.errors``
 
 from __future__ import annotations
 
+# Anthropic's documented error types by status: the type of an error in Anthropic's
+# format when it has no better one (both for a JSON reply and inside a stream).
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
 
 class TokenomyError(Exception):
     status: int = 500
@@ -80,7 +96,10 @@ class UpstreamError(TokenomyError):
 
 
 class UpstreamStatusError(UpstreamError):
-    """The provider answered with an error status; ``status`` is the provider's."""
+    """The provider answered with an error status; ``status`` is the provider's.
+
+    ``upstream_type`` is the error type the provider gave, in the wire format it
+    speaks (``upstream_api``: "openai" or "anthropic")."""
 
     def __init__(
         self,
@@ -88,10 +107,12 @@ class UpstreamStatusError(UpstreamError):
         *,
         status: int,
         upstream_type: str | None = None,
+        upstream_api: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message, status=status, headers=headers)
         self.upstream_type = upstream_type
+        self.upstream_api = upstream_api
 
 
 class UpstreamAuthError(UpstreamError):

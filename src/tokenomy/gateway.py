@@ -257,7 +257,8 @@ class Gateway:
                 status, error = exc.status, exc.type
                 await self._finish_stream(call, adapter, status, error)
                 finished = True
-                yield error_frame(call.api, exc, adapter.upstream_error)
+                upstream_api = call.provider.api if call.provider else None
+                yield error_frame(call.api, exc, adapter.upstream_error, upstream_api)
                 return
             await self._finish_stream(call, adapter, 200, None)
             finished = True

@@ -66,7 +66,11 @@ def parse_money(value: object, name: str, *, unit: str = "usd") -> Decimal:
     if not amount.is_finite():
         raise InvalidRequest(f"'{name}' must be finite", param=name)
     quantum = Decimal(1) if unit == "tokens" else QUANTUM
-    if amount != amount.quantize(quantum):
+    try:
+        exact = amount.quantize(quantum)
+    except InvalidOperation as exc:  # more digits than a Decimal holds
+        raise InvalidRequest(f"'{name}' is too large: {value!r}", param=name) from exc
+    if amount != exact:
         what = "a whole number of tokens" if unit == "tokens" else "at most 9 decimal places"
         raise InvalidRequest(f"'{name}' must be {what}: {value!r}", param=name)
     return amount

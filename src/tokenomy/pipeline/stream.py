@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from .. import translate
-from ..errors import UpstreamError, UpstreamProtocolError
+from ..errors import ANTHROPIC_TYPES, UpstreamError, UpstreamProtocolError
 from ..providers.anthropic import anthropic_usage
 from ..providers.openai import openai_usage
 from ..sse import DONE_DATA, SSEEvent, frame
@@ -230,13 +230,23 @@ def make_adapter(call: Call, upstream_api: str) -> Adapter:
     return AnthropicFromOpenAI(call)
 
 
-def error_frame(api: str, err: UpstreamError | Exception, upstream: dict[str, Any] | None) -> bytes:
-    """An error reported inside an already-started stream, in the client's format."""
+def error_frame(
+    api: str,
+    err: UpstreamError | Exception,
+    upstream: dict[str, Any] | None,
+    upstream_api: str | None = None,
+) -> bytes:
+    """An error reported inside an already-started stream, in the client's format.
+
+    ``upstream`` is the error event the provider sent, if any, in its own API
+    (``upstream_api``): its type is passed on only when that is the client's API."""
     message = (upstream or {}).get("message") or str(err) or "upstream error"
-    etype = (upstream or {}).get("type") or getattr(err, "type", "api_error")
+    etype = (upstream or {}).get("type") if upstream_api == api else None
     if api == ANTHROPIC:
+        etype = etype or ANTHROPIC_TYPES.get(getattr(err, "status", 500), "api_error")
         body = {"type": "error", "error": {"type": etype, "message": message}}
         return frame(orjson.dumps(body), "error")
+    etype = etype or ("server_error" if upstream else getattr(err, "type", "api_error"))
     return frame(
         orjson.dumps({"error": {"message": message, "type": etype, "param": None, "code": None}})
     )

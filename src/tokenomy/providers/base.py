@@ -193,6 +193,7 @@ class Provider(ABC):
                 f"upstream {self.name} returned {resp.status}: {message}",
                 status=resp.status,
                 upstream_type=utype,
+                upstream_api=self.api,
                 headers=fwd,
             )
         raise AssertionError("unreachable")  # pragma: no cover

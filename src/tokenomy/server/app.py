@@ -101,7 +101,7 @@ class TokenomyApp:
             return
         path: str = scope["path"]
         route = LLM_ROUTES.get(path)
-        api = route[0] if route else OPENAI
+        api = route[0] if route else api_off_route(path, header_dict(scope))
         try:
             if self.gateway is None:
                 raise Overloaded("The gateway is starting.")
@@ -119,7 +119,7 @@ class TokenomyApp:
             elif path == "/v1/feedback" and scope["method"] == "POST":
                 await handle_feedback(self.gateway, scope, receive, send)
             elif path in ("/v1/models", "/models") and scope["method"] == "GET":
-                await self._models(scope, send)
+                await self._models(scope, send, api)
             elif path.startswith("/admin/"):
                 await handle_admin(self.gateway, scope, receive, send, header_dict(scope))
             elif path == "/ui" or path.startswith("/ui/"):
@@ -144,7 +144,7 @@ class TokenomyApp:
         except RuntimeError:  # the response had already started; nothing more can be said
             pass
 
-    async def _models(self, scope: Scope, send: Any) -> None:
+    async def _models(self, scope: Scope, send: Any, api: str) -> None:
         gw = self.gateway
         assert gw is not None
         allowed: Container[str] | None = None  # a key limited to some models sees those
@@ -163,7 +163,10 @@ class TokenomyApp:
         ]
         if allowed is not None:
             data = [m for m in data if m["id"] in allowed]
-        await send_json(send, 200, {"object": "list", "data": data})
+        if api == ANTHROPIC:
+            await send_json(send, 200, anthropic_models(data))
+        else:
+            await send_json(send, 200, {"object": "list", "data": data})
 
     async def _llm(
         self, scope: Scope, receive: Any, send: Any, api: str, op: str, schema: str
@@ -217,6 +220,36 @@ class TokenomyApp:
         finally:
             await chunks.aclose()  # on disconnect this records what was generated
             watcher.cancel()
+
+
+def api_off_route(path: str, headers: dict[str, str]) -> str:
+    """The API called, off the LLM routes: OpenAI's (the admin API, feedback, unknown
+    paths) except for what Anthropic's SDK calls: /v1/messages/... (count_tokens,
+    batches) and the model list, which it asks for with ``anthropic-version``."""
+    if path.startswith("/v1/messages/"):
+        return ANTHROPIC
+    if path.startswith(("/v1/models", "/models")) and "anthropic-version" in headers:
+        return ANTHROPIC
+    return OPENAI
+
+
+def anthropic_models(data: list[dict[str, Any]]) -> dict[str, Any]:
+    """The model list in Anthropic's format (``GET /v1/models``, one page)."""
+    models = [
+        {
+            "type": "model",
+            "id": m["id"],
+            "display_name": m["id"],
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(m["created"])),
+        }
+        for m in data
+    ]
+    return {
+        "data": models,
+        "has_more": False,
+        "first_id": models[0]["id"] if models else None,
+        "last_id": models[-1]["id"] if models else None,
+    }
 
 
 def create_app(settings: Settings, gateway: Gateway | None = None) -> TokenomyApp:

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import InvalidRequest, TokenomyError
+from ..errors import InvalidRequest
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -31,7 +31,7 @@ async def read_body(receive: Any) -> bytes:
         if body:
             size += len(body)
             if size > MAX_BODY:
-                raise TokenomyError("Request body too large.", status=413)
+                raise InvalidRequest("Request body too large.", status=413)
             chunks.append(body)
         if not msg.get("more_body"):
             break

@@ -129,6 +129,33 @@ def anthropic_tool_id(tool_id: Any) -> str:
     return _BAD_TOOL_ID_CHARS.sub("_", tool_id)
 
 
+def obj(value: Any, where: str) -> Mapping[str, Any]:
+    """A client's JSON object, ``{}`` when absent; any other type is the client's mistake."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TranslationError(f"{where} must be an object")
+    return value
+
+
+def array(value: Any, where: str) -> list[Any]:
+    """A client's JSON array, ``[]`` when absent; any other type is the client's mistake."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TranslationError(f"{where} must be an array")
+    return value
+
+
+def string(value: Any, where: str) -> str:
+    """A client's text field, ``""`` when absent; any other type is the client's mistake."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise TranslationError(f"{where} must be a string")
+    return value
+
+
 def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 

@@ -13,6 +13,8 @@ from ._common import (
     chat_completion_id,
     dumps,
     finish_reason,
+    obj,
+    string,
 )
 
 Part = dict[str, Any]
@@ -25,8 +27,8 @@ _DROPPED_BLOCKS = frozenset(
 
 
 def _dropped(kind: Any) -> bool:
-    return kind in _DROPPED_BLOCKS or (
-        isinstance(kind, str) and kind.endswith("_tool_result") and kind != "tool_result"
+    return isinstance(kind, str) and (
+        kind in _DROPPED_BLOCKS or (kind.endswith("_tool_result") and kind != "tool_result")
     )
 
 
@@ -140,7 +142,9 @@ def _system_text(blocks: Any) -> str:
     if not isinstance(blocks, list):
         raise TranslationError("'system' must be a string or an array of text blocks")
     return "\n\n".join(
-        b.get("text") or "" for b in blocks if isinstance(b, dict) and b.get("type") == "text"
+        string(b.get("text"), "system: a block's text")
+        for b in blocks
+        if isinstance(b, dict) and b.get("type") == "text"
     )
 
 
@@ -156,7 +160,7 @@ def _user_message(blocks: list[Any], messages: list[dict[str, Any]], where: str)
             )
             parts.extend(attachments)
         elif kind == "text":
-            parts.append({"type": "text", "text": block.get("text") or ""})
+            parts.append({"type": "text", "text": string(block.get("text"), f"{where}: text")})
         elif kind == "image":
             parts.append(_image_part(block, where))
         elif kind == "document":
@@ -178,7 +182,7 @@ def _assistant_message(blocks: list[Any], messages: list[dict[str, Any]], where:
     for block in blocks:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            text.append(block.get("text") or "")
+            text.append(string(block.get("text"), f"{where}: text"))
         elif kind == "tool_use":
             tool_calls.append(
                 {
@@ -217,7 +221,7 @@ def _tool_result_content(content: Any, where: str) -> tuple[str, list[Part]]:
     for block in content:
         kind = block.get("type") if isinstance(block, dict) else None
         if kind == "text":
-            texts.append(block.get("text") or "")
+            texts.append(string(block.get("text"), f"{where}: text"))
         elif kind == "image":
             attachments.append(_image_part(block, where))
         elif kind == "document":
@@ -228,7 +232,7 @@ def _tool_result_content(content: Any, where: str) -> tuple[str, list[Part]]:
 
 
 def _image_part(block: Mapping[str, Any], where: str) -> Part:
-    source = block.get("source") or {}
+    source = obj(block.get("source"), f"{where}: an image's source")
     if source.get("type") == "base64":
         url = f"data:{source.get('media_type')};base64,{source.get('data')}"
     elif source.get("type") == "url":
@@ -239,7 +243,7 @@ def _image_part(block: Mapping[str, Any], where: str) -> Part:
 
 
 def _document_part(block: Mapping[str, Any], where: str) -> Part:
-    source = block.get("source") or {}
+    source = obj(block.get("source"), f"{where}: a document's source")
     kind = source.get("type")
     if kind == "text":
         return {"type": "text", "text": source.get("data") or ""}

@@ -9,13 +9,16 @@ from typing import Any
 from ._common import (
     TranslationError,
     anthropic_tool_id,
+    array,
     cache_breakpoints,
     dumps,
     message_id,
     new_tool_id,
+    obj,
     openai_usage_to_anthropic,
     parse_arguments,
     stop_reason,
+    string,
     text_of,
 )
 
@@ -39,7 +42,7 @@ def openai_request_to_anthropic(
     n = body.get("n")
     if n is not None and n != 1:
         raise TranslationError("'n' other than 1 is not supported by this model")
-    if "audio" in (body.get("modalities") or ()):
+    if "audio" in array(body.get("modalities"), "'modalities'"):
         raise TranslationError("audio output is not supported by this model")
 
     conv = _Conversation()
@@ -68,7 +71,9 @@ def openai_request_to_anthropic(
     tools = body.get("tools")
     tool_choice = body.get("tool_choice")
     if tools is None and body.get("functions") is not None:  # the legacy names
-        tools = [{"type": "function", "function": f} for f in body["functions"] or ()]
+        tools = [
+            {"type": "function", "function": f} for f in array(body["functions"], "'functions'")
+        ]
         tool_choice = _legacy_function_choice(body.get("function_call"))
     if tools:
         converted, allowed = _tools(tools), _allowed_tools(tool_choice)
@@ -162,7 +167,8 @@ class _Conversation:
             elif role == "tool":
                 self._add("user", [_tool_result(msg.get("tool_call_id"), msg.get("content"), i)])
             elif role == "function":
-                call_id = self._legacy_call_ids.get(msg.get("name") or "") or "call_legacy"
+                name = string(msg.get("name"), f"messages[{i}].name")
+                call_id = self._legacy_call_ids.get(name) or "call_legacy"
                 self._add("user", [_tool_result(call_id, msg.get("content"), i)])
             else:
                 raise TranslationError(f"messages[{i}]: unsupported role {role!r}")
@@ -200,10 +206,10 @@ class _Conversation:
     def _assistant_blocks(self, msg: Mapping[str, Any], i: int) -> list[Block]:
         content = msg.get("content")
         blocks = _text_blocks(content, f"messages[{i}]") if content is not None else []
-        for call in msg.get("tool_calls") or ():
+        for call in array(msg.get("tool_calls"), f"messages[{i}].tool_calls"):
             if not isinstance(call, dict) or call.get("type", "function") != "function":
                 raise TranslationError(f"messages[{i}]: only function tool calls are supported")
-            fn = call.get("function") or {}
+            fn = obj(call.get("function"), f"messages[{i}]: a tool call's function")
             blocks.append(
                 {
                     "type": "tool_use",
@@ -214,7 +220,7 @@ class _Conversation:
             )
         legacy = msg.get("function_call")
         if isinstance(legacy, dict):
-            name = legacy.get("name") or ""
+            name = string(legacy.get("name"), f"messages[{i}].function_call.name")
             call_id = f"call_legacy_{i}"
             self._legacy_call_ids[name] = call_id
             blocks.append(
@@ -260,9 +266,9 @@ def _text_blocks(content: Any, where: str) -> list[Block]:
     for part in content:
         if not isinstance(part, dict) or part.get("type") not in ("text", "refusal"):
             raise TranslationError(f"{where}: only text content parts are allowed here")
-        text = part.get("text") or part.get("refusal") or ""
-        if text:  # Anthropic rejects empty text blocks
-            blocks.append(_text_block(text, part))
+        value = string(part.get("text") or part.get("refusal"), f"{where}: a part's text")
+        if value:  # Anthropic rejects empty text blocks
+            blocks.append(_text_block(value, part))
     return blocks
 
 
@@ -302,7 +308,7 @@ def _parse_data_url(url: str, where: str) -> tuple[str, str]:
 
 def _image_block(part: Mapping[str, Any], where: str) -> Block:
     spec = part.get("image_url")
-    url = spec if isinstance(spec, str) else (spec or {}).get("url")
+    url = spec if isinstance(spec, str) else obj(spec, f"{where}: image_url").get("url")
     if not isinstance(url, str) or not url:
         raise TranslationError(f"{where}: image_url has no url")
     if url.startswith("data:"):
@@ -315,7 +321,7 @@ def _image_block(part: Mapping[str, Any], where: str) -> Block:
 
 
 def _document_block(part: Mapping[str, Any], where: str) -> Block:
-    spec = part.get("file") or {}
+    spec = obj(part.get("file"), f"{where}: file")
     data_url = spec.get("file_data")
     if not isinstance(data_url, str) or not data_url.startswith("data:"):
         raise TranslationError(f"{where}: only inline (file_data) PDF files are supported")
@@ -366,7 +372,7 @@ def _response_format_instruction(fmt: Any) -> str | None:
     if fmt.get("type") == "json_object":
         return _JSON_OBJECT_INSTRUCTION
     if fmt.get("type") == "json_schema":
-        spec = fmt.get("json_schema") or {}
+        spec = obj(fmt.get("json_schema"), "response_format.json_schema")
         return _JSON_SCHEMA_INSTRUCTION + dumps(spec.get("schema") or {})
     return None
 
@@ -378,7 +384,7 @@ def _tools(tools: Any) -> list[Block]:
     for tool in tools:
         if not isinstance(tool, dict) or tool.get("type", "function") != "function":
             raise TranslationError("only function tools are supported by this model")
-        fn = tool.get("function") or {}
+        fn = obj(tool.get("function"), "a tool's function")
         name = fn.get("name")
         if not isinstance(name, str) or not name:
             raise TranslationError("every tool needs a function name")
@@ -396,10 +402,11 @@ def _tools(tools: Any) -> list[Block]:
 def _allowed_tools(choice: Any) -> set[str] | None:
     if not isinstance(choice, dict) or choice.get("type") != "allowed_tools":
         return None
-    spec = choice.get("allowed_tools") or {}
+    spec = obj(choice.get("allowed_tools"), "tool_choice.allowed_tools")
+    where, name = "tool_choice.allowed_tools.tools", "an allowed tool's name"
     return {
-        (t.get("function") or {}).get("name") or t.get("name") or ""
-        for t in spec.get("tools") or ()
+        string(obj(t.get("function"), f"{where}[]: function").get("name") or t.get("name"), name)
+        for t in array(spec.get("tools"), where)
         if isinstance(t, dict)
     }
 
@@ -415,12 +422,12 @@ def _tool_choice(choice: Any, parallel: Any) -> dict[str, Any] | None:
     elif choice == "none":
         out = {"type": "none"}
     elif isinstance(choice, dict) and choice.get("type") == "function":
-        name = (choice.get("function") or {}).get("name")
+        name = obj(choice.get("function"), "tool_choice.function").get("name")
         if not isinstance(name, str) or not name:
             raise TranslationError("tool_choice names no function")
         out = {"type": "tool", "name": name}
     elif isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        mode = (choice.get("allowed_tools") or {}).get("mode")
+        mode = obj(choice.get("allowed_tools"), "tool_choice.allowed_tools").get("mode")
         out = {"type": "any" if mode == "required" else "auto"}
     else:
         raise TranslationError(f"unsupported tool_choice {choice!r}")
