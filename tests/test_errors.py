@@ -189,7 +189,7 @@ def test_upstream_5xx_and_429_after_retries(gw: GW) -> None:
 @pytest.mark.parametrize(
     ("status", "anthropic_type", "openai_type"),
     [
-        (401, "authentication_error", "invalid_request_error"),
+        (400, "invalid_request_error", "invalid_request_error"),
         (404, "not_found_error", "invalid_request_error"),
         (429, "rate_limit_error", "rate_limit_error"),
         (503, "overloaded_error", "server_error"),
