@@ -134,6 +134,24 @@ def test_tools_are_cached_only_when_allowed(cgw: GW) -> None:
     assert upstream_calls(cgw, mark) == 4
 
 
+def test_legacy_functions_are_tools_to_the_policy(cgw: GW) -> None:
+    # `functions` is the older name of `tools` (an Anthropic upstream gets them as
+    # tools): a function with side effects is no more replayed than a tool
+    mark = marker()
+    side = [tool("send_email")["function"]]
+    r = [
+        chat(cgw, f"mail {mark} [[fake:tool]]", model="claude-sonnet-4-6", functions=side)
+        for _ in range(2)
+    ]
+    assert [x.headers[CACHE_HEADER] for x in r] == ["bypass", "bypass"]
+    calls = r[0].parse().choices[0].message.tool_calls
+    assert calls and calls[0].function.name == "send_email"
+    assert upstream_calls(cgw, mark) == 2
+    safe = [tool("get_weather")["function"]]
+    r = [chat(cgw, f"weather {mark}", functions=safe) for _ in range(2)]
+    assert [x.headers[CACHE_HEADER] for x in r] == ["miss", "hit-exact"]
+
+
 def test_tenants_never_share_entries(cgw: GW) -> None:
     mark = marker()
     other_team = new_key(cgw, team="billing")

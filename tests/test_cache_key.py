@@ -128,6 +128,11 @@ def test_tools_need_permission() -> None:
     assert decide(
         call({"temperature": 0, "tools": [fn, charge]}), CacheConfig(cache_tools=True)
     ).write
+    # OpenAI's legacy `functions` declare tools too
+    assert not decide(call({"temperature": 0, "functions": [{"name": "lookup"}]}), CFG).write
+    legacy = {"temperature": 0, "functions": [{"name": "lookup"}, {"name": "charge_card"}]}
+    assert not decide(call(legacy), allowed).write
+    assert decide(call({"temperature": 0, "functions": [{"name": "lookup"}]}), allowed).write
 
 
 def test_request_headers() -> None:
