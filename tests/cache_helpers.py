@@ -23,10 +23,16 @@ def cached_gateway(
     *,
     name: str = "ledger.db",
     caps: dict[str, Any] | None = None,
+    routing: dict[str, Any] | None = None,
     **cache: Any,
 ) -> Iterator[GW]:
     settings = gateway_settings(
-        str(tmp_path / name), fake, llama, cache={"enabled": True, **cache}, caps=caps or {}
+        str(tmp_path / name),
+        fake,
+        llama,
+        cache={"enabled": True, **cache},
+        caps=caps or {},
+        routing=routing or {},
     )
     yield from start_gateway(settings, fake)
 

@@ -21,6 +21,7 @@ from tokenomy.cache.config import CacheConfig
 from tokenomy.cache.lever import STATE, ResponseCache, Ticket
 from tokenomy.cache.sqlite import SQLiteCacheStore
 from tokenomy.cli import cli
+from tokenomy.keys import mint_key
 from tokenomy.pipeline.context import Call
 from tokenomy.pricing import PriceBook
 from tokenomy.reports import build_report
@@ -36,8 +37,9 @@ def cgw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactor
 
 def chat(gw: GW, content: str, key: str | None = None, **kw: Any) -> Any:
     kw.setdefault("temperature", 0)
+    kw.setdefault("model", "gpt-4o")
     return gw.openai(key).chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=[{"role": "user", "content": content}], **kw
+        messages=[{"role": "user", "content": content}], **kw
     )
 
 
@@ -132,6 +134,24 @@ def test_tools_are_cached_only_when_allowed(cgw: GW) -> None:
     assert upstream_calls(cgw, mark) == 4
 
 
+def test_legacy_functions_are_tools_to_the_policy(cgw: GW) -> None:
+    # `functions` is the older name of `tools` (an Anthropic upstream gets them as
+    # tools): a function with side effects is no more replayed than a tool
+    mark = marker()
+    side = [tool("send_email")["function"]]
+    r = [
+        chat(cgw, f"mail {mark} [[fake:tool]]", model="claude-sonnet-4-6", functions=side)
+        for _ in range(2)
+    ]
+    assert [x.headers[CACHE_HEADER] for x in r] == ["bypass", "bypass"]
+    calls = r[0].parse().choices[0].message.tool_calls
+    assert calls and calls[0].function.name == "send_email"
+    assert upstream_calls(cgw, mark) == 2
+    safe = [tool("get_weather")["function"]]
+    r = [chat(cgw, f"weather {mark}", functions=safe) for _ in range(2)]
+    assert [x.headers[CACHE_HEADER] for x in r] == ["miss", "hit-exact"]
+
+
 def test_tenants_never_share_entries(cgw: GW) -> None:
     mark = marker()
     other_team = new_key(cgw, team="billing")
@@ -174,6 +194,42 @@ def test_shared_namespace_is_shared(fake: Fake, fake_llamacpp: Fake, tmp_path: P
         other = new_key(gw, team="billing")
         assert chat(gw, f"s {mark}").headers[CACHE_HEADER] == "miss"
         assert chat(gw, f"s {mark}", key=other).headers[CACHE_HEADER] == "hit-exact"
+
+
+ROUTING = {
+    "rules": [
+        {"name": "cheap", "when": {"header": {"x-tokenomy-route": "cheap"}}, "to": "gpt-4o-mini"}
+    ],
+    "aliases": {"smart": {"models": ["gpt-4o", "gpt-4o-mini"]}},
+}
+
+
+def test_a_request_routed_elsewhere_is_another_entry(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    # The same body can be served by another model: a rule on a header (or a key,
+    # team or tag), or a key allowed only some of an alias's models. An answer of
+    # the model one request was routed to is never served to a request routed to
+    # another, even in the same namespace.
+    for gw in cached_gateway(tmp_path, fake, fake_llamacpp, routing=ROUTING):
+        mark = marker()
+        cheap = {"extra_headers": {"x-tokenomy-route": "cheap"}}
+        first = chat(gw, f"r {mark}", **cheap)
+        assert (first.headers[CACHE_HEADER], first.parse().model) == ("miss", "gpt-4o-mini")
+        plain = chat(gw, f"r {mark}")
+        assert (plain.headers[CACHE_HEADER], plain.parse().model) == ("miss", "gpt-4o")
+        again = chat(gw, f"r {mark}", **cheap)
+        assert (again.headers[CACHE_HEADER], again.parse().model) == ("hit-exact", "gpt-4o-mini")
+
+        limited, rec = mint_key(
+            team="search", user="dave", org="acme", models=["smart", "gpt-4o-mini"]
+        )
+        gw.store.create_key(rec)
+        r = chat(gw, f"s {mark}", key=limited, model="smart")
+        assert (r.headers[CACHE_HEADER], r.parse().model) == ("miss", "gpt-4o-mini")
+        r = chat(gw, f"s {mark}", model="smart")
+        assert (r.headers[CACHE_HEADER], r.parse().model) == ("miss", "gpt-4o")
+        assert upstream_calls(gw, mark) == 4
 
 
 def test_errors_are_not_stored(cgw: GW) -> None:

@@ -128,6 +128,11 @@ def test_tools_need_permission() -> None:
     assert decide(
         call({"temperature": 0, "tools": [fn, charge]}), CacheConfig(cache_tools=True)
     ).write
+    # OpenAI's legacy `functions` declare tools too
+    assert not decide(call({"temperature": 0, "functions": [{"name": "lookup"}]}), CFG).write
+    legacy = {"temperature": 0, "functions": [{"name": "lookup"}, {"name": "charge_card"}]}
+    assert not decide(call(legacy), allowed).write
+    assert decide(call({"temperature": 0, "functions": [{"name": "lookup"}]}), allowed).write
 
 
 def test_request_headers() -> None:
@@ -224,3 +229,13 @@ def test_beta_headers_are_part_of_the_key() -> None:
 def test_huge_numbers_do_not_break_the_key() -> None:
     body = orjson.loads(b'{"messages": [], "seed": 123456789012345678901234567890}')
     assert len(key(body)) == 64
+
+
+def test_the_routed_models_are_part_of_the_key() -> None:
+    body = {"messages": MSGS, "temperature": 0}
+    plain = cache_key("openai", "gpt-4o", body)
+    # served by the model asked for: the key of a request without routing
+    assert cache_key("openai", "gpt-4o", body, route=["gpt-4o"]) == plain
+    rerouted = cache_key("openai", "gpt-4o", body, route=["gpt-4o-mini"])
+    with_fallback = cache_key("openai", "gpt-4o", body, route=["gpt-4o", "claude-sonnet-4-6"])
+    assert len({plain, rerouted, with_fallback}) == 3

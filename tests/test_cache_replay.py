@@ -105,6 +105,29 @@ def test_openai_without_usage_gets_usage_from_the_meter() -> None:
     assert resp["choices"] == OPENAI_RESP["choices"]
 
 
+def lp(token: str) -> dict[str, Any]:
+    return {"token": token, "logprob": -0.5, "bytes": list(token.encode()), "top_logprobs": []}
+
+
+@pytest.mark.parametrize(
+    "tokens",
+    [
+        ["Hel", "lo", " there"],  # they spell the text: one token per chunk
+        ["Hel", "lo", " th\ufffd"],  # they do not (bytes split): all on the first piece
+    ],
+)
+def test_logprobs_round_trip(tokens: list[str]) -> None:
+    choice = OPENAI_RESP["choices"][0]
+    logprobs = {"content": [lp(t) for t in tokens], "refusal": None}
+    message = {"role": "assistant", "content": "Hello there", "refusal": None}
+    resp = {
+        **OPENAI_RESP,
+        "choices": [{**choice, "message": message, "logprobs": logprobs, "finish_reason": "stop"}],
+    }
+    frames = replay_frames("openai", resp, include_usage=True)
+    assert rebuild("openai", frames) == resp
+
+
 def test_anthropic_round_trip() -> None:
     frames = replay_frames("anthropic", ANTHROPIC_RESP, include_usage=False)
     names = [f.split(b"\n", 1)[0] for f in frames]

@@ -43,12 +43,21 @@ def sgw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactor
     tmp = tmp_path_factory.mktemp("cache_semantic")
     semantic = {"enabled": True, "target_wrong_hit_rate": 0.02}
     with stand_in_verifier():
-        yield from cached_gateway(tmp, fake, fake_llamacpp, semantic=semantic)
+        yield from cached_gateway(tmp, fake, fake_llamacpp, semantic=semantic, routing=ROUTING)
 
 
-def ask(gw: GW, messages: list[dict[str, Any]], key: str | None = None) -> Any:
+ROUTE = "x-tokenomy-route"
+ROUTING = {"rules": [{"name": "cheap", "when": {"header": {ROUTE: "cheap"}}, "to": "gpt-4o-mini"}]}
+
+
+def ask(
+    gw: GW, messages: list[dict[str, Any]], key: str | None = None, route: str | None = None
+) -> Any:
     return gw.openai(key).chat.completions.with_raw_response.create(
-        model="gpt-4o", messages=messages, temperature=0
+        model="gpt-4o",
+        messages=messages,
+        temperature=0,
+        extra_headers={ROUTE: route} if route else None,
     )
 
 
@@ -112,6 +121,19 @@ def test_another_tenant_never_gets_a_semantic_hit(sgw: GW) -> None:
     assert theirs.headers[CACHE_HEADER] == "miss"
     mine = ask(sgw, [system, parts("What is the capital of Italy?")])
     assert mine.headers[CACHE_HEADER] == "hit-semantic"
+    assert upstream_calls(sgw, mark) == 2
+
+
+def test_a_request_routed_to_another_model_never_gets_a_semantic_hit(sgw: GW) -> None:
+    mark = marker()
+    system = {"role": "system", "content": f"You answer geography questions. {mark}"}
+    first = ask(sgw, [system, user("What is the capital of Greece?")], route="cheap")
+    assert (first.headers[CACHE_HEADER], first.parse().model) == ("miss", "gpt-4o-mini")
+    # the variant that is a semantic hit for a request routed the same way
+    theirs = ask(sgw, [system, parts("What is the capital of Greece?")])
+    assert (theirs.headers[CACHE_HEADER], theirs.parse().model) == ("miss", "gpt-4o")
+    mine = ask(sgw, [system, parts("What is the capital of Greece?")], route="cheap")
+    assert (mine.headers[CACHE_HEADER], mine.parse().model) == ("hit-semantic", "gpt-4o-mini")
     assert upstream_calls(sgw, mark) == 2
 
 

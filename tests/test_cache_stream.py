@@ -137,6 +137,58 @@ def test_openai_json_miss_replays_as_stream_with_tool_calls(cgw: GW) -> None:
     assert upstream_calls(cgw, mark) == 1
 
 
+def json_chat(gw: GW, content: str, **kw: Any) -> Any:
+    return gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": content}], temperature=0, **kw
+    )
+
+
+def streamed_logprobs(chunks: list[Any]) -> list[tuple[str, float]]:
+    return [
+        (t.token, t.logprob)
+        for c in chunks
+        if c.choices and c.choices[0].logprobs
+        for t in c.choices[0].logprobs.content or ()
+    ]
+
+
+def test_logprobs_survive_a_streamed_miss_and_a_streamed_hit(cgw: GW) -> None:
+    # a request that asked for logprobs gets them from an entry, however the entry
+    # was stored and however the hit is served
+    mark = marker()
+    state, _, first = openai_stream(cgw, f"lp {mark}", logprobs=True)
+    assert state == "miss"
+    tokens = streamed_logprobs(first)
+    assert tokens and "".join(t for t, _ in tokens) == text_of(first)
+    raw = json_chat(cgw, f"lp {mark}", logprobs=True)
+    assert raw.headers[CACHE_HEADER] == "hit-exact"
+    lp = raw.parse().choices[0].logprobs
+    assert lp is not None and [(t.token, t.logprob) for t in lp.content or ()] == tokens
+    state, _, again = openai_stream(cgw, f"lp {mark}", logprobs=True)
+    assert state == "hit-exact"
+    assert streamed_logprobs(again) == tokens
+    # each replayed chunk carries the logprobs of its own content, as the provider's do
+    assert all(
+        c.choices[0].delta.content == "".join(t.token for t in c.choices[0].logprobs.content)
+        for c in again
+        if c.choices and c.choices[0].logprobs
+    )
+    assert upstream_calls(cgw, mark) == 1
+
+
+def test_logprobs_of_a_json_miss_replay_in_a_streamed_hit(cgw: GW) -> None:
+    mark = marker()
+    raw = json_chat(cgw, f"lp {mark}", logprobs=True)
+    assert raw.headers[CACHE_HEADER] == "miss"
+    lp = raw.parse().choices[0].logprobs
+    assert lp is not None and lp.content
+    state, _, chunks = openai_stream(cgw, f"lp {mark}", logprobs=True)
+    assert state == "hit-exact"
+    assert streamed_logprobs(chunks) == [(t.token, t.logprob) for t in lp.content]
+    assert text_of(chunks) == raw.parse().choices[0].message.content
+    assert upstream_calls(cgw, mark) == 1
+
+
 def test_anthropic_stream_miss_then_stream_and_json_hits(cgw: GW) -> None:
     mark = marker()
     client = cgw.anthropic()

@@ -101,3 +101,12 @@ def test_the_context_is_canonical_like_the_exact_key() -> None:
     # a beta header changes the answer, so it changes the context
     beta = context_of(_openai(q, temperature=0, tools=[tool]), {"anthropic-beta": "b1"})
     assert beta is not None and beta.partition != base.partition
+
+
+def test_the_routed_models_are_part_of_the_context() -> None:
+    body = _openai({"role": "user", "content": "hi"}, temperature=0)
+    base, same = context_of(body), context_of(body, None, ["gpt-4o-mini"])
+    other = context_of(body, None, ["gpt-4o"])
+    assert base is not None and same is not None and other is not None
+    assert same.partition == base.partition  # served by the model asked for
+    assert other.partition != base.partition

@@ -29,6 +29,16 @@ def openai_usage_json(u: Usage) -> dict[str, Any]:
     }
 
 
+def _add_logprobs(st: dict[str, Any], lp: dict[str, Any]) -> None:
+    """Append a chunk's log probabilities (``logprobs: true``) to its choice's."""
+    acc = st["logprobs"]
+    if acc is None:
+        acc = st["logprobs"] = {"content": None, "refusal": None}
+    for k in ("content", "refusal"):
+        if isinstance(lp.get(k), list):
+            acc[k] = (acc[k] or []) + lp[k]
+
+
 class Assembler:
     def __init__(self, api: str) -> None:
         self.api = api
@@ -75,8 +85,17 @@ class Assembler:
         for c in chunk["choices"]:
             st = self._choices.setdefault(
                 int(c.get("index") or 0),
-                {"content": [], "refusal": [], "tools": {}, "finish": None, "null": True},
+                {
+                    "content": [],
+                    "refusal": [],
+                    "tools": {},
+                    "finish": None,
+                    "null": True,
+                    "logprobs": None,
+                },
             )
+            if isinstance(c.get("logprobs"), dict):
+                _add_logprobs(st, c["logprobs"])
             delta = c.get("delta") or {}
             if delta.get("content") is not None:
                 st["null"] = False
@@ -112,7 +131,12 @@ class Assembler:
             if st["tools"]:
                 msg["tool_calls"] = [st["tools"][t] for t in sorted(st["tools"])]
             choices.append(
-                {"index": idx, "message": msg, "logprobs": None, "finish_reason": st["finish"]}
+                {
+                    "index": idx,
+                    "message": msg,
+                    "logprobs": st["logprobs"],
+                    "finish_reason": st["finish"],
+                }
             )
         return {
             **self._head,

@@ -1,7 +1,9 @@
 """The exact cache key: a SHA-256 of the canonical request.
 
 Two requests share a key when they would get the same answer from the model:
-the same API format, requested model and every parameter that shapes the output.
+the same API format, requested model, the models routing sent it to (when they
+are not just the requested one: a rule on a header, key, team or tag, an alias,
+a key allowed only some models) and every parameter that shapes the output.
 Fields that do not (who asks, whether the answer streams, storage and service
 hints, prompt-caching markers) are left out, and the JSON is canonicalised —
 keys sorted, no whitespace, ``1.0`` written as ``1`` — so equivalent bodies give
@@ -13,7 +15,7 @@ namespace even by a colliding key.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -61,8 +63,20 @@ def keyed_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return {h: headers[h] for h in KEYED_HEADERS if headers.get(h)}
 
 
+def routed(model: Any, route: Sequence[str] | None) -> list[str] | None:
+    """The models a request was routed to, when they are not just ``model``: the
+    same body asked of the same name may be answered by another model."""
+    if not route or list(route) == [model]:
+        return None
+    return list(route)
+
+
 def request_material(
-    api: str, model: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    api: str,
+    model: str,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+    route: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """What the key is a hash of (also handy to see why two requests differ)."""
     params = {k: v for k, v in body.items() if k not in IGNORED_FIELDS}
@@ -70,13 +84,21 @@ def request_material(
     keyed = keyed_headers(headers)
     if keyed:
         out["headers"] = keyed
+    targets = routed(model, route)
+    if targets is not None:
+        out["route"] = targets
     return out
 
 
 def cache_key(
-    api: str, model: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+    api: str,
+    model: str,
+    body: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+    route: Sequence[str] | None = None,
 ) -> str:
-    """Hex SHA-256 of the canonical request (``headers``: the lower-cased request headers)."""
-    material = request_material(api, model, body, headers)
+    """Hex SHA-256 of the canonical request (``headers``: the lower-cased request
+    headers; ``route``: the models the routing plan will try, in order)."""
+    material = request_material(api, model, body, headers, route)
     blob = orjson.dumps(material, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(blob).hexdigest()

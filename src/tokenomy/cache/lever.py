@@ -123,9 +123,10 @@ class ResponseCache:
             call.response_headers[HEADER] = BYPASS
             return None
         ns = namespace(call, self.cfg)
-        ticket = Ticket(
-            ns, cache_key(call.api, call.record.requested_model, call.body, call.headers)
+        key = cache_key(
+            call.api, call.record.requested_model, call.body, call.headers, _route(call)
         )
+        ticket = Ticket(ns, key)
         call.levers[STATE] = ticket
         call.response_headers[HEADER] = MISS
         try:
@@ -188,7 +189,9 @@ class ResponseCache:
             if not read:  # refresh: only embed, for the store step
                 ticket.probe = await self._probe(call)
                 return None
-            probe, hit = await self.similar.find(ticket.namespace, call.body, call.headers)
+            probe, hit = await self.similar.find(
+                ticket.namespace, call.body, call.headers, _route(call)
+            )
         except CacheUnavailable:
             raise
         except Exception:  # an optional layer (a local model, an index) never fails a request
@@ -201,7 +204,7 @@ class ResponseCache:
 
     async def _probe(self, call: Call) -> Any:
         assert self.similar is not None
-        return await asyncio.to_thread(self.similar.probe, call.body, call.headers)
+        return await asyncio.to_thread(self.similar.probe, call.body, call.headers, _route(call))
 
     async def _serve(
         self,
@@ -349,6 +352,11 @@ class ResponseCache:
             text=text,
             vector=vector,
         )
+
+
+def _route(call: Call) -> list[str] | None:
+    """The models the routing plan will try, in order (None before routing)."""
+    return None if call.route is None else list(call.route.targets)
 
 
 async def _replay(frames: list[bytes]) -> AsyncIterator[bytes]:

@@ -6,8 +6,9 @@ A request is looked up and stored only when all of these hold:
 - the client did not send ``x-tokenomy-cache: no-store``;
 - it is deterministic: ``temperature`` 0 or a fixed integer ``seed``
   (unless the operator turned ``only_deterministic`` off);
-- it declares no tools, or the operator allows tools (``cache_tools``), or
-  every declared tool is in ``allowed_tools`` (tools without side effects).
+- it declares no tools (nor legacy ``functions``), or the operator allows tools
+  (``cache_tools``), or every declared tool is in ``allowed_tools`` (tools
+  without side effects).
 
 ``x-tokenomy-cache: refresh`` skips the read and stores the new answer.
 
@@ -53,8 +54,9 @@ BYPASSED = Decision(False, False, "")
 
 
 def tool_names(body: Mapping[str, Any]) -> list[str]:
+    """The names of the tools declared, OpenAI's legacy ``functions`` included."""
     names: list[str] = []
-    for tool in body.get("tools") or ():
+    for tool in [*_items(body.get("tools")), *_items(body.get("functions"))]:
         if not isinstance(tool, Mapping):
             names.append("")
             continue
@@ -62,6 +64,13 @@ def tool_names(body: Mapping[str, Any]) -> list[str]:
         name = fn.get("name") if isinstance(fn, Mapping) else tool.get("name")
         names.append(str(name or tool.get("type") or ""))
     return names
+
+
+def _items(value: Any) -> list[Any]:
+    """A declared list; anything else that was sent counts as one unnamed tool."""
+    if isinstance(value, list):
+        return value
+    return [value] if value else []
 
 
 def _deterministic(body: Mapping[str, Any]) -> bool:

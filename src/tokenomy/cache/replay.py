@@ -2,7 +2,8 @@
 
 An entry holds the complete JSON response. A streamed request served from it
 gets the events the provider would have sent: OpenAI ``chat.completion.chunk``
-events (a role chunk, content and tool-call pieces, a finish chunk, a usage
+events (a role chunk, content and tool-call pieces, with the log probabilities
+of a request that asked for them, a finish chunk, a usage
 chunk when ``stream_options.include_usage`` asked for one, ``[DONE]``), or
 Anthropic ``message_start``, ``content_block_start/delta/stop`` for each text,
 thinking and tool-use block, ``message_delta`` and ``message_stop``.
@@ -49,19 +50,25 @@ def _openai(resp: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
     if include_usage:
         base["usage"] = None
 
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+    def chunk(
+        index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None
+    ) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
         return frame(orjson.dumps({**base, "choices": [choice]}))
 
     for choice in resp.get("choices") or ():
         idx = int(choice.get("index") or 0)
         msg = choice.get("message") or {}
         content = msg.get("content")
+        lp = choice.get("logprobs")
+        lp = lp if isinstance(lp, dict) else {}
         yield chunk(idx, {"role": "assistant", "content": "" if content is not None else None})
-        for piece in pieces(content or ""):
-            yield chunk(idx, {"content": piece})
+        for piece, logprobs in _content(content or "", lp.get("content")):
+            yield chunk(idx, {"content": piece}, logprobs=logprobs)
         if msg.get("refusal"):
-            yield chunk(idx, {"refusal": msg["refusal"]})
+            refusal = lp.get("refusal")
+            logprobs = {"content": None, "refusal": refusal} if refusal else None
+            yield chunk(idx, {"refusal": msg["refusal"]}, logprobs=logprobs)
         for t, tc in enumerate(msg.get("tool_calls") or ()):
             fn = tc.get("function") or {}
             head = {
@@ -77,6 +84,27 @@ def _openai(resp: dict[str, Any], include_usage: bool) -> Iterator[bytes]:
     if include_usage:
         yield frame(orjson.dumps({**base, "choices": [], "usage": resp.get("usage")}))
     yield DONE
+
+
+def _content(text: str, tokens: Any) -> Iterator[tuple[str, dict[str, Any] | None]]:
+    """(piece, its chunk's logprobs): with the log probabilities a request asked for,
+    one token per chunk as the provider streams them (all on the first piece when
+    the tokens do not spell the text); otherwise pieces of `PIECE` characters."""
+    if not isinstance(tokens, list) or not tokens:
+        for piece in pieces(text):
+            yield piece, None
+        return
+    spelled = [
+        t["token"] for t in tokens if isinstance(t, dict) and isinstance(t.get("token"), str)
+    ]
+    if len(spelled) == len(tokens) and "".join(spelled) == text:
+        for token, lp in zip(spelled, tokens, strict=True):
+            yield token, {"content": [lp], "refusal": None}
+        return
+    logprobs: dict[str, Any] | None = {"content": tokens, "refusal": None}
+    for piece in pieces(text):
+        yield piece, logprobs
+        logprobs = None
 
 
 # -- Anthropic ------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,29 +77,42 @@ class SimilarLookup:
         self._lock = asyncio.Lock()
 
     def probe(
-        self, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+        self,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+        route: Sequence[str] | None = None,
     ) -> Any | None:
         """The request's embedded context (a `Probe`), or None when it has none."""
         from .semantic import context_of
 
-        ctx = context_of(body, headers)
+        ctx = context_of(body, headers, route)
         return None if ctx is None else self.index.embed_context(ctx)
 
     def _probe_and_match(
-        self, namespace: str, body: Mapping[str, Any], headers: Mapping[str, str] | None
+        self,
+        namespace: str,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str] | None,
+        route: Sequence[str] | None,
     ) -> tuple[Any, Any]:
         """Embed and search in one hop to a worker thread: (probe, match or None)."""
-        probe = self.probe(body, headers)
+        probe = self.probe(body, headers, route)
         if probe is None:
             return None, None
         return probe, self.index.lookup(namespace, probe)
 
     async def find(
-        self, namespace: str, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
+        self,
+        namespace: str,
+        body: Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+        route: Sequence[str] | None = None,
     ) -> tuple[Any, Found | None]:
         """(probe, the verified entry or None); probe is None when not embeddable."""
         await self.sync(namespace)
-        probe, match = await asyncio.to_thread(self._probe_and_match, namespace, body, headers)
+        probe, match = await asyncio.to_thread(
+            self._probe_and_match, namespace, body, headers, route
+        )
         if probe is None or match is None:
             return probe, None
         entry = await self.store.get(namespace, match.entry_id, time.time())

@@ -280,7 +280,8 @@ async def chat_completions(req: FakeRequest) -> None:
         options = data.get("stream_options")
         asked = isinstance(options, dict) and options.get("include_usage") is True
         include_usage = asked and req.options.stream_usage and reply.usage is not None
-        events = _chat_events(req, data["model"], n, reply, include_usage)
+        logprobs = data.get("logprobs") is True
+        events = _chat_events(req, data["model"], n, reply, include_usage, logprobs)
         error_event = b"data: " + error_body(500, None, None, None) + b"\n\n"
         await run_stream(
             req,
@@ -292,10 +293,21 @@ async def chat_completions(req: FakeRequest) -> None:
             error_event=error_event,
         )
         return
-    await send_body(req.send, 200, _chat_json(req, data["model"], n, reply), headers_for(req))
+    body = _chat_json(req, data["model"], n, reply, data.get("logprobs") is True)
+    await send_body(req.send, 200, body, headers_for(req))
 
 
-def _chat_json(req: FakeRequest, model: str, n: int, reply: _Reply) -> bytes:
+def _logprob(token: str) -> dict[str, Any]:
+    """A token's log probability, as ``logprobs: true`` asks for (the fake's tokens
+    are its content pieces)."""
+    return {"token": token, "logprob": -0.25, "bytes": list(token.encode()), "top_logprobs": []}
+
+
+def _logprobs(tokens: list[str]) -> dict[str, Any]:
+    return {"content": [_logprob(t) for t in tokens], "refusal": None}
+
+
+def _chat_json(req: FakeRequest, model: str, n: int, reply: _Reply, logprobs: bool) -> bytes:
     message: dict[str, Any]
     if reply.tool is None:
         message = {"role": "assistant", "content": "".join(reply.pieces), "refusal": None}
@@ -305,15 +317,17 @@ def _chat_json(req: FakeRequest, model: str, n: int, reply: _Reply) -> bytes:
         call = {"id": call_id, "type": "function", "function": function}
         message = {"role": "assistant", "content": None, "refusal": None, "tool_calls": [call]}
     message["annotations"] = []
-    choices = [
-        {
-            "index": i,
-            "message": _variant(message, i) if reply.vary and i else message,
-            "logprobs": None,
-            "finish_reason": reply.finish_reason,
-        }
-        for i in range(n)
-    ]
+    choices = []
+    for i in range(n):
+        tokens = reply.pieces + ([f" {i}"] if reply.vary and i else [])
+        choices.append(
+            {
+                "index": i,
+                "message": _variant(message, i) if reply.vary and i else message,
+                "logprobs": _logprobs(tokens) if logprobs and reply.tool is None else None,
+                "finish_reason": reply.finish_reason,
+            }
+        )
     body: dict[str, Any] = {
         "id": req.state.new_id("chatcmpl-"),
         "object": "chat.completion",
@@ -334,7 +348,7 @@ def _variant(message: dict[str, Any], i: int) -> dict[str, Any]:
 
 
 def _chat_events(
-    req: FakeRequest, model: str, n: int, reply: _Reply, include_usage: bool
+    req: FakeRequest, model: str, n: int, reply: _Reply, include_usage: bool, logprobs: bool
 ) -> Iterator[bytes]:
     envelope = {
         "id": req.state.new_id("chatcmpl-"),
@@ -348,8 +362,10 @@ def _chat_events(
     head = b"data: " + orjson.dumps(envelope)[:-1] + b',"choices":'
     tail = b',"usage":null}\n\n' if include_usage else b"}\n\n"
 
-    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+    def chunk(
+        index: int, delta: dict[str, Any], finish: str | None = None, lp: Any = None
+    ) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": lp, "finish_reason": finish}
         return head + orjson.dumps([choice]) + tail
 
     first: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
@@ -361,12 +377,14 @@ def _chat_events(
     for i in range(n):
         yield chunk(i, first)
     for piece in reply.pieces:
+        lp = None
         if reply.tool is None:
             delta: dict[str, Any] = {"content": piece}
+            lp = _logprobs([piece]) if logprobs else None
         else:
             delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
         for i in range(n):
-            yield chunk(i, delta)
+            yield chunk(i, delta, lp=lp)
     for i in range(n):
         yield chunk(i, {}, reply.finish_reason)
     if include_usage and reply.usage is not None:

@@ -5,7 +5,7 @@ A chat request is split in two:
 - ``text``: the text of the last user message, the part that is embedded and
   compared by meaning;
 - ``partition``: a SHA-256 of everything else that shapes the answer, in
-  canonical form: the model, the system prompt, every earlier message (roles,
+  canonical form: the model (and the models routing sent it to), the system prompt, every earlier message (roles,
   text and non-text parts), tools, and the other output-changing parameters.
 
 Entries are only ever compared with entries of the same partition, so the same
@@ -21,14 +21,14 @@ Works on OpenAI chat-completions and Anthropic messages bodies alike.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from ..key import IGNORED_FIELDS as KEY_IGNORED
-from ..key import canonical, keyed_headers
+from ..key import canonical, keyed_headers, routed
 
 # What the exact key ignores (the model stays: it shapes the answer), and the
 # conversation, which the partition takes apart below.
@@ -71,10 +71,15 @@ def _canonical(value: Any) -> Any:
     return text if text is not None else value
 
 
-def context_of(body: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> Context | None:
+def context_of(
+    body: Mapping[str, Any],
+    headers: Mapping[str, str] | None = None,
+    route: Sequence[str] | None = None,
+) -> Context | None:
     """The semantic key of a chat request, or None when it should not be looked up
     semantically: no messages, the last message is not a user turn, or the last
-    user turn is not plain text (an image or a tool result is not a paraphrase)."""
+    user turn is not plain text (an image or a tool result is not a paraphrase).
+    ``route``: the models routing sent it to, part of the context as in the exact key."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         return None
@@ -102,5 +107,8 @@ def context_of(body: Mapping[str, Any], headers: Mapping[str, str] | None = None
     keyed = keyed_headers(headers)
     if keyed:
         prefix["headers"] = keyed
+    targets = routed(body.get("model"), route)
+    if targets is not None:
+        prefix["route"] = targets
     digest = hashlib.sha256(orjson.dumps(prefix, option=orjson.OPT_SORT_KEYS)).hexdigest()
     return Context(text=text.strip(), partition=digest)
