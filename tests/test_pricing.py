@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import tokenomy
+from tokenomy.config import load_settings
 from tokenomy.errors import ConfigError, InvalidRequest
 from tokenomy.pricing import Cost, PriceBook, PriceOverride
 from tokenomy.usage import Usage
@@ -255,6 +256,25 @@ def test_price_override_accepts_only_exact_values() -> None:
         PriceOverride.parse({"input": "one", "output": "1"})
     with pytest.raises(ConfigError):
         PriceBook({"m": {"input": "1", "output": "1"}})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("typo", ["cached_input", "cache_write_5m", "cache_reads"])
+def test_a_misspelt_price_in_config_is_refused_not_ignored(tmp_path: Path, typo: str) -> None:
+    """Ignored, a negotiated cache price would bill those tokens at the input price:
+    5-minute writes, 1.25x input at Anthropic, would be undercharged."""
+    config = tmp_path / "tokenomy.yaml"
+    config.write_text(
+        "models:\n  - name: claude-*\n    provider: anthropic\n"
+        f"    price: {{input: 3, output: 15, {typo}: 3.75}}\n"
+    )
+    with pytest.raises(ConfigError, match=typo):
+        load_settings(config, env={})
+    config.write_text(
+        "models:\n  - name: claude-*\n    provider: anthropic\n"
+        "    price: {input: 3, output: 15, cache_write: 3.75, cache_write_1h: 6}\n"
+    )
+    price = load_settings(config, env={}).deployments[0].price
+    assert price is not None and price.cache_write == Decimal("3.75")
 
 
 def test_refuse_unknown() -> None:
