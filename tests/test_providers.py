@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from tokenomy.config import Deployment
@@ -147,3 +149,11 @@ def test_sse_parser_handles_splits_crlf_comments_and_multiline() -> None:
     p.feed(b"data: {trunc")
     assert p.buffered
     assert frame(b"{}", "ping") == b"event: ping\ndata: {}\n\n"
+
+
+def test_usage_read_back_from_json_keeps_its_tier() -> None:
+    """Cache entries and the ledger's fallback file store usage as JSON: the tier
+    comes back as lists, and must compare (and price) as the tuple it was."""
+    u = Usage(10, 5, price_context=(("service_tier", "flex"),))
+    back = Usage(**orjson.loads(orjson.dumps(dataclasses.asdict(u))))
+    assert back == u and back.price_context == (("service_tier", "flex"),)

@@ -45,6 +45,10 @@ class Usage:
     estimated: bool = False
     price_context: tuple[tuple[str, str], ...] = ()
 
+    def __post_init__(self) -> None:
+        if type(self.price_context) is not tuple:  # read back from JSON: lists
+            self.price_context = tuple((str(k), str(v)) for k, v in self.price_context)
+
     @property
     def uncached_input_tokens(self) -> int:
         return (
