@@ -86,6 +86,35 @@ def test_reasoning_tokens_are_output(gw: GW) -> None:
     assert rec.cost_usd == (resp.usage.prompt_tokens * 2 + resp.usage.completion_tokens * 8) / M
 
 
+# o3 per million tokens, by the tier that served the request (genai-prices' tier
+# rates, verified from 2026-10-12): (input, output).
+O3_TIER_RATES = {"default": (2, 8), "flex": (1, 4), "priority": (Decimal("3.5"), 14)}
+
+
+@pytest.mark.parametrize("tier", ["flex", "priority"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_the_service_tier_that_served_a_request_sets_its_price(
+    gw: GW, tier: str, stream: bool
+) -> None:
+    """Flex is half the standard price and priority 1.75x: the tier the response
+    reports (not the one asked for, which may be downgraded) is the one billed."""
+    with gw.openai().chat.completions.with_streaming_response.create(
+        model="o3",
+        messages=MSG,
+        service_tier=tier,
+        stream=stream,  # type: ignore[arg-type]
+    ) as resp:
+        rid = resp.headers["x-tokenomy-request-id"]
+        resp.read()
+    assert gw.fake.app.requests[-1].body["service_tier"] == tier
+    rec = gw.record(rid)
+    assert not rec.usage.estimated and rec.usage.output_tokens > 0
+    rate_in, rate_out = O3_TIER_RATES[tier]
+    assert (
+        rec.cost_usd == (rec.usage.input_tokens * rate_in + rec.usage.output_tokens * rate_out) / M
+    )
+
+
 def test_price_override_from_config(gw: GW) -> None:
     raw = gw.openai().chat.completions.with_raw_response.create(
         model="house-model", messages=[{"role": "user", "content": "x y [[fake:cached=2]]"}]

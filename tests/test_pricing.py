@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import tokenomy
+from tokenomy.config import load_settings
 from tokenomy.errors import ConfigError, InvalidRequest
 from tokenomy.pricing import Cost, PriceBook, PriceOverride
 from tokenomy.usage import Usage
@@ -257,6 +258,25 @@ def test_price_override_accepts_only_exact_values() -> None:
         PriceBook({"m": {"input": "1", "output": "1"}})  # type: ignore[dict-item]
 
 
+@pytest.mark.parametrize("typo", ["cached_input", "cache_write_5m", "cache_reads"])
+def test_a_misspelt_price_in_config_is_refused_not_ignored(tmp_path: Path, typo: str) -> None:
+    """Ignored, a negotiated cache price would bill those tokens at the input price:
+    5-minute writes, 1.25x input at Anthropic, would be undercharged."""
+    config = tmp_path / "tokenomy.yaml"
+    config.write_text(
+        "models:\n  - name: claude-*\n    provider: anthropic\n"
+        f"    price: {{input: 3, output: 15, {typo}: 3.75}}\n"
+    )
+    with pytest.raises(ConfigError, match=typo):
+        load_settings(config, env={})
+    config.write_text(
+        "models:\n  - name: claude-*\n    provider: anthropic\n"
+        "    price: {input: 3, output: 15, cache_write: 3.75, cache_write_1h: 6}\n"
+    )
+    price = load_settings(config, env={}).deployments[0].price
+    assert price is not None and price.cache_write == Decimal("3.75")
+
+
 def test_refuse_unknown() -> None:
     strict = PriceBook({"local": PriceOverride(Decimal(0), Decimal(0))}, refuse_unknown=True)
     with pytest.raises(InvalidRequest) as caught:
@@ -334,6 +354,108 @@ def test_matches_genai_prices_calc_price_across_the_snapshot(book: PriceBook) ->
                 ), f"{provider.id}/{info.id} {usage}"
                 checked += 1
     assert checked > 1000
+
+
+def test_service_tier_reported_by_the_upstream_sets_the_price(book: PriceBook) -> None:
+    # gpt-5, from genai-prices' tier rates (verified from 2026-10-12): standard $1.25
+    # in / $0.125 cached / $10 out; flex half that; priority $2.50 / $0.25 / $20.
+    at = datetime(2026, 11, 2, 12, tzinfo=UTC)
+
+    def cost(*context: tuple[str, str]) -> Cost:
+        usage = Usage(
+            input_tokens=1000, cache_read_tokens=400, output_tokens=100, price_context=context
+        )
+        return book.cost(usage, model="gpt-5-2025-08-07", provider="openai", at=at)
+
+    standard = (600 * Decimal("1.25") + 400 * Decimal("0.125") + 100 * 10) / M
+    assert cost().total == standard
+    assert cost(("service_tier", "priority")).total == 2 * standard
+    assert cost(("service_tier", "flex")).total == standard / 2
+    assert cost(("service_tier", "default")).total == standard
+    assert cost(("service_tier", "scale")).total == standard  # no rate of its own
+    assert_decimal(cost(("service_tier", "priority")))
+    # Before genai-prices has verified tier rates, the standard price is all it knows.
+    early = Usage(input_tokens=1000, output_tokens=100, price_context=(("service_tier", "flex"),))
+    o3 = book.cost(early, model="o3", provider="openai", at=AFTER_O3_PRICE_CUT)
+    assert o3.total == (1000 * 2 + 100 * 8) / M
+
+
+def test_anthropic_fast_mode_is_priced_at_its_own_rates(book: PriceBook) -> None:
+    # claude-opus-4-8: $5 in / $25 out, fast mode $10 / $50; cache writes follow.
+    usage = Usage(input_tokens=1000, cache_write_tokens=400, output_tokens=100)
+    normal = book.cost(usage, model="claude-opus-4-8", provider="anthropic")
+    assert normal.total == (600 * 5 + 400 * Decimal("6.25") + 100 * 25) / M
+    fast = Usage(
+        input_tokens=1000, cache_write_tokens=400, output_tokens=100,
+        price_context=(("speed", "fast"),),
+    )  # fmt: skip
+    cost = book.cost(fast, model="claude-opus-4-8", provider="anthropic")
+    assert cost.total == (600 * 10 + 400 * Decimal("12.5") + 100 * 50) / M
+
+
+def test_tier_prices_are_the_providers_own(book: PriceBook) -> None:
+    # Azure prices gpt-4o through OpenAI's list; OpenAI's priority rate is not Azure's.
+    usage = Usage(
+        input_tokens=1000, output_tokens=100, price_context=(("service_tier", "priority"),)
+    )
+    azure = book.cost(usage, model="gpt-4o", provider="azure")
+    assert azure.total == (1000 * Decimal("2.5") + 100 * 10) / M
+    openai = book.cost(usage, model="gpt-4o", provider="openai")
+    assert openai.total == (1000 * Decimal("4.25") + 100 * 17) / M
+    # An override is the deployment's price whatever the tier.
+    flat = PriceBook({"gpt-4o": PriceOverride(Decimal(1), Decimal(2))})
+    assert flat.cost(usage, model="gpt-4o", provider="openai").total == Decimal("0.0012")
+
+
+def test_tier_prices_match_genai_prices_across_the_snapshot() -> None:
+    """Every price variant in the snapshot, against genai-prices' own ``price_context``."""
+    from genai_prices import Usage as GenaiUsage
+    from genai_prices.data_snapshot import get_snapshot
+
+    from tokenomy.pricing import _compile_model
+
+    at = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    usage = Usage(
+        input_tokens=250_000,
+        cache_read_tokens=100_000,
+        cache_write_tokens=20_000,
+        cache_write_1h_tokens=30_000,
+        output_tokens=5000,
+        reasoning_tokens=1000,
+    )
+    theirs_usage = GenaiUsage(
+        input_tokens=250_000,
+        cache_read_tokens=100_000,
+        cache_write_tokens=50_000,
+        cache_write_5m_tokens=20_000,
+        cache_write_1h_tokens=30_000,
+        output_tokens=5000,
+        output_reasoning_tokens=1000,
+    )
+    checked = 0
+    for provider in get_snapshot().providers:
+        for info in provider.models:
+            contexts = {tuple(sorted(v.when.items())) for v in info.price_variants or ()}
+            for context in contexts:
+                rates = _compile_model(info).rates_at(at, context)
+                if rates is None:
+                    continue
+                theirs = info.calc_price(
+                    theirs_usage, provider, genai_request_timestamp=at, price_context=dict(context)
+                )
+                tiered = Usage(**{**_fields(usage), "price_context": context})
+                ours = rates.cost(tiered, info.id, "genai-prices")
+                assert (ours.total, ours.input, ours.output) == (
+                    theirs.total_price,
+                    theirs.input_price,
+                    theirs.output_price,
+                ), f"{provider.id}/{info.id} {context}"
+                checked += 1
+    assert checked > 200
+
+
+def _fields(usage: Usage) -> dict[str, object]:
+    return {name: getattr(usage, name) for name in Usage.__dataclass_fields__}
 
 
 def test_unit_tree_matches_genai_prices_registry() -> None:

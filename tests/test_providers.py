@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import orjson
 import pytest
 
 from tokenomy.config import Deployment
@@ -115,6 +117,24 @@ def test_anthropic_usage_adds_cache_tokens_and_splits_ttl() -> None:
     assert u2 is not None and (u2.cache_write_tokens, u2.cache_write_1h_tokens) == (5, 0)
 
 
+def test_usage_keeps_the_tier_that_sets_the_price() -> None:
+    """OpenAI reports ``service_tier`` next to ``usage``; Anthropic reports fast mode
+    as ``usage.speed``. Standard tiers select the standard price: nothing is kept."""
+    u = {"prompt_tokens": 10, "completion_tokens": 5}
+    assert openai_usage(u, "priority") == Usage(
+        10, 5, price_context=(("service_tier", "priority"),)
+    )
+    assert openai_usage(u, "flex") == Usage(10, 5, price_context=(("service_tier", "flex"),))
+    assert openai_usage(u, "default") == openai_usage(u, None) == Usage(10, 5)
+    provider = create_provider(Deployment("gpt-5", "openai", api_key="k"))
+    assert provider.usage({"usage": u, "service_tier": "flex"}) == openai_usage(u, "flex")
+    a = {"input_tokens": 10, "output_tokens": 5}
+    assert anthropic_usage({**a, "speed": "fast"}) == Usage(
+        10, 5, price_context=(("speed", "fast"),)
+    )
+    assert anthropic_usage({**a, "speed": "standard", "service_tier": "standard"}) == Usage(10, 5)
+
+
 def test_sse_parser_handles_splits_crlf_comments_and_multiline() -> None:
     p = SSEParser()
     wire = b': comment\r\nevent: message_start\r\ndata: {"a":\r\ndata: 1}\r\n\r\ndata: [DONE]\n\n'
@@ -129,3 +149,11 @@ def test_sse_parser_handles_splits_crlf_comments_and_multiline() -> None:
     p.feed(b"data: {trunc")
     assert p.buffered
     assert frame(b"{}", "ping") == b"event: ping\ndata: {}\n\n"
+
+
+def test_usage_read_back_from_json_keeps_its_tier() -> None:
+    """Cache entries and the ledger's fallback file store usage as JSON: the tier
+    comes back as lists, and must compare (and price) as the tuple it was."""
+    u = Usage(10, 5, price_context=(("service_tier", "flex"),))
+    back = Usage(**orjson.loads(orjson.dumps(dataclasses.asdict(u))))
+    assert back == u and back.price_context == (("service_tier", "flex"),)

@@ -109,11 +109,18 @@ def _decimal(value: Any, where: str) -> Decimal:
         raise ConfigError(f"{where}: not a number: {value!r}") from exc
 
 
+_PRICE_KEYS = {"input", "output", "cache_read", "cache_write", "cache_write_1h"}
+
+
 def _price(raw: Any, where: str) -> PriceConfig | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping) or "input" not in raw or "output" not in raw:
         raise ConfigError(f"{where}: price needs 'input' and 'output' ($ per million tokens)")
+    # A misspelt cache price, ignored, would bill those tokens at the input price.
+    unknown = set(raw) - _PRICE_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
     opt = {
         k: _decimal(raw[k], f"{where}.{k}")
         for k in ("cache_read", "cache_write", "cache_write_1h")

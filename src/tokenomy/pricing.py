@@ -17,7 +17,11 @@ prices into a small table and applies genai-prices' own arithmetic to it:
 - a tiered price picks the highest tier whose start is strictly below the request's
   total input tokens (cache included) and applies it to all tokens of that unit;
 - a dated price list uses its last entry whose constraint is active at the request
-  time, else its first entry.
+  time, else its first entry;
+- a usage's ``price_context`` (the service tier the upstream reported) applies the
+  model's matching price variants over those prices, as genai-prices does: only
+  the provider's own (a model found through a fallback provider keeps its standard
+  prices), each price key taken from the first active variant that sets it.
 
 Unlike genai-prices, an inconsistent usage (a cache count above the input count)
 is clamped rather than raised: metering must record something.
@@ -25,6 +29,7 @@ is clamped rather than raised: metering must record something.
 
 from __future__ import annotations
 
+import copy
 import functools
 import threading
 from collections.abc import Mapping
@@ -37,7 +42,7 @@ from .errors import ConfigError, InvalidRequest
 from .usage import Usage
 
 if TYPE_CHECKING:
-    from genai_prices.types import ModelInfo, ModelPrice
+    from genai_prices.types import ModelInfo, ModelPrice, PriceVariant
 
 __all__ = ["Cost", "PriceBook", "PriceOverride"]
 
@@ -265,28 +270,73 @@ class _Constraint(Protocol):
 
 
 class _Model:
-    """A matched genai-prices model: its compiled prices, dated or not."""
+    """A matched genai-prices model: its compiled prices, dated or not, and the price
+    variants (service tiers) its provider sells it at, compiled when first used."""
 
-    __slots__ = ("dated", "name", "rates")
+    __slots__ = ("_variant_rates", "dated", "info", "name", "rates", "variants")
 
     def __init__(
         self,
         name: str,
         rates: _Rates | None,
         dated: tuple[tuple[_Constraint | None, _Rates | None], ...],
+        info: ModelInfo | None = None,
     ) -> None:
         self.name = name
         self.rates = rates  # undated prices, or the fallback when no dated price applies
         self.dated = dated  # (constraint, rates) pairs, newest last
+        self.info = info  # the genai-prices model, when it has variants that apply
+        self.variants: tuple[PriceVariant, ...] = tuple(
+            (info.price_variants or ()) if info is not None else ()
+        )
+        # (dated index, variants applied) -> compiled prices
+        self._variant_rates: dict[tuple[int, tuple[int, ...]], _Rates | None] = {}
 
-    def rates_at(self, at: datetime | None) -> _Rates | None:
-        if not self.dated:
+    def rates_at(
+        self, at: datetime | None, context: tuple[tuple[str, str], ...] = ()
+    ) -> _Rates | None:
+        tiered = bool(context and self.variants)
+        if not self.dated and not tiered:
             return self.rates
         when = at or datetime.now(tz=UTC)
-        for constraint, rates in reversed(self.dated):
-            if constraint is None or constraint.active(when):
-                return rates
-        return self.rates
+        index, rates = -1, self.rates  # -1: undated
+        if self.dated:
+            index = 0  # no entry active: the first one (``self.rates``)
+            for i in range(len(self.dated) - 1, -1, -1):
+                constraint = self.dated[i][0]
+                if constraint is None or constraint.active(when):
+                    index, rates = i, self.dated[i][1]
+                    break
+        if not tiered:
+            return rates
+        wanted = dict(context)
+        chosen = tuple(
+            i
+            for i, v in enumerate(self.variants)
+            if (v.constraint is None or v.constraint.active(when))
+            and all(wanted.get(key) == value for key, value in v.when.items())
+        )
+        if not chosen:
+            return rates
+        key = (index, chosen)
+        if key not in self._variant_rates:
+            self._variant_rates[key] = self._compile_variant(index, chosen)
+        return self._variant_rates[key]
+
+    def _compile_variant(self, index: int, chosen: tuple[int, ...]) -> _Rates | None:
+        from genai_prices.types import ModelPrice
+
+        assert self.info is not None
+        prices = self.info.prices
+        standard = prices if isinstance(prices, ModelPrice) else prices[max(index, 0)].prices
+        resolved = copy.copy(standard)
+        overrides: dict[str, Any] = {}
+        for i in chosen:  # the first variant that sets a price key wins, as in genai-prices
+            for key, price in vars(self.variants[i].prices).items():
+                if price is not None:
+                    overrides.setdefault(key, price)
+        vars(resolved).update(overrides)
+        return _compile_prices(resolved)
 
 
 class PriceBook:
@@ -317,14 +367,18 @@ class PriceBook:
         override_key: str | None = None,
         at: datetime | None = None,
     ) -> Cost:
-        """The exact cost of ``usage``; ``at`` picks dated prices (default: now)."""
+        """The exact cost of ``usage``; ``at`` picks dated prices (default: now).
+
+        A price override is the price whatever the service tier; genai-prices' prices
+        follow ``usage.price_context``.
+        """
         name, rates = self._override(model, override_key)
         if rates is not None:
             return rates.cost(usage, name, "override")
         found = self._find(provider, model)
         if found is None:
             return _UNKNOWN
-        compiled = found.rates_at(at)
+        compiled = found.rates_at(at, usage.price_context)
         if compiled is None:
             return _UNKNOWN
         return compiled.cost(usage, found.name, "genai-prices")
@@ -432,7 +486,12 @@ class PriceBook:
         if match is None:
             return None
         info = match.find_model(model_ref, all_providers=providers)
-        return None if info is None else _compile_model(info)
+        if info is None:
+            return None
+        # Tier prices are the provider's own: a model priced through a fallback
+        # provider (Azure through OpenAI) keeps its standard prices, as in genai-prices.
+        own = any(info is m for m in match.models)
+        return _compile_model(info, variants=own)
 
 
 def _providers() -> list[Any]:
@@ -442,13 +501,14 @@ def _providers() -> list[Any]:
     return get_snapshot().providers
 
 
-def _compile_model(info: ModelInfo) -> _Model:
+def _compile_model(info: ModelInfo, *, variants: bool = True) -> _Model:
     from genai_prices.types import ModelPrice
 
+    with_variants = info if variants and info.price_variants else None
     if isinstance(info.prices, ModelPrice):
-        return _Model(info.id, _compile_prices(info.prices), ())
+        return _Model(info.id, _compile_prices(info.prices), (), with_variants)
     dated = tuple((c.constraint, _compile_prices(c.prices)) for c in info.prices)
-    return _Model(info.id, dated[0][1] if dated else None, dated)
+    return _Model(info.id, dated[0][1] if dated else None, dated, with_variants)
 
 
 def _compile_prices(model_price: ModelPrice) -> _Rates | None:

@@ -12,11 +12,26 @@ it into `Usage`, whose meaning is fixed:
   ``reasoning_tokens`` is the subset spent on reasoning.
 - ``estimated`` is true when the gateway counted the tokens itself because the
   upstream reported none, or when the tokenizer is only an approximation.
+- ``price_context`` holds what the upstream reported that selects a price other
+  than the standard one, as genai-prices ``price_context`` pairs: OpenAI's
+  response ``service_tier`` (``flex``, ``priority``) and Anthropic's
+  ``usage.speed`` (``fast``). Standard tiers are left out: empty means standard.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+# Tier names that mean the standard price ("auto" is a request setting, but a
+# server that echoes it was not asked for anything else).
+_STANDARD_TIERS = frozenset({"", "auto", "default", "standard"})
+
+
+def price_context(key: str, value: object) -> tuple[tuple[str, str], ...]:
+    """The ``price_context`` of a reported tier: empty for a standard or missing one."""
+    if isinstance(value, str) and value not in _STANDARD_TIERS:
+        return ((key, value),)
+    return ()
 
 
 @dataclass(slots=True)
@@ -28,6 +43,11 @@ class Usage:
     cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
     estimated: bool = False
+    price_context: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if type(self.price_context) is not tuple:  # read back from JSON: lists
+            self.price_context = tuple((str(k), str(v)) for k, v in self.price_context)
 
     @property
     def uncached_input_tokens(self) -> int:
@@ -51,4 +71,5 @@ class Usage:
             self.cache_write_1h_tokens + other.cache_write_1h_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
             self.estimated or other.estimated,
+            self.price_context or other.price_context,
         )

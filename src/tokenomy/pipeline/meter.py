@@ -4,6 +4,7 @@ upstream reported none, count the tokens here and mark the record estimated."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Deployment, PriceConfig
@@ -78,6 +79,9 @@ class Meter:
             model=rec.served_model or rec.requested_model,
             provider=provider.pricing_provider if provider else None,
             override_key=rec.deployment,
+            # Dated and time-of-day prices are those of the request's start, not of
+            # the moment the meter runs (a long stream can end after a price change).
+            at=datetime.fromtimestamp(rec.ts, UTC),
         )
         rec.cost_usd = cost.total
         rec.price_unknown = cost.price_unknown

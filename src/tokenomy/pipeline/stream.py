@@ -93,7 +93,7 @@ class OpenAIPassthrough(Adapter):
             return []
         u = chunk.get("usage")
         if u:
-            self.usage = openai_usage(u)
+            self.usage = openai_usage(u, chunk.get("service_tier"))
             self.output_final = True
             if self.strip_usage and not chunk.get("choices"):
                 return []
@@ -204,7 +204,7 @@ class AnthropicFromOpenAI(Adapter):
             self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {}
             return []
         if chunk.get("usage"):
-            self.usage = openai_usage(chunk["usage"])
+            self.usage = openai_usage(chunk["usage"], chunk.get("service_tier"))
             self.output_final = True
         _openai_chunk_text(chunk, self.text)
         return self._frames(self.conv.feed(chunk))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..usage import Usage
+from ..usage import Usage, price_context
 from .base import Provider
 
 API_VERSION = "2023-06-01"
@@ -15,7 +15,8 @@ PASSED_CLIENT_HEADERS = ("anthropic-beta",)
 def anthropic_usage(u: Mapping[str, Any] | None) -> Usage | None:
     """Anthropic usage → `Usage`. Anthropic's ``input_tokens`` excludes cache reads
     and cache writes, so the three are added; writes are split by TTL when the
-    ``cache_creation`` breakdown is present (5-minute otherwise)."""
+    ``cache_creation`` breakdown is present (5-minute otherwise). ``speed: fast``
+    (fast mode) is priced at its own, higher rates."""
     if not u:
         return None
     plain = int(u.get("input_tokens") or 0)
@@ -30,6 +31,7 @@ def anthropic_usage(u: Mapping[str, Any] | None) -> Usage | None:
         cache_read_tokens=read,
         cache_write_tokens=w5m,
         cache_write_1h_tokens=w1h,
+        price_context=price_context("speed", u.get("speed")),
     )
 
 

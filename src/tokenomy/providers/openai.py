@@ -6,16 +6,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from ..usage import Usage
+from ..usage import Usage, price_context
 from .base import Provider
 
 
-def openai_usage(u: Mapping[str, Any] | None) -> Usage | None:
+def openai_usage(u: Mapping[str, Any] | None, service_tier: object = None) -> Usage | None:
     """OpenAI usage → `Usage`. ``prompt_tokens`` already includes cached tokens,
     and ``completion_tokens`` already includes reasoning tokens. Compatible servers
     that use the Responses API's names (``input_tokens``, ``input_tokens_details``)
     are read too, and so is DeepSeek's ``prompt_cache_hit_tokens``: cache reads
-    priced as fresh input would overcharge them several times."""
+    priced as fresh input would overcharge them several times.
+
+    ``service_tier`` is the response's own (next to ``usage``, not in it): the tier
+    that served the request, which sets its price (flex is half, priority about 2x).
+    """
     if not u:
         return None
     pdet = u.get("prompt_tokens_details") or u.get("input_tokens_details") or {}
@@ -34,6 +38,7 @@ def openai_usage(u: Mapping[str, Any] | None) -> Usage | None:
         output_tokens=int(completion or 0),
         cache_read_tokens=int(cached or 0),
         reasoning_tokens=int(cdet.get("reasoning_tokens") or 0),
+        price_context=price_context("service_tier", service_tier),
     )
 
 
@@ -58,7 +63,7 @@ class OpenAIProvider(Provider):
         return out
 
     def usage(self, data: Mapping[str, Any]) -> Usage | None:
-        return openai_usage(data.get("usage"))
+        return openai_usage(data.get("usage"), data.get("service_tier"))
 
 
 class AzureOpenAIProvider(OpenAIProvider):

@@ -207,6 +207,7 @@ class _Reply:
     finish_reason: str
     usage: dict[str, Any] | None
     vary: bool = False  # choice i > 0 ends with " i"
+    service_tier: str = "default"  # the tier that served it: "flex" or "priority" if asked
 
 
 def _plan_chat(req: FakeRequest, sc: Scenario, data: dict[str, Any], n: int) -> _Reply:
@@ -235,7 +236,9 @@ def _plan_chat(req: FakeRequest, sc: Scenario, data: dict[str, Any], n: int) -> 
             reasoning = DEFAULT_REASONING_TOKENS if is_reasoning_model(model) else 0
         prompt = _prompt_tokens(messages, tools)
         usage = chat_usage(prompt, n * len(pieces) + reasoning, sc.cached or 0, reasoning)
-    return _Reply(pieces, tool, finish, usage, sc.vary)
+    asked = data.get("service_tier")
+    tier = asked if asked in ("flex", "priority") else "default"
+    return _Reply(pieces, tool, finish, usage, sc.vary, tier)
 
 
 def chat_usage(prompt: int, completion: int, cached: int, reasoning: int) -> dict[str, Any]:
@@ -337,7 +340,7 @@ def _chat_json(req: FakeRequest, model: str, n: int, reply: _Reply, logprobs: bo
     }
     if reply.usage is not None:
         body["usage"] = reply.usage
-    body["service_tier"] = "default"
+    body["service_tier"] = reply.service_tier
     body["system_fingerprint"] = FINGERPRINT
     return orjson.dumps(body)
 
@@ -355,7 +358,7 @@ def _chat_events(
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "service_tier": "default",
+        "service_tier": reply.service_tier,
         "system_fingerprint": FINGERPRINT,
     }
     # Every chunk shares the envelope: serialise it once and splice the choices in.

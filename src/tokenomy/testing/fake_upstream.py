@@ -63,6 +63,10 @@ for model names of the form ``o<digit>...``, else 0. Anthropic
 ``output_tokens = pieces + reasoning``. Embeddings: words of each string input,
 or the length of each token array. Directive tokens count as words like any text.
 
+OpenAI ``service_tier``: a request asking for ``flex`` or ``priority`` is served
+(and reported, in the response and every chunk) at that tier, any other at
+``default``.
+
 Prompt caching (Anthropic): when any tools/system/message block has
 ``cache_control``, each such block ends a prefix that is written to the cache.
 A request reads the longest cached prefix (same model, same blocks) that ends at

@@ -1,0 +1,45 @@
+"""The meter stage: a served request's usage priced as of the request."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from tokenomy.config import Deployment
+from tokenomy.pipeline.context import Call
+from tokenomy.pipeline.meter import Meter
+from tokenomy.pricing import PriceBook
+from tokenomy.providers import create_provider
+from tokenomy.usage import Usage
+
+M = Decimal(1_000_000)
+
+
+def served(model: str, provider: str, at: datetime) -> Call:
+    call = Call("openai", "chat", "/v1/chat/completions", {"model": model}, {})
+    call.provider = create_provider(Deployment(model, provider, api_key="k"))
+    call.record.served_model = model
+    call.record.deployment = model
+    call.record.ts = at.timestamp()
+    return call
+
+
+def test_a_request_is_priced_at_the_time_it_was_made_not_when_metered() -> None:
+    # o3 cost $10 in / $40 out until its 2025-06-10 price cut ($2 / $8 after): a
+    # request made before the cut is priced as then, whenever the meter runs.
+    call = served("o3", "openai", datetime(2025, 1, 1, 12, tzinfo=UTC))
+    Meter(PriceBook())(call, Usage(input_tokens=1000, output_tokens=1000))
+    assert call.record.cost_usd == (1000 * 10 + 1000 * 40) / M
+    assert call.record.price_unknown is False
+
+
+def test_time_of_day_prices_use_the_request_start() -> None:
+    # deepseek-chat in the snapshot: standard 00:30-16:30 UTC, half price outside.
+    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    day = served("deepseek-chat", "deepseek", datetime(2025, 9, 1, 16, 29, 59, tzinfo=UTC))
+    night = served("deepseek-chat", "deepseek", datetime(2025, 9, 1, 16, 30, tzinfo=UTC))
+    meter = Meter(PriceBook())
+    meter(day, usage)
+    meter(night, usage)
+    assert day.record.cost_usd == Decimal("0.27") + Decimal("1.1")
+    assert night.record.cost_usd == Decimal("0.135") + Decimal("0.55")
