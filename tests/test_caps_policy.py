@@ -93,6 +93,19 @@ def test_worst_case_is_counted_input_plus_max_tokens_at_list_prices() -> None:
     assert est(chat("mystery-model-x", max_tokens=5)).usd is None
 
 
+def test_worst_case_is_priced_at_the_dearer_tier_the_request_asks_for() -> None:
+    """The upstream prices a request at the tier it served (`Usage.price_context`):
+    a worst case at the standard price would let a priority request overshoot."""
+    est = Estimator(PriceBook())
+    standard = est(chat("gpt-5", max_tokens=100))
+    priority = est(chat("gpt-5", max_tokens=100, service_tier="priority"))
+    assert standard.usd is not None and priority.usd == 2 * standard.usd  # $2.50 / $20
+    assert est(chat("gpt-5", max_tokens=100, service_tier="flex")).usd == standard.usd
+    plain = est(chat("claude-opus-4-8", api=ANTHROPIC, max_tokens=10))
+    fast = est(chat("claude-opus-4-8", api=ANTHROPIC, max_tokens=10, speed="fast"))
+    assert plain.usd is not None and fast.usd is not None and fast.usd > plain.usd
+
+
 def test_worst_case_prices_inputs_as_cache_writes_when_caching_is_asked() -> None:
     est = Estimator(PriceBook())
     plain = chat("claude-sonnet-4-5", api=ANTHROPIC, max_tokens=10)

@@ -9,7 +9,8 @@ adds to it) or ``caps.default_max_output`` (16384).
 Prices come from the gateway's `PriceBook` through its public ``cost``: the
 worst case is the cost of that usage, with every input token priced as a
 one-hour cache write when the request asks for caching (Anthropic charges up
-to 2x input for those). Counts that are only estimates (Claude's tokenizer is
+to 2x input for those), at the dearer service tier the request asks for
+(OpenAI's ``service_tier: priority``, Anthropic's ``speed: fast``). Counts that are only estimates (Claude's tokenizer is
 not public) are scaled by ``caps.inexact_input_margin`` (1.2).
 """
 
@@ -26,7 +27,7 @@ from ..pipeline.meter import prompt_count
 from ..pricing import PriceBook
 from ..tokens import count_text
 from ..translate._common import cache_breakpoints
-from ..usage import Usage
+from ..usage import Usage, price_context
 from .counters import usd_to_units
 
 DEFAULT_MAX_OUTPUT = 16384
@@ -118,8 +119,9 @@ class Estimator:
         out = 0 if call.op == "embeddings" else (max_output or self.requested_output(call, model))
         cached = inp if call.api == ANTHROPIC and _asks_for_cache(call.body) else 0
         provider = call.provider.pricing_provider if call.provider else None
+        tier = _dearer_tier(call)
         cost = self.prices.cost(
-            Usage(input_tokens=inp, output_tokens=out, cache_write_1h_tokens=cached),
+            Usage(inp, out, cache_write_1h_tokens=cached, price_context=tier),
             model=model,
             provider=provider,
             override_key=rec.deployment,
@@ -148,6 +150,15 @@ def set_max_output(call: Call, tokens: int) -> None:
         body["max_completion_tokens"] = tokens
     else:
         body["max_tokens"] = tokens
+
+
+def _dearer_tier(call: Call) -> tuple[tuple[str, str], ...]:
+    """The ``price_context`` of a dearer tier the request asks for: the upstream may
+    serve it (and the price is then that tier's, `tokenomy.usage`)."""
+    if call.api == ANTHROPIC:
+        return price_context("speed", call.body.get("speed"))
+    tier = call.body.get("service_tier")
+    return price_context("service_tier", tier) if tier == "priority" else ()
 
 
 def _asks_for_cache(body: Mapping[str, Any]) -> bool:
