@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import Path
 
 import httpx2 as httpx
 import pytest
 
-from gateway_fixtures import GW
+from gateway_fixtures import GW, MASTER_KEY, Fake, gateway_settings, start_gateway
 from tokenomy.keys import mint_key
 
 M = Decimal(1_000_000)
@@ -307,3 +308,18 @@ def test_health_and_metrics(gw: GW, path: str) -> None:
     assert r.status_code == 200
     if path == "/metrics":
         assert "tokenomy_spend_usd_total" in r.text
+
+
+def test_metrics_can_require_the_master_key(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    """/metrics shows spend by team and model: with metrics_auth, only to the master key."""
+    settings = gateway_settings(str(tmp_path / "ledger.db"), fake, fake_llamacpp,
+                                metrics_auth=True)  # fmt: skip
+    for g in start_gateway(settings, fake):
+        assert httpx.get(g.url + "/metrics").status_code == 401
+        other = httpx.get(g.url + "/metrics", headers={"authorization": f"Bearer {g.key}"})
+        assert other.status_code == 403 and other.json()["error"]["type"] == "permission_error"
+        ok = httpx.get(g.url + "/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"})
+        assert ok.status_code == 200 and "tokenomy_spend_usd_total" in ok.text
+        assert httpx.get(g.url + "/healthz").status_code == 200  # probes need no key

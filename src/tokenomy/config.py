@@ -80,6 +80,7 @@ class Settings:
     db: str = DEFAULT_DB
     master_key: str | None = field(default=None, repr=False)
     require_key: bool = True  # False: unauthenticated requests are served (and metered)
+    metrics_auth: bool = False  # True: GET /metrics needs the master key (it shows spend)
     refuse_unknown_prices: bool = False
     deployments: tuple[Deployment, ...] = ()
     drain_timeout: float = 30.0  # seconds to finish in-flight requests on SIGTERM
@@ -241,6 +242,7 @@ def load_settings(
         db=str(raw.get("db", DEFAULT_DB)),
         master_key=raw.get("master_key"),
         require_key=flag(raw.get("require_key", True), "require_key"),
+        metrics_auth=flag(raw.get("metrics_auth", False), "metrics_auth"),
         refuse_unknown_prices=flag(
             raw.get("refuse_unknown_prices", False), "refuse_unknown_prices"
         ),
@@ -290,6 +292,8 @@ def load_settings(
         env_over["port"] = int(env["TOKENOMY_PORT"])
     if env.get("TOKENOMY_REQUIRE_KEY"):
         env_over["require_key"] = flag(env["TOKENOMY_REQUIRE_KEY"], "TOKENOMY_REQUIRE_KEY")
+    if env.get("TOKENOMY_METRICS_AUTH"):
+        env_over["metrics_auth"] = flag(env["TOKENOMY_METRICS_AUTH"], "TOKENOMY_METRICS_AUTH")
     if env.get("TOKENOMY_REFUSE_UNKNOWN_PRICES"):
         env_over["refuse_unknown_prices"] = flag(
             env["TOKENOMY_REFUSE_UNKNOWN_PRICES"], "TOKENOMY_REFUSE_UNKNOWN_PRICES"

@@ -16,7 +16,7 @@ from typing import Any
 from ..config import Settings
 from ..dashboard import handle_ui
 from ..dashboard.auth import LoginThrottle
-from ..errors import AuthenticationFailed, NotFound, Overloaded, TokenomyError
+from ..errors import AuthenticationFailed, NotFound, Overloaded, PermissionDenied, TokenomyError
 from ..gateway import ID_HEADER, Gateway
 from ..keys import bearer_token
 from ..pipeline.context import ANTHROPIC, OPENAI, Call, JSONReply, new_request_id
@@ -110,6 +110,8 @@ class TokenomyApp:
             elif path in ("/healthz", "/health"):
                 await send_json(send, 200, {"status": "draining" if self.draining else "ok"})
             elif path == "/metrics":
+                if self.settings.metrics_auth:
+                    self._require_master(scope)
                 await send_bytes(
                     send,
                     200,
@@ -143,6 +145,15 @@ class TokenomyApp:
             await send_bytes(send, status, error_body(api, exc), headers)
         except RuntimeError:  # the response had already started; nothing more can be said
             pass
+
+    def _require_master(self, scope: Scope) -> None:
+        """The master key, or a 401 (403 for another key)."""
+        assert self.gateway is not None
+        token = bearer_token(header_dict(scope))
+        if not token:
+            raise AuthenticationFailed("This endpoint needs the master key.")
+        if not self.gateway.keys.is_master(token):
+            raise PermissionDenied("This endpoint needs the master key.")
 
     async def _models(self, scope: Scope, send: Any, api: str) -> None:
         gw = self.gateway
