@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx2 as httpx
@@ -11,7 +12,9 @@ from click.testing import CliRunner
 
 from gateway_fixtures import GW, MASTER_KEY
 from tokenomy.cli import cli
-from tokenomy.keys import hash_key
+from tokenomy.errors import AuthenticationFailed
+from tokenomy.keys import KeyAuthenticator, hash_key, mint_key
+from tokenomy.ledger import KeyRecord, open_store
 
 
 def test_cli_create_prints_the_key_last_and_stores_only_its_hash(fresh_gw: GW) -> None:
@@ -109,3 +112,26 @@ def test_master_key_is_a_client_key(fresh_gw: GW) -> None:
         model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
     )
     assert fresh_gw.record(raw.headers["x-tokenomy-request-id"]).key_id == "master"
+
+
+async def test_a_lookup_that_spans_a_revocation_is_not_trusted_afterwards(tmp_path: Path) -> None:
+    """A key read just before a revocation and returned just after it must not be
+    cached: the next request reads the store again and sees the revocation."""
+    secret, rec = mint_key(team="t")
+    with open_store(str(tmp_path / "ledger.db")) as store:
+        store.migrate()
+        store.create_key(rec)
+        auth = KeyAuthenticator(store, master_key=None, ttl=60.0)
+        real = store.get_key_by_hash
+
+        def revoked_meanwhile(digest: str) -> KeyRecord | None:
+            found = real(digest)  # read before the revocation
+            store.update_key(rec.key_id, revoked_at=time.time())
+            auth.forget()  # what the admin API does after revoking
+            return found
+
+        store.get_key_by_hash = revoked_meanwhile  # type: ignore[method-assign]
+        assert (await auth.authenticate(secret)).key_id == rec.key_id  # in flight: served
+        store.get_key_by_hash = real  # type: ignore[method-assign]
+        with pytest.raises(AuthenticationFailed, match="revoked"):
+            await auth.authenticate(secret)

@@ -79,6 +79,7 @@ class KeyAuthenticator:
         self._master = master_key
         self._ttl = ttl
         self._cache: dict[str, _Cached] = {}
+        self._forgotten = 0  # forget() calls: a lookup that spans one is not cached
 
     def is_master(self, token: str | None) -> bool:
         # Bytes, not str: compare_digest refuses str with non-ASCII characters, and
@@ -98,10 +99,15 @@ class KeyAuthenticator:
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is None or hit.until < now:
+            forgotten = self._forgotten
             record = await asyncio.to_thread(self._store.get_key_by_hash, digest)
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            hit = self._cache[digest] = _Cached(record, now + self._ttl)
+            hit = _Cached(record, now + self._ttl)
+            if (
+                forgotten == self._forgotten
+            ):  # else a revocation came meanwhile: read again next time
+                self._cache[digest] = hit
         rec = hit.record
         if rec is None:
             raise AuthenticationFailed("Incorrect API key provided.")
@@ -113,4 +119,5 @@ class KeyAuthenticator:
         return rec
 
     def forget(self) -> None:
+        self._forgotten += 1
         self._cache.clear()
