@@ -109,3 +109,21 @@ def test_an_amount_with_more_digits_than_a_decimal_holds_is_400(
     with fresh_gw.http() as c:
         error = _error(c.post(path, headers=ADMIN, json=body), 400)
     assert (error["message"], error["param"]) == (f"'{param}' is too large: {body[param]!r}", param)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{"expires_at": 1e300}, {"expires_at": -5}, {"expires_in": "inf"}, {"expires_in": "nan"},
+     {"expires_in": True}, {"expires_at": "soon"}, {"models": [5]}, {"models": [""]}],
+)  # fmt: skip
+def test_a_key_that_no_calendar_or_model_list_can_show_is_400(fresh_gw: GW, body: Any) -> None:
+    """An expiry past year 9999 (or not a number at all) was stored, and listing the
+    keys then failed; a model name that is not a string was quietly turned into one."""
+    with fresh_gw.http() as c:
+        error = _error(c.post("/admin/keys", headers=ADMIN, json=body), 400)
+        assert error["param"] in ("expires_at", "expires_in", "models")
+        patch = {k: v for k, v in body.items() if k != "models"}
+        if patch:
+            path = f"/admin/keys/{fresh_gw.key_id}"
+            _error(c.patch(path, headers=ADMIN, json=patch), 400)
+        assert c.get("/admin/keys", headers=ADMIN).status_code == 200

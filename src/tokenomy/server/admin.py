@@ -11,6 +11,7 @@ DELETE /admin/keys/{key_id}        revoke now (keys are never deleted: the ledge
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -34,18 +35,31 @@ def key_view(rec: KeyRecord) -> dict[str, Any]:
     return view
 
 
+# The last second a calendar can show (9999-12-31): later, or not finite, is no date.
+_LAST_TS = 253_402_300_799.0
+
+
 def _expiry(body: dict[str, Any]) -> float | None:
     if body.get("expires_in") is not None:
-        try:
-            return time.time() + float(body["expires_in"])
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest("'expires_in' must be a number of seconds") from exc
+        return _date_ts(time.time() + _seconds(body["expires_in"], "expires_in"), "expires_in")
     if body.get("expires_at") is not None:
-        try:
-            return float(body["expires_at"])
-        except (TypeError, ValueError) as exc:
-            raise InvalidRequest("'expires_at' must be unix seconds") from exc
+        return _date_ts(_seconds(body["expires_at"], "expires_at"), "expires_at")
     return None
+
+
+def _seconds(value: Any, name: str) -> float:
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return float(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidRequest(f"'{name}' must be a number of seconds", param=name) from exc
+
+
+def _date_ts(ts: float, name: str) -> float:
+    if not math.isfinite(ts) or not 0 <= ts <= _LAST_TS:
+        raise InvalidRequest(f"'{name}' must give a date between 1970 and 9999", param=name)
+    return ts
 
 
 # An admin handler gets the gateway, the method, the path parts after /admin
@@ -82,13 +96,15 @@ async def handle_keys(gw: Gateway, method: str, parts: list[str], receive: Any, 
             models = body.get("models") or []
             if not isinstance(tags, dict) or not isinstance(models, list):
                 raise InvalidRequest("'tags' must be an object and 'models' an array")
+            if not all(isinstance(m, str) and m for m in models):
+                raise InvalidRequest("'models' must be an array of model names", param="models")
             secret, rec = mint_key(
                 name=optional_str(body, "name"),
                 org=optional_str(body, "org"),
                 team=optional_str(body, "team"),
                 user=optional_str(body, "user"),
                 tags={str(k): str(v) for k, v in tags.items()},
-                models=[str(m) for m in models],
+                models=list(models),
                 expires_at=_expiry(body),
             )
             await asyncio.to_thread(store.create_key, rec)
