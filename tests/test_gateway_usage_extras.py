@@ -71,9 +71,7 @@ def test_audio_tokens_are_priced_at_the_audio_rates(xgw: GW, api: str, stream: b
     assert (u.audio_input_tokens, u.audio_output_tokens) == (300, 200)
     assert u.input_tokens > 300 and u.output_tokens > 200  # audio is part of the counts
     text_in, text_out = u.input_tokens - 300, u.output_tokens - 200
-    assert rec.cost_usd == (
-        text_in * Decimal("2.5") + 300 * 32 + text_out * 10 + 200 * 64
-    ) / M
+    assert rec.cost_usd == (text_in * Decimal("2.5") + 300 * 32 + text_out * 10 + 200 * 64) / M
     assert not rec.price_unknown
 
 
@@ -98,9 +96,10 @@ def test_an_override_without_audio_prices_flags_audio_unknown(xgw: GW, stream: b
     assert plain.cost_usd == (plain.usage.input_tokens * 2 + plain.usage.output_tokens * 8) / M
     priced = send(xgw, "openai", "voice-priced", AUDIO, stream)
     u = priced.usage
-    assert priced.cost_usd == (
-        (u.input_tokens - 300) * 2 + 300 * 40 + (u.output_tokens - 200) * 8 + 200 * 80
-    ) / M
+    assert (
+        priced.cost_usd
+        == ((u.input_tokens - 300) * 2 + 300 * 40 + (u.output_tokens - 200) * 8 + 200 * 80) / M
+    )
 
 
 def test_reports_count_the_audio_and_search_fees_in_the_cost(xgw: GW) -> None:

@@ -128,11 +128,7 @@ def _price(raw: Any, where: str) -> PriceConfig | None:
     unknown = set(raw) - _PRICE_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
-    opt = {
-        k: _decimal(raw[k], f"{where}.{k}")
-        for k in _OPTIONAL_PRICES
-        if raw.get(k) is not None
-    }
+    opt = {k: _decimal(raw[k], f"{where}.{k}") for k in _OPTIONAL_PRICES if raw.get(k) is not None}
     return PriceConfig(
         input=_decimal(raw["input"], f"{where}.input"),
         output=_decimal(raw["output"], f"{where}.output"),

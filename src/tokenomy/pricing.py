@@ -290,12 +290,16 @@ class _Rates:
 
     def cost(self, usage: Usage, matched: str, source: Literal["override", "genai-prices"]) -> Cost:
         audio_in = usage.audio_input_tokens
-        if audio_in and usage.cache_read_tokens and _CACHE_READ in self.prices:
-            if _AUDIO_INPUT in self.prices:
-                # The model prices cached audio apart (genai-prices requires it then),
-                # and no upstream we read says how much of the cache read was audio:
-                # genai-prices refuses such a usage, and so do we.
-                return Cost(None, None, None, True, source, matched)
+        # A model pricing cache reads and audio apart prices cached audio apart too
+        # (genai-prices requires it), and no upstream we read says how much of the
+        # cache read was audio: genai-prices refuses such a usage, and so do we.
+        if (
+            audio_in
+            and usage.cache_read_tokens
+            and _CACHE_READ in self.prices
+            and _AUDIO_INPUT in self.prices
+        ):
+            return Cost(None, None, None, True, source, matched)
         if self.required and (
             (usage.web_search_requests and _WEB_SEARCHES in self.required)
             or (audio_in and _AUDIO_INPUT in self.required)
