@@ -80,7 +80,8 @@ def rows(n: int, days: int, seed: int = 1) -> Iterator[tuple[Any, ...]]:
                                       {"saved_usd": f"0.000{rng.randint(1, 9999):04d}"}}).decode()  # fmt: skip
         yield (f"req-{i:09d}", start + i * step, "openai", "/v1/chat/completions", key_id, org,
                team, rng.choice(users), tags, model, model, provider, None, False, inp, out,
-               cached, 0, 0, 0, False, cost, unknown, 500.0, None, 200, None, decisions)  # fmt: skip
+               cached, 0, 0, 0, False, cost, unknown, 500.0, None, 200, None, decisions,
+               0, 0, 0)  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -38,7 +38,14 @@ def entry(ns: str, key: str, *, created: float | None = None, body: bytes = b'{"
         key=key,
         api="openai",
         body=body,
-        usage=Usage(input_tokens=10, output_tokens=5, cache_read_tokens=2),
+        usage=Usage(
+            input_tokens=10,
+            output_tokens=5,
+            cache_read_tokens=2,
+            audio_input_tokens=3,
+            audio_output_tokens=1,
+            web_search_requests=2,
+        ),
         cost_usd=Decimal("0.000123"),
         served_model="gpt-4o",
         request_id="req_" + key,
@@ -55,6 +62,7 @@ async def test_round_trip(backend: CacheStore) -> None:
     got = await backend.get("team:a", "k1", time.time())
     assert got == e
     assert isinstance(got.cost_usd, Decimal) and got.usage.cache_read_tokens == 2
+    assert (got.usage.audio_input_tokens, got.usage.web_search_requests) == (3, 2)
 
 
 async def test_namespaces_are_separate(backend: CacheStore) -> None:

@@ -157,6 +157,21 @@ def test_reasoning_tokens_for_o_models_and_directive(oai: openai.OpenAI) -> None
     assert out.usage.prompt_tokens_details.cached_tokens == 2
 
 
+def test_audio_directives_are_part_of_the_counts(oai: openai.OpenAI) -> None:
+    plain = oai.chat.completions.create(model="gpt-audio", messages=user("hi"))
+    out = oai.chat.completions.create(
+        model="gpt-audio", messages=user("hi [[fake:audio_in=30]] [[fake:audio_out=20]]")
+    )
+    assert plain.usage is not None and out.usage is not None
+    assert out.usage.prompt_tokens_details is not None
+    assert out.usage.completion_tokens_details is not None
+    assert out.usage.prompt_tokens_details.audio_tokens == 30
+    assert out.usage.completion_tokens_details.audio_tokens == 20
+    # The directives are words of the prompt too: 2 more than "hi" alone.
+    assert out.usage.prompt_tokens == plain.usage.prompt_tokens + 2 + 30
+    assert out.usage.completion_tokens == plain.usage.completion_tokens + 20
+
+
 def test_max_tokens_cuts_the_reply(oai: openai.OpenAI) -> None:
     out = oai.chat.completions.create(
         model="gpt-4o",
@@ -503,6 +518,25 @@ def test_anthropic_cached_directive_and_no_usage(claude: anthropic.Anthropic) ->
     )
     assert "usage" not in json.loads(raw.http_response.text)
     assert raw.headers["anthropic-ratelimit-requests-limit"] == "4000"
+
+
+def test_web_searches_directive_in_json_and_the_final_stream_usage(
+    claude: anthropic.Anthropic,
+) -> None:
+    msg = claude.messages.create(
+        model="c", max_tokens=10, messages=user("news [[fake:web_searches=2]]")
+    )
+    assert msg.usage.server_tool_use is not None
+    assert msg.usage.server_tool_use.web_search_requests == 2
+    with claude.messages.stream(
+        model="c", max_tokens=10, messages=user("news [[fake:web_searches=2]]")
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    start = next(e for e in events if e.type == "message_start")
+    assert start.message.usage.server_tool_use is None  # searched during the turn
+    assert final.usage.server_tool_use is not None
+    assert final.usage.server_tool_use.web_search_requests == 2
 
 
 def test_anthropic_errors_map_to_sdk_classes(claude: anthropic.Anthropic) -> None:

@@ -30,6 +30,7 @@ from tokenomy.ledger import (
     open_store,
     sqlite_path,
 )
+from tokenomy.ledger.base import REQUEST_COLUMNS, record_to_row
 from tokenomy.ledger.migrations import MIGRATIONS, Dialect, Migration
 from tokenomy.records import UsageRecord
 from tokenomy.usage import Usage
@@ -67,6 +68,9 @@ def full_record(request_id: str = "req-full") -> UsageRecord:
             cache_write_1h_tokens=200,
             reasoning_tokens=300,
             estimated=True,
+            audio_input_tokens=2_000,
+            audio_output_tokens=150,
+            web_search_requests=4,
         ),
         cost_usd=Decimal("0.0000123456789"),
         price_unknown=False,
@@ -206,6 +210,39 @@ def test_migrate_from_each_older_schema(new_db_url: Callable[[], str]) -> None:
             assert s.migrate() == []
     with open_store(new_db_url()) as s, pytest.raises(ValueError):
         s.migrate(upto="m999_nope")
+
+
+def test_audio_and_search_counts_from_the_previous_schema(
+    new_db_url: Callable[[], str],
+) -> None:
+    """m013 adds the audio and web-search counts: rows written before it read back
+    as text-only (0), and new rows keep them."""
+    names = migrations.names()
+    before = names[names.index("m013_usage_extras") - 1]
+    with open_store(new_db_url()) as s:
+        s.migrate(upto=before)
+        assert isinstance(s, SQLStore)
+        cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index("audio_input_tokens")]
+        old = record_to_row(full_record("old"), s.dialect)[: len(cols)]
+        sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
+        s._write(lambda cur: cur.execute(sql, old))
+        assert s.migrate() == ["m013_usage_extras"]
+        got = s.get_record("old")
+        assert got is not None
+        assert (got.usage.audio_input_tokens, got.usage.audio_output_tokens,
+                got.usage.web_search_requests) == (0, 0, 0)  # fmt: skip
+        assert got.usage.input_tokens == full_record().usage.input_tokens
+        s.insert_records([full_record()])
+        assert s.get_record("req-full") == full_record()
+
+
+def test_fallback_file_keeps_the_audio_and_search_counts(store: Store, tmp_path: Path) -> None:
+    fallback = tmp_path / "failed.jsonl"
+    w = GroupCommitWriter(store, fallback_path=str(fallback), inline=False)
+    assert w.close(5)
+    with pytest.raises(Overloaded):
+        w.submit(full_record())
+    assert load_fallback(str(fallback)) == [full_record()]
 
 
 def test_remigrating_keeps_data(store: Store) -> None:

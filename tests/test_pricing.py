@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -454,6 +455,165 @@ def test_tier_prices_match_genai_prices_across_the_snapshot() -> None:
     assert checked > 200
 
 
+def _genai_usage(usage: Usage) -> object:
+    """``usage`` in genai-prices' terms (its units, its tree)."""
+    from genai_prices import Usage as GenaiUsage
+
+    return GenaiUsage(
+        input_tokens=usage.input_tokens,
+        cache_read_tokens=usage.cache_read_tokens,
+        cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
+        cache_write_5m_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        output_tokens=usage.output_tokens,
+        output_reasoning_tokens=usage.reasoning_tokens,
+        input_audio_tokens=usage.audio_input_tokens,
+        output_audio_tokens=usage.audio_output_tokens,
+        web_searches=usage.web_search_requests,
+    )
+
+
+def test_audio_and_web_searches_match_genai_prices_calc_price() -> None:
+    """Audio tokens at the audio rates, web searches per thousand, per-request fees:
+    the same as ``genai_prices.calc_price`` for every model in the snapshot that has
+    such prices (and for the rest, where they fall back to the text rates)."""
+    from genai_prices import calc_price
+    from genai_prices.data_snapshot import get_snapshot
+
+    from tokenomy.pricing import _compile_model
+
+    at = datetime(2026, 11, 2, 12, tzinfo=UTC)
+    usages = [
+        Usage(input_tokens=250_000, cache_write_tokens=20_000, cache_write_1h_tokens=30_000,
+              audio_input_tokens=40_000, output_tokens=5000, audio_output_tokens=2000,
+              web_search_requests=3),
+        Usage(input_tokens=1000, audio_input_tokens=1000, output_tokens=300,
+              audio_output_tokens=300, web_search_requests=1),
+        Usage(input_tokens=900, cache_read_tokens=400, output_tokens=80, reasoning_tokens=20,
+              audio_output_tokens=50, web_search_requests=12),
+        Usage(input_tokens=5000, audio_input_tokens=4000, output_tokens=700,
+              audio_output_tokens=600),
+    ]  # fmt: skip
+    priced = {"input_audio_mtok": 0, "output_audio_mtok": 0, "web_searches_kcount": 0,
+              "requests_kcount": 0}  # fmt: skip
+    for provider in get_snapshot().providers:
+        for info in provider.models:
+            rates = _compile_model(info).rates_at(at)
+            if rates is None:
+                continue
+            price = info.get_prices(at)
+            for usage in usages:
+                theirs = info.calc_price(_genai_usage(usage), provider, genai_request_timestamp=at)
+                ours = rates.cost(usage, info.id, "genai-prices")
+                where = f"{provider.id}/{info.id} {usage}"
+                if usage.web_search_requests and price.web_searches_kcount is None:
+                    # genai-prices bills a search it has no price for at $0: unknown here.
+                    assert ours.price_unknown and ours.total is None, where
+                    continue
+                assert (ours.total, ours.input, ours.output) == (
+                    theirs.total_price,
+                    theirs.input_price,
+                    theirs.output_price,
+                ), where
+                for key in priced:
+                    priced[key] += getattr(price, key) is not None
+    assert all(n > 3 for n in priced.values()), priced
+    # The public function agrees too, on a model with every one of these prices.
+    usage = usages[1]
+    theirs = calc_price(_genai_usage(usage), "gemini-3.1-flash-live-preview",
+                        provider_id="google", genai_request_timestamp=at)  # fmt: skip
+    ours = PriceBook().cost(usage, model="gemini-3.1-flash-live-preview", provider="google", at=at)
+    assert ours.total == theirs.total_price and type(ours.total) is Decimal
+
+
+def test_audio_tokens_are_billed_at_the_audio_rates_once(book: PriceBook) -> None:
+    # gpt-audio: $2.50 text in, $32 audio in, $10 text out, $64 audio out.
+    usage = Usage(input_tokens=1000, audio_input_tokens=600, output_tokens=500,
+                  audio_output_tokens=400)  # fmt: skip
+    cost = book.cost(usage, model="gpt-audio", provider="openai")
+    assert cost.input == (400 * Decimal("2.5") + 600 * 32) / M
+    assert cost.output == (100 * 10 + 400 * 64) / M
+    assert_decimal(cost)
+    # A model with no audio price of its own bills audio as genai-prices does: at
+    # its input and output rates (gemini-2.5-pro prices audio like text).
+    plain = book.cost(usage, model="gemini-2.5-pro", provider="google")
+    text = book.cost(Usage(input_tokens=1000, output_tokens=500), model="gemini-2.5-pro",
+                     provider="google")  # fmt: skip
+    assert plain == text
+
+
+def test_web_searches_are_billed_per_thousand(book: PriceBook) -> None:
+    # claude-sonnet-4-5: $3 in, $15 out, $10 per thousand searches, in the total only.
+    usage = Usage(input_tokens=1000, output_tokens=100, web_search_requests=3)
+    cost = book.cost(usage, model="claude-sonnet-4-5", provider="anthropic")
+    assert (cost.input, cost.output) == (Decimal("0.003"), Decimal("0.0015"))
+    assert cost.total == Decimal("0.0045") + 3 * Decimal(10) / 1000
+    # A model with no search price: unknown, not free.
+    old = book.cost(usage, model="claude-3-haiku", provider="anthropic")
+    assert old.total is None and old.price_unknown
+    assert book.cost(Usage(input_tokens=10), model="claude-3-haiku", provider="anthropic").total
+
+
+def test_cached_audio_without_its_split_is_unknown(book: PriceBook) -> None:
+    """gpt-realtime prices cached audio ($0.40) apart from audio ($32): with cache
+    reads and audio input both reported, and no split, genai-prices refuses too."""
+    from genai_prices import calc_price
+
+    usage = Usage(input_tokens=1000, cache_read_tokens=500, audio_input_tokens=300)
+    cost = book.cost(usage, model="gpt-realtime", provider="openai")
+    assert cost.total is None and cost.price_unknown
+    assert cost.matched_model == "gpt-realtime"
+    with pytest.raises(ValueError, match="cache_audio_read_tokens"):
+        calc_price(_genai_usage(usage), "gpt-realtime", provider_id="openai")
+    only_audio = book.cost(replace(usage, cache_read_tokens=0), model="gpt-realtime",
+                           provider="openai")  # fmt: skip
+    assert only_audio.input == (700 * 4 + 300 * 32) / M
+
+
+def test_an_override_prices_audio_and_searches_only_when_it_says_so() -> None:
+    """An override states text prices: audio at those rates would be 10-20x too low,
+    and a search is not free. Without their own prices such requests are unknown."""
+    text_only = PriceOverride(input=Decimal(2), output=Decimal(8), cache_read=Decimal(1))
+    full = PriceOverride(
+        input=Decimal(2), output=Decimal(8), input_audio=Decimal(32), output_audio=Decimal(64),
+        web_search=Decimal(10),
+    )  # fmt: skip
+    book = PriceBook({"text": text_only, "full": full})
+    plain = Usage(input_tokens=1000, cache_read_tokens=200, output_tokens=100)
+    assert book.cost(plain, model="text").total == (800 * 2 + 200 + 100 * 8) / M
+    for extra in ({"audio_input_tokens": 10}, {"audio_output_tokens": 10},
+                  {"web_search_requests": 1}):  # fmt: skip
+        cost = book.cost(replace(plain, **extra), model="text")  # type: ignore[arg-type]
+        assert cost.total is None and cost.price_unknown and cost.source == "override"
+    usage = Usage(input_tokens=1000, audio_input_tokens=600, output_tokens=100,
+                  audio_output_tokens=50, web_search_requests=2)  # fmt: skip
+    cost = book.cost(usage, model="full")
+    assert cost.input == (400 * 2 + 600 * 32) / M
+    assert cost.output == (50 * 8 + 50 * 64) / M
+    assert cost.total == cost.input + cost.output + 2 * Decimal(10) / 1000
+    parsed = PriceOverride.parse({"input": 2, "output": 8, "input_audio": "32",
+                                  "output_audio": 64, "web_search": 10})  # fmt: skip
+    assert parsed == full
+    with pytest.raises(ConfigError):
+        PriceOverride(Decimal(1), Decimal(1), web_search=Decimal(-1))
+
+
+def test_audio_and_search_prices_in_config_reach_the_book(tmp_path: Path) -> None:
+    from tokenomy.pipeline.meter import overrides_from
+
+    config = tmp_path / "tokenomy.yaml"
+    config.write_text(
+        "models:\n  - name: voice\n    provider: openai\n"
+        "    price: {input: 2.5, output: 10, input_audio: 40, output_audio: 80,"
+        " web_search: 25}\n"
+    )
+    settings = load_settings(config, env={})
+    override = overrides_from(settings.deployments)["voice"]
+    assert (override.input_audio, override.output_audio, override.web_search) == (
+        Decimal(40), Decimal(80), Decimal(25),
+    )  # fmt: skip
+
+
 def _fields(usage: Usage) -> dict[str, object]:
     return {name: getattr(usage, name) for name in Usage.__dataclass_fields__}
 
@@ -461,7 +621,7 @@ def _fields(usage: Usage) -> dict[str, object]:
 def test_unit_tree_matches_genai_prices_registry() -> None:
     from genai_prices.units import _get_registry
 
-    from tokenomy.pricing import _DESCENDANTS, _PRICE_KEYS
+    from tokenomy.pricing import _COUNTED_KEYS, _DESCENDANTS, _PRICE_KEYS
 
     registry = _get_registry()
     units = {index: registry.unit_for_price_key(key) for key, index in _PRICE_KEYS.items()}
@@ -472,6 +632,8 @@ def test_unit_tree_matches_genai_prices_registry() -> None:
             if other != index and unit.dimensions.items() <= candidate.dimensions.items()
         }
         assert below == _DESCENDANTS[index], unit.usage_key
+    for key in _COUNTED_KEYS:  # billed per thousand, outside the token tree
+        assert registry.unit_for_price_key(key).per == 1000
 
 
 def test_lookups_are_memoised() -> None:

@@ -157,3 +157,35 @@ def test_usage_read_back_from_json_keeps_its_tier() -> None:
     u = Usage(10, 5, price_context=(("service_tier", "flex"),))
     back = Usage(**orjson.loads(orjson.dumps(dataclasses.asdict(u))))
     assert back == u and back.price_context == (("service_tier", "flex"),)
+
+
+def test_audio_tokens_and_web_searches_are_read() -> None:
+    """OpenAI's audio tokens are subsets of the prompt and completion counts;
+    Anthropic's web searches are billed per search. Dropped, audio would be priced
+    at the text rate (gpt-audio: $2.50 against $32 per million) and searches free."""
+    u = openai_usage(
+        {
+            "prompt_tokens": 120,
+            "completion_tokens": 80,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 100},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 64},
+        }
+    )
+    assert u == Usage(120, 80, audio_input_tokens=100, audio_output_tokens=64)
+    a = anthropic_usage(
+        {"input_tokens": 10, "output_tokens": 5, "server_tool_use": {"web_search_requests": 2}}
+    )
+    assert a == Usage(10, 5, web_search_requests=2)
+    assert anthropic_usage({"input_tokens": 1, "server_tool_use": None}) == Usage(1)
+
+
+def test_usage_extras_add_up_and_survive_json() -> None:
+    one = Usage(10, 5, audio_input_tokens=4, audio_output_tokens=3, web_search_requests=1)
+    two = Usage(20, 6, audio_input_tokens=1, web_search_requests=2)
+    assert one + two == Usage(
+        30, 11, audio_input_tokens=5, audio_output_tokens=3, web_search_requests=3
+    )
+    back = Usage(**orjson.loads(orjson.dumps(dataclasses.asdict(one))))
+    assert back == one
+    # A cache entry or fallback line written before these fields existed still loads.
+    assert Usage(**{"input_tokens": 10, "output_tokens": 5}) == Usage(10, 5)

@@ -31,13 +31,17 @@ ANTHROPIC_DEFAULT_BASE = "https://api.anthropic.com"
 
 @dataclass(frozen=True, slots=True)
 class PriceConfig:
-    """Dollars per million tokens; overrides genai-prices for one deployment."""
+    """Dollars per million tokens (``web_search``: per thousand searches); overrides
+    genai-prices for one deployment. See `tokenomy.pricing.PriceOverride`."""
 
     input: Decimal
     output: Decimal
     cache_read: Decimal | None = None
     cache_write: Decimal | None = None
     cache_write_1h: Decimal | None = None
+    input_audio: Decimal | None = None
+    output_audio: Decimal | None = None
+    web_search: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +114,10 @@ def _decimal(value: Any, where: str) -> Decimal:
         raise ConfigError(f"{where}: not a number: {value!r}") from exc
 
 
-_PRICE_KEYS = {"input", "output", "cache_read", "cache_write", "cache_write_1h"}
+_OPTIONAL_PRICES = (
+    "cache_read", "cache_write", "cache_write_1h", "input_audio", "output_audio", "web_search",
+)  # fmt: skip
+_PRICE_KEYS = {"input", "output", *_OPTIONAL_PRICES}
 
 
 def _price(raw: Any, where: str) -> PriceConfig | None:
@@ -122,11 +129,7 @@ def _price(raw: Any, where: str) -> PriceConfig | None:
     unknown = set(raw) - _PRICE_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
-    opt = {
-        k: _decimal(raw[k], f"{where}.{k}")
-        for k in ("cache_read", "cache_write", "cache_write_1h")
-        if raw.get(k) is not None
-    }
+    opt = {k: _decimal(raw[k], f"{where}.{k}") for k in _OPTIONAL_PRICES if raw.get(k) is not None}
     return PriceConfig(
         input=_decimal(raw["input"], f"{where}.input"),
         output=_decimal(raw["output"], f"{where}.output"),

@@ -9,11 +9,18 @@ hot path, so a ``PriceBook`` looks up each (provider, model) once, compiles its
 prices into a small table and applies genai-prices' own arithmetic to it:
 
 - units form a tree (``input_tokens`` ⊃ ``cache_read_tokens``, ``cache_write_tokens``
-  ⊃ ``cache_write_5m_tokens``, ``cache_write_1h_tokens``; ``output_tokens`` ⊃
-  ``output_reasoning_tokens``). Each priced unit pays for its count minus the counts
-  of its priced descendants, so a count without a price of its own is billed at
-  its nearest priced ancestor (cache reads at the input rate when a model has no
-  cache-read price, 1-hour writes at the 5-minute rate when it has no 1-hour rate);
+  ⊃ ``cache_write_5m_tokens``, ``cache_write_1h_tokens``; ``input_tokens`` ⊃
+  ``input_audio_tokens``; ``output_tokens`` ⊃ ``output_reasoning_tokens``,
+  ``output_audio_tokens``; ``cache_audio_read_tokens`` below both cache reads and
+  audio input). Each priced unit pays for its count minus the counts of its priced
+  descendants, so a count without a price of its own is billed at its nearest
+  priced ancestor (cache reads at the input rate when a model has no cache-read
+  price, 1-hour writes at the 5-minute rate when it has no 1-hour rate, audio at
+  the text rate when the model prices audio no differently);
+- per-thousand prices outside the tree, the request fee (``requests_kcount``) and
+  web searches (``web_searches_kcount``), count in the total only, as in
+  genai-prices; the other units (images, video, other server tools, durations)
+  are not read;
 - a tiered price picks the highest tier whose start is strictly below the request's
   total input tokens (cache included) and applies it to all tokens of that unit;
 - a dated price list uses its last entry whose constraint is active at the request
@@ -24,7 +31,11 @@ prices into a small table and applies genai-prices' own arithmetic to it:
   prices), each price key taken from the first active variant that sets it.
 
 Unlike genai-prices, an inconsistent usage (a cache count above the input count)
-is clamped rather than raised: metering must record something.
+is clamped rather than raised: metering must record something. Where genai-prices
+cannot price a usage either, the cost is unknown (flagged, never $0): cache reads
+and audio input together on a model that prices cached audio apart (no upstream
+says how much of the cache was audio). Where genai-prices would bill $0, it is
+unknown too: web searches on a model without a web-search price.
 """
 
 from __future__ import annotations
@@ -47,11 +58,25 @@ if TYPE_CHECKING:
 __all__ = ["Cost", "PriceBook", "PriceOverride"]
 
 _MILLION = Decimal(1_000_000)
+_THOUSAND = Decimal(1_000)
 _ZERO = Decimal(0)
 
 # The token units Tokenomy reports, as indexes into a usage vector, with their
-# genai-prices price keys and their descendants in the genai-prices unit tree.
-_INPUT, _CACHE_READ, _CACHE_WRITE, _CACHE_WRITE_5M, _CACHE_WRITE_1H, _OUTPUT, _REASONING = range(7)
+# genai-prices price keys and their descendants in the genai-prices unit tree
+# (a unit is below another when its dimensions include the other's).
+(
+    _INPUT,
+    _CACHE_READ,
+    _CACHE_WRITE,
+    _CACHE_WRITE_5M,
+    _CACHE_WRITE_1H,
+    _OUTPUT,
+    _REASONING,
+    _AUDIO_INPUT,
+    _AUDIO_CACHE_READ,
+    _AUDIO_OUTPUT,
+) = range(10)
+_UNITS = 10
 _PRICE_KEYS = {
     "input_mtok": _INPUT,
     "cache_read_mtok": _CACHE_READ,
@@ -60,27 +85,53 @@ _PRICE_KEYS = {
     "cache_write_1h_mtok": _CACHE_WRITE_1H,
     "output_mtok": _OUTPUT,
     "output_reasoning_mtok": _REASONING,
+    "input_audio_mtok": _AUDIO_INPUT,
+    "cache_audio_read_mtok": _AUDIO_CACHE_READ,
+    "output_audio_mtok": _AUDIO_OUTPUT,
 }
 _DESCENDANTS: dict[int, frozenset[int]] = {
-    _INPUT: frozenset({_CACHE_READ, _CACHE_WRITE, _CACHE_WRITE_5M, _CACHE_WRITE_1H}),
-    _CACHE_READ: frozenset(),
+    _INPUT: frozenset(
+        {
+            _CACHE_READ,
+            _CACHE_WRITE,
+            _CACHE_WRITE_5M,
+            _CACHE_WRITE_1H,
+            _AUDIO_INPUT,
+            _AUDIO_CACHE_READ,
+        }
+    ),
+    _CACHE_READ: frozenset({_AUDIO_CACHE_READ}),
     _CACHE_WRITE: frozenset({_CACHE_WRITE_5M, _CACHE_WRITE_1H}),
     _CACHE_WRITE_5M: frozenset(),
     _CACHE_WRITE_1H: frozenset(),
-    _OUTPUT: frozenset({_REASONING}),
+    _OUTPUT: frozenset({_REASONING, _AUDIO_OUTPUT}),
     _REASONING: frozenset(),
+    _AUDIO_INPUT: frozenset({_AUDIO_CACHE_READ}),
+    _AUDIO_CACHE_READ: frozenset(),
+    _AUDIO_OUTPUT: frozenset(),
 }
-# Leaves first, as genai-prices orders them (most specific unit first).
+# Most specific first, as genai-prices orders them: a unit after all its descendants.
 _LEAF_ORDER = (
+    _AUDIO_CACHE_READ,
     _CACHE_WRITE_5M,
     _CACHE_WRITE_1H,
     _CACHE_READ,
     _CACHE_WRITE,
+    _AUDIO_INPUT,
+    _AUDIO_OUTPUT,
     _REASONING,
     _INPUT,
     _OUTPUT,
 )
-_INPUT_SIDE = frozenset({_INPUT, _CACHE_READ, _CACHE_WRITE, _CACHE_WRITE_5M, _CACHE_WRITE_1H})
+_INPUT_SIDE = frozenset(
+    {_INPUT, _CACHE_READ, _CACHE_WRITE, _CACHE_WRITE_5M, _CACHE_WRITE_1H, _AUDIO_INPUT,
+     _AUDIO_CACHE_READ}
+)  # fmt: skip
+# Units counted per thousand, outside the token tree and billed in the total only
+# (genai-prices gives them no input or output side): the request itself, and the
+# server-side web searches it made.
+_REQUESTS, _WEB_SEARCHES = "requests_kcount", "web_searches_kcount"
+_COUNTED_KEYS = (_REQUESTS, _WEB_SEARCHES)
 
 # Gateway provider names that differ from genai-prices provider ids.
 _PROVIDER_IDS = {
@@ -111,10 +162,15 @@ _Price = tuple[Decimal, tuple[tuple[int, Decimal], ...]]
 
 @dataclass(frozen=True, slots=True)
 class PriceOverride:
-    """Prices in USD per million tokens, replacing genai-prices for one model name.
+    """Prices in USD per million tokens (``web_search``: per thousand searches),
+    replacing genai-prices for one model name.
 
     A missing cache price bills those tokens at the nearest priced rate: cache reads
-    and writes at ``input``, 1-hour writes at ``cache_write`` (or ``input``).
+    and writes at ``input``, 1-hour writes at ``cache_write`` (or ``input``). A
+    missing audio or web-search price does not: a request that used audio tokens or
+    web searches the override has no price for is priced unknown (flagged, cost
+    null), since audio at the text rate would be several times too low and a search
+    is not free.
     """
 
     input: Decimal
@@ -122,9 +178,12 @@ class PriceOverride:
     cache_read: Decimal | None = None
     cache_write: Decimal | None = None
     cache_write_1h: Decimal | None = None
+    input_audio: Decimal | None = None
+    output_audio: Decimal | None = None
+    web_search: Decimal | None = None
 
     def __post_init__(self) -> None:
-        for name in ("input", "output", "cache_read", "cache_write", "cache_write_1h"):
+        for name in _OVERRIDE_FIELDS:
             value = getattr(self, name)
             if value is None and name not in ("input", "output"):
                 continue
@@ -140,8 +199,7 @@ class PriceOverride:
         A float (an unquoted YAML number) is read through its shortest ``repr``, which
         gives back the decimal literal that was written.
         """
-        allowed = {"input", "output", "cache_read", "cache_write", "cache_write_1h"}
-        unknown = set(raw) - allowed
+        unknown = set(raw) - set(_OVERRIDE_FIELDS)
         if unknown:
             raise ConfigError(f"unknown price override field(s): {', '.join(sorted(unknown))}")
         for required in ("input", "output"):
@@ -151,6 +209,18 @@ class PriceOverride:
             name: _to_decimal(name, value) for name, value in raw.items() if value is not None
         }
         return cls(**values)
+
+
+_OVERRIDE_FIELDS = (
+    "input",
+    "output",
+    "cache_read",
+    "cache_write",
+    "cache_write_1h",
+    "input_audio",
+    "output_audio",
+    "web_search",
+)
 
 
 def _to_decimal(name: str, value: object) -> Decimal:
@@ -186,11 +256,23 @@ _UNKNOWN = Cost(None, None, None, True, "unknown", None)
 
 
 class _Rates:
-    """One model's prices, compiled for fast arithmetic."""
+    """One model's prices, compiled for fast arithmetic.
 
-    __slots__ = ("lines", "per_request", "prices")
+    ``counted`` holds the per-thousand prices (``requests_kcount``,
+    ``web_searches_kcount``). ``required`` lists what must have a price of its own
+    when the usage counts some: the web searches always (nothing above them in the
+    unit tree to fall back on), and for an override, its audio tokens too (an
+    override states text prices; audio at those rates would be a guess).
+    """
 
-    def __init__(self, prices: Mapping[int, _Price], per_request: Decimal = _ZERO) -> None:
+    __slots__ = ("counted", "lines", "prices", "required")
+
+    def __init__(
+        self,
+        prices: Mapping[int, _Price],
+        counted: Mapping[str, _Price] | None = None,
+        required: frozenset[int | str] = frozenset({_WEB_SEARCHES}),
+    ) -> None:
         self.prices = dict(prices)
         priced = set(prices)
         # (unit, price, priced descendants) in leaf-first order.
@@ -203,9 +285,27 @@ class _Rates:
             for unit in _LEAF_ORDER
             if unit in priced
         )
-        self.per_request = per_request
+        self.counted = dict(counted or {})
+        self.required = frozenset(u for u in required if u not in priced and u not in self.counted)
 
     def cost(self, usage: Usage, matched: str, source: Literal["override", "genai-prices"]) -> Cost:
+        audio_in = usage.audio_input_tokens
+        # A model pricing cache reads and audio apart prices cached audio apart too
+        # (genai-prices requires it), and no upstream we read says how much of the
+        # cache read was audio: genai-prices refuses such a usage, and so do we.
+        if (
+            audio_in
+            and usage.cache_read_tokens
+            and _CACHE_READ in self.prices
+            and _AUDIO_INPUT in self.prices
+        ):
+            return Cost(None, None, None, True, source, matched)
+        if self.required and (
+            (usage.web_search_requests and _WEB_SEARCHES in self.required)
+            or (audio_in and _AUDIO_INPUT in self.required)
+            or (usage.audio_output_tokens and _AUDIO_OUTPUT in self.required)
+        ):
+            return Cost(None, None, None, True, source, matched)
         values = (
             usage.input_tokens,
             usage.cache_read_tokens,
@@ -214,9 +314,12 @@ class _Rates:
             usage.cache_write_1h_tokens,
             usage.output_tokens,
             usage.reasoning_tokens,
+            audio_in,
+            0,  # cached audio: reported by no API the gateway serves (see above)
+            usage.audio_output_tokens,
         )
         total_input = values[_INPUT]
-        leaves = [0] * 7
+        leaves = [0] * _UNITS
         input_cost = _ZERO
         output_cost = _ZERO
         for unit, (base, tiers), descendants in self.lines:
@@ -228,25 +331,18 @@ class _Rates:
             leaves[unit] = count
             if not count:
                 continue
-            rate = base
-            for start, tier_rate in tiers:
-                if total_input > start:
-                    rate = tier_rate
-                    break
             if unit in _INPUT_SIDE:
-                input_cost += rate * count
+                input_cost += _tier_rate(base, tiers, total_input) * count
             else:
-                output_cost += rate * count
+                output_cost += _tier_rate(base, tiers, total_input) * count
         input_cost /= _MILLION
         output_cost /= _MILLION
-        return Cost(
-            input_cost + output_cost + self.per_request,
-            input_cost,
-            output_cost,
-            False,
-            source,
-            matched,
-        )
+        total = input_cost + output_cost
+        for key, (base, tiers) in self.counted.items():
+            count = 1 if key == _REQUESTS else usage.web_search_requests
+            if count:
+                total += _tier_rate(base, tiers, total_input) * count / _THOUSAND
+        return Cost(total, input_cost, output_cost, False, source, matched)
 
     def rate(self, unit: int, input_tokens: int | None) -> Decimal | None:
         """$/token for ``unit`` at a prompt size; with none, the highest tier (worst case)."""
@@ -254,15 +350,19 @@ class _Rates:
         if price is None:
             return None
         base, tiers = price
-        rate = base
         if input_tokens is None:
             rate = max((base, *(tier_rate for _, tier_rate in tiers)))
         else:
-            for start, tier_rate in tiers:
-                if input_tokens > start:
-                    rate = tier_rate
-                    break
+            rate = _tier_rate(base, tiers, input_tokens)
         return rate / _MILLION
+
+
+def _tier_rate(base: Decimal, tiers: tuple[tuple[int, Decimal], ...], total_input: int) -> Decimal:
+    """The rate of the highest tier whose start is strictly below ``total_input``."""
+    for start, tier_rate in tiers:
+        if total_input > start:
+            return tier_rate
+    return base
 
 
 class _Constraint(Protocol):
@@ -519,7 +619,7 @@ def _compile_prices(model_price: ModelPrice) -> _Rates | None:
 
     registry = _get_registry()
     prices: dict[int, _Price] = {}
-    per_request = _ZERO
+    counted: dict[str, _Price] = {}
     units = []
     for key, value in vars(model_price).items():
         if key.startswith("_") or value is None:
@@ -528,16 +628,21 @@ def _compile_prices(model_price: ModelPrice) -> _Rates | None:
             units.append(registry.unit_for_price_key(key))
         except KeyError:
             continue  # genai-prices ignores price keys it does not know, too
-        if key == "requests_kcount" and isinstance(value, Decimal):
-            per_request = value / registry.unit_for_price_key(key).per
-        elif key in _PRICE_KEYS:
-            if isinstance(value, TieredPrices):
-                tiers = tuple(sorted(((t.start, t.price) for t in value.tiers), reverse=True))
-                prices[_PRICE_KEYS[key]] = (value.base, tiers)
-            elif isinstance(value, Decimal):
-                prices[_PRICE_KEYS[key]] = (value, ())
-            else:
-                return None
+        if key not in _PRICE_KEYS and key not in _COUNTED_KEYS:
+            continue  # images, video, other tools: billed at their nearest priced unit
+        if isinstance(value, TieredPrices):
+            price: _Price = (
+                value.base,
+                tuple(sorted(((t.start, t.price) for t in value.tiers), reverse=True)),
+            )
+        elif isinstance(value, Decimal):
+            price = (value, ())
+        else:
+            return None
+        if key in _PRICE_KEYS:
+            prices[_PRICE_KEYS[key]] = price
+        else:
+            counted[key] = price
     try:
         validate_priced_units(units, registry)
     except ValueError:
@@ -547,7 +652,7 @@ def _compile_prices(model_price: ModelPrice) -> _Rates | None:
         prices = {_INPUT: (_ZERO, ()), _OUTPUT: (_ZERO, ())}
     elif _INPUT not in prices and _OUTPUT not in prices:
         return None  # priced per second, character or page: not something we meter
-    return _Rates(prices, per_request)
+    return _Rates(prices, counted)
 
 
 def _override_rates(override: PriceOverride) -> _Rates:
@@ -558,7 +663,10 @@ def _override_rates(override: PriceOverride) -> _Rates:
         (_CACHE_READ, override.cache_read),
         (_CACHE_WRITE, override.cache_write),
         (_CACHE_WRITE_1H, override.cache_write_1h),
+        (_AUDIO_INPUT, override.input_audio),
+        (_AUDIO_OUTPUT, override.output_audio),
     ):
         if value is not None:
             prices[unit] = (value, ())
-    return _Rates(prices)
+    counted = {} if override.web_search is None else {_WEB_SEARCHES: (override.web_search, ())}
+    return _Rates(prices, counted, frozenset({_WEB_SEARCHES, _AUDIO_INPUT, _AUDIO_OUTPUT}))

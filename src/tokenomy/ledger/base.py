@@ -163,6 +163,9 @@ REQUEST_COLUMNS = (
     "status",
     "error_type",
     "decisions",
+    "audio_input_tokens",
+    "audio_output_tokens",
+    "web_search_requests",
 )
 KEY_COLUMNS = (
     "key_id",
@@ -235,6 +238,9 @@ def record_to_row(rec: UsageRecord, dialect: Dialect) -> tuple[Any, ...]:
         rec.status,
         rec.error_type,
         dump_json(rec.decisions),
+        u.audio_input_tokens,
+        u.audio_output_tokens,
+        u.web_search_requests,
     )
 
 
@@ -268,6 +274,9 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
         status,
         error_type,
         decisions,
+        audio_input_tokens,
+        audio_output_tokens,
+        web_search_requests,
     ) = row
     return UsageRecord(
         request_id=request_id,
@@ -292,6 +301,9 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
             cache_write_1h_tokens=cache_write_1h_tokens,
             reasoning_tokens=reasoning_tokens,
             estimated=bool(estimated),
+            audio_input_tokens=audio_input_tokens,
+            audio_output_tokens=audio_output_tokens,
+            web_search_requests=web_search_requests,
         ),
         cost_usd=_money(cost_usd),
         price_unknown=bool(price_unknown),

@@ -355,3 +355,14 @@ def m012_feedback(d: Dialect) -> list[str]:
             messages {d.json} NOT NULL
         )""",
     ]
+
+
+@migration
+def m013_usage_extras(d: Dialect) -> list[str]:
+    """What a request used besides text tokens, priced at its own rates: audio
+    tokens (subsets of the input and output counts) and server-side web searches.
+    Rows written before are text-only: 0."""
+    return [
+        f"ALTER TABLE requests ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0"
+        for column in ("audio_input_tokens", "audio_output_tokens", "web_search_requests")
+    ]

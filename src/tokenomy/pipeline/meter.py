@@ -25,6 +25,9 @@ def overrides_from(deployments: tuple[Deployment, ...]) -> dict[str, PriceOverri
                 cache_read=p.cache_read,
                 cache_write=p.cache_write,
                 cache_write_1h=p.cache_write_1h,
+                input_audio=p.input_audio,
+                output_audio=p.output_audio,
+                web_search=p.web_search,
             )
     return out
 

@@ -16,7 +16,8 @@ def anthropic_usage(u: Mapping[str, Any] | None) -> Usage | None:
     """Anthropic usage → `Usage`. Anthropic's ``input_tokens`` excludes cache reads
     and cache writes, so the three are added; writes are split by TTL when the
     ``cache_creation`` breakdown is present (5-minute otherwise). ``speed: fast``
-    (fast mode) is priced at its own, higher rates."""
+    (fast mode) is priced at its own, higher rates. Server-side web searches
+    (``server_tool_use.web_search_requests``) are billed per search."""
     if not u:
         return None
     plain = int(u.get("input_tokens") or 0)
@@ -25,6 +26,8 @@ def anthropic_usage(u: Mapping[str, Any] | None) -> Usage | None:
     breakdown = u.get("cache_creation") or {}
     w1h = int(breakdown.get("ephemeral_1h_input_tokens") or 0)
     w5m = max(written - w1h, 0)
+    server_tools = u.get("server_tool_use")
+    searches = server_tools.get("web_search_requests") if isinstance(server_tools, dict) else 0
     return Usage(
         input_tokens=plain + read + w5m + w1h,
         output_tokens=int(u.get("output_tokens") or 0),
@@ -32,6 +35,7 @@ def anthropic_usage(u: Mapping[str, Any] | None) -> Usage | None:
         cache_write_tokens=w5m,
         cache_write_1h_tokens=w1h,
         price_context=price_context("speed", u.get("speed")),
+        web_search_requests=int(searches or 0),
     )
 
 

@@ -17,6 +17,10 @@ def openai_usage(u: Mapping[str, Any] | None, service_tier: object = None) -> Us
     are read too, and so is DeepSeek's ``prompt_cache_hit_tokens``: cache reads
     priced as fresh input would overcharge them several times.
 
+    Audio tokens (``prompt_tokens_details`` / ``completion_tokens_details``
+    ``audio_tokens``, gpt-audio and the like) are kept: they are a subset of the
+    prompt and completion counts, priced at the model's audio rates.
+
     ``service_tier`` is the response's own (next to ``usage``, not in it): the tier
     that served the request, which sets its price (flex is half, priority about 2x).
     """
@@ -39,6 +43,8 @@ def openai_usage(u: Mapping[str, Any] | None, service_tier: object = None) -> Us
         cache_read_tokens=int(cached or 0),
         reasoning_tokens=int(cdet.get("reasoning_tokens") or 0),
         price_context=price_context("service_tier", service_tier),
+        audio_input_tokens=int(pdet.get("audio_tokens") or 0),
+        audio_output_tokens=int(cdet.get("audio_tokens") or 0),
     )
 
 

@@ -85,6 +85,9 @@ class Plan:
             cache_write_1h_tokens=usage.cache_write_1h_tokens // k,
             output_tokens=usage.output_tokens // self.samples,
             reasoning_tokens=usage.reasoning_tokens // self.samples,
+            audio_input_tokens=usage.audio_input_tokens // k,
+            audio_output_tokens=usage.audio_output_tokens // self.samples,
+            web_search_requests=usage.web_search_requests // k,
         )
 
     @property

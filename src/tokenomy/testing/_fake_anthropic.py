@@ -223,7 +223,7 @@ def _without_cache_control(block: Any) -> Any:
     return {k: v for k, v in block.items() if k != "cache_control"}
 
 
-def _usage(prompt: _Prompt, output: int, reasoning: int) -> dict[str, Any]:
+def _usage(prompt: _Prompt, output: int, reasoning: int, searches: int) -> dict[str, Any]:
     usage: dict[str, Any] = {
         "input_tokens": prompt.uncached,
         "cache_creation_input_tokens": prompt.write_5m + prompt.write_1h,
@@ -237,6 +237,8 @@ def _usage(prompt: _Prompt, output: int, reasoning: int) -> dict[str, Any]:
     }
     if reasoning:
         usage["output_tokens_details"] = {"thinking_tokens": reasoning}
+    if searches:
+        usage["server_tool_use"] = {"web_search_requests": searches}
     return usage
 
 
@@ -294,7 +296,7 @@ def _plan(req: FakeRequest, sc: Scenario, data: dict[str, Any]) -> _Reply:
     if not sc.no_usage:
         reasoning = sc.reasoning or 0
         prompt = _measure_prompt(req, data, sc.cached)
-        usage = _usage(prompt, len(pieces) + reasoning, reasoning)
+        usage = _usage(prompt, len(pieces) + reasoning, reasoning, sc.web_searches)
     return _Reply(pieces, tool, stop, usage)
 
 
@@ -372,7 +374,10 @@ def _events(message_id: str, model: str, reply: _Reply) -> Iterator[bytes]:
     usage = reply.usage
     start_usage = None
     if usage is not None:
-        start_usage = {k: v for k, v in usage.items() if k != "output_tokens_details"}
+        # The searches are made during the turn: counted in the final usage only.
+        start_usage = {
+            k: v for k, v in usage.items() if k not in ("output_tokens_details", "server_tool_use")
+        }
         start_usage["output_tokens"] = 1
     start = _message(message_id, model, [], None, start_usage)
     yield _event("message_start", {"type": "message_start", "message": start})
@@ -402,8 +407,9 @@ def _events(message_id: str, model: str, reply: _Reply) -> Iterator[bytes]:
             "cache_read_input_tokens": usage["cache_read_input_tokens"],
             "output_tokens": usage["output_tokens"],
         }
-        if "output_tokens_details" in usage:
-            delta["usage"]["output_tokens_details"] = usage["output_tokens_details"]
+        for extra in ("output_tokens_details", "server_tool_use"):
+            if extra in usage:
+                delta["usage"][extra] = usage[extra]
     yield _event("message_delta", delta)
     yield _event("message_stop", {"type": "message_stop"})
 

@@ -105,6 +105,9 @@ INT_DIRECTIVES = frozenset(
         "chunks",
         "cached",
         "reasoning",
+        "audio_in",
+        "audio_out",
+        "web_searches",
         "fail_times",
         "retry_after",
     }
@@ -130,6 +133,9 @@ class Scenario:
     tool: str | None = None  # "" means the first tool of the request
     cached: int | None = None
     reasoning: int | None = None
+    audio_in: int = 0  # OpenAI: audio prompt tokens, on top of the text's
+    audio_out: int = 0  # OpenAI: audio completion tokens, on top of the text's
+    web_searches: int = 0  # Anthropic: server-side web searches made
     no_usage: bool = False
     malformed: bool = False
     reset: bool = False

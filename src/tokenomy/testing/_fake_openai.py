@@ -235,21 +235,30 @@ def _plan_chat(req: FakeRequest, sc: Scenario, data: dict[str, Any], n: int) -> 
         if reasoning is None:
             reasoning = DEFAULT_REASONING_TOKENS if is_reasoning_model(model) else 0
         prompt = _prompt_tokens(messages, tools)
-        usage = chat_usage(prompt, n * len(pieces) + reasoning, sc.cached or 0, reasoning)
+        usage = chat_usage(
+            prompt + sc.audio_in,
+            n * len(pieces) + reasoning + sc.audio_out,
+            sc.cached or 0,
+            reasoning,
+            audio=(sc.audio_in, sc.audio_out),
+        )
     asked = data.get("service_tier")
     tier = asked if asked in ("flex", "priority") else "default"
     return _Reply(pieces, tool, finish, usage, sc.vary, tier)
 
 
-def chat_usage(prompt: int, completion: int, cached: int, reasoning: int) -> dict[str, Any]:
+def chat_usage(
+    prompt: int, completion: int, cached: int, reasoning: int, audio: tuple[int, int] = (0, 0)
+) -> dict[str, Any]:
+    """OpenAI's usage object; ``audio`` (prompt, completion) is part of the counts."""
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": min(cached, prompt), "audio_tokens": 0},
+        "prompt_tokens_details": {"cached_tokens": min(cached, prompt), "audio_tokens": audio[0]},
         "completion_tokens_details": {
             "reasoning_tokens": reasoning,
-            "audio_tokens": 0,
+            "audio_tokens": audio[1],
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         },

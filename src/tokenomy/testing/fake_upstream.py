@@ -103,6 +103,13 @@ embeddings, the first string input); an unknown key gets a 400.
 ``cached=N``          OpenAI ``prompt_tokens_details.cached_tokens``; Anthropic
                       ``cache_read_input_tokens`` (replaces the cache emulation).
 ``reasoning=N``       reasoning tokens, included in the completion/output count.
+``audio_in=N``        OpenAI: ``prompt_tokens_details.audio_tokens`` = N, added to
+                      ``prompt_tokens`` (an audio part of the prompt).
+``audio_out=N``       OpenAI: ``completion_tokens_details.audio_tokens`` = N, added to
+                      ``completion_tokens`` (a spoken reply).
+``web_searches=N``    Anthropic: ``usage.server_tool_use.web_search_requests`` = N, in
+                      the JSON body and the final ``message_delta`` (not
+                      ``message_start``: the searches happen during the turn).
 ``id=TEXT``           no effect besides naming a ``fail_times`` counter.
 ``only=MODEL``        the directives apply only to requests for MODEL (repeatable);
                       other models get a plain reply (to fail one deployment of many).

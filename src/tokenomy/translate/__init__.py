@@ -39,6 +39,11 @@ Usage meaning: OpenAI's ``prompt_tokens`` includes cached tokens, Anthropic's
 cache_read_input_tokens`` and ``prompt_tokens_details.cache_write_tokens =
 cache_creation_input_tokens`` (when not 0); back the other way, ``input_tokens =
 prompt_tokens - cached_tokens - cache_write_tokens``.
+The extras that are billed apart have no counterpart in the other API: OpenAI's
+audio tokens (Anthropic has no audio) and Anthropic's
+``server_tool_use.web_search_requests`` (OpenAI's chat usage counts no searches).
+The client's usage leaves them out; the gateway meters the upstream's own usage,
+where they are kept.
 
 Approximations, by design:
 
