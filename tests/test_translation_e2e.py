@@ -94,3 +94,36 @@ def test_anthropic_client_streams_openai_tool_call(gw: GW) -> None:
     rec = gw.record(rid)
     assert rec.stream and not rec.usage.estimated and rec.usage.output_tokens > 0
     assert final.usage.output_tokens == rec.usage.output_tokens
+
+
+def test_anthropic_client_on_an_openai_reasoning_model(gw: GW) -> None:
+    # OpenAI's reasoning models refuse `max_tokens`; Anthropic's required max_tokens
+    # becomes their max_completion_tokens, JSON and streaming.
+    msg = gw.anthropic().messages.create(
+        model="o3", max_tokens=64, messages=[{"role": "user", "content": "think"}]
+    )
+    assert msg.stop_reason == "end_turn" and msg.content[0].type == "text"
+    assert gw.fake.app.requests[-1].body["max_completion_tokens"] == 64
+    assert "max_tokens" not in gw.fake.app.requests[-1].body
+    with gw.anthropic().messages.stream(
+        model="o3", max_tokens=3, messages=[{"role": "user", "content": "think a lot"}]
+    ) as stream:
+        final = stream.get_final_message()
+    assert final.stop_reason == "max_tokens" and final.usage.output_tokens > 0
+
+
+def test_openai_client_sends_temperature_and_top_p_to_anthropic(gw: GW) -> None:
+    # OpenAI takes both; current Claude models refuse the pair, so top_p gives way.
+    resp = gw.openai().chat.completions.create(
+        model="claude-sonnet-4-6",
+        messages=[{"role": "user", "content": "hello"}],
+        temperature=0.3,
+        top_p=0.9,
+    )
+    assert resp.choices[0].finish_reason == "stop"
+    upstream = gw.fake.app.requests[-1].body
+    assert upstream["temperature"] == 0.3 and "top_p" not in upstream
+    gw.openai().chat.completions.create(
+        model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hello"}], top_p=0.9
+    )
+    assert gw.fake.app.requests[-1].body["top_p"] == 0.9

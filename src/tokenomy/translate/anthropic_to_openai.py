@@ -32,7 +32,11 @@ def _dropped(kind: Any) -> bool:
     )
 
 
-def anthropic_request_to_openai(body: Mapping[str, Any]) -> dict[str, Any]:
+def anthropic_request_to_openai(
+    body: Mapping[str, Any], *, max_tokens_field: str = "max_tokens"
+) -> dict[str, Any]:
+    """``max_tokens_field``: what the upstream calls the output cap (OpenAI's own API
+    wants ``max_completion_tokens``, which its reasoning models alone accept)."""
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
@@ -59,7 +63,7 @@ def anthropic_request_to_openai(body: Mapping[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = {"model": body.get("model"), "messages": messages}
     if body.get("max_tokens") is not None:
-        out["max_tokens"] = body["max_tokens"]
+        out[max_tokens_field] = body["max_tokens"]
     for key in ("temperature", "top_p"):
         if body.get(key) is not None:
             out[key] = body[key]
