@@ -1195,6 +1195,7 @@ def test_anthropic_request_simple_and_documents() -> None:
             ]
         },
         {"tool_choice": {"type": "sometimes"}, "tools": ANTHROPIC_TOOLS},
+        {"output_config": {"format": {"type": "regex", "pattern": "a+"}}},
     ],
 )
 def test_anthropic_request_untranslatable(change: dict[str, Any]) -> None:
@@ -1212,6 +1213,9 @@ def test_anthropic_request_untranslatable(change: dict[str, Any]) -> None:
         {"messages": _say([{"type": "image", "source": "s"}])},
         {"messages": _say([{"type": "document", "source": 5}])},
         {"messages": [{"role": "assistant", "content": [{"type": "text", "text": 5}]}]},
+        {"output_config": "json"},
+        {"output_config": {"format": {"type": "json_schema", "schema": "{}"}}},
+        {"output_format": ["json_schema"]},
         {
             "messages": _say(
                 [
@@ -1230,6 +1234,18 @@ def test_anthropic_request_of_wrong_types_is_a_translation_error(change: dict[st
     body = {"model": "m", "max_tokens": 5, "messages": _say("x"), **change}
     with pytest.raises(TranslationError):
         anthropic_request_to_openai(body)
+
+
+def test_anthropic_request_structured_output_becomes_response_format() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    expected = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    body = {"model": "m", "max_tokens": 5, "messages": _say("x")}
+    fmt = {"type": "json_schema", "schema": schema}
+    for change in ({"output_config": {"format": fmt, "effort": "high"}}, {"output_format": fmt}):
+        assert anthropic_request_to_openai({**body, **change})["response_format"] == expected
+    assert "response_format" not in anthropic_request_to_openai(
+        {**body, "output_config": {"effort": "low"}}
+    )
 
 
 # --- OpenAI response -> Anthropic response ----------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 
+import pydantic
+
 from gateway_fixtures import GW
 
 M = Decimal(1_000_000)
@@ -127,3 +129,24 @@ def test_openai_client_sends_temperature_and_top_p_to_anthropic(gw: GW) -> None:
         model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hello"}], top_p=0.9
     )
     assert gw.fake.app.requests[-1].body["top_p"] == 0.9
+
+
+class Forecast(pydantic.BaseModel):
+    city: str
+    days: int
+
+
+def test_anthropic_client_structured_output_on_an_openai_model(gw: GW) -> None:
+    # output_config.format (Anthropic's structured outputs) is OpenAI's response_format.
+    msg = gw.anthropic().messages.parse(
+        model="gpt-4o",
+        max_tokens=64,
+        messages=[{"role": "user", "content": "forecast for Paris"}],
+        output_format=Forecast,
+    )
+    assert msg.parsed_output is not None and msg.parsed_output.days == 1
+    fmt = gw.fake.app.requests[-1].body["response_format"]
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["schema"]["required"] == [
+        "city",
+        "days",
+    ]

@@ -82,6 +82,10 @@ def anthropic_request_to_openai(
             if choice.get("disable_parallel_tool_use") and choice.get("type") != "none":
                 out["parallel_tool_calls"] = False
 
+    response_format = _response_format(body)
+    if response_format is not None:
+        out["response_format"] = response_format
+
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and metadata.get("user_id"):
         out["user"] = metadata["user_id"]
@@ -140,6 +144,23 @@ def anthropic_response_to_openai(
         ],
         "usage": anthropic_usage_to_openai(resp.get("usage") or {}),
     }
+
+
+def _response_format(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Anthropic's structured outputs (``output_config.format``, or the beta's top-level
+    ``output_format``) -> OpenAI's ``response_format``. Not ``strict``: OpenAI's strict
+    mode refuses schemas with optional properties, which Anthropic accepts."""
+    fmt = obj(body.get("output_config"), "'output_config'").get("format")
+    where = "output_config.format"
+    if fmt is None:
+        fmt, where = body.get("output_format"), "'output_format'"
+    if fmt is None:
+        return None
+    fmt = obj(fmt, where)
+    if fmt.get("type") != "json_schema":
+        raise TranslationError(f"unsupported {where} type {fmt.get('type')!r}")
+    schema = obj(fmt.get("schema"), f"{where}.schema")
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
 
 
 def _system_text(blocks: Any) -> str:
