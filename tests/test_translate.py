@@ -662,6 +662,7 @@ def test_anthropic_response_to_openai() -> None:
             "completion_tokens": 89,
             "total_tokens": 2709,
             "prompt_tokens_details": {"cached_tokens": 2048, "cache_write_tokens": 100},
+            "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }
     ChatCompletion.model_validate(out)
@@ -697,6 +698,7 @@ def test_anthropic_stop_reasons(stop_reason: str, finish_reason: str) -> None:
         "completion_tokens": 1,
         "total_tokens": 11,
         "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
     assert isinstance(out["created"], int)
     ChatCompletion.model_validate(out)
@@ -849,6 +851,7 @@ def test_anthropic_stream_to_openai_chunks() -> None:
                 "completion_tokens": 89,
                 "total_tokens": 2609,
                 "prompt_tokens_details": {"cached_tokens": 2048},
+                "completion_tokens_details": {"reasoning_tokens": 0},
             },
         },
     ]

@@ -150,3 +150,32 @@ def test_anthropic_client_structured_output_on_an_openai_model(gw: GW) -> None:
         "city",
         "days",
     ]
+
+
+def test_translated_usage_carries_the_reasoning_breakdown(gw: GW) -> None:
+    # OpenAI always sends completion_tokens_details; reasoning tokens map both ways.
+    resp = gw.openai().chat.completions.create(
+        model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hello"}]
+    )
+    assert resp.usage is not None and resp.usage.completion_tokens_details is not None
+    assert resp.usage.completion_tokens_details.reasoning_tokens == 0
+    stream = gw.openai().chat.completions.create(
+        model="claude-sonnet-4-6",
+        messages=[{"role": "user", "content": "hello [[fake:reasoning=5]]"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    usage = [c.usage for c in stream if c.usage is not None][-1]
+    assert usage.completion_tokens_details is not None
+    assert usage.completion_tokens_details.reasoning_tokens == 5
+    msg = gw.anthropic().messages.create(
+        model="o3", max_tokens=64, messages=[{"role": "user", "content": "think"}]
+    )
+    assert msg.usage.output_tokens_details is not None
+    assert msg.usage.output_tokens_details.thinking_tokens == 16  # the fake's o3 default
+    with gw.anthropic().messages.stream(
+        model="o3", max_tokens=64, messages=[{"role": "user", "content": "think"}]
+    ) as s:
+        final = s.get_final_message()
+    assert final.usage.output_tokens_details is not None
+    assert final.usage.output_tokens_details.thinking_tokens == 16

@@ -38,7 +38,9 @@ Usage meaning: OpenAI's ``prompt_tokens`` includes cached tokens, Anthropic's
 + cache_creation_input_tokens``, ``prompt_tokens_details.cached_tokens =
 cache_read_input_tokens`` and ``prompt_tokens_details.cache_write_tokens =
 cache_creation_input_tokens`` (when not 0); back the other way, ``input_tokens =
-prompt_tokens - cached_tokens - cache_write_tokens``.
+prompt_tokens - cached_tokens - cache_write_tokens``. Reasoning: Anthropic's
+``output_tokens_details.thinking_tokens`` is ``completion_tokens_details.reasoning_tokens``
+(always sent, as OpenAI does, 0 when there was none), and back (when not 0).
 
 Approximations, by design:
 
