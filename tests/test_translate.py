@@ -188,8 +188,7 @@ def test_openai_request_multi_turn_with_tools_images_and_system() -> None:
             },
         ],
         "max_tokens": 512,
-        "temperature": 1.0,
-        "top_p": 0.9,
+        "temperature": 1.0,  # capped; top_p is left out (Claude refuses the pair)
         "stop_sequences": ["END"],
         "tools": ANTHROPIC_TOOLS,
         "tool_choice": {"type": "any", "disable_parallel_tool_use": True},
@@ -663,6 +662,7 @@ def test_anthropic_response_to_openai() -> None:
             "completion_tokens": 89,
             "total_tokens": 2709,
             "prompt_tokens_details": {"cached_tokens": 2048, "cache_write_tokens": 100},
+            "completion_tokens_details": {"reasoning_tokens": 0},
         },
     }
     ChatCompletion.model_validate(out)
@@ -698,6 +698,7 @@ def test_anthropic_stop_reasons(stop_reason: str, finish_reason: str) -> None:
         "completion_tokens": 1,
         "total_tokens": 11,
         "prompt_tokens_details": {"cached_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0},
     }
     assert isinstance(out["created"], int)
     ChatCompletion.model_validate(out)
@@ -850,6 +851,7 @@ def test_anthropic_stream_to_openai_chunks() -> None:
                 "completion_tokens": 89,
                 "total_tokens": 2609,
                 "prompt_tokens_details": {"cached_tokens": 2048},
+                "completion_tokens_details": {"reasoning_tokens": 0},
             },
         },
     ]
@@ -1196,6 +1198,7 @@ def test_anthropic_request_simple_and_documents() -> None:
             ]
         },
         {"tool_choice": {"type": "sometimes"}, "tools": ANTHROPIC_TOOLS},
+        {"output_config": {"format": {"type": "regex", "pattern": "a+"}}},
     ],
 )
 def test_anthropic_request_untranslatable(change: dict[str, Any]) -> None:
@@ -1213,6 +1216,9 @@ def test_anthropic_request_untranslatable(change: dict[str, Any]) -> None:
         {"messages": _say([{"type": "image", "source": "s"}])},
         {"messages": _say([{"type": "document", "source": 5}])},
         {"messages": [{"role": "assistant", "content": [{"type": "text", "text": 5}]}]},
+        {"output_config": "json"},
+        {"output_config": {"format": {"type": "json_schema", "schema": "{}"}}},
+        {"output_format": ["json_schema"]},
         {
             "messages": _say(
                 [
@@ -1231,6 +1237,18 @@ def test_anthropic_request_of_wrong_types_is_a_translation_error(change: dict[st
     body = {"model": "m", "max_tokens": 5, "messages": _say("x"), **change}
     with pytest.raises(TranslationError):
         anthropic_request_to_openai(body)
+
+
+def test_anthropic_request_structured_output_becomes_response_format() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]}
+    expected = {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
+    body = {"model": "m", "max_tokens": 5, "messages": _say("x")}
+    fmt = {"type": "json_schema", "schema": schema}
+    for change in ({"output_config": {"format": fmt, "effort": "high"}}, {"output_format": fmt}):
+        assert anthropic_request_to_openai({**body, **change})["response_format"] == expected
+    assert "response_format" not in anthropic_request_to_openai(
+        {**body, "output_config": {"effort": "low"}}
+    )
 
 
 # --- OpenAI response -> Anthropic response ----------------------------------------

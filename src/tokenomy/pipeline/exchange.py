@@ -31,7 +31,9 @@ def upstream_body(call: Call, provider: Provider) -> dict[str, Any]:
             if call.api == OPENAI:
                 out = translate.openai_request_to_anthropic(body)
             else:
-                out = translate.anthropic_request_to_openai(body)
+                out = translate.anthropic_request_to_openai(
+                    body, max_tokens_field=provider.max_tokens_field
+                )
         except translate.TranslationError as exc:
             raise InvalidRequest(str(exc)) from exc
     out["model"] = model

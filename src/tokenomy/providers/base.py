@@ -56,6 +56,8 @@ class Provider(ABC):
     default_base_url: ClassVar[str] = ""
     price_provider: ClassVar[str | None] = None  # genai-prices provider id
     supports_embeddings: ClassVar[bool] = False
+    # The output cap's name in a chat request translated for this upstream.
+    max_tokens_field: ClassVar[str] = "max_tokens"
     # Whether the upstream honours OpenAI's stream_options.include_usage.
     stream_usage: bool = True
 

@@ -53,6 +53,8 @@ class OpenAIProvider(Provider):
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
     price_provider: ClassVar[str | None] = "openai"
     supports_embeddings: ClassVar[bool] = True
+    # OpenAI's reasoning models refuse the older max_tokens; all its models take this.
+    max_tokens_field: ClassVar[str] = "max_completion_tokens"
     paths: ClassVar[Mapping[str, str]] = {
         "chat": "/chat/completions",
         "embeddings": "/embeddings",
@@ -100,6 +102,7 @@ def compatible(
             "default_base_url": base_url,
             "price_provider": price_provider,
             "stream_usage": stream_usage,
+            "max_tokens_field": "max_tokens",  # what every compatible server understands
             "__module__": __name__,
         },
     )

@@ -107,6 +107,12 @@ async def _admitted(req: FakeRequest, need_max_tokens: bool) -> bool:
         problem = "messages: Field required"
     elif need_max_tokens and not (isinstance(data.get("max_tokens"), int) and data["max_tokens"]):
         problem = "max_tokens: Field required"
+    elif data.get("temperature") is not None and data.get("top_p") is not None:
+        # As current models (Sonnet 4.5 and later, Haiku 4.5, Opus 4.1 and later) answer.
+        problem = (
+            "`temperature` and `top_p` cannot both be specified for this model. "
+            "Please use only one."
+        )
     if problem is not None:
         await send_error(req, 400, problem)
         return False

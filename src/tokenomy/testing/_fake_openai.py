@@ -274,6 +274,14 @@ async def chat_completions(req: FakeRequest) -> None:
         message = "Missing required parameter: 'messages'."
         await send_error(req, 400, message, param="messages", code="missing_required_parameter")
         return
+    if data.get("max_tokens") is not None and is_reasoning_model(data["model"]):
+        # As OpenAI's reasoning models answer: they take only max_completion_tokens.
+        message = (
+            "Unsupported parameter: 'max_tokens' is not supported with this model. "
+            "Use 'max_completion_tokens' instead."
+        )
+        await send_error(req, 400, message, param="max_tokens", code="unsupported_parameter")
+        return
     n = data.get("n") or 1
     if not isinstance(n, int) or not 1 <= n <= 128:
         await send_error(req, 400, "Invalid 'n': expected an integer from 1 to 128.", param="n")

@@ -33,7 +33,10 @@ response carries the provider's request id header (``x-request-id`` /
 ``request-id``) and rate-limit headers (``x-ratelimit-*`` /
 ``anthropic-ratelimit-*``); 429, 503 and 529 add ``retry-after``. Validation:
 a body that is not JSON, or lacks ``model`` or ``messages`` (Anthropic also
-``max_tokens`` and the ``anthropic-version`` header), gets a 400; with
+``max_tokens`` and the ``anthropic-version`` header), gets a 400, as does, like
+the real APIs, ``max_tokens`` for an OpenAI reasoning model (``o<digit>...``:
+only ``max_completion_tokens``) and Anthropic ``temperature`` together with
+``top_p`` (current Claude models take only one); with
 ``FakeOptions.api_key`` set, a wrong ``Authorization: Bearer`` /
 ``x-api-key`` gets a 401.
 

@@ -17,7 +17,7 @@ OpenAI client -> Anthropic model:
 
 Anthropic client -> OpenAI-compatible model:
 
-    anthropic_request_to_openai(body) -> dict
+    anthropic_request_to_openai(body, *, max_tokens_field="max_tokens") -> dict
     openai_response_to_anthropic(resp, *, model) -> dict                 # message
     OpenAIToAnthropicStream(model, message_id)
         .feed(chunk) -> list[(event_name, data)]   # every chunk, usage-only one included
@@ -38,7 +38,9 @@ Usage meaning: OpenAI's ``prompt_tokens`` includes cached tokens, Anthropic's
 + cache_creation_input_tokens``, ``prompt_tokens_details.cached_tokens =
 cache_read_input_tokens`` and ``prompt_tokens_details.cache_write_tokens =
 cache_creation_input_tokens`` (when not 0); back the other way, ``input_tokens =
-prompt_tokens - cached_tokens - cache_write_tokens``.
+prompt_tokens - cached_tokens - cache_write_tokens``. Reasoning: Anthropic's
+``output_tokens_details.thinking_tokens`` is ``completion_tokens_details.reasoning_tokens``
+(always sent, as OpenAI does, 0 when there was none), and back (when not 0).
 The extras that are billed apart have no counterpart in the other API: OpenAI's
 audio tokens (Anthropic has no audio) and Anthropic's
 ``server_tool_use.web_search_requests`` (OpenAI's chat usage counts no searches).
@@ -52,8 +54,14 @@ Approximations, by design:
   (texts joined by a blank line).
 - ``response_format`` ``json_object`` / ``json_schema`` becomes an instruction
   appended to the system prompt (with the schema); the output is not enforced.
-- ``temperature`` above 1 is capped at 1 (Anthropic's range is 0-1);
-  whitespace-only ``stop`` sequences are dropped (Anthropic rejects them).
+  Anthropic's structured outputs (``output_config.format``, or the beta's
+  ``output_format``) become ``response_format`` ``json_schema``, not ``strict``
+  (OpenAI's strict mode refuses optional properties, which Anthropic allows).
+- ``temperature`` above 1 is capped at 1 (Anthropic's range is 0-1), and
+  ``top_p`` is dropped when ``temperature`` is given (current Claude models refuse
+  the pair); whitespace-only ``stop`` sequences are dropped (Anthropic rejects them).
+- Anthropic's ``max_tokens`` becomes ``max_tokens_field`` (``max_completion_tokens``
+  for OpenAI itself, whose reasoning models refuse ``max_tokens``).
 - ``cache_control`` (OpenRouter style) on OpenAI content parts and tools passes
   through, and OpenAI's ``prompt_cache_breakpoint`` becomes ``cache_control``
   (a ``12h`` TTL becomes ``1h``, others the 5-minute default); only the last four
@@ -73,7 +81,7 @@ Approximations, by design:
   ``top_logprobs``, ``seed``, ``frequency_penalty``, ``presence_penalty``,
   ``logit_bias``, ``store``, ``metadata``, ``service_tier``, ``reasoning_effort``,
   ``prompt_cache_key``... Towards OpenAI: ``top_k``, ``thinking``, ``service_tier``,
-  and the blocks of Anthropic-run server tools. ``n`` other than 1 raises.
+  ``output_config.effort``, and the blocks of Anthropic-run server tools. ``n`` other than 1 raises.
 - Streams towards Anthropic: ``message_start`` reports 0 input tokens (OpenAI only
   gives usage at the end); the real counts are in the final ``message_delta``.
   ``stop_sequence`` is always null (OpenAI does not say which one matched).

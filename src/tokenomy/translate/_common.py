@@ -75,30 +75,33 @@ def anthropic_usage_to_openai(u: Mapping[str, Any]) -> dict[str, Any]:
     details: dict[str, int] = {"cached_tokens": read}
     if written:
         details["cache_write_tokens"] = written
-    out: dict[str, Any] = {
+    thinking = _int((u.get("output_tokens_details") or {}).get("thinking_tokens"))
+    return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
         "prompt_tokens_details": details,
+        # OpenAI sends it on every reply; clients read reasoning_tokens off it.
+        "completion_tokens_details": {"reasoning_tokens": thinking},
     }
-    thinking = (u.get("output_tokens_details") or {}).get("thinking_tokens")
-    if thinking:
-        out["completion_tokens_details"] = {"reasoning_tokens": thinking}
-    return out
 
 
-def openai_usage_to_anthropic(u: Mapping[str, Any]) -> dict[str, int]:
+def openai_usage_to_anthropic(u: Mapping[str, Any]) -> dict[str, Any]:
     """OpenAI usage -> Anthropic usage: cached (and, when reported, cache-written)
     tokens are moved out of the prompt count into their own fields."""
     details = u.get("prompt_tokens_details") or {}
     read = _int(details.get("cached_tokens", u.get("prompt_cache_hit_tokens")))  # DeepSeek's name
     written = _int(details.get("cache_write_tokens"))
-    return {
+    out: dict[str, Any] = {
         "input_tokens": max(_int(u.get("prompt_tokens")) - read - written, 0),
         "cache_creation_input_tokens": written,
         "cache_read_input_tokens": read,
         "output_tokens": _int(u.get("completion_tokens")),
     }
+    reasoning = _int((u.get("completion_tokens_details") or {}).get("reasoning_tokens"))
+    if reasoning:
+        out["output_tokens_details"] = {"thinking_tokens": reasoning}
+    return out
 
 
 def chat_completion_id(anthropic_id: Any) -> str:

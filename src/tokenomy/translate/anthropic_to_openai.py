@@ -32,7 +32,11 @@ def _dropped(kind: Any) -> bool:
     )
 
 
-def anthropic_request_to_openai(body: Mapping[str, Any]) -> dict[str, Any]:
+def anthropic_request_to_openai(
+    body: Mapping[str, Any], *, max_tokens_field: str = "max_tokens"
+) -> dict[str, Any]:
+    """``max_tokens_field``: what the upstream calls the output cap (OpenAI's own API
+    wants ``max_completion_tokens``, which its reasoning models alone accept)."""
     messages: list[dict[str, Any]] = []
     system = body.get("system")
     if system:
@@ -59,7 +63,7 @@ def anthropic_request_to_openai(body: Mapping[str, Any]) -> dict[str, Any]:
 
     out: dict[str, Any] = {"model": body.get("model"), "messages": messages}
     if body.get("max_tokens") is not None:
-        out["max_tokens"] = body["max_tokens"]
+        out[max_tokens_field] = body["max_tokens"]
     for key in ("temperature", "top_p"):
         if body.get(key) is not None:
             out[key] = body[key]
@@ -77,6 +81,10 @@ def anthropic_request_to_openai(body: Mapping[str, Any]) -> dict[str, Any]:
                 out["tool_choice"] = converted
             if choice.get("disable_parallel_tool_use") and choice.get("type") != "none":
                 out["parallel_tool_calls"] = False
+
+    response_format = _response_format(body)
+    if response_format is not None:
+        out["response_format"] = response_format
 
     metadata = body.get("metadata")
     if isinstance(metadata, dict) and metadata.get("user_id"):
@@ -136,6 +144,23 @@ def anthropic_response_to_openai(
         ],
         "usage": anthropic_usage_to_openai(resp.get("usage") or {}),
     }
+
+
+def _response_format(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Anthropic's structured outputs (``output_config.format``, or the beta's top-level
+    ``output_format``) -> OpenAI's ``response_format``. Not ``strict``: OpenAI's strict
+    mode refuses schemas with optional properties, which Anthropic accepts."""
+    fmt = obj(body.get("output_config"), "'output_config'").get("format")
+    where = "output_config.format"
+    if fmt is None:
+        fmt, where = body.get("output_format"), "'output_format'"
+    if fmt is None:
+        return None
+    fmt = obj(fmt, where)
+    if fmt.get("type") != "json_schema":
+        raise TranslationError(f"unsupported {where} type {fmt.get('type')!r}")
+    schema = obj(fmt.get("schema"), f"{where}.schema")
+    return {"type": "json_schema", "json_schema": {"name": "output", "schema": schema}}
 
 
 def _system_text(blocks: Any) -> str:

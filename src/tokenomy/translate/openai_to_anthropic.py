@@ -62,7 +62,8 @@ def openai_request_to_anthropic(
     temperature = body.get("temperature")
     if isinstance(temperature, int | float) and not isinstance(temperature, bool):
         out["temperature"] = min(temperature, 1.0)  # OpenAI allows 0-2, Anthropic 0-1
-    if body.get("top_p") is not None:
+    if body.get("top_p") is not None and "temperature" not in out:
+        # Current Claude models refuse temperature and top_p together; OpenAI takes both.
         out["top_p"] = body["top_p"]
     stop = _stop_sequences(body.get("stop"))
     if stop:

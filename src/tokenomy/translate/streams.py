@@ -208,7 +208,7 @@ class OpenAIToAnthropicStream:
         if self._refusal and reason == "end_turn":
             reason = "refusal"
         if self.usage:
-            usage: dict[str, int] = openai_usage_to_anthropic(self.usage)
+            usage: dict[str, Any] = openai_usage_to_anthropic(self.usage)
         else:
             usage = {"output_tokens": 0}
         out.append(
