@@ -100,6 +100,17 @@ def test_a_refused_gateway_key_falls_back_and_is_never_the_clients_401(
     assert "Incorrect API key" not in error["message"]  # the provider's words stay in the log
 
 
+def test_a_fallback_to_a_reasoning_model_takes_the_clients_max_tokens(fgw: GW) -> None:
+    """o3 refuses ``max_tokens``, which gpt-4o takes: a client routed from one to the
+    other has its cap sent as ``max_completion_tokens``."""
+    before = fgw.fake.app.mark()
+    a = chat(fgw, "gpt-4o", f"hi [[fake:status=500]] {ONLY_4O}", max_tokens=5)
+    assert a.status == 200 and a.record is not None and a.record.served_model == "o3"
+    sent = {r.body["model"]: r.body for r in fgw.fake.app.requests_since(before)}
+    assert sent["gpt-4o"]["max_tokens"] == 5 and "max_completion_tokens" not in sent["gpt-4o"]
+    assert sent["o3"]["max_completion_tokens"] == 5 and "max_tokens" not in sent["o3"]
+
+
 def test_all_targets_failing_returns_the_last_error(fgw: GW) -> None:
     text = f"x [[fake:status=503]] [[fake:retry_after=0]] {ONLY_4O} [[fake:only=o3]] [[fake:only=gpt-4o-mini]]"
     a = chat(fgw, "gpt-4o", text)

@@ -181,6 +181,29 @@ def test_judge_scores_a_sample_of_routed_answers(
         assert FeedbackStore(gw.store).list(request_id=plain.request_id) == []
 
 
+def test_a_reasoning_model_can_judge(fake: Fake, fake_llamacpp: Fake, tmp_path: Any) -> None:
+    """o3 refuses ``max_tokens``: the judge asks it with ``max_completion_tokens``."""
+    import time
+
+    routing = {
+        "rules": [{"name": "cheap", "when": {"model": "gpt-4o"}, "to": "gpt-4o-mini"}],
+        "judge": {"sample_rate": 1.0, "model": "o3"},
+    }
+    for gw in routed_gateway(tmp_path, fake, fake_llamacpp, routing):
+        a = chat(gw, "gpt-4o", "7")
+        assert a.status == 200
+        store = FeedbackStore(gw.store)
+        deadline = time.monotonic() + 5
+        while not store.list(request_id=a.request_id):
+            assert time.monotonic() < deadline, "no judgement"
+            time.sleep(0.02)
+        [fb] = store.list(request_id=a.request_id)
+        assert fb.source == "judge" and fb.score == pytest.approx(6 / 9)
+        [asked] = [r.body for r in gw.fake.app.requests
+                   if r.body.get("model") == "o3" and "Rating" in str(r.body)]  # fmt: skip
+        assert asked["max_completion_tokens"] == 8 and "max_tokens" not in asked
+
+
 def test_judge_comparison_scores_both_models_for_training(
     fake: Fake, fake_llamacpp: Fake, tmp_path: Any
 ) -> None:

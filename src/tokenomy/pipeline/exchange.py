@@ -26,6 +26,8 @@ def upstream_body(call: Call, provider: Provider) -> dict[str, Any]:
     model = call.record.served_model or body["model"]
     if call.op == "embeddings" or call.api == provider.api:
         out = dict(body)
+        if model != call.record.requested_model:  # routed: the cap in the field it takes
+            _rename_max_tokens(out, provider.max_tokens_field)
     else:
         try:
             if call.api == OPENAI:
@@ -38,6 +40,14 @@ def upstream_body(call: Call, provider: Provider) -> dict[str, Any]:
             raise InvalidRequest(str(exc)) from exc
     out["model"] = model
     return out
+
+
+def _rename_max_tokens(body: dict[str, Any], field: str) -> None:
+    """A client that asked one model with ``max_tokens`` and was routed to another:
+    OpenAI's reasoning models refuse ``max_tokens`` (every OpenAI model takes
+    ``max_completion_tokens``), so the cap moves to the field the upstream names."""
+    if field != "max_tokens" and "max_tokens" in body and field not in body:
+        body[field] = body.pop("max_tokens")
 
 
 def output_text_of(data: Any, api: str) -> str:

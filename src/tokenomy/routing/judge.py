@@ -137,10 +137,12 @@ class Judge:
     ) -> None:
         model = judge.deployment.upstream_model(self.config.model)
         user = f"Question:\n{question}\n\nAnswer:\n{answer}\n\nRating (1-10):"
-        body: dict[str, Any] = {"model": model, "max_tokens": 8, "temperature": 0}
+        body: dict[str, Any] = {"model": model, "temperature": 0}
         if judge.api == "anthropic":
+            body["max_tokens"] = 8
             body.update(system=SYSTEM, messages=[{"role": "user", "content": user}])
         else:
+            body[judge.max_tokens_field] = 8  # OpenAI's reasoning models refuse max_tokens
             body["messages"] = [
                 {"role": "system", "content": SYSTEM},
                 {"role": "user", "content": user},
