@@ -1,0 +1,98 @@
+"""The caps on a Redis of the test's own that goes away, stalls, or comes back
+empty (`redis_server`): what a replica admits then, and what it logs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+
+import openai
+import pytest
+
+from caps_helpers import add_budget, chat, finish, ledger_units, policy
+from gateway_fixtures import Fake, gateway_settings, start_gateway
+from redis_server import RedisServer
+from tokenomy.billing import BillingStore
+from tokenomy.caps import CapsPolicy
+from tokenomy.caps.redis import RedisCounters
+from tokenomy.errors import RateLimited
+from tokenomy.ledger import Store, open_store
+
+pytestmark = pytest.mark.redis
+
+
+async def lost_connection(p: CapsPolicy) -> None:
+    """Let the event loop see the server go (as a running gateway would at once)."""
+    backend = p.backend
+    inner = getattr(backend, "inner", backend)
+    assert isinstance(inner, RedisCounters)
+    if inner.pipe is None:  # redis-py finds out on a connection's next command: not tested here
+        await inner.r.connection_pool.disconnect()
+        return
+    pipe = inner.pipe
+    for _ in range(1000):
+        if pipe._proto is None or pipe._proto.closed:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the lost connection went unnoticed")
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> AsyncIterator[Store]:
+    with open_store(str(tmp_path / "ledger.db")) as s:
+        s.migrate()
+        yield s  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("how", ["pipe", "allowances", "redis-py"])
+async def test_a_redis_restarted_empty_is_seeded_again_before_it_admits(
+    ledger: Store, redis_server: RedisServer, how: str
+) -> None:
+    if how == "redis-py":  # the scripts as over TLS
+        p = policy(ledger, backend=RedisCounters(redis_server.url, pipe=False))
+    else:
+        allowance = 16 if how == "allowances" else 0
+        p = policy(ledger, redis_url=redis_server.url, allowance=allowance, redis_timeout=10)
+    await p.start(background=False)
+    try:
+        bid = await add_budget(p, name="life", scope={}, period="lifetime", limit_usd="0.0015")
+        call = chat(max_tokens=100)
+        await p.reserve(call)
+        await finish(p, ledger, call, 10, 100)  # $0.001025 of $0.0015 spent
+        with pytest.raises(RateLimited):
+            await p.reserve(chat(max_tokens=100))
+        redis_server.stop()
+        await lost_connection(p)
+        redis_server.start()  # back, empty: the counter is gone, the ledger is not
+        with pytest.raises(RateLimited):
+            await p.reserve(chat(max_tokens=100))
+        (line,) = p.budget_lines(p.store.get_budget(bid))  # type: ignore[arg-type]
+        assert await p.backend.totals([line.hold.window]) == [ledger_units(ledger)]
+    finally:
+        await p.stop()
+
+
+def ask(client: openai.OpenAI) -> None:
+    client.chat.completions.create(
+        model="gpt-4o", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    )
+
+
+def test_a_prepaid_balance_holds_across_a_redis_restarted_empty(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path, redis_server: RedisServer
+) -> None:
+    settings = gateway_settings(str(tmp_path / "ledger.db"), fake, fake_llamacpp,
+                                redis_url=redis_server.url)  # fmt: skip
+    for gw in start_gateway(settings, fake):
+        BillingStore(gw.store).topup("alice", Decimal("0.0007"))
+        client = gw.openai()
+        with pytest.raises(openai.APIStatusError) as refused:  # spend it, until refused
+            for _ in range(100):
+                ask(client)
+        assert refused.value.code == "insufficient_quota"
+        redis_server.restart()  # the running gateway sees it go, then come back empty
+        with pytest.raises(openai.APIStatusError) as still:
+            ask(client)
+        assert still.value.code == "insufficient_quota"
