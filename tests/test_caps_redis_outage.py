@@ -16,6 +16,8 @@ from gateway_fixtures import Fake, gateway_settings, start_gateway
 from redis_server import RedisServer
 from tokenomy.billing import BillingStore
 from tokenomy.caps import CapsPolicy
+from tokenomy.caps import redis as caps_redis
+from tokenomy.caps.counters import CountersUnavailable, Hold, Window
 from tokenomy.caps.redis import RedisCounters
 from tokenomy.errors import RateLimited
 from tokenomy.ledger import Store, open_store
@@ -96,3 +98,33 @@ def test_a_prepaid_balance_holds_across_a_redis_restarted_empty(
         with pytest.raises(openai.APIStatusError) as still:
             ask(client)
         assert still.value.code == "insufficient_quota"
+
+
+async def test_a_stalled_redis_costs_one_timeout_at_a_time(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(caps_redis, "DOWN_FOR", 0.2)
+    backend = RedisCounters(redis_server.url, prefix="t:", timeout=1.0)
+    hold = [Hold(Window("w"), 1, 100, "requests")]
+    try:
+        assert (await backend.reserve("r0", hold, lease=30)).ok
+        redis_server.pause()  # the kernel still accepts; nothing answers
+        with pytest.raises(CountersUnavailable, match="did not answer"):
+            await backend.reserve("r1", hold, lease=30)
+        await asyncio.sleep(0.3)
+        # One reservation finds out whether Redis is back; the others do not wait for it.
+        got = await asyncio.gather(
+            *(backend.reserve(f"r{i}", hold, lease=30) for i in range(2, 7)),
+            return_exceptions=True,
+        )
+        errors = [str(e) for e in got]
+        assert sum("did not answer" in e for e in errors) == 1
+        assert sum("a moment ago" in e for e in errors) == 4
+        redis_server.resume()
+        await asyncio.sleep(0.3)
+        assert (await backend.reserve("r7", hold, lease=30)).ok  # back: asked again
+        # (What the stalled Redis ran late, r1 and the probe, is held until its lease
+        # runs out; then a sweeper settles it from the ledger.)
+    finally:
+        redis_server.resume()
+        await backend.close()

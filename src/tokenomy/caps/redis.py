@@ -24,7 +24,8 @@ integers); the scripts compare totals as Lua numbers (doubles), exact below
 
 When Redis cannot be reached (or answers slower than ``caps.redis_timeout``, 5 s),
 every call raises `CountersUnavailable` and further calls fail fast for one
-second before Redis is tried again.
+second; then one call at a time tries Redis again (the others still fail fast)
+until one gets an answer.
 """
 
 from __future__ import annotations
@@ -333,6 +334,7 @@ class RedisCounters:
         )
         self._open: dict[str, tuple[Hold, ...]] = {}
         self._down_until = 0.0
+        self._probing = False  # a call is finding out whether Redis is back
         self.rx = prefix + "rx"
         self.mark = prefix + "seeded"
         self._seen = ""  # the seed mark under which this replica's counters are seeded
@@ -346,13 +348,22 @@ class RedisCounters:
         return self.prefix + "r:" + rid
 
     async def _call(self, fn: Script | _PyScript, keys: list[str], args: list[Any]) -> Any:
-        if self._down_until and time.monotonic() < self._down_until:
-            raise CountersUnavailable("Redis was unreachable a moment ago")
+        # After a failure, Redis is asked again after DOWN_FOR, by one call at a time
+        # until it answers: the others fail at once instead of each waiting for the
+        # timeout of a Redis that stalls.
+        probe = False
+        if self._down_until:
+            if self._probing or time.monotonic() < self._down_until:
+                raise CountersUnavailable("Redis was unreachable a moment ago")
+            probe = self._probing = True
         try:
             result = await fn(keys, args)
         except (ReplyError, RedisError, OSError) as exc:
             self._down_until = time.monotonic() + DOWN_FOR
             raise CountersUnavailable(f"Redis: {exc}") from exc
+        finally:
+            if probe:
+                self._probing = False
         self._down_until = 0.0
         return result
 
