@@ -19,6 +19,7 @@ Fixtures:
     redis_url      session: the local Redis server (env TOKENOMY_TEST_REDIS_URL overrides);
                    skipped when it is down, failed under CI=true, like PostgreSQL
     redis_prefix   a fresh key prefix (``tk_test_<hex>:``); its keys are deleted afterwards
+    redis_server   a private redis-server to stop, pause and restart (`redis_server.py`)
 
 The embedding model built at first use (`tokenomy.embed`) is kept in a directory of
 the session's, not in the user's cache, unless TOKENOMY_EMBED_CACHE says where.
@@ -35,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from gateway_fixtures import GW, fake, fake_llamacpp, fresh_gw, gw  # noqa: F401
+from redis_server import redis_server  # noqa: F401
 from tokenomy.ledger import Store, open_store
 
 PG_DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"

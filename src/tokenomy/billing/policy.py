@@ -31,7 +31,8 @@ For each request:
    (run at start-up and by ``tokenomy credits reconcile``).
 
 The counter starts from the ledger: a process seeds it with the customer's
-settled debits the first time it sees them, where it does not exist yet.
+settled debits the first time it sees them, where it does not exist yet, and
+again when Redis lost the counters (`seed_again`).
 """
 
 from __future__ import annotations
@@ -188,6 +189,7 @@ class BillingPolicy:
         self._tickets: dict[str, _Ticket] = {}
         self._by_hold: dict[int, _Ticket] = {}
         self._seeded: set[str] = set()
+        self._unseeded: set[str] = set()  # seeded before the counters were lost, not since
         self._reserves = 0
         self._started = False
         self._start_lock: asyncio.Lock | None = None
@@ -253,6 +255,21 @@ class BillingPolicy:
         self._accounts[customer] = acct
         return acct
 
+    async def seed_again(self) -> None:
+        """The counters were lost (Redis restarted empty): seed again the balance
+        counter of every customer this process had seeded (others are seeded when
+        first seen), from the ledger as it is now; raise if one could not be."""
+        self._unseeded |= self._seeded
+        self._seeded.clear()
+        for customer in sorted(self._unseeded):
+            found = await asyncio.to_thread(self.billing.customer, customer)
+            if found is None or found.unit is None:
+                self._unseeded.discard(customer)
+                continue
+            await self._seed(found)
+        if self._unseeded:
+            raise CountersUnavailable(f"{len(self._unseeded)} balance counter(s) not seeded again")
+
     async def _seed(self, c: Customer) -> None:
         assert c.unit is not None
         used = int(c.debited) if c.unit == "tokens" else usd_to_units(c.debited)
@@ -262,6 +279,7 @@ class BillingPolicy:
             log.warning("cannot seed the balance counter of %s now: %s", c.customer, exc)
             return
         self._seeded.add(c.customer)
+        self._unseeded.discard(c.customer)
 
     # -- the request path -------------------------------------------------------------------
 

@@ -11,6 +11,11 @@ Layout (``P`` is ``cache.redis_prefix``, "tokenomy:cache:" by default):
                             polls for the ones other replicas added since
 
 The total size in bytes is left to Redis's own ``maxmemory`` policy.
+
+A Redis that fails (down, or silent past ``timeout``) is not asked again for
+`DOWN_FOR` seconds, and then by one call at a time until it answers: the others
+fail at once (`CacheUnavailable`: the request goes on uncached), so a stalled
+Redis costs each request nothing rather than a timeout per lookup and store.
 """
 
 from __future__ import annotations
@@ -26,26 +31,45 @@ from .store import CacheUnavailable, Entry, SemanticRow, Stats
 
 T = TypeVar("T")
 
+DOWN_FOR = 1.0  # seconds Redis is not asked after a failure
+
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
 class RedisCacheStore:
-    def __init__(self, url: str, *, prefix: str, max_entries: int, ttl: float) -> None:
+    def __init__(
+        self, url: str, *, prefix: str, max_entries: int, ttl: float, timeout: float = 5.0
+    ) -> None:
         self.prefix = prefix
         self.max_entries = max_entries
         self.ttl = ttl
-        self._r: Any = aioredis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self._r: Any = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._down_until = 0.0  # monotonic time until which Redis is not asked
+        self._probing = False  # a call is finding out whether it is back
 
     def _ek(self, namespace: str, key: str) -> str:
         return f"{self.prefix}e:{namespace}:{key}"
 
     async def _run(self, fn: Callable[[], Awaitable[T]]) -> T:
+        probe = False
+        if self._down_until:
+            if self._probing or time.monotonic() < self._down_until:
+                raise CacheUnavailable("cache redis: unreachable a moment ago")
+            probe = self._probing = True
         try:
-            return await fn()
+            result = await fn()
         except (RedisError, OSError) as exc:
+            self._down_until = time.monotonic() + DOWN_FOR
             raise CacheUnavailable(f"cache redis: {exc}") from exc
+        finally:
+            if probe:
+                self._probing = False
+        self._down_until = 0.0
+        return result
 
     async def get(self, namespace: str, key: str, now: float) -> Entry | None:
         got = await self._run(

@@ -57,7 +57,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -356,6 +356,22 @@ class Allowances:
         nudge = getattr(self.inner, "nudge", None)
         if nudge is not None and not self._pools:
             nudge()
+
+    def when_lost(self, seed: Callable[[], Awaitable[None]]) -> None:
+        """As the backend's: when it lost its counters, this replica's allowances
+        went with them; stop admitting from them, then ``seed``."""
+        when_lost = getattr(self.inner, "when_lost", None)
+        if when_lost is None:
+            return
+
+        async def lost() -> None:
+            for p in (*self._pools.values(), *self._draining.values()):
+                p.retired = True  # their settles find nothing left to settle
+            self._pools.clear()
+            self._draining.clear()
+            await seed()
+
+        when_lost(lost)
 
     async def warm(self) -> None:
         warm = getattr(self.inner, "warm", None)

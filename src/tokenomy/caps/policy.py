@@ -180,6 +180,9 @@ class CapsPolicy:
             else:
                 backend = MemoryCounters()
         self.backend: CounterBackend = backend
+        when_lost = getattr(backend, "when_lost", None)
+        if when_lost is not None:
+            when_lost(self._seed_again)
         self._nudge: Callable[[], None] | None = getattr(backend, "nudge", None)
         self._tidy: Callable[[], Awaitable[None]] | None = getattr(backend, "tidy", None)
         self.estimate = Estimator(
@@ -286,8 +289,21 @@ class CapsPolicy:
                 next_sweep = due(cfg.sweep_interval)
             await asyncio.sleep(max(0.0, min(next_reload, next_sweep) - loop.time()))
 
-    async def _seed(self, budgets: Sequence[Budget]) -> None:
-        """Start new budgets' current windows from the ledger (where not already counted)."""
+    async def _seed_again(self) -> None:
+        """The counters were lost (Redis restarted empty): seed every budget's and
+        every source's again, before anything more is reserved; raise if one failed."""
+        self._seeded.clear()
+        if not await self._seed(self.defs.budgets):
+            raise CountersUnavailable("the budgets' counters could not be seeded again")
+        for source in self.sources:
+            reseed: Callable[[], Awaitable[None]] | None = getattr(source, "seed_again", None)
+            if reseed is not None:
+                await reseed()
+
+    async def _seed(self, budgets: Sequence[Budget]) -> bool:
+        """Start new budgets' current windows from the ledger (where not already
+        counted); False if the counters could not be reached for one of them."""
+        done = True
         now = self._now(None)
         for b in budgets:
             mark = f"{b.id}:{b.period.tag}:{b.scope.dims}"
@@ -309,9 +325,11 @@ class CapsPolicy:
                         await self.backend.seed(w, used)
                 except CountersUnavailable as exc:
                     log.warning("cannot seed budget %s now: %s", b.name, exc)
+                    done = False
                     break
             else:
                 self._seeded.add(mark)
+        return done
 
     # -- building holds ----------------------------------------------------------------------
 

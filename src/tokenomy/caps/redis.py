@@ -13,6 +13,9 @@ Data layout (``P`` is ``caps.redis_prefix``, "tokenomy:" by default):
                     before its newest bucket (see `_WINDOW`)
     P r:<rid>       hash: s = "live" | "released", p = the holds as JSON (for the sweeper)
     P rx            sorted set: rid -> lease expiry (unix milliseconds)
+    P seeded        the seed mark: a reservation made under another mark than the
+                    replica's own (none: Redis lost its data) waits for the replica
+                    to seed its counters from the ledger (`when_lost`)
 
 Amounts travel as decimal strings and are added with ``HINCRBY`` (64-bit
 integers); the scripts compare totals as Lua numbers (doubles), exact below
@@ -21,14 +24,17 @@ integers); the scripts compare totals as Lua numbers (doubles), exact below
 
 When Redis cannot be reached (or answers slower than ``caps.redis_timeout``, 5 s),
 every call raises `CountersUnavailable` and further calls fail fast for one
-second before Redis is tried again.
+second; then one call at a time tries Redis again (the others still fail fast)
+until one gets an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -39,6 +45,8 @@ from redis.exceptions import RedisError
 
 from .counters import TOMBSTONE_TTL, CountersUnavailable, Hold, Pending, Reserved, Settled, Window
 from .resp import Pipe, ReplyError, Script
+
+log = logging.getLogger("tokenomy.caps")
 
 # Shared by the scripts: the total of a window, and the oldest bucket with something in it.
 # A counter of more than one bucket keeps in its field 'p' the sum of the window before
@@ -116,13 +124,19 @@ local function touched(key, f, delta, value)
 end
 """
 
-# KEYS: rx, r:<rid>, then one counter per hold.
+# KEYS: rx, r:<rid>, then one counter per hold, then the seed mark.
 # ARGV: rid, expiry ms, payload, then per hold one string (few arguments pack fast):
-#       "bucket span keep ttl_ms amount limit", ttl -1: none, limit -1: none.
+#       "bucket span keep ttl_ms amount limit", ttl -1: none, limit -1: none;
+#       last, the seed mark this replica last saw.
+# A seed mark that is not the one the replica saw (none: Redis restarted empty or
+# was flushed) changes nothing and returns {-1, mark}: the replica seeds its
+# counters from the ledger first (`RedisCounters.when_lost`).
 RESERVE = (
     _WINDOW
     + """
-local n = #ARGV - 3
+local mark = redis.call('GET', KEYS[#KEYS])
+if mark ~= ARGV[#ARGV] then return {-1, mark or ''} end
+local n = #ARGV - 4
 local totals, oldest, refused, holds = {}, {}, {}, {}
 for i = 1, n do
   local bucket, span, keep, ttl, amount, limit =
@@ -320,7 +334,12 @@ class RedisCounters:
         )
         self._open: dict[str, tuple[Hold, ...]] = {}
         self._down_until = 0.0
+        self._probing = False  # a call is finding out whether Redis is back
         self.rx = prefix + "rx"
+        self.mark = prefix + "seeded"
+        self._seen = ""  # the seed mark under which this replica's counters are seeded
+        self._lost: list[Callable[[], Awaitable[None]]] = []
+        self._reseeding: asyncio.Lock | None = None
 
     def _c(self, key: str) -> str:
         return self.prefix + "c:" + key
@@ -329,13 +348,22 @@ class RedisCounters:
         return self.prefix + "r:" + rid
 
     async def _call(self, fn: Script | _PyScript, keys: list[str], args: list[Any]) -> Any:
-        if self._down_until and time.monotonic() < self._down_until:
-            raise CountersUnavailable("Redis was unreachable a moment ago")
+        # After a failure, Redis is asked again after DOWN_FOR, by one call at a time
+        # until it answers: the others fail at once instead of each waiting for the
+        # timeout of a Redis that stalls.
+        probe = False
+        if self._down_until:
+            if self._probing or time.monotonic() < self._down_until:
+                raise CountersUnavailable("Redis was unreachable a moment ago")
+            probe = self._probing = True
         try:
             result = await fn(keys, args)
         except (ReplyError, RedisError, OSError) as exc:
             self._down_until = time.monotonic() + DOWN_FOR
             raise CountersUnavailable(f"Redis: {exc}") from exc
+        finally:
+            if probe:
+                self._probing = False
         self._down_until = 0.0
         return result
 
@@ -356,15 +384,26 @@ class RedisCounters:
 
     # -- the interface ----------------------------------------------------------------------
 
+    def when_lost(self, seed: Callable[[], Awaitable[None]]) -> None:
+        """Call ``seed`` when Redis turns out to have lost the counters (restarted
+        empty, flushed), before anything more is reserved: it seeds every counter
+        this replica knows from the ledger (`seed`), or raises."""
+        self._lost.append(seed)
+
     async def reserve(self, rid: str, holds: Sequence[Hold], *, lease: float) -> Reserved:
         now = self.clock()
-        keys = [self.rx, self._rkey(rid), *(self._c(h.window.key) for h in holds)]
+        keys = [self.rx, self._rkey(rid), *(self._c(h.window.key) for h in holds), self.mark]
         args: list[Any] = [rid, int((now + lease) * 1000), _encode(holds)]
         for h in holds:
             w = h.window
             limit = -1 if h.limit is None else h.limit
             args.append(f"{w.bucket} {w.span} {w.keep} {_ms(w.ttl)} {h.amount} {limit}")
-        out = await self._call(self._reserve, keys, args)
+        out = await self._call(self._reserve, keys, [*args, self._seen])
+        if int(out[0]) < 0:
+            await self._seed_again(_text(out[1]))
+            out = await self._call(self._reserve, keys, [*args, self._seen])
+            if int(out[0]) < 0:
+                raise CountersUnavailable("Redis lost its counters again while they were seeded")
         n, nref = int(out[0]), int(out[1])
         totals = tuple(int(v) for v in out[2 : 2 + n])
         oldest = tuple(None if int(v) < 0 else int(v) for v in out[2 + n : 2 + 2 * n])
@@ -372,6 +411,47 @@ class RedisCounters:
         if not refused:
             self._open[rid] = tuple(holds)
         return Reserved(totals, refused, oldest)
+
+    async def _seed_again(self, mark: str) -> None:
+        """The seed mark is not the one this replica seeded under: Redis lost the
+        counters (restarted empty, flushed), or another replica found that out and
+        seeded its own. Seed this replica's counters from the ledger (where they
+        do not exist: `seed` never overwrites), then adopt the mark. Reservations
+        wait meanwhile; ones made before the loss went with it (see docs/caps.md)."""
+        seen = self._seen
+        if self._reseeding is None:
+            self._reseeding = asyncio.Lock()
+        async with self._reseeding:
+            if self._seen != seen:
+                return  # another call of this replica has just done it
+            if seen:  # (a replica's first reservation seeds once more what start-up did)
+                log.warning("Redis has lost the caps counters (restarted empty or flushed): "
+                            "seeding them again from the ledger")  # fmt: skip
+            for seed in self._lost:
+                try:
+                    await seed()
+                except CountersUnavailable:
+                    raise
+                except Exception as exc:  # the ledger is unreachable: so are the counters
+                    raise CountersUnavailable(f"seeding the counters failed: {exc!r}") from exc
+            if not mark:  # the first replica to finish names the new state; the others adopt it
+                mark = await self._new_mark()
+            self._seen = mark
+
+    async def _new_mark(self) -> str:
+        """Set a new seed mark unless another replica has just set one; the mark."""
+        token = secrets.token_hex(8)
+        try:
+            if self.pipe is not None:
+                await self.pipe.call("SET", self.mark, token, "NX")
+                got = await self.pipe.call("GET", self.mark)
+            else:
+                await self.r.set(self.mark, token, nx=True)
+                got = await self.r.get(self.mark)
+        except (ReplyError, RedisError, OSError) as exc:
+            self._down_until = time.monotonic() + DOWN_FOR
+            raise CountersUnavailable(f"Redis: {exc}") from exc
+        return "" if got is None else _text(got)
 
     async def _run_finish(
         self,
