@@ -1,8 +1,9 @@
 """A throwaway redis-server of a test's own, to stop, pause and restart.
 
 The shared Redis on 6379 is never touched: failure tests run against this one.
-Skipped where no ``redis-server`` binary is on the PATH (the tests that use it
-are marked ``redis`` as well, like every test that needs Redis).
+Skipped where no ``redis-server`` binary is on the PATH, failed then under
+``CI=true`` (the tests that use it are marked ``redis`` as well, like every test
+that needs Redis).
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ def redis_server() -> Iterator[RedisServer]:
     pytest.importorskip("redis")
     binary = shutil.which("redis-server")
     if binary is None:
-        pytest.skip("no redis-server binary to start a private Redis")
+        reason = "no redis-server binary to start a private Redis"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " (CI=true: Redis tests must run)", pytrace=False)
+        pytest.skip(reason)
     server = RedisServer(binary)
     server.start()
     try:
