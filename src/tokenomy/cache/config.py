@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, flag
+from ..config import Settings, flag, redis_url
 from ..errors import ConfigError
 
 NAMESPACES = ("key", "team", "org")
@@ -127,9 +127,11 @@ def cache_config(settings: Settings) -> CacheConfig:
             kw["coalesce_wait"] = float(raw["coalesce_wait"])
             if kw["coalesce_wait"] < 0:
                 raise ConfigError("cache.coalesce_wait must not be negative")
-        for name in ("path", "redis_url", "redis_prefix"):
+        for name in ("path", "redis_prefix"):
             if raw.get(name):
                 kw[name] = str(raw[name])
+        if raw.get("redis_url"):
+            kw["redis_url"] = redis_url(raw["redis_url"], "cache.redis_url")
         if raw.get("allowed_tools") is not None:
             kw["allowed_tools"] = frozenset(str(t) for t in raw["allowed_tools"])
         if raw.get("semantic") is not None:
