@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -118,3 +119,20 @@ def test_caps_redis_url_is_used(tmp_path: Path) -> None:
     assert caps_config(load_settings(config, env={})).redis_url == "redis://10.0.0.6:6379/0"
     config.write_text("redis_url: redis://a:6379/0\ncaps: {redis_prefix: 't:'}\n")
     assert caps_config(load_settings(config, env={})).redis_url == "redis://a:6379/0"
+
+
+def test_a_postgres_server_that_does_not_answer_is_an_error_not_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("psycopg")
+    from tokenomy.ledger import postgres
+
+    monkeypatch.setattr(postgres, "CONNECT_TIMEOUT", 1)  # psycopg's own default is 130 s
+    monkeypatch.delenv("PGCONNECT_TIMEOUT", raising=False)
+    with socket.socket() as silent:  # connections are queued, never answered
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"postgresql://127.0.0.1:{silent.getsockname()[1]}/x"
+        code, out, err = _main(["keys", "list", "--db", url], monkeypatch, capsys)
+    assert (code, out) == (1, "")
+    assert err == "Error: cannot connect to the PostgreSQL ledger: connection timeout expired\n"
