@@ -67,12 +67,16 @@ class CacheConfig:
 
 
 def default_path(db: str) -> str:
-    """The cache file next to a SQLite ledger (``ledger.db`` → ``ledger.cache.db``)."""
-    if db == ":memory:":
-        return db
-    if "://" in db:  # a PostgreSQL ledger: a file in the working directory
+    """The cache file next to a SQLite ledger (``ledger.db`` or ``sqlite:///ledger.db``
+    → ``ledger.cache.db``, ``~`` expanded as for the ledger)."""
+    from ..ledger import sqlite_path
+
+    path = sqlite_path(db)
+    if path is None:  # a PostgreSQL ledger: a file in the working directory
         return "tokenomy.cache.db"
-    p = Path(db)
+    if path == ":memory:":
+        return path
+    p = Path(path).expanduser()
     return str(p.with_name(p.stem + ".cache.db"))
 
 
