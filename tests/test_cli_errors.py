@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from tokenomy.cli import main
+from tokenomy.cli import cli, main
 
 
 def test_a_broken_config_file_is_a_message_not_a_traceback(
@@ -136,3 +137,31 @@ def test_a_postgres_server_that_does_not_answer_is_an_error_not_a_hang(
         code, out, err = _main(["keys", "list", "--db", url], monkeypatch, capsys)
     assert (code, out) == (1, "")
     assert err == "Error: cannot connect to the PostgreSQL ledger: connection timeout expired\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["keys", "create", "--expires-in", "99999999999999d"],
+         "Invalid value for --expires-in: '99999999999999d': at most 100 years"),
+        (["keys", "create", "--expires-in", "9" * 400], "Invalid value for --expires-in"),
+        (["keys", "expire", "k", "--in", "1e5d"], "Invalid value for --in: '1e5d'"),
+        (["credits", "reconcile", "--since", "99999999999999d"],
+         "Invalid value for --since: '99999999999999d'"),
+        (["credits", "history", "c", "--limit", "9" * 30], "Invalid value for '--limit'"),
+        (["router", "export-feedback", "--since", "99999999999d"],
+         "Invalid value for --since: '99999999999d'"),
+    ],
+)  # fmt: skip
+def test_values_out_of_range_name_the_option(argv: list[str], message: str, tmp_path: Path) -> None:
+    r = CliRunner().invoke(cli, [*argv, "--db", str(tmp_path / "l.db")])
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
+    assert message in r.output
+
+
+def test_export_feedback_into_a_missing_folder(tmp_path: Path) -> None:
+    out = tmp_path / "missing" / "x.jsonl"
+    argv = ["router", "export-feedback", "--db", str(tmp_path / "l.db"), "--out", str(out)]
+    r = CliRunner().invoke(cli, argv)
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+    assert r.output == f"Error: cannot write {out}: No such file or directory\n"

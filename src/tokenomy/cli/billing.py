@@ -111,7 +111,8 @@ def balance(customer: str | None, db: str | None, config_path: str | None) -> No
 
 @credits.command("history")
 @click.argument("customer")
-@click.option("--limit", default=50, show_default=True, help="Most recent entries to show.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="Most recent entries to show.")  # fmt: skip
 @db_option
 @config_option
 def history(customer: str, limit: int, db: str | None, config_path: str | None) -> None:
@@ -132,7 +133,7 @@ def history(customer: str, limit: int, db: str | None, config_path: str | None) 
 @config_option
 def reconcile(since: str, db: str | None, config_path: str | None) -> None:
     """Append the debits of recorded requests that have none (after a crash)."""
-    start = time.time() - parse_duration(since)
+    start = time.time() - parse_duration(since, "--since")
     with _billing(db, config_path) as billing:
         n = billing.reconcile(start)
     click.echo(f"appended {n} missing debit(s)")
