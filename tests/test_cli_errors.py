@@ -165,3 +165,20 @@ def test_export_feedback_into_a_missing_folder(tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, argv)
     assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
     assert r.output == f"Error: cannot write {out}: No such file or directory\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [(["budgets", "create", "b", "--usd", "5", "--webhook", "hooks.example/x"],
+      "Error: 'webhook_url' must be an http:// or https:// URL\n"),
+     (["statements", "c", "--period", "2026-01", "--timezone", "Mars/Base"],
+      "Error: --timezone: unknown time zone 'Mars/Base' (e.g. UTC, Europe/Paris)\n")],
+)  # fmt: skip
+def test_a_bad_option_is_named_before_anything_is_stored(
+    argv: list[str], message: str, tmp_path: Path
+) -> None:
+    db = str(tmp_path / "l.db")
+    r = CliRunner().invoke(cli, [*argv, "--db", db])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit)
+    assert r.output == message
+    assert "b " not in CliRunner().invoke(cli, ["budgets", "list", "--db", db]).output

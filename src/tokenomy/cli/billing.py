@@ -13,6 +13,7 @@ import orjson
 
 from ..billing import BillingStore, Plan, build_statement, money_text, parse_money, parse_period
 from ..config import load_settings
+from ..config import timezone as check_zone
 from .common import click_errors, config_option, db_option, open_ledger
 from .keys import parse_duration
 
@@ -226,8 +227,9 @@ def statements(
     config_path: str | None,
 ) -> None:
     """Print CUSTOMER's statement for a period: usage, cost, charges, balance."""
-    tz = timezone or load_settings(config_path, db=db).timezone
     with click_errors():
+        tz = check_zone(timezone, "--timezone") if timezone else None
+        tz = tz or load_settings(config_path, db=db).timezone
         span = parse_period(period, tz)
     with _billing(db, config_path) as billing:
         st = build_statement(billing, customer, span, timezone=tz)
