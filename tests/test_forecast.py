@@ -229,3 +229,31 @@ def test_forecast_command_rejects_an_unknown_budget_scope(tmp_path: Path) -> Non
                                    "10"])  # fmt: skip
     assert out.exit_code == 2 and "cannot group by 'colour'" in out.output
     assert out.exception is None or isinstance(out.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "team=search", "nan"], "Invalid value for --budget: 'nan'"),
+        (["--budget", "team=search", "-5"], "Invalid value for --budget: '-5'"),
+        (["--budget", "team=search", "abc"], "Invalid value for --budget: 'abc' is not a number"),
+        (["--budget", "team=search", "1" * 40], "Invalid value for --budget: '1111"),
+        (["--budget", "search", "5"], "Invalid value for --budget: scope 'search'"),
+        (["--k", "abc"], "Invalid value for --k: 'abc' is not a number"),
+        (["--k", "0"], "Invalid value for --k: '0': expected above 0"),
+        (["--min-spend", "inf"], "Invalid value for --min-spend: 'inf'"),
+        (["--today", "9999-12-31"], "Invalid value for --today: 9999-12-31: out of range"),
+        (["--today", "0001-01-01"], "Invalid value for --today: 0001-01-01: out of range"),
+    ],
+)  # fmt: skip
+def test_forecast_command_names_a_bad_value(tmp_path: Path, args: list[str], message: str) -> None:
+    db = str(tmp_path / "ledger.db")
+    day0 = datetime(2025, 3, 1, 12, tzinfo=UTC).timestamp()
+    with open_store(db) as store:
+        store.migrate()
+        store.insert_records([UsageRecord(f"r{i}", ts=day0 + i * 86400, team="search",
+                                          cost_usd=Decimal(10)) for i in range(20)])  # fmt: skip
+    argv = ["forecast", "--db", db, "--today", "2025-03-20", "--alerts", *args]
+    out = CliRunner().invoke(cli, argv, env={"TOKENOMY_TIMEZONE": "UTC"})
+    assert out.exit_code == 2 and isinstance(out.exception, SystemExit), out.output
+    assert message in out.output

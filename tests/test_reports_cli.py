@@ -114,3 +114,14 @@ def test_parse_when() -> None:
     assert parse_when("2026-11-01T06:00:00Z") == day_ts(0, 6)
     assert parse_when("2d", now=day_ts(3)) == day_ts(1)
     assert parse_when("12h", now=day_ts(3)) == day_ts(2, 12)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--since", "99999999999d"), ("--until", "1000000000000w"),
+     ("--since", "0001-01-01T00:00:00+01:00"), ("--until", "9999-12-31T23:59:59-14:00")],
+)  # fmt: skip
+def test_times_out_of_range_name_the_option(db: str, option: str, value: str) -> None:
+    r = CliRunner().invoke(cli, ["report", "--db", db, option, value])
+    assert r.exit_code == 2 and r.exception is not None and isinstance(r.exception, SystemExit)
+    assert f"Invalid value for {option}: '{value}'" in r.output

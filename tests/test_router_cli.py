@@ -117,3 +117,25 @@ def test_train_with_the_embedding_only(tmp_path: Path) -> None:
     hard = router.score("Prove that the sum of the first 30 odd numbers is a perfect square.")
     assert easy > 0.5 > hard
     assert np.abs(router.weights[:, router.spec.dense :]).max() > 0
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [({"score": 1.0, "cost": "x"}, "model 'a' cost 'x' is not a number of dollars"),
+     ({"score": 1.0, "cost": "NaN"}, "model 'a' cost 'NaN' is not a number of dollars"),
+     ({"score": 1.0, "cost": -1}, "model 'a' cost -1 is not a number of dollars"),
+     ({"score": "high"}, "model 'a' score 'high' is not in [0, 1]"),
+     ({"score": [1]}, "model 'a' score [1] is not in [0, 1]")],
+)  # fmt: skip
+def test_a_bad_score_or_cost_names_the_line(
+    tmp_path: Path, entry: dict[str, object], message: str
+) -> None:
+    from tokenomy.errors import ConfigError
+    from tokenomy.routing.learned.outcomes import read_all
+
+    bad = tmp_path / "bad.jsonl"
+    line = {"prompt": "x", "models": {"a": entry, "b": {"score": 0.0}}}
+    bad.write_text(json.dumps(line) + "\n")
+    with pytest.raises(ConfigError) as exc:
+        read_all([str(bad)])
+    assert exc.value.message == f"{bad}:1: {message}"

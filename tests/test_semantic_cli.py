@@ -72,3 +72,17 @@ def test_cache_eval_rejects_a_malformed_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["cache", "eval", "--pairs", str(bad)])
     assert result.exit_code != 0
     assert "bad.jsonl:1" in result.output
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [('{"text_a": "x", "text_b": "y", "label": 7}', "need text_a, text_b and a 0/1 label"),
+     ('{"text_a": 5, "text_b": "y", "label": 1}', "need text_a, text_b and a 0/1 label"),
+     ("not json", "not JSON: ")],
+)  # fmt: skip
+def test_cache_eval_names_the_bad_line(tmp_path: Path, line: str, message: str) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text_a": "a", "text_b": "b", "label": 0}\n' + line + "\n")
+    result = CliRunner().invoke(cli, ["cache", "eval", "--pairs", str(bad)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.startswith(f"Error: {bad}:2: {message}")

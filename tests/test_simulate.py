@@ -343,3 +343,40 @@ def test_a_logged_prompt_is_the_user_text_the_router_reads(tmp_path: Path) -> No
     # content blocks count (their text parts only), as they do for the router
     assert with_blocks.prompt == "What is in\nthis picture?\nWhich breed?"
     assert no_user.prompt is None
+
+
+@pytest.mark.parametrize(
+    ("usage", "message"),
+    [({"prompt_tokens": -5, "completion_tokens": 1}, "usage: input_tokens -5 is not a token count"),
+     ({"prompt_tokens": 1, "completion_tokens": 10**40}, "usage: output_tokens 1000")],
+)  # fmt: skip
+def test_jsonl_token_counts_out_of_range_name_the_line(
+    tmp_path: Path, usage: dict[str, int], message: str
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"model": "gpt-4o", "usage": usage}) + "\n")
+    out = CliRunner().invoke(cli, ["simulate", "--jsonl", str(path), "--cache", "0.3"])
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.output
+    assert out.output.startswith(f"Error: {path}:1: {message}")
+
+
+def test_jsonl_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"model": "gpt-4o", "usage": {"prompt_tokens": 1}}\n\xff\xfe\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: 'utf-8' codec"):
+        from_jsonl(path)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--cache", "nan"], "--cache: 'nan' is not a finite number"),
+     (["--compress", "inf"], "--compress: 'inf' is not a finite number"),
+     (["--auto", "a,b", "nan"], "--auto: 'nan' is not a finite number"),
+     (["--days", "nan", "--cache", "0.3"], "Invalid value for --days: nan")],
+)  # fmt: skip
+def test_cli_refuses_numbers_that_are_not_finite(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = CliRunner().invoke(cli, ["simulate", "--db", str(tmp_path / "l.db"), *args])
+    assert out.exit_code == 2 and isinstance(out.exception, SystemExit), out.output
+    assert message in out.output

@@ -13,12 +13,14 @@ holds its key, timeouts, retries and optional price overrides.
 from __future__ import annotations
 
 import fnmatch
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -109,9 +111,92 @@ class Settings:
 
 def _decimal(value: Any, where: str) -> Decimal:
     try:
-        return Decimal(str(value))
+        out = Decimal(str(value))
     except (InvalidOperation, ValueError) as exc:
         raise ConfigError(f"{where}: not a number: {value!r}") from exc
+    # A NaN price cannot be compared (a budget check on it raises), a negative one pays back.
+    if isinstance(value, bool) or not out.is_finite() or out < 0:
+        raise ConfigError(f"{where}: expected a price of 0 or more, got {value!r}")
+    return out
+
+
+def number(
+    value: Any, where: str, *, whole: bool = False, low: float = 0, high: float | None = None
+) -> float:
+    """A number setting from YAML or an environment variable, ``low`` to ``high``
+    (inclusive); anything else is a `ConfigError` naming the setting."""
+    kind = "a whole number" if whole else "a number"
+    got = float("nan")
+    if not isinstance(value, bool):
+        try:
+            got = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            pass
+    if math.isnan(got) or (whole and not got.is_integer()):
+        raise ConfigError(f"{where}: expected {kind}, got {value!r}")
+    if got < low or (high is not None and got > high) or math.isinf(got):
+        span = f"between {low:g} and {high:g}" if high is not None else f"{low:g} or more"
+        raise ConfigError(f"{where}: expected {kind} {span}, got {value!r}")
+    return got
+
+
+def text(value: Any, where: str) -> str | None:
+    """A string setting, or None when absent; a number or a list is refused (a YAML
+    ``master_key: 12345`` would otherwise be a key nobody can send)."""
+    if value is None or isinstance(value, str):
+        return value
+    raise ConfigError(f"{where}: expected a string, got {value!r} (quote it in YAML)")
+
+
+def section(raw: Mapping[str, Any], name: str, where: str = "") -> dict[str, Any]:
+    """A mapping section of the file (``caps:``, ``server:``, ...); absent or empty: {}."""
+    value = raw.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where or name}: expected a mapping, got {value!r}")
+    return dict(value)
+
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def redis_url(value: Any, where: str) -> str | None:
+    url = text(value, where)
+    if url and not url.startswith(REDIS_SCHEMES):
+        raise ConfigError(f"{where}: expected a redis://, rediss:// or unix:// URL, got {url!r}")
+    return url or None
+
+
+def http_url(value: Any, where: str) -> str | None:
+    url = text(value, where)
+    if url and not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: expected an http:// or https:// URL, got {url!r}")
+    return url or None
+
+
+def timezone(value: Any, where: str) -> str:
+    name = text(value, where)
+    try:
+        ZoneInfo(name or "")
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(f"{where}: unknown time zone {value!r} (e.g. UTC, Europe/Paris)") from exc
+    assert name is not None
+    return name
+
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+def log_level(value: Any, where: str) -> str:
+    level = text(value, where)
+    if level is None or level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"{where}: expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level.lower()
+
+
+def port(value: Any, where: str) -> int:
+    return int(number(value, where, whole=True, high=65535))
 
 
 _OPTIONAL_PRICES = (
@@ -152,25 +237,32 @@ def _deployment(raw: Any, idx: int) -> Deployment:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     if "name" not in raw or "provider" not in raw:
         raise ConfigError(f"{where}: 'name' and 'provider' are required")
-    try:
-        return Deployment(
-            name=str(raw["name"]),
-            provider=str(raw["provider"]),
-            model=str(raw["model"]) if raw.get("model") else None,
-            base_url=str(raw["base_url"]) if raw.get("base_url") else None,
-            api_key_env=raw.get("api_key_env"),
-            api_key=raw.get("api_key"),
-            headers=dict(raw.get("headers") or {}),
-            timeout=float(raw.get("timeout", 600.0)),
-            connect_timeout=float(raw.get("connect_timeout", 10.0)),
-            max_retries=int(raw.get("max_retries", 2)),
-            retry_backoff=float(raw.get("retry_backoff", 0.25)),
-            price=_price(raw.get("price"), where + ".price"),
-            price_provider=raw.get("price_provider"),
-            extra=dict(raw.get("extra") or {}),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+    headers = section(raw, "headers", f"{where}.headers")
+    if not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(f"{where}.headers: expected string values, got {headers!r}")
+    return Deployment(
+        name=str(raw["name"]),
+        provider=str(raw["provider"]),
+        model=str(raw["model"]) if raw.get("model") else None,
+        base_url=http_url(raw.get("base_url") or None, f"{where}.base_url"),
+        api_key_env=text(raw.get("api_key_env"), f"{where}.api_key_env"),
+        api_key=text(raw.get("api_key"), f"{where}.api_key"),
+        headers={str(k): v for k, v in headers.items()},
+        timeout=_positive(raw.get("timeout", 600.0), f"{where}.timeout"),
+        connect_timeout=_positive(raw.get("connect_timeout", 10.0), f"{where}.connect_timeout"),
+        max_retries=int(number(raw.get("max_retries", 2), f"{where}.max_retries", whole=True)),
+        retry_backoff=number(raw.get("retry_backoff", 0.25), f"{where}.retry_backoff"),
+        price=_price(raw.get("price"), where + ".price"),
+        price_provider=text(raw.get("price_provider"), f"{where}.price_provider"),
+        extra=section(raw, "extra", f"{where}.extra"),
+    )
+
+
+def _positive(value: Any, where: str) -> float:
+    got = number(value, where)
+    if got == 0:
+        raise ConfigError(f"{where}: expected a number of seconds above 0, got {value!r}")
+    return got
 
 
 def deployments_from_env(env: Mapping[str, str]) -> tuple[Deployment, ...]:
@@ -196,6 +288,13 @@ def deployments_from_env(env: Mapping[str, str]) -> tuple[Deployment, ...]:
         )
     return tuple(deps)
 
+
+_TOP_KEYS = {
+    "server", "db", "master_key", "require_key", "metrics_auth", "refuse_unknown_prices",
+    "key_cache_ttl", "redis_url", "timezone", "webhook_url", "otlp_endpoint",
+    "caps", "billing", "alerts", "routing", "cache", "models",
+}  # fmt: skip
+_SERVER_KEYS = {"host", "port", "drain_timeout", "log_level"}
 
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off", ""})
@@ -232,35 +331,46 @@ def load_settings(
             loaded = yaml.safe_load(Path(path).read_text())
         except OSError as exc:
             raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config {path} is not UTF-8 text: {exc}") from exc
         except yaml.YAMLError as exc:
             raise ConfigError(f"invalid YAML in {path}: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
         raw = loaded or {}
 
-    server = raw.get("server") or {}
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:  # a misspelt `requre_key: false` or `cahce:` would silently do nothing
+        raise ConfigError(f"unknown settings {sorted(map(str, unknown))}")
+    server = section(raw, "server")
+    unknown = set(server) - _SERVER_KEYS
+    if unknown:
+        raise ConfigError(f"server: unknown settings {sorted(map(str, unknown))}")
+    db = raw.get("db", DEFAULT_DB)
+    if not isinstance(db, str) or not db:
+        raise ConfigError(f"db: expected a SQLite path or a postgresql:// URL, got {db!r}")
     settings = Settings(
-        host=str(server.get("host", "127.0.0.1")),
-        port=int(server.get("port", 4000)),
-        db=str(raw.get("db", DEFAULT_DB)),
-        master_key=raw.get("master_key"),
+        host=text(server.get("host"), "server.host") or "127.0.0.1",
+        port=port(server.get("port", 4000), "server.port"),
+        db=db,
+        master_key=text(raw.get("master_key"), "master_key"),
         require_key=flag(raw.get("require_key", True), "require_key"),
         metrics_auth=flag(raw.get("metrics_auth", False), "metrics_auth"),
         refuse_unknown_prices=flag(
             raw.get("refuse_unknown_prices", False), "refuse_unknown_prices"
         ),
-        drain_timeout=float(server.get("drain_timeout", 30.0)),
-        key_cache_ttl=float(raw.get("key_cache_ttl", 2.0)),
-        redis_url=raw.get("redis_url"),
-        timezone=str(raw.get("timezone", "UTC")),
-        webhook_url=raw.get("webhook_url"),
-        caps=dict(raw.get("caps") or {}),
-        billing=dict(raw.get("billing") or {}),
-        alerts=dict(raw.get("alerts") or {}),
-        routing=dict(raw.get("routing") or {}),
-        cache=dict(raw.get("cache") or {}),
-        otlp_endpoint=raw.get("otlp_endpoint"),
-        log_level=str(server.get("log_level", "info")),
+        drain_timeout=number(server.get("drain_timeout", 30.0), "server.drain_timeout"),
+        key_cache_ttl=number(raw.get("key_cache_ttl", 2.0), "key_cache_ttl"),
+        redis_url=redis_url(raw.get("redis_url"), "redis_url"),
+        timezone=timezone(raw.get("timezone", "UTC"), "timezone"),
+        webhook_url=http_url(raw.get("webhook_url"), "webhook_url"),
+        caps=section(raw, "caps"),
+        billing=section(raw, "billing"),
+        alerts=section(raw, "alerts"),
+        routing=section(raw, "routing"),
+        cache=section(raw, "cache"),
+        otlp_endpoint=http_url(raw.get("otlp_endpoint"), "otlp_endpoint"),
+        log_level=log_level(server.get("log_level", "info"), "server.log_level"),
     )
     models = raw.get("models")
     if models is not None:
@@ -277,13 +387,15 @@ def load_settings(
     if env.get("TOKENOMY_MASTER_KEY"):
         env_over["master_key"] = env["TOKENOMY_MASTER_KEY"]
     if env.get("TOKENOMY_REDIS_URL"):
-        env_over["redis_url"] = env["TOKENOMY_REDIS_URL"]
+        env_over["redis_url"] = redis_url(env["TOKENOMY_REDIS_URL"], "TOKENOMY_REDIS_URL")
     if env.get("TOKENOMY_TIMEZONE"):
-        env_over["timezone"] = env["TOKENOMY_TIMEZONE"]
+        env_over["timezone"] = timezone(env["TOKENOMY_TIMEZONE"], "TOKENOMY_TIMEZONE")
     if env.get("TOKENOMY_WEBHOOK_URL"):
-        env_over["webhook_url"] = env["TOKENOMY_WEBHOOK_URL"]
+        env_over["webhook_url"] = http_url(env["TOKENOMY_WEBHOOK_URL"], "TOKENOMY_WEBHOOK_URL")
     if env.get("TOKENOMY_OTLP_ENDPOINT"):
-        env_over["otlp_endpoint"] = env["TOKENOMY_OTLP_ENDPOINT"]
+        env_over["otlp_endpoint"] = http_url(
+            env["TOKENOMY_OTLP_ENDPOINT"], "TOKENOMY_OTLP_ENDPOINT"
+        )
     if env.get("TOKENOMY_REQUIRE_BALANCE"):
         env_over["billing"] = {
             **settings.billing,
@@ -292,7 +404,7 @@ def load_settings(
     if env.get("TOKENOMY_HOST"):
         env_over["host"] = env["TOKENOMY_HOST"]
     if env.get("TOKENOMY_PORT"):
-        env_over["port"] = int(env["TOKENOMY_PORT"])
+        env_over["port"] = port(env["TOKENOMY_PORT"], "TOKENOMY_PORT")
     if env.get("TOKENOMY_REQUIRE_KEY"):
         env_over["require_key"] = flag(env["TOKENOMY_REQUIRE_KEY"], "TOKENOMY_REQUIRE_KEY")
     if env.get("TOKENOMY_METRICS_AUTH"):
@@ -303,4 +415,8 @@ def load_settings(
         )
     settings = replace(settings, **env_over)
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "port" in overrides:
+        overrides["port"] = port(overrides["port"], "--port")
+    if "log_level" in overrides:
+        overrides["log_level"] = log_level(overrides["log_level"], "--log-level")
     return replace(settings, **overrides) if overrides else settings

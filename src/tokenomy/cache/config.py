@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, flag
+from ..config import Settings, flag, redis_url
 from ..errors import ConfigError
 
 NAMESPACES = ("key", "team", "org")
@@ -67,12 +67,16 @@ class CacheConfig:
 
 
 def default_path(db: str) -> str:
-    """The cache file next to a SQLite ledger (``ledger.db`` → ``ledger.cache.db``)."""
-    if db == ":memory:":
-        return db
-    if "://" in db:  # a PostgreSQL ledger: a file in the working directory
+    """The cache file next to a SQLite ledger (``ledger.db`` or ``sqlite:///ledger.db``
+    → ``ledger.cache.db``, ``~`` expanded as for the ledger)."""
+    from ..ledger import sqlite_path
+
+    path = sqlite_path(db)
+    if path is None:  # a PostgreSQL ledger: a file in the working directory
         return "tokenomy.cache.db"
-    p = Path(db)
+    if path == ":memory:":
+        return path
+    p = Path(path).expanduser()
     return str(p.with_name(p.stem + ".cache.db"))
 
 
@@ -127,9 +131,11 @@ def cache_config(settings: Settings) -> CacheConfig:
             kw["coalesce_wait"] = float(raw["coalesce_wait"])
             if kw["coalesce_wait"] < 0:
                 raise ConfigError("cache.coalesce_wait must not be negative")
-        for name in ("path", "redis_url", "redis_prefix"):
+        for name in ("path", "redis_prefix"):
             if raw.get(name):
                 kw[name] = str(raw[name])
+        if raw.get("redis_url"):
+            kw["redis_url"] = redis_url(raw["redis_url"], "cache.redis_url")
         if raw.get("allowed_tools") is not None:
             kw["allowed_tools"] = frozenset(str(t) for t in raw["allowed_tools"])
         if raw.get("semantic") is not None:

@@ -2,6 +2,7 @@
 gateway-wide ``redis_url``, ``timezone`` and ``webhook_url``.
 
     caps:
+      redis_url: redis://...        # default: the gateway-wide redis_url
       redis_prefix: "tokenomy:"     # every Redis key starts with this
       lease: 30                     # seconds a reservation lives without renewal
       sweep_interval: 1             # seconds between sweeps for expired reservations
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ..config import Settings
+from ..config import Settings, redis_url
 from ..errors import ConfigError
 from .estimate import DEFAULT_MAX_OUTPUT
 
@@ -78,7 +79,9 @@ def caps_config(settings: Settings) -> CapsConfig:
     except (TypeError, ValueError, InvalidOperation) as exc:
         raise ConfigError(f"caps: {exc}") from exc
     return CapsConfig(
-        redis_url=settings.redis_url,
+        # `caps.redis_url`, when given, wins over the gateway-wide one (it was ignored:
+        # counters stayed in one replica's memory while the operator meant Redis).
+        redis_url=redis_url(raw.get("redis_url"), "caps.redis_url") or settings.redis_url,
         timezone=settings.timezone,
         webhook_url=settings.webhook_url,
         **kw,

@@ -252,7 +252,14 @@ def budget_from(raw: Mapping[str, Any], *, base: Budget | None = None) -> Budget
             raise InvalidRequest("'alerts' must be a list of percents", param="alerts")
         b["alerts"] = tuple(sorted({_pct(a) for a in alerts}))
     if "webhook_url" in raw:
-        b["webhook_url"] = raw["webhook_url"] or None
+        url = raw["webhook_url"] or None
+        if url is not None and not (
+            isinstance(url, str) and url.startswith(("http://", "https://"))
+        ):  # stored, it would fail only when its first alert is due
+            raise InvalidRequest(
+                "'webhook_url' must be an http:// or https:// URL", param="webhook_url"
+            )
+        b["webhook_url"] = url
     b["updated_at"] = now
     budget: Budget = _build(Budget, b)
     return budget

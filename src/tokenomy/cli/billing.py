@@ -13,6 +13,7 @@ import orjson
 
 from ..billing import BillingStore, Plan, build_statement, money_text, parse_money, parse_period
 from ..config import load_settings
+from ..config import timezone as check_zone
 from .common import click_errors, config_option, db_option, open_ledger
 from .keys import parse_duration
 
@@ -111,7 +112,8 @@ def balance(customer: str | None, db: str | None, config_path: str | None) -> No
 
 @credits.command("history")
 @click.argument("customer")
-@click.option("--limit", default=50, show_default=True, help="Most recent entries to show.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
+              help="Most recent entries to show.")  # fmt: skip
 @db_option
 @config_option
 def history(customer: str, limit: int, db: str | None, config_path: str | None) -> None:
@@ -132,7 +134,7 @@ def history(customer: str, limit: int, db: str | None, config_path: str | None) 
 @config_option
 def reconcile(since: str, db: str | None, config_path: str | None) -> None:
     """Append the debits of recorded requests that have none (after a crash)."""
-    start = time.time() - parse_duration(since)
+    start = time.time() - parse_duration(since, "--since")
     with _billing(db, config_path) as billing:
         n = billing.reconcile(start)
     click.echo(f"appended {n} missing debit(s)")
@@ -225,8 +227,9 @@ def statements(
     config_path: str | None,
 ) -> None:
     """Print CUSTOMER's statement for a period: usage, cost, charges, balance."""
-    tz = timezone or load_settings(config_path, db=db).timezone
     with click_errors():
+        tz = check_zone(timezone, "--timezone") if timezone else None
+        tz = tz or load_settings(config_path, db=db).timezone
         span = parse_period(period, tz)
     with _billing(db, config_path) as billing:
         st = build_statement(billing, customer, span, timezone=tz)

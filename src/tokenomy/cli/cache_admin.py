@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import click
 
 from ..cache import CacheStore, Stats, cache_config, open_cache_store
 from ..cache.config import CacheConfig
+from ..cache.store import CacheUnavailable
 from ..config import load_settings
 from .cache import cache
 from .common import click_errors, config_option
+
+T = TypeVar("T")
 
 db_option = click.option("--db", default=None, envvar="TOKENOMY_DB",
                          help="Ledger path (the cache file defaults to its name + .cache.db).")  # fmt: skip
@@ -39,13 +44,22 @@ async def _clear(store: CacheStore, namespace: str | None) -> int:
         await store.close()
 
 
+def _run(cfg: CacheConfig, job: Callable[[CacheStore], Coroutine[Any, Any, T]]) -> T:
+    """Run ``job`` on the configured cache; a backend that fails (a file that cannot
+    be opened, a Redis that does not answer) is a message naming it."""
+    try:
+        return asyncio.run(job(open_cache_store(cfg)))
+    except CacheUnavailable as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @cache.command("stats")
 @config_option
 @db_option
 def stats(config_path: str | None, db: str | None) -> None:
     """How many entries the cache holds, and their size."""
     cfg = _config(config_path, db)
-    s = asyncio.run(_stats(open_cache_store(cfg)))
+    s = _run(cfg, _stats)
     size = "not tracked" if s.bytes is None else f"{s.bytes:,} bytes"
     click.echo(f"{_where(cfg)}: {s.entries:,} entries, {size}")
 
@@ -62,5 +76,5 @@ def clear(config_path: str | None, db: str | None, namespace: str | None, everyt
     if (namespace is None) == (not everything):
         raise click.UsageError("give --namespace NS or --all")
     cfg = _config(config_path, db)
-    n = asyncio.run(_clear(open_cache_store(cfg), namespace))
+    n = _run(cfg, lambda store: _clear(store, namespace))
     click.echo(f"deleted {n:,} entries from {_where(cfg)}")

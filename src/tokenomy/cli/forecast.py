@@ -20,6 +20,33 @@ def _money(d: Decimal) -> str:
     return f"${d.quantize(Decimal('0.01')):,}"
 
 
+_MOST = Decimal(10) ** 15  # dollars; more digits cannot be shown to the cent
+
+
+def _amount(text: str, option: str, *, above_zero: bool = False) -> Decimal:
+    """A finite number from 0 (or above 0) to 10^15, else a usage error naming ``option``."""
+    try:
+        value = Decimal(text.strip())
+    except InvalidOperation:
+        raise click.BadParameter(f"{text!r} is not a number", param_hint=option) from None
+    low = "above 0" if above_zero else "0 or more"
+    if not value.is_finite() or value < 0 or (above_zero and value == 0) or value > _MOST:
+        raise click.BadParameter(f"{text!r}: expected {low}, at most 10^15", param_hint=option)
+    return value
+
+
+def _budgets(pairs: tuple[tuple[str, str], ...]) -> dict[str, Decimal]:
+    out = {}
+    for scope, usd in pairs:
+        if scope != "total" and "=" not in scope:
+            raise click.BadParameter(
+                f"scope {scope!r}: write total or KIND=VALUE, e.g. team=search",
+                param_hint="--budget",
+            )
+        out[scope] = _amount(usd, "--budget")
+    return out
+
+
 @click.command()
 @db_option
 @config_option
@@ -76,17 +103,20 @@ def forecast(
     from ..insights.tally import dimension, tally
     from ..ledger import open_store, sqlite_path
 
+    rules = AlertRules(k=_amount(k, "--k", above_zero=True), min_spend=_amount(min_spend,
+                       "--min-spend"), budgets=_budgets(budget), level=level)  # fmt: skip
     try:
         settings = load_settings(config_path, db=db)
-        zone = ZoneInfo(settings.timezone)
-        budgets = {scope: Decimal(usd) for scope, usd in budget}
-        rules = AlertRules(k=Decimal(k), min_spend=Decimal(min_spend), budgets=budgets,
-                           level=level)  # fmt: skip
-    except (ConfigError, InvalidOperation, ValueError) as exc:
+    except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
+    zone = ZoneInfo(settings.timezone)  # checked by load_settings
     day: date = today.date() if today else datetime.now(zone).date()
-    start, end = month_bounds(day)
-    since = datetime.combine(min(start, day - timedelta(70)), datetime.min.time(), zone)
+    try:  # ten weeks of history before the day, the month after it: both must be dates
+        start, end = month_bounds(day)
+        since = datetime.combine(min(start, day - timedelta(70)), datetime.min.time(), zone)
+        since.timestamp()
+    except (OverflowError, ValueError) as exc:
+        raise click.BadParameter(f"{day}: out of range", param_hint="--today") from exc
     try:
         dimension(by)
     except ValueError as exc:

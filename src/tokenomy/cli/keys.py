@@ -15,11 +15,20 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_duration(text: str) -> float:
+_LONGEST = 36500 * 86400  # 100 years: a time this far from now is still a date
+
+
+def parse_duration(text: str, option: str | None = None) -> float:
+    """Seconds from ``3600``, ``12h``, ``30d``...; ``option`` names the flag in errors."""
     m = _DURATION.match(text.strip())
     if not m:
-        raise click.BadParameter(f"{text!r}: use a number with s, m, h, d or w (e.g. 30d)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+        raise click.BadParameter(
+            f"{text!r}: use a number with s, m, h, d or w (e.g. 30d)", param_hint=option
+        )
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > _LONGEST:
+        raise click.BadParameter(f"{text!r}: at most 100 years (36500d)", param_hint=option)
+    return seconds
 
 
 def _when(ts: float | None) -> str:
@@ -59,7 +68,7 @@ def create(
         if not k:
             raise click.BadParameter(f"--tag {t!r}: expected key=value")
         tag_map[k] = v
-    expires_at = time.time() + parse_duration(expires_in) if expires_in else None
+    expires_at = time.time() + parse_duration(expires_in, "--expires-in") if expires_in else None
     secret, rec = mint_key(
         name=name, org=org, team=team, user=user, tags=tag_map, models=list(models),
         expires_at=expires_at,
@@ -112,7 +121,7 @@ def revoke(key_id: str, db: str | None, config_path: str | None) -> None:
 @config_option
 def expire(key_id: str, in_: str, db: str | None, config_path: str | None) -> None:
     """Set a key's expiry."""
-    at = time.time() + parse_duration(in_)
+    at = time.time() + parse_duration(in_, "--in")
     with open_ledger(db, config_path) as store:
         ok = store.update_key(key_id, expires_at=at)
     if not ok:

@@ -27,12 +27,12 @@ from .keys import parse_duration
 _RELATIVE = re.compile(r"^\d+(?:\.\d+)?[smhdw]$")
 
 
-def parse_when(text: str, *, now: float | None = None) -> float:
+def parse_when(text: str, *, now: float | None = None, option: str | None = None) -> float:
     """Unix seconds from ``2026-11-01`` (UTC midnight), an ISO date-time (UTC
     unless it names a zone), or a duration back from now (``7d``, ``12h``)."""
     text = text.strip()
     if _RELATIVE.match(text):
-        return (time.time() if now is None else now) - parse_duration(text)
+        return (time.time() if now is None else now) - parse_duration(text, option)
     try:
         if len(text) == 10:
             d = date.fromisoformat(text)
@@ -40,9 +40,15 @@ def parse_when(text: str, *, now: float | None = None) -> float:
         dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise click.BadParameter(
-            f"{text!r}: use a date (2026-11-01), a date-time (2026-11-01T09:30) or 7d/12h"
+            f"{text!r}: use a date (2026-11-01), a date-time (2026-11-01T09:30) or 7d/12h",
+            param_hint=option,
         ) from exc
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    ts = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    try:  # 0001-01-01T00:00+01:00 is in year 0 in UTC: no date to show or compare
+        datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise click.BadParameter(f"{text!r}: out of range in UTC", param_hint=option) from exc
+    return ts
 
 
 def _dims(text: str) -> tuple[str, ...]:
@@ -117,8 +123,8 @@ def report(
     apart, never as $0.
     """
     dims = _dims(group_by)
-    lo = parse_when(since) if since else None
-    hi = parse_when(until) if until else None
+    lo = parse_when(since, option="--since") if since else None
+    hi = parse_when(until, option="--until") if until else None
     if lo is not None and hi is not None and lo >= hi:
         raise click.BadParameter("--since must be before --until")
     if output_format == "csv" and section == "all":

@@ -173,9 +173,13 @@ def export_feedback(db: str | None, config_path: str | None, since: str | None, 
     from .report import parse_when
 
     settings = load_settings(config_path, db=db)
-    lo = parse_when(since) if since else None
+    lo = parse_when(since, option="--since") if since else None
     count = 0
-    with open_store(settings.db) as store, click.open_file(out, "wb") as fh:
+    try:
+        target = click.open_file(out, "wb")
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {out}: {exc.strerror}") from exc
+    with open_store(settings.db) as store, target as fh:
         store.migrate()
         for line in FeedbackStore(store).outcomes(since=lo):
             fh.write(orjson.dumps(line) + b"\n")

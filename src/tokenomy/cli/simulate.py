@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -20,6 +21,8 @@ def _decimal(text: str, what: str) -> Decimal:
         value = Decimal(text.strip().rstrip("%"))
     except InvalidOperation:
         raise click.BadParameter(f"{what}: {text!r} is not a number") from None
+    if not value.is_finite():  # NaN cannot be compared with a bound: a traceback further on
+        raise click.BadParameter(f"{what}: {text!r} is not a finite number")
     return value / 100 if text.strip().endswith("%") else value
 
 
@@ -134,6 +137,8 @@ def simulate(
     from ..pipeline.meter import overrides_from
     from ..pricing import PriceBook
 
+    if days is not None and not math.isfinite(days):
+        raise click.BadParameter(f"{days}: not a number of days", param_hint="--days")
     if jsonl is not None and alpaca_eval is not None:
         raise click.UsageError("give --jsonl or --alpaca-eval, not both")
     policies = _policies(move, price_change, cache, compress, cap)

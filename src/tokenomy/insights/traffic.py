@@ -114,9 +114,18 @@ def from_ledger(store: Store, *, since: float | None = None, until: float | None
 # -- OpenAI-format JSONL -----------------------------------------------------------------
 
 
+_MOST_TOKENS = 10**12  # per request: more is a broken log line, and overflows the prices
+
+
 def openai_usage(u: Mapping[str, Any]) -> Usage:
-    """An OpenAI ``usage`` object (chat completions or responses API) → `Usage`."""
-    return provider_usage(u) or Usage()
+    """An OpenAI ``usage`` object (chat completions or responses API) → `Usage`;
+    `ValueError` for counts that are negative or absurd."""
+    usage = provider_usage(u) or Usage()
+    for name in ("input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens"):
+        count = getattr(usage, name)
+        if not 0 <= count <= _MOST_TOKENS:
+            raise ValueError(f"usage: {name} {count} is not a token count")
+    return usage
 
 
 def _answer_text(response: Mapping[str, Any]) -> str:
@@ -178,16 +187,17 @@ def _user_text(messages: Any) -> str | None:
 def from_jsonl(path: str | Path) -> Traffic:
     """An OpenAI-format JSONL log; raises `ValueError` naming the first bad line."""
     out = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for n, raw in enumerate(fh, 1):
-            if not raw.strip():
-                continue
+    with Path(path).open("rb") as fh:
+        for n, data in enumerate(fh, 1):
             try:
+                raw = data.decode("utf-8")
+                if not raw.strip():
+                    continue
                 line = json.loads(raw)
                 if not isinstance(line, dict):
                     raise ValueError("not a JSON object")
                 out.append(_jsonl_request(line, n))
-            except (ValueError, TypeError) as exc:
+            except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
                 raise ValueError(f"{path}:{n}: {exc}") from exc
     return Traffic(out, f"{Path(path).name} ({len(out)} requests)")
 

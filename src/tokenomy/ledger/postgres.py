@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
@@ -30,6 +31,11 @@ log = logging.getLogger("tokenomy.ledger")
 # ledgers in different schemas of one database migrate independently.
 _MIGRATION_LOCK = 0x746B6E6D
 
+# Seconds to wait for a server that does not answer, unless the URL
+# (``?connect_timeout=``) or PGCONNECT_TIMEOUT says otherwise: psycopg's own
+# default is 130 s, a start or a CLI command that seems to hang.
+CONNECT_TIMEOUT = 10
+
 
 class PostgresStore(SQLStore):
     dialect = POSTGRES
@@ -42,12 +48,20 @@ class PostgresStore(SQLStore):
         self._rlock = threading.Lock()
         self._rconn: psycopg.Connection[tuple[object, ...]] | None = None
         try:
+            given = "connect_timeout" in psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"not a PostgreSQL URL: {exc}") from exc
+        self._timeout: dict[str, Any] = (
+            {} if given or os.environ.get("PGCONNECT_TIMEOUT") else
+            {"connect_timeout": CONNECT_TIMEOUT}
+        )  # fmt: skip
+        try:
             self._wconn: psycopg.Connection[tuple[object, ...]] | None = self._connect(False)
         except psycopg.OperationalError as exc:
             raise ConfigError(f"cannot connect to the PostgreSQL ledger: {exc}") from exc
 
     def _connect(self, autocommit: bool) -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(self.url, autocommit=autocommit)
+        return psycopg.connect(self.url, autocommit=autocommit, **self._timeout)
 
     def _run(self, fn: Callable[[Cursor], T], *, write: bool) -> T:
         for attempt in (1, 2):

@@ -62,13 +62,16 @@ def read_pairs(path: Path) -> tuple[list[str], list[str], list[int]]:
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            row = orjson.loads(line)
             try:
-                a.append(str(row["text_a"]))
-                b.append(str(row["text_b"]))
-                labels.append(int(row["label"]))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"{path}:{n}: need text_a, text_b and a 0/1 label") from exc
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not JSON: {exc}") from exc
+            ok = isinstance(row, dict) and row.get("label") in (0, 1)  # a 7 is no label
+            if not ok or not all(isinstance(row.get(k), str) for k in ("text_a", "text_b")):
+                raise ValueError(f"{path}:{n}: need text_a, text_b and a 0/1 label")
+            a.append(row["text_a"])
+            b.append(row["text_b"])
+            labels.append(int(row["label"]))
     return a, b, labels
 
 

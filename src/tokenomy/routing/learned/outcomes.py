@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +59,39 @@ def parse(obj: Any, where: str = "") -> Outcome:
     for name, entry in models.items():
         if not isinstance(entry, dict) or "score" not in entry:
             raise ConfigError(f"{where}: model {name!r} needs a 'score'")
-        score = float(entry["score"])
-        if not 0.0 <= score <= 1.0:
-            raise ConfigError(f"{where}: model {name!r} score {score} is not in [0, 1]")
+        score = _number(entry["score"])
+        if score is None or not 0.0 <= score <= 1.0:
+            raise ConfigError(f"{where}: model {name!r} score {entry['score']!r} is not in [0, 1]")
         scores[str(name)] = score
         if entry.get("cost") is not None:
-            costs[str(name)] = Decimal(str(entry["cost"]))
+            cost = _decimal(entry["cost"])
+            if cost is None:
+                raise ConfigError(
+                    f"{where}: model {name!r} cost {entry['cost']!r} is not a number of dollars"
+                )
+            costs[str(name)] = cost
     extra = {k: v for k, v in obj.items() if k not in ("prompt", "messages", "models")}
     return Outcome(prompt, scores, costs, extra)
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    """A cost: a finite number of dollars, 0 or more (a string or a JSON number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        out = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return out if out.is_finite() and out >= 0 else None
 
 
 def read(path: str | Path) -> Iterator[Outcome]:
