@@ -8,16 +8,19 @@ than it holds (the debit is cut to the balance, and the rest is a shortfall).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 
 from gateway_fixtures import GW, Fake
 from routing_helpers import routed_gateway
-from tokenomy.billing import BillingStore, Plan
+from tokenomy.billing import BillingStore, Plan, build_statement, money_text, parse_period
 
 D = Decimal
 ID = "x-tokenomy-request-id"
@@ -105,3 +108,82 @@ def test_a_fallback_without_a_price_cannot_spend_a_dollar_balance(rgw: GW) -> No
         )
     assert err.value.code == "price_unknown"
     assert [e.kind for e in b.history("alice")] == ["topup"]
+
+
+def statement_of(gw: GW, customer: str = "alice") -> dict[str, Any]:
+    span = parse_period(datetime.now(UTC).strftime("%Y"))
+    return build_statement(BillingStore(gw.store), customer, span).to_json()
+
+
+def test_a_cascades_statement_agrees_with_its_debit(rgw: GW) -> None:
+    b = on_pro(rgw, "1")
+    client = rgw.openai()
+    raw = client.chat.completions.with_raw_response.create(
+        model="cheap-first", messages=ask("what is 6 times 7 [[fake:vary]]"), max_tokens=20
+    )
+    rec = rgw.record(raw.headers[ID])
+    draft = rgw.record(rec.request_id + ".draft")
+    client.chat.completions.create(model="gpt-4o", messages=ask("plain"), max_tokens=5)
+    st = statement_of(rgw)
+    # The debit charged the drafts with the request, at the plan's markup: so does the
+    # statement (it charged the draft row at the provider's cost, without the markup).
+    assert D(st["charged_usd"]) == -D(st["balance"]["debits"])
+    assert st["balance"]["closing"] == money_text(b.customer("alice").balance)  # type: ignore[union-attr]
+    assert rec.cost_usd is not None and draft.cost_usd is not None
+    want = ((rec.cost_usd + draft.cost_usd) * D("1.2")).quantize(D("1E-9"))
+    assert -b.debit_of(rec.request_id).amount == want  # type: ignore[union-attr]
+    lines = {m["model"]: m for m in st["models"]}
+    assert lines["gpt-4o-mini"]["output_tokens"] == draft.usage.output_tokens
+    assert D(lines["gpt-4o-mini"]["charged_usd"]) == (draft.cost_usd * D("1.2")).quantize(D("1E-9"))
+    assert st["usage"]["requests"] == 3  # the request, its draft, the plain one
+
+
+def test_reconcile_charges_a_cascades_drafts_as_settling_did(rgw: GW) -> None:
+    b = on_pro(rgw, "1")
+    gw = rgw.app.gateway
+    assert gw is not None and gw.billing is not None
+    store = gw.billing.billing
+
+    def down(*args: Any, **kw: Any) -> Any:
+        raise RuntimeError("test: the database went away")
+
+    store.debit = down  # type: ignore[method-assign]
+    try:
+        raw = rgw.openai().chat.completions.with_raw_response.create(
+            model="cheap-first", messages=ask("what is 6 times 7 [[fake:vary]]"), max_tokens=20
+        )
+    finally:
+        del store.debit
+    rec = rgw.record(raw.headers[ID])
+    draft = rgw.record(rec.request_id + ".draft")
+    assert b.debit_of(rec.request_id) is None  # the crash left the record, not the debit
+    assert b.reconcile(rec.ts - 1) == 1
+    assert rec.cost_usd is not None and draft.cost_usd is not None
+    want = ((rec.cost_usd + draft.cost_usd) * D("1.2")).quantize(D("1E-9"))
+    assert -b.debit_of(rec.request_id).amount == want  # type: ignore[union-attr]
+    assert b.reconcile(rec.ts - 1) == 0
+
+
+def test_a_judges_calls_are_not_on_the_customers_statement(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    routing = {
+        "rules": [{"name": "cheap", "when": {"model": "gpt-4o"}, "to": "gpt-4o-mini"}],
+        "judge": {"sample_rate": 1.0, "model": "claude-sonnet-4-6"},
+    }
+    for gw in routed_gateway(tmp_path, fake, fake_llamacpp, routing):
+        b = on_pro(gw, "1")
+        raw = gw.openai().chat.completions.with_raw_response.create(
+            model="gpt-4o", messages=ask("7"), max_tokens=5
+        )
+        judge = gw.app.gateway.judge  # type: ignore[union-attr]
+        deadline = time.monotonic() + 5
+        while gw.store.get_record(raw.headers[ID] + ".judge") is None or judge._tasks:
+            assert time.monotonic() < deadline, "no judgement"
+            time.sleep(0.02)
+        st = statement_of(gw)
+        # The judge's call is the gateway's: never debited, and not the customer's usage.
+        assert st["usage"]["requests"] == 1
+        assert [m["model"] for m in st["models"]] == ["gpt-4o-mini"]
+        assert D(st["charged_usd"]) == -D(st["balance"]["debits"]) > 0
+        assert [e.kind for e in b.history("alice")] == ["debit", "topup"]
