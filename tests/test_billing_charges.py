@@ -7,9 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from cache_helpers import cached_gateway
+from gateway_fixtures import Fake
+from test_billing_gateway import app_key
 from tokenomy.billing import (
     QUANTUM,
     BillingConfig,
+    BillingStore,
     Plan,
     billing_config,
     charge,
@@ -177,3 +181,42 @@ def test_a_record_carries_the_terms_it_is_charged_under() -> None:
     unpriced = UsageRecord(request_id="y", decisions={"billing": {"unit": "usd", "plan": "p",
                                                                   "markup_pct": "10"}})  # fmt: skip
     assert record_charge(unpriced) == (None, D(0))
+
+
+def test_a_cache_hit_pays_for_the_answer_as_the_plan_prices_it(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    """A hit costs the provider nothing: free under a markup (or no plan); a fixed-price
+    plan charges the tokens served, and a token balance pays them (docs/billing.md)."""
+    for gw in cached_gateway(tmp_path, fake, fake_llamacpp):
+        b = BillingStore(gw.store)
+        b.create_plan(Plan("pro", markup_pct=Decimal("20")))
+        b.create_plan(Plan("flat", input_per_mtok=Decimal("1"), output_per_mtok=Decimal("2")))
+        for customer, plan, unit in (
+            ("m", "pro", "usd"),
+            ("f", "flat", "usd"),
+            ("t", None, "tokens"),
+        ):
+            if plan:
+                b.assign_plan(customer, plan)
+            b.topup(customer, Decimal(10**6), unit=unit)
+        key = gw.openai(app_key(gw))
+        for customer in ("m", "f", "t"):
+            msgs = [{"role": "user", "content": f"cache me {customer}"}]
+            ids = [
+                key.chat.completions.with_raw_response.create(
+                    model="gpt-4o",
+                    messages=msgs,  # type: ignore[arg-type]
+                    user=customer,
+                    temperature=0,
+                ).headers["x-tokenomy-request-id"]
+                for _ in range(2)
+            ]
+            paid, hit = gw.record(ids[0]), gw.record(ids[1])
+            assert hit.decisions["cache"]["hit"] == "exact" and hit.cost_usd == 0
+            debit, first = b.debit_of(hit.request_id), b.debit_of(paid.request_id)
+            assert first is not None and first.amount < 0
+            if customer == "m":
+                assert debit is None  # 20% on $0
+            else:
+                assert debit is not None and debit.amount == first.amount

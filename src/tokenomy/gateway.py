@@ -66,6 +66,9 @@ class Gateway:
         self.authenticate = Authenticate(self.keys, require_key=settings.require_key)
         self.resolve = Resolve(settings)
         self.caps = caps_policy(settings, self.store, self.prices)
+        if self.caps is not None:  # a worst case covers every model the route may call
+            self.caps.estimate.route = self.resolve.target
+            self.caps.estimate.cascade_samples = self.resolve.config.cascade_samples
         # A prepaid balance is one more hold in the caps' reservation.
         self.billing = billing_policy(settings, self.store, self.caps)
         self.admit = Admit([*admission_order(self.caps, self.billing), *(policies or [])])

@@ -33,6 +33,7 @@ from typing import Any
 from ..errors import InvalidRequest, NotFound
 from ..ledger.base import REQUEST_COLUMNS, Store, row_to_record
 from ..ledger.migrations import Cursor
+from ..records import UsageRecord
 from ._db import DB, money_or_none, money_out
 from .plans import UNITS, Plan, money_text, record_charge
 
@@ -365,7 +366,7 @@ class BillingStore:
         rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
         done = 0
         for row in rows:
-            rec = row_to_record(row)
+            rec = self._with_drafts(row_to_record(row))
             _, amount = record_charge(rec)
             customer = rec.decisions["billing"].get("customer") or rec.user
             if not amount or not customer:
@@ -373,6 +374,29 @@ class BillingStore:
             d = self.debit(customer, rec.request_id, amount, ts=rec.ts, note="reconciled")
             done += d.entry is not None and not d.duplicate
         return done
+
+    def _with_drafts(self, rec: UsageRecord) -> UsageRecord:
+        """``rec`` with its cascade's escalated drafts (rows ``<id>.draft...``) added,
+        as the request was settled (`tokenomy.routing.cascade.charged`)."""
+        route = rec.decisions.get("route")
+        if not (isinstance(route, dict) and route.get("cascade") == "escalated"):
+            return rec
+        parent = (
+            "decisions->'route'->>'parent'"
+            if self.db.postgres
+            else "json_extract(decisions, '$.route.parent')"
+        )
+        sql = self.db.sql(
+            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests "
+            f"WHERE request_id LIKE ? AND {parent} = ?"
+        )
+        args = (rec.request_id + ".draft%", rec.request_id)
+        rows = self.db.read(lambda cur: cur.execute(sql, args).fetchall())
+        for draft in map(row_to_record, rows):
+            cost = rec.cost_usd
+            cost = None if cost is None or draft.cost_usd is None else cost + draft.cost_usd
+            rec = replace(rec, usage=rec.usage + draft.usage, cost_usd=cost)
+        return rec
 
     # -- plans -------------------------------------------------------------------------
 

@@ -333,19 +333,20 @@ class BillingPolicy:
         if est is None:
             raise AssertionError("the caps estimate every request when a hold source is set")
         if t.customer.unit == "tokens":
-            return est.input_tokens + est.output_tokens
+            return est.tokens
         plan = t.plan
-        fresh = Usage(input_tokens=est.input_tokens, output_tokens=est.output_tokens)
+        fresh = Usage(input_tokens=est.input_tokens, output_tokens=est.total_output)
         if plan is not None and plan.fixed:
-            cached = Usage(est.input_tokens, est.output_tokens, cache_read_tokens=est.input_tokens)
+            cached = Usage(est.input_tokens, est.total_output, cache_read_tokens=est.input_tokens)
             worst = max(charge(plan, fresh, None) or Decimal(0),
                         charge(plan, cached, None) or Decimal(0))  # fmt: skip
             return usd_to_units(worst)
-        if est.usd is None:
+        if est.usd is None or est.price_unknown:
             model = call.record.served_model or call.record.requested_model
             raise InvalidRequest(
-                f"No price is known for model {model!r}, so a request on a prepaid "
-                "balance cannot be charged. Add a price override for it.",
+                f"No price is known for model {model!r} (or a model it may fall back to), "
+                "so a request on a prepaid balance cannot be charged. Add a price override "
+                "for it.",
                 code="price_unknown",
                 param="model",
             )
@@ -376,8 +377,8 @@ class BillingPolicy:
             return None
         left = hold.limit - total
         most = estimate.output_tokens - 1  # below what did not fit
-        if t.customer.unit == "tokens":  # the worst case is input + output tokens
-            n = min(most, left - estimate.input_tokens)
+        if t.customer.unit == "tokens":  # the worst case is input + every answer's tokens
+            n = min(most, (left - estimate.input_tokens) // estimate.answers)
             return n if n >= 1 else None
         if t.plan is not None and t.plan.fixed:  # its own prices: the model's do not matter
 

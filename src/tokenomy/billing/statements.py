@@ -17,7 +17,7 @@ import csv
 import io
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -216,6 +216,24 @@ def _terms_expr(postgres: bool) -> str:
     return "decisions->'billing'" if postgres else "json_extract(decisions, '$.billing')"
 
 
+def _route_expr(postgres: bool, name: str) -> str:
+    return (
+        f"decisions->'route'->>'{name}'"
+        if postgres
+        else f"json_extract(decisions, '$.route.{name}')"
+    )
+
+
+def _with_drafts(rec: UsageRecord, drafts: list[UsageRecord]) -> UsageRecord:
+    """A request with its cascade's escalated drafts, as its debit charged it
+    (`tokenomy.routing.cascade.charged`): their usage and cost added."""
+    usage, cost = rec.usage, rec.cost_usd
+    for d in drafts:
+        usage = usage + d.usage
+        cost = None if cost is None or d.cost_usd is None else cost + d.cost_usd
+    return replace(rec, usage=usage, cost_usd=cost)
+
+
 def _usage_of(row: Sequence[Any]) -> tuple[str, UsageRecord]:
     model, inp, cached, cw, cw1h, reasoning, out, cost, terms = row
     if isinstance(terms, str | bytes):
@@ -236,16 +254,23 @@ def build_statement(
 
     Each request's charge is recomputed from its record with the plan terms
     it was admitted under (`plans.record_charge`): the very amount its debit
-    took, rounded per request.
+    took, rounded per request. A cascade's escalated drafts (rows of their own)
+    are charged with their request, as its debit was: each draft's line gets its
+    share under the request's terms, the request's line the rest. A judge's
+    rows are the gateway's own calls, not the customer's: left out.
     """
     db = billing.db
     start, end = period.bounds
-    usage_sql = db.sql(
+    columns = (
         "SELECT COALESCE(served_model, requested_model), input_tokens, cache_read_tokens, "
         "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, output_tokens, "
-        f"cost_usd, {_terms_expr(db.postgres)} "
-        "FROM requests WHERE end_user = ? AND ts >= ? AND ts < ?"
+        f"cost_usd, {_terms_expr(db.postgres)}, request_id, "
+        f"{_route_expr(db.postgres, 'parent')}, {_route_expr(db.postgres, 'reason')} "
+        "FROM requests WHERE end_user = ? AND ts >= ? AND ts < ? "
     )
+    parent = _route_expr(db.postgres, "parent")
+    sides_sql = db.sql(columns + f"AND {parent} IS NOT NULL")
+    usage_sql = db.sql(columns + f"AND {parent} IS NULL")
     opening_sql = db.sql("SELECT {sum}(amount) FROM credit_ledger WHERE customer = ? AND ts < ?")
     kinds_sql = db.sql(
         "SELECT kind, {sum}(amount) FROM credit_ledger "
@@ -253,25 +278,41 @@ def build_statement(
     )
     models: dict[str, ModelUsage] = {}
 
+    def line(name: str, rec: UsageRecord, usd: Decimal | None) -> None:
+        m = models.get(name)
+        if m is None:
+            m = models[name] = ModelUsage(name)
+        m.requests += 1
+        m.input_tokens += rec.usage.input_tokens
+        m.cached_input_tokens += rec.usage.cache_read_tokens
+        m.output_tokens += rec.usage.output_tokens
+        if rec.cost_usd is None:
+            m.unpriced_requests += 1
+        else:
+            m.provider_cost_usd += rec.cost_usd
+        if usd is not None:
+            m.charged_usd += usd
+
     def run(cur: Cursor) -> tuple[Any, list[Any]]:
+        drafts: dict[str, list[tuple[str, UsageRecord]]] = {}
+        for row in cur.execute(sides_sql, (customer, start, end)).fetchall():
+            if row[-1] == "cascade":
+                drafts.setdefault(row[-2], []).append(_usage_of(row[:9]))
         rows: Any = cur.execute(usage_sql, (customer, start, end))
         while batch := rows.fetchmany(5000):
             for row in batch:
-                name, rec = _usage_of(row)
-                m = models.get(name)
-                if m is None:
-                    m = models[name] = ModelUsage(name)
-                usd, _ = record_charge(rec)
-                m.requests += 1
-                m.input_tokens += rec.usage.input_tokens
-                m.cached_input_tokens += rec.usage.cache_read_tokens
-                m.output_tokens += rec.usage.output_tokens
-                if rec.cost_usd is None:
-                    m.unpriced_requests += 1
-                else:
-                    m.provider_cost_usd += rec.cost_usd
-                if usd is not None:
-                    m.charged_usd += usd
+                name, rec = _usage_of(row[:9])
+                mine = drafts.pop(row[9], [])
+                usd, _ = record_charge(_with_drafts(rec, [d for _, d in mine]))
+                for draft_name, d in mine:  # each draft's share, under the request's terms
+                    share, _ = record_charge(replace(d, decisions=rec.decisions))
+                    if usd is not None and share is not None:
+                        usd -= share
+                    line(draft_name, d, None if usd is None else share)
+                line(name, rec, usd)
+        for orphans in drafts.values():  # a draft whose request is not in the period
+            for name, d in orphans:
+                line(name, d, record_charge(d)[0])
         opening = cur.execute(opening_sql, (customer, start)).fetchone()[0]
         kinds = cur.execute(kinds_sql, (customer, start, end)).fetchall()
         return opening, kinds

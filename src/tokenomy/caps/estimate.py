@@ -12,12 +12,19 @@ one-hour cache write when the request asks for caching (Anthropic charges up
 to 2x input for those), at the dearer service tier the request asks for
 (OpenAI's ``service_tier: priority``, Anthropic's ``speed: fast``). Counts that are only estimates (Claude's tokenizer is
 not public) are scaled by ``caps.inexact_input_margin`` (1.2).
+
+The worst case covers every upstream call the request may make and every answer
+it may get: OpenAI's ``n`` answers of ``max_tokens`` each; with fallbacks, the
+dearest of the models it may fall back to; for a cascade, every draft tier's
+samples plus the tier that answers last (`Estimator.route` names the models of
+a route; without it only the bound model is priced). A model of the route
+without a price is left out of ``usd`` and flagged (``price_unknown``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -52,13 +59,51 @@ OUTPUT_LIMITS: dict[str, int] = {
 }
 
 
+# A public model name's (upstream model, pricing provider, price override key, upstream API).
+Target = tuple[str, str | None, str | None, str]
+
+
 @dataclass(frozen=True, slots=True)
 class Estimate:
-    input_tokens: int
-    output_tokens: int  # the most the upstream may generate
+    input_tokens: int  # every prompt token of every upstream call the request may make
+    output_tokens: int  # the most one answer may generate (its max_tokens)
     usd: int | None  # worst-case cost in counter units; None: no price known
-    output_unit: Decimal | None  # USD per output token (for clamping)
+    output_unit: Decimal | None  # USD per unit of max_tokens, every answer's (for clamping)
     input_usd: int | None  # the input side alone, in counter units
+    answers: int = 1  # answers of up to output_tokens each (n, cascade samples and tiers)
+    price_unknown: bool = False  # a model of the route has no price: usd leaves it out
+
+    @property
+    def total_output(self) -> int:
+        return self.answers * self.output_tokens
+
+    @property
+    def tokens(self) -> int:
+        """Every token of the worst case: the prompts plus every answer."""
+        return self.input_tokens + self.total_output
+
+
+def _combine(parts: list[Estimate], add: bool) -> Estimate:
+    """Calls that all happen (``add``: a cascade's drafts, then its last tier), or of
+    which one answers (a model and its fallbacks: the dearest of each)."""
+    sum_or_max: Callable[[list[int]], int] = sum if add else max
+    inp = sum_or_max([p.input_tokens for p in parts])
+    out = max(p.output_tokens for p in parts)
+    answers = sum_or_max([p.answers for p in parts])
+    unknown = any(p.price_unknown or p.usd is None for p in parts)
+    priced = [p for p in parts if p.usd is not None and p.input_usd is not None]
+    if not priced:
+        return Estimate(inp, out, None, None, None, answers, True)
+    units = [p.output_unit or Decimal(0) for p in priced]
+    return Estimate(
+        inp,
+        out,
+        sum_or_max([p.usd or 0 for p in priced]),
+        sum(units, Decimal(0)) if add else max(units),
+        sum_or_max([p.input_usd or 0 for p in priced]),
+        answers,
+        unknown,
+    )
 
 
 class Estimator:
@@ -75,6 +120,9 @@ class Estimator:
         self.default_max_output = default_max_output
         self.margin = inexact_input_margin
         self._limit_of: dict[str, int] = {}
+        # Set by the gateway: a public model name's Target, and a cascade's default samples.
+        self.route: Callable[[str], Target | None] | None = None
+        self.cascade_samples = 1
 
     def output_limit(self, model: str) -> int:
         found = self._limit_of.get(model)
@@ -112,27 +160,71 @@ class Estimator:
     def __call__(
         self, call: Call, *, max_output: int | None = None, input_tokens: int | None = None
     ) -> Estimate:
-        """The worst case; ``input_tokens`` skips counting again (when clamping)."""
+        """The worst case; ``input_tokens`` skips counting again (when clamping a
+        request that has one model to call)."""
         rec = call.record
-        model = rec.served_model or rec.requested_model
+        prov = call.provider
+        here: Target = (
+            rec.served_model or rec.requested_model,
+            prov.pricing_provider if prov else None,
+            rec.deployment,
+            prov.api if prov else call.api,
+        )
+        n = call.body.get("n") if call.api != ANTHROPIC and call.op == "chat" else None
+        answers = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+        plan = call.route
+        if plan is None or self.route is None or (plan.cascade is None and len(plan.targets) < 2):
+            return self._one(call, here, max_output, input_tokens, answers=answers)
+        drafts: list[Estimate] = []
+        finals: list[Estimate] = []
+        names = list(plan.targets[1:])
+        if plan.cascade is not None:
+            samples = plan.cascade.samples or self.cascade_samples
+            tiers = list(plan.tiers)
+            for i, tier in enumerate(tiers[:-1]):
+                t = here if i == 0 else self.route(tier)
+                if t is not None:  # one call asking for n answers, or one call per sample
+                    calls = 1 if t[3] == "openai" else samples
+                    drafts.append(self._one(call, t, max_output, None, calls, samples))
+            last = tiers[-1]
+            names = plan.targets[plan.targets.index(last) :] if last in plan.targets else [last]
+        else:
+            finals.append(self._one(call, here, max_output, None, answers=answers))
+        for name in names:
+            t = self.route(name)
+            if t is not None:
+                finals.append(self._one(call, t, max_output, None, answers=answers))
+        if not finals:
+            return _combine(drafts, add=True)
+        return _combine([*drafts, _combine(finals, add=False)], add=True)
+
+    def _one(
+        self,
+        call: Call,
+        target: Target,
+        max_output: int | None,
+        input_tokens: int | None,
+        calls: int = 1,
+        answers: int = 1,
+    ) -> Estimate:
+        """The worst case of ``calls`` calls of one model giving ``answers`` answers."""
+        model, provider, override, _ = target
         inp = self.input_tokens(call, model) if input_tokens is None else input_tokens
         out = 0 if call.op == "embeddings" else (max_output or self.requested_output(call, model))
         cached = inp if call.api == ANTHROPIC and _asks_for_cache(call.body) else 0
-        provider = call.provider.pricing_provider if call.provider else None
-        tier = _dearer_tier(call)
         cost = self.prices.cost(
-            Usage(inp, out, cache_write_1h_tokens=cached, price_context=tier),
+            Usage(inp * calls, out * answers, cache_write_1h_tokens=cached * calls,
+                  price_context=_dearer_tier(call)),
             model=model,
             provider=provider,
-            override_key=rec.deployment,
-        )
+            override_key=override,
+        )  # fmt: skip
         if cost.total is None or cost.output is None:
-            return Estimate(inp, out, None, None, None)
+            return Estimate(inp * calls, out, None, None, None, answers, True)
         # Every output token is priced at one rate (the tier the prompt selects).
         unit = cost.output / out if out else None
-        return Estimate(
-            inp, out, usd_to_units(cost.total), unit, usd_to_units(cost.total - cost.output)
-        )
+        usd, input_usd = usd_to_units(cost.total), usd_to_units(cost.total - cost.output)
+        return Estimate(inp * calls, out, usd, unit, input_usd, answers)
 
     def requested_output(self, call: Call, model: str) -> int:
         body = call.body

@@ -389,7 +389,7 @@ class CapsPolicy:
                             limit_units(b.limit_usd), "usd")  # fmt: skip
                 lines.append(Line(hold, b, None, entity, span))
             if b.limit_tokens is not None:
-                amount = est.input_tokens + est.output_tokens if est is not None else 0
+                amount = est.tokens if est is not None else 0
                 hold = Hold(self._budget_window(b, "tokens", entity, span, now), amount,
                             b.limit_tokens, "tokens")  # fmt: skip
                 lines.append(Line(hold, b, None, entity, span))
@@ -398,7 +398,7 @@ class CapsPolicy:
             base = f"l:{lim.id}:"
             ttl = lim.window + self.config.lease + 60
             inp = est.input_tokens if est is not None else 0
-            out = est.output_tokens if est is not None else 0
+            out = est.total_output if est is not None else 0
             for measure, cap, amount in (
                 ("requests", lim.rpm, 1),
                 ("tokens", lim.tpm, inp + out),
@@ -506,7 +506,7 @@ class CapsPolicy:
                 return None
             left = line.hold.limit - res.totals[i]
             if line.measure == "tokens":
-                allowed = left - est.input_tokens
+                allowed = (left - est.input_tokens) // est.answers
             elif est.output_unit is None or est.input_usd is None or line.hold.amount == 0:
                 return None
             elif est.output_unit == 0:
@@ -547,7 +547,7 @@ class CapsPolicy:
                 note["price_unknown"] = True
             else:
                 note["reserved_usd"] = str(units_to_usd(est.usd))
-            note["reserved_tokens"] = est.input_tokens + est.output_tokens
+            note["reserved_tokens"] = est.tokens
         if clamped is not None:
             note["clamped_max_tokens"] = clamped
         if res.via:

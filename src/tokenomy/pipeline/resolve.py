@@ -71,6 +71,15 @@ class Resolve:
             prov = self._providers[dep.name] = create_provider(dep)
         return prov
 
+    def target(self, name: str) -> tuple[str, str | None, str | None, str] | None:
+        """A public model name's (upstream model, pricing provider, override key,
+        upstream API), to price the models a request may be served by."""
+        dep = self.deployment_for(name)
+        if dep is None:
+            return None
+        prov = self._provider(dep)
+        return dep.upstream_model(name), prov.pricing_provider, dep.name, prov.api
+
     def provider_for(self, name: str) -> Provider | None:
         dep = self.deployment_for(name)
         return None if dep is None else self._provider(dep)
