@@ -184,3 +184,33 @@ def test_admin_api(bill_gw: GW) -> None:
         assert rows[-1]["amount"] == "5.000002"
         assert http.get("/admin/statements/alice/nov", headers=ADMIN).status_code == 400
         assert http.post("/admin/statements/alice/2026-11", headers=ADMIN).status_code == 405
+
+
+def test_a_retried_topup_or_adjustment_with_its_idempotency_key_counts_once(bill_gw: GW) -> None:
+    """A client that timed out and retries must not credit a customer twice."""
+    with bill_gw.http() as http:
+        first = http.post("/admin/credits/carol/topup", headers=ADMIN,
+                          json={"amount": "5", "idempotency_key": "inv-41"})  # fmt: skip
+        assert first.status_code == 201 and first.json()["balance"] == "5"
+        again = http.post("/admin/credits/carol/topup", headers=ADMIN,
+                          json={"amount": "5", "idempotency_key": "inv-41"})  # fmt: skip
+        assert again.status_code == 200 and again.json()["replayed"] is True
+        assert again.json()["id"] == first.json()["id"] and again.json()["balance"] == "5"
+        other = http.post("/admin/credits/carol/topup", headers=ADMIN,
+                          json={"amount": "7", "idempotency_key": "inv-41"})  # fmt: skip
+        assert other.status_code == 409
+        assert other.json()["error"]["code"] == "idempotency_key_reused"
+        elsewhere = http.post("/admin/credits/dan/topup", headers=ADMIN,
+                              json={"amount": "5", "idempotency_key": "inv-41"})  # fmt: skip
+        assert elsewhere.status_code == 409
+        for status in (201, 200):
+            r = http.post("/admin/credits/carol/adjust", headers=ADMIN,
+                          json={"amount": "-2", "idempotency_key": "fix-1"})  # fmt: skip
+            assert r.status_code == status and r.json()["balance"] == "3"
+        plain = http.post("/admin/credits/carol/topup", headers=ADMIN, json={"amount": "1"})
+        assert plain.status_code == 201 and plain.json()["balance"] == "4"  # no key: each counts
+    hist = BillingStore(bill_gw.store).history("carol")
+    assert sorted(e.kind for e in hist) == ["adjustment", "topup", "topup"]
+    assert BillingStore(bill_gw.store).customer("dan") is None or not [
+        e for e in BillingStore(bill_gw.store).history("dan")
+    ]

@@ -59,6 +59,7 @@ class CreditEntry:
     kind: str
     request_id: str | None
     note: str | None
+    replayed: bool = False  # returned again for a retried idempotency key: nothing changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +107,17 @@ def _plan(row: Sequence[Any]) -> Plan:
         cached_input_per_mtok=money_or_none(cached),
         created_at=float(created_at),
     )
+
+
+IDEMPOTENCY_PREFIX = "idem:"  # an idempotency key's entries, in the request_id column
+
+
+def _idempotent(key: str | None) -> str | None:
+    if key is None:
+        return None
+    if not key or len(key) > 255:
+        raise InvalidRequest("an Idempotency-Key is 1 to 255 characters", param="idempotency_key")
+    return IDEMPOTENCY_PREFIX + key
 
 
 def _check_unit(unit: str) -> None:
@@ -217,10 +229,13 @@ class BillingStore:
         unit: str = "usd",
         note: str | None = None,
         ts: float | None = None,
+        idempotency_key: str | None = None,
     ) -> CreditEntry:
         """Add ``amount`` (> 0) to the balance, opening the account on first top-up.
 
-        ``ts`` (default: now) dates the entry, for importing past top-ups.
+        ``ts`` (default: now) dates the entry, for importing past top-ups. With an
+        ``idempotency_key``, a retry of the same top-up returns its entry and adds
+        nothing (`replayed` tells); the same key for another top-up is a 409.
         """
         _check_unit(unit)
         if amount <= 0:
@@ -241,11 +256,40 @@ class BillingStore:
                     code="unit_mismatch",
                     param="unit",
                 )
-            entry = self._append(cur, acct, amount, "topup", ts=ts, note=note)
-            assert entry is not None
+            key = _idempotent(idempotency_key)
+            if key is not None:
+                done = self._replay(cur, key, "topup", customer, amount)
+                if done is not None:
+                    return done
+            entry = self._append(cur, acct, amount, "topup", ts=ts, request_id=key, note=note)
+            if entry is None:  # a retry committed meanwhile
+                done = self._replay(cur, key or "", "topup", customer, amount)
+                assert done is not None
+                return done
             return entry
 
         return self.db.write(run)
+
+    def _replay(
+        self, cur: Cursor, key: str, kind: str, customer: str, amount: Decimal
+    ) -> CreditEntry | None:
+        """The entry an idempotency key already made, if any; a 409 if it was made for
+        another customer or amount."""
+        sql = self.db.sql(
+            f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger WHERE request_id = ? AND kind = ?"
+        )
+        row = cur.execute(sql, (key, kind)).fetchone()
+        if row is None:
+            return None
+        entry = _entry(row)
+        if entry.customer != customer or entry.amount != amount:
+            raise InvalidRequest(
+                "this Idempotency-Key was used for another "
+                f"{kind} ({money_text(entry.amount)} for {entry.customer!r})",
+                status=409,
+                code="idempotency_key_reused",
+            )
+        return replace(entry, replayed=True)
 
     def adjust(
         self,
@@ -256,6 +300,7 @@ class BillingStore:
         kind: str = "adjustment",
         request_id: str | None = None,
         ts: float | None = None,
+        idempotency_key: str | None = None,
     ) -> CreditEntry | None:
         """Add a signed ``amount``; refused if the balance would go below zero.
 
@@ -271,7 +316,18 @@ class BillingStore:
             acct = self._locked(cur, customer)
             if acct is None or acct.unit is None:
                 raise NotFound(f"{customer!r} has no balance", code="no_balance")
-            return self._append(cur, acct, amount, kind, ts=ts, request_id=request_id, note=note)
+            key = _idempotent(idempotency_key)
+            if key is not None:  # an adjustment's own key (a refund's is its request id)
+                if request_id is not None:
+                    raise InvalidRequest("give a refund's request_id or an Idempotency-Key")
+                done = self._replay(cur, key, kind, customer, amount)
+                if done is not None:
+                    return done
+            rid = request_id if key is None else key
+            entry = self._append(cur, acct, amount, kind, ts=ts, request_id=rid, note=note)
+            if entry is None and key is not None:  # a retry committed meanwhile
+                return self._replay(cur, key, kind, customer, amount)
+            return entry
 
         return self.db.write(run)
 

@@ -90,10 +90,12 @@ async def _one_customer(billing: BillingStore, customer: str) -> Customer:
 async def _send_entry(
     send: Any, billing: BillingStore, policy: BillingPolicy | None, entry: CreditEntry
 ) -> None:
-    """201 with a new ledger entry and the balance after it; the cached account is stale."""
+    """201 with a new ledger entry and the balance after it (the cached account is
+    stale); 200 with the entry a retried idempotency key had made, nothing changed."""
     _forget(policy, entry.customer)
     acct = await _one_customer(billing, entry.customer)
-    await send_json(send, 201, {**entry_view(entry), "balance": _money(acct.balance)})
+    status = 200 if entry.replayed else 201
+    await send_json(send, status, {**entry_view(entry), "balance": _money(acct.balance)})
 
 
 async def handle_customers(
@@ -136,8 +138,11 @@ async def handle_credits(
         body = await json_object(receive)
         unit = optional_str(body, "unit") or "usd"
         amount = parse_money(body.get("amount"), "amount", unit=unit)
+        key = optional_str(body, "idempotency_key")
         entry = await asyncio.to_thread(
-            billing.topup, customer, amount, unit=unit, note=optional_str(body, "note")
+            lambda: billing.topup(
+                customer, amount, unit=unit, note=optional_str(body, "note"), idempotency_key=key
+            )
         )
         await _send_entry(send, billing, policy, entry)
     elif method == "POST" and action == "adjust":
@@ -146,9 +151,15 @@ async def handle_credits(
         amount = parse_money(body.get("amount"), "amount", unit=acct.unit or "usd")
         kind = optional_str(body, "kind") or "adjustment"
         request_id = optional_str(body, "request_id")
+        key = optional_str(body, "idempotency_key")
         adjusted = await asyncio.to_thread(
             lambda: billing.adjust(
-                customer, amount, note=optional_str(body, "note"), kind=kind, request_id=request_id
+                customer,
+                amount,
+                note=optional_str(body, "note"),
+                kind=kind,
+                request_id=request_id,
+                idempotency_key=key,
             )
         )
         if adjusted is None:
