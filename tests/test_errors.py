@@ -14,6 +14,7 @@ import pytest
 from gateway_fixtures import GW
 from tokenomy.keys import mint_key
 from tokenomy.server.http import MAX_BODY
+from tokenomy.validate import MAX_MODEL_CHARS
 
 
 def say(text: str) -> list[dict[str, str]]:
@@ -80,6 +81,22 @@ def test_wrong_field_types_are_400(gw: GW, body: dict[str, object], param: str) 
     with gw.http() as c:
         r = c.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {gw.key}"})
     assert assert_openai_error(r, 400)["param"] == param
+
+
+def test_a_model_name_too_long_is_400_in_both_formats(gw: GW) -> None:
+    """A model name is a key of bounded in-process memos: a megabyte-long one (which
+    a wildcard deployment would otherwise pass through) is refused up front."""
+    long_name = "claude-" + "x" * MAX_MODEL_CHARS
+    with gw.http() as c:
+        r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"model": long_name, "messages": say("x")})  # fmt: skip
+        assert assert_openai_error(r, 400)["param"] == "model"
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": long_name, "max_tokens": 5, "messages": say("x")})  # fmt: skip
+        assert assert_anthropic_error(r, 400)["type"] == "invalid_request_error"
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": say("x")})  # fmt: skip
+        assert r.status_code == 200  # a real name is served
 
 
 def test_wrong_nested_types_for_a_model_of_the_other_api_are_400(gw: GW) -> None:
