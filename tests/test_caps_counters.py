@@ -17,7 +17,7 @@ from tokenomy.caps.counters import (
     units_to_usd,
     usd_to_units,
 )
-from tokenomy.caps.memory import MemoryCounters
+from tokenomy.caps.memory import TIDY_SLICE, MemoryCounters
 from tokenomy.caps.redis import RedisCounters
 
 
@@ -183,6 +183,27 @@ async def test_large_amounts_stay_exact(backend: tuple[CounterBackend, Clock]) -
     assert await be.totals([w]) == [big - 3]
     assert not (await be.reserve("r2", [Hold(w, 4, big)], lease=30)).ok
     assert (await be.reserve("r3", [Hold(w, 3, big)], lease=30)).ok
+
+
+async def test_expired_counters_are_forgotten_in_memory() -> None:
+    """As a Redis key with a TTL expires, an in-memory counter that expired is dropped
+    by `tidy`: counters of per-user scopes whose users went away do not pile up."""
+    clock = Clock()
+    be = MemoryCounters(clock=clock)
+    for i in range(3 * TIDY_SLICE):
+        await be.reserve(f"r{i}", [Hold(Window(f"user={i}", 1, ttl=120), 1, 10)], lease=30)
+        await be.settle(f"r{i}", [1])
+    await be.reserve("f", [Hold(Window("forever"), 1), Hold(Window("fresh", ttl=600), 1)], lease=30)
+    await be.tidy()
+    assert be.counter_count() == 3 * TIDY_SLICE + 2  # none expired yet
+    clock.t += 121
+    await be.tidy()  # a bounded slice per call...
+    assert be.counter_count() > 2
+    for _ in range(4):
+        await be.tidy()
+    assert be.counter_count() == 2  # ...until all expired ones are gone
+    assert await be.totals([Window("forever"), Window("fresh", ttl=600)]) == [1, 1]
+    assert await be.totals([Window("user=7", 1, ttl=120)]) == [0]  # as before: expired is 0
 
 
 @pytest.mark.redis

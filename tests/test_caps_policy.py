@@ -199,6 +199,28 @@ async def test_each_user_has_a_counter_of_their_own(caps: tuple[CapsPolicy, Cloc
     await p.reserve(chat(user=None, max_tokens=80))  # no user: outside the scope
 
 
+async def test_counters_of_users_gone_quiet_are_forgotten(caps: tuple[CapsPolicy, Clock]) -> None:
+    """A per-user rate limit makes a counter per user; the housekeeping's tidy drops
+    those whose window has passed, so a long-running gateway's memory stays bounded."""
+    p, clock = caps
+    await add_limit(p, name="per-user", scope={"user": "each"}, rpm=5)
+    assert p._tidy is not None  # the housekeeping tidies the in-memory counters
+    be = p.backend
+    assert isinstance(be, MemoryCounters)
+    for i in range(300):
+        call = chat(user=f"u{i}")
+        await p.reserve(call)
+        await p.settle(call, call.record)
+    assert be.counter_count() >= 300
+    clock.t += 3600
+    await p._tidy()
+    await p._tidy()
+    assert be.counter_count() == 0
+    call = chat(user="u1")  # a returning user starts afresh
+    await p.reserve(call)
+    assert be.counter_count() == 1
+
+
 async def test_team_by_model_combination(caps: tuple[CapsPolicy, Clock]) -> None:
     p, _ = caps
     await add_budget(p, name="t-x-m", scope={"team": "search", "model": "each"}, period="daily",

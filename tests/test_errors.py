@@ -3,17 +3,22 @@ status, and never a traceback; served requests are still recorded."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from pathlib import Path
 
 import anthropic
 import httpx2 as httpx
 import openai
 import pytest
 
-from gateway_fixtures import GW
+from gateway_fixtures import GW, Fake, gateway_settings
 from tokenomy.keys import mint_key
+from tokenomy.ledger import open_store
+from tokenomy.server.app import create_app
 from tokenomy.server.http import MAX_BODY
+from tokenomy.validate import MAX_MODEL_CHARS
 
 
 def say(text: str) -> list[dict[str, str]]:
@@ -80,6 +85,22 @@ def test_wrong_field_types_are_400(gw: GW, body: dict[str, object], param: str) 
     with gw.http() as c:
         r = c.post("/v1/chat/completions", json=body, headers={"authorization": f"Bearer {gw.key}"})
     assert assert_openai_error(r, 400)["param"] == param
+
+
+def test_a_model_name_too_long_is_400_in_both_formats(gw: GW) -> None:
+    """A model name is a key of bounded in-process memos: a megabyte-long one (which
+    a wildcard deployment would otherwise pass through) is refused up front."""
+    long_name = "claude-" + "x" * MAX_MODEL_CHARS
+    with gw.http() as c:
+        r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"model": long_name, "messages": say("x")})  # fmt: skip
+        assert assert_openai_error(r, 400)["param"] == "model"
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": long_name, "max_tokens": 5, "messages": say("x")})  # fmt: skip
+        assert assert_anthropic_error(r, 400)["type"] == "invalid_request_error"
+        r = c.post("/v1/messages", headers={"x-api-key": gw.key},
+                   json={"model": "claude-haiku-4-5", "max_tokens": 5, "messages": say("x")})  # fmt: skip
+        assert r.status_code == 200  # a real name is served
 
 
 def test_wrong_nested_types_for_a_model_of_the_other_api_are_400(gw: GW) -> None:
@@ -366,3 +387,44 @@ def test_a_key_with_non_ascii_bytes_is_401_not_500(gw: GW) -> None:
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
         assert login.status_code == 401 and "not the master key" in login.text
+
+
+async def test_a_stream_whose_response_cannot_start_is_still_recorded(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    """A server may raise when the response starts (the client went away first): the
+    upstream stream, already open, is closed and the request recorded (499)."""
+    db = str(tmp_path / "ledger.db")
+    store = open_store(db)
+    store.migrate()
+    secret, key = mint_key(team="search")
+    store.create_key(key)
+    store.close()
+    app = create_app(gateway_settings(db, fake, fake_llamacpp))
+    await app.startup()
+    body = json.dumps({"model": "gpt-4o", "stream": True, "messages": say("hi there")}).encode()
+    asked = False
+
+    async def receive() -> dict[str, object]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client says nothing more
+        raise AssertionError("unreachable")
+
+    async def send(msg: dict[str, object]) -> None:
+        if msg["type"] == "http.response.start":
+            raise OSError("connection reset by peer")
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+             "headers": [(b"authorization", f"Bearer {secret}".encode())], "query_string": b""}  # fmt: skip
+    try:
+        with pytest.raises(OSError, match="reset"):  # the server's to handle
+            await app(scope, receive, send)
+        assert app.gateway is not None
+        rows = app.gateway.store.list_records()
+    finally:
+        await app.shutdown()
+    assert [(r.status, r.error_type) for r in rows] == [(499, "client_disconnected")]
+    assert rows[0].usage.input_tokens > 0 and rows[0].cost_usd is not None

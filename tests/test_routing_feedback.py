@@ -293,3 +293,48 @@ def test_the_judge_reads_the_question_as_the_router_does() -> None:
     assert _question(call) == "What is in\nthis picture?"  # no blank line for the image
     long = {"model": "gpt-4o", "messages": [{"role": "user", "content": "x" * MAX_CHARS + "end"}]}
     assert _question(Call(OPENAI, "chat", "/v1/chat/completions", long, {})).endswith("xend")
+
+
+async def test_a_slow_judge_holds_a_bounded_number_of_requests(tmp_path: Any) -> None:
+    """While the judge model does not answer, judgements (each holding its request)
+    do not pile up: past MAX_PENDING running, samples are skipped and counted."""
+    import asyncio
+
+    from tokenomy.config import Deployment
+    from tokenomy.errors import UpstreamTimeout
+    from tokenomy.pipeline.context import Call
+    from tokenomy.routing.config import Judge as JudgeConfig
+    from tokenomy.routing.judge import MAX_PENDING, Judge
+    from tokenomy.routing.stage import Plan
+
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    class Stalled:  # a judge model that answers only when released
+        api, name, max_tokens_field = "openai", "openai", "max_tokens"
+        deployment = Deployment("judge", "openai")
+
+        async def send(self, op: str, model: str, body: Any, headers: Any) -> Any:
+            sent.append(model)
+            await release.wait()
+            raise UpstreamTimeout("the judge timed out")  # logged, never raised
+
+    with open_store(str(tmp_path / "l.db")) as store:
+        store.migrate()
+
+        async def write(rec: Any) -> None:
+            return None
+
+        judge = Judge(JudgeConfig(1.0, "judge"), store, provider_for=lambda _: Stalled(),  # type: ignore[arg-type,return-value]
+                      meter=lambda call, usage: None, write=write)  # fmt: skip
+        for i in range(MAX_PENDING + 50):
+            call = Call("openai", "chat", "/v1/chat/completions",
+                        {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]}, {})  # fmt: skip
+            call.route = Plan("m", "rule:x", ["m"], None)
+            judge.maybe(call, {"choices": [{"message": {"content": "a"}}]}, "openai")
+        await asyncio.sleep(0)
+        assert len(judge._tasks) == MAX_PENDING and judge.skipped == 50
+        assert len(sent) == MAX_PENDING
+        release.set()
+        await judge.close()
+        assert not judge._tasks

@@ -2,6 +2,13 @@
 
 Spend is summed as `Decimal` and only turned into a decimal string when
 rendered, so the exported figure equals the ledger's to the last digit.
+
+The ``model`` label is the model name a client asked for (or the one served,
+which a wildcard deployment takes from the request), so a client could make a
+new series with every request. Its values are bounded: the first `MAX_MODELS`
+names seen (each at most `MAX_MODEL_CHARS` long) are labels of their own, any
+other is counted under `OTHER_MODEL`. Teams come from keys, which the operator
+mints; statuses, error types, levers and kinds are the gateway's own words.
 """
 
 from __future__ import annotations
@@ -18,6 +25,10 @@ if TYPE_CHECKING:
     from .pipeline.context import Call
 
 Labels = tuple[str, ...]
+
+MAX_MODELS = 1000  # distinct values of the model label
+MAX_MODEL_CHARS = 200  # a longer model name is no label of its own
+OTHER_MODEL = "(other)"
 
 
 def _esc(value: str) -> str:
@@ -36,9 +47,19 @@ class Metrics:
         self.latency_sum: defaultdict[Labels, float] = defaultdict(float)  # model
         self.latency_count: defaultdict[Labels, int] = defaultdict(int)
         self.gauges: dict[str, Callable[[], float]] = {}
+        self._models: set[str] = set()
+
+    def _model(self, name: str) -> str:
+        """The model label for ``name``: itself, unless too long or past `MAX_MODELS`."""
+        if name in self._models:
+            return name
+        if len(name) > MAX_MODEL_CHARS or len(self._models) >= MAX_MODELS:
+            return OTHER_MODEL
+        self._models.add(name)
+        return name
 
     def observe(self, rec: UsageRecord) -> None:
-        model = rec.served_model or rec.requested_model or ""
+        model = self._model(rec.served_model or rec.requested_model or "")
         team = rec.team or ""
         self.requests[model, team, str(rec.status)] += 1
         u = rec.usage
@@ -71,7 +92,7 @@ class Metrics:
             self.latency_count[(model,)] += 1
 
     def observe_error(self, call: Call, status: int) -> None:
-        self.requests[call.record.requested_model or "", "", str(status)] += 1
+        self.requests[self._model(call.record.requested_model or ""), "", str(status)] += 1
 
     def render(self) -> bytes:
         out: list[str] = []

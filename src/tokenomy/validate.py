@@ -48,6 +48,11 @@ _EMBEDDINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "dimensions": (_INT, "an integer"),
 }
 
+# Model names are keys of bounded in-process memos (prices, output limits, the caps'
+# scope index, metric labels): a bound on their count is one on their memory only
+# if each name is short. Real names are well under this.
+MAX_MODEL_CHARS = 256
+
 SCHEMAS = {"openai.chat": _OPENAI, "anthropic.chat": _ANTHROPIC, "openai.embeddings": _EMBEDDINGS}
 REQUIRED = {
     "openai.chat": ("model", "messages"),
@@ -73,6 +78,10 @@ def check_request(kind: str, body: Any) -> dict[str, Any]:
                 param=name,
                 code="invalid_type",
             )
+    if len(body["model"]) > MAX_MODEL_CHARS:
+        raise InvalidRequest(
+            f"'model' is too long: at most {MAX_MODEL_CHARS} characters.", param="model"
+        )
     if kind != "openai.embeddings" and not body["messages"]:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
     return body

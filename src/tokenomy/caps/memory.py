@@ -4,21 +4,33 @@ Same semantics as the Redis backend (see `caps.counters`), kept in dicts. The
 event loop runs one coroutine at a time and no method awaits in the middle, so
 every operation is atomic without a lock. State is lost with the process; the
 policy rebuilds it from the ledger at start-up (`CapsStore.ledger_totals`).
+
+A counter with a ``ttl`` is forgotten once it expires, as a Redis key with a TTL
+would be: `tidy` (the caps' housekeeping calls it every sweep) drops expired
+counters, a slice of them per call, so the counters of per-user or per-tag
+scopes (``user: each``) whose users went away do not pile up in a long-running
+process.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from .counters import TOMBSTONE_TTL, Hold, Pending, Reserved, Settled, Window
+
+TIDY_SLICE = 5000  # counters looked at per `tidy` call: a bounded pause of the loop
 
 
 @dataclass(slots=True)
 class _Counter:
     buckets: dict[int, int]
     touched: float
+    ttl: float | None = None  # seconds without writes before it expires (None: never)
+
+    def expired(self, now: float) -> bool:
+        return self.ttl is not None and now - self.touched > self.ttl
 
 
 @dataclass(slots=True)
@@ -35,6 +47,7 @@ class MemoryCounters:
         self._counters: dict[str, _Counter] = {}
         self._open: dict[str, _Reservation] = {}
         self._released: dict[str, tuple[tuple[Hold, ...], float]] = {}  # tombstones
+        self._tidying: Iterator[str] = iter(())  # the keys `tidy` has still to look at
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -44,6 +57,7 @@ class MemoryCounters:
             c = None  # expired, as a Redis key with a TTL would have
         if c is None:
             c = self._counters[w.key] = _Counter({}, now)
+        c.ttl = w.ttl
         return c
 
     def _total(self, w: Window, now: float) -> tuple[int, int | None]:
@@ -167,6 +181,26 @@ class MemoryCounters:
         c.buckets[window.bucket] = used
         c.touched = now
         return True
+
+    async def tidy(self) -> None:
+        """Forget expired counters: the next `TIDY_SLICE` keys of a pass over all
+        of them (a new pass starts when one ends), so the work per call is bounded."""
+        now, left, restarted = self.clock(), TIDY_SLICE, False
+        while left:
+            key = next(self._tidying, None)
+            if key is None:
+                if restarted:
+                    return  # every counter looked at in this call
+                self._tidying, restarted = iter(list(self._counters)), True
+                continue
+            left -= 1
+            c = self._counters.get(key)
+            if c is not None and c.expired(now):
+                del self._counters[key]
+
+    def counter_count(self) -> int:
+        """Counters held (for tests and diagnostics)."""
+        return len(self._counters)
 
     async def close(self) -> None:
         self._open.clear()

@@ -8,7 +8,9 @@ from 1 to 10; the rating, mapped to [0, 1], is stored as feedback with source
 too, so the pair is an outcome a router can be trained on. Every call made for
 a judgement is a ledger row: ``<id>.judge``, ``<id>.judge-ref``, ``<id>.judge2``
 (their cost is real; their ``saved_usd`` is minus that cost). The client never waits for
-it; on shutdown pending judgements get a few seconds, then are dropped.
+it; on shutdown pending judgements get a few seconds, then are dropped. At most
+`MAX_PENDING` judgements run at once (each holds its request): while the judge
+model is slow, further samples are skipped and counted, not queued without bound.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ SYSTEM = (
 )
 _RATING = re.compile(r"\b(10|[1-9])\b")
 MAX_CHARS = 8000  # of the question and of the answer sent to the judge
+MAX_PENDING = 100  # judgements running at once; more samples are skipped
 
 
 def parse_rating(text: str) -> float | None:
@@ -77,6 +80,7 @@ class Judge:
         self.write = write
         self.rng = rng or random.Random()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.skipped = 0  # samples not judged: MAX_PENDING judgements were running
 
     def maybe(self, call: Call, data: Any, api: str) -> None:
         """Start a judgement of this answer, for a sample of routed requests."""
@@ -84,6 +88,11 @@ class Judge:
         if plan is None or not plan.routed or call.op != "chat" or call.record.status != 200:
             return
         if self.rng.random() >= self.config.sample_rate:
+            return
+        if len(self._tasks) >= MAX_PENDING:
+            self.skipped += 1
+            if self.skipped == 1 or self.skipped % 1000 == 0:
+                log.warning("the judge model is not keeping up: %d samples skipped", self.skipped)
             return
         answer = output_text_of(data, api)[:MAX_CHARS]
         task = asyncio.create_task(self._guarded(call, _question(call), answer))

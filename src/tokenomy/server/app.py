@@ -8,6 +8,7 @@ hands a `Call` to `Gateway.handle`. Every error is rendered by
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Container
@@ -214,6 +215,7 @@ class TokenomyApp:
                     return
 
         watcher = asyncio.create_task(watch())
+        started = False
         try:
             await send(
                 {
@@ -222,6 +224,7 @@ class TokenomyApp:
                     "headers": SSE_HEADERS + encode_headers(headers),
                 }
             )
+            started = True
             async for piece in chunks:
                 if gone.is_set():
                     break
@@ -229,6 +232,12 @@ class TokenomyApp:
             else:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
+            if not started:
+                # Closing a generator never started skips its cleanup: the upstream
+                # stream, already open, would stay so and the request go unrecorded.
+                # Run it to its first write; the close below then records it (499).
+                with contextlib.suppress(StopAsyncIteration):
+                    await anext(chunks)
             await chunks.aclose()  # on disconnect this records what was generated
             watcher.cancel()
 
