@@ -317,8 +317,9 @@ def _run(
             continue
         e = _entry(places, row)
         if sums:  # usage: the counts (PostgreSQL sums BIGINT to NUMERIC), then money
-            counts = row[k : k + sums]
-            e.extend(counts if isinstance(counts[0], int) else map(int, counts))
+            # Each count on its own: over rows, count(*) is a BIGINT but the sums
+            # are NUMERIC, and a Decimal token count would print as dollars.
+            e.extend(c if type(c) is int else int(c) for c in row[k : k + sums])
             e.append(_money(row[k + sums]))
         else:  # savings: lever, amount
             e.extend((row[k], _money(row[k + 1])))
