@@ -7,6 +7,8 @@ through the daily rollups and the partial-day rows.
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -416,3 +418,34 @@ def test_unknown_dimension(filled: Store) -> None:
         build_report(filled, group_by=("colour",))
     with pytest.raises(ValueError, match="did not read"):
         scan(filled, dims=("team",)).group(("user",))
+
+
+def test_csv_never_holds_a_formula(store: Store) -> None:
+    # Teams, users, keys, tags and model names are the clients' own text: a
+    # spreadsheet must not run them. Commas, quotes and newlines stay one cell.
+    hostile = ['=HYPERLINK("http://x.test","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)",
+               "\t=1", "\r=1", 'a,b "c"\nd\re']  # fmt: skip
+    store.insert_records(
+        [
+            UsageRecord(f"h{i}", ts=T0 + i, team=v, user=v, key_id=v, tags={"k": v, "route": v},
+                        requested_model=v, served_model=v, provider="openai", usage=Usage(10, 1),
+                        cost_usd=Decimal("0.25"), decisions={"route": {"saved_usd": "-0.5"}})
+            for i, v in enumerate(hostile)
+        ]
+    )  # fmt: skip
+    rep = build_report(store, group_by=("team", "user", "key", "tag:k", "model", "route"))
+    groups = list(csv.reader(io.StringIO(to_csv(rep, "groups"))))
+    assert groups[0][:7] == ["team", "user", "key", "tag:k", "model", "route", "requests"]
+    want = {v if v == hostile[-1] else "'" + v for v in hostile}
+    assert {row[0] for row in groups[1:]} == want
+    assert all(set(row[:6]) == {row[0]} for row in groups[1:])
+    assert {row[groups[0].index("saved_usd")] for row in groups[1:]} == {"-0.5"}  # a number
+    top = list(csv.reader(io.StringIO(to_csv(rep, "top"))))
+    assert {row[2] for row in top[1:]} == want and {row[6] for row in top[1:]} == want
+    assert [row[1] for row in csv.reader(io.StringIO(to_csv(rep, "savings")))] == [
+        "saved_usd", "-3.5"]  # fmt: skip
+    for section in ("routes", "unpriced"):
+        for row in csv.reader(io.StringIO(to_csv(rep, section))):
+            assert not row[0].startswith(("=", "+", "-", "@", "\t", "\r"))
+    # JSON is data, not a sheet: the values stay as they are.
+    assert {g["team"] for g in to_json(rep)["groups"]} == set(hostile)
