@@ -449,3 +449,23 @@ def test_csv_never_holds_a_formula(store: Store) -> None:
             assert not row[0].startswith(("=", "+", "-", "@", "\t", "\r"))
     # JSON is data, not a sheet: the values stay as they are.
     assert {g["team"] for g in to_json(rep)["groups"]} == set(hostile)
+
+
+def test_tag_filters_on_any_key(store: Store) -> None:
+    # Tag names come from clients (metadata): one with a quote, a backslash or a
+    # control character matched nothing on SQLite, where PostgreSQL found it.
+    names = ['a"b', "a\\b", "tab\there", "two\nlines", "é", "a.b", "x[0]"]
+    recs = [
+        UsageRecord(f"t{i}-{d}", ts=day_ts(d, 12), tags={name: f'v"{i}\\', "n": str(i)},
+                    requested_model="m", usage=Usage(10, 1), cost_usd=Decimal("0.5"))
+        for i, name in enumerate(names) for d in range(3)
+    ]  # fmt: skip
+    store.insert_records(recs)
+    for i, name in enumerate(names):
+        f = Filters(tags=((name, f'v"{i}\\'),))
+        for since, kw in [(None, {}), (day_ts(0, 6), {}), (None, {"use_rollups": False})]:
+            total = scan(store, since=since, filters=f, **kw).total()  # type: ignore[arg-type]
+            assert total.requests == 3, (name, since, kw)  # rollup, rows and both
+        top = top_requests(store, filters=f, limit=5)
+        assert {r.request_id for r in top} == {f"t{i}-{d}" for d in range(3)}, name
+        assert scan(store, filters=Filters(tags=((name, "other"),))).total().requests == 0

@@ -235,7 +235,14 @@ def _tag_filter(d: Dialect, tags: str, k: str) -> tuple[str, str]:
     p = d.param
     if d.name == "postgres":
         return f"{tags} ->> {p} = {p}", k
-    return f"json_extract({tags}, {p}) = {p}", '$."' + k.replace('"', '""') + '"'
+    if '"' in k or "\\" in k or min(k, default=" ") < " ":
+        # A JSON path cannot name a key that JSON escapes (SQLite compares the
+        # escaped text): such a tag, a client's own, is looked up key by key.
+        return (
+            f"EXISTS (SELECT 1 FROM json_each({tags}) AS j WHERE j.key = {p} AND j.value = {p})",
+            k,
+        )
+    return f"json_extract({tags}, {p}) = {p}", '$."' + k + '"'
 
 
 def _where(
