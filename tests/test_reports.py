@@ -469,3 +469,27 @@ def test_tag_filters_on_any_key(store: Store) -> None:
         top = top_requests(store, filters=f, limit=5)
         assert {r.request_id for r in top} == {f"t{i}-{d}" for d in range(3)}, name
         assert scan(store, filters=Filters(tags=((name, "other"),))).total().requests == 0
+
+
+def test_savings_read_alike_from_rollups_and_rows(store: Store) -> None:
+    # What counts as a lever's saving must not depend on whether its day is
+    # whole (rollups) or partial (rows), nor on the engine: a boolean, "1_000",
+    # other scripts' digits and infinities are not amounts anywhere.
+    amounts: list[Any] = [True, "1_000", "\u0661\u0662", "Infinity", " 2.5 ", 0.25, "1e-3",
+                          Decimal("1E+2"), "-0.5"]  # fmt: skip
+    store.insert_records(
+        [
+            UsageRecord(f"s{i}", ts=day_ts(1, 12), requested_model="m", usage=Usage(1, 1),
+                        cost_usd=Decimal("0.1"), decisions={"cache": {"saved_usd": amount}})
+            for i, amount in enumerate(amounts)
+        ]
+    )  # fmt: skip
+    want = {"cache": Decimal("102.251")}
+    for since, until, kw in [(None, None, {}), (day_ts(1), day_ts(2), {}),
+                             (day_ts(1, 6), day_ts(1, 18), {}),
+                             (None, None, {"use_rollups": False})]:  # fmt: skip
+        sc = scan(store, since=since, until=until, **kw)  # type: ignore[arg-type]
+        assert sc.total().savings == want, (since, until, kw)
+    assert isinstance(store, SQLStore)
+    store._write(lambda cur: rollup_mod.rebuild(cur, store.dialect))  # the m010 backfill
+    assert scan(store).total().savings == want
