@@ -493,3 +493,8 @@ def test_savings_read_alike_from_rollups_and_rows(store: Store) -> None:
     assert isinstance(store, SQLStore)
     store._write(lambda cur: rollup_mod.rebuild(cur, store.dialect))  # the m010 backfill
     assert scan(store).total().savings == want
+
+
+def test_saved_usd_adds_the_levers_exactly() -> None:
+    t = Totals(savings={"route": Decimal("123456789012345678.25"), "cache": Decimal("1E-13")})
+    assert t.saved_usd == Decimal("123456789012345678.2500000000001")
