@@ -321,3 +321,19 @@ def test_login_throttle_window() -> None:
     t.failed("b")
     t.failed("c")  # a third client: the least recent ("a") is forgotten
     assert t.retry_after("a") == 0 and set(t._failures) == {"b", "c"}
+
+
+def test_dates_at_the_calendar_edges_are_problems_not_500s(served: Callable[..., str]) -> None:
+    # until=9999-12-31 has no next midnight, since=0001-01-01 no 29 days before:
+    # both were an OverflowError (a 500); a range of centuries a page of millions of bars.
+    html = served(until="9999-12-31")
+    assert "is not between 1970-01-01 and 9999-12-30" in html and 'id="kpi-spend"' in html
+    html = served(since="0001-01-01", until="0001-01-05")
+    assert html.count("is not between") == 2 and 'id="kpi-spend"' in html
+    today = datetime.now(UTC).date()
+    html = served(since="1970-01-01", until="1970-01-10")
+    assert "is not between" not in html and 'value="1970-01-01"' in html
+    html = served(since="1970-01-01")
+    assert f"at most {data.MAX_DAYS} days" in html
+    v = data.View.parse({"since": "1970-01-01"}, today)
+    assert (v.until - v.since).days == data.MAX_DAYS - 1 and v.until == today

@@ -31,6 +31,10 @@ log = logging.getLogger("tokenomy.dashboard")
 BREAKDOWNS = tuple(d for d in DIMENSIONS if d != "day")
 SERIES = 7  # the largest series in the spend chart; the rest are added up as "other"
 HISTORY_DAYS = 56
+# The days a page can show: from the unix epoch to the last with a next day (the
+# range ends at the next midnight), at most MAX_DAYS of them.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
+MAX_DAYS = 3660
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +58,23 @@ class View:
             if not raw:
                 return default
             try:
-                return date.fromisoformat(raw)
+                d = date.fromisoformat(raw)
             except ValueError:
                 problems.append(f"{name}: {raw!r} is not a date (YYYY-MM-DD)")
                 return default
+            if not FIRST_DAY <= d <= LAST_DAY:
+                problems.append(f"{name}: {raw!r} is not between {FIRST_DAY} and {LAST_DAY}")
+                return default
+            return d
 
         until = day("until", today)
-        since = day("since", until - timedelta(days=29))
+        since = day("since", max(until - timedelta(days=29), FIRST_DAY))
         if since > until:
             problems.append("the start is after the end; showing the end day only")
             since = until
+        if (until - since).days >= MAX_DAYS:  # one chart bar and one value per series a day
+            since = until - timedelta(days=MAX_DAYS - 1)
+            problems.append(f"a page shows at most {MAX_DAYS} days; showing those to {until}")
         by = query.get("by", "team")
         try:
             check_dimension(by)
