@@ -498,3 +498,20 @@ def test_savings_read_alike_from_rollups_and_rows(store: Store) -> None:
 def test_saved_usd_adds_the_levers_exactly() -> None:
     t = Totals(savings={"route": Decimal("123456789012345678.25"), "cache": Decimal("1E-13")})
     assert t.saved_usd == Decimal("123456789012345678.2500000000001")
+
+
+def test_an_empty_served_model_is_the_requested_one_everywhere(store: Store) -> None:
+    # The rollups take `served_model or requested_model`; the row sums took
+    # coalesce(), so a served model of "" was "m" on whole days and none on partial ones.
+    recs = [UsageRecord(f"e{d}", ts=day_ts(d, 12), requested_model="m", served_model="",
+                        usage=Usage(10, 1), cost_usd=Decimal("0.5")) for d in range(3)]  # fmt: skip
+    store.insert_records(recs)
+    want = {("m",): expected(recs, ())[()]}
+    for since, kw in [(None, {}), (day_ts(0, 6), {}), (None, {"use_rollups": False})]:
+        sc = scan(store, since=since, dims=("model",), **kw)  # type: ignore[arg-type]
+        assert {g.key: got(g.totals) for g in sc.group(("model",))} == want, (since, kw)
+        only = scan(store, since=since, filters=Filters(models=("m",)), **kw)  # type: ignore[arg-type]
+        assert only.total().requests == 3, (since, kw)
+    assert isinstance(store, SQLStore)
+    store._write(lambda cur: rollup_mod.rebuild(cur, store.dialect))  # the m010 backfill
+    assert {g.key: got(g.totals) for g in scan(store, dims=("model",)).group(("model",))} == want

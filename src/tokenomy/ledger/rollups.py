@@ -264,7 +264,7 @@ def row_sql(d: Dialect, column: str, alias: str = "r") -> str:
     if column == "day":
         return day_sql(d, r + "ts")
     if column == "model":
-        return f"coalesce({r}served_model, {r}requested_model)"
+        return f"coalesce(nullif({r}served_model, ''), {r}requested_model)"
     if column == "endpoint":
         return r + "endpoint"
     if column == "route":

@@ -265,7 +265,7 @@ def _where(
 def _raw_column(d: Dialect, f: str, prefix: str) -> str:
     """A filter's column in ``requests``, bare so its index can serve it."""
     if f == "model":
-        return f"coalesce({prefix}served_model, {prefix}requested_model)"
+        return f"coalesce(nullif({prefix}served_model, ''), {prefix}requested_model)"
     return prefix + _COLUMN[f]
 
 
