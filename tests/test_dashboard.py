@@ -25,7 +25,7 @@ from gateway_fixtures import GW, MASTER_KEY
 from tokenomy.config import Settings
 from tokenomy.dashboard import auth, data
 from tokenomy.dashboard.page import usd
-from tokenomy.ledger import Store
+from tokenomy.ledger import SQLStore, Store
 from tokenomy.records import UsageRecord
 from tokenomy.server.app import create_app
 from tokenomy.testing import serve_in_thread
@@ -337,3 +337,19 @@ def test_dates_at_the_calendar_edges_are_problems_not_500s(served: Callable[...,
     assert f"at most {data.MAX_DAYS} days" in html
     v = data.View.parse({"since": "1970-01-01"}, today)
     assert (v.until - v.since).days == data.MAX_DAYS - 1 and v.until == today
+
+
+def test_spend_chart_series_named_like_the_rest(store: Store) -> None:
+    # A team called "other" (or "(none)") was added to the rest of the teams
+    # (or to the requests with none), and that series was drawn twice.
+    now = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC).timestamp() + 43200
+    teams = ["other", "(none)", "a", "b", "c", "d", "e", "f", None]
+    recs = [UsageRecord(f"r{i}", ts=now - 60, team=t, requested_model="m", usage=Usage(1, 1),
+                        cost_usd=Decimal(10 - i)) for i, t in enumerate(teams)]  # fmt: skip
+    store.insert_records(recs)
+    assert isinstance(store, SQLStore)
+    board = data.collect(store, data.View.parse({}, datetime.fromtimestamp(now, UTC).date()), now)
+    today = [(name, values[-1]) for name, values in board.series]
+    assert today == [("other", 10), ("(none)", 9), ("a", 8), ("b", 7), ("c", 6), ("d", 5),
+                     ("other", 4 + 3 + 2)]  # fmt: skip
+    assert sum(v for _, v in today) == board.total.cost_usd == sum(range(2, 11))
