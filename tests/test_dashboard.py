@@ -353,3 +353,26 @@ def test_spend_chart_series_named_like_the_rest(store: Store) -> None:
     assert today == [("other", 10), ("(none)", 9), ("a", 8), ("b", 7), ("c", 6), ("d", 5),
                      ("other", 4 + 3 + 2)]  # fmt: skip
     assert sum(v for _, v in today) == board.total.cost_usd == sum(range(2, 11))
+
+
+def test_unknown_prices_are_never_shown_as_zero(store: Store, served: Callable[..., str]) -> None:
+    # A team whose requests all have unknown prices showed "$0.000000" in the top
+    # spenders and the routes: its cost is unknown, and a team with some is a lower bound.
+    now = time.time() - 60
+    store.insert_records(
+        [
+            UsageRecord("p", ts=now, team="a", endpoint="/v1/chat/completions",
+                        requested_model="m", usage=Usage(10, 1), cost_usd=Decimal("0.5")),
+            UsageRecord("u1", ts=now, team="a", endpoint="/v1/chat/completions",
+                        requested_model="x", usage=Usage(10, 1), price_unknown=True),
+            UsageRecord("u2", ts=now, team="b", endpoint="/v1/messages",
+                        requested_model="x", usage=Usage(10, 1), price_unknown=True),
+        ]
+    )  # fmt: skip
+    html = served()
+    spenders = html[html.index('id="spenders"') : html.index('id="forecast"')]
+    assert re.search(r'data-key="a">.*?data-usd="0.5">\$0.500000 \+ unknown</td>', spenders)
+    assert re.search(r'data-key="b">.*?data-usd="">unknown</td>', spenders)
+    routes = html[html.index('id="routes"') : html.index('id="top"')]
+    assert re.search(r'data-route="/v1/messages">.*?data-usd="">unknown</td>', routes)
+    assert "$0.000000" not in spenders + routes
