@@ -323,6 +323,11 @@ def test_unknown_prices_are_counted_apart_never_as_zero(store: Store) -> None:
     assert row["cost_usd"] is None and row["unpriced_requests"] == 2
     line = next(ln for ln in to_csv(rep).splitlines() if ln.startswith("mystery,"))
     assert line.split(",")[7] == ""
+    # A route whose requests all have unknown prices: its cost too (it was 0).
+    rep = build_report(store, group_by=("model",), filters=Filters(models=("mystery",)))
+    [route] = to_json(rep)["routes"]
+    assert route["cost_usd"] is None and route["cost_per_1k_requests"] is None
+    assert to_csv(rep, "routes").splitlines()[1].split(",")[1:5] == ["2", "0", "", ""]
 
 
 def test_cache_share_and_cost_per_1k(filled: Store) -> None:

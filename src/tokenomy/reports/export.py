@@ -104,7 +104,7 @@ def route_table(report: Report) -> Table:
             g.key[0],
             g.totals.requests,
             g.totals.priced_requests,
-            g.totals.cost_usd,
+            g.totals.cost_usd if g.totals.priced_requests else None,  # unknown, not $0
             g.totals.cost_per_1k_requests,
             g.totals.cache_share,
         ]
