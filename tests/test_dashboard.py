@@ -25,7 +25,7 @@ from gateway_fixtures import GW, MASTER_KEY
 from tokenomy.config import Settings
 from tokenomy.dashboard import auth, data
 from tokenomy.dashboard.page import usd
-from tokenomy.ledger import Store
+from tokenomy.ledger import SQLStore, Store
 from tokenomy.records import UsageRecord
 from tokenomy.server.app import create_app
 from tokenomy.testing import serve_in_thread
@@ -321,3 +321,58 @@ def test_login_throttle_window() -> None:
     t.failed("b")
     t.failed("c")  # a third client: the least recent ("a") is forgotten
     assert t.retry_after("a") == 0 and set(t._failures) == {"b", "c"}
+
+
+def test_dates_at_the_calendar_edges_are_problems_not_500s(served: Callable[..., str]) -> None:
+    # until=9999-12-31 has no next midnight, since=0001-01-01 no 29 days before:
+    # both were an OverflowError (a 500); a range of centuries a page of millions of bars.
+    html = served(until="9999-12-31")
+    assert "is not between 1970-01-01 and 9999-12-30" in html and 'id="kpi-spend"' in html
+    html = served(since="0001-01-01", until="0001-01-05")
+    assert html.count("is not between") == 2 and 'id="kpi-spend"' in html
+    today = datetime.now(UTC).date()
+    html = served(since="1970-01-01", until="1970-01-10")
+    assert "is not between" not in html and 'value="1970-01-01"' in html
+    html = served(since="1970-01-01")
+    assert f"at most {data.MAX_DAYS} days" in html
+    v = data.View.parse({"since": "1970-01-01"}, today)
+    assert (v.until - v.since).days == data.MAX_DAYS - 1 and v.until == today
+
+
+def test_spend_chart_series_named_like_the_rest(store: Store) -> None:
+    # A team called "other" (or "(none)") was added to the rest of the teams
+    # (or to the requests with none), and that series was drawn twice.
+    now = datetime.combine(datetime.now(UTC).date(), datetime.min.time(), UTC).timestamp() + 43200
+    teams = ["other", "(none)", "a", "b", "c", "d", "e", "f", None]
+    recs = [UsageRecord(f"r{i}", ts=now - 60, team=t, requested_model="m", usage=Usage(1, 1),
+                        cost_usd=Decimal(10 - i)) for i, t in enumerate(teams)]  # fmt: skip
+    store.insert_records(recs)
+    assert isinstance(store, SQLStore)
+    board = data.collect(store, data.View.parse({}, datetime.fromtimestamp(now, UTC).date()), now)
+    today = [(name, values[-1]) for name, values in board.series]
+    assert today == [("other", 10), ("(none)", 9), ("a", 8), ("b", 7), ("c", 6), ("d", 5),
+                     ("other", 4 + 3 + 2)]  # fmt: skip
+    assert sum(v for _, v in today) == board.total.cost_usd == sum(range(2, 11))
+
+
+def test_unknown_prices_are_never_shown_as_zero(store: Store, served: Callable[..., str]) -> None:
+    # A team whose requests all have unknown prices showed "$0.000000" in the top
+    # spenders and the routes: its cost is unknown, and a team with some is a lower bound.
+    now = time.time() - 60
+    store.insert_records(
+        [
+            UsageRecord("p", ts=now, team="a", endpoint="/v1/chat/completions",
+                        requested_model="m", usage=Usage(10, 1), cost_usd=Decimal("0.5")),
+            UsageRecord("u1", ts=now, team="a", endpoint="/v1/chat/completions",
+                        requested_model="x", usage=Usage(10, 1), price_unknown=True),
+            UsageRecord("u2", ts=now, team="b", endpoint="/v1/messages",
+                        requested_model="x", usage=Usage(10, 1), price_unknown=True),
+        ]
+    )  # fmt: skip
+    html = served()
+    spenders = html[html.index('id="spenders"') : html.index('id="forecast"')]
+    assert re.search(r'data-key="a">.*?data-usd="0.5">\$0.500000 \+ unknown</td>', spenders)
+    assert re.search(r'data-key="b">.*?data-usd="">unknown</td>', spenders)
+    routes = html[html.index('id="routes"') : html.index('id="top"')]
+    assert re.search(r'data-route="/v1/messages">.*?data-usd="">unknown</td>', routes)
+    assert "$0.000000" not in spenders + routes

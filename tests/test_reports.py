@@ -7,6 +7,8 @@ through the daily rollups and the partial-day rows.
 
 from __future__ import annotations
 
+import csv
+import io
 import itertools
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
@@ -321,6 +323,11 @@ def test_unknown_prices_are_counted_apart_never_as_zero(store: Store) -> None:
     assert row["cost_usd"] is None and row["unpriced_requests"] == 2
     line = next(ln for ln in to_csv(rep).splitlines() if ln.startswith("mystery,"))
     assert line.split(",")[7] == ""
+    # A route whose requests all have unknown prices: its cost too (it was 0).
+    rep = build_report(store, group_by=("model",), filters=Filters(models=("mystery",)))
+    [route] = to_json(rep)["routes"]
+    assert route["cost_usd"] is None and route["cost_per_1k_requests"] is None
+    assert to_csv(rep, "routes").splitlines()[1].split(",")[1:5] == ["2", "0", "", ""]
 
 
 def test_cache_share_and_cost_per_1k(filled: Store) -> None:
@@ -416,3 +423,100 @@ def test_unknown_dimension(filled: Store) -> None:
         build_report(filled, group_by=("colour",))
     with pytest.raises(ValueError, match="did not read"):
         scan(filled, dims=("team",)).group(("user",))
+
+
+def test_csv_never_holds_a_formula(store: Store) -> None:
+    # Teams, users, keys, tags and model names are the clients' own text: a
+    # spreadsheet must not run them. Commas, quotes and newlines stay one cell.
+    hostile = ['=HYPERLINK("http://x.test","y")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)",
+               "\t=1", "\r=1", 'a,b "c"\nd\re']  # fmt: skip
+    store.insert_records(
+        [
+            UsageRecord(f"h{i}", ts=T0 + i, team=v, user=v, key_id=v, tags={"k": v, "route": v},
+                        requested_model=v, served_model=v, provider="openai", usage=Usage(10, 1),
+                        cost_usd=Decimal("0.25"), decisions={"route": {"saved_usd": "-0.5"}})
+            for i, v in enumerate(hostile)
+        ]
+    )  # fmt: skip
+    rep = build_report(store, group_by=("team", "user", "key", "tag:k", "model", "route"))
+    groups = list(csv.reader(io.StringIO(to_csv(rep, "groups"))))
+    assert groups[0][:7] == ["team", "user", "key", "tag:k", "model", "route", "requests"]
+    want = {v if v == hostile[-1] else "'" + v for v in hostile}
+    assert {row[0] for row in groups[1:]} == want
+    assert all(set(row[:6]) == {row[0]} for row in groups[1:])
+    assert {row[groups[0].index("saved_usd")] for row in groups[1:]} == {"-0.5"}  # a number
+    top = list(csv.reader(io.StringIO(to_csv(rep, "top"))))
+    assert {row[2] for row in top[1:]} == want and {row[6] for row in top[1:]} == want
+    assert [row[1] for row in csv.reader(io.StringIO(to_csv(rep, "savings")))] == [
+        "saved_usd", "-3.5"]  # fmt: skip
+    for section in ("routes", "unpriced"):
+        for row in csv.reader(io.StringIO(to_csv(rep, section))):
+            assert not row[0].startswith(("=", "+", "-", "@", "\t", "\r"))
+    # JSON is data, not a sheet: the values stay as they are.
+    assert {g["team"] for g in to_json(rep)["groups"]} == set(hostile)
+
+
+def test_tag_filters_on_any_key(store: Store) -> None:
+    # Tag names come from clients (metadata): one with a quote, a backslash or a
+    # control character matched nothing on SQLite, where PostgreSQL found it.
+    names = ['a"b', "a\\b", "tab\there", "two\nlines", "é", "a.b", "x[0]"]
+    recs = [
+        UsageRecord(f"t{i}-{d}", ts=day_ts(d, 12), tags={name: f'v"{i}\\', "n": str(i)},
+                    requested_model="m", usage=Usage(10, 1), cost_usd=Decimal("0.5"))
+        for i, name in enumerate(names) for d in range(3)
+    ]  # fmt: skip
+    store.insert_records(recs)
+    for i, name in enumerate(names):
+        f = Filters(tags=((name, f'v"{i}\\'),))
+        for since, kw in [(None, {}), (day_ts(0, 6), {}), (None, {"use_rollups": False})]:
+            total = scan(store, since=since, filters=f, **kw).total()  # type: ignore[arg-type]
+            assert total.requests == 3, (name, since, kw)  # rollup, rows and both
+        top = top_requests(store, filters=f, limit=5)
+        assert {r.request_id for r in top} == {f"t{i}-{d}" for d in range(3)}, name
+        assert scan(store, filters=Filters(tags=((name, "other"),))).total().requests == 0
+
+
+def test_savings_read_alike_from_rollups_and_rows(store: Store) -> None:
+    # What counts as a lever's saving must not depend on whether its day is
+    # whole (rollups) or partial (rows), nor on the engine: a boolean, "1_000",
+    # other scripts' digits and infinities are not amounts anywhere.
+    amounts: list[Any] = [True, "1_000", "\u0661\u0662", "Infinity", " 2.5 ", 0.25, "1e-3",
+                          Decimal("1E+2"), "-0.5"]  # fmt: skip
+    store.insert_records(
+        [
+            UsageRecord(f"s{i}", ts=day_ts(1, 12), requested_model="m", usage=Usage(1, 1),
+                        cost_usd=Decimal("0.1"), decisions={"cache": {"saved_usd": amount}})
+            for i, amount in enumerate(amounts)
+        ]
+    )  # fmt: skip
+    want = {"cache": Decimal("102.251")}
+    for since, until, kw in [(None, None, {}), (day_ts(1), day_ts(2), {}),
+                             (day_ts(1, 6), day_ts(1, 18), {}),
+                             (None, None, {"use_rollups": False})]:  # fmt: skip
+        sc = scan(store, since=since, until=until, **kw)  # type: ignore[arg-type]
+        assert sc.total().savings == want, (since, until, kw)
+    assert isinstance(store, SQLStore)
+    store._write(lambda cur: rollup_mod.rebuild(cur, store.dialect))  # the m010 backfill
+    assert scan(store).total().savings == want
+
+
+def test_saved_usd_adds_the_levers_exactly() -> None:
+    t = Totals(savings={"route": Decimal("123456789012345678.25"), "cache": Decimal("1E-13")})
+    assert t.saved_usd == Decimal("123456789012345678.2500000000001")
+
+
+def test_an_empty_served_model_is_the_requested_one_everywhere(store: Store) -> None:
+    # The rollups take `served_model or requested_model`; the row sums took
+    # coalesce(), so a served model of "" was "m" on whole days and none on partial ones.
+    recs = [UsageRecord(f"e{d}", ts=day_ts(d, 12), requested_model="m", served_model="",
+                        usage=Usage(10, 1), cost_usd=Decimal("0.5")) for d in range(3)]  # fmt: skip
+    store.insert_records(recs)
+    want = {("m",): expected(recs, ())[()]}
+    for since, kw in [(None, {}), (day_ts(0, 6), {}), (None, {"use_rollups": False})]:
+        sc = scan(store, since=since, dims=("model",), **kw)  # type: ignore[arg-type]
+        assert {g.key: got(g.totals) for g in sc.group(("model",))} == want, (since, kw)
+        only = scan(store, since=since, filters=Filters(models=("m",)), **kw)  # type: ignore[arg-type]
+        assert only.total().requests == 3, (since, kw)
+    assert isinstance(store, SQLStore)
+    store._write(lambda cur: rollup_mod.rebuild(cur, store.dialect))  # the m010 backfill
+    assert {g.key: got(g.totals) for g in scan(store, dims=("model",)).group(("model",))} == want

@@ -125,3 +125,23 @@ def test_times_out_of_range_name_the_option(db: str, option: str, value: str) ->
     r = CliRunner().invoke(cli, ["report", "--db", db, option, value])
     assert r.exit_code == 2 and r.exception is not None and isinstance(r.exception, SystemExit)
     assert f"Invalid value for {option}: '{value}'" in r.output
+
+
+def test_partial_days_count_tokens_as_integers(db: str) -> None:
+    # Partial days are summed from the rows: on PostgreSQL those sums are NUMERIC,
+    # and token counts came back as Decimals, printed as dollars and as JSON strings.
+    window = ("--since", "2026-11-01T05:00", "--until", "2026-11-02T12:00", "--group-by", "team")
+    lo, hi = parse_when(window[1]), parse_when(window[3])
+    want = expected(RECORDS, (), lambda r: lo <= r.ts < hi)[()]
+    out = json.loads(run("--db", db, *window, "--format", "json", "--section", "groups"))
+    counts = ("requests", "errors", "input_tokens", "output_tokens", "cache_read_tokens",
+              "unpriced_requests", "unpriced_input_tokens", "unpriced_output_tokens")  # fmt: skip
+    for row in [out["total"], *out["groups"]]:
+        assert all(type(row[c]) is int for c in counts), row
+    assert out["total"]["input_tokens"] == want["input_tokens"]
+    table = run("--db", db, *window, "--section", "groups")
+    total_row = next(ln for ln in table.splitlines() if ln.strip().startswith("total "))
+    assert (
+        f" {want['input_tokens']:,} " in total_row
+        and "$" + f"{want['input_tokens']:,}" not in table
+    )

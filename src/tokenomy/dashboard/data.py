@@ -31,6 +31,10 @@ log = logging.getLogger("tokenomy.dashboard")
 BREAKDOWNS = tuple(d for d in DIMENSIONS if d != "day")
 SERIES = 7  # the largest series in the spend chart; the rest are added up as "other"
 HISTORY_DAYS = 56
+# The days a page can show: from the unix epoch to the last with a next day (the
+# range ends at the next midnight), at most MAX_DAYS of them.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9999, 12, 30)
+MAX_DAYS = 3660
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +58,23 @@ class View:
             if not raw:
                 return default
             try:
-                return date.fromisoformat(raw)
+                d = date.fromisoformat(raw)
             except ValueError:
                 problems.append(f"{name}: {raw!r} is not a date (YYYY-MM-DD)")
                 return default
+            if not FIRST_DAY <= d <= LAST_DAY:
+                problems.append(f"{name}: {raw!r} is not between {FIRST_DAY} and {LAST_DAY}")
+                return default
+            return d
 
         until = day("until", today)
-        since = day("since", until - timedelta(days=29))
+        since = day("since", max(until - timedelta(days=29), FIRST_DAY))
         if since > until:
             problems.append("the start is after the end; showing the end day only")
             since = until
+        if (until - since).days >= MAX_DAYS:  # one chart bar and one value per series a day
+            since = until - timedelta(days=MAX_DAYS - 1)
+            problems.append(f"a page shows at most {MAX_DAYS} days; showing those to {until}")
         by = query.get("by", "team")
         try:
             check_dimension(by)
@@ -142,20 +153,22 @@ def collect(store: SQLStore, view: View, now: float, *, tz: str = "UTC") -> Dash
     total = sc.total()
     days = [(view.since + timedelta(days=i)).isoformat()
             for i in range((view.until - view.since).days + 1)]  # fmt: skip
-    ranked = [g.key[0] or "(none)" for g in sc.group((view.by,))]
-    keep = set(ranked[:SERIES] if len(ranked) <= SERIES + 1 else ranked[: SERIES - 1])
-    names = [n for n in ranked if n in keep] + (["other"] if len(keep) < len(ranked) else [])
+    # Series by key, not by label: a team (or user, tag...) may be called
+    # "other" or "(none)", and must not be added to the rest or to the unset.
+    ranked = [g.key[0] for g in sc.group((view.by,))]
+    keep = ranked[:SERIES] if len(ranked) <= SERIES + 1 else ranked[: SERIES - 1]
+    slot = {k: i for i, k in enumerate(keep)}
+    names = [k or "(none)" for k in keep] + (["other"] if len(keep) < len(ranked) else [])
     index = {d: i for i, d in enumerate(days)}
-    values = {n: [Decimal(0)] * len(days) for n in names}
+    values = [[Decimal(0)] * len(days) for _ in names]
     for g in sc.group(("day", view.by), sort="key"):
-        name = g.key[1] or "(none)"
-        values[name if name in keep else "other"][index[str(g.key[0])]] += g.totals.cost_usd
+        values[slot.get(g.key[1], len(keep))][index[str(g.key[0])]] += g.totals.cost_usd
     present = tables(store)
     return Dashboard(
         view=view,
         total=total,
         days=days,
-        series=[(n, values[n]) for n in names],
+        series=list(zip(names, values, strict=True)),
         spenders=sc.group((view.by,))[:15],
         top=top_requests(
             store, since=lo, until=hi, filters=view.filters, limit=10, matching=total.requests

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from ..reports import Group, plain
+from ..reports import Group, Totals, plain
 from .data import BREAKDOWNS, Dashboard, ForecastPanel, View
 from .state import StatePanel
 
@@ -31,6 +31,15 @@ def _money_cell(value: Decimal | None) -> str:
     if value is None:
         return '<td class="num" data-usd="">unknown</td>'
     return f'<td class="num" data-usd="{plain(value)}">{usd(value)}</td>'
+
+
+def _cost_cell(t: Totals) -> str:
+    """A group's cost, as `tokenomy report` shows it: unknown when none of its
+    requests has a price (never $0), a lower bound when some have none."""
+    if not t.priced_requests:
+        return _money_cell(None)
+    cell = _money_cell(t.cost_usd)
+    return cell.replace("</td>", " + unknown</td>") if t.unpriced_requests else cell
 
 
 def _num(n: int) -> str:
@@ -172,7 +181,7 @@ def _spenders(d: Dashboard) -> str:
         rows.append(
             f'<tr data-key="{escape(str(g.key[0] or ""))}"><td>{_text(g.key[0])}</td>'
             f"{_num(t.requests)}{_num(t.input_tokens)}{_num(t.output_tokens)}"
-            f'{_money_cell(t.cost_usd)}<td class="num">{_pct(share)}</td>'
+            f'{_cost_cell(t)}<td class="num">{_pct(share)}</td>'
             f"{_num(t.unpriced_requests)}</tr>"
         )
     head = [(d.view.by, False), ("requests", True), ("input tokens", True),
@@ -222,7 +231,7 @@ def _levers(levers: Sequence[tuple[str, Decimal]]) -> str:
 def _routes(groups: Sequence[Group]) -> str:
     rows = [
         f'<tr data-route="{escape(str(g.key[0]))}"><td>{_text(g.key[0])}</td>{_num(g.totals.requests)}'
-        f"{_money_cell(g.totals.cost_usd)}{_money_cell(g.totals.cost_per_1k_requests)}"
+        f"{_cost_cell(g.totals)}{_money_cell(g.totals.cost_per_1k_requests)}"
         f'<td class="num">{_pct(g.totals.cache_share)}</td></tr>'
         for g in groups
     ]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import decimal
 import functools
 import math
+import re
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,15 +114,18 @@ def is_unpriced(rec: UsageRecord) -> bool:
     return rec.cost_usd is None and (rec.price_unknown or u.input_tokens + u.output_tokens > 0)
 
 
+# A decimal as PostgreSQL reads one from a decision (`savings_sql`): Python's
+# Decimal also takes "1_000", other scripts' digits and "Infinity", which would
+# count in the rollups but not in the same sum over the rows.
+_DECIMAL = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*", re.ASCII)
+
+
 def parse_money(value: Any) -> Decimal | None:
     """A finite decimal from a string or a JSON number; None for anything else."""
     if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
         return None
-    try:
-        d = Decimal(str(value).strip())
-    except decimal.InvalidOperation:
-        return None
-    return d if d.is_finite() else None
+    text = str(value)
+    return Decimal(text.strip()) if _DECIMAL.fullmatch(text) else None
 
 
 def lever_savings(decisions: Mapping[str, Any]) -> Iterator[tuple[str, Decimal]]:
@@ -260,7 +264,7 @@ def row_sql(d: Dialect, column: str, alias: str = "r") -> str:
     if column == "day":
         return day_sql(d, r + "ts")
     if column == "model":
-        return f"coalesce({r}served_model, {r}requested_model)"
+        return f"coalesce(nullif({r}served_model, ''), {r}requested_model)"
     if column == "endpoint":
         return r + "endpoint"
     if column == "route":
@@ -305,7 +309,12 @@ def savings_sql(d: Dialect, alias: str = "r") -> tuple[str, str, str]:
         )
         return f"jsonb_each({decisions}) AS j", ok, f"trim({saved})::numeric"
     saved = "tk_money(json_extract(j.value, '$.saved_usd'))"
-    return f"json_each({decisions}) AS j", f"j.type = 'object' AND {saved} IS NOT NULL", saved
+    # json_extract reads true as 1: only a string or a number is an amount.
+    ok = (
+        "j.type = 'object' AND json_type(j.value, '$.saved_usd') IN ('integer', 'real', 'text') "
+        f"AND {saved} IS NOT NULL"
+    )
+    return f"json_each({decisions}) AS j", ok, saved
 
 
 # -- schema and backfill ----------------------------------------------------------------------

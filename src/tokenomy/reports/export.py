@@ -2,13 +2,14 @@
 
 Money is a `Decimal` here and a plain decimal string in CSV and JSON (exact,
 never in exponent notation); ratios are full-precision decimals; a cost that is
-unknown is ``None`` (empty in CSV, ``null`` in JSON), never 0.
+unknown is ``None`` (empty in CSV, ``null`` in JSON), never 0. In CSV a text
+cell that a spreadsheet would run as a formula (``=``, ``+``, ``-``, ``@``...)
+starts with an apostrophe.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -103,7 +104,7 @@ def route_table(report: Report) -> Table:
             g.key[0],
             g.totals.requests,
             g.totals.priced_requests,
-            g.totals.cost_usd,
+            g.totals.cost_usd if g.totals.priced_requests else None,  # unknown, not $0
             g.totals.cost_per_1k_requests,
             g.totals.cache_share,
         ]
@@ -146,14 +147,44 @@ def plain(value: Any) -> Any:
     return value
 
 
+# What makes a spreadsheet read a cell as a formula. Teams, users, tags and
+# model names are chosen by clients, so a text cell starting with one of these
+# is written with a leading apostrophe (numbers are never text here, so a
+# negative amount stays a number).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell for CSV: empty for None, decimals exact, text never a formula."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return plain(value)
+
+
+class _Lines:
+    """Where `csv.writer` writes, one row per call. The writer quotes a field
+    that holds a character of its line terminator, so it is given CR LF (a bare
+    CR in a client's value would otherwise split the row unquoted); each row
+    keeps the LF ending reports have always had."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def write(self, line: str) -> int:
+        self.lines.append(line.removesuffix("\r\n") + "\n")
+        return len(line)
+
+
 def to_csv(report: Report, section: str = "groups") -> str:
     header, rows = TABLES[section](report)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
+    out = _Lines()
+    w = csv.writer(out, lineterminator="\r\n")
+    w.writerow([csv_cell(h) for h in header])  # ``tag:NAME`` names a column
     for row in rows:
-        w.writerow(["" if v is None else plain(v) for v in row])
-    return buf.getvalue()
+        w.writerow([csv_cell(v) for v in row])
+    return "".join(out.lines)
 
 
 def to_json(report: Report, sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:

@@ -96,7 +96,10 @@ class Totals:
 
     @property
     def saved_usd(self) -> Decimal:
-        return _MONEY.create_decimal(sum(self.savings.values(), Decimal(0)))
+        total = Decimal(0)
+        for saved in self.savings.values():  # in _MONEY: the default context rounds at 28 digits
+            total = _MONEY.add(total, saved)
+        return total
 
     def add(self, other: Totals) -> None:
         self.requests += other.requests

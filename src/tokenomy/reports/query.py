@@ -235,7 +235,14 @@ def _tag_filter(d: Dialect, tags: str, k: str) -> tuple[str, str]:
     p = d.param
     if d.name == "postgres":
         return f"{tags} ->> {p} = {p}", k
-    return f"json_extract({tags}, {p}) = {p}", '$."' + k.replace('"', '""') + '"'
+    if '"' in k or "\\" in k or min(k, default=" ") < " ":
+        # A JSON path cannot name a key that JSON escapes (SQLite compares the
+        # escaped text): such a tag, a client's own, is looked up key by key.
+        return (
+            f"EXISTS (SELECT 1 FROM json_each({tags}) AS j WHERE j.key = {p} AND j.value = {p})",
+            k,
+        )
+    return f"json_extract({tags}, {p}) = {p}", '$."' + k + '"'
 
 
 def _where(
@@ -258,7 +265,7 @@ def _where(
 def _raw_column(d: Dialect, f: str, prefix: str) -> str:
     """A filter's column in ``requests``, bare so its index can serve it."""
     if f == "model":
-        return f"coalesce({prefix}served_model, {prefix}requested_model)"
+        return f"coalesce(nullif({prefix}served_model, ''), {prefix}requested_model)"
     return prefix + _COLUMN[f]
 
 
@@ -317,8 +324,9 @@ def _run(
             continue
         e = _entry(places, row)
         if sums:  # usage: the counts (PostgreSQL sums BIGINT to NUMERIC), then money
-            counts = row[k : k + sums]
-            e.extend(counts if isinstance(counts[0], int) else map(int, counts))
+            # Each count on its own: over rows, count(*) is a BIGINT but the sums
+            # are NUMERIC, and a Decimal token count would print as dollars.
+            e.extend(c if type(c) is int else int(c) for c in row[k : k + sums])
             e.append(_money(row[k + sums]))
         else:  # savings: lever, amount
             e.extend((row[k], _money(row[k + 1])))
