@@ -191,3 +191,18 @@ def test_the_documented_formats_are_what_the_code_writes(store: Store) -> None:
         topup["id"] = 6  # row ids differ between engines' runs
     assert json.loads(json_block) == got
     assert csv_block == st.to_csv()
+
+
+def test_statement_csv_never_holds_a_formula(store: Store) -> None:
+    """The customer is a client's ``user``: a name like ``=HYPERLINK(...)`` must
+    reach a spreadsheet as text; negative amounts stay numbers."""
+    b = BillingStore(store)
+    evil = '=HYPERLINK("http://x","y")'
+    b.topup(evil, Decimal("5"), note="+1 note", ts=datetime(2026, 11, 2, tzinfo=UTC).timestamp())
+    b.adjust(evil, Decimal("-2"), ts=datetime(2026, 11, 3, tzinfo=UTC).timestamp())
+    st = build_statement(b, evil, parse_period("2026-11"))
+    rows = list(csv.DictReader(io.StringIO(st.to_csv())))
+    assert {r["customer"] for r in rows} == {"'" + evil}
+    amounts = {r["line"]: r["amount"] for r in rows if r["amount"]}
+    assert amounts["adjustments_total"] == "-2" and amounts["closing_balance"] == "3"
+    assert [r["note"] for r in rows if r["line"] == "topup"] == ["'+1 note"]

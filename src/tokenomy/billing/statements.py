@@ -13,8 +13,6 @@ The formats are specified in ``docs/billing.md``.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -25,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
+from ..csvsafe import write_csv
 from ..errors import InvalidRequest
 from ..ledger.migrations import Cursor
 from ..records import UsageRecord
@@ -172,20 +171,22 @@ class Statement:
         }
 
     def to_csv(self) -> str:
-        out = io.StringIO()
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(CSV_COLUMNS)
+        """The statement as CSV (`tokenomy.csvsafe`: a customer or model name a
+        client chose is never a spreadsheet formula)."""
+        rows: list[list[Any]] = [list(CSV_COLUMNS)]
         head = [self.customer, self.period.label]
         for m in [*self.models, self.total]:
             line = "usage" if m.model != "*" else "usage_total"
-            w.writerow([*head, line, "" if m.model == "*" else m.model, "", m.requests,
-                        m.input_tokens, m.cached_input_tokens, m.output_tokens,
-                        _s(m.provider_cost_usd), _s(m.charged_usd), "", "", ""])  # fmt: skip
+            rows.append([*head, line, "" if m.model == "*" else m.model, "", m.requests,
+                         m.input_tokens, m.cached_input_tokens, m.output_tokens,
+                         _s(m.provider_cost_usd), _s(m.charged_usd), "", "", ""])  # fmt: skip
         b = self.balance
         if b is not None:
 
             def amount(line: str, value: Decimal, ts: str = "", note: str = "") -> None:
-                w.writerow([*head, line, "", ts, "", "", "", "", "", "", _s(value), b.unit, note])
+                # a Decimal, not text: a negative amount is a number, never a formula
+                exact = value.normalize() if value else Decimal(0)
+                rows.append([*head, line, "", ts, "", "", "", "", "", "", exact, b.unit, note])
 
             amount("opening_balance", b.opening)
             for e in sorted(self.topups, key=lambda e: (e.ts, e.id)):
@@ -195,7 +196,7 @@ class Statement:
             amount("adjustments_total", b.adjustments)
             amount("refunds_total", b.refunds)
             amount("closing_balance", b.closing)
-        return out.getvalue()
+        return write_csv(rows)
 
 
 CSV_COLUMNS = (

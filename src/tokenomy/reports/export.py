@@ -9,11 +9,10 @@ starts with an apostrophe.
 
 from __future__ import annotations
 
-import csv
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
+from ..csvsafe import plain, write_csv
 from .model import Report, Totals, iso
 
 SECTIONS = ("groups", "top", "routes", "unpriced", "savings")
@@ -140,51 +139,9 @@ TABLES = {
 }
 
 
-def plain(value: Any) -> Any:
-    """A cell for CSV or JSON: decimals as exact strings."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return value
-
-
-# What makes a spreadsheet read a cell as a formula. Teams, users, tags and
-# model names are chosen by clients, so a text cell starting with one of these
-# is written with a leading apostrophe (numbers are never text here, so a
-# negative amount stays a number).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value: Any) -> Any:
-    """A cell for CSV: empty for None, decimals exact, text never a formula."""
-    if value is None:
-        return ""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return plain(value)
-
-
-class _Lines:
-    """Where `csv.writer` writes, one row per call. The writer quotes a field
-    that holds a character of its line terminator, so it is given CR LF (a bare
-    CR in a client's value would otherwise split the row unquoted); each row
-    keeps the LF ending reports have always had."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def write(self, line: str) -> int:
-        self.lines.append(line.removesuffix("\r\n") + "\n")
-        return len(line)
-
-
 def to_csv(report: Report, section: str = "groups") -> str:
     header, rows = TABLES[section](report)
-    out = _Lines()
-    w = csv.writer(out, lineterminator="\r\n")
-    w.writerow([csv_cell(h) for h in header])  # ``tag:NAME`` names a column
-    for row in rows:
-        w.writerow([csv_cell(v) for v in row])
-    return "".join(out.lines)
+    return write_csv([header, *rows])  # ``tag:NAME`` in the header names a column
 
 
 def to_json(report: Report, sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
