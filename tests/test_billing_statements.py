@@ -85,7 +85,7 @@ def test_statement_json(store: Store) -> None:
         "provider_cost_usd": "0.1234567901",
         "charged_usd": "0.135802469",
     }
-    assert got["models"][2]["provider_cost_usd"] == "0"
+    assert got["models"][2]["provider_cost_usd"] is None  # unknown, never $0
     assert got["models"][2]["unpriced_requests"] == 1
     assert got["plan"] == "pro" and got["period"] == "2026-11" and got["timezone"] == "UTC"
     assert (got["start"], got["end"]) == ("2026-11-01T00:00:00+00:00", "2026-12-01T00:00:00+00:00")
@@ -150,7 +150,7 @@ def test_statement_csv(store: Store) -> None:
     )
     assert st.to_csv().splitlines()[0] == (
         "customer,period,line,model,ts,requests,input_tokens,cached_input_tokens,"
-        "output_tokens,provider_cost_usd,charged_usd,amount,unit,note"
+        "output_tokens,provider_cost_usd,charged_usd,amount,unit,note,unpriced_requests"
     )
 
 

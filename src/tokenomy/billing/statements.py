@@ -101,9 +101,16 @@ class ModelUsage:
             "cached_input_tokens": self.cached_input_tokens,
             "output_tokens": self.output_tokens,
             "unpriced_requests": self.unpriced_requests,
-            "provider_cost_usd": _s(self.provider_cost_usd),
+            "provider_cost_usd": self.provider_cost_text(),
             "charged_usd": _s(self.charged_usd),
         }
+
+    def provider_cost_text(self) -> str | None:
+        """The provider cost; None (unknown) when no request of the line has a price:
+        an unknown price is never shown as $0."""
+        if self.requests and self.unpriced_requests == self.requests:
+            return None
+        return _s(self.provider_cost_usd)
 
 
 @dataclass(slots=True)
@@ -179,14 +186,15 @@ class Statement:
             line = "usage" if m.model != "*" else "usage_total"
             rows.append([*head, line, "" if m.model == "*" else m.model, "", m.requests,
                          m.input_tokens, m.cached_input_tokens, m.output_tokens,
-                         _s(m.provider_cost_usd), _s(m.charged_usd), "", "", ""])  # fmt: skip
+                         m.provider_cost_text(), _s(m.charged_usd), "", "", "",
+                         m.unpriced_requests])  # fmt: skip
         b = self.balance
         if b is not None:
 
             def amount(line: str, value: Decimal, ts: str = "", note: str = "") -> None:
                 # a Decimal, not text: a negative amount is a number, never a formula
                 exact = value.normalize() if value else Decimal(0)
-                rows.append([*head, line, "", ts, "", "", "", "", "", "", exact, b.unit, note])
+                rows.append([*head, line, "", ts, "", "", "", "", "", "", exact, b.unit, note, ""])
 
             amount("opening_balance", b.opening)
             for e in sorted(self.topups, key=lambda e: (e.ts, e.id)):
@@ -202,7 +210,7 @@ class Statement:
 CSV_COLUMNS = (
     "customer", "period", "line", "model", "ts", "requests", "input_tokens",
     "cached_input_tokens", "output_tokens", "provider_cost_usd", "charged_usd",
-    "amount", "unit", "note",
+    "amount", "unit", "note", "unpriced_requests",
 )  # fmt: skip
 
 

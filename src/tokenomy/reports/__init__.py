@@ -10,8 +10,8 @@ never as $0. See ``docs/reports.md``.
 
 from __future__ import annotations
 
-from .build import build_report
 from ..csvsafe import plain
+from .build import build_report
 from .export import SECTIONS, TABLES, to_csv, to_json
 from .model import DIMENSIONS, NO_FILTER, Filters, Group, Report, Totals, check_dimension, iso
 from .query import Scan, scan, top_requests
