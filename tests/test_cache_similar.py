@@ -113,3 +113,23 @@ async def test_a_sync_reads_only_rows_it_has_not_loaded(tmp_path: Path) -> None:
     await reader.sync("ns")  # nothing new: no row read
     assert read == ["newer", "late"]
     await store.close()
+
+
+async def test_the_index_never_outgrows_the_backend(tmp_path: Path) -> None:
+    """A namespace that went quiet loses its expired vectors at any namespace's
+    sync, and beyond max_entries the oldest vectors go, as the backend evicts."""
+    store = SQLiteCacheStore(str(tmp_path / "c.db"), max_entries=100, max_bytes=10**7)
+    sim = SimilarLookup(store, OPTIONS, ttl=60, max_entries=3)
+    probe = await asyncio.to_thread(sim.probe, BODY)
+    now = time.time()
+    await sim.add("quiet", probe, "old", now - 120)  # past its TTL; "quiet" is never looked up
+    for i, ns in enumerate(["a", "b", "a", "c"]):
+        await sim.add(ns, probe, f"k{i}", now + i)
+    assert sim.indexed() == 5
+    await sim.sync("a")
+    assert sim.indexed() == 3  # "old" expired, and k0 (the oldest) went over the cap
+    assert sim.index.size("quiet") == 0 and sim.index.size("a") == 1
+    assert sim.index.size("b") == 1 and sim.index.size("c") == 1
+    await sim.add("a", probe, "k2", now + 9)  # the same key again: still one vector
+    assert sim.indexed() == 3 and sim.index.size("a") == 1
+    await store.close()

@@ -93,7 +93,11 @@ class ResponseCache:
         self.cfg = cfg
         self.store = store
         self.prices = prices
-        similar = SimilarLookup(store, cfg.semantic, ttl=cfg.ttl) if cfg.semantic_enabled else None
+        similar = (
+            SimilarLookup(store, cfg.semantic, ttl=cfg.ttl, max_entries=cfg.max_entries)
+            if cfg.semantic_enabled
+            else None
+        )
         # A target the verifier cannot reach serves nothing: then embed nothing either.
         self.similar = similar if similar is not None and not similar.never else None
         # (namespace, key) -> resolved when the request fetching that answer ends

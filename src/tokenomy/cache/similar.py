@@ -9,9 +9,11 @@ cache: context, vector index, verifier) with what the stage needs around it:
   ``sync_interval`` seconds (1 by default) the entries created since the last
   load are added: replicas sharing a Redis backend see each other's new entries
   within about that interval, with no extra channel;
-- a match whose entry has expired or been evicted is forgotten and is a miss,
-  and at each sync the vectors of entries past their TTL are dropped, so the
-  index does not outgrow the backend.
+- a match whose entry has expired or been evicted is forgotten and is a miss;
+  at each sync the vectors of entries past their TTL are dropped, in every
+  namespace (one that went quiet too), and beyond ``max_entries`` vectors the
+  oldest are dropped, as the backend evicts its oldest entries: the index does
+  not outgrow the backend.
 """
 
 from __future__ import annotations
@@ -46,7 +48,14 @@ class Found:
 
 
 class SimilarLookup:
-    def __init__(self, store: CacheStore, options: SemanticConfig, *, ttl: float) -> None:
+    def __init__(
+        self,
+        store: CacheStore,
+        options: SemanticConfig,
+        *,
+        ttl: float,
+        max_entries: int | None = None,
+    ) -> None:
         try:
             from .semantic import SemanticIndex
         except ImportError as exc:
@@ -69,11 +78,14 @@ class SimilarLookup:
             shared_embedder()  # load the model now (or fail at start-up), not on a request
         self.sync_interval = options.sync_interval
         self.ttl = ttl
+        self.max_entries = max_entries
         self._synced: dict[str, tuple[float, float]] = {}  # ns -> (checked at, newest seen)
-        # What is indexed, to skip rows already loaded and to drop expired vectors:
-        # ns -> key -> created, and ns -> (created, key) in about the order indexed.
+        # What is indexed, to skip rows already loaded and to drop old vectors:
+        # ns -> key -> created, and (created, ns, key) of every namespace in about
+        # the order indexed (an entry replaced since is skipped when its turn comes).
         self._born: dict[str, dict[str, float]] = {}
-        self._order: dict[str, deque[tuple[float, str]]] = {}
+        self._order: deque[tuple[float, str, str]] = deque()
+        self._indexed = 0  # vectors in the index
         self._lock = asyncio.Lock()
 
     def probe(
@@ -116,8 +128,8 @@ class SimilarLookup:
         if probe is None or match is None:
             return probe, None
         entry = await self.store.get(namespace, match.entry_id, time.time())
-        if entry is None:
-            self.index.remove(namespace, match.entry_id)
+        if entry is None:  # expired or evicted in the backend
+            self._forget(namespace, match.entry_id)
             return probe, None
         return probe, Found(entry, match.cosine, match.probability)
 
@@ -144,7 +156,7 @@ class SimilarLookup:
             if new:
                 await asyncio.to_thread(self._load, namespace, new)
                 newest = max(newest, new[-1].created)
-            self._expire(namespace, now)
+            self._expire(now)
             self._synced[namespace] = (now, newest)
 
     def _load(self, namespace: str, rows: list[SemanticRow]) -> None:
@@ -157,18 +169,33 @@ class SimilarLookup:
             self._note(namespace, r.key, r.created)
 
     def _note(self, namespace: str, key: str, created: float) -> None:
-        self._born.setdefault(namespace, {})[key] = created
-        self._order.setdefault(namespace, deque()).append((created, key))
+        born = self._born.setdefault(namespace, {})
+        if key not in born:
+            self._indexed += 1
+        born[key] = created
+        self._order.append((created, namespace, key))
 
-    def _expire(self, namespace: str, now: float) -> None:
-        """Forget the vectors of entries past their TTL (the backend dropped them)."""
-        order, born = self._order.get(namespace), self._born.get(namespace, {})
-        cutoff = now - self.ttl
-        while order and order[0][0] <= cutoff:
-            created, key = order.popleft()
-            if born.get(key) == created:  # not replaced by a newer entry since
-                del born[key]
-                self.index.remove(namespace, key)
+    def _expire(self, now: float) -> None:
+        """Forget the vectors of entries past their TTL, in every namespace, and the
+        oldest beyond ``max_entries`` (the backend dropped or evicted them)."""
+        order, cutoff, cap = self._order, now - self.ttl, self.max_entries
+        while order and (order[0][0] <= cutoff or (cap is not None and self._indexed > cap)):
+            created, namespace, key = order.popleft()
+            born = self._born.get(namespace)
+            if born is not None and born.get(key) == created:  # not replaced since
+                self._forget(namespace, key)
+                if not born:
+                    del self._born[namespace]
+
+    def _forget(self, namespace: str, key: str) -> None:
+        born = self._born.get(namespace)
+        if born is not None and born.pop(key, None) is not None:
+            self._indexed -= 1
+        self.index.remove(namespace, key)
+
+    def indexed(self) -> int:
+        """Vectors in the index (for tests and diagnostics)."""
+        return self._indexed
 
     async def add(
         self, namespace: str, probe: Any, key: str, created: float
