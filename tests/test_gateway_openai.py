@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx2 as httpx
+import openai
 import pytest
 
 from gateway_fixtures import GW, MASTER_KEY, Fake, gateway_settings, start_gateway
@@ -323,3 +324,28 @@ def test_metrics_can_require_the_master_key(
         ok = httpx.get(g.url + "/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"})
         assert ok.status_code == 200 and "tokenomy_spend_usd_total" in ok.text
         assert httpx.get(g.url + "/healthz").status_code == 200  # probes need no key
+
+
+def test_an_answer_whose_record_waits_in_the_fallback_file_is_served(
+    fresh_gw: GW, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger refuses the insert (a database outage): the record is kept in the
+    fallback file, to be replayed, and the answer the provider already billed is
+    served; only when the fallback file cannot be written either is it a 500."""
+    from tokenomy.ledger import load_fallback
+
+    g = fresh_gw.app.gateway
+    assert g is not None
+
+    def down(records: object) -> int:
+        raise OSError("database is down")
+
+    monkeypatch.setattr(g.store, "insert_records", down)
+    g.writer.fallback_path = str(tmp_path / "kept.jsonl")
+    raw = fresh_gw.openai().chat.completions.with_raw_response.create(model="gpt-4o", messages=MSG)
+    assert raw.http_response.status_code == 200 and raw.parse().choices[0].message.content
+    [kept] = load_fallback(str(tmp_path / "kept.jsonl"))
+    assert kept.request_id == raw.headers["x-tokenomy-request-id"] and kept.cost_usd
+    g.writer.fallback_path = str(tmp_path / "missing" / "kept.jsonl")  # cannot be written
+    with pytest.raises(openai.InternalServerError):
+        fresh_gw.openai().chat.completions.create(model="gpt-4o", messages=MSG)

@@ -20,6 +20,7 @@ import pytest
 
 from tokenomy.errors import ConfigError, InvalidRequest, Overloaded
 from tokenomy.ledger import (
+    Deferred,
     GroupCommitWriter,
     KeyRecord,
     SQLiteStore,
@@ -383,10 +384,11 @@ def test_bad_record_does_not_lose_the_others(
     release.set()
     for f in [first, *good]:
         assert f.result(30) is None
-    with pytest.raises(Exception):  # noqa: B017 - the driver's own error type
+    with pytest.raises(Deferred):  # kept in the fallback file; the driver's own error type
         bad_tokens.result(30)
-    with pytest.raises(TypeError):
+    with pytest.raises(Deferred) as kept:
         bad_json.result(30)
+    assert isinstance(kept.value.cause, TypeError)
     assert w.close(30)
     assert store.count_records() == 100
     assert store.get_record("bad-tokens") is None
@@ -427,8 +429,9 @@ def test_close_timeout_keeps_everything_in_the_fallback_file(
     futures += [w.submit(rec(f"r{i}")) for i in range(1, 10)]
     assert w.close(0.2) is False
     for f in futures:
-        with pytest.raises(TimeoutError):
+        with pytest.raises(Deferred) as kept:
             f.result(5)
+        assert isinstance(kept.value.cause, TimeoutError)
     saved = load_fallback(str(fallback))
     assert sorted(r.request_id for r in saved) == sorted(f"r{i}" for i in range(10))
     release.set()  # the stuck batch (r0) now commits after all
@@ -664,7 +667,8 @@ async def test_inline_writer_keeps_a_bad_record_apart(store: Store, tmp_path: Pa
         w.write(rec("bad-json", decisions={"obj": object()})),
         return_exceptions=True,
     )
-    assert results[:30] == [None] * 30 and isinstance(results[30], TypeError)
+    assert results[:30] == [None] * 30 and isinstance(results[30], Deferred)
+    assert isinstance(results[30].cause, TypeError)
     assert await asyncio.to_thread(w.close, 10)
     assert store.count_records() == 30
     assert [json.loads(x)["record"]["request_id"] for x in fallback.read_text().splitlines()] == [

@@ -21,7 +21,7 @@ from .errors import TokenomyError, UpstreamProtocolError
 from .insights.otel import otel_hook
 from .insights.watch import AlertWatcher, watch_config
 from .keys import KeyAuthenticator
-from .ledger import GroupCommitWriter, open_store
+from .ledger import Deferred, GroupCommitWriter, open_store
 from .ledger.base import SQLStore, Store
 from .metrics import Metrics
 from .pipeline.admit import AdmissionPolicy, Admit
@@ -301,6 +301,8 @@ class Gateway:
             rec.decisions["route"] = route
         try:
             await self.writer.write(rec)
+        except Deferred:  # kept in the fallback file, replayed later: the answer stands
+            pass
         finally:
             # Settled only once committed: a sweeper that finds no record may then
             # release a crashed request's reservation without missing a charge.

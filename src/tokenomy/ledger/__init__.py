@@ -12,10 +12,11 @@ from ..errors import ConfigError
 from .base import KeyRecord, SQLStore, Store
 from .migrations import MIGRATIONS
 from .sqlite import SQLiteStore
-from .writer import GroupCommitWriter, WriterStats, load_fallback
+from .writer import Deferred, GroupCommitWriter, WriterStats, load_fallback
 
 __all__ = [
     "MIGRATIONS",
+    "Deferred",
     "GroupCommitWriter",
     "KeyRecord",
     "SQLStore",

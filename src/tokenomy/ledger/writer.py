@@ -16,8 +16,10 @@ pays for a checkpoint, and sleeps while nothing is committed.
 
 A batch that fails is retried once, then inserted row by row, so one bad record
 cannot take the others down with it. A record that still fails is appended to
-the fallback file as a JSON line (see `load_fallback`) and its waiter gets the
-exception: nothing is dropped silently.
+the fallback file as a JSON line (see `load_fallback`) and its waiter gets
+`Deferred` (the record is safe there and will be replayed: its request may be
+answered), or, when even the fallback file could not be written, the error
+itself: nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -45,6 +47,15 @@ log = logging.getLogger("tokenomy.ledger")
 
 Waiter = asyncio.Future[None] | concurrent.futures.Future[None]
 _Item = tuple[UsageRecord, Waiter]
+
+
+class Deferred(Exception):
+    """A record not committed now but kept in the fallback file, from which
+    `load_fallback` replays it into the ledger; ``cause`` says why."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"ledger record kept in the fallback file: {cause!r}")
+        self.cause = cause
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -295,8 +306,8 @@ class GroupCommitWriter:
             except Exception as exc:  # see above: one row's error stays with that row
                 failures.append((rec, exc))
                 outcome.append(exc)
-        self._to_fallback(failures)
-        return outcome
+        kept = iter(self._to_fallback(failures))
+        return [None if o is None else next(kept) for o in outcome]
 
     def _count(self, records: int, added: int) -> None:
         self._committed += records
@@ -306,11 +317,13 @@ class GroupCommitWriter:
     def _to_fallback(
         self, failures: Sequence[tuple[UsageRecord, BaseException]]
     ) -> list[BaseException | None]:
-        """Append failed records to the fallback file; return their errors."""
+        """Append failed records to the fallback file; return for each `Deferred`
+        (kept there) or, if the file could not be written, its error."""
         if not failures:
             return []
         now = time.time()
         lines = "".join(_fallback_line(rec, exc, now) for rec, exc in failures)
+        kept = False
         with self._fallback_lock:
             self._failed += len(failures)
             try:
@@ -318,6 +331,7 @@ class GroupCommitWriter:
                     f.write(lines)
                     f.flush()
                     os.fsync(f.fileno())
+                kept = True
             except OSError:
                 # The last place left: the log carries the records themselves.
                 log.critical(
@@ -328,7 +342,7 @@ class GroupCommitWriter:
                 )
         for rec, exc in failures:
             log.error("ledger record %s not committed: %r", rec.request_id, exc)
-        return [exc for _, exc in failures]
+        return [Deferred(exc) if kept else exc for _, exc in failures]
 
     def _settle(self, batch: Sequence[_Item], errors: Sequence[BaseException | None]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], Any]]] = {}
