@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -311,7 +312,6 @@ def test_inconsistent_usage_is_clamped_not_raised(book: PriceBook) -> None:
 
 def test_matches_genai_prices_calc_price_across_the_snapshot(book: PriceBook) -> None:
     """The memoised arithmetic agrees with genai-prices' own, for every token-priced model."""
-    from genai_prices import Usage as GenaiUsage
     from genai_prices.data_snapshot import get_snapshot
 
     from tokenomy.pricing import _compile_model
@@ -335,24 +335,9 @@ def test_matches_genai_prices_calc_price_across_the_snapshot(book: PriceBook) ->
                 continue
             for usage in usages:
                 theirs = info.calc_price(
-                    GenaiUsage(
-                        input_tokens=usage.input_tokens,
-                        cache_read_tokens=usage.cache_read_tokens,
-                        cache_write_tokens=usage.cache_write_tokens + usage.cache_write_1h_tokens,
-                        cache_write_5m_tokens=usage.cache_write_tokens,
-                        cache_write_1h_tokens=usage.cache_write_1h_tokens,
-                        output_tokens=usage.output_tokens,
-                        output_reasoning_tokens=usage.reasoning_tokens,
-                    ),
-                    provider,
-                    genai_request_timestamp=AFTER_O3_PRICE_CUT,
+                    _genai_usage(usage), provider, genai_request_timestamp=AFTER_O3_PRICE_CUT
                 )
-                ours = rates.cost(usage, info.id, "genai-prices")
-                assert (ours.total, ours.input, ours.output) == (
-                    theirs.total_price,
-                    theirs.input_price,
-                    theirs.output_price,
-                ), f"{provider.id}/{info.id} {usage}"
+                _same(rates.cost(usage, info.id, "genai-prices"), theirs, f"{info.id} {usage}")
                 checked += 1
     assert checked > 1000
 
@@ -410,7 +395,6 @@ def test_tier_prices_are_the_providers_own(book: PriceBook) -> None:
 
 def test_tier_prices_match_genai_prices_across_the_snapshot() -> None:
     """Every price variant in the snapshot, against genai-prices' own ``price_context``."""
-    from genai_prices import Usage as GenaiUsage
     from genai_prices.data_snapshot import get_snapshot
 
     from tokenomy.pricing import _compile_model
@@ -424,15 +408,6 @@ def test_tier_prices_match_genai_prices_across_the_snapshot() -> None:
         output_tokens=5000,
         reasoning_tokens=1000,
     )
-    theirs_usage = GenaiUsage(
-        input_tokens=250_000,
-        cache_read_tokens=100_000,
-        cache_write_tokens=50_000,
-        cache_write_5m_tokens=20_000,
-        cache_write_1h_tokens=30_000,
-        output_tokens=5000,
-        output_reasoning_tokens=1000,
-    )
     checked = 0
     for provider in get_snapshot().providers:
         for info in provider.models:
@@ -442,20 +417,22 @@ def test_tier_prices_match_genai_prices_across_the_snapshot() -> None:
                 if rates is None:
                     continue
                 theirs = info.calc_price(
-                    theirs_usage, provider, genai_request_timestamp=at, price_context=dict(context)
-                )
+                    _genai_usage(usage), provider, genai_request_timestamp=at,
+                    price_context=dict(context),
+                )  # fmt: skip
                 tiered = Usage(**{**_fields(usage), "price_context": context})
-                ours = rates.cost(tiered, info.id, "genai-prices")
-                assert (ours.total, ours.input, ours.output) == (
-                    theirs.total_price,
-                    theirs.input_price,
-                    theirs.output_price,
-                ), f"{provider.id}/{info.id} {context}"
+                _same(rates.cost(tiered, info.id, "genai-prices"), theirs, f"{info.id} {context}")
                 checked += 1
     assert checked > 200
 
 
-def _genai_usage(usage: Usage) -> object:
+def _same(ours: Cost, theirs: Any, what: str) -> None:
+    """Our cost is genai-prices' own, to the last digit."""
+    got = (ours.total, ours.input, ours.output)
+    assert got == (theirs.total_price, theirs.input_price, theirs.output_price), what
+
+
+def _genai_usage(usage: Usage) -> Any:
     """``usage`` in genai-prices' terms (its units, its tree)."""
     from genai_prices import Usage as GenaiUsage
 
