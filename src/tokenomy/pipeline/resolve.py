@@ -128,9 +128,9 @@ class Resolve:
             try:
                 result = await fn(call)
             except TokenomyError as exc:
-                if track:  # a failure is no latency: a dead deployment answers fastest
-                    self.balancer.done(dep, None)
                 kind = failure_kind(exc)
+                if track:  # a failure is no latency: a dead deployment answers fastest
+                    self.balancer.done(dep, None, failed=kind is not None)
                 plan.attempts.append(
                     {
                         "model": call.record.served_model,
