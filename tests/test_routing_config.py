@@ -86,6 +86,11 @@ def test_bad_config_is_refused(raw: dict[str, Any], message: str) -> None:
     [
         ({"rules": [{"to": "nowhere"}]}, "'nowhere' is neither an alias"),
         ({"fallbacks": {"m1": ["ghost"]}}, "'ghost'"),
+        # an alias is served by name only where a rule points to it: elsewhere a 404
+        ({"aliases": {"a": ["m1"], "b": ["a", "m1"]}}, "aliases.b: 'a' is an alias"),
+        ({"aliases": {"a": ["m1"]}, "fallbacks": {"m1": ["a"]}}, "fallbacks.m1: 'a' is an alias"),
+        ({"aliases": {"a": ["m1"]}, "tiers": ["a", "m1"]}, "tiers: 'a' is an alias"),
+        ({"judge": {"model": "ghost"}}, "judge.model: 'ghost' is not a configured model"),
         ({"balance": {"m1": {"deployments": ["m1", "ghost"]}}}, "no deployment named 'ghost'"),
     ],
 )
