@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Deployment, Settings
@@ -64,6 +65,9 @@ class Resolve:
                     f"{where}: {name!r} is {what}; only a rule may point to an alias, "
                     "everything else names a configured model"
                 )
+        router = any(a.strategy == "router" for a in cfg.aliases.values())
+        if router and cfg.router_path and not Path(cfg.router_path).is_file():
+            raise ConfigError(f"routing.router_path: no weights file {cfg.router_path!r}")
         for model, spec in cfg.balance.items():
             for dep in spec.deployments:
                 if dep not in self._by_name:
