@@ -50,7 +50,9 @@ class Resolve:
         cfg = self.config
         for rule in cfg.rules:  # a rule may point to an alias
             if rule.to not in cfg.aliases and self.deployment_for(rule.to) is None:
-                raise ConfigError(f"routing: {rule.to!r} is neither an alias nor a configured model")
+                raise ConfigError(
+                    f"routing: {rule.to!r} is neither an alias nor a configured model"
+                )
         # Tiers, an alias's models, fallbacks and the judge are served as they are:
         # an alias there would be a 404 on the request that reaches it.
         served = [("routing.tiers", m) for m in cfg.tiers]

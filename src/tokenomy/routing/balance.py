@@ -73,9 +73,7 @@ class Balancer:
         """``names`` without those cooling down after a failure (all of them if none is left)."""
         now = self.clock()
         ok = tuple(
-            n
-            for n in names
-            if (at := self.stat(n).failed_at) is None or now - at >= COOLDOWN_S
+            n for n in names if (at := self.stat(n).failed_at) is None or now - at >= COOLDOWN_S
         )
         return ok or names
 
