@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +87,11 @@ def test_bad_config_is_refused(raw: dict[str, Any], message: str) -> None:
     [
         ({"rules": [{"to": "nowhere"}]}, "'nowhere' is neither an alias"),
         ({"fallbacks": {"m1": ["ghost"]}}, "'ghost'"),
+        # an alias is served by name only where a rule points to it: elsewhere a 404
+        ({"aliases": {"a": ["m1"], "b": ["a", "m1"]}}, "aliases.b: 'a' is an alias"),
+        ({"aliases": {"a": ["m1"]}, "fallbacks": {"m1": ["a"]}}, "fallbacks.m1: 'a' is an alias"),
+        ({"aliases": {"a": ["m1"]}, "tiers": ["a", "m1"]}, "tiers: 'a' is an alias"),
+        ({"judge": {"model": "ghost"}}, "judge.model: 'ghost' is not a configured model"),
         ({"balance": {"m1": {"deployments": ["m1", "ghost"]}}}, "no deployment named 'ghost'"),
     ],
 )
@@ -113,3 +119,31 @@ def test_the_documented_example_loads(tmp_path: Path) -> None:
     assert [r.name for r in cfg.rules] == ["cheap-header", "long-prompts", "vision", "batch-team"]
     assert cfg.judge is not None and cfg.judge.compare
     assert cfg.balance["gpt-4o-pool"].deployments == {"gpt-4o": 3.0, "gpt-4o-east": 1.0}
+
+
+def test_a_router_weights_file_that_cannot_load_stops_the_start(tmp_path: Path) -> None:
+    """An operator's own weights file, missing or corrupt, is a start-up error: served
+    anyway, every tokenomy/auto request would go to the strongest tier unnoticed."""
+    import asyncio
+
+    from tokenomy.server.app import TokenomyApp
+
+    def settings(path: Path) -> Settings:
+        return Settings(
+            db=str(tmp_path / "x.db"),
+            deployments=(dep("m1", "openai", "http://h/v1"), dep("m2", "openai", "http://h/v1")),
+            routing={"tiers": ["m1", "m2"], "router_path": str(path)},
+        )
+
+    with pytest.raises(ConfigError, match="no weights file"):
+        Resolve(settings(tmp_path / "missing.npz"))
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"not a weights file")
+    app = TokenomyApp(settings(corrupt))
+    try:
+        with pytest.raises(ConfigError, match="cannot load the router weights"):
+            asyncio.run(app.startup())
+    finally:
+        asyncio.run(app.shutdown())
+    # without an alias that uses the router, the file is never read
+    Resolve(replace(settings(tmp_path / "missing.npz"), routing={"router_path": "nope.npz"}))

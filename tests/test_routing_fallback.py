@@ -16,7 +16,7 @@ from tokenomy.config import Settings
 from tokenomy.errors import UpstreamConnectError, UpstreamStatusError, UpstreamTimeout
 from tokenomy.pipeline.context import Call
 from tokenomy.pipeline.resolve import Resolve
-from tokenomy.routing.balance import Balancer
+from tokenomy.routing.balance import COOLDOWN_S, Balancer
 from tokenomy.routing.config import Balance
 
 ROUTING = {
@@ -28,6 +28,7 @@ ROUTING = {
     "balance": {
         "weighted": {"strategy": "weight", "deployments": {"gpt-4o-a": 3, "gpt-4o-b": 1}},
         "fastest": {"strategy": "latency", "deployments": ["gpt-4o-a", "gpt-4o-b"]},
+        "least-busy": {"strategy": "inflight", "deployments": ["gpt-4o-b", "gpt-4o-a"]},
     },
 }
 ONLY_4O = "[[fake:only=gpt-4o]]"
@@ -251,3 +252,38 @@ def test_a_failed_attempt_is_not_measured_as_a_latency(fgw: GW) -> None:
     assert resolve.balancer.stat("gpt-4o-a").ewma_ms is not None
     assert resolve.balancer.stat("gpt-4o-b").ewma_ms is None  # failed: still unmeasured
     assert resolve.balancer.stat("gpt-4o-b").inflight == 0
+
+
+@pytest.mark.parametrize("pool", ["fastest", "least-busy"])
+def test_a_failing_deployment_is_passed_over_while_it_cools_down(fgw: GW, pool: str) -> None:
+    # Unmeasured (latency) or idle (inflight), a deployment that fails would win every
+    # pick, and the pool would answer 500 while its other deployment is healthy.
+    fgw.app.gateway.resolve.balancer.stats.clear()  # type: ignore[union-attr]
+    fail_b = "hi [[fake:status=500]] [[fake:only=gpt-4o-2024-08-06]]"
+    answers = [chat(fgw, pool, fail_b) for _ in range(5)]
+    assert [a.record.deployment for a in answers if a.record].count("gpt-4o-b") == 1
+    assert [a.status for a in answers].count(200) == 4
+
+
+def test_a_cooled_down_deployment_is_probed_again() -> None:
+    now = [100.0]
+    balancer = Balancer(clock=lambda: now[0])
+    for strategy in ("latency", "inflight"):
+        balancer.stats.clear()
+        spec = Balance(strategy, {"a": 1.0, "b": 1.0})
+        balancer.start("a")
+        balancer.done("a", None, failed=True)  # an upstream failure: cool down
+        assert balancer.pick(spec) == "b"
+        balancer.start("b")
+        balancer.done("b", 50.0)
+        assert balancer.pick(spec) == "b"
+        now[0] += COOLDOWN_S
+        assert balancer.pick(spec) == "a"  # probed again (unmeasured, or idle and first)
+        balancer.start("a")
+        balancer.done("a", None)  # the client's own error: no cool-down
+        assert balancer.pick(spec) == "a"
+        balancer.start("b")
+        balancer.done("b", None, failed=True)
+        balancer.start("a")
+        balancer.done("a", None, failed=True)
+        assert balancer.pick(spec) in {"a", "b"}  # every one cooling down: still served

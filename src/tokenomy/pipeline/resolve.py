@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Deployment, Settings
@@ -47,12 +48,28 @@ class Resolve:
 
     def _check_targets(self) -> None:
         cfg = self.config
-        names = [r.to for r in cfg.rules] + list(cfg.tiers)
-        names += [m for a in cfg.aliases.values() for m in a.models]
-        names += [m for fb in cfg.fallbacks.values() for m in fb]
-        for name in names:
-            if name not in cfg.aliases and self.deployment_for(name) is None:
-                raise ConfigError(f"routing: {name!r} is neither an alias nor a configured model")
+        for rule in cfg.rules:  # a rule may point to an alias
+            if rule.to not in cfg.aliases and self.deployment_for(rule.to) is None:
+                raise ConfigError(
+                    f"routing: {rule.to!r} is neither an alias nor a configured model"
+                )
+        # Tiers, an alias's models, fallbacks and the judge are served as they are:
+        # an alias there would be a 404 on the request that reaches it.
+        served = [("routing.tiers", m) for m in cfg.tiers]
+        served += [(f"routing.aliases.{a.name}", m) for a in cfg.aliases.values() for m in a.models]
+        served += [(f"routing.fallbacks.{k}", m) for k, fb in cfg.fallbacks.items() for m in fb]
+        if cfg.judge is not None:
+            served.append(("routing.judge.model", cfg.judge.model))
+        for where, name in served:
+            if self.deployment_for(name) is None:
+                what = "an alias" if name in cfg.aliases else "not a configured model"
+                raise ConfigError(
+                    f"{where}: {name!r} is {what}; only a rule may point to an alias, "
+                    "everything else names a configured model"
+                )
+        router = any(a.strategy == "router" for a in cfg.aliases.values())
+        if router and cfg.router_path and not Path(cfg.router_path).is_file():
+            raise ConfigError(f"routing.router_path: no weights file {cfg.router_path!r}")
         for model, spec in cfg.balance.items():
             for dep in spec.deployments:
                 if dep not in self._by_name:
@@ -128,9 +145,9 @@ class Resolve:
             try:
                 result = await fn(call)
             except TokenomyError as exc:
-                if track:  # a failure is no latency: a dead deployment answers fastest
-                    self.balancer.done(dep, None)
                 kind = failure_kind(exc)
+                if track:  # a failure is no latency: a dead deployment answers fastest
+                    self.balancer.done(dep, None, failed=kind is not None)
                 plan.attempts.append(
                     {
                         "model": call.record.served_model,

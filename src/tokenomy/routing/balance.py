@@ -5,23 +5,33 @@ deployment with the lowest moving average (EWMA) of recent latencies; one that
 has never been measured goes first, so every deployment gets measured.
 ``inflight``: the one with the fewest requests in flight here.
 
+A failed attempt is no latency (a dead deployment answers fastest) and leaves
+no request in flight, so the two measured strategies would keep picking a
+deployment that fails: one whose last attempt failed upstream is skipped for
+`COOLDOWN_S` seconds, unless every deployment is. The first pick after that
+probes it again.
+
 The measurements are this process's own: each replica balances on what it sees.
 """
 
 from __future__ import annotations
 
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .config import Balance
 
 EWMA_ALPHA = 0.3  # weight of the newest latency in the moving average
+COOLDOWN_S = 30.0  # a deployment whose last attempt failed is passed over this long
 
 
 @dataclass(slots=True)
 class DeploymentStats:
     ewma_ms: float | None = None
     inflight: int = 0
+    failed_at: float | None = None  # when its last attempt failed upstream; None: it answered
 
     def observe(self, latency_ms: float) -> None:
         if self.ewma_ms is None:
@@ -31,8 +41,11 @@ class DeploymentStats:
 
 
 class Balancer:
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(
+        self, rng: random.Random | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.rng = rng or random.Random()
+        self.clock = clock
         self.stats: dict[str, DeploymentStats] = {}
 
     def stat(self, deployment: str) -> DeploymentStats:
@@ -45,21 +58,35 @@ class Balancer:
         """One deployment name of ``spec``."""
         names = spec.names  # never empty: the config refuses an empty list
         if spec.strategy == "latency":
+            names = self._healthy(names)
             unmeasured = [n for n in names if self.stat(n).ewma_ms is None]
             if unmeasured:
                 return unmeasured[0]
             return min(names, key=lambda n: self.stat(n).ewma_ms or 0.0)
         if spec.strategy == "inflight":
-            return min(names, key=lambda n: self.stat(n).inflight)
+            return min(self._healthy(names), key=lambda n: self.stat(n).inflight)
         if not spec.cum_weights or spec.cum_weights[-1] <= 0:
             return names[0]
         return self.rng.choices(names, cum_weights=spec.cum_weights)[0]
 
+    def _healthy(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """``names`` without those cooling down after a failure (all of them if none is left)."""
+        now = self.clock()
+        ok = tuple(
+            n for n in names if (at := self.stat(n).failed_at) is None or now - at >= COOLDOWN_S
+        )
+        return ok or names
+
     def start(self, deployment: str) -> None:
         self.stat(deployment).inflight += 1
 
-    def done(self, deployment: str, latency_ms: float | None) -> None:
+    def done(self, deployment: str, latency_ms: float | None, *, failed: bool = False) -> None:
+        """An attempt ended: answered in ``latency_ms``, or (None) with an error;
+        ``failed``: the upstream failed (not the client's own error)."""
         s = self.stat(deployment)
         s.inflight -= 1
         if latency_ms is not None:
             s.observe(latency_ms)
+            s.failed_at = None
+        elif failed:
+            s.failed_at = self.clock()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Protocol
 
-from ..errors import PermissionDenied
+from ..errors import ConfigError, PermissionDenied
 from ..pipeline.context import Call
 from ..pricing import PriceBook
 from ..records import UsageRecord
@@ -246,9 +246,22 @@ class RoutingStage:
         return await asyncio.to_thread(timed)
 
     async def warm(self) -> None:
-        """Load the learned router now if an alias uses it (not on the first request)."""
-        if any(a.strategy == "router" for a in self.config.aliases.values()):
-            await self._router()
+        """Load the learned router now if an alias uses it (not on the first request).
+
+        A weights file the operator named (``routing.router_path``) that cannot be
+        loaded is a `ConfigError`: the gateway does not start, rather than serve every
+        ``tokenomy/auto`` request by the strongest tier with the error in a log."""
+        if not any(a.strategy == "router" for a in self.config.aliases.values()):
+            return
+        path = self.config.router_path
+        if self.router is None and path:
+            try:
+                self.router = await asyncio.to_thread(load_router, path)
+            except Exception as exc:
+                raise ConfigError(
+                    f"routing.router_path: cannot load the router weights {path!r}: {exc}"
+                ) from exc
+        await self._router()
 
     async def _router(self) -> RouterModel | None:
         if self.router is not None or self._router_failed:
