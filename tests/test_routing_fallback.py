@@ -16,7 +16,7 @@ from tokenomy.config import Settings
 from tokenomy.errors import UpstreamConnectError, UpstreamStatusError, UpstreamTimeout
 from tokenomy.pipeline.context import Call
 from tokenomy.pipeline.resolve import Resolve
-from tokenomy.routing.balance import COOLDOWN_S, Balancer
+from tokenomy.routing.balance import COOLDOWN_S, REMEASURE_S, Balancer
 from tokenomy.routing.config import Balance
 
 ROUTING = {
@@ -287,3 +287,24 @@ def test_a_cooled_down_deployment_is_probed_again() -> None:
         balancer.start("a")
         balancer.done("a", None, failed=True)
         assert balancer.pick(spec) in {"a", "b"}  # every one cooling down: still served
+
+
+def test_a_deployment_slow_once_is_measured_again() -> None:
+    """Latency balancing: b had one slow answer; it is not shut out for good, it
+    gets one request per REMEASURE_S, and wins again once it answers fast."""
+    now = [100.0]
+    balancer = Balancer(clock=lambda: now[0])
+    spec = Balance("latency", {"a": 1.0, "b": 1.0})
+    for name, ms in (("a", 40.0), ("b", 900.0)):
+        balancer.start(name)
+        balancer.done(name, ms)
+    assert [balancer.pick(spec) for _ in range(3)] == ["a", "a", "a"]
+    now[0] += REMEASURE_S / 2
+    balancer.start("a")
+    balancer.done("a", 40.0)  # a is measured all along; b is not
+    now[0] += REMEASURE_S / 2
+    assert [balancer.pick(spec) for _ in range(3)] == ["b", "a", "a"]  # one probe, not a stampede
+    for _ in range(10):  # b is fast now: its moving average comes down below a's
+        balancer.start("b")
+        balancer.done("b", 10.0)
+    assert balancer.pick(spec) == "b"

@@ -2,7 +2,10 @@
 
 ``weight``: random, in proportion to the configured weights. ``latency``: the
 deployment with the lowest moving average (EWMA) of recent latencies; one that
-has never been measured goes first, so every deployment gets measured.
+has never been measured goes first, so every deployment gets measured, and one
+not measured for `REMEASURE_S` seconds gets the next request, so a deployment
+that was slow once (a long answer, a bad minute) is not shut out for good: at
+most one request per deployment and period pays for that probe.
 ``inflight``: the one with the fewest requests in flight here.
 
 A failed attempt is no latency (a dead deployment answers fastest) and leaves
@@ -25,6 +28,7 @@ from .config import Balance
 
 EWMA_ALPHA = 0.3  # weight of the newest latency in the moving average
 COOLDOWN_S = 30.0  # a deployment whose last attempt failed is passed over this long
+REMEASURE_S = 30.0  # a deployment not measured this long is measured again
 
 
 @dataclass(slots=True)
@@ -32,6 +36,7 @@ class DeploymentStats:
     ewma_ms: float | None = None
     inflight: int = 0
     failed_at: float | None = None  # when its last attempt failed upstream; None: it answered
+    measured_at: float = 0.0  # when its last latency was observed (or a probe sent)
 
     def observe(self, latency_ms: float) -> None:
         if self.ewma_ms is None:
@@ -62,6 +67,11 @@ class Balancer:
             unmeasured = [n for n in names if self.stat(n).ewma_ms is None]
             if unmeasured:
                 return unmeasured[0]
+            now = self.clock()
+            stale = min(names, key=lambda n: self.stat(n).measured_at)
+            if now - self.stat(stale).measured_at >= REMEASURE_S:
+                self.stat(stale).measured_at = now  # one probe per period, not a stampede
+                return stale
             return min(names, key=lambda n: self.stat(n).ewma_ms or 0.0)
         if spec.strategy == "inflight":
             return min(self._healthy(names), key=lambda n: self.stat(n).inflight)
@@ -87,6 +97,7 @@ class Balancer:
         s.inflight -= 1
         if latency_ms is not None:
             s.observe(latency_ms)
+            s.measured_at = self.clock()
             s.failed_at = None
         elif failed:
             s.failed_at = self.clock()
