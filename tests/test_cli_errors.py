@@ -65,6 +65,14 @@ def _main(
          "models[0].price.input: expected a price of 0 or more"),
         ("models: [{name: a, provider: openai, price: {input: -1, output: 1}}]\n",
          "models[0].price.input: expected a price of 0 or more"),
+        # inside a section: checked when the file is read, by every command
+        ("cache: {cahce: true}\n", "cache: unknown settings ['cahce']"),
+        ("cache: {semantic: {enabeld: true}}\n", "cache.semantic: unknown settings"),
+        ("caps: {lease: -1}\n", "caps.lease must be positive"),
+        ("caps: {alowance: 4}\n", "caps: unknown settings ['alowance']"),
+        ("billing: {fail_mode: sideways}\n", "billing.fail_mode must be 'open' or 'closed'"),
+        ("alerts: {intervall: 60}\n", "alerts: unknown settings ['intervall']"),
+        ("routing: {rules: 5}\n", "routing.rules: expected a list"),
     ],
 )  # fmt: skip
 def test_a_wrong_setting_is_named_not_a_traceback(
@@ -80,6 +88,17 @@ def test_a_wrong_setting_is_named_not_a_traceback(
     code, out, err = _main(argv, monkeypatch, capsys)
     assert (code, out) == (1, "")
     assert err.startswith(f"Error: {message}") and err.count("\n") == 1, err
+
+
+def test_serve_refuses_a_wrong_section_setting_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("cache: {enabled: true, cahce_tools: true}\n")
+    argv = ["serve", "--config", str(config), "--db", str(tmp_path / "l.db"), "--port", "0"]
+    code, out, err = _main(argv, monkeypatch, capsys)
+    assert (code, out) == (1, "")
+    assert err == "Error: cache: unknown settings ['cahce_tools']\n"
 
 
 @pytest.mark.parametrize(

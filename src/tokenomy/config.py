@@ -419,4 +419,33 @@ def load_settings(
         overrides["port"] = port(overrides["port"], "--port")
     if "log_level" in overrides:
         overrides["log_level"] = log_level(overrides["log_level"], "--log-level")
-    return replace(settings, **overrides) if overrides else settings
+    settings = replace(settings, **overrides) if overrides else settings
+    check_sections(settings)
+    return settings
+
+
+def check_sections(settings: Settings) -> None:
+    """Parse each configured section with its own module's parser, so a misspelt or
+    out-of-range setting stops every command when the file is read (not only `serve`,
+    and there before the server starts). An empty section is the defaults: nothing
+    to check, and nothing imported."""
+    if settings.caps:
+        from .caps.config import caps_config
+
+        caps_config(settings)
+    if settings.billing:
+        from .billing.policy import billing_config
+
+        billing_config(settings)
+    if settings.alerts:
+        from .insights.watch import watch_config
+
+        watch_config(settings.alerts, settings.webhook_url)
+    if settings.routing:
+        from .routing.config import parse_routing
+
+        parse_routing(settings.routing)
+    if settings.cache:
+        from .cache.config import cache_config
+
+        cache_config(settings)
