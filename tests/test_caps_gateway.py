@@ -75,6 +75,22 @@ def test_openai_sdk_sees_rate_limit_error_and_headers(cgw: GW) -> None:
     assert cgw.record(rid).status == 429  # the refusal is in the ledger too
 
 
+def test_a_request_the_other_api_cannot_take_is_a_400_before_the_caps(cgw: GW) -> None:
+    """n=2 cannot go to Claude: that is a 400 (the request is wrong), not a 429 from
+    a token limit its worst case went over (a retry could never succeed)."""
+    with admin(cgw) as a:
+        r = a.post("/admin/limits", json={"name": "tight", "scope": {"key": "each"},
+                                          "tpm": 1_000})  # fmt: skip
+        assert r.status_code == 201, r.text
+    with pytest.raises(openai.BadRequestError) as info:
+        cgw.openai().chat.completions.create(model="claude-sonnet-4-6", messages=MESSAGES, n=2)
+    assert "n" in info.value.message
+    ok = cgw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MESSAGES, max_tokens=5
+    )
+    assert ok.headers["x-ratelimit-remaining-tokens"]  # the limit is there, and nothing held
+
+
 def test_anthropic_client_gets_anthropic_errors_for_budgets(cgw: GW) -> None:
     with admin(cgw) as a:
         a.post("/admin/budgets", json={"name": "tiny", "scope": {"team": "search"},

@@ -122,6 +122,11 @@ class Gateway:
         try:
             await self.authenticate(call)
             await self.resolve(call)
+            prov = call.provider
+            if prov is not None and call.op == "chat" and call.api != prov.api:
+                # A request the other API cannot take is a 400 now, not after the caps
+                # refused it (a 429 whose retry could never succeed) or reserved for it.
+                upstream_body(call, prov)
             if self.settings.refuse_unknown_prices:
                 prov = call.provider
                 self.prices.check_servable(
