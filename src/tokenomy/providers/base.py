@@ -32,7 +32,7 @@ from ..errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from ..sse import SSEEvent, SSEParser
+from ..sse import EventTooLarge, SSEEvent, SSEParser
 from ..usage import Usage
 
 log = logging.getLogger("tokenomy.providers")
@@ -242,6 +242,8 @@ class Provider(ABC):
             raise UpstreamConnectError(
                 f"upstream {self.name} dropped the stream: {type(exc).__name__}"
             ) from exc
+        except EventTooLarge as exc:
+            raise UpstreamProtocolError(f"upstream {self.name} sent an oversized event") from exc
         finally:
             if resp.content.at_eof():
                 resp.release()
