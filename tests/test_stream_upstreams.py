@@ -16,6 +16,7 @@ import pytest
 
 import tokenomy.sse
 from gateway_fixtures import GW, Fake, dep, gateway_settings, start_gateway
+from test_stream_metering import wait_record
 from tokenomy.testing import serve_in_thread
 
 OPENAI_WIRE = (
@@ -169,3 +170,25 @@ def test_an_event_that_never_ends_is_refused_not_buffered(
     assert "oversized event" in r.json()["error"]["message"]
     rec = odd_gw.record(r.headers["x-tokenomy-request-id"])
     assert rec.status == 502 and rec.error_type == "upstream_protocol_error"
+
+
+def test_a_client_that_leaves_while_the_upstream_is_silent_closes_it_at_once(
+    odd_gw: GW, upstream: Upstream
+) -> None:
+    """A model thinking before its next token: the gateway must not keep it going
+    (and paying) until that token comes; the request is recorded as a 499."""
+    body = {"model": "gpt-4o", "stream": True, "messages": [{"role": "user", "content": "silent"}]}
+    headers = {"authorization": f"Bearer {odd_gw.key}"}
+    with (
+        odd_gw.http() as c,
+        c.stream("POST", "/v1/chat/completions", json=body, headers=headers) as r,
+    ):
+        rid = r.headers["x-tokenomy-request-id"]
+        for line in r.iter_lines():
+            if line.startswith("data:"):
+                break  # the first event came; the client leaves
+    # The upstream never sends another byte: only the gateway hanging up ends this.
+    assert upstream.hung_up.wait(10)
+    rec = wait_record(odd_gw, rid)
+    assert rec.status == 499 and rec.error_type == "client_disconnected"
+    assert rec.usage.output_tokens >= 1 and rec.usage.estimated
