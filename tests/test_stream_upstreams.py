@@ -1,8 +1,9 @@
 """Streams from upstreams that are valid but unusual, or misbehave: lone-CR line
 ends, a BOM, events with no data, bytes split anywhere; an endless event; an
-upstream that goes silent while the client leaves. The relay serves what the
-spec allows, refuses what would grow without bound, and releases the upstream
-connection as soon as nobody is listening."""
+upstream that goes silent while the client leaves; and a (non-streamed) reply
+too large to hold. The relay serves what the spec allows, refuses what would
+grow without bound, and releases the upstream connection as soon as nobody is
+listening."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
+import tokenomy.providers.base
 import tokenomy.sse
 from gateway_fixtures import GW, Fake, dep, gateway_settings, start_gateway
 from test_stream_metering import wait_record
@@ -71,6 +73,12 @@ class Upstream:
             if not msg.get("more_body"):
                 break
         mode = orjson.loads(raw)["messages"][-1]["content"]
+        if mode.startswith("huge"):  # a JSON reply of 256 KiB, its length said or not
+            pad = b"x" * (256 * 1024)
+            size = [(b"content-length", str(len(pad) + 10).encode())] * (mode == "huge sized")
+            await send({"type": "http.response.start", "status": 200, "headers": size})
+            await send({"type": "http.response.body", "body": b'{"pad":"' + pad + b'"}'})
+            return
         await send(
             {
                 "type": "http.response.start",
@@ -192,3 +200,19 @@ def test_a_client_that_leaves_while_the_upstream_is_silent_closes_it_at_once(
     rec = wait_record(odd_gw, rid)
     assert rec.status == 499 and rec.error_type == "client_disconnected"
     assert rec.usage.output_tokens >= 1 and rec.usage.estimated
+
+
+@pytest.mark.parametrize("mode", ["huge", "huge sized"])
+def test_a_reply_too_large_to_hold_is_refused(
+    odd_gw: GW, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    monkeypatch.setattr(tokenomy.providers.base, "MAX_BODY_BYTES", 64 * 1024)
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": mode}]}
+    with odd_gw.http() as c:
+        r = c.post(
+            "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {odd_gw.key}"}
+        )
+    assert r.status_code == 502
+    assert "over the gateway's limit of 65536 bytes" in r.json()["error"]["message"]
+    rec = odd_gw.record(r.headers["x-tokenomy-request-id"])
+    assert rec.status == 502 and rec.error_type == "upstream_protocol_error"
