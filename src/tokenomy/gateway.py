@@ -44,6 +44,42 @@ COST_HEADER = "x-tokenomy-cost-usd"
 ID_HEADER = "x-tokenomy-request-id"
 
 
+class ClientGone(Exception):
+    """The client went away while the relay waited on the upstream."""
+
+
+class Hangup:
+    """Called when the client goes away: wakes a relay waiting on a silent upstream
+    (a model thinking before its next token), which closes the upstream connection
+    at once instead of paying for the rest of the answer."""
+
+    __slots__ = ("_waiting", "gone")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self._waiting: asyncio.Task[Any] | None = None
+
+    def __call__(self) -> None:
+        self.gone = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    async def read(self, reads: AsyncIterator[list[SSEEvent]]) -> list[SSEEvent] | None:
+        """The next upstream read (None at its end), or `ClientGone`."""
+        if self.gone:
+            raise ClientGone
+        task = self._waiting = asyncio.current_task()
+        try:
+            return await anext(reads, None)
+        except asyncio.CancelledError:
+            if not self.gone or task is None:
+                raise
+            task.uncancel()  # the cancellation was ours: the relay goes on to record
+            raise ClientGone from None
+        finally:
+            self._waiting = None
+
+
 class Gateway:
     def __init__(
         self,
@@ -202,10 +238,11 @@ class Gateway:
         adapter, first, reads = await self.resolve.attempt(call, self._open_stream)
         call.record.ttft_ms = call.elapsed_ms()
         headers = self._headers(call)
-        chunks = self._relay(call, adapter, first, reads)
+        hangup = Hangup()
+        chunks = self._relay(call, adapter, first, reads, hangup)
         if self.cache is not None:
             chunks = self.cache.recording(call, chunks, adapter)
-        return StreamReply(headers, chunks)
+        return StreamReply(headers, chunks, hangup)
 
     async def _open_stream(
         self, call: Call
@@ -235,6 +272,7 @@ class Gateway:
         adapter: Adapter,
         first: list[SSEEvent],
         reads: AsyncIterator[list[SSEEvent]],
+        hangup: Hangup,
     ) -> AsyncIterator[bytes]:
         """Yield one write per upstream read; hold the final event until committed."""
         status, error, finished = 499, "client_disconnected", False
@@ -256,11 +294,13 @@ class Gateway:
                         yield b"".join(out)
                     if adapter.upstream_error is not None:
                         break
-                    events = await anext(reads, None)
+                    events = await hangup.read(reads)
                 if adapter.upstream_error is not None:
                     raise UpstreamProtocolError("upstream reported an error mid-stream")
                 if not adapter.finished:
                     raise UpstreamProtocolError("upstream ended the stream early")
+            except ClientGone:
+                return  # recorded below, as a client that went away
             except TokenomyError as exc:
                 status, error = exc.status, exc.type
                 await self._finish_stream(call, adapter, status, error)

@@ -1,52 +1,89 @@
-"""Incremental server-sent-events parsing and framing (bytes in, events out)."""
+"""Incremental server-sent-events parsing and framing (bytes in, events out).
+
+The parser follows the WHATWG event-stream format: an optional leading BOM,
+lines ended by CRLF, LF or a lone CR, comments, ``field: value`` lines, and a
+blank line that dispatches an event unless it carried no ``data``. An event
+that is still incomplete past `MAX_EVENT_BYTES` raises `EventTooLarge`: memory
+stays bounded whatever the upstream sends.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 DONE_DATA = b"[DONE]"  # the data of an OpenAI stream's last event (not JSON)
+BOM = b"\xef\xbb\xbf"
+# No model streams an event near this; a larger pending one is a broken upstream.
+MAX_EVENT_BYTES = 16 * 1024 * 1024
+
+
+class EventTooLarge(ValueError):
+    """An event (one line or many) grew past the parser's limit before it ended."""
 
 
 @dataclass(slots=True)
 class SSEEvent:
     event: str | None
     data: bytes
-    raw: bytes  # the event exactly as received, terminator included, for pass-through
+    raw: bytes  # the event as received, line ends as LF and terminator included, for pass-through
 
 
 class SSEParser:
     """Feed raw bytes as they arrive; get whole events back.
 
-    Handles ``\\n`` and ``\\r\\n`` line ends, multi-line ``data``, comments and
-    events split across reads. ``buffered`` tells whether a partial event is
-    pending, which at end of stream means the upstream stopped mid-event.
+    Events may be split across reads at any byte, including between a CR and its
+    LF or inside the BOM. ``buffered`` tells whether a partial event is pending,
+    which at end of stream means the upstream stopped mid-event (the spec drops
+    such an event). Each byte is scanned once, so a long event arriving in
+    small reads costs linear time.
     """
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_bom", "_buf", "_cr", "_scan", "max_event")
 
-    def __init__(self) -> None:
-        self._buf = b""
+    def __init__(self, max_event: int | None = None) -> None:
+        self._buf = bytearray()
+        self._scan = 0  # where to resume looking for the blank line that ends an event
+        self._cr = False  # the last read ended with a CR: an LF opening the next is its pair
+        self._bom: bytes | None = b""  # the stream's first bytes until the BOM is ruled out
+        self.max_event = MAX_EVENT_BYTES if max_event is None else max_event
 
     @property
     def buffered(self) -> bool:
-        return bool(self._buf.strip())
+        return any(line and line[0] != 58 for line in self._buf.split(b"\n"))
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
-        buf = self._buf + chunk if self._buf else chunk
-        if b"\r" in buf:
-            buf = buf.replace(b"\r\n", b"\n")
+        if self._bom is not None:
+            head = self._bom + chunk
+            if len(head) < len(BOM) and BOM.startswith(head):
+                self._bom = head  # too few bytes yet to tell
+                return []
+            self._bom = None
+            chunk = head[len(BOM) :] if head.startswith(BOM) else head
+        if self._cr and chunk[:1] == b"\n":
+            chunk = chunk[1:]
+            self._cr = False
+        if chunk:
+            self._cr = chunk[-1] == 13  # b"\r"
+            if b"\r" in chunk:
+                chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        buf = self._buf
+        buf += chunk
         events: list[SSEEvent] = []
         start = 0
         while True:
-            end = buf.find(b"\n\n", start)
+            end = buf.find(b"\n\n", self._scan)
             if end < 0:
                 break
-            block = buf[start : end + 2]
-            start = end + 2
+            block = bytes(buf[start : end + 2])
+            start = self._scan = end + 2
             ev = _parse_block(block)
             if ev is not None:
                 events.append(ev)
-        self._buf = buf[start:]
+        if start:
+            del buf[:start]
+        self._scan = max(len(buf) - 1, 0)
+        if len(buf) > self.max_event:
+            raise EventTooLarge(f"an event grew past {self.max_event} bytes without ending")
         return events
 
 
@@ -63,7 +100,7 @@ def _parse_block(block: bytes) -> SSEEvent | None:
             data.append(value)
         elif name == b"event":
             event = value.decode("utf-8", "replace")
-    if event is None and not data:
+    if not data:  # the spec dispatches no event without data (`event: ping` alone)
         return None
     return SSEEvent(event, b"\n".join(data), block)
 

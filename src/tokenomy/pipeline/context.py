@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +56,17 @@ class JSONReply:
     headers: dict[str, str]
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(slots=True)
 class StreamReply:
     headers: dict[str, str]
     chunks: AsyncIterator[bytes]
+    # Called by the server when the client goes away, so that a relay waiting on a
+    # silent upstream stops now rather than at the upstream's next byte.
+    hangup: Callable[[], None] = _nothing
 
 
 Reply = JSONReply | StreamReply

@@ -32,13 +32,17 @@ from ..errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
-from ..sse import SSEEvent, SSEParser
+from ..sse import EventTooLarge, SSEEvent, SSEParser
 from ..usage import Usage
 
 log = logging.getLogger("tokenomy.providers")
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 FORWARDED_RESPONSE_HEADERS = ("retry-after",)
+# A whole reply is held in memory to be metered: past this, it is refused. The
+# largest real ones (2,048 embeddings of 3,072 dimensions) are about 100 MiB.
+MAX_BODY_BYTES = 256 * 1024 * 1024
+ERROR_BODY_BYTES = 64 * 1024  # an error's message is all that is kept of its body
 
 
 @dataclass(slots=True)
@@ -173,7 +177,7 @@ class Provider(ABC):
                 continue
             if resp.status < 400:
                 return resp
-            raw = await self._read(resp)
+            raw = await self._read(resp, error=True)
             retry_after = resp.headers.get("retry-after")
             if resp.status in RETRYABLE_STATUS and not last:
                 await self._backoff(attempt, retry_after)
@@ -200,9 +204,24 @@ class Provider(ABC):
             )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def _read(self, resp: aiohttp.ClientResponse, *, error: bool = False) -> bytes:
+        """The whole body, decompressed. A reply past `MAX_BODY_BYTES` is refused
+        (`UpstreamProtocolError`) and an error body is cut at `ERROR_BODY_BYTES`,
+        its connection dropped: what the upstream sends never grows memory unbounded."""
+        limit = ERROR_BODY_BYTES if error else MAX_BODY_BYTES
+        body = bytearray()
+        whole = False
         try:
-            return await resp.read()
+            if not error and (resp.content_length or 0) > limit:
+                raise self._too_large(limit)
+            async for chunk in resp.content.iter_any():
+                body += chunk
+                if len(body) > limit:
+                    if error:
+                        return bytes(body[:limit])
+                    raise self._too_large(limit)
+            whole = True
+            return bytes(body)
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise UpstreamTimeout(f"upstream {self.name} timed out mid-response") from exc
         except (aiohttp.ClientError, OSError) as exc:
@@ -210,7 +229,15 @@ class Provider(ABC):
                 f"upstream {self.name} dropped the connection: {type(exc).__name__}"
             ) from exc
         finally:
-            resp.release()
+            if whole:
+                resp.release()
+            else:
+                resp.close()
+
+    def _too_large(self, limit: int) -> UpstreamProtocolError:
+        return UpstreamProtocolError(
+            f"upstream {self.name} sent a reply over the gateway's limit of {limit} bytes"
+        )
 
     async def send(
         self, op: str, model: str, body: Mapping[str, Any], client_headers: Mapping[str, str]
@@ -242,6 +269,8 @@ class Provider(ABC):
             raise UpstreamConnectError(
                 f"upstream {self.name} dropped the stream: {type(exc).__name__}"
             ) from exc
+        except EventTooLarge as exc:
+            raise UpstreamProtocolError(f"upstream {self.name} sent an oversized event") from exc
         finally:
             if resp.content.at_eof():
                 resp.release()

@@ -20,7 +20,7 @@ from ..dashboard.auth import LoginThrottle
 from ..errors import AuthenticationFailed, NotFound, Overloaded, PermissionDenied, TokenomyError
 from ..gateway import ID_HEADER, Gateway
 from ..keys import bearer_token
-from ..pipeline.context import ANTHROPIC, OPENAI, Call, JSONReply, new_request_id
+from ..pipeline.context import ANTHROPIC, OPENAI, Call, JSONReply, StreamReply, new_request_id
 from ..validate import check_request
 from .admin import handle_admin
 from .errors import error_body
@@ -202,16 +202,18 @@ class TokenomyApp:
         if isinstance(reply, JSONReply):
             await send_bytes(send, reply.status, reply.body, reply.headers)
             return
-        await self._stream(receive, send, reply.headers, reply.chunks)
+        await self._stream(receive, send, reply)
 
-    async def _stream(self, receive: Any, send: Any, headers: dict[str, str], chunks: Any) -> None:
+    async def _stream(self, receive: Any, send: Any, reply: StreamReply) -> None:
         gone = asyncio.Event()
+        chunks: Any = reply.chunks  # an async generator: closed below
 
         async def watch() -> None:
             while True:
                 msg = await receive()
                 if msg["type"] == "http.disconnect":
                     gone.set()
+                    reply.hangup()
                     return
 
         watcher = asyncio.create_task(watch())
@@ -221,7 +223,7 @@ class TokenomyApp:
                 {
                     "type": "http.response.start",
                     "status": 200,
-                    "headers": SSE_HEADERS + encode_headers(headers),
+                    "headers": SSE_HEADERS + encode_headers(reply.headers),
                 }
             )
             started = True
