@@ -67,20 +67,28 @@ class SSEParser:
             if b"\r" in chunk:
                 chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         buf = self._buf
-        buf += chunk
+        data: bytes | bytearray
+        if buf:  # a partial event is pending: the chunk goes on after it
+            buf += chunk
+            data, scan = buf, self._scan
+        else:  # the usual case, whole events per read: no copy into the buffer
+            data, scan = chunk, 0
         events: list[SSEEvent] = []
         start = 0
         while True:
-            end = buf.find(b"\n\n", self._scan)
+            end = data.find(b"\n\n", scan)
             if end < 0:
                 break
-            block = bytes(buf[start : end + 2])
-            start = self._scan = end + 2
-            ev = _parse_block(block)
+            block = data[start : end + 2]
+            start = scan = end + 2
+            ev = _parse_block(block if type(block) is bytes else bytes(block))
             if ev is not None:
                 events.append(ev)
-        if start:
-            del buf[:start]
+        if data is buf:
+            if start:
+                del buf[:start]
+        elif start < len(data):
+            buf += data[start:]
         self._scan = max(len(buf) - 1, 0)
         if len(buf) > self.max_event:
             raise EventTooLarge(f"an event grew past {self.max_event} bytes without ending")
