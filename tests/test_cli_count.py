@@ -110,6 +110,14 @@ def test_openai_request_with_tools_matches_the_cookbook_estimate() -> None:
     }
     data = run_json(input=json.dumps(body))
     assert (data["kind"], data["input_tokens"], data["exact"]) == ("openai-chat", 101, False)
+    # The same definition through the deprecated `functions` is the same prompt.
+    legacy = {
+        "model": body["model"],
+        "messages": body["messages"],
+        "functions": [tool["function"] for tool in body["tools"]],
+    }
+    data = run_json(input=json.dumps(legacy))
+    assert (data["kind"], data["input_tokens"], data["exact"]) == ("openai-chat", 101, False)
 
 
 def test_anthropic_request_is_estimated() -> None:

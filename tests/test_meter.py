@@ -7,9 +7,10 @@ from decimal import Decimal
 
 from tokenomy.config import Deployment
 from tokenomy.pipeline.context import Call
-from tokenomy.pipeline.meter import Meter
+from tokenomy.pipeline.meter import Meter, estimate_usage, prompt_count
 from tokenomy.pricing import PriceBook
 from tokenomy.providers import create_provider
+from tokenomy.tokens import count_chat_messages
 from tokenomy.usage import Usage
 
 M = Decimal(1_000_000)
@@ -43,3 +44,37 @@ def test_time_of_day_prices_use_the_request_start() -> None:
     meter(night, usage)
     assert day.record.cost_usd == Decimal("0.27") + Decimal("1.1")
     assert night.record.cost_usd == Decimal("0.135") + Decimal("0.55")
+
+
+WEATHER_FUNCTION = {
+    "name": "get_current_weather",
+    "description": "Get the current weather in a given location",
+    "parameters": {
+        "type": "object",
+        "properties": {"location": {"type": "string", "description": "The city and state"}},
+    },
+}
+
+
+def test_legacy_functions_are_counted_in_the_estimated_prompt() -> None:
+    # `functions` (the deprecated form of `tools`) reaches the prompt all the same:
+    # left out, the prompt was under-counted and claimed exact.
+    messages = [{"role": "user", "content": "What's the weather like in Paris?"}]
+    bare = Call(
+        "openai", "chat", "/v1/chat/completions", {"model": "gpt-4o", "messages": messages}, {}
+    )
+    with_functions = Call(
+        "openai",
+        "chat",
+        "/v1/chat/completions",
+        {"model": "gpt-4o", "messages": messages, "functions": [WEATHER_FUNCTION]},
+        {},
+    )
+    as_tools = count_chat_messages(
+        messages, "gpt-4o", tools=[{"type": "function", "function": WEATHER_FUNCTION}]
+    )
+    assert prompt_count(bare, "gpt-4o").exact is True
+    assert prompt_count(with_functions, "gpt-4o") == as_tools
+    assert as_tools.exact is False
+    with_functions.record.requested_model = "gpt-4o"
+    assert estimate_usage(with_functions, "").input_tokens == as_tools.tokens

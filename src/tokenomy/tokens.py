@@ -220,8 +220,13 @@ def count_chat_messages(
     messages: Sequence[Mapping[str, Any]],
     model: str,
     tools: Sequence[Mapping[str, Any]] | None = None,
+    functions: Sequence[Any] | None = None,
 ) -> TokenCount:
-    """Prompt tokens of an OpenAI chat request, by OpenAI's documented recipe."""
+    """Prompt tokens of an OpenAI chat request, by OpenAI's documented recipe.
+
+    ``functions`` is the deprecated form of ``tools`` (bare function definitions):
+    they reach the prompt just the same.
+    """
     encoding_name, _, exact = _family(model)
     encoding = get_encoding(encoding_name)
     legacy = model.strip().lower().rsplit("/", 1)[-1].startswith("gpt-3.5-turbo-0301")
@@ -250,6 +255,8 @@ def count_chat_messages(
                 # tool_calls, function_call, audio...: their framing is undocumented.
                 tokens += n(_compact_json(value))
                 exact = False
+    if functions:
+        tools = [*(tools or ()), *({"type": "function", "function": f} for f in functions)]
     if tools:
         tokens += _count_tools(tools, encoding_name, n)
         exact = False

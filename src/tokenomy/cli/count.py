@@ -144,9 +144,12 @@ def _count(raw: str, body: Mapping[str, Any] | None, model: str) -> tuple[str, T
         return "text", count_text(raw, model)
     if _is_anthropic(body, model):
         return "anthropic-messages", count_anthropic_request(body)
-    tools = body.get("tools")
+    tools, functions = body.get("tools"), body.get("functions")
     return "openai-chat", count_chat_messages(
-        body["messages"], model, tools=tools if isinstance(tools, list) else None
+        body["messages"],
+        model,
+        tools=tools if isinstance(tools, list) else None,
+        functions=functions if isinstance(functions, list) else None,
     )
 
 

@@ -38,7 +38,16 @@ def prompt_count(call: Call, model: str) -> TokenCount:
     body: dict[str, Any] = call.body
     if call.api == ANTHROPIC:
         return count_anthropic_request(body)
-    return count_chat_messages(body.get("messages") or [], model, tools=body.get("tools"))
+    return count_chat_messages(
+        body.get("messages") or [],
+        model,
+        tools=_list_or_none(body.get("tools")),
+        functions=_list_or_none(body.get("functions")),  # the deprecated form of tools
+    )
+
+
+def _list_or_none(value: Any) -> list[Any] | None:
+    return value if isinstance(value, list) else None
 
 
 def estimate_usage(call: Call, output_text: str) -> Usage:
