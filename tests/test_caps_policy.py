@@ -8,13 +8,14 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from caps_helpers import Clock, add_budget, add_limit, chat, finish, ledger_units, policy, receiver
 from tokenomy.caps import CapsPolicy, Scope, Subject
 from tokenomy.caps.counters import Hold, Window, usd_to_units
-from tokenomy.caps.estimate import Estimator
+from tokenomy.caps.estimate import Estimator, count_images
 from tokenomy.caps.memory import MemoryCounters
 from tokenomy.caps.policy import HoldSource
 from tokenomy.errors import InvalidRequest, RateLimited, TokenomyError
@@ -104,6 +105,31 @@ def test_worst_case_is_priced_at_the_dearer_tier_the_request_asks_for() -> None:
     plain = est(chat("claude-opus-4-8", api=ANTHROPIC, max_tokens=10))
     fast = est(chat("claude-opus-4-8", api=ANTHROPIC, max_tokens=10, speed="fast"))
     assert plain.usd is not None and fast.usd is not None and fast.usd > plain.usd
+
+
+def test_worst_case_counts_each_image_at_its_models_ceiling() -> None:
+    """The prompt count sees an image as nothing; the worst case adds the most one
+    image can cost the model (providers resize images to a bounded size)."""
+    est = Estimator(PriceBook())
+    text = est(chat("gpt-4o", max_tokens=5)).input_tokens
+    image = {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}
+    parts = [{"type": "text", "text": "hello world"}, image, image]
+    two = est(chat("gpt-4o", max_tokens=5, messages=[{"role": "user", "content": parts}]))
+    assert two.input_tokens >= text + 2 * 1445
+    mini = est(chat("gpt-4o-mini", max_tokens=5, messages=[{"role": "user", "content": parts}]))
+    assert mini.input_tokens >= 2 * 48169  # gpt-4o-mini bills an image as many tokens
+    block = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+    hi = {"type": "text", "text": "hi"}
+
+    def claude(*content: dict[str, Any]) -> int:
+        msgs = [{"role": "user", "content": list(content)}]
+        return est(
+            chat("claude-sonnet-4-5", api=ANTHROPIC, max_tokens=5, messages=msgs)
+        ).input_tokens
+
+    assert claude(block, hi) - claude(hi) == 1600
+    result = {"type": "tool_result", "tool_use_id": "t", "content": [block, hi]}
+    assert count_images({"messages": [{"role": "user", "content": [block, result]}]}) == 2
 
 
 def test_worst_case_prices_inputs_as_cache_writes_when_caching_is_asked() -> None:
