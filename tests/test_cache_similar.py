@@ -4,6 +4,7 @@ expired entries leaving the index (stand-in verifier, see test_cache_semantic)."
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -132,4 +133,51 @@ async def test_the_index_never_outgrows_the_backend(tmp_path: Path) -> None:
     assert sim.index.size("b") == 1 and sim.index.size("c") == 1
     await sim.add("a", probe, "k2", now + 9)  # the same key again: still one vector
     assert sim.indexed() == 3 and sim.index.size("a") == 1
+    await store.close()
+
+
+class _Paused(int):
+    """The count of indexed vectors, pausing a worker thread that adds to it (between
+    its read and its write) until the event loop has changed the count meanwhile."""
+
+    paused = threading.Event()
+    go = threading.Event()
+
+    def __add__(self, other: int) -> int:  # type: ignore[override]
+        if threading.current_thread() is not threading.main_thread():
+            self.paused.set()
+            self.go.wait()
+        return int(self) + other
+
+
+async def test_a_sync_and_an_add_at_once_count_every_vector(tmp_path: Path) -> None:
+    # A sync loading another replica's rows noted them from its worker thread while
+    # the loop noted its own new entry: one of the two counts was lost, and the
+    # index then held more vectors than max_entries (or dropped some too early).
+    store = SQLiteCacheStore(str(tmp_path / "c.db"), max_entries=10, max_bytes=10**6)
+    other, sim = SimilarLookup(store, OPTIONS, ttl=60), SimilarLookup(store, OPTIONS, ttl=60)
+    probe = await asyncio.to_thread(sim.probe, BODY)
+    created = time.time()
+    partition, text, vector = await other.add("ns", probe, "theirs", created)
+    await store.put(
+        Entry("ns", "theirs", "openai", b"{}", Usage(), Decimal(0), "m", "r", created,
+              partition=partition, text=text, vector=vector),
+        60,
+    )  # fmt: skip
+    _Paused.paused.clear()
+    _Paused.go.clear()
+    sim._indexed = _Paused(0)
+    syncing = asyncio.create_task(sim.sync("ns"))
+    paused = asyncio.ensure_future(asyncio.to_thread(_Paused.paused.wait))
+    # Old code: the sync's thread pauses mid-count. Fixed: the sync just ends.
+    await asyncio.wait({syncing, paused}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        await sim.add("ns", probe, "ours", created + 1)
+    finally:
+        _Paused.go.set()
+        _Paused.paused.set()
+    await syncing
+    await paused
+    assert sim.index.size("ns") == 2
+    assert sim.indexed() == 2
     await store.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections import Counter
@@ -239,6 +240,33 @@ async def test_fallback_on_is_configurable(
         with pytest.raises(type(error)):
             await resolve.attempt(call, send)
         assert served == ["m1"]
+    await resolve.close()
+
+
+@pytest.mark.parametrize("ending", [asyncio.CancelledError, RuntimeError])
+async def test_an_attempt_cut_short_leaves_nothing_in_flight(
+    ending: type[BaseException], tmp_path: Path
+) -> None:
+    # A request cancelled mid-attempt (or a bug past the provider boundary) left its
+    # deployment counted in flight for good: "inflight" passed it over from then on.
+    from gateway_fixtures import dep
+
+    settings = Settings(
+        db=str(tmp_path / "x.db"),
+        deployments=(dep("m1", "openai", "http://h/v1"), dep("m2", "openai", "http://h/v1")),
+        routing={"balance": {"pool": {"strategy": "inflight", "deployments": ["m1", "m2"]}}},
+    )
+    resolve = Resolve(settings)
+    call = Call("openai", "chat", "/v1/chat/completions", {"model": "pool", "messages": []}, {})
+    await resolve(call)
+    chosen = call.record.deployment or ""
+
+    async def send(c: Call) -> str:
+        raise ending
+
+    with pytest.raises(ending):
+        await resolve.attempt(call, send)
+    assert resolve.balancer.stat(chosen).inflight == 0
     await resolve.close()
 
 

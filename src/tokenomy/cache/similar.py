@@ -155,6 +155,10 @@ class SimilarLookup:
             new = sorted((r for r in rows if born.get(r.key) != r.created), key=lambda r: r.created)
             if new:
                 await asyncio.to_thread(self._load, namespace, new)
+                # The bookkeeping is the loop's alone (`add` and `find` change it
+                # meanwhile, unlocked): noted here, not in the worker thread.
+                for r in new:
+                    self._note(namespace, r.key, r.created)
                 newest = max(newest, new[-1].created)
             self._expire(now)
             self._synced[namespace] = (now, newest)
@@ -165,8 +169,6 @@ class SimilarLookup:
         self.index.load(
             namespace, (StoredVector(r.key, r.partition, r.text, r.vector) for r in rows)
         )
-        for r in rows:
-            self._note(namespace, r.key, r.created)
 
     def _note(self, namespace: str, key: str, created: float) -> None:
         born = self._born.setdefault(namespace, {})

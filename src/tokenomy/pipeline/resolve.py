@@ -162,6 +162,10 @@ class Resolve:
                 plan.fell_back = True
                 self.bind(call, plan.targets[index])
                 continue
+            except BaseException:  # cancelled, or a bug: the attempt is no longer in flight
+                if track:
+                    self.balancer.done(dep, None)
+                raise
             if track:
                 self.balancer.done(dep, (time.perf_counter() - started) * 1000.0)
             return result
