@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import httpx2 as httpx
@@ -428,3 +429,66 @@ async def test_a_stream_whose_response_cannot_start_is_still_recorded(
         await app.shutdown()
     assert [(r.status, r.error_type) for r in rows] == [(499, "client_disconnected")]
     assert rows[0].usage.input_tokens > 0 and rows[0].cost_usd is not None
+
+
+async def test_a_cancelled_request_is_recorded_and_releases_its_holds(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    """A request cancelled while it waits on the upstream (a shutdown past its drain
+    time) is recorded and lets go of what it reserved: a `concurrent: 1` limit is
+    free again at once, not after the sweeper's hour."""
+    from click.testing import CliRunner
+
+    from tokenomy.cli import cli
+
+    db = str(tmp_path / "ledger.db")
+    store = open_store(db)
+    store.migrate()
+    secret, key = mint_key(team="search")
+    store.create_key(key)
+    store.close()
+    made = CliRunner().invoke(cli, ["limits", "create", "one-at-a-time", "--key", "each",
+                                    "--concurrent", "1", "--db", db])  # fmt: skip
+    assert made.exit_code == 0, made.output
+    app = create_app(gateway_settings(db, fake, fake_llamacpp, caps={"reload_interval": 0.05}))
+    await app.startup()
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+             "headers": [(b"authorization", f"Bearer {secret}".encode())], "query_string": b""}  # fmt: skip
+
+    def request(text: str) -> tuple[Any, list[dict[str, Any]]]:
+        body = json.dumps({"model": "gpt-4o", "messages": say(text), "max_tokens": 5}).encode()
+        sent: list[dict[str, Any]] = []
+        asked = False
+
+        async def receive() -> dict[str, object]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+        async def send(msg: dict[str, Any]) -> None:
+            sent.append(msg)
+
+        return app(scope, receive, send), sent
+
+    try:
+        before = fake.app.mark()
+        slow, _ = request("slow [[fake:delay_ms=30000]]")
+        task = asyncio.ensure_future(slow)
+        for _ in range(2000):  # until it waits on the upstream
+            if fake.app.requests_since(before):
+                break
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        fast, sent = request("fast")
+        await fast
+        assert sent[0]["status"] == 200  # the limit's one slot was given back
+        assert app.gateway is not None
+        rows = {r.status: r for r in app.gateway.store.list_records()}
+    finally:
+        await app.shutdown()
+    assert rows[499].error_type == "cancelled" and set(rows) == {200, 499}

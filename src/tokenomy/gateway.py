@@ -8,6 +8,7 @@ thin ASGI shell around it; the library never imports the server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -194,6 +195,15 @@ class Gateway:
             else:
                 self.metrics.observe_error(call, exc.status)
             raise
+        except asyncio.CancelledError:
+            # Cancelled before it was recorded (a shutdown past its drain time): record
+            # it and release what it holds, rather than leave its holds to the sweeper.
+            if admitted and not call.finishing:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(
+                        self._finish(call, None, status=499, error="cancelled", admitted=True)
+                    )
+            raise
         finally:
             self.inflight -= 1
             if self.cache is not None:
@@ -334,6 +344,7 @@ class Gateway:
         self, call: Call, usage: Any, *, status: int, error: str | None, admitted: bool
     ) -> None:
         """Meter, then commit the record; the reply is released only after this."""
+        call.finishing = True
         rec = call.record
         rec.status = status
         rec.error_type = error

@@ -37,6 +37,7 @@ class Call:
     response_headers: dict[str, str] = field(default_factory=dict)
     route: Any = None  # the routing plan (`tokenomy.routing.stage.Plan`), set by resolve
     levers: dict[str, Any] = field(default_factory=dict)  # per-request state of the levers
+    finishing: bool = False  # its record is being (or was) written and its holds settled
 
     def __post_init__(self) -> None:
         self.record = UsageRecord(request_id=self.request_id, api=self.api, endpoint=self.endpoint)
