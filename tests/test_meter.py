@@ -7,9 +7,10 @@ from decimal import Decimal
 
 from tokenomy.config import Deployment
 from tokenomy.pipeline.context import Call
-from tokenomy.pipeline.meter import Meter
+from tokenomy.pipeline.meter import Meter, estimate_usage
 from tokenomy.pricing import PriceBook
 from tokenomy.providers import create_provider
+from tokenomy.tokens import count_text
 from tokenomy.usage import Usage
 
 M = Decimal(1_000_000)
@@ -43,3 +44,20 @@ def test_time_of_day_prices_use_the_request_start() -> None:
     meter(night, usage)
     assert day.record.cost_usd == Decimal("0.27") + Decimal("1.1")
     assert night.record.cost_usd == Decimal("0.135") + Decimal("0.55")
+
+
+def test_an_embeddings_request_without_upstream_usage_counts_every_input_form() -> None:
+    """Token-id inputs count as their length, like the caps' worst case: an upstream
+    that reports no usage must not leave them unbilled."""
+    model = "text-embedding-3-small"
+    words = count_text("one two three", model).tokens
+    for given, tokens in (
+        ("one two three", words),
+        (["one two three", "one two three"], 2 * words),
+        ([11, 22, 33, 44], 4),
+        ([[11, 22], [33, 44, 55]], 5),
+    ):
+        call = Call("openai", "embeddings", "/v1/embeddings", {"model": model, "input": given}, {})
+        call.record.requested_model = call.record.served_model = model
+        usage = estimate_usage(call, "")
+        assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (tokens, 0, True)
