@@ -183,6 +183,27 @@ def test_a_token_balance_pays_tokens(bill_gw: GW) -> None:
     assert acct is not None and acct.balance == 100 - used
 
 
+def test_an_embeddings_request_is_held_and_debited_its_input_only(bill_gw: GW) -> None:
+    b = BillingStore(bill_gw.store)
+    b.topup("bob", D(10), unit="tokens")
+    client = bill_gw.openai(app_key(bill_gw))
+    raw = client.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input=[[1, 2, 3], [4, 5]], user="bob"
+    )
+    rec = bill_gw.record(raw.headers[ID])
+    assert rec.user == "bob" and rec.usage.input_tokens == raw.parse().usage.prompt_tokens == 5
+    debit = b.debit_of(rec.request_id)
+    assert debit is not None and debit.amount == -5 and debit.unit == "tokens"
+    # 6 token ids do not fit the 5 left: refused, and told so without a word of
+    # max_tokens, which an embeddings request does not have.
+    with pytest.raises(openai.RateLimitError) as err:
+        client.embeddings.create(model="text-embedding-3-small", input=list(range(6)), user="bob")
+    assert err.value.code == "insufficient_quota"
+    assert "up to 6 tokens" in err.value.message and "max_tokens" not in err.value.message
+    acct = b.customer("bob")
+    assert acct is not None and acct.balance == 5
+
+
 def test_anthropic_clients_hear_a_400_like_anthropic_sends(bill_gw: GW) -> None:
     b = BillingStore(bill_gw.store)
     b.topup("carol", D("0.000001"))

@@ -275,6 +275,27 @@ def test_embeddings_are_metered(gw: GW) -> None:
     assert rec.cost_usd == 5 * Decimal("0.02") / M
 
 
+def test_embeddings_with_a_stray_stream_flag_are_one_json_answer_recorded_so(gw: GW) -> None:
+    raw = gw.openai().embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input="one two", extra_body={"stream": True}
+    )
+    assert raw.parse().usage.prompt_tokens == 2
+    rec = gw.record(raw.headers["x-tokenomy-request-id"])
+    assert rec.stream is False and rec.status == 200
+    assert Decimal(raw.headers["x-tokenomy-cost-usd"]) == rec.cost_usd == 2 * Decimal("0.02") / M
+
+
+@pytest.mark.parametrize("given", ["", [], ["one", ""], [[1, 2], []]])
+def test_an_empty_embeddings_input_is_a_400_before_the_upstream(gw: GW, given: object) -> None:
+    seen = gw.fake.app.state.recorded
+    with pytest.raises(openai.BadRequestError) as err:
+        gw.openai().embeddings.create(model="text-embedding-3-small", input=given)  # type: ignore[arg-type]
+    body = err.value.body
+    assert isinstance(body, dict) and body["type"] == "invalid_request_error"
+    assert body["param"] == "input"
+    assert gw.fake.app.state.recorded == seen  # the upstream was never asked
+
+
 def test_models_list(gw: GW) -> None:
     ids = {m.id for m in gw.openai().models.list()}
     assert {"gpt-4o", "o3", "house-model"} <= ids

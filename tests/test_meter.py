@@ -10,7 +10,7 @@ from tokenomy.pipeline.context import Call
 from tokenomy.pipeline.meter import Meter, estimate_usage, prompt_count
 from tokenomy.pricing import PriceBook
 from tokenomy.providers import create_provider
-from tokenomy.tokens import count_chat_messages
+from tokenomy.tokens import count_chat_messages, count_text
 from tokenomy.usage import Usage
 
 M = Decimal(1_000_000)
@@ -78,3 +78,20 @@ def test_legacy_functions_are_counted_in_the_estimated_prompt() -> None:
     assert as_tools.exact is False
     with_functions.record.requested_model = "gpt-4o"
     assert estimate_usage(with_functions, "").input_tokens == as_tools.tokens
+
+
+def test_an_embeddings_request_without_upstream_usage_counts_every_input_form() -> None:
+    """Token-id inputs count as their length, like the caps' worst case: an upstream
+    that reports no usage must not leave them unbilled."""
+    model = "text-embedding-3-small"
+    words = count_text("one two three", model).tokens
+    for given, tokens in (
+        ("one two three", words),
+        (["one two three", "one two three"], 2 * words),
+        ([11, 22, 33, 44], 4),
+        ([[11, 22], [33, 44, 55]], 5),
+    ):
+        call = Call("openai", "embeddings", "/v1/embeddings", {"model": model, "input": given}, {})
+        call.record.requested_model = call.record.served_model = model
+        usage = estimate_usage(call, "")
+        assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (tokens, 0, True)

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import openai
 import pytest
 
 from gateway_fixtures import GW, Fake
@@ -25,7 +26,10 @@ ROUTING = {
         "gpt-4o": ["o3", "gpt-4o-mini"],
         "slow-model": ["gpt-4o-mini"],
         "dead-model": ["gpt-4o-mini"],
+        # claude cannot embed: skipped for embeddings, and mystery-model-x serves
+        "text-embedding-3-small": ["claude-sonnet-4-6", "mystery-model-x"],
     },
+    "aliases": {"embed-alias": ["text-embedding-3-small"]},
     "balance": {
         "weighted": {"strategy": "weight", "deployments": {"gpt-4o-a": 3, "gpt-4o-b": 1}},
         "fastest": {"strategy": "latency", "deployments": ["gpt-4o-a", "gpt-4o-b"]},
@@ -133,6 +137,26 @@ def test_stream_falls_back_before_the_first_byte(fgw: GW) -> None:
     rec = fgw.record(rid)
     assert rec.served_model == "o3" and rec.stream
     assert [a["error"] for a in route_of(rec)["attempts"]] == ["5xx"]
+
+
+def test_embeddings_fall_back_past_a_model_that_cannot_embed(fgw: GW) -> None:
+    raw = fgw.openai().embeddings.with_raw_response.create(
+        model="text-embedding-3-small",
+        input="hi [[fake:status=503]] [[fake:retry_after=0]] [[fake:only=text-embedding-3-small]]",
+    )
+    assert len(raw.parse().data) == 1
+    rec = fgw.record(raw.headers["x-tokenomy-request-id"])
+    assert rec.status == 200 and rec.served_model == "mystery-model-x"
+    assert attempts(type("A", (), {"record": rec})()) == [("text-embedding-3-small", "5xx")]
+    assert rec.price_unknown and rec.cost_usd is None  # the fallback has no price: flagged
+
+
+def test_an_alias_named_for_embeddings_is_a_400_saying_so(fgw: GW) -> None:
+    with pytest.raises(openai.BadRequestError) as err:
+        fgw.openai().embeddings.create(model="embed-alias", input="hi")
+    assert "alias" in err.value.message
+    body = err.value.body
+    assert isinstance(body, dict) and body["param"] == "model"
 
 
 def test_weighted_balance_through_the_gateway(fgw: GW) -> None:

@@ -82,6 +82,20 @@ def check_request(kind: str, body: Any) -> dict[str, Any]:
         raise InvalidRequest(
             f"'model' is too long: at most {MAX_MODEL_CHARS} characters.", param="model"
         )
-    if kind != "openai.embeddings" and not body["messages"]:
+    if kind == "openai.embeddings":
+        _check_embeddings_input(body["input"])
+    elif not body["messages"]:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
     return body
+
+
+def _check_embeddings_input(value: str | list[Any]) -> None:
+    """OpenAI refuses an empty input (nothing to embed): so does the gateway, before
+    a budget is held or an upstream called for it."""
+    if not value or (
+        isinstance(value, list) and any(isinstance(v, str | list) and not v for v in value)
+    ):
+        raise InvalidRequest(
+            "'input' must not be empty, nor hold an empty string or token array.",
+            param="input",
+        )

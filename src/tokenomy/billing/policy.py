@@ -362,11 +362,16 @@ class BillingPolicy:
         api = t.call.api if t is not None else "openai"
         who = t.customer.customer if t is not None else "this customer"
         left = (hold.limit or 0) - total
+        # An embeddings request has no output: its worst case is its input alone.
+        if t is not None and t.call.op == "embeddings":
+            why = "the input). Top up, or send less input."
+        else:
+            why = "the prompt plus max_tokens). Top up, or lower max_tokens."
         return refusal_for(
             api,
             f"Insufficient credit: customer {who!r} has {show(left, unit)} of prepaid balance "
             f"available, and this request may cost up to {show(hold.amount, unit)} (worst "
-            "case: the prompt plus max_tokens). Top up, or lower max_tokens.",
+            f"case: {why}",
         )
 
     def allowed_output(self, call: Call, hold: Hold, total: int, estimate: Estimate) -> int | None:

@@ -31,9 +31,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..pipeline.context import ANTHROPIC, Call
-from ..pipeline.meter import prompt_count
+from ..pipeline.meter import embedding_count, prompt_count
 from ..pricing import PriceBook
-from ..tokens import count_text
 from ..translate._common import cache_breakpoints
 from ..usage import Usage, price_context
 from .counters import usd_to_units
@@ -192,17 +191,11 @@ class Estimator:
         images = 0
         try:
             if call.op == "embeddings":
-                inp = body.get("input")
-                items = [inp] if isinstance(inp, str) else list(inp or [])
-                if items and all(isinstance(t, int) for t in items):
-                    items = [items]  # one input given as token ids
-                counts = [count_text(t, model) for t in items if isinstance(t, str)]
-                tokens, exact = sum(c.tokens for c in counts), all(c.exact for c in counts)
-                tokens += sum(len(t) for t in items if isinstance(t, list))  # token arrays
+                c = embedding_count(body, model)
             else:
                 c = prompt_count(call, model)
-                tokens, exact = c.tokens, c.exact
                 images = count_images(body)
+            tokens, exact = c.tokens, c.exact
         except (TypeError, ValueError):
             return 0  # validation already passed; an odd shape is counted as empty
         if not exact:

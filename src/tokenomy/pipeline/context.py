@@ -44,7 +44,9 @@ class Call:
 
     @property
     def stream(self) -> bool:
-        return bool(self.body.get("stream"))
+        # Embeddings have no streamed form: a stray "stream" there is the upstream's
+        # to refuse, and the answer (and its record) is one JSON body.
+        return self.op == "chat" and bool(self.body.get("stream"))
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

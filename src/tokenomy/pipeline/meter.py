@@ -3,6 +3,7 @@ upstream reported none, count the tokens here and mark the record estimated."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -50,14 +51,28 @@ def _list_or_none(value: Any) -> list[Any] | None:
     return value if isinstance(value, list) else None
 
 
+def embedding_count(body: Mapping[str, Any], model: str) -> TokenCount:
+    """The ``input`` of an embeddings request, counted with ``model``'s tokenizer:
+    each string counted, each token-id array (or the one given flat) its length."""
+    inp = body.get("input")
+    items = [inp] if isinstance(inp, str) else list(inp) if isinstance(inp, list) else []
+    if items and all(isinstance(t, int) for t in items):
+        items = [items]  # one input given as token ids
+    total = TokenCount(0, True)
+    for item in items:
+        if isinstance(item, str):
+            total += count_text(item, model)
+        elif isinstance(item, list):
+            total += TokenCount(len(item), True)
+    return total
+
+
 def estimate_usage(call: Call, output_text: str) -> Usage:
     """Count the prompt and the generated text with the model's tokenizer."""
     model = call.record.served_model or call.record.requested_model
     body: dict[str, Any] = call.body
     if call.op == "embeddings":
-        inp = body.get("input")
-        texts = [inp] if isinstance(inp, str) else [t for t in inp or [] if isinstance(t, str)]
-        return Usage(input_tokens=sum(count_text(t, model).tokens for t in texts), estimated=True)
+        return Usage(input_tokens=embedding_count(body, model).tokens, estimated=True)
     prompt = prompt_count(call, model)
     out = count_text(output_text, model) if output_text else None
     return Usage(

@@ -108,7 +108,22 @@ class Resolve:
         call.record.requested_model = model
         require_model_access(call, model)
         call.route = plan = await self.routing.plan(call, model)
+        if call.op == "embeddings":
+            # Aliases serve chat only: one named here is no model to embed with.
+            if model in self.config.aliases:
+                raise InvalidRequest(
+                    f"'{model}' is an alias, and aliases serve chat requests only: "
+                    "name an embeddings model.",
+                    param="model",
+                )
+            # A fallback that cannot embed is skipped: the first failure would
+            # otherwise turn into a 400 naming it, and end the fallbacks there.
+            plan.targets[1:] = [t for t in plan.targets[1:] if self._embeds(t)]
         self.bind(call, plan.targets[0])
+
+    def _embeds(self, name: str) -> bool:
+        prov = self.provider_for(name)
+        return prov is not None and prov.supports_embeddings
 
     def bind(self, call: Call, model: str) -> None:
         """Point the call at a deployment serving ``model``."""

@@ -445,7 +445,7 @@ async def embeddings(req: FakeRequest) -> None:
         return
     first_text = next((i for i in inputs if isinstance(i, str)), "")
     try:
-        sc = parse_scenario(first_text, req.options)
+        sc = parse_scenario(first_text, req.options, data.get("model"))
     except DirectiveError as exc:
         await send_error(req, 400, str(exc))
         return
