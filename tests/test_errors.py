@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -390,6 +391,21 @@ def test_a_key_with_non_ascii_bytes_is_401_not_500(gw: GW) -> None:
         assert login.status_code == 401 and "not the master key" in login.text
 
 
+def body_then_silence(body: bytes) -> Callable[[], Awaitable[dict[str, object]]]:
+    """An ASGI ``receive`` of a client that sends ``body`` and then nothing more."""
+    asked = False
+
+    async def receive() -> dict[str, object]:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # the client says nothing more
+        raise AssertionError("unreachable")
+
+    return receive
+
+
 async def test_a_stream_whose_response_cannot_start_is_still_recorded(
     fake: Fake, fake_llamacpp: Fake, tmp_path: Path
 ) -> None:
@@ -403,16 +419,9 @@ async def test_a_stream_whose_response_cannot_start_is_still_recorded(
     store.close()
     app = create_app(gateway_settings(db, fake, fake_llamacpp))
     await app.startup()
-    body = json.dumps({"model": "gpt-4o", "stream": True, "messages": say("hi there")}).encode()
-    asked = False
-
-    async def receive() -> dict[str, object]:
-        nonlocal asked
-        if not asked:
-            asked = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        await asyncio.Event().wait()  # the client says nothing more
-        raise AssertionError("unreachable")
+    receive = body_then_silence(
+        json.dumps({"model": "gpt-4o", "stream": True, "messages": say("hi there")}).encode()
+    )
 
     async def send(msg: dict[str, object]) -> None:
         if msg["type"] == "http.response.start":
@@ -458,15 +467,7 @@ async def test_a_cancelled_request_is_recorded_and_releases_its_holds(
     def request(text: str) -> tuple[Any, list[dict[str, Any]]]:
         body = json.dumps({"model": "gpt-4o", "messages": say(text), "max_tokens": 5}).encode()
         sent: list[dict[str, Any]] = []
-        asked = False
-
-        async def receive() -> dict[str, object]:
-            nonlocal asked
-            if not asked:
-                asked = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            await asyncio.Event().wait()
-            raise AssertionError("unreachable")
+        receive = body_then_silence(body)
 
         async def send(msg: dict[str, Any]) -> None:
             sent.append(msg)
