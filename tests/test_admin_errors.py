@@ -127,3 +127,52 @@ def test_a_key_that_no_calendar_or_model_list_can_show_is_400(fresh_gw: GW, body
             path = f"/admin/keys/{fresh_gw.key_id}"
             _error(c.patch(path, headers=ADMIN, json=patch), 400)
         assert c.get("/admin/keys", headers=ADMIN).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "param"),
+    [
+        ("POST", "/admin/keys", {"team": "ml", "teams": "x"}, "teams"),
+        ("PATCH", "/admin/keys/{key_id}", {"team": "ml", "expires_in": 60}, "team"),
+        ("POST", "/admin/credits/alice/topup", {"amount": "5", "amout": "6"}, "amout"),
+        ("POST", "/admin/credits/alice/adjust", {"amount": "-1", "reason": "x"}, "reason"),
+        ("POST", "/admin/plans", {"name": "p", "markup_pct": "5", "markup": "9"}, "markup"),
+        ("PATCH", "/admin/customers/alice", {"plan": None, "unit": "tokens"}, "unit"),
+    ],
+)
+def test_an_unknown_field_is_400_naming_it(
+    fresh_gw: GW, method: str, path: str, body: dict[str, Any], param: str
+) -> None:
+    """A misspelt or unsupported field was silently ignored: a PATCH of a key's team
+    answered 200 with the team unchanged, a top-up went through without its note."""
+    path = path.format(key_id=fresh_gw.key_id)
+    with fresh_gw.http() as c:
+        c.post("/admin/credits/alice/topup", headers=ADMIN, json={"amount": "5"})
+        error = _error(c.request(method, path, headers=ADMIN, json=body), 400)
+        assert (error["message"], error["param"]) == (f"unknown field(s) '{param}'", param)
+        key = c.get(f"/admin/keys/{fresh_gw.key_id}", headers=ADMIN).json()
+        balance = c.get("/admin/credits/alice", headers=ADMIN).json()["balance"]
+    assert (key["team"], key["expires_at"], balance) == ("search", None, "5")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"tags": {"env": 1}}, "tags"),
+        ({"tags": {"env": None}}, "tags"),
+        ({"tags": ["env=prod"]}, "tags"),
+        ({"models": "gpt-4o"}, "models"),
+        ({"expires_in": -60}, "expires_in"),
+        ({"expires_in": 60, "expires_at": 2_000_000_000}, "expires_in"),
+    ],
+)
+def test_a_key_body_the_cli_could_not_give_is_400(
+    fresh_gw: GW, body: dict[str, Any], param: str
+) -> None:
+    """A tag value of 1 or null was stored as "1" or "None", a negative lifetime made a
+    key that was born expired (the CLI refuses both), and of two expiries one was
+    silently dropped."""
+    with fresh_gw.http() as c:
+        error = _error(c.post("/admin/keys", headers=ADMIN, json=body), 400)
+        assert error["param"] == param
+        assert len(c.get("/admin/keys", headers=ADMIN).json()["data"]) == 1

@@ -23,7 +23,7 @@ from ..keys import bearer_token, mint_key
 from ..ledger.base import KeyRecord
 from .admin_billing import handle_credits, handle_customers, handle_plans, handle_statements
 from .admin_caps import handle_budgets, handle_limits
-from .admin_http import json_object, not_allowed, optional_str
+from .admin_http import json_object, not_allowed, only_fields, optional_str
 from .http import Scope, send_json
 
 
@@ -35,13 +35,20 @@ def key_view(rec: KeyRecord) -> dict[str, Any]:
     return view
 
 
+_KEY_FIELDS = ("name", "org", "team", "user", "tags", "models", "expires_in", "expires_at")
+
 # The last second a calendar can show (9999-12-31): later, or not finite, is no date.
 _LAST_TS = 253_402_300_799.0
 
 
 def _expiry(body: dict[str, Any]) -> float | None:
+    if body.get("expires_in") is not None and body.get("expires_at") is not None:
+        raise InvalidRequest("give 'expires_in' or 'expires_at', not both", param="expires_in")
     if body.get("expires_in") is not None:
-        return _date_ts(time.time() + _seconds(body["expires_in"], "expires_in"), "expires_in")
+        seconds = _seconds(body["expires_in"], "expires_in")
+        if seconds < 0:  # as the CLI's --expires-in: a lifetime is not negative
+            raise InvalidRequest("'expires_in' must not be negative", param="expires_in")
+        return _date_ts(time.time() + seconds, "expires_in")
     if body.get("expires_at") is not None:
         return _date_ts(_seconds(body["expires_at"], "expires_at"), "expires_at")
     return None
@@ -91,19 +98,19 @@ async def handle_keys(gw: Gateway, method: str, parts: list[str], receive: Any, 
             await send_json(send, 200, {"object": "list", "data": [key_view(k) for k in keys]})
             return
         if method == "POST":
-            body = await json_object(receive)
-            tags = body.get("tags") or {}
-            models = body.get("models") or []
-            if not isinstance(tags, dict) or not isinstance(models, list):
-                raise InvalidRequest("'tags' must be an object and 'models' an array")
-            if not all(isinstance(m, str) and m for m in models):
+            body = only_fields(await json_object(receive), _KEY_FIELDS)
+            tags = {} if body.get("tags") is None else body["tags"]
+            models = [] if body.get("models") is None else body["models"]
+            if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+                raise InvalidRequest("'tags' must be an object of strings", param="tags")
+            if not isinstance(models, list) or not all(isinstance(m, str) and m for m in models):
                 raise InvalidRequest("'models' must be an array of model names", param="models")
             secret, rec = mint_key(
                 name=optional_str(body, "name"),
                 org=optional_str(body, "org"),
                 team=optional_str(body, "team"),
                 user=optional_str(body, "user"),
-                tags={str(k): str(v) for k, v in tags.items()},
+                tags=dict(tags),
                 models=list(models),
                 expires_at=_expiry(body),
             )
@@ -122,7 +129,7 @@ async def handle_keys(gw: Gateway, method: str, parts: list[str], receive: Any, 
     if (method == "POST" and action == "revoke") or (method == "DELETE" and action is None):
         await asyncio.to_thread(store.update_key, key_id, revoked_at=time.time())
     elif method == "PATCH" and action is None:
-        body = await json_object(receive)
+        body = only_fields(await json_object(receive), ("expires_at", "expires_in"))
         exp = _expiry(body)
         if exp is None:
             raise InvalidRequest("give 'expires_at' (unix seconds) or 'expires_in' (seconds)")

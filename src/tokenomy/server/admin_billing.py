@@ -40,7 +40,7 @@ from ..billing.credits import CreditEntry
 from ..billing.policy import BillingPolicy
 from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
-from .admin_http import json_object, not_allowed, optional_str
+from .admin_http import json_object, not_allowed, only_fields, optional_str
 from .http import send_bytes, send_json
 
 
@@ -112,7 +112,7 @@ async def handle_customers(
     if method == "GET":
         await send_json(send, 200, customer_view(await _one_customer(billing, customer)))
     elif method == "PATCH":
-        body = await json_object(receive)
+        body = only_fields(await json_object(receive), ("plan",))
         if "plan" not in body:
             raise InvalidRequest("give 'plan': a plan name, or null", param="plan")
         acct = await asyncio.to_thread(billing.assign_plan, customer, optional_str(body, "plan"))
@@ -135,7 +135,9 @@ async def handle_credits(
         entries = await asyncio.to_thread(billing.history, customer, limit=1000)
         await send_json(send, 200, {"object": "list", "data": [entry_view(e) for e in entries]})
     elif method == "POST" and action == "topup":
-        body = await json_object(receive)
+        body = only_fields(
+            await json_object(receive), ("amount", "unit", "note", "idempotency_key")
+        )
         unit = optional_str(body, "unit") or "usd"
         amount = parse_money(body.get("amount"), "amount", unit=unit)
         key = optional_str(body, "idempotency_key")
@@ -146,7 +148,9 @@ async def handle_credits(
         )
         await _send_entry(send, billing, policy, entry)
     elif method == "POST" and action == "adjust":
-        body = await json_object(receive)
+        body = only_fields(
+            await json_object(receive), ("amount", "note", "kind", "request_id", "idempotency_key")
+        )
         acct = await _one_customer(billing, customer)
         amount = parse_money(body.get("amount"), "amount", unit=acct.unit or "usd")
         kind = optional_str(body, "kind") or "adjustment"
@@ -171,10 +175,14 @@ async def handle_credits(
         raise not_allowed(method, parts)
 
 
+_PRICES = ("markup_pct", "input_per_mtok", "output_per_mtok", "cached_input_per_mtok")
+
+
 def _plan_from(body: dict[str, Any]) -> Plan:
     def price(name: str) -> Decimal | None:
         return None if body.get(name) is None else parse_money(body[name], name)
 
+    only_fields(body, ("name", *_PRICES))
     name = optional_str(body, "name")
     if not name:
         raise InvalidRequest("a plan needs a 'name'", param="name")

@@ -1,8 +1,9 @@
-"""What the admin handlers share: the JSON object body, its string fields, and
-refusing a method on a path."""
+"""What the admin handlers share: the JSON object body, its known and string
+fields, and refusing a method on a path."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..errors import InvalidRequest
@@ -13,6 +14,16 @@ async def json_object(receive: Any) -> dict[str, Any]:
     body = parse_json(await read_body(receive))
     if not isinstance(body, dict):
         raise InvalidRequest("expected a JSON object")
+    return body
+
+
+def only_fields(body: dict[str, Any], known: Iterable[str]) -> dict[str, Any]:
+    """``body``, or a 400 naming the first field it has that ``known`` does not:
+    a misspelt field silently ignored would look like a change that was made."""
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        names = ", ".join(repr(n) for n in unknown)
+        raise InvalidRequest(f"unknown field(s) {names}", param=unknown[0])
     return body
 
 
