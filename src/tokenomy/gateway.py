@@ -138,6 +138,9 @@ class Gateway:
         if self.prompts is not None:
             await self.prompts.flush()
         await asyncio.to_thread(self.writer.close, self.settings.drain_timeout)
+        close_spans = getattr(self.on_finish, "close", None)
+        if close_spans is not None:  # the last requests' spans, within the drain time
+            await asyncio.to_thread(close_spans, self.settings.drain_timeout)
         if self.caps is not None:
             await self.caps.stop()
         await self.resolve.close()
