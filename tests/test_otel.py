@@ -228,3 +228,20 @@ def test_a_dead_collector_never_holds_up_requests_or_shutdown(
         processors = hook.provider._active_span_processor._span_processors
         assert [len(p._batch_processor._queue) for p in processors] == [2]  # type: ignore[attr-defined]
     assert gw.app.gateway is not None and gw.app.gateway.on_finish.provider is None  # closed
+
+
+def test_a_failing_span_hook_never_fails_the_request(gw: GW) -> None:
+    def broken(call: object) -> None:
+        raise RuntimeError("exporter bug")
+
+    gateway = gw.app.gateway
+    assert gateway is not None
+    gateway.on_finish = broken
+    try:
+        raw = gw.openai().chat.completions.with_raw_response.create(model="gpt-4o", messages=MSG)
+        stream = gw.openai().chat.completions.create(model="gpt-4o", messages=MSG, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    finally:
+        gateway.on_finish = None
+    assert raw.parse().choices[0].message.content
+    assert gw.record(raw.headers["x-tokenomy-request-id"]).status == 200

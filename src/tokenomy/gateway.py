@@ -374,7 +374,10 @@ class Gateway:
                 log.exception("could not keep the prompt of request %s", call.request_id)
         self.metrics.observe(rec)
         if self.on_finish is not None:
-            self.on_finish(call)
+            try:
+                self.on_finish(call)
+            except Exception:  # telemetry: the answer was served and charged, never a 500
+                log.exception("could not emit the span of request %s", call.request_id)
 
     def _headers(self, call: Call) -> dict[str, str]:
         h = {**call.response_headers, ID_HEADER: call.request_id}
