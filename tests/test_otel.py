@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gateway_fixtures import GW
+from gateway_fixtures import GW, Fake, closed_port, gateway_settings, start_gateway
 from tokenomy.config import Settings
 from tokenomy.insights.otel import SpanHook, otel_hook, otlp_endpoint
 
@@ -161,3 +163,85 @@ def test_spans_reach_an_otlp_http_collector(gw: GW) -> None:
     path, ctype, body = received[0]
     assert path == "/v1/traces" and ctype == "application/x-protobuf"
     assert b"gen_ai.usage.input_tokens" in body and b"tokenomy.cost_usd" in body
+
+
+def _collector() -> tuple[HTTPServer, list[tuple[str, str, bytes]]]:
+    received: list[tuple[str, str, bytes]] = []
+    server = HTTPServer(("127.0.0.1", 0), type("C", (_Collector,), {"received": received}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, received
+
+
+def test_closing_the_gateway_flushes_the_last_spans(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path
+) -> None:
+    server, received = _collector()
+    url = f"http://127.0.0.1:{server.server_port}"
+    settings = gateway_settings(str(tmp_path / "l.db"), fake, fake_llamacpp, otlp_endpoint=url)
+    try:
+        with contextmanager(start_gateway)(settings, fake) as gw:
+            assert isinstance(gw.app.gateway and gw.app.gateway.on_finish, SpanHook)
+            gw.openai().chat.completions.create(model="gpt-4o", messages=MSG)
+            assert not received  # still in the batch: the schedule delay is seconds
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert received and b"gen_ai.usage.input_tokens" in received[0][2]
+
+
+@pytest.fixture(params=["refuses", "never-answers"])
+def dead_collector(request: pytest.FixtureRequest) -> Iterator[str]:
+    if request.param == "refuses":
+        yield f"http://127.0.0.1:{closed_port()}"
+        return
+    with socket.socket() as sock:  # accepts connections into its backlog, never replies
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_a_dead_collector_never_holds_up_requests_or_shutdown(
+    fake: Fake,
+    fake_llamacpp: Fake,
+    tmp_path: Path,
+    dead_collector: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "2")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "2")
+    settings = gateway_settings(
+        str(tmp_path / "l.db"), fake, fake_llamacpp, otlp_endpoint=dead_collector,
+        drain_timeout=0.5,
+    )  # fmt: skip
+    with contextmanager(start_gateway)(settings, fake) as gw:
+        client = gw.openai()
+        for _ in range(8):
+            reply = client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            assert reply.choices[0].message.content
+        stream = client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        assert len(gw.store.list_records(limit=100)) == 9
+        hook = gw.app.gateway and gw.app.gateway.on_finish
+        assert isinstance(hook, SpanHook) and hook.provider is not None
+        # The exporter is stuck on its first batch; the SDK's queue stays at its bound
+        # (it drops, with a log the SDK writes once per process), nothing piles up.
+        processors = hook.provider._active_span_processor._span_processors
+        assert [len(p._batch_processor._queue) for p in processors] == [2]  # type: ignore[attr-defined]
+    assert gw.app.gateway is not None and gw.app.gateway.on_finish.provider is None  # closed
+
+
+def test_a_failing_span_hook_never_fails_the_request(gw: GW) -> None:
+    def broken(call: object) -> None:
+        raise RuntimeError("exporter bug")
+
+    gateway = gw.app.gateway
+    assert gateway is not None
+    gateway.on_finish = broken
+    try:
+        raw = gw.openai().chat.completions.with_raw_response.create(model="gpt-4o", messages=MSG)
+        stream = gw.openai().chat.completions.create(model="gpt-4o", messages=MSG, stream=True)
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    finally:
+        gateway.on_finish = None
+    assert raw.parse().choices[0].message.content
+    assert gw.record(raw.headers["x-tokenomy-request-id"]).status == 200

@@ -138,6 +138,9 @@ class Gateway:
         if self.prompts is not None:
             await self.prompts.flush()
         await asyncio.to_thread(self.writer.close, self.settings.drain_timeout)
+        close_spans = getattr(self.on_finish, "close", None)
+        if close_spans is not None:  # the last requests' spans, within the drain time
+            await asyncio.to_thread(close_spans, self.settings.drain_timeout)
         if self.caps is not None:
             await self.caps.stop()
         await self.resolve.close()
@@ -371,7 +374,10 @@ class Gateway:
                 log.exception("could not keep the prompt of request %s", call.request_id)
         self.metrics.observe(rec)
         if self.on_finish is not None:
-            self.on_finish(call)
+            try:
+                self.on_finish(call)
+            except Exception:  # telemetry: the answer was served and charged, never a 500
+                log.exception("could not emit the span of request %s", call.request_id)
 
     def _headers(self, call: Call) -> dict[str, str]:
         h = {**call.response_headers, ID_HEADER: call.request_id}

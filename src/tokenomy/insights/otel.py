@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -126,9 +127,20 @@ class SpanHook:
             span.set_status(Status(StatusCode.ERROR, rec.error_type))
         span.end(end_time=end)
 
-    def close(self) -> None:
-        if self.provider is not None:
-            self.provider.shutdown()
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush the pending spans and stop the exporter, waiting at most `timeout`
+        seconds: a collector that never answers must not hold up a shutdown."""
+        provider, self.provider = self.provider, None
+        if provider is None:
+            return
+        # The SDK's own shutdown waits up to 30 s per processor, whatever the caller's
+        # drain time: it runs on a daemon thread and is given up on after `timeout`.
+        done = threading.Thread(target=provider.shutdown, name="tokenomy-otel-shutdown",
+                                daemon=True)  # fmt: skip
+        done.start()
+        done.join(timeout)
+        if done.is_alive():
+            log.warning("the OTLP collector did not take the last spans within %ss", timeout)
 
 
 def otlp_endpoint(settings: Settings | None, env: Mapping[str, str]) -> str | None:
