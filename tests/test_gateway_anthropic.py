@@ -156,3 +156,31 @@ def test_errors_off_the_messages_route_are_in_anthropic_format(gw: GW) -> None:
     for info, etype in ((bad_key, "authentication_error"), (unknown, "not_found_error")):
         body = info.value.response.json()
         assert body["type"] == "error" and body["error"]["type"] == etype
+
+
+def test_request_id_is_the_gateways_where_the_sdk_reads_it(gw: GW) -> None:
+    """Anthropic's SDK exposes the ``request-id`` header (``message._request_id``,
+    ``APIStatusError.request_id``); error bodies carry ``request_id``. Through the
+    gateway both are its own id, the one the ledger row has."""
+    client = gw.anthropic()
+    raw = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=20, messages=[{"role": "user", "content": "hello"}]
+    )
+    rid = raw.headers["x-tokenomy-request-id"]
+    assert raw.headers["request-id"] == rid and raw.parse()._request_id == rid
+    gw.record(rid)
+    with client.messages.stream(
+        model=MODEL, max_tokens=20, messages=[{"role": "user", "content": "hello"}]
+    ) as stream:
+        assert stream.get_final_message().stop_reason == "end_turn"
+        sid = stream.response.headers["x-tokenomy-request-id"]
+        assert stream.response.headers["request-id"] == sid
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.create(
+            model=MODEL,
+            max_tokens=20,
+            messages=[{"role": "user", "content": "[[fake:status=400]]"}],
+        )
+    eid = bad.value.response.headers["x-tokenomy-request-id"]
+    assert bad.value.request_id == eid and bad.value.response.json()["request_id"] == eid
+    gw.record(eid)
