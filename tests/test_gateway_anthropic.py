@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import anthropic
 import pytest
 
-from gateway_fixtures import GW
+from gateway_fixtures import GW, UPSTREAM_KEY
 
 M = Decimal(1_000_000)
 MODEL = "claude-sonnet-4-6"
@@ -156,3 +157,86 @@ def test_errors_off_the_messages_route_are_in_anthropic_format(gw: GW) -> None:
     for info, etype in ((bad_key, "authentication_error"), (unknown, "not_found_error")):
         body = info.value.response.json()
         assert body["type"] == "error" and body["error"]["type"] == etype
+
+
+def test_request_id_is_the_gateways_where_the_sdk_reads_it(gw: GW) -> None:
+    """Anthropic's SDK exposes the ``request-id`` header (``message._request_id``,
+    ``APIStatusError.request_id``); error bodies carry ``request_id``. Through the
+    gateway both are its own id, the one the ledger row has."""
+    client = gw.anthropic()
+    raw = client.messages.with_raw_response.create(
+        model=MODEL, max_tokens=20, messages=[{"role": "user", "content": "hello"}]
+    )
+    rid = raw.headers["x-tokenomy-request-id"]
+    assert raw.headers["request-id"] == rid and raw.parse()._request_id == rid
+    gw.record(rid)
+    with client.messages.stream(
+        model=MODEL, max_tokens=20, messages=[{"role": "user", "content": "hello"}]
+    ) as stream:
+        assert stream.get_final_message().stop_reason == "end_turn"
+        sid = stream.response.headers["x-tokenomy-request-id"]
+        assert stream.response.headers["request-id"] == sid
+    with pytest.raises(anthropic.BadRequestError) as bad:
+        client.messages.create(
+            model=MODEL,
+            max_tokens=20,
+            messages=[{"role": "user", "content": "[[fake:status=400]]"}],
+        )
+    eid = bad.value.response.headers["x-tokenomy-request-id"]
+    assert bad.value.request_id == eid and bad.value.response.json()["request_id"] == eid
+    gw.record(eid)
+
+
+_MSG_ID = re.compile(rb"msg_[0-9a-f]+")  # two upstream calls: two message ids
+
+
+def _events(body: bytes) -> list[bytes]:
+    """A stream's events, comments (the gateway's cost line) left out."""
+    return [e for e in body.split(b"\n\n") if e and not e.startswith(b":")]
+
+
+@pytest.mark.parametrize("stop", ["end_turn", "stop_sequence", "pause_turn", "refusal"])
+def test_every_stream_event_passes_through_unchanged(gw: GW, stop: str) -> None:
+    """Thinking with its signature, a server tool and its result, citations, ping,
+    and each stop_reason reach the client byte for byte, in order; the SDK's
+    stream helpers build the same message as the JSON reply."""
+    body = {
+        "model": MODEL,
+        "max_tokens": 50,
+        "messages": [{"role": "user", "content": f"[[fake:rich]] [[fake:stop={stop}]] hi"}],
+        "stream": True,
+    }
+    version = {"anthropic-version": "2023-06-01"}
+    with gw._keep(gw.http()) as http:
+        through = http.post("/v1/messages", json=body, headers={"x-api-key": gw.key, **version})
+        direct = http.post(
+            gw.fake.url + "/v1/messages", json=body, headers={"x-api-key": UPSTREAM_KEY, **version}
+        )
+    assert through.status_code == direct.status_code == 200
+    got, sent = _events(through.content), _events(direct.content)
+    assert [_MSG_ID.sub(b"msg_", e) for e in got] == [_MSG_ID.sub(b"msg_", e) for e in sent]
+    joined = b"".join(got)
+    assert all(k in joined for k in (b"event: ping", b"signature_delta", b"citations_delta"))
+
+    client = gw.anthropic()
+    with client.messages.stream(
+        model=MODEL,
+        max_tokens=50,
+        messages=body["messages"],  # type: ignore[arg-type]
+    ) as stream:
+        final = stream.get_final_message()
+    plain = client.messages.create(
+        model=MODEL,
+        max_tokens=50,
+        messages=body["messages"],  # type: ignore[arg-type]
+    )
+    kinds = ["thinking", "server_tool_use", "web_search_tool_result", "text", "text"]
+    assert [b.type for b in final.content] == [b.type for b in plain.content] == kinds
+    thinking, search, cited = final.content[0], final.content[1], final.content[3]
+    assert thinking.type == "thinking" and plain.content[0].type == "thinking"
+    assert thinking.signature == plain.content[0].signature
+    assert search.type == "server_tool_use" and search.input == {"query": "tokenomy"}
+    assert cited.type == "text" and cited.citations and len(cited.citations) == 1
+    assert final.stop_reason == plain.stop_reason == stop
+    want_sequence = "###" if stop == "stop_sequence" else None
+    assert final.stop_sequence == plain.stop_sequence == want_sequence

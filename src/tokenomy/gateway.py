@@ -27,7 +27,7 @@ from .ledger.base import SQLStore, Store
 from .metrics import Metrics
 from .pipeline.admit import AdmissionPolicy, Admit
 from .pipeline.authenticate import Authenticate
-from .pipeline.context import Call, JSONReply, Reply, StreamReply
+from .pipeline.context import ANTHROPIC, Call, JSONReply, Reply, StreamReply
 from .pipeline.exchange import SHAPE_ERRORS, client_response, output_text_of, upstream_body
 from .pipeline.meter import Meter, estimate_usage, overrides_from, with_counted_output
 from .pipeline.resolve import Resolve
@@ -43,6 +43,9 @@ log = logging.getLogger("tokenomy")
 
 COST_HEADER = "x-tokenomy-cost-usd"
 ID_HEADER = "x-tokenomy-request-id"
+# Anthropic's own request-id header, which its SDKs expose (``message._request_id``):
+# on the Anthropic API it carries the gateway's id too, the one the ledger knows.
+ANTHROPIC_ID_HEADER = "request-id"
 
 
 class ClientGone(Exception):
@@ -381,6 +384,8 @@ class Gateway:
 
     def _headers(self, call: Call) -> dict[str, str]:
         h = {**call.response_headers, ID_HEADER: call.request_id}
+        if call.api == ANTHROPIC:
+            h[ANTHROPIC_ID_HEADER] = call.request_id
         if not call.stream:
             cost = call.record.cost_usd
             h[COST_HEADER] = "unknown" if cost is None else str(cost)

@@ -18,7 +18,7 @@ from ..config import Settings
 from ..dashboard import handle_ui
 from ..dashboard.auth import LoginThrottle
 from ..errors import AuthenticationFailed, NotFound, Overloaded, PermissionDenied, TokenomyError
-from ..gateway import ID_HEADER, Gateway
+from ..gateway import ANTHROPIC_ID_HEADER, ID_HEADER, Gateway
 from ..keys import bearer_token
 from ..pipeline.context import ANTHROPIC, OPENAI, Call, JSONReply, StreamReply, new_request_id
 from ..validate import check_request
@@ -139,11 +139,13 @@ class TokenomyApp:
         headers = dict(exc.headers)
         if request_id:
             headers[ID_HEADER] = request_id
+            if api == ANTHROPIC:  # what Anthropic's SDK reads as the error's request_id
+                headers[ANTHROPIC_ID_HEADER] = request_id
         if exc.status == 429 and "retry-after" not in headers:
             headers["retry-after"] = "1"
         status = exc.status if 400 <= exc.status < 600 else 500
         try:
-            await send_bytes(send, status, error_body(api, exc), headers)
+            await send_bytes(send, status, error_body(api, exc, request_id), headers)
         except RuntimeError:  # the response had already started; nothing more can be said
             pass
 

@@ -24,12 +24,20 @@ def _upstream_type(api: str, exc: TokenomyError) -> str | None:
     return None
 
 
-def error_body(api: str, exc: TokenomyError) -> bytes:
+def error_body(api: str, exc: TokenomyError, request_id: str | None = None) -> bytes:
+    """The error's body. Anthropic's carries the request's id (``request_id``) when
+    it has one, as Anthropic's own error bodies do."""
     status = exc.status
     passed = _upstream_type(api, exc)
     if api == "anthropic":
         etype = passed or ANTHROPIC_TYPES.get(status, "api_error")
-        return orjson.dumps({"type": "error", "error": {"type": etype, "message": exc.message}})
+        body: dict[str, object] = {
+            "type": "error",
+            "error": {"type": etype, "message": exc.message},
+        }
+        if request_id:
+            body["request_id"] = request_id
+        return orjson.dumps(body)
     otype = passed or _OPENAI_TYPES.get(status, exc.type if status < 500 else "server_error")
     return orjson.dumps(
         {

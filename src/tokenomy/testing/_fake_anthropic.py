@@ -248,6 +248,68 @@ def _usage(prompt: _Prompt, output: int, reasoning: int, searches: int) -> dict[
     return usage
 
 
+# What `[[fake:rich]]` puts before the reply: a thinking block, a web search and
+# its result, and a text block that cites it (the JSON body's blocks; the stream
+# sends them with their documented deltas).
+STOP_SEQUENCE = "###"
+_SIGNATURE = "EqQBCkYIARgCIkB0ZXN0"
+_SEARCH = {"query": "tokenomy"}
+_CITATION = {
+    "type": "web_search_result_location",
+    "url": "https://example.com/a",
+    "title": "A",
+    "encrypted_index": "Eo8BCioIAhgB",
+    "cited_text": "cited words",
+}
+_RICH_BLOCKS: list[dict[str, Any]] = [
+    {"type": "thinking", "thinking": "Let me think.", "signature": _SIGNATURE},
+    {"type": "server_tool_use", "id": "srvtoolu_01", "name": "web_search", "input": _SEARCH},
+    {
+        "type": "web_search_tool_result",
+        "tool_use_id": "srvtoolu_01",
+        "content": [
+            {
+                "type": "web_search_result",
+                "url": "https://example.com/a",
+                "title": "A",
+                "encrypted_content": "EqgfCioIARgB",
+                "page_age": None,
+            }
+        ],
+    },
+    {"type": "text", "text": "cited words", "citations": [_CITATION]},
+]
+
+
+def _rich_events() -> Iterator[bytes]:
+    thinking, search, result, cited = _RICH_BLOCKS
+    starts = [
+        {"type": "thinking", "thinking": "", "signature": ""},
+        {**search, "input": {}},
+        result,
+        {"type": "text", "text": ""},
+    ]
+    deltas: list[list[dict[str, Any]]] = [
+        [
+            {"type": "thinking_delta", "thinking": thinking["thinking"]},
+            {"type": "signature_delta", "signature": _SIGNATURE},
+        ],
+        [{"type": "input_json_delta", "partial_json": orjson.dumps(_SEARCH).decode()}],
+        [],
+        [
+            {"type": "citations_delta", "citation": _CITATION},
+            {"type": "text_delta", "text": cited["text"]},
+        ],
+    ]
+    for index, (block, pieces) in enumerate(zip(starts, deltas, strict=True)):
+        start = {"type": "content_block_start", "index": index, "content_block": block}
+        yield _event("content_block_start", start)
+        for delta in pieces:
+            body = {"type": "content_block_delta", "index": index, "delta": delta}
+            yield _event("content_block_delta", body)
+        yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
 # -- messages -----------------------------------------------------------------------------------
 
 
@@ -285,6 +347,8 @@ class _Reply:
     tool: tuple[str, str] | None  # (tool_use id, tool name)
     stop_reason: str
     usage: dict[str, Any] | None
+    rich: bool = False
+    stop_sequence: str | None = None
 
 
 def _plan(req: FakeRequest, sc: Scenario, data: dict[str, Any]) -> _Reply:
@@ -298,12 +362,15 @@ def _plan(req: FakeRequest, sc: Scenario, data: dict[str, Any]) -> _Reply:
     else:
         pieces, truncated = reply_pieces(sc, data["max_tokens"])
         stop = "max_tokens" if truncated else "end_turn"
+    if sc.stop is not None:
+        stop = sc.stop
     usage = None
     if not sc.no_usage:
         reasoning = sc.reasoning or 0
         prompt = _measure_prompt(req, data, sc.cached)
         usage = _usage(prompt, len(pieces) + reasoning, reasoning, sc.web_searches)
-    return _Reply(pieces, tool, stop, usage)
+    stop_sequence = STOP_SEQUENCE if stop == "stop_sequence" else None
+    return _Reply(pieces, tool, stop, usage, sc.rich, stop_sequence)
 
 
 async def messages(req: FakeRequest) -> None:
@@ -347,7 +414,10 @@ async def messages(req: FakeRequest) -> None:
         tool_id, name = reply.tool
         tool_input = orjson.loads("".join(reply.pieces))
         content = [{"type": "tool_use", "id": tool_id, "name": name, "input": tool_input}]
+    if reply.rich:
+        content = [*_RICH_BLOCKS, *content]
     body = _message(message_id, data["model"], content, reply.stop_reason, reply.usage)
+    body["stop_sequence"] = reply.stop_sequence
     await send_body(req.send, 200, orjson.dumps(body), headers_for(req))
 
 
@@ -387,23 +457,32 @@ def _events(message_id: str, model: str, reply: _Reply) -> Iterator[bytes]:
         start_usage["output_tokens"] = 1
     start = _message(message_id, model, [], None, start_usage)
     yield _event("message_start", {"type": "message_start", "message": start})
+    first = 0
+    if reply.rich:
+        yield from _rich_events()
+        first = len(_RICH_BLOCKS)
     block: dict[str, Any] = {"type": "text", "text": ""}
     kind = "text_delta"
     if reply.tool is not None:
         block = {"type": "tool_use", "id": reply.tool[0], "name": reply.tool[1], "input": {}}
         kind = "input_json_delta"
     yield _event(
-        "content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}
+        "content_block_start",
+        {"type": "content_block_start", "index": first, "content_block": block},
     )
     yield _event("ping", {"type": "ping"})
-    head = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":'
+    head = (
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":'
+        + str(first).encode()
+        + b',"delta":'
+    )
     field = "text" if reply.tool is None else "partial_json"
     for piece in reply.pieces:
         yield head + orjson.dumps({"type": kind, field: piece}) + b"}\n\n"
-    yield _event("content_block_stop", {"type": "content_block_stop", "index": 0})
+    yield _event("content_block_stop", {"type": "content_block_stop", "index": first})
     delta: dict[str, Any] = {
         "type": "message_delta",
-        "delta": {"stop_reason": reply.stop_reason, "stop_sequence": None},
+        "delta": {"stop_reason": reply.stop_reason, "stop_sequence": reply.stop_sequence},
     }
     if usage is not None:
         # The final usage is cumulative; today's API repeats the input side here too.

@@ -112,7 +112,9 @@ INT_DIRECTIVES = frozenset(
         "retry_after",
     }
 )
-FLAG_DIRECTIVES = frozenset({"no_usage", "malformed", "reset", "stream_error", "vary", "ignore_n"})
+FLAG_DIRECTIVES = frozenset(
+    {"no_usage", "malformed", "reset", "stream_error", "vary", "ignore_n", "rich"}
+)
 
 
 class DirectiveError(ValueError):
@@ -142,6 +144,8 @@ class Scenario:
     stream_error: bool = False
     vary: bool = False  # the `n` choices of a JSON reply disagree
     ignore_n: bool = False  # one choice whatever `n` asks
+    rich: bool = False  # Anthropic: thinking, server-tool and cited blocks before the reply
+    stop: str | None = None  # Anthropic: the stop_reason to report
     key: str = ""  # the directive text, which names the fail_times counter
 
 
@@ -174,6 +178,8 @@ def parse_scenario(text: str, options: FakeOptions, model: str | None = None) ->
             setattr(sc, key, True)
         elif key == "tool":
             sc.tool = value
+        elif key == "stop":
+            sc.stop = value
         elif key not in ("id", "only"):  # `id` only names a separate fail_times counter
             raise DirectiveError(f"unknown fake directive [[fake:{key}]]")
     return sc

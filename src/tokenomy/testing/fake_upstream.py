@@ -113,6 +113,12 @@ embeddings, the first string input); an unknown key gets a 400.
 ``web_searches=N``    Anthropic: ``usage.server_tool_use.web_search_requests`` = N, in
                       the JSON body and the final ``message_delta`` (not
                       ``message_start``: the searches happen during the turn).
+``rich``              Anthropic: before the reply, a thinking block (``thinking_delta``,
+                      ``signature_delta``), a ``server_tool_use`` web search
+                      (``input_json_delta``), its ``web_search_tool_result`` and a
+                      text block with a ``citations_delta``.
+``stop=REASON``       Anthropic: this ``stop_reason`` (``pause_turn``, ``refusal``...);
+                      ``stop_sequence`` also reports ``stop_sequence: "###"``.
 ``id=TEXT``           no effect besides naming a ``fail_times`` counter.
 ``only=MODEL``        the directives apply only to requests for MODEL (repeatable);
                       other models get a plain reply (to fail one deployment of many).
