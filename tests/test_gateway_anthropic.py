@@ -9,6 +9,7 @@ import anthropic
 import pytest
 
 from gateway_fixtures import GW, UPSTREAM_KEY
+from tokenomy.keys import mint_key
 
 M = Decimal(1_000_000)
 MODEL = "claude-sonnet-4-6"
@@ -240,3 +241,15 @@ def test_every_stream_event_passes_through_unchanged(gw: GW, stop: str) -> None:
     assert final.stop_reason == plain.stop_reason == stop
     want_sequence = "###" if stop == "stop_sequence" else None
     assert final.stop_sequence == plain.stop_sequence == want_sequence
+
+
+def test_an_empty_metadata_user_id_names_nobody(gw: GW) -> None:
+    """As OpenAI's empty ``user``: an empty ``metadata.user_id`` is no end user (the
+    customer ""), and an application's key records none."""
+    secret, app_key = mint_key(team="search", org="acme")
+    gw.store.create_key(app_key)
+    raw = gw.anthropic(secret).messages.with_raw_response.create(
+        model="claude-haiku-4-5", max_tokens=5, messages=[{"role": "user", "content": "hi"}],
+        metadata={"user_id": ""},
+    )  # fmt: skip
+    assert gw.record(raw.headers["x-tokenomy-request-id"]).user is None

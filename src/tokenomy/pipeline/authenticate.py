@@ -48,7 +48,11 @@ class Authenticate:
         body = call.body
         meta = body.get("metadata")
         if call.api == ANTHROPIC:
-            if isinstance(meta, Mapping) and isinstance(meta.get("user_id"), str):
+            if (
+                isinstance(meta, Mapping)
+                and isinstance(meta.get("user_id"), str)
+                and meta["user_id"]
+            ):
                 rec.user = meta["user_id"]
         else:
             rec.tags.update(_metadata_tags(meta))
