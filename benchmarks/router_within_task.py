@@ -1,0 +1,133 @@
+"""Is there within-task difficulty signal in the dev routing data? (no test data is read)
+
+    .venv/bin/python benchmarks/routing_data.py --sources routerdc,llmrouter,mot_cascade \
+        --out benchmarks/results/outcomes
+    .venv/bin/python benchmarks/router_within_task.py
+
+Two checks behind docs/router.md's "no within-task signal":
+
+1. Held-out dev pairs that look like GPT-4 against Mixtral on one benchmark (the
+   strong model at 0.75 or more, the weak one 0.1 to 0.4 below it): the within-task
+   APGR of prompt length, of the shipped features' win score and of each head's
+   failure probability, each router trained without the held-out task's family
+   (as ``router_select.py`` does).
+2. GPT-4's own difficulty on the MoT tasks: the share of its eight runs (chain or
+   program of thought, greedy or sampled) that got a question wrong, predicted by a
+   ridge regression on the shipped lexical features, cross-validated within each
+   task (a fifth of the questions held out by hash); Spearman's rank correlation
+   of the prediction, and of prompt length, with that share.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import math
+import zlib
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow.parquet as pq
+from router_select import heads, load
+from routing_data import data_dir
+
+from tokenomy.routing.learned.features import Spec, featurize
+from tokenomy.routing.learned.metrics import curve
+from tokenomy.routing.learned.outcomes import Outcome
+from tokenomy.routing.learned.train import train
+
+RIDGE = 10.0
+
+
+def _ranks(xs: Sequence[float]) -> np.ndarray:
+    return np.argsort(np.argsort(np.asarray(xs)))
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    return float(np.corrcoef(_ranks(a), _ranks(b))[0, 1])
+
+
+def held_out_scores() -> tuple[list[str], dict[str, list[float]], list[Outcome]]:
+    outcomes, tasks, families = load()
+    spec = Spec(cues=True)
+    x = featurize([o.prompt for o in outcomes], spec)
+    scores: dict[str, list[float]] = {
+        "length": [math.log1p(len(o.prompt)) for o in outcomes],
+        "win score": [math.nan] * len(outcomes),
+        "1 - q_small": [math.nan] * len(outcomes),
+        "1 - q_large": [math.nan] * len(outcomes),
+    }
+    for family in sorted(set(families)):
+        keep = [i for i, f in enumerate(families) if f != family]
+        held = [i for i, f in enumerate(families) if f == family]
+        router = train([outcomes[i] for i in keep], heads(), x=x[keep], spec=spec).router
+        q = router.predict_features(x[held])
+        win = router.win_scores(q)
+        for j, i in enumerate(held):
+            scores["win score"][i] = 1 - float(win[j])
+            scores["1 - q_small"][i] = 1 - float(q[j][0])
+            scores["1 - q_large"][i] = 1 - float(q[j][-1])
+    return tasks, scores, list(outcomes)
+
+
+def pairs_table() -> None:
+    tasks, scores, outcomes = held_out_scores()
+    by_task: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(tasks):
+        by_task[t].append(i)
+    names = list(scores)
+    print("\n| held-out dev task | strong | weak | prompts | strong acc | weak acc | "
+          + " | ".join(names) + " |")  # fmt: skip
+    print("|---|---|---|---:|---:|---:|" + "---:|" * len(names))
+    for task, rows in sorted(by_task.items()):
+        models = set.intersection(*[set(outcomes[i].scores) for i in rows[:50]])
+        rows = [i for i in rows if models <= outcomes[i].scores.keys()]
+        if len(rows) < 150:
+            continue
+        acc = {m: sum(outcomes[i].scores[m] for i in rows) / len(rows) for m in models}
+        best = max(acc, key=acc.__getitem__)
+        if acc[best] < 0.75:
+            continue
+        for m in sorted(models, key=acc.__getitem__):
+            if not 0.1 <= acc[best] - acc[m] <= 0.4:
+                continue
+            weak = [outcomes[i].scores[m] for i in rows]
+            strong = [outcomes[i].scores[best] for i in rows]
+            cells = [curve([scores[n][i] for i in rows], weak, strong).apgr() for n in names]
+            print(f"| {task} | {best} | {m} | {len(rows):,} | {acc[best]:.2f} | {acc[m]:.2f} | "
+                  + " | ".join(f"{c:.3f}" for c in cells) + " |")  # fmt: skip
+
+
+def difficulty_table() -> None:
+    path = data_dir() / "routing/mot_cascade/mot_cascade_answers.parquet"
+    wrong: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for r in pq.read_table(path).to_pylist():
+        if r["model"] == "GPT4":
+            wrong[(r["file"].split("_")[0], r["question"])].append(0.0 if r["correct"] else 1.0)
+    print(
+        "\n| MoT task | questions | GPT-4 wrong | ridge on features, Spearman | length, Spearman |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for task in sorted({t for t, _ in wrong}):
+        qs = [q for (t, q) in wrong if t == task]
+        y = np.array([np.mean(wrong[(task, q)]) for q in qs])
+        x = np.asarray(featurize(qs, Spec(cues=True)), dtype=np.float64)
+        test = np.array([zlib.crc32(q.encode()) % 5 == 0 for q in qs])
+        xt, yt = x[~test], y[~test]
+        w = np.linalg.solve(xt.T @ xt + RIDGE * np.eye(x.shape[1]), xt.T @ (yt - yt.mean()))
+        length = [len(q) for q, held in zip(qs, test, strict=True) if held]
+        print(f"| {task} | {len(qs):,} | {y.mean():.3f} | {spearman(x[test] @ w, y[test]):.3f} | "
+              f"{spearman(length, y[test]):.3f} |")  # fmt: skip
+
+
+def main() -> None:
+    pairs_table()
+    difficulty_table()
+
+
+if __name__ == "__main__":
+    main()
