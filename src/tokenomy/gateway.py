@@ -165,11 +165,6 @@ class Gateway:
         try:
             await self.authenticate(call)
             await self.resolve(call)
-            prov = call.provider
-            if prov is not None and call.op == "chat" and call.api != prov.api:
-                # A request the other API cannot take is a 400 now, not after the caps
-                # refused it (a 429 whose retry could never succeed) or reserved for it.
-                upstream_body(call, prov)
             if self.settings.refuse_unknown_prices:
                 prov = call.provider
                 self.prices.check_servable(
@@ -178,7 +173,15 @@ class Gateway:
                     override_key=call.record.deployment,
                 )
             began = time.perf_counter()
-            await self.admit(call)
+            try:
+                await self.admit(call)
+            except TokenomyError:
+                # A request the upstream's API cannot take is a 400, not a refusal
+                # whose retry could never succeed (it fails at translation otherwise).
+                prov = call.provider
+                if prov is not None and call.op == "chat" and call.api != prov.api:
+                    upstream_body(call, prov)
+                raise
             admitted = True
             # What the admission check (budgets, limits, balances) took, for operators
             # and for benchmarks/load.py: the standard Server-Timing header.

@@ -44,25 +44,22 @@ class Authenticate:
             call.key = key
             rec.key_id = key.key_id
             rec.org, rec.team, rec.user = key.org, key.team, key.user
-            rec.tags.update(key.tags)
+        # What the key names, a request cannot change: it fills in the user of a key
+        # without one, and tags the key does not set (applied last, below).
+        named_user = call.key is not None and bool(call.key.user)
         body = call.body
         meta = body.get("metadata")
         if call.api == ANTHROPIC:
-            if (
-                isinstance(meta, Mapping)
-                and isinstance(meta.get("user_id"), str)
-                and meta["user_id"]
-            ):
-                rec.user = meta["user_id"]
+            user = meta.get("user_id") if isinstance(meta, Mapping) else None
         else:
             rec.tags.update(_metadata_tags(meta))
-            if isinstance(body.get("user"), str) and body["user"]:
-                rec.user = body["user"]
+            user = body.get("user")
+        if isinstance(user, str) and user and not named_user:
+            rec.user = user
         header = call.headers.get(TAGS_HEADER)
         if header:
             rec.tags.update(parse_tags_header(header))
-        if call.key is not None:  # what the key names, a request cannot change
-            rec.user = call.key.user or rec.user
+        if call.key is not None:
             rec.tags.update(call.key.tags)
 
 

@@ -102,7 +102,7 @@ class TokenomyApp:
             return
         path: str = scope["path"]
         route = LLM_ROUTES.get(path)
-        api = route[0] if route else api_off_route(path, header_dict(scope))
+        api = route[0] if route else api_off_route(path, scope)
         try:
             if self.gateway is None:
                 raise Overloaded("The gateway is starting.")
@@ -246,14 +246,14 @@ class TokenomyApp:
             watcher.cancel()
 
 
-def api_off_route(path: str, headers: dict[str, str]) -> str:
+def api_off_route(path: str, scope: Scope) -> str:
     """The API called, off the LLM routes: OpenAI's (the admin API, feedback, unknown
     paths) except for what Anthropic's SDK calls: /v1/messages/... (count_tokens,
     batches) and the model list, which it asks for with ``anthropic-version``."""
     if path.startswith("/v1/messages/"):
         return ANTHROPIC
-    if path.startswith(("/v1/models", "/models")) and "anthropic-version" in headers:
-        return ANTHROPIC
+    if path.startswith(("/v1/models", "/models")):  # the headers only where they matter
+        return ANTHROPIC if "anthropic-version" in header_dict(scope) else OPENAI
     return OPENAI
 
 
