@@ -16,8 +16,8 @@ import openai
 import pytest
 
 from gateway_fixtures import GW, Fake, gateway_settings
+from routing_helpers import add_key
 from tokenomy.keys import mint_key
-from tokenomy.ledger import open_store
 from tokenomy.server.app import create_app
 from tokenomy.server.http import MAX_BODY
 from tokenomy.validate import MAX_MODEL_CHARS
@@ -412,11 +412,7 @@ async def test_a_stream_whose_response_cannot_start_is_still_recorded(
     """A server may raise when the response starts (the client went away first): the
     upstream stream, already open, is closed and the request recorded (499)."""
     db = str(tmp_path / "ledger.db")
-    store = open_store(db)
-    store.migrate()
-    secret, key = mint_key(team="search")
-    store.create_key(key)
-    store.close()
+    secret, _ = add_key(db, team="search")
     app = create_app(gateway_settings(db, fake, fake_llamacpp))
     await app.startup()
     receive = body_then_silence(
@@ -451,11 +447,7 @@ async def test_a_cancelled_request_is_recorded_and_releases_its_holds(
     from tokenomy.cli import cli
 
     db = str(tmp_path / "ledger.db")
-    store = open_store(db)
-    store.migrate()
-    secret, key = mint_key(team="search")
-    store.create_key(key)
-    store.close()
+    secret, _ = add_key(db, team="search")
     made = CliRunner().invoke(cli, ["limits", "create", "one-at-a-time", "--key", "each",
                                     "--concurrent", "1", "--db", db])  # fmt: skip
     assert made.exit_code == 0, made.output

@@ -19,6 +19,7 @@ import tokenomy.providers.base
 import tokenomy.sse
 from gateway_fixtures import GW, Fake, dep, gateway_settings, start_gateway
 from test_stream_metering import wait_record
+from tokenomy.server.http import read_body
 from tokenomy.testing import serve_in_thread
 
 OPENAI_WIRE = (
@@ -66,12 +67,7 @@ class Upstream:
         if scope["type"] != "http":
             return
         self.ports.append(scope["client"][1])
-        raw = b""
-        while True:
-            msg = await receive()
-            raw += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        raw = await read_body(receive)
         mode = orjson.loads(raw)["messages"][-1]["content"]
         if mode.startswith("huge"):  # a JSON reply of 256 KiB, its length said or not
             pad = b"x" * (256 * 1024)

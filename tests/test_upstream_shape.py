@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from gateway_fixtures import GW, Fake, dep, gateway_settings, start_gateway
+from tokenomy.server.http import read_body
 from tokenomy.testing import serve_in_thread
 
 # the last user message -> (content type, the reply's bytes)
@@ -28,12 +29,7 @@ REPLIES: dict[str, tuple[bytes, bytes]] = {
 async def odd_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["type"] != "http":
         return
-    raw = b""
-    while True:
-        msg = await receive()
-        raw += msg.get("body", b"")
-        if not msg.get("more_body"):
-            break
+    raw = await read_body(receive)
     ctype, body = REPLIES[orjson.loads(raw)["messages"][-1]["content"]]
     await send(
         {"type": "http.response.start", "status": 200, "headers": [(b"content-type", ctype)]}
