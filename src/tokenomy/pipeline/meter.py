@@ -4,7 +4,7 @@ upstream reported none, count the tokens here and mark the record estimated."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,20 +16,12 @@ from .context import ANTHROPIC, Call
 
 
 def overrides_from(deployments: tuple[Deployment, ...]) -> dict[str, PriceOverride]:
+    """Each deployment's configured price, as the price book takes it (the same fields)."""
     out: dict[str, PriceOverride] = {}
     for dep in deployments:
         p: PriceConfig | None = dep.price
         if p is not None:
-            out[dep.name] = PriceOverride(
-                input=p.input,
-                output=p.output,
-                cache_read=p.cache_read,
-                cache_write=p.cache_write,
-                cache_write_1h=p.cache_write_1h,
-                input_audio=p.input_audio,
-                output_audio=p.output_audio,
-                web_search=p.web_search,
-            )
+            out[dep.name] = PriceOverride(**{f.name: getattr(p, f.name) for f in fields(p)})
     return out
 
 
