@@ -82,13 +82,20 @@ IMAGE_TOKENS_MAX: dict[str, int] = {
 DEFAULT_IMAGE_TOKENS = 1600
 
 
+def by_prefix(table: Mapping[str, int], model: str, default: int) -> int:
+    """The value of ``model``'s longest prefix in ``table`` (a provider path such as
+    ``openai/`` and the case are ignored), else ``default``."""
+    name = model.rsplit("/", 1)[-1].lower()
+    best = ""
+    for prefix in table:
+        if name.startswith(prefix) and len(prefix) > len(best):
+            best = prefix
+    return table[best] if best else default
+
+
 def image_tokens_max(model: str) -> int:
     """The most one image costs ``model`` in input tokens (`IMAGE_TOKENS_MAX`)."""
-    best = ""
-    for prefix in IMAGE_TOKENS_MAX:
-        if model.startswith(prefix) and len(prefix) > len(best):
-            best = prefix
-    return IMAGE_TOKENS_MAX[best] if best else DEFAULT_IMAGE_TOKENS
+    return by_prefix(IMAGE_TOKENS_MAX, model, DEFAULT_IMAGE_TOKENS)
 
 
 def count_images(body: Mapping[str, Any]) -> int:
@@ -176,12 +183,7 @@ class Estimator:
     def output_limit(self, model: str) -> int:
         found = self._limit_of.get(model)
         if found is None:
-            name = model.rsplit("/", 1)[-1].lower()
-            best = ""
-            for prefix in self.limits:
-                if name.startswith(prefix) and len(prefix) > len(best):
-                    best = prefix
-            found = self.limits[best] if best else self.default_max_output
+            found = by_prefix(self.limits, model, self.default_max_output)
             if len(self._limit_of) < 10_000:
                 self._limit_of[model] = found
         return found
