@@ -4,7 +4,7 @@
         --out benchmarks/results/outcomes
     .venv/bin/python benchmarks/router_within_task.py
 
-Two checks behind docs/router.md's "no within-task signal":
+Three checks behind docs/router.md's "no within-task signal":
 
 1. Held-out dev pairs that look like GPT-4 against Mixtral on one benchmark (the
    strong model at 0.75 or more, the weak one 0.1 to 0.4 below it): the within-task
@@ -16,6 +16,13 @@ Two checks behind docs/router.md's "no within-task signal":
    ridge regression on the shipped lexical features, cross-validated within each
    task (a fifth of the questions held out by hash); Spearman's rank correlation
    of the prediction, and of prompt length, with that share.
+3. How far difficulty alone can take a router on grade-school maths: RouterDC's
+   GSM8K-train questions, each of its seven models as the weak one against a strong
+   model that is always right (GPT-4 gets about 95% of GSM8K). The APGR of prompt
+   length, of a ridge prediction of the reference solution's number of steps
+   (trained on the other GSM8K-train solutions of ``compress/gsm8k/train.jsonl``),
+   and of two oracles no router has: the true number of steps, and how many of the
+   other six models failed the question.
 """
 
 from __future__ import annotations
@@ -25,7 +32,9 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import json
 import math
+import re
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -124,9 +133,52 @@ def difficulty_table() -> None:
               f"{spearman(length, y[test]):.3f} |")  # fmt: skip
 
 
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().lower())
+
+
+def ceiling_table() -> None:
+    root = data_dir()
+    rows = [
+        r
+        for r in pq.read_table(
+            root / "routing/routerdc_7model/routerdc_split2_model7.parquet"
+        ).to_pylist()
+        if r["file"] == "gsm8k-train"
+    ]
+    models = [c for c in rows[0] if c not in ("file", "idx", "question")]
+    with open(root / "compress/gsm8k/train.jsonl", encoding="utf-8") as f:
+        solutions = {_norm(r["question"]): r["answer"] for r in map(json.loads, f)}
+    # one step per line of the worked solution, the final "#### answer" line excluded
+    steps = {q: a.count("\n") for q, a in solutions.items()}
+    rows = [r for r in rows if _norm(r["question"]) in steps]
+    held = {_norm(r["question"]) for r in rows}
+    fit = [q for q in steps if q not in held]
+    x = np.asarray(featurize(fit, Spec(cues=True)), dtype=np.float64)
+    y = np.log1p([steps[q] for q in fit])
+    w = np.linalg.solve(x.T @ x + RIDGE * np.eye(x.shape[1]), x.T @ (y - y.mean()))
+    questions = [r["question"] for r in rows]
+    predicted = list(np.asarray(featurize(questions, Spec(cues=True)), dtype=np.float64) @ w)
+    length = [float(len(q)) for q in questions]
+    true_steps = [float(steps[_norm(q)]) for q in questions]
+    always = [1.0] * len(rows)
+    print(
+        f"\n| weak model (GSM8K-train, {len(rows):,} questions; strong: always right) | "
+        "weak acc | length | predicted steps | true steps (oracle) | "
+        "other models failed (oracle) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for m in models:
+        weak = [float(r[m]) for r in rows]
+        others = [sum(1 - float(r[o]) for o in models if o != m) for r in rows]
+        cells = [curve(s, weak, always).apgr() for s in (length, predicted, true_steps, others)]
+        print(f"| {m} | {np.mean(weak):.2f} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+
+
 def main() -> None:
     pairs_table()
     difficulty_table()
+    ceiling_table()
 
 
 if __name__ == "__main__":
