@@ -341,7 +341,7 @@ def test_metrics_can_require_the_master_key(
     for g in start_gateway(settings, fake):
         assert httpx.get(g.url + "/metrics").status_code == 401
         other = httpx.get(g.url + "/metrics", headers={"authorization": f"Bearer {g.key}"})
-        assert other.status_code == 403 and other.json()["error"]["type"] == "permission_error"
+        assert other.status_code == 401 and other.json()["error"]["code"] == "invalid_api_key"
         ok = httpx.get(g.url + "/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"})
         assert ok.status_code == 200 and "tokenomy_spend_usd_total" in ok.text
         assert httpx.get(g.url + "/healthz").status_code == 200  # probes need no key
