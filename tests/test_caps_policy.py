@@ -15,10 +15,11 @@ import pytest
 from caps_helpers import Clock, add_budget, add_limit, chat, finish, ledger_units, policy, receiver
 from tokenomy.caps import CapsPolicy, Scope, Subject
 from tokenomy.caps.counters import Hold, Window, usd_to_units
-from tokenomy.caps.estimate import Estimator, count_images
+from tokenomy.caps.estimate import Estimator
 from tokenomy.caps.memory import MemoryCounters
 from tokenomy.caps.policy import HoldSource
 from tokenomy.errors import InvalidRequest, RateLimited, TokenomyError
+from tokenomy.images import count_images
 from tokenomy.ledger import Store, open_store
 from tokenomy.pipeline.admit import Admit
 from tokenomy.pipeline.context import ANTHROPIC, Call

@@ -68,7 +68,7 @@ def _main(
         # inside a section: checked when the file is read, by every command
         ("cache: {cahce: true}\n", "cache: unknown settings ['cahce']"),
         ("cache: {semantic: {enabeld: true}}\n", "cache.semantic: unknown settings"),
-        ("caps: {lease: -1}\n", "caps.lease must be positive"),
+        ("caps: {lease: -1}\n", "caps.lease: expected a number above 0, got -1"),
         ("caps: {alowance: 4}\n", "caps: unknown settings ['alowance']"),
         ("billing: {fail_mode: sideways}\n", "billing.fail_mode must be 'open' or 'closed'"),
         ("alerts: {intervall: 60}\n", "alerts: unknown settings ['intervall']"),

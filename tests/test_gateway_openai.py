@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import openai
@@ -341,7 +342,7 @@ def test_metrics_can_require_the_master_key(
     for g in start_gateway(settings, fake):
         assert httpx.get(g.url + "/metrics").status_code == 401
         other = httpx.get(g.url + "/metrics", headers={"authorization": f"Bearer {g.key}"})
-        assert other.status_code == 403 and other.json()["error"]["type"] == "permission_error"
+        assert other.status_code == 401 and other.json()["error"]["code"] == "invalid_api_key"
         ok = httpx.get(g.url + "/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"})
         assert ok.status_code == 200 and "tokenomy_spend_usd_total" in ok.text
         assert httpx.get(g.url + "/healthz").status_code == 200  # probes need no key
@@ -370,3 +371,20 @@ def test_an_answer_whose_record_waits_in_the_fallback_file_is_served(
     g.writer.fallback_path = str(tmp_path / "missing" / "kept.jsonl")  # cannot be written
     with pytest.raises(openai.InternalServerError):
         fresh_gw.openai().chat.completions.create(model="gpt-4o", messages=MSG)
+
+
+def test_an_image_counts_in_the_estimate_when_the_upstream_reports_no_usage(gw: GW) -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    messages: list[Any] = [{"role": "user", "content": [{"type": "text", "text": "hi"}, image]}]
+    with gw.openai().chat.completions.with_streaming_response.create(
+        model="llama-local", messages=messages, stream=True
+    ) as resp:
+        rid = resp.headers["x-tokenomy-request-id"]
+        assert "".join(c.choices[0].delta.content or "" for c in resp.parse() if c.choices)
+    rec = gw.record(rid)
+    from tokenomy.images import image_tokens_estimate
+    from tokenomy.tokens import count_chat_messages
+
+    assert rec.usage.estimated and rec.status == 200
+    assert image_tokens_estimate({"messages": messages}, "llama-local") == 1398
+    assert rec.usage.input_tokens == count_chat_messages(messages, "llama-local").tokens + 1398

@@ -95,3 +95,39 @@ def test_an_embeddings_request_without_upstream_usage_counts_every_input_form() 
         call.record.requested_model = call.record.served_model = model
         usage = estimate_usage(call, "")
         assert (usage.input_tokens, usage.output_tokens, usage.estimated) == (tokens, 0, True)
+
+
+def _chat(api: str, model: str, content: list[dict[str, object]]) -> Call:
+    body: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": content}]}
+    call = Call(api, "chat", "/v1/chat/completions", body, {})
+    call.record.requested_model = call.record.served_model = model
+    return call
+
+
+def test_images_count_in_an_estimated_prompt() -> None:
+    """An upstream that reports no usage: each image adds what a 1024x1024 image
+    costs the model at the request's detail (the prompt text counts it as nothing),
+    and the record is an estimate."""
+    text = {"type": "text", "text": "What is in this picture?"}
+    url = "data:image/png;base64,iVBORw0KGgo="
+
+    def image_url(detail: str | None = None) -> dict[str, object]:
+        part: dict[str, object] = {"url": url}
+        if detail:
+            part["detail"] = detail
+        return {"type": "image_url", "image_url": part}
+
+    claude_image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                                "data": "iVBORw0KGgo="}}  # fmt: skip
+    for api, model, images, extra in [
+        ("openai", "gpt-4o", [image_url()], 765),  # 85 + 4 tiles of 170 (high, auto)
+        ("openai", "gpt-4o", [image_url("high"), image_url("low")], 765 + 85),
+        ("openai", "gpt-4o-mini", [image_url("auto")], 2833 + 4 * 5667),
+        ("openai", "gpt-4.1-mini", [image_url("low")], 1659),  # patches ignore detail
+        ("anthropic", "claude-sonnet-4-5", [claude_image], 1398),  # 1024 * 1024 / 750
+        ("openai", "llama-local", [image_url()], 1398),  # others: the Claude figure
+    ]:
+        plain = estimate_usage(_chat(api, model, [text]), "")
+        usage = estimate_usage(_chat(api, model, [text, *images]), "")
+        assert usage.input_tokens - plain.input_tokens == extra, (model, images)
+        assert usage.estimated

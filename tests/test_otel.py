@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -245,3 +246,23 @@ def test_a_failing_span_hook_never_fails_the_request(gw: GW) -> None:
         gateway.on_finish = None
     assert raw.parse().choices[0].message.content
     assert gw.record(raw.headers["x-tokenomy-request-id"]).status == 200
+
+
+def test_an_int_past_64_bits_is_sent_as_a_string_without_a_traceback(
+    gw: GW, spans: InMemorySpanExporter, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+    huge = 2**63  # valid JSON and a valid int here, one past OTLP's signed 64-bit int
+    raw = gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=MSG, max_tokens=huge
+    )
+    span = only(spans)
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.request.max_tokens"] == str(huge)
+    rec = gw.record(raw.headers["x-tokenomy-request-id"])
+    assert attrs["gen_ai.usage.input_tokens"] == rec.usage.input_tokens  # in range: still an int
+    with caplog.at_level(logging.DEBUG):
+        encoded = encode_spans([span]).SerializeToString()
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    assert str(huge).encode() in encoded

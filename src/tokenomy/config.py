@@ -121,21 +121,32 @@ def _decimal(value: Any, where: str) -> Decimal:
 
 
 def number(
-    value: Any, where: str, *, whole: bool = False, low: float = 0, high: float | None = None
+    value: Any,
+    where: str,
+    *,
+    whole: bool = False,
+    low: float = 0,
+    high: float | None = None,
+    above: bool = False,
 ) -> float:
     """A number setting from YAML or an environment variable, ``low`` to ``high``
-    (inclusive); anything else is a `ConfigError` naming the setting."""
+    (inclusive; ``above``: more than ``low``, as a duration or a size that 0 would
+    make mean nothing); anything else is a `ConfigError` naming the setting."""
     kind = "a whole number" if whole else "a number"
     got = float("nan")
     if not isinstance(value, bool):
         try:
             got = float(value.strip() if isinstance(value, str) else value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             pass
     if math.isnan(got) or (whole and not got.is_integer()):
         raise ConfigError(f"{where}: expected {kind}, got {value!r}")
-    if got < low or (high is not None and got > high) or math.isinf(got):
-        span = f"between {low:g} and {high:g}" if high is not None else f"{low:g} or more"
+    too_low = got <= low if above else got < low
+    if too_low or (high is not None and got > high) or math.isinf(got):
+        if high is not None:
+            span = f"between {low:g} and {high:g}"
+        else:
+            span = f"above {low:g}" if above else f"{low:g} or more"
         raise ConfigError(f"{where}: expected {kind} {span}, got {value!r}")
     return got
 
@@ -248,21 +259,16 @@ def _deployment(raw: Any, idx: int) -> Deployment:
         api_key_env=text(raw.get("api_key_env"), f"{where}.api_key_env"),
         api_key=text(raw.get("api_key"), f"{where}.api_key"),
         headers={str(k): v for k, v in headers.items()},
-        timeout=_positive(raw.get("timeout", 600.0), f"{where}.timeout"),
-        connect_timeout=_positive(raw.get("connect_timeout", 10.0), f"{where}.connect_timeout"),
+        timeout=number(raw.get("timeout", 600.0), f"{where}.timeout", above=True),
+        connect_timeout=number(
+            raw.get("connect_timeout", 10.0), f"{where}.connect_timeout", above=True
+        ),
         max_retries=int(number(raw.get("max_retries", 2), f"{where}.max_retries", whole=True)),
         retry_backoff=number(raw.get("retry_backoff", 0.25), f"{where}.retry_backoff"),
         price=_price(raw.get("price"), where + ".price"),
         price_provider=text(raw.get("price_provider"), f"{where}.price_provider"),
         extra=section(raw, "extra", f"{where}.extra"),
     )
-
-
-def _positive(value: Any, where: str) -> float:
-    got = number(value, where)
-    if got == 0:
-        raise ConfigError(f"{where}: expected a number of seconds above 0, got {value!r}")
-    return got
 
 
 def deployments_from_env(env: Mapping[str, str]) -> tuple[Deployment, ...]:

@@ -3,7 +3,7 @@
     TokenomyError                  base; carries an HTTP status and an error type
     ├── InvalidRequest        400  malformed JSON, wrong field types, bad params
     ├── AuthenticationFailed  401  missing, unknown, revoked or expired key
-    ├── PermissionDenied      403  key not allowed to use the model / admin API
+    ├── PermissionDenied      403  key not allowed the model; a master-key route, no master key set
     ├── NotFound              404  unknown model or route
     ├── RateLimited           429  a limit or a budget refused the request
     ├── UpstreamError         502  the provider answered with an error or bad data

@@ -14,11 +14,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .errors import AuthenticationFailed
+from .errors import AuthenticationFailed, PermissionDenied
 from .ledger.base import KeyRecord, Store
 
 PREFIX = "tk-"
 MASTER_KEY_ID = "master"
+# RFC 7235 wants a challenge on every 401: the master-key routes take a Bearer token.
+MASTER_CHALLENGE = {"www-authenticate": 'Bearer realm="tokenomy"'}
 
 
 def hash_key(secret: str) -> str:
@@ -87,6 +89,25 @@ class KeyAuthenticator:
         return bool(
             self._master and token and hmac.compare_digest(token.encode(), self._master.encode())
         )
+
+    def require_master(self, token: str | None, what: str) -> None:
+        """Return if `token` is the master key; else refuse the route `what` names.
+
+        403 ``master_key_unset`` when no master key is set (no credential could
+        pass: the route is off), else 401 with a Bearer challenge, for a missing key
+        and a wrong one alike, a client's own key included: these routes take no
+        other credential, and telling a valid client key apart would cost a lookup
+        and say which guesses are keys."""
+        if not self._master:
+            raise PermissionDenied(
+                f"{what} needs the master key, and none is set: set TOKENOMY_MASTER_KEY.",
+                code="master_key_unset",
+            )
+        if not self.is_master(token):
+            raise AuthenticationFailed(
+                f"{what} needs the master key: send it as 'Authorization: Bearer <key>'.",
+                headers=dict(MASTER_CHALLENGE),
+            )
 
     async def authenticate(self, token: str | None) -> KeyRecord:
         if not token:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import Settings, flag, redis_url
+from ..config import Settings, flag, number, redis_url
 from ..errors import ConfigError
 
 NAMESPACES = ("key", "team", "org")
@@ -80,7 +80,7 @@ def default_path(db: str) -> str:
     return str(p.with_name(p.stem + ".cache.db"))
 
 
-_INTS = ("max_entry_bytes", "max_entries", "max_bytes")
+_SIZES = ("max_entry_bytes", "max_entries", "max_bytes")
 _BOOLS = ("enabled", "only_deterministic", "cache_tools")
 
 
@@ -94,18 +94,18 @@ def _semantic(raw: Any) -> SemanticConfig:
     if unknown:
         raise ConfigError(f"cache.semantic: unknown settings {sorted(unknown)}")
     default = SemanticConfig()
-    out = SemanticConfig(
+    where = "cache.semantic.target_wrong_hit_rate"
+    value = raw.get("target_wrong_hit_rate", default.target_wrong_hit_rate)
+    rate = number(value, where, high=1)
+    if rate in (0, 1):  # no threshold keeps every wrong hit out, or lets all of them in
+        raise ConfigError(f"{where}: expected a number between 0 and 1, not either, got {value!r}")
+    return SemanticConfig(
         enabled=flag(raw.get("enabled", default.enabled), "cache.semantic.enabled"),
-        target_wrong_hit_rate=float(
-            raw.get("target_wrong_hit_rate", default.target_wrong_hit_rate)
+        target_wrong_hit_rate=rate,
+        sync_interval=number(
+            raw.get("sync_interval", default.sync_interval), "cache.semantic.sync_interval"
         ),
-        sync_interval=float(raw.get("sync_interval", default.sync_interval)),
     )
-    if not 0 < out.target_wrong_hit_rate < 1:
-        raise ConfigError("cache.semantic.target_wrong_hit_rate must be between 0 and 1")
-    if out.sync_interval < 0:
-        raise ConfigError("cache.semantic.sync_interval must not be negative")
-    return out
 
 
 def cache_config(settings: Settings) -> CacheConfig:
@@ -114,34 +114,32 @@ def cache_config(settings: Settings) -> CacheConfig:
     if unknown:
         raise ConfigError(f"cache: unknown settings {sorted(unknown)}")
     kw: dict[str, Any] = {"path": default_path(settings.db), "redis_url": settings.redis_url}
-    try:
-        for name in _BOOLS:
-            if raw.get(name) is not None:
-                kw[name] = flag(raw[name], f"cache.{name}")
-        for name in _INTS:
-            if raw.get(name) is not None:
-                kw[name] = int(raw[name])
-                if kw[name] <= 0:
-                    raise ConfigError(f"cache.{name} must be positive")
-        if raw.get("ttl") is not None:
-            kw["ttl"] = float(raw["ttl"])
-            if kw["ttl"] <= 0:
-                raise ConfigError("cache.ttl must be positive")
-        if raw.get("coalesce_wait") is not None:
-            kw["coalesce_wait"] = float(raw["coalesce_wait"])
-            if kw["coalesce_wait"] < 0:
-                raise ConfigError("cache.coalesce_wait must not be negative")
-        for name in ("path", "redis_prefix"):
-            if raw.get(name):
-                kw[name] = str(raw[name])
-        if raw.get("redis_url"):
-            kw["redis_url"] = redis_url(raw["redis_url"], "cache.redis_url")
-        if raw.get("allowed_tools") is not None:
-            kw["allowed_tools"] = frozenset(str(t) for t in raw["allowed_tools"])
-        if raw.get("semantic") is not None:
-            kw["semantic"] = _semantic(raw["semantic"])
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"cache: {exc}") from exc
+    for name in _BOOLS:
+        if raw.get(name) is not None:
+            kw[name] = flag(raw[name], f"cache.{name}")
+    for name in _SIZES:
+        if raw.get(name) is not None:
+            kw[name] = int(number(raw[name], f"cache.{name}", whole=True, above=True))
+    if raw.get("ttl") is not None:
+        kw["ttl"] = number(raw["ttl"], "cache.ttl", above=True)
+    if raw.get("coalesce_wait") is not None:
+        kw["coalesce_wait"] = number(raw["coalesce_wait"], "cache.coalesce_wait")
+    for name in ("path", "redis_prefix"):
+        if raw.get(name):
+            kw[name] = str(raw[name])
+    if raw.get("redis_url"):
+        kw["redis_url"] = redis_url(raw["redis_url"], "cache.redis_url")
+    tools = raw.get("allowed_tools")
+    if tools is not None:
+        # YAML reads a bare `- 123` as a number: a tool may be named so
+        names = isinstance(tools, list) and all(
+            isinstance(t, str | int) and not isinstance(t, bool) for t in tools
+        )
+        if not names:
+            raise ConfigError(f"cache.allowed_tools: expected a list of tool names, got {tools!r}")
+        kw["allowed_tools"] = frozenset(str(t) for t in tools)
+    if raw.get("semantic") is not None:
+        kw["semantic"] = _semantic(raw["semantic"])
     backend = str(raw.get("backend", "sqlite"))
     if backend not in ("sqlite", "redis"):
         raise ConfigError(f"cache.backend: expected sqlite or redis, got {backend!r}")

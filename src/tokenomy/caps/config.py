@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from ..config import Settings, redis_url
+from ..config import Settings, number, redis_url, section
 from ..errors import ConfigError
 from .estimate import DEFAULT_MAX_OUTPUT
 
@@ -48,8 +48,8 @@ class CapsConfig:
     allowance_idle: float = 2.0
 
 
-_FLOATS = ("lease", "sweep_interval", "reload_interval", "max_hold", "alert_timeout",
-           "redis_timeout", "allowance_idle")  # fmt: skip
+_DURATIONS = ("lease", "sweep_interval", "reload_interval", "max_hold", "alert_timeout",
+              "redis_timeout", "allowance_idle")  # fmt: skip
 
 
 def caps_config(settings: Settings) -> CapsConfig:
@@ -58,26 +58,24 @@ def caps_config(settings: Settings) -> CapsConfig:
     if unknown:
         raise ConfigError(f"caps: unknown settings {sorted(unknown)}")
     kw: dict[str, Any] = {}
-    try:
-        for name in _FLOATS:
-            if raw.get(name) is not None:
-                kw[name] = float(raw[name])
-                if kw[name] <= 0:
-                    raise ConfigError(f"caps.{name} must be positive")
-        if raw.get("allowance") is not None:
-            kw["allowance"] = int(raw["allowance"])
-            if kw["allowance"] < 0:
-                raise ConfigError("caps.allowance must be 0 or more")
-        if raw.get("default_max_output") is not None:
-            kw["default_max_output"] = int(raw["default_max_output"])
-        if raw.get("output_limits") is not None:
-            kw["output_limits"] = {str(k): int(v) for k, v in dict(raw["output_limits"]).items()}
-        if raw.get("inexact_input_margin") is not None:
-            kw["inexact_input_margin"] = Decimal(str(raw["inexact_input_margin"]))
-        if raw.get("redis_prefix") is not None:
-            kw["redis_prefix"] = str(raw["redis_prefix"])
-    except (TypeError, ValueError, InvalidOperation) as exc:
-        raise ConfigError(f"caps: {exc}") from exc
+    for name in _DURATIONS:
+        if raw.get(name) is not None:
+            kw[name] = number(raw[name], f"caps.{name}", above=True)
+    if raw.get("allowance") is not None:
+        kw["allowance"] = int(number(raw["allowance"], "caps.allowance", whole=True))
+    if raw.get("default_max_output") is not None:
+        kw["default_max_output"] = _output_limit(raw["default_max_output"], "default_max_output")
+    limits = section(raw, "output_limits", "caps.output_limits")
+    if limits:
+        kw["output_limits"] = {
+            str(k): _output_limit(v, f"output_limits.{k}") for k, v in limits.items()
+        }
+    if raw.get("inexact_input_margin") is not None:
+        # A scale below 1 would shrink a worst case that is meant to be an upper bound.
+        margin = number(raw["inexact_input_margin"], "caps.inexact_input_margin", low=1)
+        kw["inexact_input_margin"] = Decimal(str(margin))
+    if raw.get("redis_prefix") is not None:
+        kw["redis_prefix"] = str(raw["redis_prefix"])
     return CapsConfig(
         # `caps.redis_url`, when given, wins over the gateway-wide one (it was ignored:
         # counters stayed in one replica's memory while the operator meant Redis).
@@ -86,3 +84,8 @@ def caps_config(settings: Settings) -> CapsConfig:
         webhook_url=settings.webhook_url,
         **kw,
     )
+
+
+def _output_limit(value: Any, name: str) -> int:
+    """A number of output tokens: whole, and at least 1 (a model answers something)."""
+    return int(number(value, f"caps.{name}", whole=True, low=1))

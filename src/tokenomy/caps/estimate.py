@@ -12,7 +12,7 @@ one-hour cache write when the request asks for caching (Anthropic charges up
 to 2x input for those), at the dearer service tier the request asks for
 (OpenAI's ``service_tier: priority``, Anthropic's ``speed: fast``). Counts that are only estimates (Claude's tokenizer is
 not public) are scaled by ``caps.inexact_input_margin`` (1.2); each image in the
-prompt adds its model's ceiling (`IMAGE_TOKENS_MAX`).
+prompt adds its model's ceiling (`tokenomy.images.IMAGE_TOKENS_MAX`).
 
 The worst case covers every upstream call the request may make and every answer
 it may get: OpenAI's ``n`` answers of ``max_tokens`` each; with fallbacks, the
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from ..images import by_prefix, count_images, image_tokens_max
 from ..pipeline.context import ANTHROPIC, Call
 from ..pipeline.meter import embedding_count, prompt_count
 from ..pricing import PriceBook
@@ -57,62 +58,6 @@ OUTPUT_LIMITS: dict[str, int] = {
     "claude-opus-4": 32000,
     "claude-haiku-4": 64000,
 }
-
-
-# The most one image in a prompt can cost, in input tokens, by model name prefix (the
-# longest wins): providers resize every image to a bounded size, so each has a ceiling.
-# OpenAI's tile models: base + per-tile x 8 tiles (2048x768 after resizing): gpt-4o
-# and gpt-4.1 85 + 170 x 8, o1/o3 75 + 150 x 8, gpt-4o-mini 2833 + 5667 x 8; its patch
-# models: 1536 patches x their multiplier (gpt-4.1-mini 1.62, gpt-4.1-nano 2.46,
-# o4-mini 1.72); Claude: about 1,600 (width x height / 750 after resizing to 1.15 MP).
-# Other models: the Claude figure. The prompt counts images as nothing, so without
-# this a worst case would leave them out.
-IMAGE_TOKENS_MAX: dict[str, int] = {
-    "gpt-4o": 1445,
-    "gpt-4o-mini": 48169,
-    "gpt-4.1": 1445,
-    "gpt-4.1-mini": 2489,
-    "gpt-4.1-nano": 3779,
-    "gpt-5": 1445,
-    "o1": 1275,
-    "o3": 1275,
-    "o4-mini": 2642,
-    "claude": 1600,
-}
-DEFAULT_IMAGE_TOKENS = 1600
-
-
-def by_prefix(table: Mapping[str, int], model: str, default: int) -> int:
-    """The value of ``model``'s longest prefix in ``table`` (a provider path such as
-    ``openai/`` and the case are ignored), else ``default``."""
-    name = model.rsplit("/", 1)[-1].lower()
-    best = ""
-    for prefix in table:
-        if name.startswith(prefix) and len(prefix) > len(best):
-            best = prefix
-    return table[best] if best else default
-
-
-def image_tokens_max(model: str) -> int:
-    """The most one image costs ``model`` in input tokens (`IMAGE_TOKENS_MAX`)."""
-    return by_prefix(IMAGE_TOKENS_MAX, model, DEFAULT_IMAGE_TOKENS)
-
-
-def count_images(body: Mapping[str, Any]) -> int:
-    """Images in a chat request's messages (OpenAI ``image_url`` parts, Anthropic
-    ``image`` blocks, tool results included)."""
-    found = 0
-    stack: list[Any] = [m.get("content") for m in body.get("messages") or () if isinstance(m, dict)]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            if item.get("type") in ("image_url", "image", "input_image"):
-                found += 1
-            elif isinstance(item.get("content"), list):  # an Anthropic tool_result
-                stack.append(item["content"])
-    return found
 
 
 # A public model name's (upstream model, pricing provider, price override key, upstream API).

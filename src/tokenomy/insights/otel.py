@@ -13,6 +13,10 @@ from the request's start to the moment its record was written, with:
   price is unknown, with ``tokenomy.price_unknown`` true), and the request id,
   team, org and key id.
 
+OTLP's integer attributes are signed 64-bit: an int outside that range (a
+client's ``max_tokens`` of 2**63 parses fine) is sent as its decimal string, since
+the exporter would otherwise drop it with a logged traceback.
+
 Spans go to an OTLP/HTTP endpoint only when one is configured (the
 ``otlp_endpoint`` setting, else ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or
 ``OTEL_EXPORTER_OTLP_ENDPOINT``); the SDK and exporter are the ``otel`` extra and
@@ -103,7 +107,17 @@ def span_attributes(call: Call) -> dict[str, Any]:
                 attrs["server.port"] = parts.port
     if rec.error_type:
         attrs["error.type"] = rec.error_type
-    return attrs
+    return {name: _otlp_value(value) for name, value in attrs.items()}
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _otlp_value(value: Any) -> Any:
+    """`value`, or its decimal string when it is an int OTLP cannot carry."""
+    if isinstance(value, int) and not _INT64_MIN <= value <= _INT64_MAX:
+        return str(value)
+    return value
 
 
 class SpanHook:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Deployment, PriceConfig
+from ..images import image_tokens_estimate
 from ..pricing import PriceBook, PriceOverride
 from ..tokens import TokenCount, count_anthropic_request, count_chat_messages, count_text
 from ..usage import Usage
@@ -60,7 +61,8 @@ def embedding_count(body: Mapping[str, Any], model: str) -> TokenCount:
 
 
 def estimate_usage(call: Call, output_text: str) -> Usage:
-    """Count the prompt and the generated text with the model's tokenizer."""
+    """Count the prompt and the generated text with the model's tokenizer; each
+    image in the prompt adds its likely cost (`tokenomy.images`)."""
     model = call.record.served_model or call.record.requested_model
     body: dict[str, Any] = call.body
     if call.op == "embeddings":
@@ -68,7 +70,7 @@ def estimate_usage(call: Call, output_text: str) -> Usage:
     prompt = prompt_count(call, model)
     out = count_text(output_text, model) if output_text else None
     return Usage(
-        input_tokens=prompt.tokens,
+        input_tokens=prompt.tokens + image_tokens_estimate(body, model),
         output_tokens=out.tokens if out else 0,
         estimated=True,
     )

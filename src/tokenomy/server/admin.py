@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
-from ..errors import AuthenticationFailed, InvalidRequest, NotFound, PermissionDenied
+from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
 from ..keys import bearer_token, mint_key
 from ..ledger.base import KeyRecord
@@ -77,11 +77,7 @@ AdminHandler = Callable[[Gateway, str, list[str], Any, Any], Awaitable[None]]
 async def handle_admin(
     gw: Gateway, scope: Scope, receive: Any, send: Any, headers: dict[str, str]
 ) -> None:
-    token = bearer_token(headers)
-    if not gw.settings.master_key:
-        raise PermissionDenied("The admin API is disabled: set TOKENOMY_MASTER_KEY.")
-    if not gw.keys.is_master(token):
-        raise AuthenticationFailed("The admin API needs the master key.")
+    gw.keys.require_master(bearer_token(headers), "The admin API")
     path = scope["path"].rstrip("/")
     parts = path.split("/")[2:]  # ["keys", key_id?, action?]
     handler = ADMIN_ROUTES.get(parts[0]) if parts else None

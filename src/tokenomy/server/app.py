@@ -17,7 +17,7 @@ from typing import Any
 from ..config import Settings
 from ..dashboard import handle_ui
 from ..dashboard.auth import LoginThrottle
-from ..errors import AuthenticationFailed, NotFound, Overloaded, PermissionDenied, TokenomyError
+from ..errors import AuthenticationFailed, NotFound, Overloaded, TokenomyError
 from ..gateway import ANTHROPIC_ID_HEADER, ID_HEADER, Gateway
 from ..keys import bearer_token
 from ..pipeline.context import ANTHROPIC, OPENAI, Call, JSONReply, StreamReply, new_request_id
@@ -112,7 +112,9 @@ class TokenomyApp:
                 await send_json(send, 200, {"status": "draining" if self.draining else "ok"})
             elif path == "/metrics":
                 if self.settings.metrics_auth:
-                    self._require_master(scope)
+                    self.gateway.keys.require_master(
+                        bearer_token(header_dict(scope)), "GET /metrics"
+                    )
                 await send_bytes(
                     send,
                     200,
@@ -148,15 +150,6 @@ class TokenomyApp:
             await send_bytes(send, status, error_body(api, exc, request_id), headers)
         except RuntimeError:  # the response had already started; nothing more can be said
             pass
-
-    def _require_master(self, scope: Scope) -> None:
-        """The master key, or a 401 (403 for another key)."""
-        assert self.gateway is not None
-        token = bearer_token(header_dict(scope))
-        if not token:
-            raise AuthenticationFailed("This endpoint needs the master key.")
-        if not self.gateway.keys.is_master(token):
-            raise PermissionDenied("This endpoint needs the master key.")
 
     async def _models(self, scope: Scope, send: Any, api: str) -> None:
         gw = self.gateway
