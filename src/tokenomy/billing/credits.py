@@ -13,7 +13,8 @@ Tables (migration ``m003_credits``):
   ``balance`` is the sum of the customer's ledger rows, kept in step in the same
   transaction as each append, and a CHECK keeps it at zero or above. ``credited``
   is the sum of everything but debits.
-- ``billing_plans``: see `tokenomy.billing.plans`.
+- ``billing_plans``: see `tokenomy.billing.plans`; when each customer's plan
+  changed, ``billing_plan_changes``: see `tokenomy.billing.plan_changes`.
 
 Every append runs in one transaction that holds the customer's row (SQLite:
 the database write lock; PostgreSQL: ``SELECT ... FOR UPDATE``), so two
@@ -37,6 +38,7 @@ from ..ledger.base import REQUEST_COLUMNS, Store, row_to_record
 from ..ledger.migrations import Cursor
 from ..records import UsageRecord
 from ._db import DB, money_or_none, money_out
+from .plan_changes import last_change, record_change
 from .plans import UNITS, Plan, money_text, record_charge
 
 __all__ = ["KINDS", "BillingStore", "CreditEntry", "Customer", "Debit"]
@@ -565,8 +567,15 @@ class BillingStore:
         sql = f"SELECT {_PLAN_COLUMNS} FROM billing_plans ORDER BY name"
         return [_plan(r) for r in self.db.read(lambda cur: cur.execute(sql).fetchall())]
 
-    def assign_plan(self, customer: str, plan: str | None) -> Customer:
-        """Put ``customer`` on ``plan`` (None: provider cost), creating the customer."""
+    def assign_plan(self, customer: str, plan: str | None, *, ts: float | None = None) -> Customer:
+        """Put ``customer`` on ``plan`` (None: provider cost), creating the customer.
+
+        The change is recorded as of ``ts`` (default: now; `plan_changes`), which
+        statements read; an earlier ``ts`` imports a past change, and cannot be in
+        the future or before the customer's last recorded change.
+        """
+        if ts is not None and ts > time.time():
+            raise InvalidRequest("a plan change cannot be dated in the future", param="ts")
 
         def run(cur: Cursor) -> Customer:
             if plan is not None:
@@ -575,11 +584,21 @@ class BillingStore:
                 ).fetchone()
                 if found is None:
                     raise NotFound(f"no plan {plan!r}", code="plan_not_found")
-            acct = self._locked(cur, customer) or self._create(cur, customer, None, plan)
-            cur.execute(
-                self.db.sql("UPDATE billing_customers SET plan = ? WHERE customer = ?"),
-                (plan, customer),
-            )
+            acct = self._locked(cur, customer) or self._create(cur, customer, None, None)
+            if plan != acct.plan:
+                last = last_change(self.db, cur, customer)
+                since = float("-inf") if last is None else float(last[0])
+                if ts is not None and ts < since:
+                    raise InvalidRequest(
+                        f"{customer!r}'s plan last changed after that", status=409, param="ts"
+                    )
+                # never before the last change, whatever another replica's clock said
+                when = max(time.time() if ts is None else ts, since)
+                cur.execute(
+                    self.db.sql("UPDATE billing_customers SET plan = ? WHERE customer = ?"),
+                    (plan, customer),
+                )
+                record_change(self.db, cur, customer, plan, when)
             return Customer(customer, plan, acct.unit, acct.balance, acct.credited, acct.created_at)
 
         return self.db.write(run)
