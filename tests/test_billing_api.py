@@ -169,6 +169,11 @@ def test_admin_api(bill_gw: GW) -> None:
                       json={"amount": hist[0]["amount"].lstrip("-"), "kind": "refund",
                             "request_id": rid, "note": "sorry"})  # fmt: skip
         assert r.status_code == 201 and r.json()["balance"] == "5.000002"
+        again = http.post("/admin/credits/alice/adjust", headers=ADMIN,
+                          json={"amount": hist[0]["amount"].lstrip("-"), "kind": "refund",
+                                "request_id": rid, "note": "sorry"})  # fmt: skip
+        assert again.status_code == 200 and again.json()["replayed"] is True  # a retry
+        assert again.json()["id"] == r.json()["id"] and again.json()["balance"] == "5.000002"
         customers = http.get("/admin/customers", headers=ADMIN).json()["data"]
         assert [c["customer"] for c in customers] == ["alice"]
         assert http.get("/admin/customers/zed", headers=ADMIN).status_code == 404
@@ -214,3 +219,37 @@ def test_a_retried_topup_or_adjustment_with_its_idempotency_key_counts_once(bill
     assert BillingStore(bill_gw.store).customer("dan") is None or not [
         e for e in BillingStore(bill_gw.store).history("dan")
     ]
+
+
+def test_admin_refunds_only_what_the_request_was_debited(bill_gw: GW) -> None:
+    """A refund with no debit of the request on the customer's account, or above it,
+    is a 4xx in the admin API's format; the balance does not move."""
+    b = BillingStore(bill_gw.store)
+    b.topup("alice", D("5"))
+    b.topup("bob", D("5"))
+    b.debit("alice", "req_alice", D("0.02"))
+
+    def refund(customer: str, amount: str, rid: str | None) -> tuple[int, dict[str, str]]:
+        body = {"amount": amount, "kind": "refund", "note": "typo?"}
+        if rid is not None:
+            body["request_id"] = rid
+        with bill_gw.http() as http:
+            r = http.post(f"/admin/credits/{customer}/adjust", headers=ADMIN, json=body)
+        return r.status_code, r.json()["error"] if r.status_code >= 400 else r.json()
+
+    status, err = refund("bob", "0.02", "req_alice")  # someone else's request
+    assert (status, err["code"], err["param"]) == (404, "debit_not_found", "request_id")
+    assert "debited to 'alice'" in err["message"]
+    status, err = refund("alice", "0.02", "req_never")
+    assert (status, err["code"]) == (404, "debit_not_found")
+    status, err = refund("alice", "500", "req_alice")
+    assert (status, err["code"], err["param"]) == (409, "refund_exceeds_debit", "amount")
+    status, err = refund("alice", "1", None)
+    assert (status, err["param"]) == (400, "request_id")
+    assert b.history("alice", kind="refund") == b.history("bob", kind="refund") == []
+    status, ok = refund("alice", "0.01", "req_alice")  # a part of it
+    assert status == 201 and ok["balance"] == "4.99"
+    status, err = refund("alice", "0.005", "req_alice")  # once per request
+    assert (status, err["code"]) == (409, "refunded")
+    with bill_gw.http() as http:
+        assert http.get("/admin/credits/bob", headers=ADMIN).json()["balance"] == "5"

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 
-from tokenomy.billing import BillingStore, Plan
+from tokenomy.billing import BillingStore, CreditEntry, Plan
 from tokenomy.errors import InvalidRequest, NotFound
 from tokenomy.ledger import Store, open_store
 from tokenomy.ledger.base import SQLStore
@@ -98,8 +99,9 @@ def test_adjustments_and_refunds(store: Store) -> None:
     down = b.adjust("acme", D("-0.5"), note="chargeback")
     assert down is not None and down.kind == "adjustment" and down.amount == D("-0.5")
     refund = b.adjust("acme", D("1.5"), kind="refund", request_id="req_1", note="bad answer")
-    assert refund is not None and refund.request_id == "req_1"
-    assert b.adjust("acme", D("1.5"), kind="refund", request_id="req_1") is None
+    assert refund.request_id == "req_1" and not refund.replayed
+    retried = b.adjust("acme", D("1.5"), kind="refund", request_id="req_1")
+    assert retried == replace(refund, replayed=True)  # a retry: nothing changes
     with pytest.raises(InvalidRequest):
         b.adjust("acme", D("-1"), kind="refund", request_id="req_2")
     with pytest.raises(InvalidRequest):
@@ -110,6 +112,111 @@ def test_adjustments_and_refunds(store: Store) -> None:
     assert acct is not None
     assert acct.balance == D("1.5") == ledger_sum(b, "acme")
     assert acct.credited == D("3") and acct.debited == D("1.5")
+
+
+def refunds(b: BillingStore, customer: str) -> list[CreditEntry]:
+    return [e for e in b.history(customer, limit=100_000) if e.kind == "refund"]
+
+
+def test_a_refund_needs_a_debit_of_that_request_on_that_customer(store: Store) -> None:
+    """An operator's typo must not refund someone else's request, or a request never debited."""
+    b = BillingStore(store)
+    b.topup("acme", D("5"))
+    b.topup("zed", D("5"))
+    b.debit("zed", "req_z", D("0.5"))
+    for rid, owner in [("req_nope", ""), ("req_z", "zed")]:
+        with pytest.raises(NotFound, match=f"no debit of request '{rid}'") as err:
+            b.adjust("acme", D("0.01"), kind="refund", request_id=rid, note="typo")
+        assert (err.value.status, err.value.code, err.value.param) == (
+            404,
+            "debit_not_found",
+            "request_id",
+        )
+        assert ("debited to 'zed'" in err.value.message) == bool(owner)
+    with pytest.raises(InvalidRequest, match="names the request") as bad:
+        b.adjust("acme", D("1"), kind="refund")  # a refund of nothing in particular
+    assert (bad.value.status, bad.value.param) == (400, "request_id")
+    acct = b.customer("acme")
+    assert acct is not None and acct.balance == D(5) and refunds(b, "acme") == []
+
+
+def test_a_refund_never_exceeds_the_debit(store: Store) -> None:
+    b = BillingStore(store)
+    b.topup("acme", D("5"))
+    b.debit("acme", "req_a", D("0.02"))
+    for too_much in ("500", "0.020000001"):
+        with pytest.raises(InvalidRequest, match=r"was debited 0\.02 usd") as err:
+            b.adjust("acme", D(too_much), kind="refund", request_id="req_a")
+        assert (err.value.status, err.value.code) == (409, "refund_exceeds_debit")
+    part = b.adjust("acme", D("0.015"), kind="refund", request_id="req_a", note="partly")
+    assert part.amount == D("0.015")
+    # a request has one refund: the rest of its debit cannot be refunded after it
+    with pytest.raises(InvalidRequest, match="already refunded") as again:
+        b.adjust("acme", D("0.005"), kind="refund", request_id="req_a")
+    assert (again.value.status, again.value.code) == (409, "refunded")
+    assert refunds(b, "acme") == [part]
+    acct = b.customer("acme")
+    assert acct is not None and acct.balance == D("4.995") == ledger_sum(b, "acme")
+    # what a debit took is what may come back: all of it, in the balance's unit
+    b.topup("tok", D(1000), unit="tokens")
+    b.debit("tok", "req_t", D(300))
+    with pytest.raises(InvalidRequest, match="is more than that"):
+        b.adjust("tok", D(301), kind="refund", request_id="req_t")
+    assert b.adjust("tok", D(300), kind="refund", request_id="req_t").amount == D(300)
+    # a debit that found the balance empty took nothing: there is nothing to give back
+    b.topup("dry", D("0.01"))
+    b.debit("dry", "req_d1", D("0.01"))
+    b.debit("dry", "req_d2", D("0.01"))  # shortfall: an entry of 0
+    with pytest.raises(InvalidRequest, match="was debited 0 usd"):
+        b.adjust("dry", D("0.01"), kind="refund", request_id="req_d2")
+
+
+def test_concurrent_refunds_of_one_request_never_exceed_its_debit(
+    db_url: str, store: Store
+) -> None:
+    """Four workers on two connections refund the same requests at once, with amounts
+    that each fit the debit (and one that does not): one refund per request, within it."""
+    b = BillingStore(store)
+    b.topup("acme", D("10"))
+    rids = [f"req_{i}" for i in range(15)]
+    for rid in rids:
+        b.debit("acme", rid, D("0.5"))
+    stores = [open_store(db_url) for _ in range(2)]
+    amounts = [D("0.3"), D("0.7"), D("0.5"), D("0.2")]  # 0.7 is more than any debit
+    refused: list[str] = []
+    errors: list[BaseException] = []
+
+    def refund(s: BillingStore, worker: int) -> Callable[[], None]:
+        def run() -> None:
+            order = rids if worker % 2 else rids[::-1]  # meet the others head-on
+            for rid in order:
+                try:
+                    s.adjust("acme", amounts[worker], kind="refund", request_id=rid)
+                except InvalidRequest as exc:
+                    refused.append(exc.code or "")
+                except BaseException as exc:
+                    errors.append(exc)
+
+        return run
+
+    threads = [
+        threading.Thread(target=refund(BillingStore(s), w)) for w, s in enumerate(stores * 2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+    assert not errors
+    assert set(refused) <= {"refunded", "refund_exceeds_debit"}
+    got = refunds(b, "acme")
+    assert sorted(e.request_id or "" for e in got) == sorted(rids)  # one each
+    assert all(e.amount in (D("0.3"), D("0.5"), D("0.2")) for e in got)
+    assert len(refused) == 4 * len(rids) - len(got)
+    acct = b.customer("acme")
+    assert acct is not None
+    assert acct.balance == ledger_sum(b, "acme") == D("2.5") + sum(e.amount for e in got)
 
 
 @pytest.mark.parametrize(

@@ -5,13 +5,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tokenomy.billing import BillingStore, Plan, build_statement, parse_period
-from tokenomy.ledger import Store
+from tokenomy.errors import InvalidRequest
+from tokenomy.ledger import Store, migrations, open_store
 from tokenomy.records import UsageRecord
 from tokenomy.usage import Usage
 
@@ -37,7 +42,7 @@ def rec(
 def seed(store: Store) -> BillingStore:
     b = BillingStore(store)
     b.create_plan(Plan("pro", markup_pct=D("10")))
-    b.assign_plan("acme", "pro")
+    b.assign_plan("acme", "pro", ts=NOV - 200)
     b.topup("acme", D("5"), note="before", ts=NOV - 100)
     store.insert_records(
         [
@@ -206,3 +211,103 @@ def test_statement_csv_never_holds_a_formula(store: Store) -> None:
     amounts = {r["line"]: r["amount"] for r in rows if r["amount"]}
     assert amounts["adjustments_total"] == "-2" and amounts["closing_balance"] == "3"
     assert [r["note"] for r in rows if r["line"] == "topup"] == ["'+1 note"]
+
+
+def _at(year: int, month: int, day: int, hour: int = 0) -> float:
+    return datetime(year, month, day, hour, tzinfo=UTC).timestamp()
+
+
+def _plans(b: BillingStore, period: str, tz: str = "UTC") -> list[tuple[str | None, str, str]]:
+    got = build_statement(b, "acme", parse_period(period, tz), timezone=tz).to_json()
+    spans = [(p["plan"], p["from"], p["until"]) for p in got["plans"]]
+    assert got["plan"] == spans[-1][0]  # the header's plan: the one in force at the end
+    return spans
+
+
+def test_a_statement_names_the_plans_in_force_during_its_period(store: Store) -> None:
+    """A past period shows the plan it had, not the customer's plan now; a change
+    mid-period shows both plans, each with when it was in force."""
+    b = BillingStore(store)
+    b.create_plan(Plan("basic", markup_pct=D("5")))
+    b.create_plan(Plan("pro", markup_pct=D("10")))
+    b.assign_plan("acme", "basic", ts=_at(2026, 10, 15))
+    b.assign_plan("acme", "pro", ts=_at(2026, 11, 15, 12))
+    b.assign_plan("acme", "pro")  # no change: nothing recorded
+    acct = b.customer("acme")
+    assert acct is not None and acct.plan == "pro"
+    z = "+00:00"
+    assert _plans(b, "2026-09") == [(None, f"2026-09-01T00:00:00{z}", f"2026-10-01T00:00:00{z}")]
+    assert _plans(b, "2026-10") == [
+        (None, f"2026-10-01T00:00:00{z}", f"2026-10-15T00:00:00{z}"),
+        ("basic", f"2026-10-15T00:00:00{z}", f"2026-11-01T00:00:00{z}"),
+    ]
+    assert _plans(b, "2026-11") == [
+        ("basic", f"2026-11-01T00:00:00{z}", f"2026-11-15T12:00:00{z}"),
+        ("pro", f"2026-11-15T12:00:00{z}", f"2026-12-01T00:00:00{z}"),
+    ]
+    assert _plans(b, "2026-11-16") == [
+        ("pro", f"2026-11-16T00:00:00{z}", f"2026-11-17T00:00:00{z}")
+    ]
+    assert [p for p, _, _ in _plans(b, "2026")] == [None, "basic", "pro"]
+    # in the statement's time zone: 12:00 UTC is 13:00 in Paris
+    assert _plans(b, "2026-11-15", "Europe/Paris") == [
+        ("basic", "2026-11-15T00:00:00+01:00", "2026-11-15T13:00:00+01:00"),
+        ("pro", "2026-11-15T13:00:00+01:00", "2026-11-16T00:00:00+01:00"),
+    ]
+    b.assign_plan("acme", None, ts=_at(2026, 11, 20))  # back to the provider cost
+    assert [p for p, _, _ in _plans(b, "2026-11")] == ["basic", "pro", None]
+    # the record stays in order: a change is not dated before the last one, or ahead
+    with pytest.raises(InvalidRequest, match="last changed after") as err:
+        b.assign_plan("acme", "basic", ts=_at(2026, 11, 19))
+    assert err.value.status == 409
+    with pytest.raises(InvalidRequest, match="future"):
+        b.assign_plan("acme", "basic", ts=time.time() + 3600)
+    assert [p for p, _, _ in _plans(b, "2026-11")] == ["basic", "pro", None]
+
+
+def test_plan_changes_at_one_instant_leave_the_last_one(store: Store) -> None:
+    b = BillingStore(store)
+    b.create_plan(Plan("basic", markup_pct=D("5")))
+    b.create_plan(Plan("pro", markup_pct=D("10")))
+    b.assign_plan("acme", "basic", ts=NOV - 10)
+    for plan in ("pro", "basic", "pro"):
+        b.assign_plan("acme", plan, ts=NOV + 60)
+    assert _plans(b, "2026-11") == [
+        ("basic", "2026-11-01T00:00:00+00:00", "2026-11-01T00:01:00+00:00"),
+        ("pro", "2026-11-01T00:01:00+00:00", "2026-12-01T00:00:00+00:00"),
+    ]
+
+
+def test_m014_dates_the_plans_customers_had_in_the_previous_schema(
+    new_db_url: Callable[[], str],
+) -> None:
+    """Plan changes were not recorded before m014: a customer's plan then counts from
+    when they were created (what their statements showed), and changes after it
+    are dated."""
+    names = migrations.names()
+    with open_store(new_db_url()) as old:
+        old.migrate(upto=names[names.index("m014_plan_changes") - 1])
+        b = BillingStore(old)
+        b.create_plan(Plan("pro", markup_pct=D("10")))
+        b.create_plan(Plan("basic", markup_pct=D("5")))
+        b.topup("walkin", D("1"), ts=NOV)  # a balance, no plan
+        zero = b.db.money(D(0))
+        sql = b.db.sql(
+            "INSERT INTO billing_customers (customer, plan, unit, balance, credited, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        b.db.write(lambda cur: cur.execute(sql, ("acme", "pro", None, zero, zero, NOV + 3600)))
+        assert old.migrate(upto="m014_plan_changes") == ["m014_plan_changes"]
+        old.migrate()
+        assert _plans(b, "2026-10") == [
+            (None, "2026-10-01T00:00:00+00:00", "2026-11-01T00:00:00+00:00")
+        ]
+        assert _plans(b, "2026-11") == [
+            (None, "2026-11-01T00:00:00+00:00", "2026-11-01T01:00:00+00:00"),
+            ("pro", "2026-11-01T01:00:00+00:00", "2026-12-01T00:00:00+00:00"),
+        ]
+        walkin = build_statement(b, "walkin", parse_period("2026-11")).to_json()
+        assert walkin["plan"] is None and [p["plan"] for p in walkin["plans"]] == [None]
+        b.assign_plan("acme", "basic", ts=DEC + 60)
+        assert [p for p, _, _ in _plans(b, "2026-12")] == ["pro", "basic"]
+        assert [p for p, _, _ in _plans(b, "2026-11")] == [None, "pro"]

@@ -2,6 +2,7 @@
 
 - `plans`: a plan's price for a request (`charge`), exact and rounded once.
 - `credits`: the append-only credit ledger, customers and plans (`BillingStore`).
+- `plan_changes`: when each customer's plan changed, for statements.
 - `statements`: a customer's statement for a period, as JSON or CSV.
 - `policy`: the admission policy that reserves a request's worst-case charge
   against the customer's balance and settles it to the actual charge.
@@ -12,6 +13,7 @@ See ``docs/billing.md``.
 from __future__ import annotations
 
 from .credits import KINDS, BillingStore, CreditEntry, Customer, Debit
+from .plan_changes import PlanSpan
 from .plans import (
     QUANTUM,
     UNITS,
@@ -40,6 +42,7 @@ __all__ = [
     "Debit",
     "Period",
     "Plan",
+    "PlanSpan",
     "Statement",
     "billing_config",
     "billing_policy",

@@ -6,12 +6,15 @@ Tables (migration ``m003_credits``):
   refunds add, debits subtract) and exact; ``kind`` is ``topup``, ``debit``,
   ``adjustment`` or ``refund``; ``(request_id, kind)`` is unique, so a request
   is debited (or refunded) at most once however often its settlement is retried.
-  Triggers refuse every UPDATE and DELETE.
+  A refund gives back some or all of what a request's debit took from the same
+  customer, never more: being the request's one refund, it is also every refund
+  the request will get. Triggers refuse every UPDATE and DELETE.
 - ``billing_customers``: one row per customer with a plan or a balance. Its
   ``balance`` is the sum of the customer's ledger rows, kept in step in the same
   transaction as each append, and a CHECK keeps it at zero or above. ``credited``
   is the sum of everything but debits.
-- ``billing_plans``: see `tokenomy.billing.plans`.
+- ``billing_plans``: see `tokenomy.billing.plans`; when each customer's plan
+  changed, ``billing_plan_changes``: see `tokenomy.billing.plan_changes`.
 
 Every append runs in one transaction that holds the customer's row (SQLite:
 the database write lock; PostgreSQL: ``SELECT ... FOR UPDATE``), so two
@@ -35,6 +38,7 @@ from ..ledger.base import REQUEST_COLUMNS, Store, row_to_record
 from ..ledger.migrations import Cursor
 from ..records import UsageRecord
 from ._db import DB, money_or_none, money_out
+from .plan_changes import last_change, record_change
 from .plans import UNITS, Plan, money_text, record_charge
 
 __all__ = ["KINDS", "BillingStore", "CreditEntry", "Customer", "Debit"]
@@ -301,18 +305,28 @@ class BillingStore:
         request_id: str | None = None,
         ts: float | None = None,
         idempotency_key: str | None = None,
-    ) -> CreditEntry | None:
+    ) -> CreditEntry:
         """Add a signed ``amount``; refused if the balance would go below zero.
 
-        ``kind="refund"`` gives credit back (``amount`` > 0), at most once per
-        ``request_id``: None if that request was already refunded.
+        ``kind="refund"`` gives back ``amount`` (> 0) of what the debit of
+        ``request_id`` took from this customer: some or all of it, never more
+        (`NotFound` ``debit_not_found`` without such a debit, a 409
+        ``refund_exceeds_debit`` above it). A request is refunded once: the same
+        refund again (a retry) returns its entry with `replayed` set and changes
+        nothing; any other refund of that request is a 409 ``refunded``.
         """
         if kind not in ("adjustment", "refund"):
             raise InvalidRequest("kind must be 'adjustment' or 'refund'", param="kind")
         if amount == 0 or (kind == "refund" and amount < 0):
             raise InvalidRequest("the amount must be non-zero (and positive for a refund)")
+        if kind == "refund" and request_id is None:
+            raise InvalidRequest(
+                "a refund names the request it gives back ('request_id'); "
+                "other credit is an adjustment",
+                param="request_id",
+            )
 
-        def run(cur: Cursor) -> CreditEntry | None:
+        def run(cur: Cursor) -> CreditEntry:
             acct = self._locked(cur, customer)
             if acct is None or acct.unit is None:
                 raise NotFound(f"{customer!r} has no balance", code="no_balance")
@@ -323,13 +337,74 @@ class BillingStore:
                 done = self._replay(cur, key, kind, customer, amount)
                 if done is not None:
                     return done
+            if kind == "refund":
+                assert request_id is not None
+                done = self._refundable(cur, acct, request_id, amount)
+                if done is not None:
+                    return done
             rid = request_id if key is None else key
             entry = self._append(cur, acct, amount, kind, ts=ts, request_id=rid, note=note)
-            if entry is None and key is not None:  # a retry committed meanwhile
-                return self._replay(cur, key, kind, customer, amount)
-            return entry
+            if entry is not None:
+                return entry
+            # (request_id, kind) exists: a retry committed meanwhile, or a request's
+            # adjustment made before
+            if key is not None:
+                done = self._replay(cur, key, kind, customer, amount)
+            elif kind == "refund":
+                done = self._refundable(cur, acct, rid or "", amount)
+            else:
+                done = None
+            if done is None:
+                raise InvalidRequest(
+                    f"request {rid!r} already has an adjustment", status=409, code="adjusted"
+                )
+            return done
 
         return self.db.write(run)
+
+    def _refundable(
+        self, cur: Cursor, acct: Customer, request_id: str, amount: Decimal
+    ) -> CreditEntry | None:
+        """None if ``acct`` may be refunded ``amount`` for ``request_id``; the refund
+        already made, if this is a retry of it; raises otherwise.
+
+        Run under the customer's lock: a refund of the request that passed this
+        check (only its debited customer's can) has committed, or waits behind us;
+        the unique ``(request_id, kind)`` backs that up.
+        """
+        sql = self.db.sql(
+            f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger WHERE request_id = ? AND kind = 'refund'"
+        )
+        row = cur.execute(sql, (request_id,)).fetchone()
+        if row is not None:
+            done = _entry(row)
+            if done.customer == acct.customer and done.amount == amount:
+                return replace(done, replayed=True)
+            raise InvalidRequest(
+                f"request {request_id!r} was already refunded ({money_text(done.amount)} "
+                f"{done.unit} to {done.customer!r}, entry {done.id}); a request is refunded "
+                "once: give more credit as an adjustment",
+                status=409,
+                code="refunded",
+                param="request_id",
+            )
+        debit = self._debit_of(cur, request_id)
+        if debit is None or debit.customer != acct.customer:
+            elsewhere = "" if debit is None else f" (it was debited to {debit.customer!r})"
+            raise NotFound(
+                f"{acct.customer!r} has no debit of request {request_id!r} to refund{elsewhere}",
+                code="debit_not_found",
+                param="request_id",
+            )
+        if amount > -debit.amount:
+            raise InvalidRequest(
+                f"request {request_id!r} was debited {money_text(-debit.amount)} {debit.unit}: "
+                f"a refund of {money_text(amount)} is more than that",
+                status=409,
+                code="refund_exceeds_debit",
+                param="amount",
+            )
+        return None
 
     def debit(
         self,
@@ -492,8 +567,15 @@ class BillingStore:
         sql = f"SELECT {_PLAN_COLUMNS} FROM billing_plans ORDER BY name"
         return [_plan(r) for r in self.db.read(lambda cur: cur.execute(sql).fetchall())]
 
-    def assign_plan(self, customer: str, plan: str | None) -> Customer:
-        """Put ``customer`` on ``plan`` (None: provider cost), creating the customer."""
+    def assign_plan(self, customer: str, plan: str | None, *, ts: float | None = None) -> Customer:
+        """Put ``customer`` on ``plan`` (None: provider cost), creating the customer.
+
+        The change is recorded as of ``ts`` (default: now; `plan_changes`), which
+        statements read; an earlier ``ts`` imports a past change, and cannot be in
+        the future or before the customer's last recorded change.
+        """
+        if ts is not None and ts > time.time():
+            raise InvalidRequest("a plan change cannot be dated in the future", param="ts")
 
         def run(cur: Cursor) -> Customer:
             if plan is not None:
@@ -502,11 +584,21 @@ class BillingStore:
                 ).fetchone()
                 if found is None:
                     raise NotFound(f"no plan {plan!r}", code="plan_not_found")
-            acct = self._locked(cur, customer) or self._create(cur, customer, None, plan)
-            cur.execute(
-                self.db.sql("UPDATE billing_customers SET plan = ? WHERE customer = ?"),
-                (plan, customer),
-            )
+            acct = self._locked(cur, customer) or self._create(cur, customer, None, None)
+            if plan != acct.plan:
+                last = last_change(self.db, cur, customer)
+                since = float("-inf") if last is None else float(last[0])
+                if ts is not None and ts < since:
+                    raise InvalidRequest(
+                        f"{customer!r}'s plan last changed after that", status=409, param="ts"
+                    )
+                # never before the last change, whatever another replica's clock said
+                when = max(time.time() if ts is None else ts, since)
+                cur.execute(
+                    self.db.sql("UPDATE billing_customers SET plan = ? WHERE customer = ?"),
+                    (plan, customer),
+                )
+                record_change(self.db, cur, customer, plan, when)
             return Customer(customer, plan, acct.unit, acct.balance, acct.credited, acct.created_at)
 
         return self.db.write(run)

@@ -4,11 +4,12 @@ Usage, provider cost and the price charged come from ``requests`` (rows whose
 ``end_user`` is the customer and whose ``ts``, the request's start, falls in the
 period); the charge is computed from each record with the plan terms copied
 into it when the request was admitted (``decisions.billing``), so a later change
-of plan never rewrites an old statement. Balances come from ``credit_ledger``: the opening balance is the
-sum of every entry before the period, the closing balance that plus the
-period's entries. Every sum is exact (PostgreSQL ``NUMERIC``; on SQLite an exact
-decimal aggregate) and every amount is written as a plain decimal string.
-The formats are specified in ``docs/billing.md``.
+of plan never rewrites an old statement. The plans named are those in force
+during the period, from the recorded plan changes (`plan_changes`). Balances
+come from ``credit_ledger``: the opening balance is the sum of every entry
+before the period, the closing balance that plus the period's entries. Every
+sum is exact (PostgreSQL ``NUMERIC``; on SQLite an exact decimal aggregate) and
+every amount is written as a plain decimal string. The formats are specified in ``docs/billing.md``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..records import UsageRecord
 from ..usage import Usage
 from ._db import money_or_none, money_out
 from .credits import BillingStore, CreditEntry
+from .plan_changes import PlanSpan, plans_between
 from .plans import money_text, record_charge
 
 __all__ = ["CSV_COLUMNS", "Period", "Statement", "build_statement", "parse_period"]
@@ -143,7 +145,8 @@ class Statement:
     customer: str
     period: Period
     timezone: str
-    plan: str | None
+    plan: str | None  # in force at the end of the period
+    plans: list[PlanSpan] = field(default_factory=list)  # in force during it, oldest first
     models: list[ModelUsage] = field(default_factory=list)
     balance: Balance | None = None  # None: the customer has no prepaid balance
     topups: list[CreditEntry] = field(default_factory=list)
@@ -166,6 +169,14 @@ class Statement:
             "start": self.period.start.isoformat(),
             "end": self.period.end.isoformat(),
             "plan": self.plan,
+            "plans": [
+                {
+                    "plan": p.plan,
+                    "from": _iso(p.start, self.period),
+                    "until": _iso(p.end, self.period),
+                }
+                for p in self.plans
+            ],
             "usage": {k: total.pop(k) for k in list(total) if not k.endswith("_usd")},
             "provider_cost_usd": total["provider_cost_usd"],
             "charged_usd": total["charged_usd"],
@@ -302,7 +313,7 @@ def build_statement(
         if usd is not None:
             m.charged_usd += usd
 
-    def run(cur: Cursor) -> tuple[Any, list[Any]]:
+    def run(cur: Cursor) -> tuple[Any, list[Any], list[PlanSpan]]:
         drafts: dict[str, list[tuple[str, UsageRecord]]] = {}
         for row in cur.execute(sides_sql, (customer, start, end)).fetchall():
             if row[-1] == "cascade":
@@ -324,11 +335,11 @@ def build_statement(
                 line(name, d, record_charge(d)[0])
         opening = cur.execute(opening_sql, (customer, start)).fetchone()[0]
         kinds = cur.execute(kinds_sql, (customer, start, end)).fetchall()
-        return opening, kinds
+        return opening, kinds, plans_between(db, cur, customer, start, end)
 
-    opening, kinds = db.read(run)
+    opening, kinds, plans = db.read(run)
     acct = billing.customer(customer)
-    st = Statement(customer, period, timezone, acct.plan if acct else None)
+    st = Statement(customer, period, timezone, plans[-1].plan, plans)
     st.models = [models[name] for name in sorted(models)]
     if acct is not None and acct.unit is not None:
         bal = Balance(acct.unit, opening=money_out(opening))

@@ -63,7 +63,8 @@ def topup(
 @click.argument("amount")
 @click.option("--note", required=True, help="Why: every adjustment is explained in the ledger.")
 @click.option("--refund", "refund_of", default=None, metavar="REQUEST_ID",
-              help="Give AMOUNT back for this request (at most once per request).")  # fmt: skip
+              help="Give back AMOUNT of what this request's debit took from CUSTOMER "
+                   "(at most all of it, once per request).")  # fmt: skip
 @db_option
 @config_option
 def adjust(
@@ -82,12 +83,11 @@ def adjust(
         value = parse_money(amount, "amount", unit=acct.unit)
         kind = "refund" if refund_of else "adjustment"
         entry = billing.adjust(customer, value, note=note, kind=kind, request_id=refund_of)
-        if entry is None:
-            raise click.ClickException(f"request {refund_of} was already refunded")
         after = billing.customer(customer)
     assert after is not None
+    again = " (made before: nothing changed)" if entry.replayed else ""
     click.echo(f"entry {entry.id}: {kind} {money_text(entry.amount)} {entry.unit} for "
-               f"{customer}; balance {money_text(after.balance)} {entry.unit}")  # fmt: skip
+               f"{customer}; balance {money_text(after.balance)} {entry.unit}{again}")  # fmt: skip
 
 
 @credits.command("balance")

@@ -366,3 +366,22 @@ def m013_usage_extras(d: Dialect) -> list[str]:
         f"ALTER TABLE requests ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0"
         for column in ("audio_input_tokens", "audio_output_tokens", "web_search_requests")
     ]
+
+
+@migration
+def m014_plan_changes(d: Dialect) -> list[str]:
+    """When each customer's plan changed (see ``tokenomy.billing.plan_changes``), so
+    a statement shows the plans of its period. Changes before this one were not
+    recorded: a customer's plan now is taken as theirs since they were created,
+    which is what statements showed until now."""
+    return [
+        f"""CREATE TABLE billing_plan_changes (
+            id {d.row_id},
+            customer TEXT NOT NULL REFERENCES billing_customers (customer),
+            ts {d.real} NOT NULL,
+            plan TEXT REFERENCES billing_plans (name)
+        )""",
+        "CREATE INDEX billing_plan_changes_customer_ts ON billing_plan_changes (customer, ts)",
+        "INSERT INTO billing_plan_changes (customer, ts, plan) "
+        "SELECT customer, created_at, plan FROM billing_customers WHERE plan IS NOT NULL",
+    ]

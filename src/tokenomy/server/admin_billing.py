@@ -8,6 +8,8 @@ GET    /admin/credits/{customer}/history     ledger entries, newest first (the l
 POST   /admin/credits/{customer}/topup       {"amount": "25.00", "unit": "usd", "note": "..."}
 POST   /admin/credits/{customer}/adjust      {"amount": "-1.5", "note": "...",
                                               "kind": "adjustment"|"refund", "request_id": ...}
+                                             (a refund: at most what the request's debit
+                                             took from this customer, once per request)
 GET    /admin/plans                          every plan
 POST   /admin/plans                          {"name": "pro", "markup_pct": "20"} or fixed prices
 GET    /admin/plans/{name}                   one plan
@@ -166,10 +168,6 @@ async def handle_credits(
                 idempotency_key=key,
             )
         )
-        if adjusted is None:
-            raise InvalidRequest(
-                f"request {request_id!r} was already refunded", status=409, code="refunded"
-            )
         await _send_entry(send, billing, policy, adjusted)
     else:
         raise not_allowed(method, parts)
