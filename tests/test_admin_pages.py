@@ -1,10 +1,11 @@
 """The admin API's paged lists (``?limit=N&after=CURSOR``), on both engines: a walk
 from page to page returns each row exactly once, ties and inserts between pages
-included; a bad limit or cursor is a 400 naming it."""
+included; a bad limit or cursor is a 400 naming it; the CLI lists every row."""
 
 from __future__ import annotations
 
 import base64
+import importlib
 from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
@@ -13,11 +14,13 @@ from typing import Any
 import httpx2 as httpx
 import orjson
 import pytest
+from click.testing import CliRunner
 
 from gateway_fixtures import MASTER_KEY
 from tokenomy.billing import BillingStore, Plan
 from tokenomy.caps.model import budget_from, limit_from
 from tokenomy.caps.store import CapsStore
+from tokenomy.cli import cli
 from tokenomy.config import Settings
 from tokenomy.keys import mint_key
 from tokenomy.ledger import KeyRecord, SQLStore, Store
@@ -302,3 +305,29 @@ def test_an_unknown_query_parameter_on_a_list_is_a_400(store: Store, admin: http
     error(admin.get("/admin/plans", params={"offset": "5"}), "offset")
     # One thing, not a list: its query string is not read (as before).
     assert admin.get("/admin/plans/none?x=1").status_code == 404
+
+
+# -- the CLI --------------------------------------------------------------------------------
+
+
+def test_cli_lists_print_every_row_page_after_page(
+    store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in ("tokenomy.cli.keys", "tokenomy.cli.billing"):  # (names their groups shadow)
+        monkeypatch.setattr(importlib.import_module(module), "PAGE", 2)
+    keys = [add_key(store, TIED) for _ in range(5)]
+    billing = BillingStore(store)
+    for i in range(5):
+        billing.topup(f"cust{i}", Decimal(1))
+        billing.create_plan(Plan(name=f"plan{i}", markup_pct=Decimal(i)))
+
+    def firsts(*args: str) -> list[str]:
+        """The first word of each line the command prints."""
+        res = CliRunner().invoke(cli, [*args, "--db", db_url])
+        assert res.exit_code == 0, res.output
+        return [line.split()[0] for line in res.stdout.splitlines()]
+
+    assert firsts("keys", "list") == ["key_id", *(k.key_id for k in store.list_keys())]
+    assert len(keys) == 5
+    assert firsts("credits", "balance") == ["customer", *(f"cust{i}" for i in range(5))]
+    assert firsts("plans", "list") == [f"plan{i}" for i in range(5)]
