@@ -36,6 +36,7 @@ from typing import Any
 from ..errors import InvalidRequest, NotFound
 from ..ledger.base import REQUEST_COLUMNS, Store, row_to_record
 from ..ledger.migrations import Cursor
+from ..ledger.pages import Page, SortKey, page_of, page_query
 from ..records import UsageRecord
 from ._db import DB, money_or_none, money_out
 from .plan_changes import last_change, record_change
@@ -153,6 +154,18 @@ class BillingStore:
     def customers(self) -> list[Customer]:
         sql = f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers ORDER BY customer"
         return [_customer(r) for r in self.db.read(lambda cur: cur.execute(sql).fetchall())]
+
+    def customers_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[Customer]:
+        """``limit`` customers past ``after``, by name: the sort key is ``(customer,)``."""
+        sql, params = page_query(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers",
+            ("customer",),
+            after,
+            limit,
+            param=self.db.dialect.param,
+        )
+        rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
+        return page_of(rows, limit, _customer, lambda c: (c.customer,))
 
     def _locked(self, cur: Cursor, customer: str) -> Customer | None:
         sql = self.db.sql(
@@ -473,6 +486,25 @@ class BillingStore:
         rows = self.db.read(lambda cur: cur.execute(sql, (*params, limit)).fetchall())
         return [_entry(r) for r in rows]
 
+    def history_page(
+        self, customer: str, *, after: SortKey | None = None, limit: int = 100
+    ) -> Page[CreditEntry]:
+        """``limit`` of the customer's entries past ``after``, newest first: the sort
+        key is ``(ts, id)``. An entry appended while a client pages is newer than
+        the pages it has read (unless it was dated in the past, ``ts``)."""
+        sql, params = page_query(
+            f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger",
+            ("ts", "id"),
+            after,
+            limit,
+            param=self.db.dialect.param,
+            where=[self.db.sql("customer = ?")],
+            params=[customer],
+            descending=True,
+        )
+        rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
+        return page_of(rows, limit, _entry, lambda e: (e.ts, e.id))
+
     def reconcile(self, since: float, until: float | None = None) -> int:
         """Append the debits of recorded requests that have none; return how many.
 
@@ -566,6 +598,18 @@ class BillingStore:
     def plans(self) -> list[Plan]:
         sql = f"SELECT {_PLAN_COLUMNS} FROM billing_plans ORDER BY name"
         return [_plan(r) for r in self.db.read(lambda cur: cur.execute(sql).fetchall())]
+
+    def plans_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[Plan]:
+        """``limit`` plans past ``after``, by name: the sort key is ``(name,)``."""
+        sql, params = page_query(
+            f"SELECT {_PLAN_COLUMNS} FROM billing_plans",
+            ("name",),
+            after,
+            limit,
+            param=self.db.dialect.param,
+        )
+        rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
+        return page_of(rows, limit, _plan, lambda p: (p.name,))
 
     def assign_plan(self, customer: str, plan: str | None, *, ts: float | None = None) -> Customer:
         """Put ``customer`` on ``plan`` (None: provider cost), creating the customer.

@@ -23,18 +23,21 @@ import orjson
 from ..errors import ConfigError, InvalidRequest, NotFound
 from ..ledger.base import REQUEST_COLUMNS, SQLStore, Store, dump_json, row_to_record
 from ..ledger.migrations import Cursor
+from ..ledger.pages import Page, SortKey, page_of, page_query
 from ..records import UsageRecord
 from .counters import usd_to_units
 from .model import EACH, Budget, Limit, Scope, Subject
 from .periods import parse_period
 
 T = TypeVar("T")
+D = TypeVar("D", Budget, Limit)
 
 BUDGET_COLUMNS = ("id", "name", "scope", "period", "limit_usd", "limit_tokens", "on_exceed",
                   "fail_mode", "alerts", "webhook_url", "created_at", "updated_at")  # fmt: skip
 LIMIT_COLUMNS = ("id", "name", "scope", "rpm", "tpm", "input_tpm", "output_tpm", "concurrent",
                  "window_seconds", "fail_mode", "created_at", "updated_at")  # fmt: skip
 _JSON = {"scope", "alerts"}
+_ALERT_KEYS = ("budget_id", "entity", "period", "threshold", "fired_at", "total", "limit")
 ALLOWANCE_SLACK = 60.0  # seconds: how far a replica's clock may lag the one that made it
 
 # The ledger columns each scope dimension reads.
@@ -95,6 +98,33 @@ class CapsStore:
 
         version, brows, lrows = self._read(run)
         return version, [self._budget(r) for r in brows], [self._limit(r) for r in lrows]
+
+    def budgets_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[Budget]:
+        """``limit`` budgets past ``after``, in the order of `load`: the sort key is
+        ``(created_at, id)``."""
+        return self._page("cap_budgets", BUDGET_COLUMNS, self._budget, after, limit)
+
+    def limits_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[Limit]:
+        """``limit`` rate limits past ``after``, sorted as `budgets_page`."""
+        return self._page("cap_limits", LIMIT_COLUMNS, self._limit, after, limit)
+
+    def _page(
+        self,
+        table: str,
+        columns: Sequence[str],
+        item: Callable[[Sequence[Any]], D],
+        after: SortKey | None,
+        limit: int,
+    ) -> Page[D]:
+        sql, params = page_query(
+            f"SELECT {', '.join(columns)} FROM {table}",
+            ("created_at", "id"),
+            after,
+            limit,
+            param=self.dialect.param,
+        )
+        rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
+        return page_of(rows, limit, item, lambda d: (d.created_at, d.id))
 
     def _budget(self, row: Sequence[Any]) -> Budget:
         (id_, name, scope, period, usd, tokens, on_exceed, fail_mode, alerts, hook, c, u) = row
@@ -214,8 +244,30 @@ class CapsStore:
         )
         params = () if budget_id is None else (budget_id,)
         rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
-        keys = ("budget_id", "entity", "period", "threshold", "fired_at", "total", "limit")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return [dict(zip(_ALERT_KEYS, r, strict=True)) for r in rows]
+
+    def alerts_page(
+        self, budget_id: str, *, after: SortKey | None = None, limit: int = 100
+    ) -> Page[dict[str, Any]]:
+        """``limit`` of a budget's fired thresholds past ``after``, in the order they
+        fired: the sort key is ``(fired_at, entity, period, threshold)``."""
+        sort = ("fired_at", "entity", "period", "threshold")
+        sql, params = page_query(
+            "SELECT budget_id, entity, period, threshold, fired_at, total, lim FROM cap_alerts",
+            sort,
+            after,
+            limit,
+            param=self.dialect.param,
+            where=[f"budget_id = {self.dialect.param}"],
+            params=[budget_id],
+        )
+        rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
+        return page_of(
+            rows,
+            limit,
+            lambda r: dict(zip(_ALERT_KEYS, r, strict=True)),
+            lambda a: tuple(a[k] for k in sort),
+        )
 
     # -- the ledger, seen by the caps -------------------------------------------------------------
 

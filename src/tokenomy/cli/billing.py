@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -11,10 +11,19 @@ from decimal import Decimal
 import click
 import orjson
 
-from ..billing import BillingStore, Plan, build_statement, money_text, parse_money, parse_period
+from ..billing import (
+    BillingStore,
+    Customer,
+    Plan,
+    build_statement,
+    money_text,
+    parse_money,
+    parse_period,
+)
 from ..config import load_settings
 from ..config import timezone as check_zone
-from .common import click_errors, config_option, db_option, open_ledger
+from ..ledger import walk
+from .common import PAGE, click_errors, config_option, db_option, open_ledger
 from .keys import parse_duration
 
 
@@ -97,17 +106,18 @@ def adjust(
 def balance(customer: str | None, db: str | None, config_path: str | None) -> None:
     """Show CUSTOMER's balance and plan (every customer's without CUSTOMER)."""
     with _billing(db, config_path) as billing:
+        rows: Iterable[Customer]
         if customer is None:
-            rows = billing.customers()
+            rows = walk(lambda after: billing.customers_page(after=after, limit=PAGE))
         else:
             one = billing.customer(customer)
             if one is None:
                 raise click.ClickException(f"no billing customer {customer!r}")
             rows = [one]
-    click.echo(f"{'customer':<24}{'plan':<16}{'balance':>24}  unit")
-    for c in rows:
-        shown = "-" if c.unit is None else money_text(c.balance)
-        click.echo(f"{c.customer:<24}{(c.plan or '-'):<16}{shown:>24}  {c.unit or '-'}")
+        click.echo(f"{'customer':<24}{'plan':<16}{'balance':>24}  unit")
+        for c in rows:
+            shown = "-" if c.unit is None else money_text(c.balance)
+            click.echo(f"{c.customer:<24}{(c.plan or '-'):<16}{shown:>24}  {c.unit or '-'}")
 
 
 @credits.command("history")
@@ -188,11 +198,10 @@ def create_plan(
 @db_option
 @config_option
 def list_plans(db: str | None, config_path: str | None) -> None:
-    """List plans."""
+    """List every plan, by name."""
     with _billing(db, config_path) as billing:
-        rows = billing.plans()
-    for p in rows:
-        click.echo(f"{p.name:<20}{p.describe()}")
+        for p in walk(lambda after: billing.plans_page(after=after, limit=PAGE)):
+            click.echo(f"{p.name:<20}{p.describe()}")
 
 
 @plans.command("assign")

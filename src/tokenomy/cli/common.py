@@ -16,6 +16,10 @@ from ..ledger.base import Store
 db_option = click.option("--db", default=None, envvar="TOKENOMY_DB", help="Ledger path or URL.")
 config_option = click.option("--config", "config_path", default=None, help="YAML config file.")
 
+# Rows a list command reads at a time: it prints every row, page after page, so
+# its memory stays flat and output starts at once however long the list is.
+PAGE = 1000
+
 
 def open_ledger(db: str | None, config_path: str | None) -> Store:
     """The migrated ledger that --db (or the config file) names; the caller closes it."""

@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 import click
 
 from ..keys import mint_key
-from .common import config_option, db_option, open_ledger
+from ..ledger import walk
+from .common import PAGE, config_option, db_option, open_ledger
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -85,20 +86,19 @@ def create(
 @db_option
 @config_option
 def list_(db: str | None, config_path: str | None) -> None:
-    """List keys (never their secrets)."""
-    with open_ledger(db, config_path) as store:
-        rows = store.list_keys()
+    """List every key, oldest first (never their secrets)."""
     now = time.time()
-    click.echo(
-        f"{'key_id':<14}{'name':<16}{'org':<12}{'team':<12}{'user':<12}{'status':<10}expires"
-    )
-    for k in rows:
-        status = "revoked" if k.revoked_at else (
-            "expired" if k.expires_at and k.expires_at <= now else "active")  # fmt: skip
+    with open_ledger(db, config_path) as store:  # a bad --db or config: no header first
         click.echo(
-            f"{k.key_id:<14}{(k.name or '-'):<16}{(k.org or '-'):<12}{(k.team or '-'):<12}"
-            f"{(k.user or '-'):<12}{status:<10}{_when(k.expires_at)}"
+            f"{'key_id':<14}{'name':<16}{'org':<12}{'team':<12}{'user':<12}{'status':<10}expires"
         )
+        for k in walk(lambda after: store.keys_page(after=after, limit=PAGE)):
+            status = "revoked" if k.revoked_at else (
+                "expired" if k.expires_at and k.expires_at <= now else "active")  # fmt: skip
+            click.echo(
+                f"{k.key_id:<14}{(k.name or '-'):<16}{(k.org or '-'):<12}{(k.team or '-'):<12}"
+                f"{(k.user or '-'):<12}{status:<10}{_when(k.expires_at)}"
+            )
 
 
 @keys.command("revoke")

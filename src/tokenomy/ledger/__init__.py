@@ -11,6 +11,7 @@ import os
 from ..errors import ConfigError
 from .base import KeyRecord, SQLStore, Store
 from .migrations import MIGRATIONS
+from .pages import Page, SortKey, walk
 from .sqlite import SQLiteStore
 from .writer import Deferred, GroupCommitWriter, WriterStats, load_fallback
 
@@ -19,13 +20,16 @@ __all__ = [
     "Deferred",
     "GroupCommitWriter",
     "KeyRecord",
+    "Page",
     "SQLStore",
     "SQLiteStore",
+    "SortKey",
     "Store",
     "WriterStats",
     "load_fallback",
     "open_store",
     "sqlite_path",
+    "walk",
 ]
 
 DEFAULT_PATH = "tokenomy.db"

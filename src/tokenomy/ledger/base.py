@@ -28,6 +28,7 @@ from ..records import UsageRecord
 from ..usage import Usage
 from . import rollups
 from .migrations import Cursor, Dialect, apply_pending
+from .pages import Page, SortKey, page_of, page_query
 
 T = TypeVar("T")
 
@@ -105,6 +106,11 @@ class Store(ABC):
     @abstractmethod
     def list_keys(self) -> list[KeyRecord]:
         """Oldest first."""
+
+    @abstractmethod
+    def keys_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[KeyRecord]:
+        """``limit`` keys past ``after``, oldest first; the sort key is
+        ``(created_at, key_id)``: see `tokenomy.ledger.pages`."""
 
     @abstractmethod
     def update_key(
@@ -519,6 +525,17 @@ class SQLStore(Store):
     def list_keys(self) -> list[KeyRecord]:
         sql = f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys ORDER BY created_at, key_id"
         return [row_to_key(r) for r in self._read(lambda cur: cur.execute(sql).fetchall())]
+
+    def keys_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[KeyRecord]:
+        sql, params = page_query(
+            f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys",
+            ("created_at", "key_id"),
+            after,
+            limit,
+            param=self.dialect.param,
+        )
+        rows = self._fetch(sql, params)
+        return page_of(rows, limit, row_to_key, lambda k: (k.created_at, k.key_id))
 
     def update_key(
         self, key_id: str, *, revoked_at: float | None = None, expires_at: float | None = None

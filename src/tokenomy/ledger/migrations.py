@@ -385,3 +385,15 @@ def m014_plan_changes(d: Dialect) -> list[str]:
         "INSERT INTO billing_plan_changes (customer, ts, plan) "
         "SELECT customer, created_at, plan FROM billing_customers WHERE plan IS NOT NULL",
     ]
+
+
+@migration
+def m015_page_indexes(d: Dialect) -> list[str]:
+    """Indexes for the admin API's paged lists (``tokenomy.ledger.pages``): keys in
+    the order they were made, and a budget's alerts in the order they fired. (The
+    credit history pages on ``credit_ledger_customer_ts``; customers and plans on
+    their primary keys.)"""
+    return [
+        "CREATE INDEX api_keys_created ON api_keys (created_at, key_id)",
+        "CREATE INDEX cap_alerts_budget_fired ON cap_alerts (budget_id, fired_at)",
+    ]

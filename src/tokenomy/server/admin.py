@@ -1,11 +1,13 @@
 """The admin HTTP API, guarded by the master key (``TOKENOMY_MASTER_KEY``).
 
 POST   /admin/keys                 create a key; the secret is in the answer, once
-GET    /admin/keys                 list keys (never their hashes)
+GET    /admin/keys                 list keys (never their hashes), oldest first, paged
 GET    /admin/keys/{key_id}        one key
 PATCH  /admin/keys/{key_id}        change ``expires_at`` (unix seconds or null)
 POST   /admin/keys/{key_id}/revoke revoke now
 DELETE /admin/keys/{key_id}        revoke now (keys are never deleted: the ledger names them)
+
+Every list is paged (``?limit=N&after=CURSOR``): see `tokenomy.server.admin_pages`.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from ..keys import bearer_token, mint_key
 from ..ledger.base import KeyRecord
 from .admin_billing import handle_credits, handle_customers, handle_plans, handle_statements
 from .admin_caps import handle_budgets, handle_limits
-from .admin_http import json_object, not_allowed, only_fields, optional_str
+from .admin_http import AdminRequest, not_allowed, only_fields, optional_str
+from .admin_pages import ListCursor, list_body, page_query
 from .http import Scope, send_json
 
 
@@ -69,32 +72,34 @@ def _date_ts(ts: float, name: str) -> float:
     return ts
 
 
-# An admin handler gets the gateway, the method, the path parts after /admin
-# (["keys", "<id>", "revoke"]), and the ASGI receive/send callables.
-AdminHandler = Callable[[Gateway, str, list[str], Any, Any], Awaitable[None]]
+# An admin handler gets the gateway, the request (method, path parts after /admin,
+# query, body) and the ASGI send callable.
+AdminHandler = Callable[[Gateway, AdminRequest, Any], Awaitable[None]]
+
+KEYS = ListCursor("keys", (float, str))  # (created_at, key_id)
 
 
 async def handle_admin(
     gw: Gateway, scope: Scope, receive: Any, send: Any, headers: dict[str, str]
 ) -> None:
     gw.keys.require_master(bearer_token(headers), "The admin API")
-    path = scope["path"].rstrip("/")
-    parts = path.split("/")[2:]  # ["keys", key_id?, action?]
-    handler = ADMIN_ROUTES.get(parts[0]) if parts else None
+    req = AdminRequest.of(scope, receive)
+    handler = ADMIN_ROUTES.get(req.parts[0]) if req.parts else None
     if handler is None:
-        raise NotFound(f"No admin route {path}", code="not_found")
-    await handler(gw, scope["method"], parts, receive, send)
+        raise NotFound(f"No admin route {scope['path'].rstrip('/')}", code="not_found")
+    await handler(gw, req, send)
 
 
-async def handle_keys(gw: Gateway, method: str, parts: list[str], receive: Any, send: Any) -> None:
-    store = gw.store
+async def handle_keys(gw: Gateway, req: AdminRequest, send: Any) -> None:
+    store, method, parts = gw.store, req.method, req.parts
     if len(parts) == 1:
         if method == "GET":
-            keys = await asyncio.to_thread(store.list_keys)
-            await send_json(send, 200, {"object": "list", "data": [key_view(k) for k in keys]})
+            q = page_query(req.query, KEYS)
+            page = await asyncio.to_thread(store.keys_page, after=q.after, limit=q.limit)
+            await send_json(send, 200, list_body(page, KEYS, key_view))
             return
         if method == "POST":
-            body = only_fields(await json_object(receive), _KEY_FIELDS)
+            body = only_fields(await req.json(), _KEY_FIELDS)
             tags = {} if body.get("tags") is None else body["tags"]
             models = [] if body.get("models") is None else body["models"]
             if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
@@ -125,7 +130,7 @@ async def handle_keys(gw: Gateway, method: str, parts: list[str], receive: Any, 
     if (method == "POST" and action == "revoke") or (method == "DELETE" and action is None):
         await asyncio.to_thread(store.update_key, key_id, revoked_at=time.time())
     elif method == "PATCH" and action is None:
-        body = only_fields(await json_object(receive), ("expires_at", "expires_in"))
+        body = only_fields(await req.json(), ("expires_at", "expires_in"))
         exp = _expiry(body)
         if exp is None:
             raise InvalidRequest("give 'expires_at' (unix seconds) or 'expires_in' (seconds)")

@@ -1,20 +1,23 @@
 """The admin API for prepaid billing (master key, like every ``/admin`` route).
 
-GET    /admin/customers                      every billing customer: plan, unit, balance
+GET    /admin/customers                      billing customers: plan, unit, balance (paged)
 GET    /admin/customers/{customer}           one customer
 PATCH  /admin/customers/{customer}           {"plan": "pro"} or {"plan": null}
 GET    /admin/credits/{customer}             the balance (as /admin/customers/{customer})
-GET    /admin/credits/{customer}/history     ledger entries, newest first (the last 1000)
+GET    /admin/credits/{customer}/history     ledger entries, newest first (paged)
 POST   /admin/credits/{customer}/topup       {"amount": "25.00", "unit": "usd", "note": "..."}
 POST   /admin/credits/{customer}/adjust      {"amount": "-1.5", "note": "...",
                                               "kind": "adjustment"|"refund", "request_id": ...}
                                              (a refund: at most what the request's debit
                                              took from this customer, once per request)
-GET    /admin/plans                          every plan
+GET    /admin/plans                          plans (paged)
 POST   /admin/plans                          {"name": "pro", "markup_pct": "20"} or fixed prices
 GET    /admin/plans/{name}                   one plan
 GET    /admin/statements/{customer}/{period}       the statement as JSON
 GET    /admin/statements/{customer}/{period}.csv   the same as CSV
+
+Lists are paged (``?limit=N&after=CURSOR``, `tokenomy.server.admin_pages`):
+customers and plans by name, a history newest first.
 
 Amounts are strings (or integers) and are answered as strings: money is never a
 float. A change reaches the gateway's cached accounts at once on this replica,
@@ -42,8 +45,13 @@ from ..billing.credits import CreditEntry
 from ..billing.policy import BillingPolicy
 from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
-from .admin_http import json_object, not_allowed, only_fields, optional_str
+from .admin_http import AdminRequest, not_allowed, only_fields, optional_str
+from .admin_pages import ListCursor, list_body, page_query
 from .http import send_bytes, send_json
+
+CUSTOMERS = ListCursor("customers", (str,))  # (customer,)
+PLANS = ListCursor("plans", (str,))  # (name,)
+HISTORY = ListCursor("credits", (float, int))  # (ts, id), newest first
 
 
 def _billing(gw: Gateway) -> tuple[BillingStore, BillingPolicy | None]:
@@ -100,13 +108,13 @@ async def _send_entry(
     await send_json(send, status, {**entry_view(entry), "balance": _money(acct.balance)})
 
 
-async def handle_customers(
-    gw: Gateway, method: str, parts: list[str], receive: Any, send: Any
-) -> None:
+async def handle_customers(gw: Gateway, req: AdminRequest, send: Any) -> None:
     billing, policy = _billing(gw)
+    method, parts = req.method, req.parts
     if len(parts) == 1 and method == "GET":
-        rows = await asyncio.to_thread(billing.customers)
-        await send_json(send, 200, {"object": "list", "data": [customer_view(c) for c in rows]})
+        q = page_query(req.query, CUSTOMERS)
+        page = await asyncio.to_thread(billing.customers_page, after=q.after, limit=q.limit)
+        await send_json(send, 200, list_body(page, CUSTOMERS, customer_view))
         return
     if len(parts) != 2:
         raise not_allowed(method, parts)
@@ -114,7 +122,7 @@ async def handle_customers(
     if method == "GET":
         await send_json(send, 200, customer_view(await _one_customer(billing, customer)))
     elif method == "PATCH":
-        body = only_fields(await json_object(receive), ("plan",))
+        body = only_fields(await req.json(), ("plan",))
         if "plan" not in body:
             raise InvalidRequest("give 'plan': a plan name, or null", param="plan")
         acct = await asyncio.to_thread(billing.assign_plan, customer, optional_str(body, "plan"))
@@ -124,22 +132,22 @@ async def handle_customers(
         raise not_allowed(method, parts)
 
 
-async def handle_credits(
-    gw: Gateway, method: str, parts: list[str], receive: Any, send: Any
-) -> None:
+async def handle_credits(gw: Gateway, req: AdminRequest, send: Any) -> None:
     billing, policy = _billing(gw)
+    method, parts = req.method, req.parts
     if len(parts) < 2 or len(parts) > 3:
         raise not_allowed(method, parts)
     customer, action = parts[1], (parts[2] if len(parts) == 3 else None)
     if method == "GET" and action is None:
         await send_json(send, 200, customer_view(await _one_customer(billing, customer)))
     elif method == "GET" and action == "history":
-        entries = await asyncio.to_thread(billing.history, customer, limit=1000)
-        await send_json(send, 200, {"object": "list", "data": [entry_view(e) for e in entries]})
-    elif method == "POST" and action == "topup":
-        body = only_fields(
-            await json_object(receive), ("amount", "unit", "note", "idempotency_key")
+        q = page_query(req.query, HISTORY)
+        page = await asyncio.to_thread(
+            lambda: billing.history_page(customer, after=q.after, limit=q.limit)
         )
+        await send_json(send, 200, list_body(page, HISTORY, entry_view))
+    elif method == "POST" and action == "topup":
+        body = only_fields(await req.json(), ("amount", "unit", "note", "idempotency_key"))
         unit = optional_str(body, "unit") or "usd"
         amount = parse_money(body.get("amount"), "amount", unit=unit)
         key = optional_str(body, "idempotency_key")
@@ -151,7 +159,7 @@ async def handle_credits(
         await _send_entry(send, billing, policy, entry)
     elif method == "POST" and action == "adjust":
         body = only_fields(
-            await json_object(receive), ("amount", "note", "kind", "request_id", "idempotency_key")
+            await req.json(), ("amount", "note", "kind", "request_id", "idempotency_key")
         )
         acct = await _one_customer(billing, customer)
         amount = parse_money(body.get("amount"), "amount", unit=acct.unit or "usd")
@@ -193,13 +201,15 @@ def _plan_from(body: dict[str, Any]) -> Plan:
     )
 
 
-async def handle_plans(gw: Gateway, method: str, parts: list[str], receive: Any, send: Any) -> None:
+async def handle_plans(gw: Gateway, req: AdminRequest, send: Any) -> None:
     billing, policy = _billing(gw)
+    method, parts = req.method, req.parts
     if len(parts) == 1 and method == "GET":
-        rows = await asyncio.to_thread(billing.plans)
-        await send_json(send, 200, {"object": "list", "data": [plan_view(p) for p in rows]})
+        q = page_query(req.query, PLANS)
+        page = await asyncio.to_thread(billing.plans_page, after=q.after, limit=q.limit)
+        await send_json(send, 200, list_body(page, PLANS, plan_view))
     elif len(parts) == 1 and method == "POST":
-        plan = await asyncio.to_thread(billing.create_plan, _plan_from(await json_object(receive)))
+        plan = await asyncio.to_thread(billing.create_plan, _plan_from(await req.json()))
         _forget(policy)
         await send_json(send, 201, plan_view(plan))
     elif len(parts) == 2 and method == "GET":
@@ -211,9 +221,8 @@ async def handle_plans(gw: Gateway, method: str, parts: list[str], receive: Any,
         raise not_allowed(method, parts)
 
 
-async def handle_statements(
-    gw: Gateway, method: str, parts: list[str], receive: Any, send: Any
-) -> None:
+async def handle_statements(gw: Gateway, req: AdminRequest, send: Any) -> None:
+    method, parts = req.method, req.parts
     if method != "GET" or len(parts) != 3:
         raise InvalidRequest("use GET /admin/statements/{customer}/{period}[.csv]", status=405)
     billing, _ = _billing(gw)

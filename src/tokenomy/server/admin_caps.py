@@ -1,18 +1,20 @@
 """The admin API for budgets and rate limits (master key, like every ``/admin`` route).
 
-GET    /admin/budgets               every budget, with the current period's usage
+GET    /admin/budgets               the budgets, with the current period's usage (paged)
 POST   /admin/budgets               {"name": "search-daily", "scope": {"team": "search"},
                                      "period": "daily", "limit_usd": "5", "alerts": [50, 80, 100]}
 GET    /admin/budgets/{id or name}  one budget
 PATCH  /admin/budgets/{id or name}  change any field but the id
 DELETE /admin/budgets/{id or name}  remove it
-GET    /admin/budgets/{ref}/alerts  the thresholds fired so far
-GET    /admin/limits                every rate limit
+GET    /admin/budgets/{ref}/alerts  the thresholds fired so far (paged)
+GET    /admin/limits                the rate limits (paged)
 POST   /admin/limits                {"name": "key-rpm", "scope": {"key": "each"}, "rpm": 60}
 GET    /admin/limits/{id or name}   one limit
 PATCH  /admin/limits/{id or name}   change any field but the id
 DELETE /admin/limits/{id or name}   remove it
 
+Lists are paged (``?limit=N&after=CURSOR``, `tokenomy.server.admin_pages`):
+budgets and limits in the order they were made, alerts in the order they fired.
 Money is a string (``"5"``, ``"0.25"``), never a float. This process applies a
 change at once; other replicas within ``caps.reload_interval`` (1 s).
 """
@@ -28,8 +30,13 @@ from ..caps.refusals import money
 from ..caps.store import CapsStore
 from ..errors import NotFound
 from ..gateway import Gateway
-from .admin_http import json_object, not_allowed
+from .admin_http import AdminRequest, not_allowed
+from .admin_pages import ListCursor, list_body, page_query
 from .http import send_json
+
+BUDGETS = ListCursor("budgets", (float, str))  # (created_at, id)
+LIMITS = ListCursor("limits", (float, str))  # (created_at, id)
+ALERTS = ListCursor("alerts", (float, str, str, str))  # (fired_at, entity, period, threshold)
 
 
 def _caps(gw: Gateway) -> CapsPolicy:
@@ -56,18 +63,18 @@ async def _usage(caps: CapsPolicy, b: Budget) -> dict[str, Any] | None:
     return out
 
 
-async def handle_budgets(
-    gw: Gateway, method: str, parts: list[str], receive: Any, send: Any
-) -> None:
+async def handle_budgets(gw: Gateway, req: AdminRequest, send: Any) -> None:
     caps = _caps(gw)
-    store = caps.store
+    store, method, parts = caps.store, req.method, req.parts
     if len(parts) == 1:
         if method == "GET":
-            _, budgets, _ = await asyncio.to_thread(store.load)
-            data = [{**budget_view(b), "usage": await _usage(caps, b)} for b in budgets]
-            await send_json(send, 200, {"object": "list", "data": data})
+            q = page_query(req.query, BUDGETS)
+            page = await asyncio.to_thread(store.budgets_page, after=q.after, limit=q.limit)
+            usage = {b.id: await _usage(caps, b) for b in page.items}
+            body = list_body(page, BUDGETS, lambda b: {**budget_view(b), "usage": usage[b.id]})
+            await send_json(send, 200, body)
         elif method == "POST":
-            b = budget_from(await json_object(receive))
+            b = budget_from(await req.json())
             await asyncio.to_thread(store.save_budget, b, new=True)
             await caps.reload(force=True)
             await send_json(send, 201, budget_view(b))
@@ -79,12 +86,15 @@ async def handle_budgets(
         raise NotFound(f"No budget {parts[1]!r}", code="budget_not_found")
     action = parts[2] if len(parts) > 2 else None
     if method == "GET" and action == "alerts":
-        alerts = await asyncio.to_thread(store.alerts, found.id)
-        await send_json(send, 200, {"object": "list", "data": alerts})
+        q = page_query(req.query, ALERTS)
+        alerts = await asyncio.to_thread(
+            lambda: store.alerts_page(found.id, after=q.after, limit=q.limit)
+        )
+        await send_json(send, 200, list_body(alerts, ALERTS, lambda a: a))
     elif method == "GET" and action is None:
         await send_json(send, 200, {**budget_view(found), "usage": await _usage(caps, found)})
     elif method == "PATCH" and action is None:
-        b = budget_from(await json_object(receive), base=found)
+        b = budget_from(await req.json(), base=found)
         await asyncio.to_thread(store.save_budget, b, new=False)
         await caps.reload(force=True)
         await send_json(send, 200, budget_view(b))
@@ -96,17 +106,17 @@ async def handle_budgets(
         raise not_allowed(method, parts)
 
 
-async def handle_limits(
-    gw: Gateway, method: str, parts: list[str], receive: Any, send: Any
-) -> None:
+async def handle_limits(gw: Gateway, req: AdminRequest, send: Any) -> None:
     caps = _caps(gw)
     store: CapsStore = caps.store
+    method, parts = req.method, req.parts
     if len(parts) == 1:
         if method == "GET":
-            _, _, limits = await asyncio.to_thread(store.load)
-            await send_json(send, 200, {"object": "list", "data": [limit_view(x) for x in limits]})
+            q = page_query(req.query, LIMITS)
+            page = await asyncio.to_thread(store.limits_page, after=q.after, limit=q.limit)
+            await send_json(send, 200, list_body(page, LIMITS, limit_view))
         elif method == "POST":
-            lim = limit_from(await json_object(receive))
+            lim = limit_from(await req.json())
             await asyncio.to_thread(store.save_limit, lim, new=True)
             await caps.reload(force=True)
             await send_json(send, 201, limit_view(lim))
@@ -121,7 +131,7 @@ async def handle_limits(
     if method == "GET":
         await send_json(send, 200, limit_view(found))
     elif method == "PATCH":
-        lim = limit_from(await json_object(receive), base=found)
+        lim = limit_from(await req.json(), base=found)
         await asyncio.to_thread(store.save_limit, lim, new=False)
         await caps.reload(force=True)
         await send_json(send, 200, limit_view(lim))

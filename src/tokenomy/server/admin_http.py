@@ -1,13 +1,37 @@
-"""What the admin handlers share: the JSON object body, its known and string
-fields, and refusing a method on a path."""
+"""What the admin handlers share: the request, the JSON object body, its known
+and string fields, and refusing a method on a path."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from ..errors import InvalidRequest
-from .http import parse_json, read_body
+from .http import Scope, parse_json, read_body
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRequest:
+    """One call of the admin API, as a handler sees it."""
+
+    method: str
+    parts: list[str]  # the path after /admin: ["keys", "<id>", "revoke"]
+    query: dict[str, list[str]]  # the query string: each name's values, in order
+    receive: Any  # the ASGI receive callable, for the body
+
+    @classmethod
+    def of(cls, scope: Scope, receive: Any) -> AdminRequest:
+        path: str = scope["path"].rstrip("/")
+        raw: bytes = scope.get("query_string", b"")
+        # A blank value is kept ("?limit=" is a bad limit, not the default one).
+        query = parse_qs(raw.decode("latin-1"), keep_blank_values=True)
+        return cls(scope["method"], path.split("/")[2:], query, receive)
+
+    async def json(self) -> dict[str, Any]:
+        """The body: a JSON object, or a 400."""
+        return await json_object(self.receive)
 
 
 async def json_object(receive: Any) -> dict[str, Any]:
