@@ -5,16 +5,15 @@ upstream. The gateway never asks which provider it has: it asks for the
 operation (``send``/``stream``), normalised usage (``usage``), and reads the
 capabilities from attributes.
 
-Errors leave this module only as `tokenomy.errors` types. Retries with backoff
-apply only to idempotent failures: connect errors, 429 and 5xx, and only before
-any byte of the response has been passed on.
+Errors leave this module only as `tokenomy.errors` types. Retries with backoff apply only
+before any byte of the response has been passed on: to connect errors, and to
+the error replies the upstream allows (`tokenomy.providers.retry`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -28,17 +27,19 @@ from ..errors import (
     TokenomyError,
     UpstreamAuthError,
     UpstreamConnectError,
+    UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
 )
 from ..sse import EventTooLarge, SSEEvent, SSEParser
 from ..usage import Usage
+from .retry import backoff, retry_delay
 
 log = logging.getLogger("tokenomy.providers")
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-FORWARDED_RESPONSE_HEADERS = ("retry-after",)
+# What an upstream refusal tells the client's SDK about retrying it.
+FORWARDED_RESPONSE_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
 # A whole reply is held in memory to be metered: past this, it is refused. The
 # largest real ones (2,048 embeddings of 3,072 dimensions) are about 100 MiB.
 MAX_BODY_BYTES = 256 * 1024 * 1024
@@ -108,6 +109,30 @@ class Provider(ABC):
                 return err, None
         return "upstream error", None
 
+    def error(
+        self, status: int, message: str, utype: str | None, headers: Mapping[str, str]
+    ) -> UpstreamError:
+        """The error for the upstream's refusal ``status`` (a reply's, or a stream's
+        error event's), with the headers the client's SDK reads about retrying it."""
+        exc: UpstreamError
+        if status in (401, 403):
+            log.warning("upstream %s refused the gateway's credentials (%d): %s",
+                        self.name, status, message[:200])  # fmt: skip
+            exc = UpstreamAuthError(
+                f"upstream {self.name} refused the gateway's credentials "
+                f"({status}); the gateway's operator must fix its key"
+            )
+        else:
+            fwd = {h: headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in headers}
+            exc = UpstreamStatusError(
+                f"upstream {self.name} returned {status}: {message}",
+                status=status,
+                upstream_type=utype,
+                upstream_api=self.api,
+                headers=fwd,
+            )
+        return exc
+
     # -- shared HTTP machinery ------------------------------------------------------------
 
     def session(self) -> aiohttp.ClientSession:
@@ -133,15 +158,6 @@ class Provider(ABC):
                 total=None, connect=dep.connect_timeout, sock_read=dep.timeout
             )
         return aiohttp.ClientTimeout(total=dep.timeout, connect=dep.connect_timeout)
-
-    async def _backoff(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.deployment.retry_backoff * (2**attempt) * (0.5 + random.random())
-        if retry_after:
-            try:
-                delay = max(delay, min(float(retry_after), 30.0))
-            except ValueError:
-                pass
-        await asyncio.sleep(delay)
 
     async def _open(
         self,
@@ -173,35 +189,21 @@ class Provider(ABC):
                     raise UpstreamConnectError(
                         f"cannot reach upstream {self.name}: {type(exc).__name__}"
                     ) from exc
-                await self._backoff(attempt, None)
+                await asyncio.sleep(backoff(attempt, self.deployment.retry_backoff))
                 continue
             if resp.status < 400:
                 return resp
             raw = await self._read(resp, error=True)
-            retry_after = resp.headers.get("retry-after")
-            if resp.status in RETRYABLE_STATUS and not last:
-                await self._backoff(attempt, retry_after)
+            delay = retry_delay(resp.status, resp.headers, attempt, self.deployment.retry_backoff)
+            if delay is not None and not last:
+                await asyncio.sleep(delay)
                 continue
             try:
                 data = orjson.loads(raw) if raw else None
             except orjson.JSONDecodeError:
                 data = raw.decode("utf-8", "replace")[:500]
             message, utype = self.error_details(data)
-            if resp.status in (401, 403):
-                log.warning("upstream %s refused the gateway's credentials (%d): %s",
-                            self.name, resp.status, message[:200])  # fmt: skip
-                raise UpstreamAuthError(
-                    f"upstream {self.name} refused the gateway's credentials "
-                    f"({resp.status}); the gateway's operator must fix its key"
-                )
-            fwd = {h: resp.headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in resp.headers}
-            raise UpstreamStatusError(
-                f"upstream {self.name} returned {resp.status}: {message}",
-                status=resp.status,
-                upstream_type=utype,
-                upstream_api=self.api,
-                headers=fwd,
-            )
+            raise self.error(resp.status, message, utype, resp.headers)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _read(self, resp: aiohttp.ClientResponse, *, error: bool = False) -> bytes:
