@@ -227,3 +227,16 @@ def test_retry_delay_waits_what_the_upstream_asks_unless_it_is_too_long() -> Non
     assert retry_delay(429, {"retry-after": str(MAX_WAIT_S + 1)}, 0, 0.01) is None
     delay = retry_delay(503, {}, 2, 0.01)  # the backoff: 0.04, jittered by 0.5 to 1.5
     assert delay is not None and 0.02 <= delay <= 0.06
+
+
+def test_the_upstream_request_id_is_read_and_only_if_it_looks_like_one() -> None:
+    oai, claude = (
+        create_provider(Deployment("m", "openai")),
+        create_provider(Deployment("c", "anthropic")),
+    )
+    assert oai.request_id({"x-request-id": "req_abc123"}) == "req_abc123"
+    assert claude.request_id({"request-id": "req_011CX"}) == "req_011CX"
+    assert claude.request_id({"x-request-id": "req_abc123"}) is None
+    assert oai.request_id({}) is None
+    assert oai.request_id({"x-request-id": "two words"}) is None
+    assert oai.request_id({"x-request-id": "x" * 201}) is None

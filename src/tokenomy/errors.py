@@ -93,6 +93,8 @@ class RateLimited(TokenomyError):
 class UpstreamError(TokenomyError):
     status = 502
     type = "upstream_error"
+    # The provider's id for the reply that failed (what its support asks for), if known.
+    upstream_request_id: str | None = None
 
 
 class UpstreamStatusError(UpstreamError):

@@ -18,7 +18,7 @@ from .billing.policy import admission_order, billing_policy
 from .cache import response_cache
 from .caps import caps_policy
 from .config import Settings
-from .errors import TokenomyError, UpstreamProtocolError
+from .errors import TokenomyError, UpstreamError, UpstreamProtocolError
 from .insights.otel import otel_hook
 from .insights.watch import AlertWatcher, watch_config
 from .keys import KeyAuthenticator
@@ -33,7 +33,7 @@ from .pipeline.meter import Meter, estimate_usage, overrides_from, with_counted_
 from .pipeline.resolve import Resolve
 from .pipeline.stream import Adapter, error_frame, make_adapter
 from .pricing import PriceBook
-from .providers.base import UpstreamResponse
+from .providers.base import UpstreamResponse, UpstreamStream
 from .routing.cascade import Cascade, charged
 from .routing.feedback import PromptCollector
 from .routing.judge import judge_for
@@ -46,6 +46,8 @@ ID_HEADER = "x-tokenomy-request-id"
 # Anthropic's own request-id header, which its SDKs expose (``message._request_id``):
 # on the Anthropic API it carries the gateway's id too, the one the ledger knows.
 ANTHROPIC_ID_HEADER = "request-id"
+# The upstream's own id for its reply, for a ticket with the provider.
+UPSTREAM_ID_HEADER = "x-tokenomy-upstream-request-id"
 
 
 class ClientGone(Exception):
@@ -198,6 +200,9 @@ class Gateway:
                 return reply
             return await self._json(call)
         except TokenomyError as exc:
+            if isinstance(exc, UpstreamError) and exc.upstream_request_id:
+                call.record.upstream_request_id = exc.upstream_request_id
+                exc.headers[UPSTREAM_ID_HEADER] = exc.upstream_request_id
             if call.key is not None or not self.settings.require_key:
                 # unauthenticated noise is counted, not recorded
                 await self._finish(call, None, status=exc.status, error=exc.type, admitted=admitted)
@@ -225,6 +230,7 @@ class Gateway:
             up = await self.resolve.attempt(call, self._send)
         provider = call.provider
         assert provider is not None
+        call.record.upstream_request_id = provider.request_id(up.headers)
         usage = call.route.usage  # a kept cascade draft's samples, if any
         try:
             if usage is None and isinstance(up.data, dict):
@@ -254,8 +260,11 @@ class Gateway:
 
     async def _stream(self, call: Call) -> StreamReply:
         # Fallbacks apply until the first upstream event: nothing was sent yet.
-        adapter, first, reads = await self.resolve.attempt(call, self._open_stream)
+        adapter, first, up = await self.resolve.attempt(call, self._open_stream)
         call.record.ttft_ms = call.elapsed_ms()
+        assert call.provider is not None
+        call.record.upstream_request_id = call.provider.request_id(up.headers)
+        reads = up.reads
         headers = self._headers(call)
         hangup = Hangup()
         chunks = self._relay(call, adapter, first, reads, hangup)
@@ -263,9 +272,7 @@ class Gateway:
             chunks = self.cache.recording(call, chunks, adapter)
         return StreamReply(headers, chunks, hangup)
 
-    async def _open_stream(
-        self, call: Call
-    ) -> tuple[Adapter, list[SSEEvent], AsyncIterator[list[SSEEvent]]]:
+    async def _open_stream(self, call: Call) -> tuple[Adapter, list[SSEEvent], UpstreamStream]:
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
@@ -276,14 +283,17 @@ class Gateway:
                 "include_usage": True,
             }
         adapter = make_adapter(call, provider.api)
-        reads = provider.stream(call.op, body["model"], body, call.headers).__aiter__()
+        up = await provider.stream(call.op, body["model"], body, call.headers)
         try:
-            first = await reads.__anext__()  # errors before any byte become HTTP errors
+            first = await up.reads.__anext__()  # errors before any byte become HTTP errors
         except StopAsyncIteration:
             raise UpstreamProtocolError(
                 "upstream closed the stream without sending anything"
             ) from None
-        return adapter, first, reads
+        except UpstreamError as exc:
+            exc.upstream_request_id = provider.request_id(up.headers)
+            raise
+        return adapter, first, up
 
     async def _relay(
         self,
@@ -387,6 +397,8 @@ class Gateway:
 
     def _headers(self, call: Call) -> dict[str, str]:
         h = {**call.response_headers, ID_HEADER: call.request_id}
+        if call.record.upstream_request_id:
+            h[UPSTREAM_ID_HEADER] = call.record.upstream_request_id
         if call.api == ANTHROPIC:
             h[ANTHROPIC_ID_HEADER] = call.request_id
         if not call.stream:

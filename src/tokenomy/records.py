@@ -36,3 +36,6 @@ class UsageRecord:
     error_type: str | None = None
     # Room for the later levers (cache, route, compress...) to explain themselves.
     decisions: dict[str, Any] = field(default_factory=dict)
+    # The upstream's own id for its reply (OpenAI x-request-id, Anthropic request-id),
+    # what its support asks for; of the last reply when a fallback served or failed.
+    upstream_request_id: str | None = None

@@ -366,3 +366,10 @@ def m013_usage_extras(d: Dialect) -> list[str]:
         f"ALTER TABLE requests ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0"
         for column in ("audio_input_tokens", "audio_output_tokens", "web_search_requests")
     ]
+
+
+@migration
+def m014_upstream_request_id(d: Dialect) -> list[str]:
+    """The upstream's own id for its reply (what its support asks for, to look a
+    request up). Rows written before have none."""
+    return ["ALTER TABLE requests ADD COLUMN upstream_request_id TEXT"]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Deployment, Settings
-from ..errors import ConfigError, InvalidRequest, NotFound, TokenomyError
+from ..errors import ConfigError, InvalidRequest, NotFound, TokenomyError, UpstreamError
 from ..pricing import PriceBook
 from ..providers import Provider, create_provider
 from ..routing.balance import Balancer
@@ -163,14 +163,15 @@ class Resolve:
                 kind = failure_kind(exc)
                 if track:  # a failure is no latency: a dead deployment answers fastest
                     self.balancer.done(dep, None, failed=kind is not None)
-                plan.attempts.append(
-                    {
-                        "model": call.record.served_model,
-                        "deployment": dep,
-                        "error": kind or exc.type,
-                        "status": exc.status,
-                    }
-                )
+                failed = {
+                    "model": call.record.served_model,
+                    "deployment": dep,
+                    "error": kind or exc.type,
+                    "status": exc.status,
+                }
+                if isinstance(exc, UpstreamError) and exc.upstream_request_id:
+                    failed["upstream_request_id"] = exc.upstream_request_id
+                plan.attempts.append(failed)
                 index += 1
                 if kind not in self.config.fallback_on or index >= len(plan.targets):
                     raise

@@ -5,7 +5,8 @@ upstream. The gateway never asks which provider it has: it asks for the
 operation (``send``/``stream``), normalised usage (``usage``), and reads the
 capabilities from attributes.
 
-Errors leave this module only as `tokenomy.errors` types. Retries with backoff apply only
+Errors leave this module only as `tokenomy.errors` types, with the provider's
+id for the failed reply when it sent one. Retries with backoff apply only
 before any byte of the response has been passed on: to connect errors, and to
 the error replies the upstream allows (`tokenomy.providers.retry`).
 """
@@ -14,8 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -40,6 +42,9 @@ log = logging.getLogger("tokenomy.providers")
 
 # What an upstream refusal tells the client's SDK about retrying it.
 FORWARDED_RESPONSE_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
+# A request id is kept and passed on only if it looks like one: no header
+# injection, no megabyte "id" in every ledger row.
+_REQUEST_ID = re.compile(r"[!-~]{1,200}")
 # A whole reply is held in memory to be metered: past this, it is refused. The
 # largest real ones (2,048 embeddings of 3,072 dimensions) are about 100 MiB.
 MAX_BODY_BYTES = 256 * 1024 * 1024
@@ -54,6 +59,15 @@ class UpstreamResponse:
     raw: bytes  # the body as received, for pass-through
 
 
+@dataclass(slots=True)
+class UpstreamStream:
+    """A stream the upstream accepted: its response headers, and its SSE events,
+    one list per network read (so the relay answers one read with one write)."""
+
+    headers: Mapping[str, str]
+    reads: AsyncGenerator[list[SSEEvent], None]
+
+
 class Provider(ABC):
     """One upstream deployment. Subclasses set the class attributes below."""
 
@@ -65,6 +79,9 @@ class Provider(ABC):
     max_tokens_field: ClassVar[str] = "max_tokens"
     # Whether the upstream honours OpenAI's stream_options.include_usage.
     stream_usage: bool = True
+    # The response header naming the upstream's own id for a reply (what its
+    # support asks for), if it sends one.
+    request_id_header: ClassVar[str | None] = None
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
@@ -109,6 +126,12 @@ class Provider(ABC):
                 return err, None
         return "upstream error", None
 
+    def request_id(self, headers: Mapping[str, str]) -> str | None:
+        """The upstream's id for the reply with these headers (not a secret)."""
+        name = self.request_id_header
+        value = headers.get(name, "").strip() if name else ""
+        return value if _REQUEST_ID.fullmatch(value) else None
+
     def error(
         self, status: int, message: str, utype: str | None, headers: Mapping[str, str]
     ) -> UpstreamError:
@@ -131,6 +154,7 @@ class Provider(ABC):
                 upstream_api=self.api,
                 headers=fwd,
             )
+        exc.upstream_request_id = self.request_id(headers)
         return exc
 
     # -- shared HTTP machinery ------------------------------------------------------------
@@ -254,11 +278,13 @@ class Provider(ABC):
 
     async def stream(
         self, op: str, model: str, body: Mapping[str, Any], client_headers: Mapping[str, str]
-    ) -> AsyncIterator[list[SSEEvent]]:
-        """Yield the SSE events of each network read, parsed, as one list (so the
-        relay can answer one read with one write). Errors before the first event
-        are retried or mapped."""
+    ) -> UpstreamStream:
+        """Open a stream: errors before its first byte are retried or mapped, as for
+        `send`; the events are read as the stream's ``reads`` are iterated."""
         resp = await self._open(op, model, body, client_headers, stream=True)
+        return UpstreamStream(resp.headers, self._reads(resp))
+
+    async def _reads(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[list[SSEEvent], None]:
         parser = SSEParser()
         try:
             async for chunk in resp.content.iter_any():
