@@ -15,7 +15,12 @@ import pytest
 from gateway_fixtures import GW, Fake
 from routing_helpers import chat, route_of, routed_gateway
 from tokenomy.config import Settings
-from tokenomy.errors import UpstreamConnectError, UpstreamStatusError, UpstreamTimeout
+from tokenomy.errors import (
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
 from tokenomy.pipeline.context import Call
 from tokenomy.pipeline.resolve import Resolve
 from tokenomy.routing.balance import COOLDOWN_S, REMEASURE_S, Balancer
@@ -234,6 +239,8 @@ def test_inflight_picks_the_least_busy() -> None:
         (UpstreamConnectError("x"), ["connect"], True),
         (UpstreamTimeout("x"), ["timeout"], True),
         (UpstreamTimeout("x"), ["5xx"], False),
+        (UpstreamProtocolError("x"), ["bad_response"], True),
+        (UpstreamProtocolError("x"), ["5xx"], False),
     ],
 )
 async def test_fallback_on_is_configurable(

@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from .billing.policy import admission_order, billing_policy
 from .cache import response_cache
@@ -28,18 +28,21 @@ from .metrics import Metrics
 from .pipeline.admit import AdmissionPolicy, Admit
 from .pipeline.authenticate import Authenticate
 from .pipeline.context import ANTHROPIC, Call, JSONReply, Reply, StreamReply
-from .pipeline.exchange import SHAPE_ERRORS, client_response, output_text_of, upstream_body
+from .pipeline.exchange import SHAPE_ERRORS, Answer, answer, upstream_body
 from .pipeline.meter import Meter, estimate_usage, overrides_from, with_counted_output
 from .pipeline.resolve import Resolve
 from .pipeline.stream import Adapter, error_frame, make_adapter
 from .pricing import PriceBook
-from .providers.base import UpstreamResponse, UpstreamStream
+from .providers.base import UpstreamStream
 from .routing.cascade import Cascade, charged
 from .routing.feedback import PromptCollector
 from .routing.judge import judge_for
+from .routing.side import write_failed_attempt
 from .sse import SSEEvent
 
 log = logging.getLogger("tokenomy")
+
+T = TypeVar("T")
 
 COST_HEADER = "x-tokenomy-cost-usd"
 ID_HEADER = "x-tokenomy-request-id"
@@ -118,7 +121,7 @@ class Gateway:
         self.cascade = Cascade(
             self.resolve.config,
             bind=self.resolve.bind,
-            attempt=self.resolve.attempt,
+            attempt=self._attempt,
             meter=self.meter,
             write=self.writer.write,
         )
@@ -204,8 +207,12 @@ class Gateway:
                 call.record.upstream_request_id = exc.upstream_request_id
                 exc.headers[UPSTREAM_ID_HEADER] = exc.upstream_request_id
             if call.key is not None or not self.settings.require_key:
-                # unauthenticated noise is counted, not recorded
-                await self._finish(call, None, status=exc.status, error=exc.type, admitted=admitted)
+                # unauthenticated noise is counted, not recorded; what a failed upstream
+                # reply used is billed all the same
+                usage = exc.usage if isinstance(exc, UpstreamError) else None
+                await self._finish(
+                    call, usage, status=exc.status, error=exc.type, admitted=admitted
+                )
             else:
                 self.metrics.observe_error(call, exc.status)
             raise
@@ -225,42 +232,44 @@ class Gateway:
 
     async def _json(self, call: Call) -> JSONReply:
         if call.route.cascade is not None:
-            up = await self.cascade.run(call, self._send)
+            got = await self.cascade.run(call, self._send)
         else:
-            up = await self.resolve.attempt(call, self._send)
+            got = await self._attempt(call, self._send)
         provider = call.provider
         assert provider is not None
-        call.record.upstream_request_id = provider.request_id(up.headers)
-        usage = call.route.usage  # a kept cascade draft's samples, if any
-        try:
-            if usage is None and isinstance(up.data, dict):
-                usage = provider.usage(up.data)
-            out, resp = client_response(call, provider, up.data, up.raw)
-            if usage is None:
-                usage = estimate_usage(call, output_text_of(up.data, provider.api))
-        except SHAPE_ERRORS as exc:
-            if usage is not None:  # what the upstream says it charged is still recorded
-                self.meter(call, usage)
-            raise UpstreamProtocolError(
-                f"upstream {provider.name} sent a reply of an unexpected shape"
-            ) from exc
-        await self._finish(call, usage, status=200, error=None, admitted=True)
+        call.record.upstream_request_id = provider.request_id(got.up.headers)
+        await self._finish(call, got.usage, status=200, error=None, admitted=True)
         if self.judge is not None:
-            self.judge.maybe(call, up.data, provider.api)
+            self.judge.maybe(call, got.up.data, provider.api)
         if self.cache is not None:
-            await self.cache.store_json(call, out, resp)
+            await self.cache.store_json(call, got.body, got.parsed)
         headers = self._headers(call)
-        return JSONReply(200, out, headers)
+        return JSONReply(200, got.body, headers)
 
-    async def _send(self, call: Call) -> UpstreamResponse:
+    async def _send(self, call: Call) -> Answer:
+        """One attempt: the upstream's reply, read for the client (a reply of the
+        wrong shape fails the attempt, which may then fall back)."""
         provider = call.provider
         assert provider is not None and call.deployment is not None
         body = upstream_body(call, provider)
-        return await provider.send(call.op, body["model"], body, call.headers)
+        up = await provider.send(call.op, body["model"], body, call.headers)
+        return answer(call, provider, up)
+
+    async def _attempt(self, call: Call, fn: Callable[[Call], Awaitable[T]]) -> T:
+        """``fn`` on the request's targets in turn (`Resolve.attempt`), each failed
+        attempt the upstream charged for written as a row of its own."""
+        return await self.resolve.attempt(call, fn, failed=self._failed)
+
+    async def _failed(self, call: Call, exc: TokenomyError) -> None:
+        if isinstance(exc, UpstreamError):
+            try:
+                await write_failed_attempt(call, exc, meter=self.meter, write=self.writer.write)
+            except Deferred:  # kept in the fallback file, replayed later
+                pass
 
     async def _stream(self, call: Call) -> StreamReply:
         # Fallbacks apply until the first upstream event: nothing was sent yet.
-        adapter, first, up = await self.resolve.attempt(call, self._open_stream)
+        adapter, first, up = await self._attempt(call, self._open_stream)
         call.record.ttft_ms = call.elapsed_ms()
         assert call.provider is not None
         call.record.upstream_request_id = call.provider.request_id(up.headers)
