@@ -428,3 +428,14 @@ def test_a_wait_past_the_retry_limit_is_not_waited_out(fgw: GW) -> None:
                    headers={"authorization": f"Bearer {fgw.key}"})  # fmt: skip
     assert r.status_code == 429 and r.headers["retry-after"] == "120"
     assert upstream_models(fgw, before) == ["gpt-4o"]
+
+
+def test_stream_falls_back_on_an_error_event_before_the_first_byte(fgw: GW) -> None:
+    """An error as the stream's first event: the client has nothing yet, so the
+    request moves on as it would on the upstream's 5xx."""
+    text = f"hi [[fake:stream_error]] [[fake:cut_at=0]] {ONLY_4O}"
+    a = chat(fgw, "gpt-4o", text, stream=True)
+    assert a.status == 200 and "Echo: hi" in a.body and '"error"' not in a.body
+    assert a.record is not None and a.record.served_model == "o3"
+    assert attempts(a) == [("gpt-4o", "5xx")]
+    assert route_of(a.record)["attempts"][0]["status"] == 500

@@ -27,6 +27,16 @@ REPLIES: dict[str, tuple[bytes, bytes]] = {
         b'{"type": "message", "content": "x", "usage": {"input_tokens": 30, "output_tokens": 20}}',
     ),
     "list event": (b"text/event-stream", b"data: []\n\ndata: [DONE]\n\n"),
+    "list event later": (
+        b"text/event-stream",
+        b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"gpt-4o",'
+        b'"choices":[{"index":0,"delta":{"content":"hi"}}]}\n\ndata: []\n\ndata: [DONE]\n\n',
+    ),
+    "usage then error": (
+        b"text/event-stream",
+        b'data: {"choices":[],"usage":{"prompt_tokens":12,"completion_tokens":0}}\n\n'
+        b'data: {"error":{"message":"The server had an error","type":"server_error"}}\n\n',
+    ),
 }
 
 
@@ -74,8 +84,27 @@ def test_untranslatable_reply_keeps_the_usage_the_upstream_reported(odd_gw: GW) 
     assert rec.cost_usd is not None and rec.cost_usd > 0
 
 
-def test_stream_event_that_is_not_an_object_ends_with_an_error_event(odd_gw: GW) -> None:
+def test_stream_whose_first_event_is_not_an_object_is_a_502(odd_gw: GW) -> None:
     status, body, rid = post(odd_gw, "gpt-4o", "list event", stream=True)
+    assert status == 502  # nothing was sent yet: the whole request failed
+    assert set(orjson.loads(body)["error"]) >= {"message", "type"}
+    rec = odd_gw.record(rid)
+    assert rec.status == 502 and rec.error_type == "upstream_protocol_error"
+
+
+def test_an_early_stream_error_bills_the_usage_the_upstream_reported(odd_gw: GW) -> None:
+    """The error came before the client got a frame (the usage chunk is not passed on
+    to a client that did not ask for it): a 500, billed what the upstream reported."""
+    status, body, rid = post(odd_gw, "gpt-4o", "usage then error", stream=True)
+    assert status == 500 and orjson.loads(body)["error"]["type"] == "server_error"
+    rec = odd_gw.record(rid)
+    assert (rec.status, rec.error_type) == (500, "upstream_error")
+    assert (rec.usage.input_tokens, rec.usage.output_tokens, rec.usage.estimated) == (12, 0, False)
+    assert rec.cost_usd is not None and rec.cost_usd > 0
+
+
+def test_stream_event_that_is_not_an_object_ends_with_an_error_event(odd_gw: GW) -> None:
+    status, body, rid = post(odd_gw, "gpt-4o", "list event later", stream=True)
     assert status == 200  # the stream had started
     assert b'"upstream_protocol_error"' in body
     rec = odd_gw.record(rid)
@@ -112,6 +141,14 @@ def test_a_reply_of_the_wrong_shape_falls_back(falling_gw: GW) -> None:
         {"model": "gpt-4o", "deployment": "gpt-4o", "error": "bad_response", "status": 502}
     ]
     assert falling_gw.store.get_record(rid + ".attempt1") is None  # it reported no usage
+
+
+def test_a_stream_whose_first_event_has_the_wrong_shape_falls_back(falling_gw: GW) -> None:
+    status, body, rid = post(falling_gw, "gpt-4o", "list event", stream=True)
+    assert status == 200 and b"Echo: list" in body and b'"error"' not in body
+    rec = falling_gw.record(rid)
+    assert rec.status == 200 and rec.served_model == "gpt-4o-mini"
+    assert [a["error"] for a in rec.decisions["route"]["attempts"]] == ["bad_response"]
 
 
 def test_a_failed_attempt_that_reported_usage_is_recorded_in_its_own_row(

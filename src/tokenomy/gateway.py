@@ -28,10 +28,10 @@ from .metrics import Metrics
 from .pipeline.admit import AdmissionPolicy, Admit
 from .pipeline.authenticate import Authenticate
 from .pipeline.context import ANTHROPIC, Call, JSONReply, Reply, StreamReply
-from .pipeline.exchange import SHAPE_ERRORS, Answer, answer, upstream_body
-from .pipeline.meter import Meter, estimate_usage, overrides_from, with_counted_output
+from .pipeline.exchange import Answer, answer, upstream_body
+from .pipeline.meter import Meter, estimate_usage, overrides_from
 from .pipeline.resolve import Resolve
-from .pipeline.stream import Adapter, error_frame, make_adapter
+from .pipeline.stream import Adapter, error_frame, feed, make_adapter, read_head, reported_usage
 from .pricing import PriceBook
 from .providers.base import UpstreamStream
 from .routing.cascade import Cascade, charged
@@ -268,20 +268,23 @@ class Gateway:
                 pass
 
     async def _stream(self, call: Call) -> StreamReply:
-        # Fallbacks apply until the first upstream event: nothing was sent yet.
-        adapter, first, up = await self._attempt(call, self._open_stream)
+        # Fallbacks apply until the client's first frame: nothing was sent yet.
+        up, first = await self._attempt(call, self._open_stream)
         call.record.ttft_ms = call.elapsed_ms()
-        assert call.provider is not None
-        call.record.upstream_request_id = call.provider.request_id(up.headers)
-        reads = up.reads
+        provider = call.provider
+        assert provider is not None
+        call.record.upstream_request_id = provider.request_id(up.headers)
+        adapter = make_adapter(call, provider.api)
         headers = self._headers(call)
         hangup = Hangup()
-        chunks = self._relay(call, adapter, first, reads, hangup)
+        chunks = self._relay(call, adapter, first, up.reads, hangup)
         if self.cache is not None:
             chunks = self.cache.recording(call, chunks, adapter)
         return StreamReply(headers, chunks, hangup)
 
-    async def _open_stream(self, call: Call) -> tuple[Adapter, list[SSEEvent], UpstreamStream]:
+    async def _open_stream(self, call: Call) -> tuple[UpstreamStream, list[SSEEvent]]:
+        """One attempt: the stream opened and read up to its first frame for the
+        client (`read_head`: an error before that fails the attempt)."""
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
@@ -291,18 +294,15 @@ class Gateway:
                 **(opts if isinstance(opts, dict) else {}),
                 "include_usage": True,
             }
-        adapter = make_adapter(call, provider.api)
         up = await provider.stream(call.op, body["model"], body, call.headers)
         try:
-            first = await up.reads.__anext__()  # errors before any byte become HTTP errors
-        except StopAsyncIteration:
-            raise UpstreamProtocolError(
-                "upstream closed the stream without sending anything"
-            ) from None
-        except UpstreamError as exc:
-            exc.upstream_request_id = provider.request_id(up.headers)
+            first = await read_head(call, provider, up)
+        except BaseException as exc:
+            if isinstance(exc, UpstreamError) and exc.upstream_request_id is None:
+                exc.upstream_request_id = provider.request_id(up.headers)
+            await up.reads.aclose()
             raise
-        return adapter, first, up
+        return up, first
 
     async def _relay(
         self,
@@ -320,12 +320,7 @@ class Gateway:
                 while events is not None:
                     out: list[bytes] = []
                     for ev in events:
-                        try:
-                            out += adapter.on_event(ev)
-                        except SHAPE_ERRORS as exc:
-                            raise UpstreamProtocolError(
-                                "upstream sent a stream event of an unexpected shape"
-                            ) from exc
+                        out += feed(adapter, ev)
                         if adapter.upstream_error is not None:
                             break
                     if out:
@@ -361,11 +356,9 @@ class Gateway:
     async def _finish_stream(
         self, call: Call, adapter: Adapter, status: int, error: str | None
     ) -> None:
-        usage = adapter.usage
+        usage = reported_usage(call, adapter)
         if usage is None:
             usage = estimate_usage(call, "".join(adapter.text))
-        elif not adapter.output_final:  # the prompt was reported, the output never was
-            usage = with_counted_output(call, usage, "".join(adapter.text))
         await self._finish(call, usage, status=status, error=error, admitted=True)
 
     async def _finish(
