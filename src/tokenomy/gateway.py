@@ -89,6 +89,14 @@ class Hangup:
             self._waiting = None
 
 
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (the server ending requests at a
+    shutdown), rather than a stream closed because its client went away (`Hangup`
+    takes its own cancellation back)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Gateway:
     def __init__(
         self,
@@ -348,6 +356,8 @@ class Gateway:
             yield comment + b"".join(adapter.terminal())
         finally:
             if not finished:  # the client went away: what was generated is still billed
+                if _cancelling():  # no: a shutdown past its drain time, as in `handle`
+                    status, error = 499, "cancelled"
                 await self._finish_stream(call, adapter, status, error)
             aclose = getattr(reads, "aclose", None)
             if aclose is not None:

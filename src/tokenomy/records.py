@@ -32,7 +32,7 @@ class UsageRecord:
     price_unknown: bool = False
     latency_ms: float | None = None
     ttft_ms: float | None = None
-    status: int = 200  # HTTP status the client got (499: client went away)
+    status: int = 200  # HTTP status the client got (499: it went away, or a shutdown cut it)
     error_type: str | None = None
     # Room for the later levers (cache, route, compress...) to explain themselves.
     decisions: dict[str, Any] = field(default_factory=dict)
