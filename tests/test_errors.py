@@ -485,3 +485,42 @@ async def test_a_cancelled_request_is_recorded_and_releases_its_holds(
     finally:
         await app.shutdown()
     assert rows[499].error_type == "cancelled" and set(rows) == {200, 499}
+
+
+@pytest.mark.parametrize("waiting_on", ["upstream", "client"])
+async def test_a_stream_cancelled_by_a_shutdown_is_recorded_as_cancelled(
+    fake: Fake, fake_llamacpp: Fake, tmp_path: Path, waiting_on: str
+) -> None:
+    """A shutdown past its drain time cancels the streams still running: recorded
+    as a non-streamed request would be (499 ``cancelled``), not as a client that
+    went away, whether the relay was waiting on the upstream or on the client."""
+    db = str(tmp_path / "ledger.db")
+    secret, _ = add_key(db, team="search")
+    app = create_app(gateway_settings(db, fake, fake_llamacpp))
+    await app.startup()
+    text = "slow [[fake:chunks=50]] [[fake:chunk_delay_ms=200]]"
+    if waiting_on == "client":
+        text = "fast [[fake:chunks=50]]"
+    body = json.dumps({"model": "gpt-4o", "stream": True, "messages": say(text)}).encode()
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions",
+             "headers": [(b"authorization", f"Bearer {secret}".encode())], "query_string": b""}  # fmt: skip
+    streaming = asyncio.Event()
+
+    async def send(msg: dict[str, Any]) -> None:
+        if msg["type"] == "http.response.body":
+            streaming.set()
+            if waiting_on == "client":  # a client that reads no more
+                await asyncio.Event().wait()
+
+    try:
+        task = asyncio.ensure_future(app(scope, body_then_silence(body), send))
+        await asyncio.wait_for(streaming.wait(), 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert app.gateway is not None
+        rows = app.gateway.store.list_records()
+    finally:
+        await app.shutdown()
+    assert [(r.status, r.error_type) for r in rows] == [(499, "cancelled")]
+    assert rows[0].usage.input_tokens > 0 and rows[0].cost_usd  # what was generated is billed

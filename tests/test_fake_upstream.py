@@ -361,6 +361,30 @@ def test_stream_error_event_raises_in_both_sdks(
             s.get_final_message()
 
 
+async def test_should_retry_header_on_error_replies(base_url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for path, body in (
+            ("/v1/chat/completions", {"model": "m"}),
+            ("/v1/messages", {"model": "c", "max_tokens": 5}),
+        ):
+            text = "hi [[fake:status=429]] [[fake:should_retry=false]]"
+            payload = {**body, "messages": user(text)}
+            headers = {"anthropic-version": "2023-06-01"}
+            async with session.post(base_url + path, json=payload, headers=headers) as resp:
+                assert resp.status == 429 and resp.headers["x-should-retry"] == "false"
+            payload = {**body, "messages": user("hi [[fake:status=429]]")}
+            async with session.post(base_url + path, json=payload, headers=headers) as resp:
+                assert resp.status == 429 and "x-should-retry" not in resp.headers
+
+
+def test_stream_error_as_the_first_event(oai: openai.OpenAI) -> None:
+    with oai.chat.completions.with_streaming_response.create(
+        model="gpt-4o", messages=user("[[fake:stream_error]] [[fake:cut_at=0]]"), stream=True
+    ) as resp:
+        first = resp.text().split("\n\n")[0]
+    assert json.loads(first.removeprefix("data: "))["error"]["type"] == "server_error"
+
+
 async def test_delays(base_url: str) -> None:
     body: dict[str, Any] = {
         "model": "m",

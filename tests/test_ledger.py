@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def full_record(request_id: str = "req-full") -> UsageRecord:
         status=499,
         error_type="client_disconnected",
         decisions={"cache": {"hit": False}, "route": ["a", "b"], "n": 3, "none": None},
+        upstream_request_id="req_011CUpstream",
     )
 
 
@@ -233,6 +235,26 @@ def test_audio_and_search_counts_from_the_previous_schema(
         assert (got.usage.audio_input_tokens, got.usage.audio_output_tokens,
                 got.usage.web_search_requests) == (0, 0, 0)  # fmt: skip
         assert got.usage.input_tokens == full_record().usage.input_tokens
+        s.insert_records([full_record()])
+        assert s.get_record("req-full") == full_record()
+
+
+def test_the_upstream_request_id_from_the_previous_schema(
+    new_db_url: Callable[[], str],
+) -> None:
+    """m016 adds the upstream's id for its reply: rows written before it have none."""
+    names = migrations.names()
+    before = names[names.index("m016_upstream_request_id") - 1]
+    with open_store(new_db_url()) as s:
+        s.migrate(upto=before)
+        assert isinstance(s, SQLStore)
+        cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index("upstream_request_id")]
+        old = record_to_row(full_record("old"), s.dialect)[: len(cols)]
+        sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
+        s._write(lambda cur: cur.execute(sql, old))
+        assert s.migrate(upto="m016_upstream_request_id") == ["m016_upstream_request_id"]
+        got = s.get_record("old")
+        assert got == replace(full_record("old"), upstream_request_id=None)
         s.insert_records([full_record()])
         assert s.get_record("req-full") == full_record()
 

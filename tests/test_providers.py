@@ -15,6 +15,7 @@ from tokenomy.pricing import PriceBook
 from tokenomy.providers import create_provider, provider_names
 from tokenomy.providers.anthropic import anthropic_usage
 from tokenomy.providers.openai import openai_usage
+from tokenomy.providers.retry import MAX_WAIT_S, asked_wait, retry_delay, should_retry
 from tokenomy.sse import SSEParser, frame
 from tokenomy.translate._common import openai_usage_to_anthropic
 from tokenomy.usage import Usage
@@ -189,3 +190,53 @@ def test_usage_extras_add_up_and_survive_json() -> None:
     assert back == one
     # A cache entry or fallback line written before these fields existed still loads.
     assert Usage(**{"input_tokens": 10, "output_tokens": 5}) == Usage(10, 5)
+
+
+def test_the_upstreams_retry_verdict_overrides_the_status() -> None:
+    assert should_retry(503, {}) and should_retry(429, {}) and not should_retry(400, {})
+    assert not should_retry(503, {"x-should-retry": "false"})
+    assert should_retry(400, {"x-should-retry": "True"})
+    assert should_retry(503, {"x-should-retry": "maybe"})  # unreadable: the status decides
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({}, None),
+        ({"retry-after": "2"}, 2.0),
+        ({"retry-after": "0.5"}, 0.5),
+        ({"retry-after-ms": "1500", "retry-after": "9"}, 1.5),  # the finer one wins
+        ({"retry-after-ms": "soon", "retry-after": "9"}, 9.0),
+        ({"retry-after": "Wed, 21 Oct 2015 07:28:10 GMT"}, 10.0),  # an HTTP date
+        ({"retry-after": "Wed, 21 Oct 2015 07:27:00 GMT"}, 0.0),  # already past
+        ({"retry-after": "-3"}, None),
+        ({"retry-after": "nan"}, None),
+        ({"retry-after": "inf"}, None),
+        ({"retry-after": "tomorrow"}, None),
+    ],
+)
+def test_the_wait_an_upstream_asks_for(headers: dict[str, str], wait: float | None) -> None:
+    now = 1445412480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+    assert asked_wait(headers, now=now) == wait
+
+
+def test_retry_delay_waits_what_the_upstream_asks_unless_it_is_too_long() -> None:
+    assert retry_delay(400, {}, 0, 0.01) is None
+    assert retry_delay(503, {"x-should-retry": "false", "retry-after": "1"}, 0, 0.01) is None
+    assert retry_delay(429, {"retry-after": "2"}, 0, 0.01) == 2.0
+    assert retry_delay(429, {"retry-after": str(MAX_WAIT_S + 1)}, 0, 0.01) is None
+    delay = retry_delay(503, {}, 2, 0.01)  # the backoff: 0.04, jittered by 0.5 to 1.5
+    assert delay is not None and 0.02 <= delay <= 0.06
+
+
+def test_the_upstream_request_id_is_read_and_only_if_it_looks_like_one() -> None:
+    oai, claude = (
+        create_provider(Deployment("m", "openai")),
+        create_provider(Deployment("c", "anthropic")),
+    )
+    assert oai.request_id({"x-request-id": "req_abc123"}) == "req_abc123"
+    assert claude.request_id({"request-id": "req_011CX"}) == "req_011CX"
+    assert claude.request_id({"x-request-id": "req_abc123"}) is None
+    assert oai.request_id({}) is None
+    assert oai.request_id({"x-request-id": "two words"}) is None
+    assert oai.request_id({"x-request-id": "x" * 201}) is None

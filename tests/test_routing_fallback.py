@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,12 @@ import pytest
 from gateway_fixtures import GW, Fake
 from routing_helpers import chat, route_of, routed_gateway
 from tokenomy.config import Settings
-from tokenomy.errors import UpstreamConnectError, UpstreamStatusError, UpstreamTimeout
+from tokenomy.errors import (
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
 from tokenomy.pipeline.context import Call
 from tokenomy.pipeline.resolve import Resolve
 from tokenomy.routing.balance import COOLDOWN_S, REMEASURE_S, Balancer
@@ -234,6 +240,8 @@ def test_inflight_picks_the_least_busy() -> None:
         (UpstreamConnectError("x"), ["connect"], True),
         (UpstreamTimeout("x"), ["timeout"], True),
         (UpstreamTimeout("x"), ["5xx"], False),
+        (UpstreamProtocolError("x"), ["bad_response"], True),
+        (UpstreamProtocolError("x"), ["5xx"], False),
     ],
 )
 async def test_fallback_on_is_configurable(
@@ -360,3 +368,80 @@ def test_a_deployment_slow_once_is_measured_again() -> None:
         balancer.start("b")
         balancer.done("b", 10.0)
     assert balancer.pick(spec) == "b"
+
+
+# -- the upstream's word on retries: x-should-retry, retry-after ---------------------------
+
+
+def tagged() -> str:
+    """A tag naming one test's upstream calls (and its own fail_times counter)."""
+    return f"[[fake:id=t{time.time_ns()}]]"
+
+
+def upstream_models(gw: GW, tag: str) -> list[str]:
+    return [r.body["model"] for r in gw.fake.app.requests if tag in str(r.body)]
+
+
+def test_x_should_retry_false_stops_the_deployments_own_retries(fgw: GW) -> None:
+    """OpenAI and Anthropic send ``x-should-retry: false`` when a retry cannot
+    succeed: flaky-model's two retries are not spent on it."""
+    tag = tagged()
+    text = f"hi [[fake:status=503]] [[fake:retry_after=0]] [[fake:should_retry=false]] {tag}"
+    a = chat(fgw, "flaky-model", text)
+    assert a.status == 503
+    assert upstream_models(fgw, tag) == ["gpt-4o"]  # one call, no retry
+
+
+def test_x_should_retry_false_still_falls_back_to_another_deployment(fgw: GW) -> None:
+    """A fallback is another deployment, not a retry of the same request: it runs."""
+    tag = tagged()
+    text = f"hi [[fake:status=503]] [[fake:retry_after=0]] [[fake:should_retry=false]] {ONLY_4O}"
+    a = chat(fgw, "gpt-4o", text + " " + tag)
+    assert a.status == 200 and a.record is not None and a.record.served_model == "o3"
+    assert upstream_models(fgw, tag) == ["gpt-4o", "o3"]
+    assert attempts(a) == [("gpt-4o", "5xx")]
+
+
+def test_x_should_retry_true_retries_a_status_not_retried_otherwise(fgw: GW) -> None:
+    tag = tagged()
+    text = f"hi [[fake:status=400]] [[fake:fail_times=1]] [[fake:should_retry=true]] {tag}"
+    a = chat(fgw, "flaky-model", text)
+    assert a.status == 200
+    assert upstream_models(fgw, tag) == ["gpt-4o", "gpt-4o"]
+
+
+def test_the_upstreams_retry_verdict_and_wait_reach_the_client(fgw: GW) -> None:
+    """The client's SDK reads ``x-should-retry`` and ``retry-after`` too: a 429 the
+    upstream says is pointless to retry is not retried by the client either."""
+    text = "hi [[fake:status=429]] [[fake:retry_after=0]] [[fake:should_retry=false]]"
+    body = {"model": "flaky-model", "messages": [{"role": "user", "content": text}]}
+    with fgw.http() as c:
+        r = c.post("/v1/chat/completions", json=body,
+                   headers={"authorization": f"Bearer {fgw.key}"})  # fmt: skip
+    assert r.status_code == 429
+    assert r.headers["x-should-retry"] == "false" and r.headers["retry-after"] == "0"
+
+
+def test_a_wait_past_the_retry_limit_is_not_waited_out(fgw: GW) -> None:
+    """An upstream asking for two minutes: the deployment's retries would hold the
+    client for nothing (a retry sooner fails again), so the refusal goes on at once,
+    to the fallbacks or, as here, to the client with the upstream's retry-after."""
+    tag = tagged()
+    text = f"hi [[fake:status=429]] [[fake:retry_after=120]] {tag}"
+    body = {"model": "flaky-model", "messages": [{"role": "user", "content": text}]}
+    with fgw.http() as c:
+        r = c.post("/v1/chat/completions", json=body,
+                   headers={"authorization": f"Bearer {fgw.key}"})  # fmt: skip
+    assert r.status_code == 429 and r.headers["retry-after"] == "120"
+    assert upstream_models(fgw, tag) == ["gpt-4o"]
+
+
+def test_stream_falls_back_on_an_error_event_before_the_first_byte(fgw: GW) -> None:
+    """An error as the stream's first event: the client has nothing yet, so the
+    request moves on as it would on the upstream's 5xx."""
+    text = f"hi [[fake:stream_error]] [[fake:cut_at=0]] {ONLY_4O}"
+    a = chat(fgw, "gpt-4o", text, stream=True)
+    assert a.status == 200 and "Echo: hi" in a.body and '"error"' not in a.body
+    assert a.record is not None and a.record.served_model == "o3"
+    assert attempts(a) == [("gpt-4o", "5xx")]
+    assert route_of(a.record)["attempts"][0]["status"] == 500

@@ -21,6 +21,8 @@ and rendered in the called API's format in one place: ``tokenomy.server.errors``
 
 from __future__ import annotations
 
+from .usage import Usage
+
 # Anthropic's documented error types by status: the type of an error in Anthropic's
 # format when it has no better one (both for a JSON reply and inside a stream).
 ANTHROPIC_TYPES = {
@@ -93,6 +95,10 @@ class RateLimited(TokenomyError):
 class UpstreamError(TokenomyError):
     status = 502
     type = "upstream_error"
+    # Set where known: the provider's id for the reply that failed (what its support
+    # asks for), and what it reported using before it failed (billed all the same).
+    upstream_request_id: str | None = None
+    usage: Usage | None = None
 
 
 class UpstreamStatusError(UpstreamError):

@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 from .billing.policy import admission_order, billing_policy
 from .cache import response_cache
 from .caps import caps_policy
 from .config import Settings
-from .errors import TokenomyError, UpstreamProtocolError
+from .errors import TokenomyError, UpstreamError, UpstreamProtocolError
 from .insights.otel import otel_hook
 from .insights.watch import AlertWatcher, watch_config
 from .keys import KeyAuthenticator
@@ -28,24 +28,29 @@ from .metrics import Metrics
 from .pipeline.admit import AdmissionPolicy, Admit
 from .pipeline.authenticate import Authenticate
 from .pipeline.context import ANTHROPIC, Call, JSONReply, Reply, StreamReply
-from .pipeline.exchange import SHAPE_ERRORS, client_response, output_text_of, upstream_body
-from .pipeline.meter import Meter, estimate_usage, overrides_from, with_counted_output
+from .pipeline.exchange import Answer, answer, upstream_body
+from .pipeline.meter import Meter, estimate_usage, overrides_from
 from .pipeline.resolve import Resolve
-from .pipeline.stream import Adapter, error_frame, make_adapter
+from .pipeline.stream import Adapter, error_frame, feed, make_adapter, read_head, reported_usage
 from .pricing import PriceBook
-from .providers.base import UpstreamResponse
+from .providers.base import UpstreamStream
 from .routing.cascade import Cascade, charged
 from .routing.feedback import PromptCollector
 from .routing.judge import judge_for
+from .routing.side import write_failed_attempt
 from .sse import SSEEvent
 
 log = logging.getLogger("tokenomy")
+
+T = TypeVar("T")
 
 COST_HEADER = "x-tokenomy-cost-usd"
 ID_HEADER = "x-tokenomy-request-id"
 # Anthropic's own request-id header, which its SDKs expose (``message._request_id``):
 # on the Anthropic API it carries the gateway's id too, the one the ledger knows.
 ANTHROPIC_ID_HEADER = "request-id"
+# The upstream's own id for its reply, for a ticket with the provider.
+UPSTREAM_ID_HEADER = "x-tokenomy-upstream-request-id"
 
 
 class ClientGone(Exception):
@@ -84,6 +89,14 @@ class Hangup:
             self._waiting = None
 
 
+def _cancelling() -> bool:
+    """Whether the running task is being cancelled (the server ending requests at a
+    shutdown), rather than a stream closed because its client went away (`Hangup`
+    takes its own cancellation back)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Gateway:
     def __init__(
         self,
@@ -116,7 +129,7 @@ class Gateway:
         self.cascade = Cascade(
             self.resolve.config,
             bind=self.resolve.bind,
-            attempt=self.resolve.attempt,
+            attempt=self._attempt,
             meter=self.meter,
             write=self.writer.write,
         )
@@ -198,9 +211,16 @@ class Gateway:
                 return reply
             return await self._json(call)
         except TokenomyError as exc:
+            if isinstance(exc, UpstreamError) and exc.upstream_request_id:
+                call.record.upstream_request_id = exc.upstream_request_id
+                exc.headers[UPSTREAM_ID_HEADER] = exc.upstream_request_id
             if call.key is not None or not self.settings.require_key:
-                # unauthenticated noise is counted, not recorded
-                await self._finish(call, None, status=exc.status, error=exc.type, admitted=admitted)
+                # unauthenticated noise is counted, not recorded; what a failed upstream
+                # reply used is billed all the same
+                usage = exc.usage if isinstance(exc, UpstreamError) else None
+                await self._finish(
+                    call, usage, status=exc.status, error=exc.type, admitted=admitted
+                )
             else:
                 self.metrics.observe_error(call, exc.status)
             raise
@@ -220,52 +240,59 @@ class Gateway:
 
     async def _json(self, call: Call) -> JSONReply:
         if call.route.cascade is not None:
-            up = await self.cascade.run(call, self._send)
+            got = await self.cascade.run(call, self._send)
         else:
-            up = await self.resolve.attempt(call, self._send)
+            got = await self._attempt(call, self._send)
         provider = call.provider
         assert provider is not None
-        usage = call.route.usage  # a kept cascade draft's samples, if any
-        try:
-            if usage is None and isinstance(up.data, dict):
-                usage = provider.usage(up.data)
-            out, resp = client_response(call, provider, up.data, up.raw)
-            if usage is None:
-                usage = estimate_usage(call, output_text_of(up.data, provider.api))
-        except SHAPE_ERRORS as exc:
-            if usage is not None:  # what the upstream says it charged is still recorded
-                self.meter(call, usage)
-            raise UpstreamProtocolError(
-                f"upstream {provider.name} sent a reply of an unexpected shape"
-            ) from exc
-        await self._finish(call, usage, status=200, error=None, admitted=True)
+        call.record.upstream_request_id = provider.request_id(got.up.headers)
+        await self._finish(call, got.usage, status=200, error=None, admitted=True)
         if self.judge is not None:
-            self.judge.maybe(call, up.data, provider.api)
+            self.judge.maybe(call, got.up.data, provider.api)
         if self.cache is not None:
-            await self.cache.store_json(call, out, resp)
+            await self.cache.store_json(call, got.body, got.parsed)
         headers = self._headers(call)
-        return JSONReply(200, out, headers)
+        return JSONReply(200, got.body, headers)
 
-    async def _send(self, call: Call) -> UpstreamResponse:
+    async def _send(self, call: Call) -> Answer:
+        """One attempt: the upstream's reply, read for the client (a reply of the
+        wrong shape fails the attempt, which may then fall back)."""
         provider = call.provider
         assert provider is not None and call.deployment is not None
         body = upstream_body(call, provider)
-        return await provider.send(call.op, body["model"], body, call.headers)
+        up = await provider.send(call.op, body["model"], body, call.headers)
+        return answer(call, provider, up)
+
+    async def _attempt(self, call: Call, fn: Callable[[Call], Awaitable[T]]) -> T:
+        """``fn`` on the request's targets in turn (`Resolve.attempt`), each failed
+        attempt the upstream charged for written as a row of its own."""
+        return await self.resolve.attempt(call, fn, failed=self._failed)
+
+    async def _failed(self, call: Call, exc: TokenomyError) -> None:
+        if isinstance(exc, UpstreamError):
+            try:
+                await write_failed_attempt(call, exc, meter=self.meter, write=self.writer.write)
+            except Deferred:  # kept in the fallback file, replayed later
+                pass
 
     async def _stream(self, call: Call) -> StreamReply:
-        # Fallbacks apply until the first upstream event: nothing was sent yet.
-        adapter, first, reads = await self.resolve.attempt(call, self._open_stream)
+        # Fallbacks apply until the client's first frame: nothing was sent yet.
+        up, first = await self._attempt(call, self._open_stream)
         call.record.ttft_ms = call.elapsed_ms()
+        provider = call.provider
+        assert provider is not None
+        call.record.upstream_request_id = provider.request_id(up.headers)
+        adapter = make_adapter(call, provider.api)
         headers = self._headers(call)
         hangup = Hangup()
-        chunks = self._relay(call, adapter, first, reads, hangup)
+        chunks = self._relay(call, adapter, first, up.reads, hangup)
         if self.cache is not None:
             chunks = self.cache.recording(call, chunks, adapter)
         return StreamReply(headers, chunks, hangup)
 
-    async def _open_stream(
-        self, call: Call
-    ) -> tuple[Adapter, list[SSEEvent], AsyncIterator[list[SSEEvent]]]:
+    async def _open_stream(self, call: Call) -> tuple[UpstreamStream, list[SSEEvent]]:
+        """One attempt: the stream opened and read up to its first frame for the
+        client (`read_head`: an error before that fails the attempt)."""
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
@@ -275,15 +302,15 @@ class Gateway:
                 **(opts if isinstance(opts, dict) else {}),
                 "include_usage": True,
             }
-        adapter = make_adapter(call, provider.api)
-        reads = provider.stream(call.op, body["model"], body, call.headers).__aiter__()
+        up = await provider.stream(call.op, body["model"], body, call.headers)
         try:
-            first = await reads.__anext__()  # errors before any byte become HTTP errors
-        except StopAsyncIteration:
-            raise UpstreamProtocolError(
-                "upstream closed the stream without sending anything"
-            ) from None
-        return adapter, first, reads
+            first = await read_head(call, provider, up)
+        except BaseException as exc:
+            if isinstance(exc, UpstreamError) and exc.upstream_request_id is None:
+                exc.upstream_request_id = provider.request_id(up.headers)
+            await up.reads.aclose()
+            raise
+        return up, first
 
     async def _relay(
         self,
@@ -301,12 +328,7 @@ class Gateway:
                 while events is not None:
                     out: list[bytes] = []
                     for ev in events:
-                        try:
-                            out += adapter.on_event(ev)
-                        except SHAPE_ERRORS as exc:
-                            raise UpstreamProtocolError(
-                                "upstream sent a stream event of an unexpected shape"
-                            ) from exc
+                        out += feed(adapter, ev)
                         if adapter.upstream_error is not None:
                             break
                     if out:
@@ -334,6 +356,8 @@ class Gateway:
             yield comment + b"".join(adapter.terminal())
         finally:
             if not finished:  # the client went away: what was generated is still billed
+                if _cancelling():  # no: a shutdown past its drain time, as in `handle`
+                    status, error = 499, "cancelled"
                 await self._finish_stream(call, adapter, status, error)
             aclose = getattr(reads, "aclose", None)
             if aclose is not None:
@@ -342,11 +366,9 @@ class Gateway:
     async def _finish_stream(
         self, call: Call, adapter: Adapter, status: int, error: str | None
     ) -> None:
-        usage = adapter.usage
+        usage = reported_usage(call, adapter)
         if usage is None:
             usage = estimate_usage(call, "".join(adapter.text))
-        elif not adapter.output_final:  # the prompt was reported, the output never was
-            usage = with_counted_output(call, usage, "".join(adapter.text))
         await self._finish(call, usage, status=status, error=error, admitted=True)
 
     async def _finish(
@@ -387,6 +409,8 @@ class Gateway:
 
     def _headers(self, call: Call) -> dict[str, str]:
         h = {**call.response_headers, ID_HEADER: call.request_id}
+        if call.record.upstream_request_id:
+            h[UPSTREAM_ID_HEADER] = call.record.upstream_request_id
         if call.api == ANTHROPIC:
             h[ANTHROPIC_ID_HEADER] = call.request_id
         if not call.stream:

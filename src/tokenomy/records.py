@@ -32,7 +32,10 @@ class UsageRecord:
     price_unknown: bool = False
     latency_ms: float | None = None
     ttft_ms: float | None = None
-    status: int = 200  # HTTP status the client got (499: client went away)
+    status: int = 200  # HTTP status the client got (499: it went away, or a shutdown cut it)
     error_type: str | None = None
     # Room for the later levers (cache, route, compress...) to explain themselves.
     decisions: dict[str, Any] = field(default_factory=dict)
+    # The upstream's own id for its reply (OpenAI x-request-id, Anthropic request-id),
+    # what its support asks for; of the last reply when a fallback served or failed.
+    upstream_request_id: str | None = None

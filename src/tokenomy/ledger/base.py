@@ -172,6 +172,7 @@ REQUEST_COLUMNS = (
     "audio_input_tokens",
     "audio_output_tokens",
     "web_search_requests",
+    "upstream_request_id",
 )
 KEY_COLUMNS = (
     "key_id",
@@ -247,6 +248,7 @@ def record_to_row(rec: UsageRecord, dialect: Dialect) -> tuple[Any, ...]:
         u.audio_input_tokens,
         u.audio_output_tokens,
         u.web_search_requests,
+        rec.upstream_request_id,
     )
 
 
@@ -283,6 +285,7 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
         audio_input_tokens,
         audio_output_tokens,
         web_search_requests,
+        upstream_request_id,
     ) = row
     return UsageRecord(
         request_id=request_id,
@@ -318,6 +321,7 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
         status=status,
         error_type=error_type,
         decisions=_load_json(decisions),
+        upstream_request_id=upstream_request_id,
     )
 
 

@@ -397,3 +397,10 @@ def m015_page_indexes(d: Dialect) -> list[str]:
         "CREATE INDEX api_keys_created ON api_keys (created_at, key_id)",
         "CREATE INDEX cap_alerts_budget_fired ON cap_alerts (budget_id, fired_at)",
     ]
+
+
+@migration
+def m016_upstream_request_id(d: Dialect) -> list[str]:
+    """The upstream's own id for its reply (what its support asks for, to look a
+    request up). Rows written before have none."""
+    return ["ALTER TABLE requests ADD COLUMN upstream_request_id TEXT"]

@@ -6,14 +6,17 @@ through untouched; otherwise the request and response are translated.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from .. import translate
-from ..errors import InvalidRequest
-from ..providers import Provider
+from ..errors import InvalidRequest, UpstreamProtocolError
+from ..providers import Provider, UpstreamResponse
+from ..usage import Usage
 from .context import ANTHROPIC, OPENAI, Call
+from .meter import estimate_usage
 
 # What reading an upstream reply of an unexpected shape raises (a list where an
 # object was due, a string where a number was): the upstream's fault, a 502.
@@ -79,3 +82,34 @@ def client_response(call: Call, provider: Provider, data: Any, raw: bytes) -> tu
     else:
         out = translate.openai_response_to_anthropic(data, model=model)
     return orjson.dumps(out), out
+
+
+@dataclass(slots=True)
+class Answer:
+    """An upstream reply, read and put in the client's format."""
+
+    up: UpstreamResponse
+    body: bytes  # the reply in the client's format
+    parsed: Any  # the same, parsed
+    usage: Usage  # what the upstream reported, else the gateway's count (estimated)
+
+
+def answer(
+    call: Call, provider: Provider, up: UpstreamResponse, usage: Usage | None = None
+) -> Answer:
+    """Read ``up`` for the client; ``usage``, when given, is what it used (a kept
+    cascade draft's samples). A reply of an unexpected shape is the upstream's
+    fault: an `UpstreamProtocolError` (a 502, and a ``bad_response`` to fall back
+    on) carrying what the upstream said it used, which it charges all the same."""
+    try:
+        if usage is None and isinstance(up.data, dict):
+            usage = provider.usage(up.data)
+        out, parsed = client_response(call, provider, up.data, up.raw)
+        if usage is None:
+            usage = estimate_usage(call, output_text_of(up.data, provider.api))
+    except SHAPE_ERRORS as exc:
+        err = UpstreamProtocolError(f"upstream {provider.name} sent a reply of an unexpected shape")
+        err.usage = usage
+        err.upstream_request_id = provider.request_id(up.headers)
+        raise err from exc
+    return Answer(up, out, parsed, usage)

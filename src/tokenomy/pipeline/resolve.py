@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..config import Deployment, Settings
-from ..errors import ConfigError, InvalidRequest, NotFound, TokenomyError
+from ..errors import ConfigError, InvalidRequest, NotFound, TokenomyError, UpstreamError
 from ..pricing import PriceBook
 from ..providers import Provider, create_provider
 from ..routing.balance import Balancer
@@ -147,8 +147,16 @@ class Resolve:
         rec.provider = provider.name
         rec.served_model = dep.upstream_model(model)
 
-    async def attempt(self, call: Call, fn: Callable[[Call], Awaitable[T]]) -> T:
-        """``fn(call)`` on each target in turn until one answers or a failure is final."""
+    async def attempt(
+        self,
+        call: Call,
+        fn: Callable[[Call], Awaitable[T]],
+        *,
+        failed: Callable[[Call, TokenomyError], Awaitable[None]] | None = None,
+    ) -> T:
+        """``fn(call)`` on each target in turn until one answers or a failure is final.
+        ``failed(call, error)`` sees each failure the request moves on from, while the
+        call is still bound to the deployment that failed."""
         plan = call.route
         index = 0
         while True:
@@ -163,17 +171,20 @@ class Resolve:
                 kind = failure_kind(exc)
                 if track:  # a failure is no latency: a dead deployment answers fastest
                     self.balancer.done(dep, None, failed=kind is not None)
-                plan.attempts.append(
-                    {
-                        "model": call.record.served_model,
-                        "deployment": dep,
-                        "error": kind or exc.type,
-                        "status": exc.status,
-                    }
-                )
+                entry = {
+                    "model": call.record.served_model,
+                    "deployment": dep,
+                    "error": kind or exc.type,
+                    "status": exc.status,
+                }
+                if isinstance(exc, UpstreamError) and exc.upstream_request_id:
+                    entry["upstream_request_id"] = exc.upstream_request_id
+                plan.attempts.append(entry)
                 index += 1
                 if kind not in self.config.fallback_on or index >= len(plan.targets):
                     raise
+                if failed is not None:
+                    await failed(call, exc)
                 plan.fell_back = True
                 self.bind(call, plan.targets[index])
                 continue

@@ -6,24 +6,48 @@ One adapter per (client API, upstream API) pair; each sees upstream events and
 returns the frames to send, and keeps what the meter needs (usage, text). When
 asked (`Adapter.sent`), it also keeps the events it sent, as parsed JSON, so the
 cache rebuilds the response without parsing the stream a second time.
+
+Until the first frame for the client (`read_head`), nothing has been sent: an
+upstream error then is the whole request's, which may fall back or answer with
+a status of its own.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from .. import translate
 from ..errors import ANTHROPIC_TYPES, UpstreamError, UpstreamProtocolError
+from ..providers import Provider, UpstreamStream
 from ..providers.anthropic import anthropic_usage
 from ..providers.openai import openai_usage
 from ..sse import DONE_DATA, SSEEvent, frame
 from ..usage import Usage
 from .context import ANTHROPIC, OPENAI, Call
+from .exchange import SHAPE_ERRORS
+from .meter import with_counted_output
 
 DONE = b"data: [DONE]\n\n"
+# The status an error event stands for, by its type (or OpenAI's code) in either
+# API: an error before the stream began is answered as that refusal would be.
+EVENT_STATUS = {
+    "invalid_request_error": 400,
+    "authentication_error": 401,
+    "permission_error": 403,
+    "not_found_error": 404,
+    "request_too_large": 413,
+    "rate_limit_error": 429,
+    "rate_limit_exceeded": 429,
+    "insufficient_quota": 429,
+    "api_error": 500,
+    "server_error": 500,
+    "timeout_error": 504,
+    "overloaded_error": 529,
+}
 
 
 def _loads(ev: SSEEvent) -> Any:
@@ -228,6 +252,55 @@ def make_adapter(call: Call, upstream_api: str) -> Adapter:
     if upstream_api == ANTHROPIC:
         return AnthropicPassthrough()
     return AnthropicFromOpenAI(call)
+
+
+def feed(adapter: Adapter, ev: SSEEvent) -> list[bytes]:
+    """``adapter.on_event(ev)``; an event of an unexpected shape is the upstream's fault."""
+    try:
+        return adapter.on_event(ev)
+    except SHAPE_ERRORS as exc:
+        raise UpstreamProtocolError("upstream sent a stream event of an unexpected shape") from exc
+
+
+def reported_usage(call: Call, adapter: Adapter) -> Usage | None:
+    """What the upstream reported using, its output counted from the text when it
+    reported only the prompt (Anthropic's ``message_start``); None if it reported nothing."""
+    if adapter.usage is None or adapter.output_final:
+        return adapter.usage
+    return with_counted_output(call, adapter.usage, "".join(adapter.text))
+
+
+async def read_head(call: Call, provider: Provider, up: UpstreamStream) -> list[SSEEvent]:
+    """The stream's events up to the read that gives the client its first frame.
+
+    Nothing is sent before that, so what goes wrong is the request's error, still
+    free to fall back or to answer with a status: an error event (the refusal its
+    type names, carrying any usage reported before it), an event of the wrong
+    shape, or the stream's end. The events are tried on an adapter of their own;
+    the relay reads them again with the request's."""
+    probe = make_adapter(call, provider.api)
+    head: list[SSEEvent] = []
+    async for events in up.reads:
+        head += events
+        for ev in events:
+            frames = feed(probe, ev)
+            if probe.upstream_error is not None:
+                exc = event_error(provider, probe.upstream_error, up.headers)
+                exc.usage = reported_usage(call, probe)
+                raise exc
+            if frames or probe.finished:
+                return head
+    raise UpstreamProtocolError("upstream ended the stream before sending anything")
+
+
+def event_error(
+    provider: Provider, error: dict[str, Any], headers: Mapping[str, str]
+) -> UpstreamError:
+    """The upstream's error event, as the refusal it would have been before the stream."""
+    etype, code = error.get("type"), error.get("code")
+    etype = etype if isinstance(etype, str) else None
+    status = EVENT_STATUS.get(etype or "") or EVENT_STATUS.get(str(code)) or 502
+    return provider.error(status, str(error.get("message") or "upstream error"), etype, headers)
 
 
 def error_frame(

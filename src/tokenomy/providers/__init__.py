@@ -8,7 +8,7 @@ from importlib.metadata import entry_points
 from ..config import Deployment
 from ..errors import ConfigError
 from .anthropic import AnthropicProvider
-from .base import Provider, UpstreamResponse
+from .base import Provider, UpstreamResponse, UpstreamStream
 from .openai import COMPATIBLE, AzureOpenAIProvider, OpenAIProvider, compatible
 
 _REGISTRY: dict[str, type[Provider]] = {}
@@ -49,6 +49,7 @@ def create_provider(deployment: Deployment) -> Provider:
 __all__ = [
     "Provider",
     "UpstreamResponse",
+    "UpstreamStream",
     "create_provider",
     "provider_names",
     "register_provider",

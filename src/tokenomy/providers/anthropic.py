@@ -43,6 +43,7 @@ class AnthropicProvider(Provider):
     api: ClassVar[str] = "anthropic"
     default_base_url: ClassVar[str] = "https://api.anthropic.com"
     price_provider: ClassVar[str | None] = "anthropic"
+    request_id_header: ClassVar[str | None] = "request-id"
 
     def url(self, op: str, model: str) -> str:
         if op != "chat":

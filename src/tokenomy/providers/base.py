@@ -5,18 +5,19 @@ upstream. The gateway never asks which provider it has: it asks for the
 operation (``send``/``stream``), normalised usage (``usage``), and reads the
 capabilities from attributes.
 
-Errors leave this module only as `tokenomy.errors` types. Retries with backoff
-apply only to idempotent failures: connect errors, 429 and 5xx, and only before
-any byte of the response has been passed on.
+Errors leave this module only as `tokenomy.errors` types, with the provider's
+id for the failed reply when it sent one. Retries with backoff apply only
+before any byte of the response has been passed on: to connect errors, and to
+the error replies the upstream allows (`tokenomy.providers.retry`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -28,17 +29,22 @@ from ..errors import (
     TokenomyError,
     UpstreamAuthError,
     UpstreamConnectError,
+    UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
     UpstreamTimeout,
 )
 from ..sse import EventTooLarge, SSEEvent, SSEParser
 from ..usage import Usage
+from .retry import backoff, retry_delay
 
 log = logging.getLogger("tokenomy.providers")
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-FORWARDED_RESPONSE_HEADERS = ("retry-after",)
+# What an upstream refusal tells the client's SDK about retrying it.
+FORWARDED_RESPONSE_HEADERS = ("retry-after", "retry-after-ms", "x-should-retry")
+# A request id is kept and passed on only if it looks like one: no header
+# injection, no megabyte "id" in every ledger row.
+_REQUEST_ID = re.compile(r"[!-~]{1,200}")
 # A whole reply is held in memory to be metered: past this, it is refused. The
 # largest real ones (2,048 embeddings of 3,072 dimensions) are about 100 MiB.
 MAX_BODY_BYTES = 256 * 1024 * 1024
@@ -53,6 +59,15 @@ class UpstreamResponse:
     raw: bytes  # the body as received, for pass-through
 
 
+@dataclass(slots=True)
+class UpstreamStream:
+    """A stream the upstream accepted: its response headers, and its SSE events,
+    one list per network read (so the relay answers one read with one write)."""
+
+    headers: Mapping[str, str]
+    reads: AsyncGenerator[list[SSEEvent], None]
+
+
 class Provider(ABC):
     """One upstream deployment. Subclasses set the class attributes below."""
 
@@ -64,6 +79,9 @@ class Provider(ABC):
     max_tokens_field: ClassVar[str] = "max_tokens"
     # Whether the upstream honours OpenAI's stream_options.include_usage.
     stream_usage: bool = True
+    # The response header naming the upstream's own id for a reply (what its
+    # support asks for), if it sends one.
+    request_id_header: ClassVar[str | None] = None
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
@@ -108,6 +126,37 @@ class Provider(ABC):
                 return err, None
         return "upstream error", None
 
+    def request_id(self, headers: Mapping[str, str]) -> str | None:
+        """The upstream's id for the reply with these headers (not a secret)."""
+        name = self.request_id_header
+        value = headers.get(name, "").strip() if name else ""
+        return value if _REQUEST_ID.fullmatch(value) else None
+
+    def error(
+        self, status: int, message: str, utype: str | None, headers: Mapping[str, str]
+    ) -> UpstreamError:
+        """The error for the upstream's refusal ``status`` (a reply's, or a stream's
+        error event's), with the headers the client's SDK reads about retrying it."""
+        exc: UpstreamError
+        if status in (401, 403):
+            log.warning("upstream %s refused the gateway's credentials (%d): %s",
+                        self.name, status, message[:200])  # fmt: skip
+            exc = UpstreamAuthError(
+                f"upstream {self.name} refused the gateway's credentials "
+                f"({status}); the gateway's operator must fix its key"
+            )
+        else:
+            fwd = {h: headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in headers}
+            exc = UpstreamStatusError(
+                f"upstream {self.name} returned {status}: {message}",
+                status=status,
+                upstream_type=utype,
+                upstream_api=self.api,
+                headers=fwd,
+            )
+        exc.upstream_request_id = self.request_id(headers)
+        return exc
+
     # -- shared HTTP machinery ------------------------------------------------------------
 
     def session(self) -> aiohttp.ClientSession:
@@ -133,15 +182,6 @@ class Provider(ABC):
                 total=None, connect=dep.connect_timeout, sock_read=dep.timeout
             )
         return aiohttp.ClientTimeout(total=dep.timeout, connect=dep.connect_timeout)
-
-    async def _backoff(self, attempt: int, retry_after: str | None) -> None:
-        delay = self.deployment.retry_backoff * (2**attempt) * (0.5 + random.random())
-        if retry_after:
-            try:
-                delay = max(delay, min(float(retry_after), 30.0))
-            except ValueError:
-                pass
-        await asyncio.sleep(delay)
 
     async def _open(
         self,
@@ -173,35 +213,21 @@ class Provider(ABC):
                     raise UpstreamConnectError(
                         f"cannot reach upstream {self.name}: {type(exc).__name__}"
                     ) from exc
-                await self._backoff(attempt, None)
+                await asyncio.sleep(backoff(attempt, self.deployment.retry_backoff))
                 continue
             if resp.status < 400:
                 return resp
             raw = await self._read(resp, error=True)
-            retry_after = resp.headers.get("retry-after")
-            if resp.status in RETRYABLE_STATUS and not last:
-                await self._backoff(attempt, retry_after)
+            delay = retry_delay(resp.status, resp.headers, attempt, self.deployment.retry_backoff)
+            if delay is not None and not last:
+                await asyncio.sleep(delay)
                 continue
             try:
                 data = orjson.loads(raw) if raw else None
             except orjson.JSONDecodeError:
                 data = raw.decode("utf-8", "replace")[:500]
             message, utype = self.error_details(data)
-            if resp.status in (401, 403):
-                log.warning("upstream %s refused the gateway's credentials (%d): %s",
-                            self.name, resp.status, message[:200])  # fmt: skip
-                raise UpstreamAuthError(
-                    f"upstream {self.name} refused the gateway's credentials "
-                    f"({resp.status}); the gateway's operator must fix its key"
-                )
-            fwd = {h: resp.headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in resp.headers}
-            raise UpstreamStatusError(
-                f"upstream {self.name} returned {resp.status}: {message}",
-                status=resp.status,
-                upstream_type=utype,
-                upstream_api=self.api,
-                headers=fwd,
-            )
+            raise self.error(resp.status, message, utype, resp.headers)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _read(self, resp: aiohttp.ClientResponse, *, error: bool = False) -> bytes:
@@ -252,11 +278,13 @@ class Provider(ABC):
 
     async def stream(
         self, op: str, model: str, body: Mapping[str, Any], client_headers: Mapping[str, str]
-    ) -> AsyncIterator[list[SSEEvent]]:
-        """Yield the SSE events of each network read, parsed, as one list (so the
-        relay can answer one read with one write). Errors before the first event
-        are retried or mapped."""
+    ) -> UpstreamStream:
+        """Open a stream: errors before its first byte are retried or mapped, as for
+        `send`; the events are read as the stream's ``reads`` are iterated."""
         resp = await self._open(op, model, body, client_headers, stream=True)
+        return UpstreamStream(resp.headers, self._reads(resp))
+
+    async def _reads(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[list[SSEEvent], None]:
         parser = SSEParser()
         try:
             async for chunk in resp.content.iter_any():

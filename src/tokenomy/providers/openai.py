@@ -55,6 +55,8 @@ class OpenAIProvider(Provider):
     supports_embeddings: ClassVar[bool] = True
     # OpenAI's reasoning models refuse the older max_tokens; all its models take this.
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
+    # Compatible servers that send one mostly use the same name (Azure, Groq, vLLM).
+    request_id_header: ClassVar[str | None] = "x-request-id"
     paths: ClassVar[Mapping[str, str]] = {
         "chat": "/chat/completions",
         "embeddings": "/embeddings",

@@ -27,7 +27,7 @@ import orjson
 
 from ..errors import TokenomyError
 from ..pipeline.context import Call
-from ..pipeline.exchange import output_text_of, upstream_body
+from ..pipeline.exchange import Answer, answer, output_text_of, upstream_body
 from ..pipeline.meter import estimate_usage
 from ..providers.base import UpstreamResponse
 from ..records import UsageRecord
@@ -68,8 +68,8 @@ class Draft:
 
 
 Bind = Callable[[Call, str], None]
-Send = Callable[[Call], Awaitable[UpstreamResponse]]
-Attempt = Callable[[Call, Send], Awaitable[UpstreamResponse]]
+Send = Callable[[Call], Awaitable[Answer]]
+Attempt = Callable[[Call, Send], Awaitable[Answer]]
 
 
 class Cascade:
@@ -82,7 +82,7 @@ class Cascade:
         self.meter = meter
         self.write = write
 
-    async def run(self, call: Call, send: Send) -> UpstreamResponse:
+    async def run(self, call: Call, send: Send) -> Answer:
         plan: Plan = call.route
         alias = plan.cascade
         assert alias is not None
@@ -109,7 +109,8 @@ class Cascade:
                 plan.samples, plan.sample_calls = len(draft.replies), draft.calls
                 plan.usage = draft.usage
                 plan.extra.update(cascade="kept", escalated=bool(i), score=score, scores=scores)
-                return reply
+                assert call.provider is not None
+                return answer(call, call.provider, reply, plan.usage)
             suffix = ".draft" + (str(i + 1) if i else "")
             await self._record_draft(call, suffix, draft.usage, score, started)
         plan.extra.update(cascade="escalated", escalated=True, scores=scores)

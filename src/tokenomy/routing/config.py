@@ -16,7 +16,7 @@
         auto-3: {strategy: router, tiers: [a, b, c], quality_target: 0.9}
         draft: {strategy: cascade, tiers: [a, b], threshold: 0.67, samples: 3}
       fallbacks: {gpt-4o: [claude-sonnet-4-6]}
-      fallback_on: [5xx, connect, timeout, 429, auth]
+      fallback_on: [5xx, connect, timeout, 429, auth, bad_response]
       balance:
         gpt-4o: {strategy: weight, deployments: {gpt-4o-east: 3, gpt-4o-west: 1}}
       cascade: {threshold: 0.67, samples: 3, temperature: 0.7}
@@ -41,7 +41,7 @@ DEFAULT_QUALITY_TARGET = 0.95
 
 AUTO_ALIAS = "tokenomy/auto"
 CASCADE_ALIAS = "cheap-first"
-FAILURE_KINDS = ("5xx", "connect", "timeout", "429", "auth")
+FAILURE_KINDS = ("5xx", "connect", "timeout", "429", "auth", "bad_response")
 STRATEGIES = ("fallback", "router", "cascade")
 BALANCE_STRATEGIES = ("weight", "latency", "inflight")
 

@@ -18,6 +18,7 @@ from ._fake_common import (
     Scenario,
     bearer_token,
     drop_connection,
+    error_headers,
     field_list,
     parse_scenario,
     pause,
@@ -75,7 +76,11 @@ def headers_for(
 
 
 async def send_error(
-    req: FakeRequest, status: int, message: str | None = None, retry_after: int = 1
+    req: FakeRequest,
+    status: int,
+    message: str | None = None,
+    retry_after: int = 1,
+    extra: Headers | None = None,
 ) -> None:
     kind, default = ERRORS.get(
         status, ("api_error" if status >= 500 else "invalid_request_error", f"Error {status}.")
@@ -83,7 +88,7 @@ async def send_error(
     request_id = req.state.new_id("req_")
     error = {"type": kind, "message": message or default}
     body = orjson.dumps({"type": "error", "error": error, "request_id": request_id})
-    headers = headers_for(req, status, retry_after, request_id)
+    headers = [*headers_for(req, status, retry_after, request_id), *(extra or ())]
     await send_body(req.send, status, body, headers)
 
 
@@ -386,7 +391,7 @@ async def messages(req: FakeRequest) -> None:
             return
         if should_fail(sc, req.state):
             assert sc.status is not None
-            await send_error(req, sc.status, retry_after=sc.retry_after_s)
+            await send_error(req, sc.status, retry_after=sc.retry_after_s, extra=error_headers(sc))
             return
         if sc.malformed and not stream:
             await send_body(req.send, 200, BROKEN_JSON, headers_for(req))

@@ -110,6 +110,7 @@ INT_DIRECTIVES = frozenset(
         "web_searches",
         "fail_times",
         "retry_after",
+        "cut_at",
     }
 )
 FLAG_DIRECTIVES = frozenset(
@@ -146,6 +147,8 @@ class Scenario:
     ignore_n: bool = False  # one choice whatever `n` asks
     rich: bool = False  # Anthropic: thinking, server-tool and cited blocks before the reply
     stop: str | None = None  # Anthropic: the stop_reason to report
+    should_retry: str | None = None  # the `x-should-retry` of an error reply: "true"/"false"
+    cut_at: int | None = None  # the event `malformed`, `reset` or `stream_error` replaces
     key: str = ""  # the directive text, which names the fail_times counter
 
 
@@ -180,6 +183,10 @@ def parse_scenario(text: str, options: FakeOptions, model: str | None = None) ->
             sc.tool = value
         elif key == "stop":
             sc.stop = value
+        elif key == "should_retry":
+            if value not in ("true", "false"):
+                raise DirectiveError("[[fake:should_retry]] must be true or false")
+            sc.should_retry = value
         elif key not in ("id", "only"):  # `id` only names a separate fail_times counter
             raise DirectiveError(f"unknown fake directive [[fake:{key}]]")
     return sc
@@ -198,6 +205,13 @@ def _set_number(sc: Scenario, key: str, number: int) -> None:
         sc.retry_after_s = number
     else:
         setattr(sc, key, number)
+
+
+def error_headers(sc: Scenario) -> Headers:
+    """The scenario's own headers on an error reply (``x-should-retry``)."""
+    if sc.should_retry is None:
+        return []
+    return [(b"x-should-retry", sc.should_retry.encode())]
 
 
 def should_fail(sc: Scenario, state: FakeState) -> bool:
@@ -367,10 +381,12 @@ async def run_stream(
     error_event: bytes,
 ) -> None:
     """Send `events` as one streamed response; `malformed`, `reset` and `stream_error`
-    take over after `cut_at` events."""
+    take over after `cut_at` events (the scenario's `cut_at` when it has one)."""
     send = req.send
     await start_stream(send, headers)
     cut = sc.malformed or sc.reset or sc.stream_error
+    if sc.cut_at is not None:
+        cut_at = sc.cut_at
     delay = sc.chunk_delay_ms
     for i, event in enumerate(events):
         if delay and i:

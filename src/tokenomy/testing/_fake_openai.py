@@ -21,6 +21,7 @@ from ._fake_common import (
     bearer_token,
     drop_connection,
     embedding_bytes,
+    error_headers,
     field_list,
     is_reasoning_model,
     parse_scenario,
@@ -97,8 +98,9 @@ async def send_error(
     param: str | None = None,
     code: str | None = None,
     retry_after: int = 1,
+    extra: Headers | None = None,
 ) -> None:
-    headers = headers_for(req, status, retry_after)
+    headers = [*headers_for(req, status, retry_after), *(extra or ())]
     await send_body(req.send, status, error_body(status, message, param, code), headers)
 
 
@@ -127,7 +129,9 @@ async def _play_scenario(req: FakeRequest, sc: Scenario) -> bool:
     if should_fail(sc, req.state):
         assert sc.status is not None
         code = SCENARIO_CODES.get(sc.status)
-        await send_error(req, sc.status, code=code, retry_after=sc.retry_after_s)
+        await send_error(
+            req, sc.status, code=code, retry_after=sc.retry_after_s, extra=error_headers(sc)
+        )
         return True
     if sc.malformed and not req.data.get("stream"):
         await send_body(req.send, 200, BROKEN_JSON, headers_for(req))

@@ -91,6 +91,9 @@ embeddings, the first string input); an unknown key gets a 400.
                       same directive text, then succeed (add ``id=...`` to keep
                       counters apart).
 ``retry_after=S``     the ``retry-after`` value (default ``FakeOptions.retry_after_s``).
+``should_retry=V``    with ``status``: an ``x-should-retry: V`` header (``true`` or
+                      ``false``), as OpenAI and Anthropic send to say whether a retry
+                      can succeed.
 ``delay_ms=N``        sleep before responding (before the first chunk when streaming).
 ``chunk_delay_ms=N``  sleep between stream chunks.
 ``chunks=N``          number of content pieces.
@@ -103,6 +106,8 @@ embeddings, the first string input); an unknown key gets a 400.
                       a few events.
 ``stream_error``      mid-stream error event (OpenAI ``data: {"error": ...}``,
                       Anthropic ``event: error`` overloaded_error).
+``cut_at=N``          with ``malformed``, ``reset`` or ``stream_error``: take over at
+                      event N (0: the stream's first event) rather than after a few.
 ``cached=N``          OpenAI ``prompt_tokens_details.cached_tokens``; Anthropic
                       ``cache_read_input_tokens`` (replaces the cache emulation).
 ``reasoning=N``       reasoning tokens, included in the completion/output count.
