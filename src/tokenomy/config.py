@@ -109,17 +109,6 @@ class Settings:
         return None
 
 
-def _decimal(value: Any, where: str) -> Decimal:
-    try:
-        out = Decimal(str(value))
-    except (InvalidOperation, ValueError) as exc:
-        raise ConfigError(f"{where}: not a number: {value!r}") from exc
-    # A NaN price cannot be compared (a budget check on it raises), a negative one pays back.
-    if isinstance(value, bool) or not out.is_finite() or out < 0:
-        raise ConfigError(f"{where}: expected a price of 0 or more, got {value!r}")
-    return out
-
-
 def number(
     value: Any,
     where: str,
@@ -149,6 +138,18 @@ def number(
             span = f"above {low:g}" if above else f"{low:g} or more"
         raise ConfigError(f"{where}: expected {kind} {span}, got {value!r}")
     return got
+
+
+def decimal_number(value: Any, where: str, *, what: str = "a number") -> Decimal:
+    """A number setting of 0 or more as the exact Decimal of what was written (``0.1``
+    is Decimal("0.1"), not the float nearest it): for money, and what multiplies it.
+    Refused as `number` refuses: a NaN price cannot be compared (a budget check on
+    it raises), a negative one pays back."""
+    try:
+        number(value, where)
+        return Decimal(str(value).strip())
+    except (ConfigError, InvalidOperation):
+        raise ConfigError(f"{where}: expected {what} of 0 or more, got {value!r}") from None
 
 
 def text(value: Any, where: str) -> str | None:
@@ -225,12 +226,12 @@ def _price(raw: Any, where: str) -> PriceConfig | None:
     unknown = set(raw) - _PRICE_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
-    opt = {k: _decimal(raw[k], f"{where}.{k}") for k in _OPTIONAL_PRICES if raw.get(k) is not None}
-    return PriceConfig(
-        input=_decimal(raw["input"], f"{where}.input"),
-        output=_decimal(raw["output"], f"{where}.output"),
-        **opt,
-    )
+
+    def usd(key: str) -> Decimal:
+        return decimal_number(raw[key], f"{where}.{key}", what="a price")
+
+    opt = {k: usd(k) for k in _OPTIONAL_PRICES if raw.get(k) is not None}
+    return PriceConfig(input=usd("input"), output=usd("output"), **opt)
 
 
 _DEPLOYMENT_KEYS = {
