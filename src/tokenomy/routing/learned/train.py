@@ -14,14 +14,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from ...logistic import fit_logistic
 from .calibration import calibrate
 from .features import Spec, featurize
 from .model import Router
-from .outcomes import Outcome
+from .outcomes import Outcome, cheapest_first
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,19 +46,9 @@ class Head:
 def default_heads(outcomes: Sequence[Outcome]) -> list[Head]:
     """Two heads: the cheapest model and the dearest (by mean cost), or, without costs for
     every model, the lowest- and highest-scoring."""
-    scores: dict[str, list[float]] = {}
-    costs: dict[str, list[Decimal]] = {}
-    for o in outcomes:
-        for m, s in o.scores.items():
-            scores.setdefault(m, []).append(s)
-        for m, c in o.costs.items():
-            costs.setdefault(m, []).append(c)
-    if len(scores) < 2:
+    ranked = cheapest_first(outcomes, dict.fromkeys(m for o in outcomes for m in o.scores))
+    if len(ranked) < 2:
         raise ValueError("training needs outcomes of at least two models")
-    if all(m in costs for m in scores):
-        ranked = sorted(scores, key=lambda m: sum(costs[m]) / len(costs[m]))
-    else:
-        ranked = sorted(scores, key=lambda m: sum(scores[m]) / len(scores[m]))
     return [Head("weak", (ranked[0],)), Head("strong", (ranked[-1],))]
 
 
