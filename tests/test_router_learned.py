@@ -77,6 +77,21 @@ def test_calibration_table_is_monotonic_and_reaches_targets() -> None:
     assert sum(p < t_quarter for p in probs) == 2
 
 
+def test_calibration_spreads_tied_win_scores_as_the_evaluation_does() -> None:
+    """Prompts with the same win score go strong together, in no order of their own:
+    the quality kept at a share is the expected one (as `metrics.curve` counts it),
+    not that of the order the held-out prompts came in."""
+    from tokenomy.routing.learned.calibration import calibrate
+
+    win, weak, strong = [0.5, 0.5, 0.9], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0]
+    forward = calibrate(win, weak, strong, steps=3)
+    backward = calibrate(win[::-1], weak[::-1], strong[::-1], steps=3)
+    assert forward.quality == backward.quality
+    # one of the two tied prompts goes strong: half a failure fixed, on average
+    assert forward.quality[1] == pytest.approx((2 + 0.5) / 3)
+    assert forward.quality[1] == curve([-w for w in win], weak, strong).quality[1]
+
+
 def test_the_evaluated_pair_is_the_trained_routers_default_heads() -> None:
     """`router eval` compares the models `router train` would route between: ranked
     by cost as soon as each has one (not by score when a cost is missing somewhere),
