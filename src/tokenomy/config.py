@@ -16,7 +16,7 @@ import fnmatch
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -25,25 +25,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .errors import ConfigError
+from .pricing import PriceOverride
 
 DEFAULT_DB = "tokenomy.db"
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 ANTHROPIC_DEFAULT_BASE = "https://api.anthropic.com"
 
 
-@dataclass(frozen=True, slots=True)
-class PriceConfig:
-    """Dollars per million tokens (``web_search``: per thousand searches); overrides
-    genai-prices for one deployment. See `tokenomy.pricing.PriceOverride`."""
-
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-    cache_write_1h: Decimal | None = None
-    input_audio: Decimal | None = None
-    output_audio: Decimal | None = None
-    web_search: Decimal | None = None
+# A deployment's ``price:``: the price book's override, as `tokenomy.pricing` takes it.
+PriceConfig = PriceOverride
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +49,7 @@ class Deployment:
     connect_timeout: float = 10.0
     max_retries: int = 2
     retry_backoff: float = 0.25  # first retry delay, seconds; doubles each retry
-    price: PriceConfig | None = None
+    price: PriceOverride | None = None
     price_provider: str | None = None  # genai-prices provider id, when it differs
     extra: Mapping[str, Any] = field(default_factory=dict)  # provider-specific settings
 
@@ -211,13 +201,11 @@ def port(value: Any, where: str) -> int:
     return int(number(value, where, whole=True, high=65535))
 
 
-_OPTIONAL_PRICES = (
-    "cache_read", "cache_write", "cache_write_1h", "input_audio", "output_audio", "web_search",
-)  # fmt: skip
-_PRICE_KEYS = {"input", "output", *_OPTIONAL_PRICES}
+_PRICE_KEYS = {f.name for f in fields(PriceOverride)}
+_OPTIONAL_PRICES = [f.name for f in fields(PriceOverride) if f.name not in ("input", "output")]
 
 
-def _price(raw: Any, where: str) -> PriceConfig | None:
+def _price(raw: Any, where: str) -> PriceOverride | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping) or "input" not in raw or "output" not in raw:
@@ -231,7 +219,7 @@ def _price(raw: Any, where: str) -> PriceConfig | None:
         return decimal_number(raw[key], f"{where}.{key}", what="a price")
 
     opt = {k: usd(k) for k in _OPTIONAL_PRICES if raw.get(k) is not None}
-    return PriceConfig(input=usd("input"), output=usd("output"), **opt)
+    return PriceOverride(input=usd("input"), output=usd("output"), **opt)
 
 
 _DEPLOYMENT_KEYS = {
