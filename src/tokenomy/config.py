@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -312,6 +312,18 @@ def flag(value: Any, where: str) -> bool:
     raise ConfigError(f"{where}: expected true or false, got {value!r}")
 
 
+def _as_is(value: str, where: str) -> str:
+    return value
+
+
+# ``TOKENOMY_<NAME>`` sets the setting ``<name>``, read as its YAML value is.
+_FROM_ENV: dict[str, Callable[[str, str], Any]] = {
+    "db": _as_is, "master_key": _as_is, "redis_url": redis_url, "timezone": timezone,
+    "webhook_url": http_url, "otlp_endpoint": http_url, "host": _as_is, "port": port,
+    "require_key": flag, "metrics_auth": flag, "refuse_unknown_prices": flag,
+}  # fmt: skip
+
+
 def load_settings(
     path: str | Path | None = None,
     *,
@@ -377,37 +389,15 @@ def load_settings(
     settings = replace(settings, deployments=deps)
 
     env_over: dict[str, Any] = {}
-    if env.get("TOKENOMY_DB"):
-        env_over["db"] = env["TOKENOMY_DB"]
-    if env.get("TOKENOMY_MASTER_KEY"):
-        env_over["master_key"] = env["TOKENOMY_MASTER_KEY"]
-    if env.get("TOKENOMY_REDIS_URL"):
-        env_over["redis_url"] = redis_url(env["TOKENOMY_REDIS_URL"], "TOKENOMY_REDIS_URL")
-    if env.get("TOKENOMY_TIMEZONE"):
-        env_over["timezone"] = timezone(env["TOKENOMY_TIMEZONE"], "TOKENOMY_TIMEZONE")
-    if env.get("TOKENOMY_WEBHOOK_URL"):
-        env_over["webhook_url"] = http_url(env["TOKENOMY_WEBHOOK_URL"], "TOKENOMY_WEBHOOK_URL")
-    if env.get("TOKENOMY_OTLP_ENDPOINT"):
-        env_over["otlp_endpoint"] = http_url(
-            env["TOKENOMY_OTLP_ENDPOINT"], "TOKENOMY_OTLP_ENDPOINT"
-        )
+    for name, read in _FROM_ENV.items():
+        var = "TOKENOMY_" + name.upper()
+        if env.get(var):
+            env_over[name] = read(env[var], var)
     if env.get("TOKENOMY_REQUIRE_BALANCE"):
         env_over["billing"] = {
             **settings.billing,
             "require_balance": flag(env["TOKENOMY_REQUIRE_BALANCE"], "TOKENOMY_REQUIRE_BALANCE"),
         }
-    if env.get("TOKENOMY_HOST"):
-        env_over["host"] = env["TOKENOMY_HOST"]
-    if env.get("TOKENOMY_PORT"):
-        env_over["port"] = port(env["TOKENOMY_PORT"], "TOKENOMY_PORT")
-    if env.get("TOKENOMY_REQUIRE_KEY"):
-        env_over["require_key"] = flag(env["TOKENOMY_REQUIRE_KEY"], "TOKENOMY_REQUIRE_KEY")
-    if env.get("TOKENOMY_METRICS_AUTH"):
-        env_over["metrics_auth"] = flag(env["TOKENOMY_METRICS_AUTH"], "TOKENOMY_METRICS_AUTH")
-    if env.get("TOKENOMY_REFUSE_UNKNOWN_PRICES"):
-        env_over["refuse_unknown_prices"] = flag(
-            env["TOKENOMY_REFUSE_UNKNOWN_PRICES"], "TOKENOMY_REFUSE_UNKNOWN_PRICES"
-        )
     settings = replace(settings, **env_over)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "port" in overrides:
