@@ -135,6 +135,29 @@ def test_anthropic_request_is_estimated() -> None:
     assert "estimated, anthropic-messages" in output
 
 
+def test_images_add_their_likely_cost_as_the_meter_does() -> None:
+    """Each image adds what a 1024x1024 image costs the model at its detail
+    (`tokenomy.images`), as the gateway's estimate of a request without usage."""
+    text = [{"type": "text", "text": "What is in this picture?"}]
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    low = {"type": "image_url", "image_url": {"url": "https://x/a.png", "detail": "low"}}
+    messages = [{"role": "user", "content": [*text, image, low]}]
+    body = {"model": "gpt-4o", "messages": messages}
+    data = run_json(input=json.dumps(body))
+    text_only = count_chat_messages(messages, "gpt-4o").tokens
+    # gpt-4o: 85 + 4 tiles of 170 at the default detail, 85 at "low".
+    assert (data["input_tokens"], data["exact"]) == (text_only + 765 + 85, False)
+    claude_image = {"type": "image", "source": {"type": "url", "url": "https://x/a.png"}}
+    claude = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": [*text, claude_image]}],
+    }
+    without = {**claude, "messages": [{"role": "user", "content": text}]}
+    with_image = run_json(input=json.dumps(claude))["input_tokens"]
+    assert with_image == run_json(input=json.dumps(without))["input_tokens"] + 1398  # type: ignore[operator]
+
+
 def test_unknown_model_has_unknown_price() -> None:
     code, output = run("hello", "--model", "my-llama", "--provider", "ollama")
     assert code == 0, output

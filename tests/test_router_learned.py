@@ -77,6 +77,45 @@ def test_calibration_table_is_monotonic_and_reaches_targets() -> None:
     assert sum(p < t_quarter for p in probs) == 2
 
 
+def test_calibration_spreads_tied_win_scores_as_the_evaluation_does() -> None:
+    """Prompts with the same win score go strong together, in no order of their own:
+    the quality kept at a share is the expected one (as `metrics.curve` counts it),
+    not that of the order the held-out prompts came in."""
+    from tokenomy.routing.learned.calibration import calibrate
+
+    win, weak, strong = [0.5, 0.5, 0.9], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0]
+    forward = calibrate(win, weak, strong, steps=3)
+    backward = calibrate(win[::-1], weak[::-1], strong[::-1], steps=3)
+    assert forward.quality == backward.quality
+    # one of the two tied prompts goes strong: half a failure fixed, on average
+    assert forward.quality[1] == pytest.approx((2 + 0.5) / 3)
+    assert forward.quality[1] == curve([-w for w in win], weak, strong).quality[1]
+
+
+def test_the_evaluated_pair_is_the_trained_routers_default_heads() -> None:
+    """`router eval` compares the models `router train` would route between: ranked
+    by cost as soon as each has one (not by score when a cost is missing somewhere),
+    and ties in the order the models first appear (not a set's, which varies)."""
+    from tokenomy.routing.learned.evaluate import pick_pair
+    from tokenomy.routing.learned.train import default_heads
+
+    def o(models: dict[str, tuple[float, str | None]]) -> Outcome:
+        costs = {m: Decimal(c) for m, (_, c) in models.items() if c is not None}
+        return Outcome("p", {m: s for m, (s, _) in models.items()}, costs)
+
+    partly_priced = [
+        o({"a": (0.2, "1"), "b": (0.9, "0.1"), "c": (0.5, None)}),
+        o({"a": (0.3, "1"), "b": (0.8, None), "c": (0.6, "0.5")}),
+    ]
+    tied = [o({m: (0.5, None) for m in "qwertyuiop"})]
+    for outcomes in (partly_priced, tied):
+        heads = default_heads(outcomes)
+        pair = pick_pair(outcomes)
+        assert (pair.weak, pair.strong) == (heads[0].models[0], heads[1].models[0])
+    assert [h.models[0] for h in default_heads(partly_priced)] == ["b", "a"]
+    assert [h.models[0] for h in default_heads(tied)] == ["q", "p"]
+
+
 @pytest.mark.parametrize(
     ("answers", "score"),
     [

@@ -243,6 +243,23 @@ def test_jsonl_log_in_three_shapes(tmp_path: Path) -> None:
     )
 
 
+def test_jsonl_without_usage_counts_images_as_the_meter_does(tmp_path: Path) -> None:
+    """A logged request with images and no usage: each image adds what a 1024x1024
+    image costs the model at its detail (`tokenomy.images`), not nothing."""
+    image = {"type": "image_url", "image_url": {"url": "https://x/a.png"}}
+    messages = [{"role": "user", "content": [{"type": "text", "text": "What is it?"}, image]}]
+    pair = {
+        "request": {"model": "gpt-4o", "messages": messages},
+        "response": {"model": "gpt-4o", "choices": [{"message": {"content": "A cat."}}]},
+    }
+    path = tmp_path / "log.jsonl"
+    path.write_text(json.dumps(pair) + "\n")
+    [r] = from_jsonl(path).requests
+    text_only = count_chat_messages(messages, "gpt-4o").tokens
+    # gpt-4o: 85 + 4 tiles of 170 at the default detail.
+    assert r.usage == Usage(text_only + 765, count_text("A cat.", "gpt-4o").tokens, estimated=True)
+
+
 def test_jsonl_errors_name_the_line(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"model": "gpt-4o", "usage": {"prompt_tokens": 1}}\n{"nothing": 1}\n')

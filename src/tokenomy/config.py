@@ -15,8 +15,8 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -25,25 +25,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from .errors import ConfigError
+from .pricing import PriceOverride
 
 DEFAULT_DB = "tokenomy.db"
 OPENAI_DEFAULT_BASE = "https://api.openai.com/v1"
 ANTHROPIC_DEFAULT_BASE = "https://api.anthropic.com"
 
 
-@dataclass(frozen=True, slots=True)
-class PriceConfig:
-    """Dollars per million tokens (``web_search``: per thousand searches); overrides
-    genai-prices for one deployment. See `tokenomy.pricing.PriceOverride`."""
-
-    input: Decimal
-    output: Decimal
-    cache_read: Decimal | None = None
-    cache_write: Decimal | None = None
-    cache_write_1h: Decimal | None = None
-    input_audio: Decimal | None = None
-    output_audio: Decimal | None = None
-    web_search: Decimal | None = None
+# A deployment's ``price:``: the price book's override, as `tokenomy.pricing` takes it.
+PriceConfig = PriceOverride
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +49,7 @@ class Deployment:
     connect_timeout: float = 10.0
     max_retries: int = 2
     retry_backoff: float = 0.25  # first retry delay, seconds; doubles each retry
-    price: PriceConfig | None = None
+    price: PriceOverride | None = None
     price_provider: str | None = None  # genai-prices provider id, when it differs
     extra: Mapping[str, Any] = field(default_factory=dict)  # provider-specific settings
 
@@ -109,17 +99,6 @@ class Settings:
         return None
 
 
-def _decimal(value: Any, where: str) -> Decimal:
-    try:
-        out = Decimal(str(value))
-    except (InvalidOperation, ValueError) as exc:
-        raise ConfigError(f"{where}: not a number: {value!r}") from exc
-    # A NaN price cannot be compared (a budget check on it raises), a negative one pays back.
-    if isinstance(value, bool) or not out.is_finite() or out < 0:
-        raise ConfigError(f"{where}: expected a price of 0 or more, got {value!r}")
-    return out
-
-
 def number(
     value: Any,
     where: str,
@@ -149,6 +128,18 @@ def number(
             span = f"above {low:g}" if above else f"{low:g} or more"
         raise ConfigError(f"{where}: expected {kind} {span}, got {value!r}")
     return got
+
+
+def decimal_number(value: Any, where: str, *, what: str = "a number") -> Decimal:
+    """A number setting of 0 or more as the exact Decimal of what was written (``0.1``
+    is Decimal("0.1"), not the float nearest it): for money, and what multiplies it.
+    Refused as `number` refuses: a NaN price cannot be compared (a budget check on
+    it raises), a negative one pays back."""
+    try:
+        number(value, where)
+        return Decimal(str(value).strip())
+    except (ConfigError, InvalidOperation):
+        raise ConfigError(f"{where}: expected {what} of 0 or more, got {value!r}") from None
 
 
 def text(value: Any, where: str) -> str | None:
@@ -210,13 +201,11 @@ def port(value: Any, where: str) -> int:
     return int(number(value, where, whole=True, high=65535))
 
 
-_OPTIONAL_PRICES = (
-    "cache_read", "cache_write", "cache_write_1h", "input_audio", "output_audio", "web_search",
-)  # fmt: skip
-_PRICE_KEYS = {"input", "output", *_OPTIONAL_PRICES}
+_PRICE_KEYS = {f.name for f in fields(PriceOverride)}
+_OPTIONAL_PRICES = [f.name for f in fields(PriceOverride) if f.name not in ("input", "output")]
 
 
-def _price(raw: Any, where: str) -> PriceConfig | None:
+def _price(raw: Any, where: str) -> PriceOverride | None:
     if raw is None:
         return None
     if not isinstance(raw, Mapping) or "input" not in raw or "output" not in raw:
@@ -225,12 +214,12 @@ def _price(raw: Any, where: str) -> PriceConfig | None:
     unknown = set(raw) - _PRICE_KEYS
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(map(str, unknown))}")
-    opt = {k: _decimal(raw[k], f"{where}.{k}") for k in _OPTIONAL_PRICES if raw.get(k) is not None}
-    return PriceConfig(
-        input=_decimal(raw["input"], f"{where}.input"),
-        output=_decimal(raw["output"], f"{where}.output"),
-        **opt,
-    )
+
+    def usd(key: str) -> Decimal:
+        return decimal_number(raw[key], f"{where}.{key}", what="a price")
+
+    opt = {k: usd(k) for k in _OPTIONAL_PRICES if raw.get(k) is not None}
+    return PriceOverride(input=usd("input"), output=usd("output"), **opt)
 
 
 _DEPLOYMENT_KEYS = {
@@ -323,6 +312,18 @@ def flag(value: Any, where: str) -> bool:
     raise ConfigError(f"{where}: expected true or false, got {value!r}")
 
 
+def _as_is(value: str, where: str) -> str:
+    return value
+
+
+# ``TOKENOMY_<NAME>`` sets the setting ``<name>``, read as its YAML value is.
+_FROM_ENV: dict[str, Callable[[str, str], Any]] = {
+    "db": _as_is, "master_key": _as_is, "redis_url": redis_url, "timezone": timezone,
+    "webhook_url": http_url, "otlp_endpoint": http_url, "host": _as_is, "port": port,
+    "require_key": flag, "metrics_auth": flag, "refuse_unknown_prices": flag,
+}  # fmt: skip
+
+
 def load_settings(
     path: str | Path | None = None,
     *,
@@ -388,37 +389,15 @@ def load_settings(
     settings = replace(settings, deployments=deps)
 
     env_over: dict[str, Any] = {}
-    if env.get("TOKENOMY_DB"):
-        env_over["db"] = env["TOKENOMY_DB"]
-    if env.get("TOKENOMY_MASTER_KEY"):
-        env_over["master_key"] = env["TOKENOMY_MASTER_KEY"]
-    if env.get("TOKENOMY_REDIS_URL"):
-        env_over["redis_url"] = redis_url(env["TOKENOMY_REDIS_URL"], "TOKENOMY_REDIS_URL")
-    if env.get("TOKENOMY_TIMEZONE"):
-        env_over["timezone"] = timezone(env["TOKENOMY_TIMEZONE"], "TOKENOMY_TIMEZONE")
-    if env.get("TOKENOMY_WEBHOOK_URL"):
-        env_over["webhook_url"] = http_url(env["TOKENOMY_WEBHOOK_URL"], "TOKENOMY_WEBHOOK_URL")
-    if env.get("TOKENOMY_OTLP_ENDPOINT"):
-        env_over["otlp_endpoint"] = http_url(
-            env["TOKENOMY_OTLP_ENDPOINT"], "TOKENOMY_OTLP_ENDPOINT"
-        )
+    for name, read in _FROM_ENV.items():
+        var = "TOKENOMY_" + name.upper()
+        if env.get(var):
+            env_over[name] = read(env[var], var)
     if env.get("TOKENOMY_REQUIRE_BALANCE"):
         env_over["billing"] = {
             **settings.billing,
             "require_balance": flag(env["TOKENOMY_REQUIRE_BALANCE"], "TOKENOMY_REQUIRE_BALANCE"),
         }
-    if env.get("TOKENOMY_HOST"):
-        env_over["host"] = env["TOKENOMY_HOST"]
-    if env.get("TOKENOMY_PORT"):
-        env_over["port"] = port(env["TOKENOMY_PORT"], "TOKENOMY_PORT")
-    if env.get("TOKENOMY_REQUIRE_KEY"):
-        env_over["require_key"] = flag(env["TOKENOMY_REQUIRE_KEY"], "TOKENOMY_REQUIRE_KEY")
-    if env.get("TOKENOMY_METRICS_AUTH"):
-        env_over["metrics_auth"] = flag(env["TOKENOMY_METRICS_AUTH"], "TOKENOMY_METRICS_AUTH")
-    if env.get("TOKENOMY_REFUSE_UNKNOWN_PRICES"):
-        env_over["refuse_unknown_prices"] = flag(
-            env["TOKENOMY_REFUSE_UNKNOWN_PRICES"], "TOKENOMY_REFUSE_UNKNOWN_PRICES"
-        )
     settings = replace(settings, **env_over)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if "port" in overrides:

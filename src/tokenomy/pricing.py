@@ -44,7 +44,7 @@ import copy
 import functools
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -211,16 +211,7 @@ class PriceOverride:
         return cls(**values)
 
 
-_OVERRIDE_FIELDS = (
-    "input",
-    "output",
-    "cache_read",
-    "cache_write",
-    "cache_write_1h",
-    "input_audio",
-    "output_audio",
-    "web_search",
-)
+_OVERRIDE_FIELDS = tuple(f.name for f in fields(PriceOverride))
 
 
 def _to_decimal(name: str, value: object) -> Decimal:

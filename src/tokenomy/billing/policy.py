@@ -52,7 +52,7 @@ from ..caps.estimate import Estimate
 from ..caps.measures import register
 from ..caps.model import ON_EXCEED
 from ..caps.policy import CapsPolicy
-from ..config import flag
+from ..config import flag, number
 from ..errors import ConfigError, InvalidRequest, Overloaded, RateLimited, TokenomyError
 from ..ledger.base import Store
 from ..pipeline.admit import AdmissionPolicy
@@ -109,16 +109,13 @@ def billing_config(settings: Any) -> BillingConfig:
     unknown = set(raw) - set(BillingConfig.__dataclass_fields__)
     if unknown:
         raise ConfigError(f"billing: unknown settings {sorted(unknown)}")
-    try:
-        return BillingConfig(
-            require_balance=flag(raw.get("require_balance", False), "billing.require_balance"),
-            fail_mode=str(raw.get("fail_mode", "closed")),
-            on_exceed=str(raw.get("on_exceed", "refuse")),
-            cache_ttl=float(raw.get("cache_ttl", 2.0)),
-            reconcile_window=float(raw.get("reconcile_window", 86400.0)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"billing: {exc}") from exc
+    return BillingConfig(
+        require_balance=flag(raw.get("require_balance", False), "billing.require_balance"),
+        fail_mode=str(raw.get("fail_mode", "closed")),
+        on_exceed=str(raw.get("on_exceed", "refuse")),
+        cache_ttl=number(raw.get("cache_ttl", 2.0), "billing.cache_ttl"),
+        reconcile_window=number(raw.get("reconcile_window", 86400.0), "billing.reconcile_window"),
+    )
 
 
 def credit_units(rec: UsageRecord) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from ..images import image_tokens_estimate
 from ..pricing import PriceBook
 from ..tokens import TokenCount, count_anthropic_request, count_chat_messages, count_text
 from ..usage import Usage
@@ -59,8 +60,9 @@ def count(
     """Count the tokens of TEXT (or --file, or stdin) and price them.
 
     A JSON body with a "messages" array is counted as an OpenAI chat request, or as
-    an Anthropic Messages request when it has Anthropic's shape. Counts are exact
-    for OpenAI models and estimates for the others.
+    an Anthropic Messages request when it has Anthropic's shape; each image adds
+    what a 1024x1024 image likely costs the model. Counts are exact for OpenAI
+    models on text and estimates for the others.
     """
     if text is not None and path is not None:
         raise click.UsageError("give either TEXT or --file, not both")
@@ -142,10 +144,12 @@ def _json_request(raw: str) -> Mapping[str, Any] | None:
 def _count(raw: str, body: Mapping[str, Any] | None, model: str) -> tuple[str, TokenCount]:
     if body is None:
         return "text", count_text(raw, model)
+    images = image_tokens_estimate(body, model)  # as the gateway's meter estimates them
+    counted = TokenCount(images, exact=not images)
     if _is_anthropic(body, model):
-        return "anthropic-messages", count_anthropic_request(body)
+        return "anthropic-messages", counted + count_anthropic_request(body)
     tools, functions = body.get("tools"), body.get("functions")
-    return "openai-chat", count_chat_messages(
+    return "openai-chat", counted + count_chat_messages(
         body["messages"],
         model,
         tools=tools if isinstance(tools, list) else None,

@@ -6,7 +6,8 @@
   line (``{"custom_id", "response": {"body": <completion>}}``) or a pair
   (``{"request": <body>, "response": <completion>}``). Usage is read from
   ``usage``; when a line has none, its tokens are counted from the request's
-  messages and the answer's text, and marked estimated.
+  messages (each image its likely cost, `tokenomy.images`) and the answer's
+  text, and marked estimated.
 - The AlpacaEval outputs file (`from_alpaca_eval`): real instructions with the
   answers of several real models. One model's answers are the traffic; the
   other models' recorded answers are the `Evidence` a reroute is judged by.
@@ -25,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..images import image_tokens_estimate
 from ..ledger.base import Store
 from ..providers.openai import openai_usage as provider_usage
 from ..routing.learned.features import prompt_text
@@ -155,9 +157,10 @@ def _jsonl_request(line: Mapping[str, Any], n: int) -> Request:
     if isinstance(usage_raw, Mapping):
         usage = openai_usage(usage_raw)
     elif isinstance(body.get("messages"), list):
-        prompt = count_chat_messages(body["messages"], model)
+        prompt = count_chat_messages(body["messages"], model).tokens
+        prompt += image_tokens_estimate(body, model)  # as the gateway's meter estimates
         answer = count_text(_answer_text(response), model)
-        usage = Usage(input_tokens=prompt.tokens, output_tokens=answer.tokens, estimated=True)
+        usage = Usage(input_tokens=prompt, output_tokens=answer.tokens, estimated=True)
     else:
         raise ValueError("no usage and no messages to count")
     meta = {**(body.get("metadata") or {}), **(line.get("metadata") or {})}

@@ -37,6 +37,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from ..config import decimal_number, http_url, number, section
 from ..errors import ConfigError
 from ..ledger.base import SQLStore
 from ..ledger.migrations import Cursor
@@ -65,38 +66,44 @@ class WatchConfig:
     webhook_url: str | None = None
 
 
+_KNOWN = {"interval", "k", "min_spend", "min_days", "baseline_days", "by", "budgets", "webhook_url"}
+_ANOMALY_BY = ("org", "team", "model", "provider")
+_USD = "a dollar amount"
+
+
 def watch_config(raw: Mapping[str, Any], webhook_url: str | None) -> WatchConfig:
     """The ``alerts:`` settings section."""
-    known = {
-        "interval",
-        "k",
-        "min_spend",
-        "min_days",
-        "baseline_days",
-        "by",
-        "budgets",
-        "webhook_url",
-    }
-    unknown = set(raw) - known
+    unknown = set(raw) - _KNOWN
     if unknown:
         raise ConfigError(f"alerts: unknown settings {sorted(unknown)}")
-    try:
-        defaults = AlertRules()
-        rules = AlertRules(
-            k=Decimal(str(raw.get("k", defaults.k))),
-            min_spend=Decimal(str(raw.get("min_spend", defaults.min_spend))),
-            min_days=int(raw.get("min_days", defaults.min_days)),
-            baseline_days=int(raw.get("baseline_days", defaults.baseline_days)),
-            anomaly_by=tuple(raw.get("by", defaults.anomaly_by)),
-            budgets={str(s): Decimal(str(v)) for s, v in (raw.get("budgets") or {}).items()},
-        )
-        interval = float(raw.get("interval", DEFAULT_INTERVAL))
-    except (ArithmeticError, TypeError, ValueError) as exc:
-        raise ConfigError(f"alerts: {exc}") from exc
-    bad = [b for b in rules.anomaly_by if b not in ("org", "team", "model", "provider")]
-    if bad or interval < 0:
-        raise ConfigError("alerts: 'by' takes org, team, model, provider; interval >= 0")
-    return WatchConfig(interval, rules, raw.get("webhook_url") or webhook_url)
+    defaults = AlertRules()
+    by = raw.get("by", defaults.anomaly_by)
+    if not isinstance(by, list | tuple) or not all(b in _ANOMALY_BY for b in by):
+        raise ConfigError(f"alerts.by: expected a list of {', '.join(_ANOMALY_BY)}, got {by!r}")
+    # A baseline of no days has no typical day (its median would raise), and one
+    # reaching back past year 1 no first day (the watcher's every run would fail).
+    baseline = number(
+        raw.get("baseline_days", defaults.baseline_days), "alerts.baseline_days",
+        whole=True, low=1, high=3660,  # ten years
+    )  # fmt: skip
+    budgets = section(raw, "budgets", "alerts.budgets")
+    rules = AlertRules(
+        k=decimal_number(raw.get("k", defaults.k), "alerts.k"),
+        min_spend=decimal_number(
+            raw.get("min_spend", defaults.min_spend), "alerts.min_spend", what=_USD
+        ),
+        min_days=int(number(raw.get("min_days", defaults.min_days), "alerts.min_days", whole=True)),
+        baseline_days=int(baseline),
+        anomaly_by=tuple(by),
+        budgets={
+            str(s): decimal_number(v, f"alerts.budgets.{s}", what=_USD) for s, v in budgets.items()
+        },
+    )
+    return WatchConfig(
+        number(raw.get("interval", DEFAULT_INTERVAL), "alerts.interval"),
+        rules,
+        http_url(raw.get("webhook_url"), "alerts.webhook_url") or webhook_url,
+    )
 
 
 class AlertClaims:

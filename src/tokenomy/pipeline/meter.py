@@ -4,11 +4,11 @@ upstream reported none, count the tokens here and mark the record estimated."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ..config import Deployment, PriceConfig
+from ..config import Deployment
 from ..images import image_tokens_estimate
 from ..pricing import PriceBook, PriceOverride
 from ..tokens import TokenCount, count_anthropic_request, count_chat_messages, count_text
@@ -17,13 +17,8 @@ from .context import ANTHROPIC, Call
 
 
 def overrides_from(deployments: tuple[Deployment, ...]) -> dict[str, PriceOverride]:
-    """Each deployment's configured price, as the price book takes it (the same fields)."""
-    out: dict[str, PriceOverride] = {}
-    for dep in deployments:
-        p: PriceConfig | None = dep.price
-        if p is not None:
-            out[dep.name] = PriceOverride(**{f.name: getattr(p, f.name) for f in fields(p)})
-    return out
+    """Each deployment's configured price, by the deployment's name."""
+    return {dep.name: dep.price for dep in deployments if dep.price is not None}
 
 
 def prompt_count(call: Call, model: str) -> TokenCount:

@@ -80,6 +80,22 @@ class Adapter:
         """The frames held back until the record is committed."""
         raise NotImplementedError
 
+    def _openai_chunk(self, ev: SSEEvent) -> dict[str, Any] | None:
+        """An OpenAI-compatible upstream's chunk, its usage and text kept; None for the
+        end marker and an error event (both noted)."""
+        if ev.data == DONE_DATA:
+            self.finished = True
+            return None
+        chunk: dict[str, Any] = _loads(ev)
+        if "error" in chunk and "choices" not in chunk:
+            self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            return None
+        if chunk.get("usage"):
+            self.usage = openai_usage(chunk["usage"], chunk.get("service_tier"))
+            self.output_final = True
+        _openai_chunk_text(chunk, self.text)
+        return chunk
+
 
 def _openai_chunk_text(chunk: dict[str, Any], text: list[str]) -> None:
     for choice in chunk.get("choices") or ():
@@ -108,20 +124,9 @@ class OpenAIPassthrough(Adapter):
         self.strip_usage = not client_wants_usage
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
-        if ev.data == DONE_DATA:
-            self.finished = True
+        chunk = self._openai_chunk(ev)
+        if chunk is None or (self.strip_usage and chunk.get("usage") and not chunk.get("choices")):
             return []
-        chunk = _loads(ev)
-        if "error" in chunk and "choices" not in chunk:
-            self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {}
-            return []
-        u = chunk.get("usage")
-        if u:
-            self.usage = openai_usage(u, chunk.get("service_tier"))
-            self.output_final = True
-            if self.strip_usage and not chunk.get("choices"):
-                return []
-        _openai_chunk_text(chunk, self.text)
         if self.sent is not None:
             self.sent.append(chunk)
         return [ev.raw if ev.event is None else frame(ev.data)]
@@ -220,18 +225,8 @@ class AnthropicFromOpenAI(Adapter):
         )
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
-        if ev.data == DONE_DATA:
-            self.finished = True
-            return []
-        chunk = _loads(ev)
-        if "error" in chunk and "choices" not in chunk:
-            self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {}
-            return []
-        if chunk.get("usage"):
-            self.usage = openai_usage(chunk["usage"], chunk.get("service_tier"))
-            self.output_final = True
-        _openai_chunk_text(chunk, self.text)
-        return self._frames(self.conv.feed(chunk))
+        chunk = self._openai_chunk(ev)
+        return [] if chunk is None else self._frames(self.conv.feed(chunk))
 
     def terminal(self) -> list[bytes]:
         return self._frames(self.conv.finish())

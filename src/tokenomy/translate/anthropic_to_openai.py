@@ -106,16 +106,7 @@ def anthropic_response_to_openai(
         if kind == "text":
             text.append(block.get("text") or "")
         elif kind == "tool_use":
-            tool_calls.append(
-                {
-                    "id": block.get("id") or "",
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name") or "",
-                        "arguments": dumps(block.get("input") or {}),
-                    },
-                }
-            )
+            tool_calls.append(_tool_call(block))
         elif kind == "thinking" and block.get("thinking"):
             reasoning.append(block["thinking"])
 
@@ -209,16 +200,7 @@ def _assistant_message(blocks: list[Any], messages: list[dict[str, Any]], where:
         if kind == "text":
             text.append(string(block.get("text"), f"{where}: text"))
         elif kind == "tool_use":
-            tool_calls.append(
-                {
-                    "id": block.get("id") or "",
-                    "type": "function",
-                    "function": {
-                        "name": block.get("name") or "",
-                        "arguments": dumps(block.get("input") or {}),
-                    },
-                }
-            )
+            tool_calls.append(_tool_call(block))
         elif not _dropped(kind):
             raise TranslationError(
                 f"{where}: content block {kind!r} is not supported by this model"
@@ -295,6 +277,15 @@ def _tool(tool: Any) -> dict[str, Any]:
         fn["description"] = tool["description"]
     fn["parameters"] = tool.get("input_schema") or {"type": "object", "properties": {}}
     return {"type": "function", "function": fn}
+
+
+def _tool_call(block: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``tool_use`` block as an OpenAI tool call."""
+    return {
+        "id": block.get("id") or "",
+        "type": "function",
+        "function": {"name": block.get("name") or "", "arguments": dumps(block.get("input") or {})},
+    }
 
 
 def _tool_choice(choice: Mapping[str, Any]) -> Any:

@@ -20,6 +20,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...logistic import fit_logistic
 from .calibrate import threshold_for
 from .features import LEXICAL, batch_features
 from .pairs import Pairs, embed_pairs
@@ -76,34 +77,16 @@ def cluster_split(a: list[str], b: list[str], share: float, salt: str) -> NDArra
     return np.array([held_out(x) for x in a], dtype=bool)
 
 
-def fit_logistic(
-    x: NDArray[np.float64],
-    y: NDArray[np.float64],
-    l2: float,
-    iterations: int = 12,
-    *,
-    l2_first: tuple[int, float] = (0, 0.0),
+def _fit(
+    x: NDArray[np.float64], y: NDArray[np.float64], l2: float, lexical_l2: float
 ) -> tuple[NDArray[np.float64], float]:
-    """L2-regularised logistic regression by Newton's method (IRLS); x standardised.
-    The bias is not penalised; ``l2_first=(k, l2)`` penalises the first k columns
-    (the few lexical features) less than the hundreds of embedding columns."""
+    """The grid's strengths are on the summed loss (`fit_logistic` takes the mean's),
+    and the few lexical columns (first) are penalised less than the embedding's."""
     import numpy as np
 
-    n, d = x.shape
-    xb = np.hstack([x, np.ones((n, 1))])
-    w = np.zeros(d + 1)
-    penalty = np.full(d + 1, l2)
-    penalty[: l2_first[0]] = l2_first[1]
-    penalty[-1] = 0.0
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-np.clip(xb @ w, -50, 50)))
-        grad = xb.T @ (p - y) + penalty * w
-        hess = (xb * (p * (1 - p))[:, None]).T @ xb + np.diag(penalty + 1e-9)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if float(np.abs(step).max()) < 1e-6:
-            break
-    return w[:-1], float(w[-1])
+    penalty = np.full(x.shape[1], l2)
+    penalty[: len(LEXICAL)] = lexical_l2
+    return fit_logistic(x, y, penalty / len(x), iterations=12)
 
 
 def _log_loss(p: NDArray[np.float64], y: NDArray[np.float64]) -> float:
@@ -126,16 +109,15 @@ def train(pairs: Pairs, *, log: Any = print) -> dict[str, Any]:
     xs = (x - mean) / scale
 
     inner = cluster_split(tr.a, tr.b, 0.2, "inner")
-    lexical = len(LEXICAL)
     best, best_loss = (L2_GRID[0], LEXICAL_L2_GRID[0]), float("inf")
     for l2 in L2_GRID:
         for lex in LEXICAL_L2_GRID:
-            w, b = fit_logistic(xs[~inner], y[~inner], l2, l2_first=(lexical, lex))
+            w, b = _fit(xs[~inner], y[~inner], l2, lex)
             loss = _log_loss(1 / (1 + np.exp(-(xs[inner] @ w + b))), y[inner])
             log(f"l2={l2:g} lexical l2={lex:g}: inner validation log-loss {loss:.4f}")
             if loss < best_loss:
                 best, best_loss = (l2, lex), loss
-    w, b = fit_logistic(xs, y, best[0], l2_first=(lexical, best[1]))
+    w, b = _fit(xs, y, *best)
     # fold the standardisation into the weights: one dot product at run time
     weights = w / scale
     bias = b - float((w * mean / scale).sum())

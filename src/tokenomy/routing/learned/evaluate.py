@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 from ..config import DEFAULT_QUALITY_TARGET
 from .metrics import Curve, cost_at, curve
-from .outcomes import Outcome
+from .outcomes import Outcome, cheapest_first
 
 RANDOM_SEEDS = 20
 
@@ -37,23 +37,12 @@ class Pair:
 def pick_pair(
     outcomes: Sequence[Outcome], weak: str | None = None, strong: str | None = None
 ) -> Pair:
-    """The weak and strong model: as given, or the cheapest and dearest (by mean cost, else
-    by mean score) among models scored on every prompt."""
-    common = set(outcomes[0].scores) if outcomes else set()
-    for o in outcomes:
-        common &= set(o.scores)
+    """The weak and strong model: as given, or, among the models scored on every prompt,
+    the cheapest and dearest as training picks its default heads (`cheapest_first`)."""
+    first = outcomes[0].scores if outcomes else {}
+    common = [m for m in first if all(m in o.scores for o in outcomes)]
     if weak is None or strong is None:
-        priced = [m for m in common if all(m in o.costs for o in outcomes)]
-
-        def mean_cost(m: str) -> Decimal:
-            return sum((o.costs[m] for o in outcomes), Decimal(0)) / len(outcomes)
-
-        def mean_score(m: str) -> float:
-            return sum(o.scores[m] for o in outcomes) / len(outcomes)
-
-        key: Callable[[str], Decimal] | Callable[[str], float]
-        key = mean_cost if len(priced) == len(common) else mean_score
-        ranked = sorted(common, key=key)
+        ranked = cheapest_first(outcomes, common)
         if len(ranked) < 2:
             raise ValueError("evaluation needs two models scored on every prompt")
         weak, strong = weak or ranked[0], strong or ranked[-1]

@@ -12,7 +12,7 @@ Other keys (``"id"``, ``"source"``) are kept in `Outcome.extra`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -72,6 +72,22 @@ def parse(obj: Any, where: str = "") -> Outcome:
             costs[str(name)] = cost
     extra = {k: v for k, v in obj.items() if k not in ("prompt", "messages", "models")}
     return Outcome(prompt, scores, costs, extra)
+
+
+def cheapest_first(outcomes: Sequence[Outcome], models: Iterable[str]) -> list[str]:
+    """``models`` by mean cost, or, unless each has a cost, by mean score (each mean
+    over the outcomes that have one); ties keep the order given."""
+    scores: dict[str, list[float]] = {m: [] for m in models}
+    costs: dict[str, list[Decimal]] = {m: [] for m in scores}
+    for o in outcomes:
+        for m in scores:
+            if m in o.scores:
+                scores[m].append(o.scores[m])
+            if m in o.costs:
+                costs[m].append(o.costs[m])
+    if all(costs.values()):
+        return sorted(scores, key=lambda m: sum(costs[m]) / len(costs[m]))
+    return sorted(scores, key=lambda m: sum(scores[m]) / len(scores[m]))
 
 
 def _number(value: Any) -> float | None:

@@ -2,7 +2,7 @@
 
 Each head is a class of models (``small=modelA,modelB``); its target for a prompt
 is the mean score of the class's models that have one (a soft label in [0, 1]).
-Heads are fitted by Newton's method on the L2-regularised cross-entropy over
+Heads are fitted by L2-regularised logistic regression (`tokenomy.logistic`) on
 standardised features. A deterministic share of the prompts (by a hash of the
 prompt) is held out: the knob's calibration table is measured on it, with the
 first head's target as the weak model's outcome and the last head's as the
@@ -12,16 +12,15 @@ strong model's.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from ...logistic import fit_logistic
 from .calibration import calibrate
 from .features import Spec, featurize
 from .model import Router
-from .outcomes import Outcome
+from .outcomes import Outcome, cheapest_first
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 DEFAULT_L2 = 0.0003  # chosen on held-out dev data (docs/router.md)
 DEFAULT_HOLDOUT = 0.2  # share of prompts held out to calibrate the knob
-NEWTON_MAX_FEATURES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,19 +46,9 @@ class Head:
 def default_heads(outcomes: Sequence[Outcome]) -> list[Head]:
     """Two heads: the cheapest model and the dearest (by mean cost), or, without costs for
     every model, the lowest- and highest-scoring."""
-    scores: dict[str, list[float]] = {}
-    costs: dict[str, list[Decimal]] = {}
-    for o in outcomes:
-        for m, s in o.scores.items():
-            scores.setdefault(m, []).append(s)
-        for m, c in o.costs.items():
-            costs.setdefault(m, []).append(c)
-    if len(scores) < 2:
+    ranked = cheapest_first(outcomes, dict.fromkeys(m for o in outcomes for m in o.scores))
+    if len(ranked) < 2:
         raise ValueError("training needs outcomes of at least two models")
-    if all(m in costs for m in scores):
-        ranked = sorted(scores, key=lambda m: sum(costs[m]) / len(costs[m]))
-    else:
-        ranked = sorted(scores, key=lambda m: sum(scores[m]) / len(scores[m]))
     return [Head("weak", (ranked[0],)), Head("strong", (ranked[-1],))]
 
 
@@ -84,57 +72,6 @@ def targets(
 def held_out(prompt: str, share: float) -> bool:
     digest = hashlib.sha1(prompt.encode("utf-8")).digest()
     return int.from_bytes(digest[:4], "big") / 2**32 < share
-
-
-def fit_logistic(
-    x: NDArray[np.float32], y: NDArray[np.float64], l2: float = DEFAULT_L2, iters: int = 30
-) -> tuple[NDArray[np.float64], float]:
-    """Weights and bias of a logistic regression on (already standardised) `x`: Newton's
-    method for a few hundred features, full-batch Adam beyond."""
-    import numpy as np
-
-    n, f = x.shape
-    if f > NEWTON_MAX_FEATURES:
-        return _fit_adam(x, y, l2)
-    xb = np.concatenate([x.astype(np.float64), np.ones((n, 1))], axis=1)
-    w = np.zeros(f + 1)
-    reg = np.full(f + 1, l2)
-    reg[-1] = 0.0
-    for _ in range(iters):
-        p = 1.0 / (1.0 + np.exp(-(xb @ w)))
-        grad = xb.T @ (p - y) / n + reg * w
-        hess = (xb * (p * (1 - p))[:, None]).T @ xb / n + np.diag(reg + 1e-9)
-        step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.max(np.abs(step)) < 1e-6:
-            break
-    return w[:-1], float(w[-1])
-
-
-def _fit_adam(
-    x: NDArray[np.float32], y: NDArray[np.float64], l2: float, steps: int = 400, lr: float = 0.02
-) -> tuple[NDArray[np.float64], float]:
-    import numpy as np
-
-    n, f = x.shape
-    w = np.zeros(f, dtype=np.float32)
-    b = 0.0
-    m, v = np.zeros(f, dtype=np.float32), np.zeros(f, dtype=np.float32)
-    mb = vb = 0.0
-    yf = y.astype(np.float32)
-    for t in range(1, steps + 1):
-        p = 1.0 / (1.0 + np.exp(-(x @ w + b)))
-        err = (p - yf) / n
-        gw = x.T @ err + l2 * w
-        gb = float(err.sum())
-        m = 0.9 * m + 0.1 * gw
-        v = 0.999 * v + 0.001 * gw * gw
-        mb = 0.9 * mb + 0.1 * gb
-        vb = 0.999 * vb + 0.001 * gb * gb
-        c1, c2 = 1 - 0.9**t, 1 - 0.999**t
-        w -= lr * (m / c1) / (np.sqrt(v / c2) + 1e-8)
-        b -= lr * (mb / c1) / (math.sqrt(vb / c2) + 1e-8)
-    return w.astype(np.float64), b
 
 
 @dataclass(frozen=True, slots=True)
