@@ -487,23 +487,52 @@ class BillingStore:
         return [_entry(r) for r in rows]
 
     def history_page(
-        self, customer: str, *, after: SortKey | None = None, limit: int = 100
+        self,
+        customer: str,
+        *,
+        after: SortKey | None = None,
+        limit: int = 100,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        through: int | None = None,
+        oldest_first: bool = False,
     ) -> Page[CreditEntry]:
-        """``limit`` of the customer's entries past ``after``, newest first: the sort
-        key is ``(ts, id)``. An entry appended while a client pages is newer than
-        the pages it has read (unless it was dated in the past, ``ts``)."""
-        sql, params = page_query(
+        """``limit`` of the customer's entries past ``after``, newest first (oldest
+        first with ``oldest_first``): the sort key is ``(ts, id)``. An entry appended
+        while a client pages is newer than the pages it has read (unless it was dated
+        in the past, ``ts``).
+
+        ``kind``, ``since`` and ``until`` (``ts`` in ``[since, until)``) narrow the
+        entries; ``through`` keeps those with ``id <= through``: the customer's
+        entries as they were when ``through`` was their last (`last_entry_id`),
+        since one customer's entries are appended one at a time under its lock.
+        """
+        where = ["customer = ?"]
+        params: list[Any] = [customer]
+        for cond, value in (("kind = ?", kind), ("ts >= ?", since), ("ts < ?", until),
+                            ("id <= ?", through)):  # fmt: skip
+            if value is not None:
+                where.append(cond)
+                params.append(value)
+        sql, args = page_query(
             f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger",
             ("ts", "id"),
             after,
             limit,
             param=self.db.dialect.param,
-            where=[self.db.sql("customer = ?")],
-            params=[customer],
-            descending=True,
+            where=[self.db.sql(w) for w in where],
+            params=params,
+            descending=not oldest_first,
         )
-        rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
+        rows = self.db.read(lambda cur: cur.execute(sql, args).fetchall())
         return page_of(rows, limit, _entry, lambda e: (e.ts, e.id))
+
+    def last_entry_id(self, cur: Cursor, customer: str) -> int:
+        """The id of the customer's last entry (0: none yet), read on ``cur``."""
+        sql = self.db.sql("SELECT MAX(id) FROM credit_ledger WHERE customer = ?")
+        row = cur.execute(sql, (customer,)).fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
 
     def reconcile(self, since: float, until: float | None = None) -> int:
         """Append the debits of recorded requests that have none; return how many.

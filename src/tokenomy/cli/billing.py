@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import click
-import orjson
 
 from ..billing import (
     BillingStore,
@@ -242,7 +241,11 @@ def statements(
         span = parse_period(period, tz)
     with _billing(db, config_path) as billing:
         st = build_statement(billing, customer, span, timezone=tz)
-    if fmt == "csv":
-        click.echo(st.to_csv(), nl=False)
-    else:
-        click.echo(orjson.dumps(st.to_json(), option=orjson.OPT_INDENT_2).decode())
+        # a piece at a time, while the ledger is open: every top-up of the period
+        if fmt == "csv":
+            for piece in st.csv_chunks():
+                click.echo(piece, nl=False)
+        else:
+            for chunk in st.json_chunks(indent=True):
+                click.echo(chunk.decode(), nl=False)
+            click.echo()
