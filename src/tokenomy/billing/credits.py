@@ -167,6 +167,41 @@ class BillingStore:
         rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
         return page_of(rows, limit, _customer, lambda c: (c.customer,))
 
+    def least_left(self, limit: int) -> list[Customer]:
+        """The ``limit`` customers with a balance who have the least of it left, as a
+        share of what they were credited (none credited: nothing left), lowest first;
+        ties by balance, then name. The share is unit-free, so dollar and token
+        balances rank together."""
+        if limit < 1:
+            return []
+        share = (
+            "COALESCE(balance / NULLIF(credited, 0), 0)"
+            if self.db.postgres
+            else "COALESCE(CAST(balance AS REAL) / NULLIF(CAST(credited AS REAL), 0), 0)"
+        )
+        # SQLite orders by REAL, which can swap shares that differ past the 15th
+        # digit: read a few more and order them exactly.
+        sql = self.db.sql(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers WHERE unit IS NOT NULL "
+            f"ORDER BY {share}, {'balance' if self.db.postgres else 'CAST(balance AS REAL)'}, "
+            "customer LIMIT ?"
+        )
+        rows = self.db.read(lambda cur: cur.execute(sql, (limit + 10,)).fetchall())
+        found = [_customer(r) for r in rows]
+        found.sort(key=lambda c: (c.balance / c.credited if c.credited else _ZERO, c.balance,
+                                  c.customer))  # fmt: skip
+        return found[:limit]
+
+    def balance_totals(self) -> list[tuple[str, int, Decimal, Decimal]]:
+        """Per unit: (unit, customers with a balance in it, the sum of their balances,
+        the sum of what they were credited), exact."""
+        sql = self.db.sql(
+            "SELECT unit, COUNT(*), {sum}(balance), {sum}(credited) FROM billing_customers "
+            "WHERE unit IS NOT NULL GROUP BY unit ORDER BY unit"
+        )
+        rows = self.db.read(lambda cur: cur.execute(sql).fetchall())
+        return [(u, int(n), money_out(b), money_out(c)) for u, n, b, c in rows]
+
     def _locked(self, cur: Cursor, customer: str) -> Customer | None:
         sql = self.db.sql(
             f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers WHERE customer = ?{{for_update}}"
