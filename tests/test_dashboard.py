@@ -456,3 +456,17 @@ def test_a_budget_on_each_user_says_how_many_it_leaves_out(
     html = panel_html(served(), "budgets")
     assert html.count("per-user") == state.EACH_SHOWN + 1  # the rows and the note
     assert f"the {state.EACH_SHOWN} largest of {state.EACH_SHOWN + 3} (user) only" in html
+
+
+def test_a_budget_table_this_version_does_not_know_says_it_is_cut(store: Store) -> None:
+    assert isinstance(store, SQLStore)
+    rows = state.DUMP_ROWS + 1
+    store._write(lambda cur: cur.execute("CREATE TABLE old_budgets (name TEXT)"))
+    p = store.dialect.param
+    insert = f"INSERT INTO old_budgets (name) VALUES ({p})"
+    store._write(lambda cur: cur.executemany(insert, [(f"b{i}",) for i in range(rows)]))
+    panel = state.budgets(store, {"old_budgets"}, now=time.time())
+    assert len(panel.rows) == state.DUMP_ROWS
+    assert panel.notes == [f"old_budgets: the first {state.DUMP_ROWS} rows only."]
+    store._write(lambda cur: cur.execute("DELETE FROM old_budgets WHERE name = 'b0'"))
+    assert state.budgets(store, {"old_budgets"}, now=time.time()).notes == []
