@@ -563,6 +563,11 @@ class BillingStore:
         rows = self.db.read(lambda cur: cur.execute(sql, args).fetchall())
         return page_of(rows, limit, _entry, lambda e: (e.ts, e.id))
 
+    def entry_count(self, customer: str) -> int:
+        """How many entries the customer's ledger holds."""
+        sql = self.db.sql("SELECT COUNT(*) FROM credit_ledger WHERE customer = ?")
+        return int(self.db.read(lambda cur: cur.execute(sql, (customer,)).fetchone())[0])
+
     def last_entry_id(self, cur: Cursor, customer: str) -> int:
         """The id of the customer's last entry (0: none yet), read on ``cur``."""
         sql = self.db.sql("SELECT MAX(id) FROM credit_ledger WHERE customer = ?")
