@@ -439,6 +439,14 @@ def test_top_spenders_and_requests_say_how_many_they_leave_out(
     assert f"The {data.TOP} most expensive of 20 priced requests" in top
     few = panel_html(served(team="t00"), "top")
     assert "most expensive of" not in few  # one request: all of it is shown
+    # Ten with a cost and two refused (no cost, none to list): nothing left out.
+    store.insert_records(
+        [UsageRecord(f"x{i}", ts=now, team="x", requested_model="m", usage=Usage(1, 1),
+                     cost_usd=Decimal(1) if i < data.TOP else None, status=200 if i < data.TOP
+                     else 429) for i in range(data.TOP + 2)]
+    )  # fmt: skip
+    top = panel_html(served(team="x"), "top")
+    assert top.count("<tr data-request=") == data.TOP and "most expensive of" not in top
 
 
 def test_a_budget_on_each_user_says_how_many_it_leaves_out(

@@ -136,6 +136,7 @@ class Dashboard:
     forecast: ForecastPanel
     options: dict[str, list[str]] = field(default_factory=dict)
     spender_groups: int = 0  # how many groups the spenders are the largest of
+    top_cut: bool = False  # more priced requests than ``top`` lists
 
 
 def _ts(d: date) -> float:
@@ -167,6 +168,9 @@ def collect(store: SQLStore, view: View, now: float, *, tz: str = "UTC") -> Dash
     for g in sc.group(("day", view.by), sort="key"):
         values[slot.get(g.key[1], len(keep))][index[str(g.key[0])]] += g.totals.cost_usd
     present = tables(store)
+    # One more than shown: it tells whether the list is cut.
+    top = top_requests(store, since=lo, until=hi, filters=view.filters, limit=TOP + 1,
+                       matching=total.requests)  # fmt: skip
     return Dashboard(
         view=view,
         total=total,
@@ -174,9 +178,8 @@ def collect(store: SQLStore, view: View, now: float, *, tz: str = "UTC") -> Dash
         series=list(zip(names, values, strict=True)),
         spenders=sc.group((view.by,))[:SPENDERS],
         spender_groups=len(ranked),
-        top=top_requests(
-            store, since=lo, until=hi, filters=view.filters, limit=TOP, matching=total.requests
-        ),
+        top=top[:TOP],
+        top_cut=len(top) > TOP,
         levers=sorted(total.savings.items(), key=lambda kv: (-kv[1], kv[0])),
         unpriced=[g for g in sc.group(("model", "provider")) if g.totals.unpriced_requests],
         routes=sc.group(("route",)),

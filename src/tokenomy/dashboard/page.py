@@ -200,7 +200,7 @@ def _spenders_cut(d: Dashboard) -> str:
 
 def _top_cut(d: Dashboard) -> str:
     priced = d.total.priced_requests
-    if priced <= len(d.top):
+    if not d.top_cut:
         return ""
     return (
         f"The {len(d.top)} most expensive of {priced:,} priced requests; "
