@@ -502,7 +502,8 @@ class BillingStore:
         until: float | None = None,
         kind: str | None = None,
     ) -> list[CreditEntry]:
-        """The customer's entries (of one ``kind``, if given), newest first."""
+        """The customer's newest ``limit`` entries (of one ``kind``, if given), newest
+        first: at most ``limit`` of them. Every one, a page at a time: `history_page`."""
         where: list[str] = ["customer = ?"]
         params: list[Any] = [customer]
         if kind is not None:
