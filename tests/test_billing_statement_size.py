@@ -144,8 +144,8 @@ def test_pieces_make_the_whole_statement(store: Store, topups: int) -> None:
 def test_requests_read_a_page_at_a_time_sum_as_one(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Pages of one row: a cascade's draft and its request on different pages are
-    still charged together, every request counted once."""
+    """Pages of one row: a cascade's draft is charged with its request (its row has
+    the request's start time, written before or after it), every request once."""
     b = BillingStore(store)
     b.topup("acme", D("10"), ts=NOV - 5)
     terms = {"customer": "acme", "unit": "usd", "plan": "half", "markup_pct": "50"}
@@ -153,27 +153,29 @@ def test_requests_read_a_page_at_a_time_sum_as_one(
     def rec(rid: str, ts: float, cost: str, route: dict[str, str] | None = None) -> UsageRecord:
         decisions: dict[str, object] = {"billing": terms}
         if route:
-            decisions["route"] = route
+            decisions = {"route": route}  # a draft's row: no terms of its own
         return UsageRecord(request_id=rid, ts=ts, user="acme", requested_model="m",
                            served_model="big" if route is None else "small",
                            usage=Usage(10, 1), cost_usd=D(cost), decisions=decisions)  # fmt: skip
 
-    store.insert_records(
-        [
-            rec("a", NOV + 1, "0.4"),
-            rec("a.draft", NOV + 1.5, "0.1", {"parent": "a", "reason": "cascade"}),
-            rec("a.judge", NOV + 2, "9", {"parent": "a", "reason": "judge"}),  # not the customer's
-            rec("b", NOV + 3, "0.2"),
-            rec("c.draft", NOV + 4, "0.3", {"parent": "c", "reason": "cascade"}),  # c in October
-        ]
-    )
+    def draft(of: str, ts: float, cost: str, reason: str = "cascade") -> UsageRecord:
+        return rec(f"{of}.{reason}", ts, cost, {"parent": of, "reason": reason})
+
+    # Charged alone, each of these would round to nothing; together they make a
+    # nano-dollar: the request's line gets it, the draft's share rounds to zero.
+    store.insert_records([draft("a", NOV + 1, "0.0000000003")])  # before its request
+    store.insert_records([rec("b", NOV + 1, "0.0000000003")])  # another at the same instant
+    store.insert_records([rec("a", NOV + 1, "0.0000000003")])
+    store.insert_records([rec("c", NOV + 2, "0.0000000003")])
+    store.insert_records([draft("c", NOV + 2, "0.0000000003")])  # after its request
+    store.insert_records([draft("c", NOV + 2, "9", reason="judge")])  # not the customer's
+    store.insert_records([draft("z", NOV + 3, "0.2")])  # z was never recorded: its own cost
     whole = build_statement(b, "acme", parse_period("2026-11")).to_json()
-    monkeypatch.setattr(statements_module, "PAGE", 1)
-    assert build_statement(b, "acme", parse_period("2026-11")).to_json() == whole
-    assert whole["usage"]["requests"] == 4
-    assert whole["provider_cost_usd"] == "1" and whole["charged_usd"] == "1.5"
-    # a's draft takes its share of a's charge; c's (c is not in the period) its own
-    assert [(m["model"], m["charged_usd"]) for m in whole["models"]] == [
-        ("big", "0.9"),
-        ("small", "0.6"),
+    assert whole["usage"]["requests"] == 6
+    assert [(m["model"], m["requests"], m["charged_usd"]) for m in whole["models"]] == [
+        ("big", 3, "0.000000002"),  # a and c a nano-dollar each, b nothing
+        ("small", 3, "0.2"),  # the drafts' shares round to nothing; z's cost
     ]
+    for page in (1, 2, 3):
+        monkeypatch.setattr(statements_module, "PAGE", page)
+        assert build_statement(b, "acme", parse_period("2026-11")).to_json() == whole

@@ -361,8 +361,8 @@ def build_statement(
     share under the request's terms, the request's line the rest. A judge's
     rows are the gateway's own calls, not the customer's: left out.
 
-    Requests are read a page at a time and summed as they come; the drafts of
-    the period are held until their requests are read. The balance counts the
+    Requests are read a page at a time and summed as they come, with their
+    drafts (rows of the same start time). The balance counts the
     customer's credit entries up to the last one there when the statement was
     built, and its top-ups (`TopUps`) are those same entries, every one of them,
     read again a page at a time whenever the statement is written.
@@ -376,8 +376,11 @@ def build_statement(
         f"{_route_expr(db.postgres, 'parent')}, ts, id FROM requests"
     )
     parent = _route_expr(db.postgres, "parent")
-    mine = "end_user = ? AND ts >= ? AND ts < ? "
-    cascade = f"AND {parent} IS NOT NULL AND {_route_expr(db.postgres, 'reason')} = 'cascade'"
+    # the customer's requests and their cascades' drafts (not a judge's rows)
+    mine = (
+        f"end_user = ? AND ts >= ? AND ts < ? AND ({parent} IS NULL "
+        f"OR {_route_expr(db.postgres, 'reason')} = 'cascade')"
+    )
     opening_sql = db.sql(
         "SELECT {sum}(amount) FROM credit_ledger WHERE customer = ? AND ts < ? AND id <= ?"
     )
@@ -402,13 +405,8 @@ def build_statement(
         if usd is not None:
             m.charged_usd += usd
 
-    args = (customer, start, end)
-    drafts: dict[str, list[tuple[str, UsageRecord]]] = {}
-    for row in _rows(db, select, mine + cascade, args):
-        drafts.setdefault(row[10], []).append(_usage_of(row[:9]))
-    for row in _rows(db, select, mine + f"AND {parent} IS NULL", args):
+    def charge(row: Sequence[Any], own: list[tuple[str, UsageRecord]]) -> None:
         name, rec = _usage_of(row[:9])
-        own = drafts.pop(row[9], [])
         usd, _ = record_charge(_with_drafts(rec, [d for _, d in own]))
         for draft_name, d in own:  # each draft's share, under the request's terms
             share, _ = record_charge(replace(d, decisions=rec.decisions))
@@ -416,7 +414,32 @@ def build_statement(
                 usd -= share
             line(draft_name, d, None if usd is None else share)
         line(name, rec, usd)
-    for orphans in drafts.values():  # a draft whose request is not in the period
+
+    # A draft's row carries its request's start (`routing.side.side_call` copies the
+    # record), so rows are taken one instant at a time: the drafts held are those of
+    # one instant, plus any whose request has not been seen (a crash between the
+    # two writes, or a request outside the period).
+    unmatched: dict[str, list[tuple[str, UsageRecord]]] = {}
+    instant: list[Sequence[Any]] = []
+
+    def settle() -> None:
+        drafts: dict[str, list[tuple[str, UsageRecord]]] = {}
+        for row in instant:
+            if row[10] is not None:
+                drafts.setdefault(row[10], []).append(_usage_of(row[:9]))
+        for row in instant:
+            if row[10] is None:
+                charge(row, unmatched.pop(row[9], []) + drafts.pop(row[9], []))
+        for request_id, own in drafts.items():
+            unmatched.setdefault(request_id, []).extend(own)
+        instant.clear()
+
+    for row in _rows(db, select, mine, (customer, start, end)):
+        if instant and row[11] != instant[0][11]:
+            settle()
+        instant.append(row)
+    settle()
+    for orphans in unmatched.values():  # a draft whose request is not in the period
         for name, d in orphans:
             line(name, d, record_charge(d)[0])
 
