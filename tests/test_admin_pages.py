@@ -331,3 +331,23 @@ def test_cli_lists_print_every_row_page_after_page(
     assert len(keys) == 5
     assert firsts("credits", "balance") == ["customer", *(f"cust{i}" for i in range(5))]
     assert firsts("plans", "list") == [f"plan{i}" for i in range(5)]
+
+
+def test_cli_credit_history_says_when_it_shows_the_newest_only(
+    store: Store, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `credits history` printed the 50 newest entries and stopped, silently.
+    monkeypatch.setattr(importlib.import_module("tokenomy.cli.billing"), "PAGE", 2)
+    BillingStore(store).topup("cust0", Decimal(1))
+    add_entries(store, "cust0", [TIED] * 4 + [TIED + 1, TIED - 1])  # seven in all
+
+    def history(*args: str) -> tuple[list[int], str]:
+        res = CliRunner().invoke(cli, ["credits", "history", "cust0", *args, "--db", db_url])
+        assert res.exit_code == 0, res.output
+        return [int(line.split()[0]) for line in res.stdout.splitlines()[1:]], res.stderr
+
+    every = history_ids(store, "cust0")
+    assert history("--limit", "5") == (every[:5], "showing the 5 newest of 7 entries: "
+                                       "--limit N or --all for more\n")  # fmt: skip
+    assert history("--limit", "7") == (every, "")
+    assert history("--all") == (every, "")

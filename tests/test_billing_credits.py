@@ -334,3 +334,26 @@ def test_m003_migrates_from_the_previous_schema(new_db_url: Callable[[], str]) -
         assert b.reconcile(0.0) == 0  # a record without terms has nothing to debit
         acct = b.customer("acme")
         assert acct is not None and acct.balance == 1
+
+
+def test_least_left_ranks_by_the_share_left_exactly_and_totals_every_balance(
+    store: Store,
+) -> None:
+    b = BillingStore(store)
+    b.topup("zero", D(5))
+    b.adjust("zero", D(-5), note="given back")  # nothing credited, nothing left: first
+    # Shares that differ past a float's 17 digits: "b-less" has less left than "a-more".
+    b.topup("a-more", D("1.00000000000000000002"))
+    b.debit("a-more", "r1", D("0.9"))
+    b.topup("b-less", D("1.00000000000000000001"))
+    b.debit("b-less", "r2", D("0.9"))
+    b.topup("half", D(4), unit="tokens")
+    b.debit("half", "r3", D(2))
+    b.assign_plan("planonly", None)  # no balance: never ranked, never counted
+    ranked = [c.customer for c in b.least_left(10)]
+    assert ranked == ["zero", "b-less", "a-more", "half"]
+    assert [c.customer for c in b.least_left(2)] == ["zero", "b-less"] and b.least_left(0) == []
+    assert b.balance_totals() == [
+        ("tokens", 1, D(2), D(4)),
+        ("usd", 3, D("0.20000000000000000003"), D("2.00000000000000000003")),
+    ]

@@ -22,8 +22,11 @@ import httpx2 as httpx
 import pytest
 
 from gateway_fixtures import GW, MASTER_KEY
+from tokenomy.billing import BillingStore
+from tokenomy.caps.model import budget_from
+from tokenomy.caps.store import CapsStore
 from tokenomy.config import Settings
-from tokenomy.dashboard import auth, data
+from tokenomy.dashboard import auth, data, state
 from tokenomy.dashboard.page import usd
 from tokenomy.ledger import SQLStore, Store
 from tokenomy.records import UsageRecord
@@ -376,3 +379,102 @@ def test_unknown_prices_are_never_shown_as_zero(store: Store, served: Callable[.
     routes = html[html.index('id="routes"') : html.index('id="top"')]
     assert re.search(r'data-route="/v1/messages">.*?data-usd="">unknown</td>', routes)
     assert "$0.000000" not in spenders + routes
+
+
+# -- bounded panels: they say what they leave out, and totals count it -----------------------
+
+
+def panel_html(html: str, ident: str) -> str:
+    start = html.index(f'id="{ident}"><h2>')
+    return html[start : html.index("</section>", start)]
+
+
+def test_balances_list_the_least_left_and_total_every_customer(
+    store: Store, served: Callable[..., str]
+) -> None:
+    # Every customer was listed: 100,000 customers made a page of 100,000 rows.
+    b = BillingStore(store)
+    n = state.BALANCES_SHOWN + 7
+    for i in range(n):  # c<i> has i% of its credit left
+        b.topup(f"c{i:02d}", Decimal(100))
+        b.debit(f"c{i:02d}", f"r{i}", Decimal(100 - i))
+    b.topup("tok", Decimal(5000), unit="tokens")
+    b.debit("tok", "rt", Decimal(4999))  # 0.02% left, in tokens: after c00, before c01
+    html = panel_html(served(), "balances")
+    rows = re.findall(r"<tr><td>([^<]*)</td>", html)
+    assert rows == ["c00", "tok"] + [f"c{i:02d}" for i in range(1, state.BALANCES_SHOWN - 1)]
+    assert "4,999 tokens" in html and "$5,000" not in html  # tokens are never dollars
+    totals = re.findall(r'<tr class="total"><td>([^<]*)</td>.*?</tr>', html)
+    assert totals == ["all 1 in tokens", f"all {n} in usd"]
+    held = sum(range(n))  # what the usd customers have left, to the cent
+    assert f'data-usd="{held}"' in html.split('<tr class="total">')[2]
+    left_out = n + 1 - state.BALANCES_SHOWN
+    assert f"Showing the {state.BALANCES_SHOWN} of {n + 1} customers" in html
+    assert f"{left_out} more are not listed" in html and "GET /admin/customers" in html
+
+
+def test_balances_of_few_customers_are_all_listed(store: Store, served: Callable[..., str]) -> None:
+    b = BillingStore(store)
+    b.topup("a", Decimal(3))
+    b.topup("b", Decimal(4))
+    html = panel_html(served(), "balances")
+    assert re.findall(r"<tr><td>([^<]*)</td>", html) == ["a", "b"]
+    assert "not listed" not in html and "all 2" in html
+
+
+def test_top_spenders_and_requests_say_how_many_they_leave_out(
+    store: Store, served: Callable[..., str]
+) -> None:
+    now = time.time() - 60
+    store.insert_records(
+        [UsageRecord(f"r{i}", ts=now, team=f"t{i:02d}", requested_model="m",
+                     usage=Usage(1, 1), cost_usd=Decimal(i + 1)) for i in range(20)]
+    )  # fmt: skip
+    html = served()
+    spenders = panel_html(html, "spenders")
+    assert spenders.count('<tr data-key="') == data.SPENDERS
+    assert f"The {data.SPENDERS} largest of 20 by team" in spenders
+    top = panel_html(html, "top")
+    assert top.count("<tr data-request=") == data.TOP
+    assert f"The {data.TOP} most expensive of 20 priced requests" in top
+    few = panel_html(served(team="t00"), "top")
+    assert "most expensive of" not in few  # one request: all of it is shown
+    # Ten with a cost and two refused (no cost, none to list): nothing left out.
+    store.insert_records(
+        [UsageRecord(f"x{i}", ts=now, team="x", requested_model="m", usage=Usage(1, 1),
+                     cost_usd=Decimal(1) if i < data.TOP else None, status=200 if i < data.TOP
+                     else 429) for i in range(data.TOP + 2)]
+    )  # fmt: skip
+    top = panel_html(served(team="x"), "top")
+    assert top.count("<tr data-request=") == data.TOP and "most expensive of" not in top
+
+
+def test_a_budget_on_each_user_says_how_many_it_leaves_out(
+    store: Store, served: Callable[..., str]
+) -> None:
+    CapsStore(store).save_budget(
+        budget_from({"name": "per-user", "scope": {"user": "each"}, "limit_usd": "100"}),
+        new=True,
+    )
+    now = time.time() - 60
+    store.insert_records(
+        [UsageRecord(f"r{i}", ts=now, user=f"u{i}", requested_model="m", usage=Usage(1, 1),
+                     cost_usd=Decimal(i + 1)) for i in range(state.EACH_SHOWN + 3)]
+    )  # fmt: skip
+    html = panel_html(served(), "budgets")
+    assert html.count("per-user") == state.EACH_SHOWN + 1  # the rows and the note
+    assert f"the {state.EACH_SHOWN} largest of {state.EACH_SHOWN + 3} (user) only" in html
+
+
+def test_a_budget_table_this_version_does_not_know_says_it_is_cut(store: Store) -> None:
+    assert isinstance(store, SQLStore)
+    rows = state.DUMP_ROWS + 1
+    store._write(lambda cur: cur.execute("CREATE TABLE old_budgets (name TEXT)"))
+    p = store.dialect.param
+    insert = f"INSERT INTO old_budgets (name) VALUES ({p})"
+    store._write(lambda cur: cur.executemany(insert, [(f"b{i}",) for i in range(rows)]))
+    panel = state.budgets(store, {"old_budgets"}, now=time.time())
+    assert len(panel.rows) == state.DUMP_ROWS
+    assert panel.notes == [f"old_budgets: the first {state.DUMP_ROWS} rows only."]
+    store._write(lambda cur: cur.execute("DELETE FROM old_budgets WHERE name = 'b0'"))
+    assert state.budgets(store, {"old_budgets"}, now=time.time()).notes == []

@@ -93,6 +93,14 @@ def test_table(db: str) -> None:
     cost = expected(RECORDS, (), lambda r: r.ts < hi)[()]["cost_usd"]
     assert f"${cost:,.6f}" in out
     assert "(none)" in out  # requests without a team
+    # The most expensive requests: the table says of how many, when it lists fewer.
+    priced = sum(1 for r in RECORDS if r.ts < hi and not r.price_unknown)  # as the totals count
+    assert f"The 2 most expensive of {priced:,} priced requests: --top N lists more." in out
+    costs = sum(1 for r in RECORDS if r.ts < hi and r.cost_usd is not None)  # refused: none
+    out = run("--db", db, "--until", "2026-11-02", "--top", str(costs), "--section", "top")
+    assert "Most expensive requests" in out and "most expensive of" not in out
+    out = run("--db", db, "--until", "2026-11-02", "--top", str(costs - 1), "--section", "top")
+    assert f"The {costs - 1} most expensive of {priced:,} priced" in out
 
 
 def test_bad_options(db: str) -> None:

@@ -167,6 +167,41 @@ class BillingStore:
         rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
         return page_of(rows, limit, _customer, lambda c: (c.customer,))
 
+    def least_left(self, limit: int) -> list[Customer]:
+        """The ``limit`` customers with a balance who have the least of it left, as a
+        share of what they were credited (none credited: nothing left), lowest first;
+        ties by balance, then name. The share is unit-free, so dollar and token
+        balances rank together."""
+        if limit < 1:
+            return []
+        share = (
+            "COALESCE(balance / NULLIF(credited, 0), 0)"
+            if self.db.postgres
+            else "COALESCE(CAST(balance AS REAL) / NULLIF(CAST(credited AS REAL), 0), 0)"
+        )
+        # SQLite orders by REAL, which can swap shares that differ past the 15th
+        # digit: read a few more and order them exactly.
+        sql = self.db.sql(
+            f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers WHERE unit IS NOT NULL "
+            f"ORDER BY {share}, {'balance' if self.db.postgres else 'CAST(balance AS REAL)'}, "
+            "customer LIMIT ?"
+        )
+        rows = self.db.read(lambda cur: cur.execute(sql, (limit + 10,)).fetchall())
+        found = [_customer(r) for r in rows]
+        found.sort(key=lambda c: (c.balance / c.credited if c.credited else _ZERO, c.balance,
+                                  c.customer))  # fmt: skip
+        return found[:limit]
+
+    def balance_totals(self) -> list[tuple[str, int, Decimal, Decimal]]:
+        """Per unit: (unit, customers with a balance in it, the sum of their balances,
+        the sum of what they were credited), exact."""
+        sql = self.db.sql(
+            "SELECT unit, COUNT(*), {sum}(balance), {sum}(credited) FROM billing_customers "
+            "WHERE unit IS NOT NULL GROUP BY unit ORDER BY unit"
+        )
+        rows = self.db.read(lambda cur: cur.execute(sql).fetchall())
+        return [(u, int(n), money_out(b), money_out(c)) for u, n, b, c in rows]
+
     def _locked(self, cur: Cursor, customer: str) -> Customer | None:
         sql = self.db.sql(
             f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers WHERE customer = ?{{for_update}}"
@@ -467,7 +502,8 @@ class BillingStore:
         until: float | None = None,
         kind: str | None = None,
     ) -> list[CreditEntry]:
-        """The customer's entries (of one ``kind``, if given), newest first."""
+        """The customer's newest ``limit`` entries (of one ``kind``, if given), newest
+        first: at most ``limit`` of them. Every one, a page at a time: `history_page`."""
         where: list[str] = ["customer = ?"]
         params: list[Any] = [customer]
         if kind is not None:
@@ -487,23 +523,57 @@ class BillingStore:
         return [_entry(r) for r in rows]
 
     def history_page(
-        self, customer: str, *, after: SortKey | None = None, limit: int = 100
+        self,
+        customer: str,
+        *,
+        after: SortKey | None = None,
+        limit: int = 100,
+        kind: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        through: int | None = None,
+        oldest_first: bool = False,
     ) -> Page[CreditEntry]:
-        """``limit`` of the customer's entries past ``after``, newest first: the sort
-        key is ``(ts, id)``. An entry appended while a client pages is newer than
-        the pages it has read (unless it was dated in the past, ``ts``)."""
-        sql, params = page_query(
+        """``limit`` of the customer's entries past ``after``, newest first (oldest
+        first with ``oldest_first``): the sort key is ``(ts, id)``. An entry appended
+        while a client pages is newer than the pages it has read (unless it was dated
+        in the past, ``ts``).
+
+        ``kind``, ``since`` and ``until`` (``ts`` in ``[since, until)``) narrow the
+        entries; ``through`` keeps those with ``id <= through``: the customer's
+        entries as they were when ``through`` was their last (`last_entry_id`),
+        since one customer's entries are appended one at a time under its lock.
+        """
+        where = ["customer = ?"]
+        params: list[Any] = [customer]
+        for cond, value in (("kind = ?", kind), ("ts >= ?", since), ("ts < ?", until),
+                            ("id <= ?", through)):  # fmt: skip
+            if value is not None:
+                where.append(cond)
+                params.append(value)
+        sql, args = page_query(
             f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger",
             ("ts", "id"),
             after,
             limit,
             param=self.db.dialect.param,
-            where=[self.db.sql("customer = ?")],
-            params=[customer],
-            descending=True,
+            where=[self.db.sql(w) for w in where],
+            params=params,
+            descending=not oldest_first,
         )
-        rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
+        rows = self.db.read(lambda cur: cur.execute(sql, args).fetchall())
         return page_of(rows, limit, _entry, lambda e: (e.ts, e.id))
+
+    def entry_count(self, customer: str) -> int:
+        """How many entries the customer's ledger holds."""
+        sql = self.db.sql("SELECT COUNT(*) FROM credit_ledger WHERE customer = ?")
+        return int(self.db.read(lambda cur: cur.execute(sql, (customer,)).fetchone())[0])
+
+    def last_entry_id(self, cur: Cursor, customer: str) -> int:
+        """The id of the customer's last entry (0: none yet), read on ``cur``."""
+        sql = self.db.sql("SELECT MAX(id) FROM credit_ledger WHERE customer = ?")
+        row = cur.execute(sql, (customer,)).fetchone()
+        return 0 if row is None or row[0] is None else int(row[0])
 
     def reconcile(self, since: float, until: float | None = None) -> int:
         """Append the debits of recorded requests that have none; return how many.

@@ -10,12 +10,16 @@ come from ``credit_ledger``: the opening balance is the sum of every entry
 before the period, the closing balance that plus the period's entries. Every
 sum is exact (PostgreSQL ``NUMERIC``; on SQLite an exact decimal aggregate) and
 every amount is written as a plain decimal string. The formats are specified in ``docs/billing.md``.
+
+Nothing is cut at a row count: requests are read a page at a time and summed as
+they come, and every top-up of the period is listed (`TopUps`), written a page
+at a time by `Statement.csv_chunks` and `Statement.json_chunks`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -27,17 +31,19 @@ import orjson
 from ..csvsafe import write_csv
 from ..errors import InvalidRequest
 from ..ledger.migrations import Cursor
+from ..ledger.pages import Page, SortKey, page_of, page_query, walk
 from ..records import UsageRecord
 from ..usage import Usage
-from ._db import money_or_none, money_out
+from ._db import DB, money_or_none, money_out
 from .credits import BillingStore, CreditEntry
 from .plan_changes import PlanSpan, plans_between
 from .plans import money_text, record_charge
 
-__all__ = ["CSV_COLUMNS", "Period", "Statement", "build_statement", "parse_period"]
+__all__ = ["CSV_COLUMNS", "Period", "Statement", "TopUps", "build_statement", "parse_period"]
 
 _PERIOD = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _ZERO = Decimal(0)
+PAGE = 5000  # rows a statement reads at a time (requests; top-ups a fifth of it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +146,30 @@ class Balance:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class TopUps:
+    """A period's top-ups, oldest first, read from the credit ledger a page at a
+    time each time they are iterated: a statement lists every one, however many,
+    holding one page. Only entries up to ``through`` (`BillingStore.last_entry_id`),
+    the ones the statement's balance sums, so the list adds up to its total."""
+
+    billing: BillingStore
+    customer: str
+    since: float
+    until: float
+    through: int
+    page: int = PAGE // 5
+
+    def __iter__(self) -> Iterator[CreditEntry]:
+        return walk(self._page)
+
+    def _page(self, after: SortKey | None) -> Page[CreditEntry]:
+        return self.billing.history_page(
+            self.customer, after=after, limit=self.page, kind="topup", since=self.since,
+            until=self.until, through=self.through, oldest_first=True,
+        )  # fmt: skip
+
+
 @dataclass(slots=True)
 class Statement:
     customer: str
@@ -149,7 +179,8 @@ class Statement:
     plans: list[PlanSpan] = field(default_factory=list)  # in force during it, oldest first
     models: list[ModelUsage] = field(default_factory=list)
     balance: Balance | None = None  # None: the customer has no prepaid balance
-    topups: list[CreditEntry] = field(default_factory=list)
+    # oldest first; iterated once per rendering (`TopUps` reads them afresh each time)
+    topups: Iterable[CreditEntry] = field(default_factory=list)
 
     @property
     def total(self) -> ModelUsage:
@@ -159,6 +190,11 @@ class Statement:
         return total
 
     def to_json(self) -> dict[str, Any]:
+        """The statement as one JSON object (every top-up in memory: `json_chunks`
+        writes the same a page at a time)."""
+        return {**self._json_head(), "topups": [self._topup_json(e) for e in self.topups]}
+
+    def _json_head(self) -> dict[str, Any]:
         total = self.total.as_dict()
         del total["model"]
         return {
@@ -182,15 +218,42 @@ class Statement:
             "charged_usd": total["charged_usd"],
             "models": [m.as_dict() for m in self.models],
             "balance": None if self.balance is None else self.balance.as_dict(),
-            "topups": [
-                {"id": e.id, "ts": _iso(e.ts, self.period), "amount": _s(e.amount), "note": e.note}
-                for e in self.topups
-            ],
         }
+
+    def _topup_json(self, e: CreditEntry) -> dict[str, Any]:
+        return {"id": e.id, "ts": _iso(e.ts, self.period), "amount": _s(e.amount), "note": e.note}
+
+    def json_chunks(self, *, indent: bool = False, per_chunk: int = 1000) -> Iterator[bytes]:
+        """The bytes of ``orjson.dumps(self.to_json())`` (with ``indent``, of
+        ``OPT_INDENT_2``), a piece at a time: the top-ups are read and written
+        ``per_chunk`` at a time, so a statement of any size takes bounded memory.
+        The first piece holds all that comes before the top-ups, and the first of them."""
+        option = orjson.OPT_INDENT_2 if indent else 0
+        head = orjson.dumps({**self._json_head(), "topups": []}, option=option)
+        end = b"[]\n}" if indent else b"[]}"
+        assert head.endswith(end)
+        pending = [head[: -len(end)] + b"["]
+        n = 0
+        for e in self.topups:
+            item = orjson.dumps(self._topup_json(e), option=option)
+            if indent:
+                item = b"\n".join(b"    " + line for line in item.split(b"\n"))
+            sep = b"" if n == 0 else b","
+            pending.append(sep + (b"\n" if indent else b"") + item)
+            n += 1
+            if len(pending) > per_chunk:
+                yield b"".join(pending)
+                pending = []
+        pending.append((b"\n  ]\n}" if n else b"]\n}") if indent else b"]}")
+        yield b"".join(pending)
 
     def to_csv(self) -> str:
         """The statement as CSV (`tokenomy.csvsafe`: a customer or model name a
         client chose is never a spreadsheet formula)."""
+        return "".join(self.csv_chunks())
+
+    def csv_chunks(self, *, per_chunk: int = 1000) -> Iterator[str]:
+        """`to_csv` a piece at a time: the top-ups ``per_chunk`` rows at a time."""
         rows: list[list[Any]] = [list(CSV_COLUMNS)]
         head = [self.customer, self.period.label]
         for m in [*self.models, self.total]:
@@ -200,22 +263,27 @@ class Statement:
                          m.provider_cost_text(), _s(m.charged_usd), "", "", "",
                          m.unpriced_requests])  # fmt: skip
         b = self.balance
-        if b is not None:
+        if b is None:
+            yield write_csv(rows)
+            return
 
-            def amount(line: str, value: Decimal, ts: str = "", note: str = "") -> None:
-                # a Decimal, not text: a negative amount is a number, never a formula
-                exact = value.normalize() if value else Decimal(0)
-                rows.append([*head, line, "", ts, "", "", "", "", "", "", exact, b.unit, note, ""])
+        def amount(line: str, value: Decimal, ts: str = "", note: str = "") -> list[Any]:
+            # a Decimal, not text: a negative amount is a number, never a formula
+            exact = value.normalize() if value else Decimal(0)
+            return [*head, line, "", ts, "", "", "", "", "", "", exact, b.unit, note, ""]
 
-            amount("opening_balance", b.opening)
-            for e in sorted(self.topups, key=lambda e: (e.ts, e.id)):
-                amount("topup", e.amount, _iso(e.ts, self.period), e.note or "")
-            amount("topups_total", b.topups)
-            amount("debits_total", b.debits)
-            amount("adjustments_total", b.adjustments)
-            amount("refunds_total", b.refunds)
-            amount("closing_balance", b.closing)
-        return write_csv(rows)
+        rows.append(amount("opening_balance", b.opening))
+        for e in self.topups:
+            rows.append(amount("topup", e.amount, _iso(e.ts, self.period), e.note or ""))
+            if len(rows) >= per_chunk:
+                yield write_csv(rows)
+                rows = []
+        rows.append(amount("topups_total", b.topups))
+        rows.append(amount("debits_total", b.debits))
+        rows.append(amount("adjustments_total", b.adjustments))
+        rows.append(amount("refunds_total", b.refunds))
+        rows.append(amount("closing_balance", b.closing))
+        yield write_csv(rows)
 
 
 CSV_COLUMNS = (
@@ -267,6 +335,20 @@ def _usage_of(row: Sequence[Any]) -> tuple[str, UsageRecord]:
     return model, rec
 
 
+def _rows(db: DB, select: str, where: str, params: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """The rows of ``select`` (its last two columns ``ts, id``) narrowed by ``where``,
+    in ``(ts, id)`` order, read a page at a time: one page in memory on either engine
+    (a PostgreSQL cursor would hold the whole result)."""
+
+    def fetch(after: SortKey | None) -> Page[Sequence[Any]]:
+        sql, args = page_query(select, ("ts", "id"), after, PAGE, param=db.dialect.param,
+                               where=[db.sql(where)], params=params)  # fmt: skip
+        rows = db.read(lambda cur: cur.execute(sql, args).fetchall())
+        return page_of(rows, PAGE, lambda r: r, lambda r: (r[-2], r[-1]))
+
+    return walk(fetch)
+
+
 def build_statement(
     billing: BillingStore, customer: str, period: Period, *, timezone: str = "UTC"
 ) -> Statement:
@@ -278,23 +360,33 @@ def build_statement(
     are charged with their request, as its debit was: each draft's line gets its
     share under the request's terms, the request's line the rest. A judge's
     rows are the gateway's own calls, not the customer's: left out.
+
+    Requests are read a page at a time and summed as they come, with their
+    drafts (rows of the same start time). The balance counts the
+    customer's credit entries up to the last one there when the statement was
+    built, and its top-ups (`TopUps`) are those same entries, every one of them,
+    read again a page at a time whenever the statement is written.
     """
     db = billing.db
     start, end = period.bounds
-    columns = (
+    select = (
         "SELECT COALESCE(served_model, requested_model), input_tokens, cache_read_tokens, "
         "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, output_tokens, "
         f"cost_usd, {_terms_expr(db.postgres)}, request_id, "
-        f"{_route_expr(db.postgres, 'parent')}, {_route_expr(db.postgres, 'reason')} "
-        "FROM requests WHERE end_user = ? AND ts >= ? AND ts < ? "
+        f"{_route_expr(db.postgres, 'parent')}, ts, id FROM requests"
     )
     parent = _route_expr(db.postgres, "parent")
-    sides_sql = db.sql(columns + f"AND {parent} IS NOT NULL")
-    usage_sql = db.sql(columns + f"AND {parent} IS NULL")
-    opening_sql = db.sql("SELECT {sum}(amount) FROM credit_ledger WHERE customer = ? AND ts < ?")
+    # the customer's requests and their cascades' drafts (not a judge's rows)
+    mine = (
+        f"end_user = ? AND ts >= ? AND ts < ? AND ({parent} IS NULL "
+        f"OR {_route_expr(db.postgres, 'reason')} = 'cascade')"
+    )
+    opening_sql = db.sql(
+        "SELECT {sum}(amount) FROM credit_ledger WHERE customer = ? AND ts < ? AND id <= ?"
+    )
     kinds_sql = db.sql(
         "SELECT kind, {sum}(amount) FROM credit_ledger "
-        "WHERE customer = ? AND ts >= ? AND ts < ? GROUP BY kind"
+        "WHERE customer = ? AND ts >= ? AND ts < ? AND id <= ? GROUP BY kind"
     )
     models: dict[str, ModelUsage] = {}
 
@@ -313,31 +405,51 @@ def build_statement(
         if usd is not None:
             m.charged_usd += usd
 
-    def run(cur: Cursor) -> tuple[Any, list[Any], list[PlanSpan]]:
-        drafts: dict[str, list[tuple[str, UsageRecord]]] = {}
-        for row in cur.execute(sides_sql, (customer, start, end)).fetchall():
-            if row[-1] == "cascade":
-                drafts.setdefault(row[-2], []).append(_usage_of(row[:9]))
-        rows: Any = cur.execute(usage_sql, (customer, start, end))
-        while batch := rows.fetchmany(5000):
-            for row in batch:
-                name, rec = _usage_of(row[:9])
-                mine = drafts.pop(row[9], [])
-                usd, _ = record_charge(_with_drafts(rec, [d for _, d in mine]))
-                for draft_name, d in mine:  # each draft's share, under the request's terms
-                    share, _ = record_charge(replace(d, decisions=rec.decisions))
-                    if usd is not None and share is not None:
-                        usd -= share
-                    line(draft_name, d, None if usd is None else share)
-                line(name, rec, usd)
-        for orphans in drafts.values():  # a draft whose request is not in the period
-            for name, d in orphans:
-                line(name, d, record_charge(d)[0])
-        opening = cur.execute(opening_sql, (customer, start)).fetchone()[0]
-        kinds = cur.execute(kinds_sql, (customer, start, end)).fetchall()
-        return opening, kinds, plans_between(db, cur, customer, start, end)
+    def charge(row: Sequence[Any], own: list[tuple[str, UsageRecord]]) -> None:
+        name, rec = _usage_of(row[:9])
+        usd, _ = record_charge(_with_drafts(rec, [d for _, d in own]))
+        for draft_name, d in own:  # each draft's share, under the request's terms
+            share, _ = record_charge(replace(d, decisions=rec.decisions))
+            if usd is not None and share is not None:
+                usd -= share
+            line(draft_name, d, None if usd is None else share)
+        line(name, rec, usd)
 
-    opening, kinds, plans = db.read(run)
+    # A draft's row carries its request's start (`routing.side.side_call` copies the
+    # record), so rows are taken one instant at a time: the drafts held are those of
+    # one instant, plus any whose request has not been seen (a crash between the
+    # two writes, or a request outside the period).
+    unmatched: dict[str, list[tuple[str, UsageRecord]]] = {}
+    instant: list[Sequence[Any]] = []
+
+    def settle() -> None:
+        drafts: dict[str, list[tuple[str, UsageRecord]]] = {}
+        for row in instant:
+            if row[10] is not None:
+                drafts.setdefault(row[10], []).append(_usage_of(row[:9]))
+        for row in instant:
+            if row[10] is None:
+                charge(row, unmatched.pop(row[9], []) + drafts.pop(row[9], []))
+        for request_id, own in drafts.items():
+            unmatched.setdefault(request_id, []).extend(own)
+        instant.clear()
+
+    for row in _rows(db, select, mine, (customer, start, end)):
+        if instant and row[11] != instant[0][11]:
+            settle()
+        instant.append(row)
+    settle()
+    for orphans in unmatched.values():  # a draft whose request is not in the period
+        for name, d in orphans:
+            line(name, d, record_charge(d)[0])
+
+    def ledger(cur: Cursor) -> tuple[int, Any, list[Any], list[PlanSpan]]:
+        through = billing.last_entry_id(cur, customer)
+        opening = cur.execute(opening_sql, (customer, start, through)).fetchone()[0]
+        kinds = cur.execute(kinds_sql, (customer, start, end, through)).fetchall()
+        return through, opening, kinds, plans_between(db, cur, customer, start, end)
+
+    through, opening, kinds, plans = db.read(ledger)
     acct = billing.customer(customer)
     st = Statement(customer, period, timezone, plans[-1].plan, plans)
     st.models = [models[name] for name in sorted(models)]
@@ -346,8 +458,7 @@ def build_statement(
         for kind, amount in kinds:
             setattr(bal, _BALANCE_FIELDS[kind], money_out(amount))
         st.balance = bal
-        topups = billing.history(customer, limit=10_000, since=start, until=end, kind="topup")
-        st.topups = topups[::-1]
+        st.topups = TopUps(billing, customer, start, end, through)
     return st
 
 

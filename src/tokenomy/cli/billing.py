@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import click
-import orjson
 
 from ..billing import (
     BillingStore,
+    CreditEntry,
     Customer,
     Plan,
     build_statement,
@@ -122,19 +122,37 @@ def balance(customer: str | None, db: str | None, config_path: str | None) -> No
 
 @credits.command("history")
 @click.argument("customer")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True,
-              help="Most recent entries to show.")  # fmt: skip
+@click.option(
+    "--limit",
+    type=click.IntRange(1, 100_000),
+    default=50,
+    show_default=True,
+    help="Most recent entries to show (a line on stderr says if there are more).",
+)
+@click.option("--all", "every", is_flag=True, help="Every entry, read a page at a time.")
 @db_option
 @config_option
-def history(customer: str, limit: int, db: str | None, config_path: str | None) -> None:
+def history(
+    customer: str, limit: int, every: bool, db: str | None, config_path: str | None
+) -> None:
     """List CUSTOMER's credit ledger entries, newest first."""
     with _billing(db, config_path) as billing:
-        entries = billing.history(customer, limit=limit)
-    click.echo(f"{'id':>8}  {'when':<24}{'kind':<12}{'amount':>22}  {'unit':<7}request / note")
-    for e in entries:
-        about = " ".join(x for x in (e.request_id, e.note) if x) or "-"
-        amount = money_text(e.amount)
-        click.echo(f"{e.id:>8}  {_when(e.ts):<24}{e.kind:<12}{amount:>22}  {e.unit:<7}{about}")
+        entries: Iterable[CreditEntry]
+        more = False
+        if every:
+            entries = walk(lambda after: billing.history_page(customer, after=after, limit=PAGE))
+        else:
+            page = billing.history_page(customer, limit=limit)
+            entries, more = page.items, page.next is not None
+        click.echo(f"{'id':>8}  {'when':<24}{'kind':<12}{'amount':>22}  {'unit':<7}request / note")
+        for e in entries:
+            about = " ".join(x for x in (e.request_id, e.note) if x) or "-"
+            amount = money_text(e.amount)
+            click.echo(f"{e.id:>8}  {_when(e.ts):<24}{e.kind:<12}{amount:>22}  {e.unit:<7}{about}")
+        if more:
+            total = billing.entry_count(customer)
+            click.echo(f"showing the {limit:,} newest of {total:,} entries: --limit N or --all "
+                       "for more", err=True)  # fmt: skip
 
 
 @credits.command("reconcile")
@@ -242,7 +260,11 @@ def statements(
         span = parse_period(period, tz)
     with _billing(db, config_path) as billing:
         st = build_statement(billing, customer, span, timezone=tz)
-    if fmt == "csv":
-        click.echo(st.to_csv(), nl=False)
-    else:
-        click.echo(orjson.dumps(st.to_json(), option=orjson.OPT_INDENT_2).decode())
+        # a piece at a time, while the ledger is open: every top-up of the period
+        if fmt == "csv":
+            for piece in st.csv_chunks():
+                click.echo(piece, nl=False)
+        else:
+            for chunk in st.json_chunks(indent=True):
+                click.echo(chunk.decode(), nl=False)
+            click.echo()

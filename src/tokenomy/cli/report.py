@@ -224,6 +224,9 @@ def _print_tables(rep: Report, sections: Sequence[str]) -> None:
             table.add_row(*totals, *(total_row[header[i]] for i in keep if i >= len(rep.group_by)))
         console.print()
         console.print(table)
+        if section == "top" and rep.top_cut:
+            console.print(f"  The {len(rows):,} most expensive of {t.priced_requests:,} priced "
+                          "requests: --top N lists more.")  # fmt: skip
 
 
 def _total_cells(rep: Report) -> list[str]:

@@ -30,6 +30,8 @@ log = logging.getLogger("tokenomy.dashboard")
 
 BREAKDOWNS = tuple(d for d in DIMENSIONS if d != "day")
 SERIES = 7  # the largest series in the spend chart; the rest are added up as "other"
+SPENDERS = 15  # top spenders listed (the panel says of how many)
+TOP = 10  # most expensive requests listed (the panel says of how many)
 HISTORY_DAYS = 56
 # The days a page can show: from the unix epoch to the last with a next day (the
 # range ends at the next midnight), at most MAX_DAYS of them.
@@ -124,8 +126,8 @@ class Dashboard:
     total: Totals
     days: list[str]
     series: list[tuple[str, list[Decimal]]]
-    spenders: list[Group]
-    top: list[UsageRecord]
+    spenders: list[Group]  # the SPENDERS largest
+    top: list[UsageRecord]  # the TOP most expensive of total.priced_requests
     levers: list[tuple[str, Decimal]]
     unpriced: list[Group]
     routes: list[Group]
@@ -133,6 +135,8 @@ class Dashboard:
     balances: StatePanel
     forecast: ForecastPanel
     options: dict[str, list[str]] = field(default_factory=dict)
+    spender_groups: int = 0  # how many groups the spenders are the largest of
+    top_cut: bool = False  # more priced requests than ``top`` lists
 
 
 def _ts(d: date) -> float:
@@ -164,15 +168,18 @@ def collect(store: SQLStore, view: View, now: float, *, tz: str = "UTC") -> Dash
     for g in sc.group(("day", view.by), sort="key"):
         values[slot.get(g.key[1], len(keep))][index[str(g.key[0])]] += g.totals.cost_usd
     present = tables(store)
+    # One more than shown: it tells whether the list is cut.
+    top = top_requests(store, since=lo, until=hi, filters=view.filters, limit=TOP + 1,
+                       matching=total.requests)  # fmt: skip
     return Dashboard(
         view=view,
         total=total,
         days=days,
         series=list(zip(names, values, strict=True)),
-        spenders=sc.group((view.by,))[:15],
-        top=top_requests(
-            store, since=lo, until=hi, filters=view.filters, limit=10, matching=total.requests
-        ),
+        spenders=sc.group((view.by,))[:SPENDERS],
+        spender_groups=len(ranked),
+        top=top[:TOP],
+        top_cut=len(top) > TOP,
         levers=sorted(total.savings.items(), key=lambda kv: (-kv[1], kv[0])),
         unpriced=[g for g in sc.group(("model", "provider")) if g.totals.unpriced_requests],
         routes=sc.group(("route",)),

@@ -189,6 +189,25 @@ def _spenders(d: Dashboard) -> str:
     return _table(head, rows) if rows else "<p>No requests in this range.</p>"
 
 
+def _spenders_cut(d: Dashboard) -> str:
+    if d.spender_groups <= len(d.spenders):
+        return ""
+    return (
+        f"The {len(d.spenders)} largest of {d.spender_groups:,} by {d.view.by}; "
+        f"tokenomy report --group-by {d.view.by} lists every one."
+    )
+
+
+def _top_cut(d: Dashboard) -> str:
+    priced = d.total.priced_requests
+    if not d.top_cut:
+        return ""
+    return (
+        f"The {len(d.top)} most expensive of {priced:,} priced requests; "
+        "tokenomy report --top N lists more."
+    )
+
+
 def _top(records: Sequence[Any]) -> str:
     rows = [
         f'<tr data-request="{escape(r.request_id)}"><td>{escape(r.request_id)}</td>'
@@ -243,22 +262,26 @@ def _routes(groups: Sequence[Group]) -> str:
 def _state(panel: StatePanel, *, money: Sequence[str] = ()) -> str:
     if panel.unavailable:
         return f'<p class="unavailable">{escape(panel.unavailable)}</p>'
-    rows = []
-    for row, used in zip(panel.rows, panel.used, strict=True):
-        cells = []
+
+    def cells(row: Sequence[Any]) -> str:
+        out = []
         for col, v in zip(panel.columns, row, strict=True):
             if isinstance(v, Decimal) and col in money:
-                cells.append(_money_cell(v))
+                out.append(_money_cell(v))
             else:
-                cells.append(
+                out.append(
                     f'<td class="num">{_text(v)}</td>' if col in money else f"<td>{_text(v)}</td>"
                 )
-        meter = "<td>-</td>"
-        if used is not None:
-            meter = f"<td>{_meter(*used)}</td>"
-        rows.append(f"<tr>{''.join(cells)}{meter}</tr>")
+        return "".join(out)
+
+    rows = []
+    for row, used in zip(panel.rows, panel.used, strict=True):
+        meter = "<td>-</td>" if used is None else f"<td>{_meter(*used)}</td>"
+        rows.append(f"<tr>{cells(row)}{meter}</tr>")
+    rows += [f'<tr class="total">{cells(row)}<td></td></tr>' for row in panel.totals]
     head = [(c, c in money) for c in panel.columns] + [("of limit", False)]
-    return _table(head, rows)
+    notes = "".join(f'<p class="note cut">{escape(n)}</p>' for n in panel.notes)
+    return _table(head, rows) + notes
 
 
 def _meter(spent: Decimal, limit: Decimal) -> str:
@@ -296,7 +319,7 @@ def dashboard_page(d: Dashboard) -> str:
                  note=f"{v.since} to {v.until}, UTC days; priced requests only."
                  + (" A request with several tags counts under each." if v.by == "tag" else ""), wide=True)
         + '<div class="grid">'
-        + _panel("spenders", f"Top spenders by {v.by}", _spenders(d))
+        + _panel("spenders", f"Top spenders by {v.by}", _spenders(d), note=_spenders_cut(d))
         + _panel("forecast", f"Forecast for {d.forecast.month}", _forecast(d.forecast),
                  note="This month so far and its projection, for the same filters.")
         + _panel("budgets", "Budgets", _state(d.budgets, money=("spent", "limit", "remaining")),
@@ -308,7 +331,7 @@ def dashboard_page(d: Dashboard) -> str:
         + _panel("savings", "Savings by lever", _levers(d.levers),
                  note='What each lever recorded as decisions[lever]["saved_usd"].')
         + _panel("routes", "Cost per 1,000 requests by route", _routes(d.routes))
-        + _panel("top", "Most expensive requests", _top(d.top), wide=True)
+        + _panel("top", "Most expensive requests", _top(d.top), note=_top_cut(d), wide=True)
         + "</div>"
         + "</main>"
     )  # fmt: skip

@@ -4,7 +4,8 @@ Budgets (``tokenomy.caps``) and prepaid balances (``tokenomy.billing``) are
 separate features with their own tables. The dashboard reads them when they
 are there and says so plainly when they are not, so it works on any ledger:
 
-- balances: `tokenomy.billing.BillingStore.customers`, when the billing package
+- balances: the customers with the least left (`BillingStore.least_left`) and
+  the totals of all (`BillingStore.balance_totals`), when the billing package
   and its ``billing_customers`` table exist;
 - budgets: the caps package's ``budget_states(store)`` when it provides one
   (rows of plain values); else each budget defined in ``cap_budgets`` with the
@@ -26,12 +27,18 @@ from ..reports import Filters, scan
 
 log = logging.getLogger("tokenomy.dashboard")
 
+BALANCES_SHOWN = 25  # customers listed; the panel counts and totals the rest
+EACH_SHOWN = 5  # the largest of a budget on each user (key, team...) listed
+DUMP_ROWS = 50  # rows of a budget table this version does not know
+
 
 @dataclass(slots=True)
 class StatePanel:
     columns: list[str] = field(default_factory=list)
     rows: list[list[Any]] = field(default_factory=list)
     used: list[tuple[Decimal, Decimal] | None] = field(default_factory=list)  # (spent, limit)
+    totals: list[list[Any]] = field(default_factory=list)  # rows summing every row, listed or not
+    notes: list[str] = field(default_factory=list)  # what is not listed, and where it is
     unavailable: str | None = None  # why nothing is shown
 
 
@@ -52,26 +59,47 @@ def _optional(module: str) -> Any | None:
         return None
 
 
-def balances(store: SQLStore, present: set[str]) -> StatePanel:
+def balances(store: SQLStore, present: set[str], shown: int = BALANCES_SHOWN) -> StatePanel:
+    """The ``shown`` customers with the least of their balance left (as a share of
+    what they were credited), lowest first: those about to be refused; then the
+    totals of every balance per unit, and how many customers are not listed."""
     billing = _optional("tokenomy.billing")
     if billing is None or not hasattr(billing, "BillingStore"):
         return StatePanel(unavailable="Prepaid balances are not part of this build.")
     if "billing_customers" not in present:
         return StatePanel(unavailable="No balances yet: the billing tables are not in this ledger.")
     try:
-        customers = billing.BillingStore(store).customers()
+        bs = billing.BillingStore(store)
+        customers, totals = bs.least_left(shown), bs.balance_totals()
     except Exception as exc:  # another feature's table: show the page, not a traceback
         log.warning("could not read balances: %s", exc)
         return StatePanel(unavailable=f"Balances could not be read ({type(exc).__name__}).")
+    if not customers:
+        return StatePanel(unavailable="No customer has a prepaid balance.")
     panel = StatePanel(columns=["customer", "plan", "unit", "balance", "credited", "spent"])
     for c in customers:
-        if c.unit is None:
-            continue
-        panel.rows.append([c.customer, c.plan, c.unit, c.balance, c.credited, c.debited])
+        panel.rows.append([c.customer, c.plan, c.unit, *_amounts(c.unit, c.balance, c.credited)])
         panel.used.append((c.debited, c.credited) if c.credited > 0 else None)
-    if not panel.rows:
-        panel.unavailable = "No customer has a prepaid balance."
+    everyone = sum(n for _, n, _, _ in totals)
+    for unit, n, balance, credited in totals:
+        who = f"all {n:,} in {unit}" if len(totals) > 1 else f"all {n:,}"
+        panel.totals.append([who, "", unit, *_amounts(unit, balance, credited)])
+    if everyone > len(customers):
+        panel.notes.append(
+            f"Showing the {len(customers):,} of {everyone:,} customers with the least left "
+            f"(as a share of what they were credited); {everyone - len(customers):,} more are "
+            "not listed: tokenomy credits balance (CLI) or GET /admin/customers lists every one."
+        )
     return panel
+
+
+def _amounts(unit: str | None, balance: Decimal, credited: Decimal) -> list[Any]:
+    """Balance, credited and spent: dollars as exact Decimals (money cells), tokens
+    as counts, never shown as dollars."""
+    values = [balance, credited, credited - balance]
+    if unit == "tokens":
+        return [f"{v:,f} tokens" for v in values]
+    return values
 
 
 def budgets(store: SQLStore, present: set[str], *, now: float, tz: str = "UTC") -> StatePanel:
@@ -90,13 +118,22 @@ def budgets(store: SQLStore, present: set[str], *, now: float, tz: str = "UTC") 
     names = sorted(t for t in present if "budget" in t)
     if not names:
         return StatePanel(unavailable="No budgets in this ledger (caps are not configured).")
-    rows = [{"table": name, **row} for name in names for row in _dump(store, name)]
-    return _generic(rows, empty="No budget is set.")
+    rows: list[dict[str, Any]] = []
+    notes = []
+    for name in names:
+        found, more = _dump(store, name)
+        rows += [{"table": name, **row} for row in found]
+        if more:
+            notes.append(f"{name}: the first {len(found):,} rows only.")
+    panel = _generic(rows, empty="No budget is set.")
+    panel.notes += notes
+    return panel
 
 
 def _from_definitions(store: SQLStore, now: float, tz: str) -> StatePanel:
     """Each budget's spend in its current period, summed from the ledger (what the
-    caps settle from); a scope on ``each`` value shows its five largest."""
+    caps settle from); a scope on ``each`` value shows its `EACH_SHOWN` largest and
+    says how many it leaves out."""
     from ..caps.periods import locate, zone
     from ..caps.store import CapsStore
 
@@ -115,7 +152,13 @@ def _from_definitions(store: SQLStore, now: float, tz: str) -> StatePanel:
             tags=tuple((d[4:], v) for d, v in fixed.items() if d.startswith("tag:")),
         )  # fmt: skip
         sc = scan(store, since=span.start or None, filters=filters, dims=each)
-        groups = sc.group(tuple(each))[:5] if each else [None]
+        ranked = sc.group(tuple(each)) if each else []
+        groups = ranked[:EACH_SHOWN] if each else [None]
+        if len(ranked) > EACH_SHOWN:
+            panel.notes.append(
+                f"{b.name}: the {EACH_SHOWN} largest of {len(ranked):,} ({', '.join(each)}) "
+                f"only; tokenomy report --group-by {','.join(each)} lists every one."
+            )
         for g in groups:
             totals = sc.total() if g is None else g.totals
             who = (
@@ -142,17 +185,20 @@ def _one(value: str | None) -> tuple[str, ...]:
     return (value,) if value else ()
 
 
-def _dump(store: SQLStore, table: str, limit: int = 50) -> list[dict[str, Any]]:
-    def run(cur: Any) -> list[dict[str, Any]]:
-        cur.execute(f"SELECT * FROM {table} LIMIT {limit}")
+def _dump(store: SQLStore, table: str, limit: int = DUMP_ROWS) -> tuple[list[dict[str, Any]], bool]:
+    """The first ``limit`` rows of ``table``, and whether it holds more."""
+
+    def run(cur: Any) -> tuple[list[dict[str, Any]], bool]:
+        cur.execute(f"SELECT * FROM {table} LIMIT {limit + 1}")
         columns = [d[0] for d in cur.description]
-        return [dict(zip(columns, r, strict=True)) for r in cur.fetchall()]
+        rows = cur.fetchall()
+        return [dict(zip(columns, r, strict=True)) for r in rows[:limit]], len(rows) > limit
 
     try:
         return store._read(run)
     except Exception as exc:  # another feature's table: show the page, not a traceback
         log.warning("could not read %s: %s", table, exc)
-        return []
+        return [], False
 
 
 def _generic(rows: Sequence[Mapping[str, Any]], *, empty: str) -> StatePanel:

@@ -81,7 +81,8 @@ class Store(ABC):
 
     @abstractmethod
     def list_records(self, *, limit: int = 1000, since: float | None = None) -> list[UsageRecord]:
-        """Newest first."""
+        """The newest ``limit`` records (from ``since`` on), newest first: at most
+        ``limit`` of them. For every record, `iter_records`."""
 
     @abstractmethod
     def iter_records(

@@ -26,6 +26,9 @@ def build_report(
     sc = scan(store, since=since, until=until, filters=filters, use_rollups=use_rollups,
               dims={*dims, "route", "model", "provider"})  # fmt: skip
     total = sc.total()
+    # One more than asked: it tells whether the list is cut.
+    found = top_requests(store, since=since, until=until, filters=filters,
+                         limit=top + 1 if top > 0 else 0, matching=total.requests)  # fmt: skip
     return Report(
         since=since,
         until=until,
@@ -35,8 +38,7 @@ def build_report(
         groups=sc.group(dims, sort="key" if "day" in dims else "cost"),
         routes=sc.group(("route",)),
         unpriced=[g for g in sc.group(("model", "provider")) if g.totals.unpriced_requests],
-        top=top_requests(
-            store, since=since, until=until, filters=filters, limit=top, matching=total.requests
-        ),
+        top=found[:top],
         levers=sorted(total.savings.items(), key=lambda kv: (-kv[1], kv[0])),
+        top_cut=len(found) > top,
     )

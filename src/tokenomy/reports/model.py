@@ -138,6 +138,7 @@ class Report:
     unpriced: list[Group]  # by model and provider, only those with unknown prices
     top: list[UsageRecord]  # the most expensive requests, most expensive first
     levers: list[tuple[str, Decimal]] = field(default_factory=list)  # savings, largest first
+    top_cut: bool = False  # more priced requests than ``top`` lists
 
     @property
     def period(self) -> str:

@@ -1,8 +1,9 @@
-"""Minimal ASGI helpers: read a body, send JSON, headers as a dict."""
+"""Minimal ASGI helpers: read a body, send JSON or a streamed body, headers as a dict."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -69,3 +70,26 @@ async def send_json(
     send: Any, status: int, data: Any, headers: Mapping[str, str] | None = None
 ) -> None:
     await send_bytes(send, status, orjson.dumps(data), headers)
+
+
+async def send_stream(
+    send: Any,
+    status: int,
+    chunks: Iterator[bytes],
+    headers: Mapping[str, str] | None = None,
+    content_type: bytes = b"application/json",
+) -> None:
+    """Send the pieces of ``chunks``, a blocking iterator (it reads a database),
+    advanced in a worker thread, as one body of unknown length: memory holds a
+    piece, never the whole. The first piece is read before the response starts,
+    so an error there is answered as an error; one after it ends the response
+    unfinished, never a body that looks complete."""
+    body = await asyncio.to_thread(next, chunks, b"")
+    hdrs = [(b"content-type", content_type)]
+    if headers:
+        hdrs.extend(encode_headers(headers))
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    while (more := await asyncio.to_thread(next, chunks, None)) is not None:
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+        body = more
+    await send({"type": "http.response.body", "body": body, "more_body": False})
