@@ -278,6 +278,21 @@ async def test_without_required_keys_calls_are_metered_unattributed(
     assert rec is not None and rec.key_id is None and rec.user == "carol" and rec.cost_usd
 
 
+async def test_the_cache_answers_a_repeat_in_process(settings: Settings, key: str) -> None:
+    body = chat("the same question", temperature=0)
+    async with Pipeline(replace(settings, cache={"enabled": True})) as p:
+        first = await p.chat_completions(body, key=key)
+        again = await p.chat_completions(body, key=key)
+        streamed = await p.stream_chat_completions(body, key=key)  # a hit replays as a stream
+        text = "".join([e["choices"][0]["delta"].get("content") or "" async for e in streamed])
+    assert (
+        again.body["choices"] == first.body["choices"]
+        and text == first.body["choices"][0]["message"]["content"]
+    )
+    for hit in (again.record, streamed.record):
+        assert hit.cost_usd == 0 and hit.decisions["cache"]["saved_usd"] == str(first.cost)
+
+
 async def test_a_budget_refusal_raises_rate_limited(
     settings: Settings, key: str, ledger: Callable[[str], UsageRecord | None]
 ) -> None:
