@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx2
@@ -95,7 +95,7 @@ class _Exchange:
         self.complete = False
         self.task: asyncio.Task[None] | None = None
 
-    def run(self, app: TokenomyApp, *, done: Any) -> None:
+    def run(self, app: TokenomyApp, *, done: Callable[[_Exchange], None]) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run(app))
         self.task.add_done_callback(lambda _: done(self))
 
@@ -168,7 +168,8 @@ class _Body(httpx2.AsyncByteStream):
         self._loop = asyncio.get_running_loop()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        assert self._exchange is not None, "the response was closed"
+        if self._exchange is None:
+            raise httpx2.StreamClosed()
         async for piece in self._exchange.pieces_of_body():
             yield piece
 
