@@ -11,7 +11,7 @@ import typing
 if typing.TYPE_CHECKING:
     from ._library import Pipeline
     from ._results import Result, Stream
-    from .config import Deployment, PriceConfig, Settings, load_settings
+    from .config import Deployment, Settings, load_settings
     from .errors import (
         AuthenticationFailed,
         ConfigError,
@@ -39,7 +39,6 @@ _EXPORTS = {
     "Result": "._results",
     "Stream": "._results",
     "Deployment": ".config",
-    "PriceConfig": ".config",
     "Settings": ".config",
     "load_settings": ".config",
     "AuthenticationFailed": ".errors",
@@ -78,7 +77,6 @@ __all__ = [
     "PermissionDenied",
     "Pipeline",
     "PriceBook",
-    "PriceConfig",
     "PriceOverride",
     "RateLimited",
     "Result",
