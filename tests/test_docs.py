@@ -5,6 +5,7 @@ them resolves."""
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from pathlib import Path
@@ -13,10 +14,13 @@ import click
 import pytest
 import yaml
 
+from gateway_fixtures import UPSTREAM_KEY, Fake
 from tokenomy.cache.config import cache_config
 from tokenomy.cli import cli
 from tokenomy.cli.docs import render, walk
 from tokenomy.config import load_settings
+from tokenomy.keys import mint_key
+from tokenomy.ledger import open_store
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -48,6 +52,7 @@ def test_cli_reference_is_current() -> None:
         "router.md",
         "cache.md",
         "semantic-cache.md",
+        "library.md",
     ],
 )
 def test_core_docs_exist(doc: str) -> None:
@@ -128,3 +133,48 @@ def test_every_link_between_docs_resolves() -> None:
             elif anchor and linked.suffix == ".md" and anchor not in anchors.get(linked, set()):
                 broken.append(f"{doc.name}: {target} (no such heading)")
     assert not broken, broken
+
+
+LIBRARY = ROOT / "docs" / "library.md"
+CONFIG_MARK = "# tokenomy.yaml\n"
+
+
+def _library_examples() -> list[tuple[str, str]]:
+    text = LIBRARY.read_text()
+    return [
+        (f"docs/library.md:{text.count(chr(10), 0, m.start()) + 1}", m.group(2))
+        for m in FENCE.finditer(text)
+        if m.group(1) == "python"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("where", "body"), [pytest.param(*b, id=b[0]) for b in _library_examples()]
+)
+def test_every_library_example_runs(
+    where: str,
+    body: str,
+    fake: Fake,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Each Python example of docs/library.md, run as shown against the fake upstream,
+    with the page's own tokenomy.yaml and the upstream variables it names."""
+    configs = [b for lang, b in FENCE.findall(LIBRARY.read_text()) if b.startswith(CONFIG_MARK)]
+    assert len(configs) == 1, "docs/library.md shows its tokenomy.yaml once"
+    (tmp_path / "tokenomy.yaml").write_text(configs[0])
+    monkeypatch.chdir(tmp_path)
+    for name in [n for n in os.environ if n.startswith("TOKENOMY_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.url + "/v1")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+    monkeypatch.setenv("OPENAI_API_KEY", UPSTREAM_KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", UPSTREAM_KEY)
+    secret, key = mint_key(team="search")
+    with open_store(str(tmp_path / "ledger.db")) as store:
+        store.migrate()
+        store.create_key(key)
+    monkeypatch.setenv("TK_KEY", secret)
+    exec(compile(body, where, "exec"), {"__name__": "__main__"})
+    assert capsys.readouterr().out.strip(), f"{where}: the example printed nothing"

@@ -17,6 +17,8 @@
 
 Errors are raised as these types at the provider boundary (``raise X from exc``)
 and rendered in the called API's format in one place: ``tokenomy.server.errors``.
+In process (`tokenomy.Pipeline`) they are raised to the caller as they are, each
+with the ``request_id`` of the request it ended (its ledger row, when it has one).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class TokenomyError(Exception):
     status: int = 500
     type: str = "api_error"
     code: str | None = None
+    request_id: str | None = None  # set by `tokenomy.Pipeline` on what it raises
 
     def __init__(
         self,

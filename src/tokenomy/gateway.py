@@ -145,6 +145,23 @@ class Gateway:
             budgets = (lambda: list(caps.defs.budgets)) if caps is not None else None
             self.watcher = AlertWatcher(self.store, watch, budgets=budgets)
 
+    async def start(self) -> None:
+        """Get ready to serve: warm the prices and the learned router, load the caps
+        (definitions, counters from the ledger, sweeper), start the alert watcher and
+        the response cache. `close` undoes it."""
+        self.metrics.gauges["tokenomy_inflight_requests"] = lambda: float(self.inflight)
+        self.metrics.gauges["tokenomy_ledger_committed_rows"] = lambda: float(
+            self.writer.stats().committed
+        )
+        self.prices.warm()
+        await self.resolve.routing.warm()  # the learned router, when an alias uses it
+        if self.caps is not None:
+            await self.caps.start()
+        if self.watcher is not None:
+            self.watcher.start()  # spend anomalies, forecasts over budget, unpriced models
+        if self.cache is not None:
+            await self.cache.start()  # the semantic index, from the cache backend
+
     async def close(self) -> None:
         """Commit every pending record, then release upstream connections."""
         if self.watcher is not None:
@@ -344,6 +361,7 @@ class Gateway:
                 return  # recorded below, as a client that went away
             except TokenomyError as exc:
                 status, error = exc.status, exc.type
+                call.failure = exc  # for an in-process caller, which raises it
                 await self._finish_stream(call, adapter, status, error)
                 finished = True
                 upstream_api = call.provider.api if call.provider else None

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import Deployment
+from ..errors import TokenomyError
 from ..ledger.base import KeyRecord
 from ..providers import Provider
 from ..records import UsageRecord
@@ -38,6 +39,9 @@ class Call:
     route: Any = None  # the routing plan (`tokenomy.routing.stage.Plan`), set by resolve
     levers: dict[str, Any] = field(default_factory=dict)  # per-request state of the levers
     finishing: bool = False  # its record is being (or was) written and its holds settled
+    # The error that ended a stream after its first event: the client got it as an
+    # error event in its API's format, and an in-process caller raises it.
+    failure: TokenomyError | None = None
 
     def __post_init__(self) -> None:
         self.record = UsageRecord(request_id=self.request_id, api=self.api, endpoint=self.endpoint)

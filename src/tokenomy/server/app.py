@@ -57,19 +57,7 @@ class TokenomyApp:
     async def startup(self) -> None:
         if self.gateway is None:
             self.gateway = Gateway(self.settings)
-        gw = self.gateway
-        gw.metrics.gauges["tokenomy_inflight_requests"] = lambda: float(gw.inflight)
-        gw.metrics.gauges["tokenomy_ledger_committed_rows"] = lambda: float(
-            gw.writer.stats().committed
-        )
-        gw.prices.warm()
-        await gw.resolve.routing.warm()  # the learned router, when an alias uses it
-        if gw.caps is not None:
-            await gw.caps.start()  # definitions, counters from the ledger, sweeper
-        if gw.watcher is not None:
-            gw.watcher.start()  # spend anomalies, forecasts over budget, unpriced models
-        if gw.cache is not None:
-            await gw.cache.start()  # the semantic index, from the cache backend
+        await self.gateway.start()
 
     async def shutdown(self) -> None:
         self.draining = True
