@@ -26,6 +26,7 @@ import orjson
 
 from ..csvsafe import write_csv
 from ..errors import InvalidRequest
+from ..ledger.charges import route_field, with_sides
 from ..ledger.migrations import Cursor
 from ..records import UsageRecord
 from ..usage import Usage
@@ -236,24 +237,6 @@ def _terms_expr(postgres: bool) -> str:
     return "decisions->'billing'" if postgres else "json_extract(decisions, '$.billing')"
 
 
-def _route_expr(postgres: bool, name: str) -> str:
-    return (
-        f"decisions->'route'->>'{name}'"
-        if postgres
-        else f"json_extract(decisions, '$.route.{name}')"
-    )
-
-
-def _with_drafts(rec: UsageRecord, drafts: list[UsageRecord]) -> UsageRecord:
-    """A request with its cascade's escalated drafts, as its debit charged it
-    (`tokenomy.routing.cascade.charged`): their usage and cost added."""
-    usage, cost = rec.usage, rec.cost_usd
-    for d in drafts:
-        usage = usage + d.usage
-        cost = None if cost is None or d.cost_usd is None else cost + d.cost_usd
-    return replace(rec, usage=usage, cost_usd=cost)
-
-
 def _usage_of(row: Sequence[Any]) -> tuple[str, UsageRecord]:
     model, inp, cached, cw, cw1h, reasoning, out, cost, terms = row
     if isinstance(terms, str | bytes):
@@ -274,21 +257,22 @@ def build_statement(
 
     Each request's charge is recomputed from its record with the plan terms
     it was admitted under (`plans.record_charge`): the very amount its debit
-    took, rounded per request. A cascade's escalated drafts (rows of their own)
-    are charged with their request, as its debit was: each draft's line gets its
-    share under the request's terms, the request's line the rest. A judge's
-    rows are the gateway's own calls, not the customer's: left out.
+    took, rounded per request. Only the rows charged to a request count
+    (`tokenomy.ledger.charges`): a side row that is (a cascade's escalated draft)
+    is charged with its request, as its debit was: each such row's line gets
+    its share under the request's terms, the request's line the rest. The
+    gateway's own calls (a judge's, a failed attempt's) are not the customer's:
+    left out.
     """
     db = billing.db
     start, end = period.bounds
+    parent = route_field(db.dialect, "parent")
     columns = (
         "SELECT COALESCE(served_model, requested_model), input_tokens, cache_read_tokens, "
         "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, output_tokens, "
-        f"cost_usd, {_terms_expr(db.postgres)}, request_id, "
-        f"{_route_expr(db.postgres, 'parent')}, {_route_expr(db.postgres, 'reason')} "
-        "FROM requests WHERE end_user = ? AND ts >= ? AND ts < ? "
+        f"cost_usd, {_terms_expr(db.postgres)}, request_id, {parent} "
+        "FROM requests WHERE end_user = ? AND ts >= ? AND ts < ? AND charged "
     )
-    parent = _route_expr(db.postgres, "parent")
     sides_sql = db.sql(columns + f"AND {parent} IS NOT NULL")
     usage_sql = db.sql(columns + f"AND {parent} IS NULL")
     opening_sql = db.sql("SELECT {sum}(amount) FROM credit_ledger WHERE customer = ? AND ts < ?")
@@ -314,23 +298,22 @@ def build_statement(
             m.charged_usd += usd
 
     def run(cur: Cursor) -> tuple[Any, list[Any], list[PlanSpan]]:
-        drafts: dict[str, list[tuple[str, UsageRecord]]] = {}
+        sides: dict[str, list[tuple[str, UsageRecord]]] = {}
         for row in cur.execute(sides_sql, (customer, start, end)).fetchall():
-            if row[-1] == "cascade":
-                drafts.setdefault(row[-2], []).append(_usage_of(row[:9]))
+            sides.setdefault(row[-1], []).append(_usage_of(row[:9]))
         rows: Any = cur.execute(usage_sql, (customer, start, end))
         while batch := rows.fetchmany(5000):
             for row in batch:
                 name, rec = _usage_of(row[:9])
-                mine = drafts.pop(row[9], [])
-                usd, _ = record_charge(_with_drafts(rec, [d for _, d in mine]))
-                for draft_name, d in mine:  # each draft's share, under the request's terms
+                mine = sides.pop(row[9], [])
+                usd, _ = record_charge(with_sides(rec, [d for _, d in mine]))
+                for side_name, d in mine:  # each side row's share, under the request's terms
                     share, _ = record_charge(replace(d, decisions=rec.decisions))
                     if usd is not None and share is not None:
                         usd -= share
-                    line(draft_name, d, None if usd is None else share)
+                    line(side_name, d, None if usd is None else share)
                 line(name, rec, usd)
-        for orphans in drafts.values():  # a draft whose request is not in the period
+        for orphans in sides.values():  # a side row whose request's row is missing
             for name, d in orphans:
                 line(name, d, record_charge(d)[0])
         opening = cur.execute(opening_sql, (customer, start)).fetchone()[0]

@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -30,7 +30,6 @@ from ..pipeline.context import Call
 from ..pipeline.exchange import Answer, answer, output_text_of, upstream_body
 from ..pipeline.meter import estimate_usage
 from ..providers.base import UpstreamResponse
-from ..records import UsageRecord
 from ..usage import Usage
 from .config import RoutingConfig
 from .learned.agreement import normalize_answer
@@ -162,7 +161,7 @@ class Cascade:
     async def _record_draft(
         self, call: Call, suffix: str, usage: Usage, score: float, started: float
     ) -> None:
-        draft = side_call(call, suffix, status=200, error_type=None)
+        draft = side_call(call, suffix, charged=True, status=200, error_type=None)
         draft.started = started
         route: dict[str, Any] = {
             "reason": "cascade",
@@ -173,18 +172,5 @@ class Cascade:
             "requested": call.route.requested,
             "served": draft.record.served_model,
         }
-        rec = await write_side(draft, usage, route, meter=self.meter, write=self.write)
-        call.route.drafts.append(rec)
-
-
-def charged(call: Call, rec: UsageRecord) -> UsageRecord:
-    """The record admission settles: with a cascade's drafts added, so caps and
-    prepaid balances are charged for every upstream call the request made."""
-    plan: Plan | None = call.route
-    if plan is None or not plan.drafts:
-        return rec
-    usage, cost = rec.usage, rec.cost_usd
-    for d in plan.drafts:
-        usage = usage + d.usage
-        cost = None if cost is None or d.cost_usd is None else cost + d.cost_usd
-    return replace(rec, usage=usage, cost_usd=cost, price_unknown=cost is None)
+        await write_side(draft, usage, route, meter=self.meter, write=self.write,
+                         keep=call.route.sides)  # fmt: skip

@@ -186,7 +186,7 @@ class Judge:
     ) -> str | None:
         """One upstream call made for a judgement: sent, metered, written as the
         ledger row ``<request id><suffix>``; returns the answer text."""
-        side = side_call(call, suffix, body=body, headers={}, ts=time.time(),
+        side = side_call(call, suffix, charged=False, body=body, headers={}, ts=time.time(),
                          requested_model=model, served_model=model, provider=provider.name,
                          deployment=provider.deployment.name, stream=False)  # fmt: skip
         side.provider, side.deployment = provider, provider.deployment
