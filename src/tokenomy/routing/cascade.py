@@ -111,7 +111,9 @@ class Cascade:
                 assert call.provider is not None
                 return answer(call, call.provider, reply, plan.usage)
             suffix = ".draft" + (str(i + 1) if i else "")
-            await self._record_draft(call, suffix, draft.usage, score, started)
+            assert call.provider is not None
+            upstream_id = call.provider.request_id(reply.headers)
+            await self._record_draft(call, suffix, draft.usage, score, started, upstream_id)
         plan.extra.update(cascade="escalated", escalated=True, scores=scores)
         if scores:
             plan.extra["score"] = scores[-1]
@@ -159,9 +161,18 @@ class Cascade:
         return Draft(replies, usage, len(ups))
 
     async def _record_draft(
-        self, call: Call, suffix: str, usage: Usage, score: float, started: float
+        self,
+        call: Call,
+        suffix: str,
+        usage: Usage,
+        score: float,
+        started: float,
+        upstream_request_id: str | None,
     ) -> None:
-        draft = side_call(call, suffix, charged=True, status=200, error_type=None)
+        """The escalated draft's row; its upstream request id is the reply it was
+        scored by (of several parallel calls, the one giving the majority answer)."""
+        draft = side_call(call, suffix, charged=True, status=200, error_type=None,
+                          upstream_request_id=upstream_request_id)  # fmt: skip
         draft.started = started
         route: dict[str, Any] = {
             "reason": "cascade",

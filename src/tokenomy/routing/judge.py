@@ -195,6 +195,7 @@ class Judge:
         except TokenomyError as exc:
             log.warning("judge call (%s) for %s failed: %s", role, call.request_id, exc.message)
             return None
+        side.record.upstream_request_id = provider.request_id(up.headers)
         text = output_text_of(up.data, provider.api)
         usage = provider.usage(up.data) if isinstance(up.data, dict) else None
         route: dict[str, Any] = {"reason": "judge", "judge": role, "parent": call.request_id}
