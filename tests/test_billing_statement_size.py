@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -159,7 +160,9 @@ def test_requests_read_a_page_at_a_time_sum_as_one(
                            usage=Usage(10, 1), cost_usd=D(cost), decisions=decisions)  # fmt: skip
 
     def draft(of: str, ts: float, cost: str, reason: str = "cascade") -> UsageRecord:
-        return rec(f"{of}.{reason}", ts, cost, {"parent": of, "reason": reason})
+        # as the gateway writes them: a cascade's draft is charged, a judge's call not
+        row = rec(f"{of}.{reason}", ts, cost, {"parent": of, "reason": reason})
+        return replace(row, charged=reason == "cascade")
 
     # Charged alone, each of these would round to nothing; together they make a
     # nano-dollar: the request's line gets it, the draft's share rounds to zero.

@@ -252,11 +252,48 @@ def test_the_upstream_request_id_from_the_previous_schema(
         old = record_to_row(full_record("old"), s.dialect)[: len(cols)]
         sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
         s._write(lambda cur: cur.execute(sql, old))
-        assert s.migrate(upto="m016_upstream_request_id") == ["m016_upstream_request_id"]
+        assert s.migrate()[0] == "m016_upstream_request_id"
         got = s.get_record("old")
         assert got == replace(full_record("old"), upstream_request_id=None)
         s.insert_records([full_record()])
         assert s.get_record("req-full") == full_record()
+
+
+def test_which_rows_were_charged_from_the_previous_schema(
+    new_db_url: Callable[[], str],
+) -> None:
+    """m017 marks each row charged to its request or not: of the rows written
+    before it, a side row other than a cascade's draft (a judge's call, a failed
+    attempt) was the gateway's own cost; every other row was charged."""
+    names = migrations.names()
+    before = names[names.index("m017_charged") - 1]
+
+    def row(rid: str, route: dict[str, Any] | None) -> UsageRecord:
+        return replace(full_record(rid), decisions={} if route is None else {"route": route})
+
+    rows = {
+        "req-a": row("req-a", None),
+        "req-a.draft": row("req-a.draft", {"reason": "cascade", "parent": "req-a"}),
+        "req-a.judge": row("req-a.judge", {"reason": "judge", "parent": "req-a"}),
+        "req-a.attempt1": row("req-a.attempt1", {"reason": "fallback", "parent": "req-a"}),
+        "req-b": row("req-b", {"reason": "fallback", "attempts": []}),
+    }
+    with open_store(new_db_url()) as s:
+        s.migrate(upto=before)
+        assert isinstance(s, SQLStore)
+        cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index("charged")]
+        sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
+        for rec in rows.values():
+            old = record_to_row(rec, s.dialect)[: len(cols)]
+            s._write(lambda cur, old=old: cur.execute(sql, old))
+        assert s.migrate() == ["m017_charged"]
+        got = {rid: s.get_record(rid) for rid in rows}
+        assert {rid: rec.charged for rid, rec in got.items() if rec is not None} == {
+            "req-a": True, "req-a.draft": True, "req-a.judge": False,
+            "req-a.attempt1": False, "req-b": True,
+        }  # fmt: skip
+        s.insert_records([replace(full_record(), charged=False)])
+        assert s.get_record("req-full") == replace(full_record(), charged=False)
 
 
 def test_fallback_file_keeps_the_audio_and_search_counts(store: Store, tmp_path: Path) -> None:

@@ -204,7 +204,7 @@ async def test_admission_is_charged_for_the_draft_too(
         call = Call("openai", "chat", "/v1/chat/completions", body, {})
         await gateway.handle(call)
         main = call.record
-        draft = call.route.drafts[0]
+        (draft,) = call.route.sides
         charged = spy.settled[call.request_id]
         assert main.cost_usd is not None and draft.cost_usd is not None
         assert charged.cost_usd == main.cost_usd + draft.cost_usd

@@ -5,8 +5,10 @@ for JSON replies, streams and refusals, and for each failed attempt of a fallbac
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -122,3 +124,39 @@ def test_a_request_no_upstream_answered_names_no_upstream_reply(
     with pytest.raises(openai.NotFoundError) as err:
         gw.openai().chat.completions.create(model="nowhere", messages=say("hi"))
     assert HEADER not in err.value.response.headers  # no upstream was asked
+
+
+@pytest.fixture
+def judged(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> Iterator[tuple[GW, Witness]]:
+    """A cascade over gpt-4o-mini and gpt-4o, and a judge rating every routed answer."""
+    witness = Witness(fake.app)
+    with serve_in_thread(witness) as url:
+        models = tuple(dep(m, "openai", url + "/v1") for m in ("gpt-4o-mini", "gpt-4o", "o3"))
+        routing = {
+            "tiers": ["gpt-4o-mini", "gpt-4o"],
+            "cascade": {"threshold": 0.67, "samples": 3},
+            "judge": {"sample_rate": 1.0, "model": "o3"},
+        }
+        settings = gateway_settings(str(tmp_path / "ledger.db"), fake, fake_llamacpp,
+                                    routing=routing)  # fmt: skip
+        for gw in start_gateway(replace(settings, deployments=models), fake):
+            yield gw, witness
+
+
+def test_a_drafts_and_a_judges_rows_keep_their_own_upstream_ids(
+    judged: tuple[GW, Witness],
+) -> None:
+    gw, witness = judged
+    raw = gw.openai().chat.completions.with_raw_response.create(
+        model="cheap-first", messages=say("what is 6 times 7 [[fake:vary]]")
+    )
+    rid = raw.headers["x-tokenomy-request-id"]
+    deadline = time.monotonic() + 5
+    while gw.store.get_record(rid + ".judge") is None:
+        assert time.monotonic() < deadline, "no judgement"
+        time.sleep(0.02)
+    draft, served, judged_by = witness.ids  # the draft tier, the strong tier, the judge
+    assert gw.record(rid).upstream_request_id == served == raw.headers[HEADER]
+    assert gw.record(rid + ".draft").upstream_request_id == draft
+    assert gw.record(rid + ".judge").upstream_request_id == judged_by
+    assert len({draft, served, judged_by}) == 3

@@ -34,10 +34,10 @@ from .pipeline.resolve import Resolve
 from .pipeline.stream import Adapter, error_frame, feed, make_adapter, read_head, reported_usage
 from .pricing import PriceBook
 from .providers.base import UpstreamStream
-from .routing.cascade import Cascade, charged
+from .routing.cascade import Cascade
 from .routing.feedback import PromptCollector
 from .routing.judge import judge_for
-from .routing.side import write_failed_attempt
+from .routing.side import charged, write_failed_attempt
 from .sse import SSEEvent
 
 log = logging.getLogger("tokenomy")

@@ -39,3 +39,7 @@ class UsageRecord:
     # The upstream's own id for its reply (OpenAI x-request-id, Anthropic request-id),
     # what its support asks for; of the last reply when a fallback served or failed.
     upstream_request_id: str | None = None
+    # Whether the row counts against its request's budgets, limits and balance. A
+    # call the gateway makes for itself (a judge's, a failed attempt's) is its own
+    # cost: False. See `tokenomy.ledger.charges`.
+    charged: bool = True

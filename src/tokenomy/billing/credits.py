@@ -35,6 +35,7 @@ from typing import Any
 
 from ..errors import InvalidRequest, NotFound
 from ..ledger.base import REQUEST_COLUMNS, Store, row_to_record
+from ..ledger.charges import as_charged
 from ..ledger.migrations import Cursor
 from ..ledger.pages import Page, SortKey, page_of, page_query
 from ..records import UsageRecord
@@ -580,8 +581,9 @@ class BillingStore:
 
         A request's debit is appended after its record is committed; a process
         that died in between left the record (with the plan's terms, so the
-        charge) and no debit. Safe to run at any time, on any replica: a request
-        is debited at most once.
+        charge) and no debit. The charge is the request's as it was settled: its
+        row with its charged side rows (`tokenomy.ledger.charges`). Safe to run at
+        any time, on any replica: a request is debited at most once.
         """
         unit = (
             "decisions->'billing'->>'unit'"
@@ -596,10 +598,13 @@ class BillingStore:
             "AND c.kind = 'debit') ORDER BY r.ts"
         )
         params = (since,) if until is None else (since, until)
-        rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
+
+        def run(cur: Cursor) -> list[UsageRecord]:
+            recs = [row_to_record(row) for row in cur.execute(sql, params).fetchall()]
+            return as_charged(cur, self.db.dialect, recs)
+
         done = 0
-        for row in rows:
-            rec = self._with_drafts(row_to_record(row))
+        for rec in self.db.read(run):
             _, amount = record_charge(rec)
             customer = rec.decisions["billing"].get("customer") or rec.user
             if not amount or not customer:
@@ -607,29 +612,6 @@ class BillingStore:
             d = self.debit(customer, rec.request_id, amount, ts=rec.ts, note="reconciled")
             done += d.entry is not None and not d.duplicate
         return done
-
-    def _with_drafts(self, rec: UsageRecord) -> UsageRecord:
-        """``rec`` with its cascade's escalated drafts (rows ``<id>.draft...``) added,
-        as the request was settled (`tokenomy.routing.cascade.charged`)."""
-        route = rec.decisions.get("route")
-        if not (isinstance(route, dict) and route.get("cascade") == "escalated"):
-            return rec
-        parent = (
-            "decisions->'route'->>'parent'"
-            if self.db.postgres
-            else "json_extract(decisions, '$.route.parent')"
-        )
-        sql = self.db.sql(
-            f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests "
-            f"WHERE request_id LIKE ? AND {parent} = ?"
-        )
-        args = (rec.request_id + ".draft%", rec.request_id)
-        rows = self.db.read(lambda cur: cur.execute(sql, args).fetchall())
-        for draft in map(row_to_record, rows):
-            cost = rec.cost_usd
-            cost = None if cost is None or draft.cost_usd is None else cost + draft.cost_usd
-            rec = replace(rec, usage=rec.usage + draft.usage, cost_usd=cost)
-        return rec
 
     # -- plans -------------------------------------------------------------------------
 

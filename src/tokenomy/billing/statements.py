@@ -30,6 +30,7 @@ import orjson
 
 from ..csvsafe import write_csv
 from ..errors import InvalidRequest
+from ..ledger.charges import route_field, with_sides
 from ..ledger.migrations import Cursor
 from ..ledger.pages import Page, SortKey, page_of, page_query, walk
 from ..records import UsageRecord
@@ -304,24 +305,6 @@ def _terms_expr(postgres: bool) -> str:
     return "decisions->'billing'" if postgres else "json_extract(decisions, '$.billing')"
 
 
-def _route_expr(postgres: bool, name: str) -> str:
-    return (
-        f"decisions->'route'->>'{name}'"
-        if postgres
-        else f"json_extract(decisions, '$.route.{name}')"
-    )
-
-
-def _with_drafts(rec: UsageRecord, drafts: list[UsageRecord]) -> UsageRecord:
-    """A request with its cascade's escalated drafts, as its debit charged it
-    (`tokenomy.routing.cascade.charged`): their usage and cost added."""
-    usage, cost = rec.usage, rec.cost_usd
-    for d in drafts:
-        usage = usage + d.usage
-        cost = None if cost is None or d.cost_usd is None else cost + d.cost_usd
-    return replace(rec, usage=usage, cost_usd=cost)
-
-
 def _usage_of(row: Sequence[Any]) -> tuple[str, UsageRecord]:
     model, inp, cached, cw, cw1h, reasoning, out, cost, terms = row
     if isinstance(terms, str | bytes):
@@ -356,31 +339,29 @@ def build_statement(
 
     Each request's charge is recomputed from its record with the plan terms
     it was admitted under (`plans.record_charge`): the very amount its debit
-    took, rounded per request. A cascade's escalated drafts (rows of their own)
-    are charged with their request, as its debit was: each draft's line gets its
-    share under the request's terms, the request's line the rest. A judge's
-    rows are the gateway's own calls, not the customer's: left out.
+    took, rounded per request. Only the rows charged to a request count
+    (`tokenomy.ledger.charges`): a side row that is (a cascade's escalated draft)
+    is charged with its request, as its debit was: each such row's line gets
+    its share under the request's terms, the request's line the rest. The
+    gateway's own calls (a judge's, a failed attempt's) are not the customer's:
+    left out.
 
     Requests are read a page at a time and summed as they come, with their
-    drafts (rows of the same start time). The balance counts the
+    side rows (rows of the same start time). The balance counts the
     customer's credit entries up to the last one there when the statement was
     built, and its top-ups (`TopUps`) are those same entries, every one of them,
     read again a page at a time whenever the statement is written.
     """
     db = billing.db
     start, end = period.bounds
+    parent = route_field(db.dialect, "parent")
     select = (
         "SELECT COALESCE(served_model, requested_model), input_tokens, cache_read_tokens, "
         "cache_write_tokens, cache_write_1h_tokens, reasoning_tokens, output_tokens, "
-        f"cost_usd, {_terms_expr(db.postgres)}, request_id, "
-        f"{_route_expr(db.postgres, 'parent')}, ts, id FROM requests"
+        f"cost_usd, {_terms_expr(db.postgres)}, request_id, {parent}, ts, id FROM requests"
     )
-    parent = _route_expr(db.postgres, "parent")
-    # the customer's requests and their cascades' drafts (not a judge's rows)
-    mine = (
-        f"end_user = ? AND ts >= ? AND ts < ? AND ({parent} IS NULL "
-        f"OR {_route_expr(db.postgres, 'reason')} = 'cascade')"
-    )
+    # the customer's requests and the side rows charged with them
+    mine = "end_user = ? AND ts >= ? AND ts < ? AND charged"
     opening_sql = db.sql(
         "SELECT {sum}(amount) FROM credit_ledger WHERE customer = ? AND ts < ? AND id <= ?"
     )
@@ -407,7 +388,7 @@ def build_statement(
 
     def charge(row: Sequence[Any], own: list[tuple[str, UsageRecord]]) -> None:
         name, rec = _usage_of(row[:9])
-        usd, _ = record_charge(_with_drafts(rec, [d for _, d in own]))
+        usd, _ = record_charge(with_sides(rec, [d for _, d in own]))
         for draft_name, d in own:  # each draft's share, under the request's terms
             share, _ = record_charge(replace(d, decisions=rec.decisions))
             if usd is not None and share is not None:

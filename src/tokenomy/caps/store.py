@@ -22,6 +22,7 @@ import orjson
 
 from ..errors import ConfigError, InvalidRequest, NotFound
 from ..ledger.base import REQUEST_COLUMNS, SQLStore, Store, dump_json, row_to_record
+from ..ledger.charges import as_charged
 from ..ledger.migrations import Cursor
 from ..ledger.pages import Page, SortKey, page_of, page_query
 from ..records import UsageRecord
@@ -272,24 +273,27 @@ class CapsStore:
     # -- the ledger, seen by the caps -------------------------------------------------------------
 
     def records(self, request_ids: Sequence[str]) -> dict[str, UsageRecord]:
+        """The requests' records, each as it was charged (with its charged side
+        rows: `tokenomy.ledger.charges`), as the sweeper settles them."""
         out: dict[str, UsageRecord] = {}
         for i in range(0, len(request_ids), 500):
             chunk = list(request_ids[i : i + 500])
             marks = ", ".join([self.dialect.param] * len(chunk))
             sql = f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests WHERE request_id IN ({marks})"
 
-            def run(cur: Cursor, sql: str = sql, chunk: list[str] = chunk) -> list[Any]:
-                return list(cur.execute(sql, chunk).fetchall())
+            def run(cur: Cursor, sql: str = sql, chunk: list[str] = chunk) -> list[UsageRecord]:
+                recs = [row_to_record(row) for row in cur.execute(sql, chunk).fetchall()]
+                return as_charged(cur, self.dialect, recs)
 
-            for row in self._read(run):
-                rec = row_to_record(row)
+            for rec in self._read(run):
                 out[rec.request_id] = rec
         return out
 
     def allowance_records(self, allowances: Mapping[str, float]) -> dict[str, list[UsageRecord]]:
         """Per allowance id, the records of the requests admitted from it (they name
         it in ``decisions.caps.allowances``), from ``ALLOWANCE_SLACK`` seconds before
-        the time it was made (a replica's clock may run a little behind another's)."""
+        the time it was made (a replica's clock may run a little behind another's),
+        each as it was charged (`records`)."""
         p = self.dialect.param
         sql = (
             f"SELECT {', '.join(REQUEST_COLUMNS)} FROM requests "
@@ -300,10 +304,11 @@ class CapsStore:
             # An id is letters, digits and colons: nothing LIKE would read as a pattern.
             params = [since - ALLOWANCE_SLACK, f'%"{rid}"%']
 
-            def run(cur: Cursor, params: list[Any] = params) -> list[Any]:
-                return list(cur.execute(sql, params).fetchall())
+            def run(cur: Cursor, params: list[Any] = params) -> list[UsageRecord]:
+                recs = [row_to_record(row) for row in cur.execute(sql, params).fetchall()]
+                return as_charged(cur, self.dialect, recs)
 
-            out[rid] = [row_to_record(row) for row in self._read(run)]
+            out[rid] = self._read(run)
         return out
 
     def ledger_totals(
@@ -314,14 +319,16 @@ class CapsStore:
         end: float | None,
         bucket_seconds: int | None,
     ) -> list[tuple[str, int, int]]:
-        """(entity, bucket, amount) summed from the requests table, as settles add them.
+        """(entity, bucket, amount) summed from the requests table, as settles add them:
+        over the rows charged to their requests (`tokenomy.ledger.charges`), not the
+        gateway's own calls.
 
         ``bucket_seconds`` None puts every row in bucket 0 (the caller's own bucket
         number is applied by the caller); otherwise rows are grouped by
         ``floor(ts / bucket_seconds)``, as rolling windows bucket them.
         """
         p = self.dialect.param
-        where: list[str] = ["ts >= " + p]
+        where: list[str] = ["charged", "ts >= " + p]
         params: list[Any] = [start]
         groups: list[tuple[str, Any]] = []
         names: list[str] = []

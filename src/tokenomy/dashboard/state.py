@@ -131,9 +131,9 @@ def budgets(store: SQLStore, present: set[str], *, now: float, tz: str = "UTC") 
 
 
 def _from_definitions(store: SQLStore, now: float, tz: str) -> StatePanel:
-    """Each budget's spend in its current period, summed from the ledger (what the
-    caps settle from); a scope on ``each`` value shows its `EACH_SHOWN` largest and
-    says how many it leaves out."""
+    """Each budget's spend in its current period, summed from the ledger's rollups
+    (every row: the caps count only those charged to requests); a scope on
+    ``each`` value shows its `EACH_SHOWN` largest and says how many it leaves out."""
     from ..caps.periods import locate, zone
     from ..caps.store import CapsStore
 

@@ -174,6 +174,7 @@ REQUEST_COLUMNS = (
     "audio_output_tokens",
     "web_search_requests",
     "upstream_request_id",
+    "charged",
 )
 KEY_COLUMNS = (
     "key_id",
@@ -250,6 +251,7 @@ def record_to_row(rec: UsageRecord, dialect: Dialect) -> tuple[Any, ...]:
         u.audio_output_tokens,
         u.web_search_requests,
         rec.upstream_request_id,
+        bool(rec.charged),
     )
 
 
@@ -287,6 +289,7 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
         audio_output_tokens,
         web_search_requests,
         upstream_request_id,
+        charged,
     ) = row
     return UsageRecord(
         request_id=request_id,
@@ -323,6 +326,7 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
         error_type=error_type,
         decisions=_load_json(decisions),
         upstream_request_id=upstream_request_id,
+        charged=bool(charged),
     )
 
 

@@ -404,3 +404,23 @@ def m016_upstream_request_id(d: Dialect) -> list[str]:
     """The upstream's own id for its reply (what its support asks for, to look a
     request up). Rows written before have none."""
     return ["ALTER TABLE requests ADD COLUMN upstream_request_id TEXT"]
+
+
+@migration
+def m017_charged(d: Dialect) -> list[str]:
+    """Whether a row counts against its request's budgets, limits and balance
+    (`tokenomy.ledger.charges`). Rows written before: a side row (one naming a
+    ``parent`` request) other than a cascade's draft was the gateway's own call
+    (a judge's, a failed attempt's), never charged; every other row was."""
+    if d.name == "postgres":
+        yes, no = "TRUE", "FALSE"
+        parent, reason = "decisions->'route'->>'parent'", "decisions->'route'->>'reason'"
+    else:
+        yes, no = "1", "0"
+        parent = "json_extract(decisions, '$.route.parent')"
+        reason = "json_extract(decisions, '$.route.reason')"
+    return [
+        f"ALTER TABLE requests ADD COLUMN charged {d.boolean} NOT NULL DEFAULT {yes}",
+        f"UPDATE requests SET charged = {no} "
+        f"WHERE {parent} IS NOT NULL AND COALESCE({reason}, '') <> 'cascade'",
+    ]

@@ -7,16 +7,19 @@ returns the frames to send, and keeps what the meter needs (usage, text). When
 asked (`Adapter.sent`), it also keeps the events it sent, as parsed JSON, so the
 cache rebuilds the response without parsing the stream a second time.
 
-Until the first frame for the client (`read_head`), nothing has been sent: an
-upstream error then is the whole request's, which may fall back or answer with
-a status of its own.
+Until the stream has begun for the client (`read_head`), nothing has been sent:
+an upstream error then is the whole request's, which may fall back or answer
+with a status of its own. Events that carry nothing of the answer yet
+(Anthropic's ``message_start`` and ``ping``) do not begin it: their frames are
+held until the first event that does, so an error right after them (an
+overloaded upstream) is still the request's.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -60,6 +63,10 @@ def _loads(ev: SSEEvent) -> Any:
 class Adapter:
     """Base: the state a relay keeps about one stream."""
 
+    # The upstream's event types that carry nothing of the answer: the stream has
+    # not begun for the client after them (`read_head` holds their frames).
+    HELD: ClassVar[frozenset[str]] = frozenset()
+
     def __init__(self) -> None:
         self.usage: Usage | None = None
         # Whether `usage` counts the whole output. Anthropic reports the prompt in
@@ -68,6 +75,9 @@ class Adapter:
         self.output_final = False
         self.text: list[str] = []
         self.finished = False  # the upstream's own end-of-stream marker was seen
+        # An event of the answer itself was seen (one that gave the client a frame,
+        # for an OpenAI-compatible upstream; one not in HELD, for Anthropic's).
+        self.begun = False
         self.upstream_error: dict[str, Any] | None = None
         # Set to a list by whoever wants the events sent to the client, parsed (the
         # data of each frame returned, in order; `DONE_DATA` for OpenAI's end marker).
@@ -127,6 +137,7 @@ class OpenAIPassthrough(Adapter):
         chunk = self._openai_chunk(ev)
         if chunk is None or (self.strip_usage and chunk.get("usage") and not chunk.get("choices")):
             return []
+        self.begun = True
         if self.sent is not None:
             self.sent.append(chunk)
         return [ev.raw if ev.event is None else frame(ev.data)]
@@ -137,7 +148,12 @@ class OpenAIPassthrough(Adapter):
         return [DONE]
 
 
+ANTHROPIC_HELD = frozenset({"message_start", "ping"})
+
+
 class AnthropicPassthrough(Adapter):
+    HELD = ANTHROPIC_HELD
+
     def __init__(self) -> None:
         super().__init__()
         self._usage_raw: dict[str, Any] = {}
@@ -147,6 +163,8 @@ class AnthropicPassthrough(Adapter):
     def on_event(self, ev: SSEEvent) -> list[bytes]:
         data = _loads(ev)
         kind = data.get("type") or ev.event
+        if kind not in self.HELD and kind != "error":
+            self.begun = True
         if kind == "message_stop":
             self.finished = True
             self._stop, self._stop_data = ev.raw, data
@@ -177,6 +195,8 @@ class AnthropicPassthrough(Adapter):
 class OpenAIFromAnthropic(Adapter):
     """OpenAI client, Anthropic upstream."""
 
+    HELD = ANTHROPIC_HELD
+
     def __init__(self, call: Call, client_wants_usage: bool) -> None:
         super().__init__()
         self.conv = translate.AnthropicToOpenAIStream(
@@ -193,6 +213,8 @@ class OpenAIFromAnthropic(Adapter):
         if kind == "error":
             self.upstream_error = data.get("error") or {}
             return []
+        if kind not in self.HELD:
+            self.begun = True
         if kind == "content_block_delta":
             _anthropic_delta_text(data, self.text)
         chunks = self.conv.feed(kind, data)
@@ -232,6 +254,7 @@ class AnthropicFromOpenAI(Adapter):
         return self._frames(self.conv.finish())
 
     def _frames(self, events: list[tuple[str, dict[str, Any]]]) -> list[bytes]:
+        self.begun = self.begun or bool(events)
         if self.sent is not None:
             self.sent += [data for _, data in events]
         return [frame(orjson.dumps(data), name) for name, data in events]
@@ -266,24 +289,27 @@ def reported_usage(call: Call, adapter: Adapter) -> Usage | None:
 
 
 async def read_head(call: Call, provider: Provider, up: UpstreamStream) -> list[SSEEvent]:
-    """The stream's events up to the read that gives the client its first frame.
+    """The stream's events up to the read that begins it for the client: the
+    first event of the answer itself (`Adapter.begun`), or the stream's end marker.
 
-    Nothing is sent before that, so what goes wrong is the request's error, still
-    free to fall back or to answer with a status: an error event (the refusal its
-    type names, carrying any usage reported before it), an event of the wrong
-    shape, or the stream's end. The events are tried on an adapter of their own;
-    the relay reads them again with the request's."""
+    Nothing is sent before that (the frames of events that carry nothing of the
+    answer, such as ``message_start``, are held), so what goes wrong is the
+    request's error, still free to fall back or to answer with a status: an error
+    event (the refusal its type names, carrying any usage reported before it),
+    an event of the wrong shape, or the stream's end. The events are tried on an
+    adapter of their own; the relay reads them again with the request's, and
+    sends the held frames with the first that begins the answer."""
     probe = make_adapter(call, provider.api)
     head: list[SSEEvent] = []
     async for events in up.reads:
         head += events
         for ev in events:
-            frames = feed(probe, ev)
+            feed(probe, ev)
             if probe.upstream_error is not None:
                 exc = event_error(provider, probe.upstream_error, up.headers)
                 exc.usage = reported_usage(call, probe)
                 raise exc
-            if frames or probe.finished:
+            if probe.begun or probe.finished:
                 return head
     raise UpstreamProtocolError("upstream ended the stream before sending anything")
 

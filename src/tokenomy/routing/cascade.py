@@ -20,7 +20,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -30,7 +30,6 @@ from ..pipeline.context import Call
 from ..pipeline.exchange import Answer, answer, output_text_of, upstream_body
 from ..pipeline.meter import estimate_usage
 from ..providers.base import UpstreamResponse
-from ..records import UsageRecord
 from ..usage import Usage
 from .config import RoutingConfig
 from .learned.agreement import normalize_answer
@@ -112,7 +111,9 @@ class Cascade:
                 assert call.provider is not None
                 return answer(call, call.provider, reply, plan.usage)
             suffix = ".draft" + (str(i + 1) if i else "")
-            await self._record_draft(call, suffix, draft.usage, score, started)
+            assert call.provider is not None
+            upstream_id = call.provider.request_id(reply.headers)
+            await self._record_draft(call, suffix, draft.usage, score, started, upstream_id)
         plan.extra.update(cascade="escalated", escalated=True, scores=scores)
         if scores:
             plan.extra["score"] = scores[-1]
@@ -160,9 +161,18 @@ class Cascade:
         return Draft(replies, usage, len(ups))
 
     async def _record_draft(
-        self, call: Call, suffix: str, usage: Usage, score: float, started: float
+        self,
+        call: Call,
+        suffix: str,
+        usage: Usage,
+        score: float,
+        started: float,
+        upstream_request_id: str | None,
     ) -> None:
-        draft = side_call(call, suffix, status=200, error_type=None)
+        """The escalated draft's row; its upstream request id is the reply it was
+        scored by (of several parallel calls, the one giving the majority answer)."""
+        draft = side_call(call, suffix, charged=True, status=200, error_type=None,
+                          upstream_request_id=upstream_request_id)  # fmt: skip
         draft.started = started
         route: dict[str, Any] = {
             "reason": "cascade",
@@ -173,18 +183,5 @@ class Cascade:
             "requested": call.route.requested,
             "served": draft.record.served_model,
         }
-        rec = await write_side(draft, usage, route, meter=self.meter, write=self.write)
-        call.route.drafts.append(rec)
-
-
-def charged(call: Call, rec: UsageRecord) -> UsageRecord:
-    """The record admission settles: with a cascade's drafts added, so caps and
-    prepaid balances are charged for every upstream call the request made."""
-    plan: Plan | None = call.route
-    if plan is None or not plan.drafts:
-        return rec
-    usage, cost = rec.usage, rec.cost_usd
-    for d in plan.drafts:
-        usage = usage + d.usage
-        cost = None if cost is None or d.cost_usd is None else cost + d.cost_usd
-    return replace(rec, usage=usage, cost_usd=cost, price_unknown=cost is None)
+        await write_side(draft, usage, route, meter=self.meter, write=self.write,
+                         keep=call.route.sides)  # fmt: skip

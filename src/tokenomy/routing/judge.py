@@ -186,7 +186,7 @@ class Judge:
     ) -> str | None:
         """One upstream call made for a judgement: sent, metered, written as the
         ledger row ``<request id><suffix>``; returns the answer text."""
-        side = side_call(call, suffix, body=body, headers={}, ts=time.time(),
+        side = side_call(call, suffix, charged=False, body=body, headers={}, ts=time.time(),
                          requested_model=model, served_model=model, provider=provider.name,
                          deployment=provider.deployment.name, stream=False)  # fmt: skip
         side.provider, side.deployment = provider, provider.deployment
@@ -195,6 +195,7 @@ class Judge:
         except TokenomyError as exc:
             log.warning("judge call (%s) for %s failed: %s", role, call.request_id, exc.message)
             return None
+        side.record.upstream_request_id = provider.request_id(up.headers)
         text = output_text_of(up.data, provider.api)
         usage = provider.usage(up.data) if isinstance(up.data, dict) else None
         route: dict[str, Any] = {"reason": "judge", "judge": role, "parent": call.request_id}

@@ -69,7 +69,9 @@ class Plan:
     balanced: bool = False
     fell_back: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
-    drafts: list[UsageRecord] = field(default_factory=list)  # escalated cascade drafts
+    # The side rows written while it ran (escalated drafts, failed attempts): the
+    # charged ones are settled with it (`tokenomy.routing.side.charged`).
+    sides: list[UsageRecord] = field(default_factory=list)
 
     def per_answer(self, usage: Usage) -> Usage:
         """What one answer used: a kept cascade draft paid for several, the client
