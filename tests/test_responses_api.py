@@ -55,16 +55,22 @@ def test_function_tools_take_the_chat_form() -> None:
     ]
 
 
-def test_images_of_the_input_are_found() -> None:
+def test_images_of_the_input_are_found_and_opaque_data_is_not_text() -> None:
     image = {"type": "input_image", "image_url": "https://x/a.png"}
-    body = {
+    screenshot = {"type": "computer_screenshot", "image_url": "data:image/png;base64," + "A" * 9000}
+    body: dict[str, Any] = {
         "input": [
             {"role": "user", "content": [image]},
             {"type": "function_call_output", "call_id": "c", "output": [image]},
+            {"type": "computer_call_output", "call_id": "c2", "output": screenshot},
+            {"type": "image_generation_call", "id": "ig", "result": "B" * 9000},
+            {"type": "reasoning", "id": "rs", "summary": [], "encrypted_content": "C" * 9000},
         ]
     }
-    assert count_images(body) == 2 and has_images(body)
+    assert count_images(body) == 3 and has_images(body)
     assert not has_images({"input": "no image here"})
+    tokens = count_chat_messages(as_messages(body), "gpt-4o").tokens
+    assert tokens < 100  # the base64 is not counted as text: images are priced as images
 
 
 def test_usage_and_web_searches_of_a_response() -> None:

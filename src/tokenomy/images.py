@@ -81,7 +81,8 @@ IMAGE_TOKENS_LOW: dict[str, int] = {
     "o3": 75,
 }
 
-_IMAGE_TYPES = ("image_url", "image", "input_image")
+# A computer-use tool's screenshot (Responses ``computer_call_output``) is an image too.
+_IMAGE_TYPES = ("image_url", "image", "input_image", "computer_screenshot")
 
 
 def by_prefix(table: Mapping[str, int], model: str, default: int) -> int:

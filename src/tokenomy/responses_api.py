@@ -40,8 +40,9 @@ TEXT_DELTAS = frozenset(
         "response.mcp_call_arguments.delta",
     }
 )
-# An item's fields that are bookkeeping, not prompt.
-_NOT_PROMPT = frozenset({"id", "status", "type"})
+# An item's fields that are not prompt text: bookkeeping, and opaque data (encrypted
+# reasoning, a generated image's base64) that would count as megabytes of text.
+_NOT_PROMPT = frozenset({"id", "status", "type", "encrypted_content", "result"})
 
 
 def as_messages(body: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -70,6 +71,8 @@ def _message(item: Any) -> dict[str, Any] | None:
         return {"role": "assistant", "tool_calls": [{"type": "function", "function": call}]}
     if kind in ("function_call_output", "custom_tool_call_output"):
         return {"role": "tool", "content": item.get("output")}
+    if kind == "computer_call_output":  # a screenshot: an image part, not text
+        return {"role": "tool", "content": [item.get("output")]}
     if kind == "reasoning":
         summary = item.get("summary")
         parts = summary if isinstance(summary, list) else []

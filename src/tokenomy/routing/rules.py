@@ -15,7 +15,7 @@ from ..pipeline.meter import prompt_count
 from ..responses_api import prompt_messages
 from .config import Match, Rule
 
-IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
+IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image", "computer_screenshot"})
 
 
 def has_images(body: Mapping[str, Any]) -> bool:
