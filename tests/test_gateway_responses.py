@@ -242,11 +242,20 @@ def test_the_upstreams_error_event_reaches_the_client_unchanged(gw: GW) -> None:
     assert rec.usage.estimated
 
 
-def test_an_error_event_before_anything_was_sent_is_the_requests_error(gw: GW) -> None:
-    with pytest.raises(openai.InternalServerError):
+@pytest.mark.parametrize("cut_at", [0, 2])
+def test_an_error_event_before_the_answer_began_is_the_requests_error(gw: GW, cut_at: int) -> None:
+    """An error event first, or right after ``response.created`` and
+    ``response.in_progress`` (which carry nothing of the answer): nothing was sent
+    yet, so the request fails with the status the error stands for."""
+    with pytest.raises(openai.InternalServerError) as info:
         gw.openai().responses.create(
-            model="gpt-4o", input="hello there [[fake:stream_error]] [[fake:cut_at=0]]", stream=True
+            model="gpt-4o",
+            input=f"hello there [[fake:stream_error]] [[fake:cut_at={cut_at}]]",
+            stream=True,
         )
+    assert info.value.response.headers["content-type"].startswith("application/json")
+    rec = gw.record(info.value.response.headers["x-tokenomy-request-id"])
+    assert rec.status == 500 and rec.stream
 
 
 def test_a_client_that_goes_away_is_billed_for_what_it_was_sent(gw: GW) -> None:

@@ -285,7 +285,10 @@ class AnthropicFromOpenAI(Adapter):
 class ResponsesPassthrough(Adapter):
     """OpenAI's Responses API, relayed unchanged. Its last event (``response.completed``,
     ``response.incomplete`` or ``response.failed``) carries the response and its
-    usage, and is the one held back."""
+    usage, and is the one held back. The response's creation carries nothing of
+    the answer (`HELD`): an error event after it is still the request's."""
+
+    HELD = frozenset({"response.created", "response.queued", "response.in_progress"})
 
     def __init__(self) -> None:
         super().__init__()
@@ -302,6 +305,8 @@ class ResponsesPassthrough(Adapter):
         seq = data.get("sequence_number")
         if isinstance(seq, int):
             self._seq = seq
+        if kind not in self.HELD and kind != "error":
+            self.begun = True
         if kind == "error":
             nested = data.get("error")  # documented flat; some servers nest it
             flat = {k: data.get(k) for k in ("code", "message", "param")}
