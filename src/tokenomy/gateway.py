@@ -31,7 +31,14 @@ from .pipeline.context import ANTHROPIC, Call, JSONReply, Reply, StreamReply
 from .pipeline.exchange import Answer, answer, upstream_body
 from .pipeline.meter import Meter, estimate_usage, overrides_from
 from .pipeline.resolve import Resolve
-from .pipeline.stream import Adapter, error_frame, feed, make_adapter, read_head, reported_usage
+from .pipeline.stream import (
+    Adapter,
+    feed,
+    make_adapter,
+    read_head,
+    reply_outcome,
+    reported_usage,
+)
 from .pricing import PriceBook
 from .providers.base import UpstreamStream
 from .routing.cascade import Cascade
@@ -222,7 +229,7 @@ class Gateway:
                 if hit is not None:  # served and recorded
                     admitted = False
                     return hit
-            if call.stream and call.op == "chat":
+            if call.stream:
                 reply: Reply = await self._stream(call)
                 admitted = False  # the stream settles when it ends
                 return reply
@@ -263,7 +270,8 @@ class Gateway:
         provider = call.provider
         assert provider is not None
         call.record.upstream_request_id = provider.request_id(got.up.headers)
-        await self._finish(call, got.usage, status=200, error=None, admitted=True)
+        status, error = reply_outcome(got.parsed)  # a failed Responses API response
+        await self._finish(call, got.usage, status=status, error=error, admitted=True)
         if self.judge is not None:
             self.judge.maybe(call, got.up.data, provider.api)
         if self.cache is not None:
@@ -313,7 +321,7 @@ class Gateway:
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
-        if provider.api == "openai" and provider.stream_usage:
+        if provider.api == "openai" and provider.stream_usage and call.op == "chat":
             opts = body.get("stream_options")
             body["stream_options"] = {
                 **(opts if isinstance(opts, dict) else {}),
@@ -365,9 +373,9 @@ class Gateway:
                 await self._finish_stream(call, adapter, status, error)
                 finished = True
                 upstream_api = call.provider.api if call.provider else None
-                yield error_frame(call.api, exc, adapter.upstream_error, upstream_api)
+                yield adapter.error_event(call.api, exc, upstream_api)
                 return
-            await self._finish_stream(call, adapter, 200, None)
+            await self._finish_stream(call, adapter, *adapter.outcome)
             finished = True
             cost = call.record.cost_usd
             comment = f": {COST_HEADER}={'unknown' if cost is None else cost}\n\n".encode()

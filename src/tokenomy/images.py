@@ -29,6 +29,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from .responses_api import prompt_messages
+
 __all__ = [
     "IMAGE_TOKENS_LOW",
     "IMAGE_TOKENS_MAX",
@@ -79,7 +81,8 @@ IMAGE_TOKENS_LOW: dict[str, int] = {
     "o3": 75,
 }
 
-_IMAGE_TYPES = ("image_url", "image", "input_image")
+# A computer-use tool's screenshot (Responses ``computer_call_output``) is an image too.
+_IMAGE_TYPES = ("image_url", "image", "input_image", "computer_screenshot")
 
 
 def by_prefix(table: Mapping[str, int], model: str, default: int) -> int:
@@ -94,9 +97,10 @@ def by_prefix(table: Mapping[str, int], model: str, default: int) -> int:
 
 
 def _images(body: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """The image parts of a chat request's messages (OpenAI ``image_url`` parts,
-    Responses ``input_image``, Anthropic ``image`` blocks, tool results included)."""
-    stack: list[Any] = [m.get("content") for m in body.get("messages") or () if isinstance(m, dict)]
+    """The image parts of a chat request's messages or a Responses request's input
+    (OpenAI ``image_url`` parts, Responses ``input_image``, Anthropic ``image``
+    blocks, tool results included)."""
+    stack: list[Any] = [m.get("content") for m in prompt_messages(body) if isinstance(m, dict)]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
@@ -114,7 +118,7 @@ def _detail(part: Mapping[str, Any]) -> Any:
 
 
 def count_images(body: Mapping[str, Any]) -> int:
-    """Images in a chat request's messages."""
+    """Images in a chat request's messages (or a Responses request's input)."""
     return sum(1 for _ in _images(body))
 
 

@@ -48,16 +48,42 @@ _EMBEDDINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "dimensions": (_INT, "an integer"),
 }
 
+_RESPONSES: dict[str, tuple[tuple[type, ...], str]] = {
+    **_COMMON,
+    "input": ((str, list), "a string or an array"),
+    "instructions": ((str,), "a string"),
+    "max_output_tokens": (_INT, "an integer"),
+    "max_tool_calls": (_INT, "an integer"),
+    "previous_response_id": ((str,), "a string"),
+    "user": ((str,), "a string"),
+    "store": ((bool,), "a boolean"),
+    "background": ((bool,), "a boolean"),
+    "parallel_tool_calls": ((bool,), "a boolean"),
+    "service_tier": ((str,), "a string"),
+    "stream_options": ((dict,), "an object"),
+    "reasoning": ((dict,), "an object"),
+    "text": ((dict,), "an object"),
+    "include": ((list,), "an array"),
+}
+
 # Model names are keys of bounded in-process memos (prices, output limits, the caps'
 # scope index, metric labels): a bound on their count is one on their memory only
 # if each name is short. Real names are well under this.
 MAX_MODEL_CHARS = 256
 
-SCHEMAS = {"openai.chat": _OPENAI, "anthropic.chat": _ANTHROPIC, "openai.embeddings": _EMBEDDINGS}
+SCHEMAS = {
+    "openai.chat": _OPENAI,
+    "anthropic.chat": _ANTHROPIC,
+    "openai.embeddings": _EMBEDDINGS,
+    "openai.responses": _RESPONSES,
+}
 REQUIRED = {
     "openai.chat": ("model", "messages"),
     "anthropic.chat": ("model", "messages", "max_tokens"),
     "openai.embeddings": ("model", "input"),
+    # A Responses request may take its whole prompt from a previous response,
+    # a conversation or a stored prompt: its input is the upstream's to require.
+    "openai.responses": ("model",),
 }
 
 
@@ -84,9 +110,33 @@ def check_request(kind: str, body: Any) -> dict[str, Any]:
         )
     if kind == "openai.embeddings":
         _check_embeddings_input(body["input"])
+    elif kind == "openai.responses":
+        _check_responses(body)
     elif not body["messages"]:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
     return body
+
+
+def _check_responses(body: dict[str, Any]) -> None:
+    """Input items are objects. A background response is refused: it is generated
+    after the request has been answered (and retrieved with a call the gateway does
+    not serve), so it could be neither capped nor metered."""
+    value = body.get("input")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise InvalidRequest(
+                    f"Invalid type for 'input[{i}]': expected an object, "
+                    f"got {type(item).__name__}.",
+                    param=f"input[{i}]",
+                    code="invalid_type",
+                )
+    if body.get("background") is True:
+        raise InvalidRequest(
+            "'background' responses are not served by this gateway: it meters a "
+            "response when it ends, and a background response ends after the request.",
+            param="background",
+        )
 
 
 def _check_embeddings_input(value: str | list[Any]) -> None:

@@ -360,10 +360,12 @@ class BillingPolicy:
         who = t.customer.customer if t is not None else "this customer"
         left = (hold.limit or 0) - total
         # An embeddings request has no output: its worst case is its input alone.
-        if t is not None and t.call.op == "embeddings":
+        op = t.call.op if t is not None else "chat"
+        if op == "embeddings":
             why = "the input). Top up, or send less input."
         else:
-            why = "the prompt plus max_tokens). Top up, or lower max_tokens."
+            cap = "max_output_tokens" if op == "responses" else "max_tokens"
+            why = f"the prompt plus {cap}). Top up, or lower {cap}."
         return refusal_for(
             api,
             f"Insufficient credit: customer {who!r} has {show(left, unit)} of prepaid balance "

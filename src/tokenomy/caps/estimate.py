@@ -2,9 +2,16 @@
 
 Input tokens are counted with the model's tokenizer (`tokenomy.tokens`). The
 output is the request's ``max_tokens`` (OpenAI ``max_completion_tokens`` or
-``max_tokens``; Anthropic ``max_tokens``), or, when the client gave none, the
-model's output limit from `OUTPUT_LIMITS` (``caps.output_limits`` in the config
-adds to it) or ``caps.default_max_output`` (16384).
+``max_tokens``; Anthropic ``max_tokens``; a Responses request's
+``max_output_tokens``), or, when the client gave none, the model's output limit
+from `OUTPUT_LIMITS` (``caps.output_limits`` in the config adds to it) or
+``caps.default_max_output`` (16384).
+
+A Responses request's input is its ``instructions``, ``input`` items and
+``tools`` (`tokenomy.responses_api`). What it brings that the gateway cannot see
+(``previous_response_id``, ``conversation``, stored prompts and items) is not in
+the worst case, which no count of the request can cover; the settle charges the
+usage the upstream reports, which counts it.
 
 Prices come from the gateway's `PriceBook` through its public ``cost``: the
 worst case is the cost of that usage, with every input token priced as a
@@ -59,6 +66,11 @@ OUTPUT_LIMITS: dict[str, int] = {
     "claude-haiku-4": 64000,
 }
 
+
+# The fields that cap a request's output, by operation: a Responses request's
+# ``max_output_tokens`` counts its reasoning and its visible output alike.
+_CHAT_OUTPUT = ("max_completion_tokens", "max_tokens")
+_OUTPUT_FIELDS = {"responses": ("max_output_tokens",)}
 
 # A public model name's (upstream model, pricing provider, price override key, upstream API).
 Target = tuple[str, str | None, str | None, str]
@@ -222,7 +234,7 @@ class Estimator:
 
     def requested_output(self, call: Call, model: str) -> int:
         body = call.body
-        for name in ("max_completion_tokens", "max_tokens"):
+        for name in _OUTPUT_FIELDS.get(call.op, _CHAT_OUTPUT):
             v = body.get(name)
             if isinstance(v, int) and not isinstance(v, bool) and v > 0:
                 return v
@@ -232,7 +244,9 @@ class Estimator:
 def set_max_output(call: Call, tokens: int) -> None:
     """Lower the request's output limit (clamp mode), in the field the client used."""
     body = call.body
-    if call.api != ANTHROPIC and isinstance(body.get("max_completion_tokens"), int):
+    if call.op == "responses":
+        body["max_output_tokens"] = tokens
+    elif call.api != ANTHROPIC and isinstance(body.get("max_completion_tokens"), int):
         body["max_completion_tokens"] = tokens
     else:
         body["max_tokens"] = tokens

@@ -44,7 +44,8 @@ __all__ = ["SpanHook", "otel_hook", "span_attributes"]
 
 log = logging.getLogger("tokenomy.otel")
 
-_OPERATIONS = {"chat": "chat", "embeddings": "embeddings"}
+# A Responses request is the conventions' "chat" (they name no operation of its own).
+_OPERATIONS = {"chat": "chat", "responses": "chat", "embeddings": "embeddings"}
 # Gateway provider names that the GenAI conventions spell otherwise.
 _PROVIDER_NAMES = {
     "azure_openai": "azure.ai.openai",

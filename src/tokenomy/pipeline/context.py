@@ -25,7 +25,7 @@ def new_request_id() -> str:
 @dataclass(slots=True)
 class Call:
     api: str  # the API format the client called: OPENAI or ANTHROPIC
-    op: str  # "chat" (chat completions / messages) or "embeddings"
+    op: str  # "chat" (chat completions / messages), "responses" (OpenAI's) or "embeddings"
     endpoint: str
     body: dict[str, Any]
     headers: Mapping[str, str]  # lower-cased client headers
@@ -50,7 +50,7 @@ class Call:
     def stream(self) -> bool:
         # Embeddings have no streamed form: a stray "stream" there is the upstream's
         # to refuse, and the answer (and its record) is one JSON body.
-        return self.op == "chat" and bool(self.body.get("stream"))
+        return self.op != "embeddings" and bool(self.body.get("stream"))
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.started) * 1000.0

@@ -14,6 +14,7 @@ import orjson
 from .. import translate
 from ..errors import InvalidRequest, UpstreamProtocolError
 from ..providers import Provider, UpstreamResponse
+from ..responses_api import output_text
 from ..usage import Usage
 from .context import ANTHROPIC, OPENAI, Call
 from .meter import estimate_usage
@@ -56,6 +57,8 @@ def _rename_max_tokens(body: dict[str, Any], field: str) -> None:
 def output_text_of(data: Any, api: str) -> str:
     """Generated text of a JSON response (only needed to estimate usage)."""
     parts: list[str] = []
+    if data.get("object") == "response":  # OpenAI's Responses API
+        return output_text(data)
     if api == ANTHROPIC:
         for block in data.get("content") or []:
             if block.get("type") == "text":

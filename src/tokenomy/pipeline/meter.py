@@ -11,6 +11,7 @@ from typing import Any
 from ..config import Deployment
 from ..images import image_tokens_estimate
 from ..pricing import PriceBook, PriceOverride
+from ..responses_api import as_messages, as_tools
 from ..tokens import TokenCount, count_anthropic_request, count_chat_messages, count_text
 from ..usage import Usage
 from .context import ANTHROPIC, Call
@@ -22,11 +23,16 @@ def overrides_from(deployments: tuple[Deployment, ...]) -> dict[str, PriceOverri
 
 
 def prompt_count(call: Call, model: str) -> TokenCount:
-    """The prompt of a chat request (OpenAI chat or Anthropic messages), counted with
-    ``model``'s tokenizer."""
+    """The prompt of a chat request (OpenAI chat or Anthropic messages) or of a
+    Responses request, counted with ``model``'s tokenizer. A Responses prompt is
+    counted by the chat recipe (`tokenomy.responses_api.as_messages`): an estimate,
+    since the API's framing is not documented."""
     body: dict[str, Any] = call.body
     if call.api == ANTHROPIC:
         return count_anthropic_request(body)
+    if call.op == "responses":
+        c = count_chat_messages(as_messages(body), model, tools=as_tools(body))
+        return TokenCount(c.tokens, False)
     return count_chat_messages(
         body.get("messages") or [],
         model,

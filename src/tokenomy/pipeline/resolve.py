@@ -19,7 +19,7 @@ from ..providers import Provider, create_provider
 from ..routing.balance import Balancer
 from ..routing.config import parse_routing
 from ..routing.fallback import failure_kind
-from ..routing.stage import RouterModel, RoutingStage
+from ..routing.stage import Plan, RouterModel, RoutingStage
 from .authenticate import require_model_access
 from .context import Call
 
@@ -119,11 +119,38 @@ class Resolve:
             # A fallback that cannot embed is skipped: the first failure would
             # otherwise turn into a 400 naming it, and end the fallbacks there.
             plan.targets[1:] = [t for t in plan.targets[1:] if self._embeds(t)]
+        elif call.op == "responses":
+            self._responses_plan(model, plan)
         self.bind(call, plan.targets[0])
 
     def _embeds(self, name: str) -> bool:
         prov = self.provider_for(name)
         return prov is not None and prov.supports_embeddings
+
+    def _responds(self, name: str) -> bool:
+        prov = self.provider_for(name)
+        return prov is not None and prov.supports_responses
+
+    def _responses_plan(self, model: str, plan: Plan) -> None:
+        """A Responses request goes only to upstreams serving the API: an alias
+        only if all its models do (else which one serves would be chance), the
+        model it names only if it does (a 400 otherwise, as for a request the
+        other API cannot take), and the fallbacks that do."""
+        alias = plan.alias
+        if alias is not None:
+            cannot = [m for m in alias.models if not self._responds(m)]
+            if cannot:
+                raise InvalidRequest(
+                    f"'{model}' routes to {', '.join(repr(m) for m in cannot)}, whose "
+                    "upstream does not serve OpenAI's Responses API; call it through "
+                    "/v1/chat/completions, or name a model served by an OpenAI upstream.",
+                    param="model",
+                )
+        first = plan.targets[0]
+        prov = self.provider_for(first)  # None: not configured, bind's 404
+        if prov is not None and not prov.supports_responses:
+            raise InvalidRequest(not_responses(first, prov), param="model")
+        plan.targets[1:] = [t for t in plan.targets[1:] if self._responds(t)]
 
     def bind(self, call: Call, model: str) -> None:
         """Point the call at a deployment serving ``model``."""
@@ -140,6 +167,8 @@ class Resolve:
         provider = self._provider(dep)
         if call.op == "embeddings" and not provider.supports_embeddings:
             raise InvalidRequest(f"Model '{model}' does not serve embeddings.", param="model")
+        if call.op == "responses" and not provider.supports_responses:
+            raise InvalidRequest(not_responses(model, provider), param="model")
         call.deployment = dep
         call.provider = provider
         rec = call.record
@@ -213,3 +242,17 @@ class Resolve:
         for prov in self._providers.values():
             await prov.close()
         self._providers.clear()
+
+
+def not_responses(model: str, provider: Provider) -> str:
+    """Why ``model`` is refused a Responses request."""
+    if provider.api == "openai":
+        return (
+            f"The Responses API is not enabled for model '{model}': its upstream "
+            f"({provider.name}) is not known to serve /v1/responses (its deployment "
+            "enables it with extra.responses: true). Call it through /v1/chat/completions."
+        )
+    return (
+        f"The Responses API is not translated for model '{model}': its upstream does not "
+        "speak OpenAI's API. Call it through /v1/chat/completions or /v1/messages."
+    )

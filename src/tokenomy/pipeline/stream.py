@@ -2,7 +2,8 @@
 watching usage on the way, and hold back the stream's last event until the
 request's record is committed (a response is complete only once it is metered).
 
-One adapter per (client API, upstream API) pair; each sees upstream events and
+One adapter per (client API, upstream API) pair, and one for OpenAI's Responses
+API (passed through unchanged); each sees upstream events and
 returns the frames to send, and keeps what the meter needs (usage, text). When
 asked (`Adapter.sent`), it also keeps the events it sent, as parsed JSON, so the
 cache rebuilds the response without parsing the stream a second time.
@@ -27,7 +28,8 @@ from .. import translate
 from ..errors import ANTHROPIC_TYPES, UpstreamError, UpstreamProtocolError
 from ..providers import Provider, UpstreamStream
 from ..providers.anthropic import anthropic_usage
-from ..providers.openai import openai_usage
+from ..providers.openai import openai_usage, response_usage
+from ..responses_api import TEXT_DELTAS
 from ..sse import DONE_DATA, SSEEvent, frame
 from ..usage import Usage
 from .context import ANTHROPIC, OPENAI, Call
@@ -35,6 +37,8 @@ from .exchange import SHAPE_ERRORS
 from .meter import with_counted_output
 
 DONE = b"data: [DONE]\n\n"
+# The events that end a Responses stream, each carrying the whole response.
+RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 # The status an error event stands for, by its type (or OpenAI's code) in either
 # API: an error before the stream began is answered as that refusal would be.
 EVENT_STATUS = {
@@ -51,6 +55,17 @@ EVENT_STATUS = {
     "timeout_error": 504,
     "overloaded_error": 529,
 }
+
+
+def reply_outcome(reply: Any) -> tuple[int, str | None]:
+    """How an upstream reply that was served ended, as (status, error type) for its
+    record: a Responses API response that failed (``status: "failed"``) as the status
+    its error's code stands for (else 502) and ``response_failed``; any other, 200."""
+    if not isinstance(reply, dict) or reply.get("status") != "failed":
+        return 200, None
+    error = reply.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return EVENT_STATUS.get(str(code)) or 502, "response_failed"
 
 
 def _loads(ev: SSEEvent) -> Any:
@@ -78,6 +93,9 @@ class Adapter:
         # An event of the answer itself was seen (one that gave the client a frame,
         # for an OpenAI-compatible upstream; one not in HELD, for Anthropic's).
         self.begun = False
+        # How a finished stream ended, as (status, error type) for its record: a
+        # Responses stream may end with its own failure (``response.failed``).
+        self.outcome: tuple[int, str | None] = (200, None)
         self.upstream_error: dict[str, Any] | None = None
         # Set to a list by whoever wants the events sent to the client, parsed (the
         # data of each frame returned, in order; `DONE_DATA` for OpenAI's end marker).
@@ -89,6 +107,10 @@ class Adapter:
     def terminal(self) -> list[bytes]:
         """The frames held back until the record is committed."""
         raise NotImplementedError
+
+    def error_event(self, api: str, err: Exception, upstream_api: str | None) -> bytes:
+        """The frame reporting ``err`` in the started stream, in the client's format."""
+        return error_frame(api, err, self.upstream_error, upstream_api)
 
     def _openai_chunk(self, ev: SSEEvent) -> dict[str, Any] | None:
         """An OpenAI-compatible upstream's chunk, its usage and text kept; None for the
@@ -260,7 +282,72 @@ class AnthropicFromOpenAI(Adapter):
         return [frame(orjson.dumps(data), name) for name, data in events]
 
 
+class ResponsesPassthrough(Adapter):
+    """OpenAI's Responses API, relayed unchanged. Its last event (``response.completed``,
+    ``response.incomplete`` or ``response.failed``) carries the response and its
+    usage, and is the one held back. The response's creation carries nothing of
+    the answer (`HELD`): an error event after it is still the request's."""
+
+    HELD = frozenset({"response.created", "response.queued", "response.in_progress"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: list[bytes] = []
+        self._last_data: Any = None
+        self._error_raw: bytes | None = None
+        self._seq = -1  # the last sequence_number seen
+
+    def on_event(self, ev: SSEEvent) -> list[bytes]:
+        if ev.data == DONE_DATA:  # a chat-style end marker some servers add: the
+            return []  # held event goes last, and an SDK stops reading at this one
+        data = _loads(ev)
+        kind = data.get("type") or ev.event
+        seq = data.get("sequence_number")
+        if isinstance(seq, int):
+            self._seq = seq
+        if kind not in self.HELD and kind != "error":
+            self.begun = True
+        if kind == "error":
+            nested = data.get("error")  # documented flat; some servers nest it
+            flat = {k: data.get(k) for k in ("code", "message", "param")}
+            self.upstream_error = nested if isinstance(nested, dict) else flat
+            self._error_raw = ev.raw
+            return []
+        if kind in RESPONSE_ENDS:
+            response = data["response"]
+            self.usage = response_usage(response)
+            self.output_final = self.finished = True
+            self.outcome = reply_outcome(response)
+            self._last, self._last_data = [ev.raw], data
+            return []
+        if kind in TEXT_DELTAS and isinstance(data.get("delta"), str):
+            self.text.append(data["delta"])
+        if self.sent is not None:
+            self.sent.append(data)
+        return [ev.raw]
+
+    def terminal(self) -> list[bytes]:
+        if self.sent is not None:
+            self.sent.append(self._last_data)
+        return self._last
+
+    def error_event(self, api: str, err: Exception, upstream_api: str | None) -> bytes:
+        """The upstream's own error event, unchanged; else one in the API's format."""
+        if self._error_raw is not None:
+            return self._error_raw
+        body = {
+            "type": "error",
+            "code": getattr(err, "type", "api_error"),
+            "message": str(err) or "upstream error",
+            "param": None,
+            "sequence_number": self._seq + 1,
+        }
+        return frame(orjson.dumps(body), "error")
+
+
 def make_adapter(call: Call, upstream_api: str) -> Adapter:
+    if call.op == "responses":  # served only by upstreams that speak it (`Resolve`)
+        return ResponsesPassthrough()
     if call.api == OPENAI:
         opts = call.body.get("stream_options")
         wants = bool(isinstance(opts, dict) and opts.get("include_usage"))

@@ -82,6 +82,10 @@ class Provider(ABC):
     # The response header naming the upstream's own id for a reply (what its
     # support asks for), if it sends one.
     request_id_header: ClassVar[str | None] = None
+    # Whether the upstream serves OpenAI's Responses API (op "responses"): a
+    # deployment says otherwise with ``extra.responses``; only an upstream that
+    # speaks OpenAI's API can (the gateway does not translate that API).
+    supports_responses: bool = False
 
     def __init__(self, deployment: Deployment) -> None:
         self.deployment = deployment
@@ -91,6 +95,10 @@ class Provider(ABC):
         self.stream_usage = flag(
             deployment.extra.get("stream_usage", type(self).stream_usage),
             f"models[{deployment.name}].stream_usage",
+        )
+        self.supports_responses = self.api == "openai" and flag(
+            deployment.extra.get("responses", type(self).supports_responses),
+            f"models[{deployment.name}].responses",
         )
         self._session: aiohttp.ClientSession | None = None
 
@@ -106,7 +114,7 @@ class Provider(ABC):
 
     @abstractmethod
     def url(self, op: str, model: str) -> str:
-        """Absolute URL for an operation ("chat", "embeddings")."""
+        """Absolute URL for an operation ("chat", "embeddings", "responses")."""
 
     @abstractmethod
     def headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:

@@ -1,5 +1,12 @@
 """OpenAI and every OpenAI-compatible upstream (Azure, Groq, Together, DeepSeek,
-Mistral, vLLM, Ollama, llama.cpp server, ...): one base, and settings per flavour."""
+Mistral, vLLM, Ollama, llama.cpp server, ...): one base, and settings per flavour.
+
+OpenAI's Responses API (``POST /responses``) is served by OpenAI and by Azure
+(its v1 API, ``/openai/v1/responses``). The compatible flavours serve it unevenly
+(some not at all, some without the stored state ``previous_response_id`` reads),
+so none is assumed to: a deployment whose server does serves it with
+``extra.responses: true``.
+"""
 
 from __future__ import annotations
 
@@ -48,6 +55,36 @@ def openai_usage(u: Mapping[str, Any] | None, service_tier: object = None) -> Us
     )
 
 
+def response_usage(response: Mapping[str, Any]) -> Usage | None:
+    """A Responses API response object's usage (``usage``, in the Responses names
+    `openai_usage` reads, at the response's ``service_tier``), with its web searches;
+    None when it reports no usage."""
+    usage = openai_usage(response.get("usage"), response.get("service_tier"))
+    if usage is not None:
+        usage.web_search_requests = web_searches(response)
+    return usage
+
+
+def web_searches(response: Mapping[str, Any]) -> int:
+    """The web searches a response is billed for, per search: its
+    ``tool_usage.web_search.num_requests`` when it reports one, else its
+    ``web_search_call`` output items that searched (opening a page or finding in
+    one is not a billed search)."""
+    tool_usage = response.get("tool_usage")
+    search = tool_usage.get("web_search") if isinstance(tool_usage, Mapping) else None
+    reported = search.get("num_requests") if isinstance(search, Mapping) else None
+    if isinstance(reported, int) and not isinstance(reported, bool):
+        return max(reported, 0)
+    count = 0
+    output = response.get("output")
+    for item in output if isinstance(output, list) else ():
+        if isinstance(item, Mapping) and item.get("type") == "web_search_call":
+            action = item.get("action")
+            if not isinstance(action, Mapping) or action.get("type") in (None, "search"):
+                count += 1
+    return count
+
+
 class OpenAIProvider(Provider):
     api: ClassVar[str] = "openai"
     default_base_url: ClassVar[str] = "https://api.openai.com/v1"
@@ -57,9 +94,11 @@ class OpenAIProvider(Provider):
     max_tokens_field: ClassVar[str] = "max_completion_tokens"
     # Compatible servers that send one mostly use the same name (Azure, Groq, vLLM).
     request_id_header: ClassVar[str | None] = "x-request-id"
+    supports_responses: bool = True
     paths: ClassVar[Mapping[str, str]] = {
         "chat": "/chat/completions",
         "embeddings": "/embeddings",
+        "responses": "/responses",
     }
 
     def url(self, op: str, model: str) -> str:
@@ -73,15 +112,20 @@ class OpenAIProvider(Provider):
         return out
 
     def usage(self, data: Mapping[str, Any]) -> Usage | None:
+        if data.get("object") == "response":  # the Responses API's
+            return response_usage(data)
         return openai_usage(data.get("usage"), data.get("service_tier"))
 
 
 class AzureOpenAIProvider(OpenAIProvider):
-    """Azure OpenAI: deployment-scoped URLs, an ``api-key`` header, ``api-version``."""
+    """Azure OpenAI: deployment-scoped URLs, an ``api-key`` header, ``api-version``
+    (the Responses API: the v1 URL, which takes none)."""
 
     price_provider: ClassVar[str | None] = "azure"
 
     def url(self, op: str, model: str) -> str:
+        if op == "responses":  # only on the v1 API: the model is named in the body
+            return f"{self.base_url}/openai/v1/responses"
         version = self.deployment.extra.get("api_version", "2024-10-21")
         return f"{self.base_url}/openai/deployments/{model}{self.paths[op]}?api-version={version}"
 
@@ -105,6 +149,7 @@ def compatible(
             "price_provider": price_provider,
             "stream_usage": stream_usage,
             "max_tokens_field": "max_tokens",  # what every compatible server understands
+            "supports_responses": False,  # unless the deployment says so (extra.responses)
             "__module__": __name__,
         },
     )

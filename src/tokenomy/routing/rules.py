@@ -12,13 +12,14 @@ from typing import Any
 
 from ..pipeline.context import Call
 from ..pipeline.meter import prompt_count
+from ..responses_api import prompt_messages
 from .config import Match, Rule
 
-IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image"})
+IMAGE_PART_TYPES = frozenset({"image", "image_url", "input_image", "computer_screenshot"})
 
 
 def has_images(body: Mapping[str, Any]) -> bool:
-    for msg in body.get("messages") or []:
+    for msg in prompt_messages(body):
         content = msg.get("content") if isinstance(msg, dict) else None  # parsed JSON
         if isinstance(content, list):
             for p in content:
@@ -88,6 +89,6 @@ def first_match(rules: Sequence[Rule], call: Call, model: str) -> Rule | None:
 
 
 def router_prompt(call: Call) -> Any:
-    """What the learned router reads: the chat messages (it keeps the user turns)."""
-    messages = call.body.get("messages")
-    return messages if isinstance(messages, list) else ""
+    """What the learned router reads: the chat messages, or a Responses request's
+    input as messages (it keeps the user turns)."""
+    return prompt_messages(call.body)

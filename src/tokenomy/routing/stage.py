@@ -115,11 +115,12 @@ class RoutingStage:
     async def plan(self, call: Call, model: str) -> Plan:
         cfg = self.config
         name, rule = model, None
-        if call.op == "chat" and cfg.rules:
+        generates = call.op != "embeddings"  # chat and Responses requests are routed
+        if generates and cfg.rules:
             rule = first_match(cfg.rules, call, model)
             if rule is not None:
                 name = rule.to
-        alias = cfg.aliases.get(name) if call.op == "chat" else None
+        alias = cfg.aliases.get(name) if generates else None
         requested_alias = cfg.aliases.get(model)
         reference = self._reference(requested_alias) if requested_alias is not None else model
         if alias is None:
@@ -213,13 +214,13 @@ class RoutingStage:
         plan = Plan(requested, "cascade", tiers, alias.models[-1], alias=alias)
         plan.tiers = tuple(tiers)
         n = call.body.get("n")
-        if call.stream or (isinstance(n, int) and n > 1):
-            # A draft cannot be scored before its bytes are sent, and a client asking
-            # for several answers wants them: both go to the strongest tier.
+        if call.stream or (isinstance(n, int) and n > 1) or call.op == "responses":
+            # A draft cannot be scored before its bytes are sent, a client asking for
+            # several answers wants them, and the judge reads chat answers, not
+            # Responses: all go to the strongest tier.
             plan.targets = [tiers[-1]]
-            plan.extra["cascade"] = (
-                "streamed: strongest tier" if call.stream else "n > 1: strongest tier"
-            )
+            why = "streamed" if call.stream else "n > 1" if call.op == "chat" else "responses"
+            plan.extra["cascade"] = f"{why}: strongest tier"
         elif len(tiers) < 2:
             plan.extra["cascade"] = "one tier"
         else:

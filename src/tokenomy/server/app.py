@@ -34,6 +34,8 @@ LLM_ROUTES: dict[str, tuple[str, str, str]] = {
     "/v1/chat/completions": (OPENAI, "chat", "openai.chat"),
     "/chat/completions": (OPENAI, "chat", "openai.chat"),
     "/v1/messages": (ANTHROPIC, "chat", "anthropic.chat"),
+    "/v1/responses": (OPENAI, "responses", "openai.responses"),
+    "/responses": (OPENAI, "responses", "openai.responses"),
     "/v1/embeddings": (OPENAI, "embeddings", "openai.embeddings"),
     "/embeddings": (OPENAI, "embeddings", "openai.embeddings"),
 }

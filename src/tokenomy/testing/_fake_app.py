@@ -11,7 +11,7 @@ from dataclasses import asdict
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from . import _fake_anthropic, _fake_openai
+from . import _fake_anthropic, _fake_openai, _fake_responses
 from ._fake_common import (
     FakeOptions,
     FakeRequest,
@@ -33,6 +33,7 @@ class FakeUpstream:
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): _fake_openai.chat_completions,
             ("POST", "/v1/embeddings"): _fake_openai.embeddings,
+            ("POST", "/v1/responses"): _fake_responses.responses,
             ("GET", "/v1/models"): _list_models,
             ("POST", "/v1/messages"): _fake_anthropic.messages,
             ("POST", "/v1/messages/count_tokens"): _fake_anthropic.count_tokens,

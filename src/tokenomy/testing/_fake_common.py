@@ -114,7 +114,7 @@ INT_DIRECTIVES = frozenset(
     }
 )
 FLAG_DIRECTIVES = frozenset(
-    {"no_usage", "malformed", "reset", "stream_error", "vary", "ignore_n", "rich"}
+    {"no_usage", "malformed", "reset", "stream_error", "vary", "ignore_n", "rich", "failed"}
 )
 
 
@@ -138,7 +138,7 @@ class Scenario:
     reasoning: int | None = None
     audio_in: int = 0  # OpenAI: audio prompt tokens, on top of the text's
     audio_out: int = 0  # OpenAI: audio completion tokens, on top of the text's
-    web_searches: int = 0  # Anthropic: server-side web searches made
+    web_searches: int = 0  # Anthropic, OpenAI Responses: server-side web searches made
     no_usage: bool = False
     malformed: bool = False
     reset: bool = False
@@ -146,6 +146,7 @@ class Scenario:
     vary: bool = False  # the `n` choices of a JSON reply disagree
     ignore_n: bool = False  # one choice whatever `n` asks
     rich: bool = False  # Anthropic: thinking, server-tool and cited blocks before the reply
+    failed: bool = False  # OpenAI Responses: the response fails (status "failed")
     stop: str | None = None  # Anthropic: the stop_reason to report
     should_retry: str | None = None  # the `x-should-retry` of an error reply: "true"/"false"
     cut_at: int | None = None  # the event `malformed`, `reset` or `stream_error` replaces

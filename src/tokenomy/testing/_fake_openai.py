@@ -104,7 +104,7 @@ async def send_error(
     await send_body(req.send, status, error_body(status, message, param, code), headers)
 
 
-async def _admitted(req: FakeRequest) -> bool:
+async def admitted(req: FakeRequest) -> bool:
     """Checks shared by every OpenAI route; answers the request itself when they fail."""
     key = req.options.api_key
     if key is not None and bearer_token(req.headers) != key:
@@ -120,7 +120,7 @@ async def _admitted(req: FakeRequest) -> bool:
     return True
 
 
-async def _play_scenario(req: FakeRequest, sc: Scenario) -> bool:
+async def play_scenario(req: FakeRequest, sc: Scenario) -> bool:
     """Delay, reset, error status: True when the scenario already answered."""
     await pause(sc.delay_ms)
     if sc.reset and not req.data.get("stream"):
@@ -142,7 +142,7 @@ async def _play_scenario(req: FakeRequest, sc: Scenario) -> bool:
 # -- chat completions ---------------------------------------------------------------------------
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     parts = [p.get("text") for p in field_list(content) if isinstance(p, dict)]
@@ -154,7 +154,7 @@ def _prompt_tokens(messages: list[Any], tools: list[Any]) -> int:
     for m in messages:
         if not isinstance(m, dict):
             continue
-        total += PER_MESSAGE_TOKENS + words(_content_text(m.get("content")))
+        total += PER_MESSAGE_TOKENS + words(content_text(m.get("content")))
         for call in field_list(m.get("tool_calls")):
             if isinstance(call, dict) and isinstance(call.get("function"), dict):
                 total += words(call["function"].get("arguments"))
@@ -165,10 +165,10 @@ def _prompt_tokens(messages: list[Any], tools: list[Any]) -> int:
     return total
 
 
-def _last_user_text(messages: list[Any]) -> str:
+def last_user_text(messages: list[Any]) -> str:
     for m in reversed(messages):
         if isinstance(m, dict) and m.get("role") == "user":
-            text = _content_text(m.get("content"))
+            text = content_text(m.get("content"))
             if text:
                 return text
     return ""
@@ -270,7 +270,7 @@ def chat_usage(
 
 
 async def chat_completions(req: FakeRequest) -> None:
-    if not await _admitted(req):
+    if not await admitted(req):
         return
     data: dict[str, Any] = req.data
     messages = data.get("messages")
@@ -291,8 +291,8 @@ async def chat_completions(req: FakeRequest) -> None:
         await send_error(req, 400, "Invalid 'n': expected an integer from 1 to 128.", param="n")
         return
     try:
-        sc = parse_scenario(_last_user_text(messages), req.options, data.get("model"))
-        if await _play_scenario(req, sc):
+        sc = parse_scenario(last_user_text(messages), req.options, data.get("model"))
+        if await play_scenario(req, sc):
             return
         if sc.ignore_n:
             n = 1
@@ -435,7 +435,7 @@ def _embedding_inputs(value: Any) -> list[Any] | None:
 
 
 async def embeddings(req: FakeRequest) -> None:
-    if not await _admitted(req):
+    if not await admitted(req):
         return
     data: dict[str, Any] = req.data
     inputs = _embedding_inputs(data.get("input"))
@@ -453,7 +453,7 @@ async def embeddings(req: FakeRequest) -> None:
     except DirectiveError as exc:
         await send_error(req, 400, str(exc))
         return
-    if await _play_scenario(req, sc):
+    if await play_scenario(req, sc):
         return
     items = []
     tokens = 0

@@ -17,6 +17,11 @@ Endpoints
 ``POST /v1/chat/completions``  OpenAI Chat Completions, JSON or SSE (honours ``n``,
     ``tools``, ``response_format``, ``stream_options.include_usage``,
     ``max_tokens``/``max_completion_tokens``).
+``POST /v1/responses``         OpenAI Responses, JSON or SSE (``input`` as a string or
+    input items, ``instructions``, function ``tools``, ``max_output_tokens``,
+    ``service_tier``); refuses, as OpenAI does, the Chat Completions fields
+    ``messages``, ``max_tokens``, ``max_completion_tokens``, ``n`` and
+    ``stream_options.include_usage``. See "Responses" below.
 ``POST /v1/embeddings``        OpenAI embeddings, ``float`` or ``base64`` (little-endian
     float32); 8 dimensions unless ``dimensions`` is given; values are ``k/128``,
     derived from a hash of the input.
@@ -70,6 +75,30 @@ OpenAI ``service_tier``: a request asking for ``flex`` or ``priority`` is served
 (and reported, in the response and every chunk) at that tier, any other at
 ``default``.
 
+Responses
+---------
+The reply is the same pieces, in one ``message`` output item (``output_text``),
+or with ``tool`` a ``function_call`` item; a reasoning model's reply starts with a
+``reasoning`` item (empty ``summary``), and ``web_searches=N`` adds N
+``web_search_call`` items (action ``search``) before the reply and
+``tool_usage.web_search.num_requests`` = N. ``max_output_tokens`` cuts the pieces:
+status ``incomplete`` (``incomplete_details.reason`` ``max_output_tokens``).
+``usage``: ``input_tokens`` = words of ``instructions`` + per input item (a
+string input is one user message): a message 3 + words of its text, a
+``function_call`` the words of its arguments, a ``function_call_output`` those of
+its output; + each function tool's name and description words.
+``input_tokens_details.cached_tokens`` (``cached=N``), ``output_tokens`` = pieces +
+reasoning, ``output_tokens_details.reasoning_tokens``. A stream is ``event:``-named
+events numbered by ``sequence_number``: ``response.created``,
+``response.in_progress``, per item ``response.output_item.added``, its events
+(``response.content_part.added``, ``response.output_text.delta`` per piece,
+``response.output_text.done``, ``response.content_part.done``; or
+``response.function_call_arguments.delta``/``.done``; or
+``response.web_search_call.in_progress``/``.searching``/``.completed``), and
+``response.output_item.done``; then ``response.completed`` (or
+``response.incomplete``, ``response.failed``) with the whole response and its
+usage. No ``[DONE]``.
+
 Prompt caching (Anthropic): when any tools/system/message block has
 ``cache_control``, each such block ends a prefix that is written to the cache.
 A request reads the longest cached prefix (same model, same blocks) that ends at
@@ -105,10 +134,12 @@ embeddings, the first string input); an unknown key gets a 400.
 ``reset``             drop the connection: before any response, or mid-stream after
                       a few events.
 ``stream_error``      mid-stream error event (OpenAI ``data: {"error": ...}``,
+                      Responses ``event: error`` with ``code`` server_error,
                       Anthropic ``event: error`` overloaded_error).
 ``cut_at=N``          with ``malformed``, ``reset`` or ``stream_error``: take over at
                       event N (0: the stream's first event) rather than after a few.
-``cached=N``          OpenAI ``prompt_tokens_details.cached_tokens``; Anthropic
+``cached=N``          OpenAI ``prompt_tokens_details.cached_tokens`` (Responses:
+                      ``input_tokens_details.cached_tokens``); Anthropic
                       ``cache_read_input_tokens`` (replaces the cache emulation).
 ``reasoning=N``       reasoning tokens, included in the completion/output count.
 ``audio_in=N``        OpenAI: ``prompt_tokens_details.audio_tokens`` = N, added to
@@ -118,6 +149,10 @@ embeddings, the first string input); an unknown key gets a 400.
 ``web_searches=N``    Anthropic: ``usage.server_tool_use.web_search_requests`` = N, in
                       the JSON body and the final ``message_delta`` (not
                       ``message_start``: the searches happen during the turn).
+                      Responses: N ``web_search_call`` items (see above).
+``failed``            Responses: the response fails (status ``failed``, ``error``
+                      server_error, usage reported); a stream ends with
+                      ``response.failed``.
 ``rich``              Anthropic: before the reply, a thinking block (``thinking_delta``,
                       ``signature_delta``), a ``server_tool_use`` web search
                       (``input_json_delta``), its ``web_search_tool_result`` and a

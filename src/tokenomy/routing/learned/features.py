@@ -63,6 +63,10 @@ LEXICAL = (
 )
 
 
+# Text parts of a message's content: chat and Anthropic ``text``, Responses ``input_text``.
+_TEXT_PARTS = ("text", "input_text")
+
+
 def prompt_text(prompt: str | Sequence[Any]) -> str:
     """The text a router looks at: a string, or the user turns of a chat `messages` list."""
     if isinstance(prompt, str):
@@ -88,7 +92,7 @@ def _user_texts(messages: Sequence[Any]) -> Iterator[str]:
             yield from (
                 str(block.get("text", ""))
                 for block in content
-                if isinstance(block, dict) and block.get("type") == "text"
+                if isinstance(block, dict) and block.get("type") in _TEXT_PARTS
             )
 
 
