@@ -312,6 +312,7 @@ def m010_rollups(d: Dialect) -> list[str]:
         if d.name == "postgres"
         else "CREATE INDEX requests_cost ON requests (CAST(cost_usd AS REAL))"
     )
+    # The rollups as this migration always made them (`M010`): m018 added ``charged``.
     return [*create_statements(d, M010), *backfill_statements(d, M010), cost_index]
 
 
