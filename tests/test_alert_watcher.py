@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -304,3 +305,18 @@ async def test_the_gateway_watcher_reads_the_caps_budgets(tmp_path: Any) -> None
         assert any(k.startswith("forecast_over_budget|team=search") for k in sent), sent
     finally:
         await gw.close()
+
+
+def test_a_caps_budget_is_forecast_from_the_rows_charged_to_requests(store: Store) -> None:
+    """The gateway's own calls (a judge's, a failed attempt's) are real spend: a
+    budget of the alerts counts them. The caps never count them against a budget,
+    so a budget of the caps is forecast without them."""
+    assert isinstance(store, SQLStore)
+    days = [rec(i, TODAY - timedelta(days=d), "1") for i, d in enumerate(range(20))]
+    judge = replace(rec(200, TODAY, "100"), request_id="r0.judge", charged=False,
+                    decisions={"route": {"parent": "r0", "reason": "judge"}})  # fmt: skip
+    store.insert_records([*days, judge])
+    budgets = {"team=search": Decimal(60), "total": Decimal(60)}
+    over = {("forecast_over_budget", "team=search"), ("forecast_over_budget", "total")}
+    assert not kinds(find_alerts(store, AlertRules(), now=NOW, budgets=budgets)) & over
+    assert kinds(find_alerts(store, AlertRules(budgets=budgets), now=NOW)) >= over

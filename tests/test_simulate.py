@@ -96,7 +96,8 @@ def test_costs_come_from_the_real_texts(
 def test_the_baseline_is_the_sum_of_exact_request_costs(alpaca: Traffic) -> None:
     sim = simulate(alpaca, [ResponseCache(Decimal(0))])
     assert sim.requests == 805 and sim.baseline_unpriced == 0
-    assert sim.baseline_total == sum(c for c in sim.baseline_costs if c is not None)
+    costs = [cost_of(Sim(r), PRICES) for r in alpaca.requests]
+    assert sim.baseline_total == sum(c for c in costs if c is not None)
     assert sim.logged_total is None  # a file of answers, not a ledger
 
 
@@ -283,10 +284,11 @@ def test_ledger_replay(tmp_path: Path) -> None:
                                 endpoint="/v1/chat/completions"))  # fmt: skip
     recs.append(UsageRecord("refused", status=401, requested_model="gpt-4o"))
     store.insert_records(recs)
-    t = from_ledger(store)
-    store.close()
+    t = from_ledger(store)  # read as it is iterated, while the store is open
     assert [r.request_id for r in t.requests] == ["r0", "r1", "r2", "r3"]
     sim = simulate(t, [Reroute(Selector.parse("team=search"), "gpt-4o-mini", "openai")])
+    store.close()
+    assert sim.source == "ledger (4 requests)"
     assert sim.baseline_unpriced == 1
     assert sim.baseline_total == sum(r.cost_usd for r in recs if r.cost_usd is not None)
     assert sim.logged_total is None  # one logged cost is unknown

@@ -37,7 +37,7 @@ from ..errors import InvalidRequest, NotFound
 from ..ledger.base import REQUEST_COLUMNS, Store, row_to_record
 from ..ledger.charges import as_charged
 from ..ledger.migrations import Cursor
-from ..ledger.pages import Page, SortKey, page_of, page_query
+from ..ledger.pages import Page, SortKey, page_of, page_query, walk
 from ..records import UsageRecord
 from ._db import DB, money_or_none, money_out
 from .plan_changes import last_change, record_change
@@ -47,6 +47,7 @@ __all__ = ["KINDS", "BillingStore", "CreditEntry", "Customer", "Debit"]
 
 KINDS = ("topup", "debit", "adjustment", "refund")
 _ZERO = Decimal(0)
+RECONCILE_PAGE = 1000  # requests `BillingStore.reconcile` reads at a time
 
 _ENTRY_COLUMNS = "id, customer, ts, amount, unit, kind, request_id, note"
 _CUSTOMER_COLUMNS = "customer, plan, unit, balance, credited, created_at"
@@ -584,27 +585,44 @@ class BillingStore:
         charge) and no debit. The charge is the request's as it was settled: its
         row with its charged side rows (`tokenomy.ledger.charges`). Safe to run at
         any time, on any replica: a request is debited at most once.
+
+        The requests are read `RECONCILE_PAGE` at a time, oldest first, and each
+        page is debited before the next is read: a window of millions of
+        requests is never held whole.
         """
         unit = (
             "decisions->'billing'->>'unit'"
             if self.db.postgres
             else "json_extract(decisions, '$.billing.unit')"
         )
-        where = "r.ts >= ?" + ("" if until is None else " AND r.ts < ?")
-        sql = self.db.sql(
-            f"SELECT {', '.join('r.' + c for c in REQUEST_COLUMNS)} FROM requests r "
-            f"WHERE {where} AND {unit} IS NOT NULL AND NOT EXISTS ("
-            "SELECT 1 FROM credit_ledger c WHERE c.request_id = r.request_id "
-            "AND c.kind = 'debit') ORDER BY r.ts"
-        )
-        params = (since,) if until is None else (since, until)
+        where = [
+            "r.ts >= ?",
+            f"{unit} IS NOT NULL",
+            "NOT EXISTS (SELECT 1 FROM credit_ledger c WHERE c.request_id = r.request_id "
+            "AND c.kind = 'debit')",
+        ]
+        params: list[Any] = [since]
+        if until is not None:
+            where.insert(1, "r.ts < ?")
+            params.insert(1, until)
+        select = f"SELECT r.id, {', '.join('r.' + c for c in REQUEST_COLUMNS)} FROM requests r"
+        dialect = self.db.dialect
+        page = RECONCILE_PAGE
 
-        def run(cur: Cursor) -> list[UsageRecord]:
-            recs = [row_to_record(row) for row in cur.execute(sql, params).fetchall()]
-            return as_charged(cur, self.db.dialect, recs)
+        def fetch(after: SortKey | None) -> Page[UsageRecord]:
+            sql, args = page_query(select, ("r.ts", "r.id"), after, page, param=dialect.param,
+                                   where=[self.db.sql(w) for w in where], params=params)  # fmt: skip
+
+            def run(cur: Cursor) -> Page[UsageRecord]:
+                rows = cur.execute(sql, args).fetchall()
+                own = page_of(rows, page, lambda r: (r[0], row_to_record(r[1:])),
+                              lambda item: (item[1].ts, item[0]))  # fmt: skip
+                return Page(as_charged(cur, dialect, [rec for _, rec in own.items]), own.next)
+
+            return self.db.read(run)
 
         done = 0
-        for rec in self.db.read(run):
+        for rec in walk(fetch):
             _, amount = record_charge(rec)
             customer = rec.decisions["billing"].get("customer") or rec.user
             if not amount or not customer:

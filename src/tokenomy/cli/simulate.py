@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -149,24 +150,26 @@ def simulate(
                                "--compress, --cap or --auto")  # fmt: skip
     settings = load_settings(config_path, db=db)
     traffic: Traffic
-    try:
-        if jsonl is not None:
-            traffic = from_jsonl(jsonl)
-        elif alpaca_eval is not None:
-            traffic = from_alpaca_eval(alpaca_eval, generator=generator)
-        else:
-            with open_store(settings.db) as store:
+    with contextlib.ExitStack() as opened:
+        try:
+            if jsonl is not None:
+                traffic = from_jsonl(jsonl)
+            elif alpaca_eval is not None:
+                traffic = from_alpaca_eval(alpaca_eval, generator=generator)
+            else:
+                store = opened.enter_context(open_store(settings.db))
                 store.migrate()
                 since = time.time() - days * 86400 if days else None
                 traffic = from_ledger(store, since=since)
-    except ImportError as exc:
-        raise click.ClickException(f"{INSTALL_HINT} ({exc})") from exc
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    if not traffic.requests:
-        raise click.ClickException(f"no traffic to replay in {traffic.source}")
+        except ImportError as exc:
+            raise click.ClickException(f"{INSTALL_HINT} ({exc})") from exc
+        except ValueError as exc:
+            raise click.ClickException(str(exc)) from exc
+        # the ledger is read as the simulation goes, a page at a time
+        sim = run(traffic, policies, prices=PriceBook(overrides_from(settings.deployments)))
+    if not sim.requests:
+        raise click.ClickException(f"no traffic to replay in {sim.source}")
 
-    sim = run(traffic, policies, prices=PriceBook(overrides_from(settings.deployments)))
     written: list[Path] = []
     if plots is not None:
         try:

@@ -9,7 +9,7 @@ are there and says so plainly when they are not, so it works on any ledger:
   and its ``billing_customers`` table exist;
 - budgets: the caps package's ``budget_states(store)`` when it provides one
   (rows of plain values); else each budget defined in ``cap_budgets`` with the
-  spend of its current period summed from the ledger; else, for a ledger whose
+  spend of its current period summed from the ledger's charged rows; else, for a ledger whose
   budget tables this version does not know, their rows as they are.
 """
 
@@ -132,8 +132,9 @@ def budgets(store: SQLStore, present: set[str], *, now: float, tz: str = "UTC") 
 
 def _from_definitions(store: SQLStore, now: float, tz: str) -> StatePanel:
     """Each budget's spend in its current period, summed from the ledger's rollups
-    (every row: the caps count only those charged to requests); a scope on
-    ``each`` value shows its `EACH_SHOWN` largest and says how many it leaves out."""
+    over the rows charged to requests, as the caps count it (not the gateway's own
+    calls: `tokenomy.ledger.charges`); a scope on ``each`` value shows its
+    `EACH_SHOWN` largest and says how many it leaves out."""
     from ..caps.periods import locate, zone
     from ..caps.store import CapsStore
 
@@ -150,6 +151,7 @@ def _from_definitions(store: SQLStore, now: float, tz: str) -> StatePanel:
             keys=_one(fixed.get("key")), users=_one(fixed.get("user")),
             models=_one(fixed.get("model")),
             tags=tuple((d[4:], v) for d, v in fixed.items() if d.startswith("tag:")),
+            charged=True,
         )  # fmt: skip
         sc = scan(store, since=span.start or None, filters=filters, dims=each)
         ranked = sc.group(tuple(each)) if each else []

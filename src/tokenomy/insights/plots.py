@@ -6,9 +6,7 @@ state and no display needed.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,35 +27,24 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _cumulative(costs: tuple[Decimal | None, ...]) -> list[float]:
-    out, running = [], Decimal(0)
-    for c in costs:
-        running += c or 0  # unpriced requests add nothing known
-        out.append(float(running))
-    return out
-
-
 def plot_spend_over_time(sim: Simulation, path: str | Path) -> Path:
     """Spend per day (when the traffic has times) or cumulative spend over the
     requests in order, for the baseline and each policy."""
     fig = _figure(9, 4.8)
     ax = fig.add_subplot()
+    curves = sim.curves
     series = []
-    for label, costs in [("baseline", sim.baseline_costs)] + [
-        (r.name, r.after_costs) for r in sim.results
-    ]:
-        unknown = sum(1 for c in costs if c is None)
-        if unknown == len(costs):
+    labelled = [("baseline", sim.baseline_unpriced)]
+    labelled += [(r.name, r.unpriced_after) for r in sim.results]
+    for i, (label, unknown) in enumerate(labelled):
+        if unknown == sim.requests:
             continue  # no known price at all: nothing honest to draw
         if unknown:
             label += f" ({unknown} unpriced, not counted)"
-        series.append((label, costs))
-    if sim.timestamps and all(t is not None for t in sim.timestamps):
-        for label, costs in series:
-            per_day: defaultdict[date, Decimal] = defaultdict(Decimal)
-            for t, c in zip(sim.timestamps, costs, strict=True):
-                assert t is not None
-                per_day[datetime.fromtimestamp(t, UTC).date()] += c or 0
+        series.append((label, i))
+    if curves.requests and curves.timed:
+        for label, i in series:
+            per_day = curves.series[i].daily
             days = sorted(per_day)
             xs = [datetime(d.year, d.month, d.day, tzinfo=UTC) for d in days]
             ax.plot(
@@ -71,9 +58,9 @@ def plot_spend_over_time(sim: Simulation, path: str | Path) -> Path:
         ax.set_ylabel("spend per day (USD)")
         fig.autofmt_xdate()
     else:
-        x = range(1, sim.requests + 1)
-        for label, costs in series:
-            ax.plot(x, _cumulative(costs), label=label,
+        for label, i in series:
+            points = curves.cumulative(i)
+            ax.plot([n for n, _ in points], [float(v) for _, v in points], label=label,
                     linewidth=2.2 if label == "baseline" else 1.2)  # fmt: skip
         ax.set_xlabel("requests replayed, in log order (the log has no times)")
         ax.set_ylabel("cumulative spend (USD)")

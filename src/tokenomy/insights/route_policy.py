@@ -10,11 +10,10 @@ prediction: a prediction, not a measurement.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .simulate import Pair, Reroute, Selector, Sim
+from .simulate import Judge, Reroute, Selector, Sim
 from .traffic import Evidence
 
 
@@ -49,22 +48,51 @@ class LearnedRoute:
                 req.prompt, list(self.tiers), quality_target=self.quality_target
             )
             q = getattr(d, "predicted_quality", None)
+            # A simulation reads a request at a time: the decision is asked for
+            # again only for the same request (alone, its judge, all combined).
+            self._decided.clear()
             got = self._decided[req.request_id] = (str(d.model), None if q is None else float(q))
         return Reroute(Selector(), got[0]).apply(sim, evidence)
 
-    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
-        seen = [b for b, _ in pairs if b.req.prompt and self.select.matches(b.req)]
-        if not seen:
+    def judge(self, evidence: Evidence | None) -> Judge:
+        return RouteJudge(self)
+
+
+@dataclass(slots=True)
+class RouteJudge:
+    """The router's choices on the requests it routed, and its mean prediction."""
+
+    policy: LearnedRoute
+    requests: int = 0
+    seen: int = 0
+    chosen: dict[str, int] = field(default_factory=dict)
+    predicted: float = 0
+    predictions: int = 0
+
+    def add(self, before: Sim, after: Sim) -> None:
+        self.requests += 1
+        req = before.req
+        if not req.prompt or not self.policy.select.matches(req):
+            return
+        self.seen += 1
+        got = self.policy._decided.get(req.request_id)
+        if got is None:
+            return
+        model, q = got
+        self.chosen[model] = self.chosen.get(model, 0) + 1
+        if q is not None:
+            self.predicted += q
+            self.predictions += 1
+
+    def note(self) -> str:
+        if not self.seen:
             return "no change: the traffic holds no prompts to route (the ledger keeps none)"
-        chosen = [
-            self._decided[b.req.request_id] for b in seen if b.req.request_id in self._decided
-        ]
-        counts = {t: sum(1 for m, _ in chosen if m == t) for t in self.tiers}
-        mix = ", ".join(f"{t} {n}" for t, n in counts.items())
-        preds = [q for _, q in chosen if q is not None]
-        mean = f"; mean predicted p(good answer) {sum(preds) / len(preds):.3f}" if preds else ""
-        missing = len(pairs) - len(seen)
+        mix = ", ".join(f"{t} {self.chosen.get(t, 0)}" for t in self.policy.tiers)
+        mean = ""
+        if self.predictions:
+            mean = f"; mean predicted p(good answer) {self.predicted / self.predictions:.3f}"
+        missing = self.requests - self.seen
         rest = f"; {missing} requests without a prompt kept as logged" if missing else ""
         return (
-            f"router's choice on {len(seen)} prompts: {mix}{mean} (predicted, not measured){rest}"
+            f"router's choice on {self.seen} prompts: {mix}{mean} (predicted, not measured){rest}"
         )

@@ -20,6 +20,12 @@ model each one states:
 
 Quality effects are reported from evidence only (scores from the traffic's
 source, or the count of answers an output cap would cut); otherwise "unknown".
+
+`simulate` reads the traffic once, a request at a time, and keeps sums: the
+ledger's traffic streams a page at a time (`tokenomy.insights.traffic`), so a
+simulation of millions of requests holds one of them, its results and the
+per-day spend of its plots (`tokenomy.insights.curves`). A policy says what it
+found about quality through a `Judge`, told each (before, after) pair in turn.
 """
 
 from __future__ import annotations
@@ -31,10 +37,13 @@ from typing import Protocol
 
 from ..pricing import PriceBook
 from ..usage import Usage
+from .curves import Curves
 from .traffic import Evidence, Outcome, Request, Traffic
 
 __all__ = [
     "Compress",
+    "Fixed",
+    "Judge",
     "OutputCap",
     "Policy",
     "PolicyResult",
@@ -115,7 +124,26 @@ def cost_of(sim: Sim, prices: PriceBook) -> Decimal | None:
     return sim.share * (c.input * sim.input_factor + c.output * sim.output_factor + fee)
 
 
-Pair = tuple[Sim, Sim]
+class Judge(Protocol):
+    """What a policy found about quality: told each request before and after the
+    policy, in the traffic's order, then asked for its note."""
+
+    def add(self, before: Sim, after: Sim) -> None: ...
+
+    def note(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Fixed:
+    """A note that does not depend on the traffic."""
+
+    text: str
+
+    def add(self, before: Sim, after: Sim) -> None:
+        return None
+
+    def note(self) -> str:
+        return self.text
 
 
 class Policy(Protocol):
@@ -126,7 +154,7 @@ class Policy(Protocol):
 
     def apply(self, sim: Sim, evidence: Evidence | None) -> Sim: ...
 
-    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str: ...
+    def judge(self, evidence: Evidence | None) -> Judge: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,25 +185,50 @@ class Reroute:
                         usage=usage)  # fmt: skip
         return replace(sim, req=moved, evidence=got, rerouted_from=req.model)
 
-    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
-        moved = [(b, a) for b, a in pairs if a.rerouted_from is not None]
-        if not moved:
+    def judge(self, evidence: Evidence | None) -> Judge:
+        return RerouteJudge(evidence)
+
+
+@dataclass(slots=True)
+class RerouteJudge:
+    """Of the requests moved: how many the target's own recorded answers set, and
+    the mean scores before and after where the traffic scores both answers."""
+
+    evidence: Evidence | None
+    moved: int = 0
+    known: int = 0
+    scored: int = 0
+    before: float = 0
+    after: float = 0
+
+    def add(self, before: Sim, after: Sim) -> None:
+        if after.rerouted_from is None:
+            return
+        self.moved += 1
+        if after.evidence is None:
+            return
+        self.known += 1
+        ev = self.evidence
+        own = ev.outcome(before.req, before.req.model) if ev is not None else None
+        theirs = after.evidence.score
+        if own is not None and own.score is not None and theirs is not None:
+            self.scored += 1
+            self.before += own.score
+            self.after += theirs
+
+    def note(self) -> str:
+        if not self.moved:
             return "no change (no request matched)"
-        known = [(b, a) for b, a in moved if a.evidence is not None]
-        scored = []
-        for b, a in known:
-            own = evidence.outcome(b.req, b.req.model) if evidence is not None else None
-            theirs = a.evidence.score if a.evidence is not None else None
-            if own is not None and own.score is not None and theirs is not None:
-                scored.append((own.score, theirs))
-        if scored and evidence is not None:
-            before = sum(s for s, _ in scored) / len(scored)
-            after = sum(s for _, s in scored) / len(scored)
-            return f"score {before:.3f} -> {after:.3f} on {len(scored)} requests ({evidence.name})"
-        if known:
+        if self.scored and self.evidence is not None:
+            before, after = self.before / self.scored, self.after / self.scored
+            return (
+                f"score {before:.3f} -> {after:.3f} on {self.scored} requests "
+                f"({self.evidence.name})"
+            )
+        if self.known:
             return (
                 f"unknown: no quality labels; the target's own recorded answers "
-                f"({len(known)}/{len(moved)}) set its tokens"
+                f"({self.known}/{self.moved}) set its tokens"
             )
         return "unknown: no evidence for the target model; logged tokens kept"
 
@@ -198,8 +251,8 @@ class PriceChange:
         return replace(sim, input_factor=sim.input_factor * self.input_factor,
                        output_factor=sim.output_factor * self.output_factor)  # fmt: skip
 
-    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
-        return "unchanged (same model, same answers)"
+    def judge(self, evidence: Evidence | None) -> Judge:
+        return Fixed("unchanged (same model, same answers)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,8 +273,8 @@ class ResponseCache:
             return sim
         return replace(sim, share=sim.share * (_ONE - self.hit_rate))
 
-    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
-        return "unknown: depends on how often a hit's answer does not fit the request"
+    def judge(self, evidence: Evidence | None) -> Judge:
+        return Fixed("unknown: depends on how often a hit's answer does not fit the request")
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +299,8 @@ class Compress:
         usage = replace(u, input_tokens=u.input_tokens - uncached + kept)
         return replace(sim, req=replace(sim.req, usage=usage))
 
-    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
-        return "unknown: no answers under compression in this traffic"
+    def judge(self, evidence: Evidence | None) -> Judge:
+        return Fixed("unknown: no answers under compression in this traffic")
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,10 +320,24 @@ class OutputCap:
         usage = replace(u, output_tokens=out, reasoning_tokens=min(u.reasoning_tokens, out))
         return replace(sim, req=replace(sim.req, usage=usage), truncated=True)
 
-    def quality(self, pairs: Sequence[Pair], evidence: Evidence | None) -> str:
-        cut = sum(1 for _, a in pairs if a.truncated)
-        matched = sum(1 for b, _ in pairs if self.select.matches(b.req))
-        return f"{cut} of {matched} answers cut short at the cap; effect on quality unknown"
+    def judge(self, evidence: Evidence | None) -> Judge:
+        return CapJudge(self.select)
+
+
+@dataclass(slots=True)
+class CapJudge:
+    select: Selector
+    cut: int = 0
+    matched: int = 0
+
+    def add(self, before: Sim, after: Sim) -> None:
+        self.cut += after.truncated
+        self.matched += self.select.matches(before.req)
+
+    def note(self) -> str:
+        return (
+            f"{self.cut} of {self.matched} answers cut short at the cap; effect on quality unknown"
+        )
 
 
 # -- running a simulation --------------------------------------------------------------
@@ -288,7 +355,6 @@ class PolicyResult:
     tokens_before: Usage
     tokens_after: Usage
     quality: str
-    after_costs: tuple[Decimal | None, ...] = ()
 
     @property
     def saving(self) -> Decimal:
@@ -303,49 +369,56 @@ class PolicyResult:
 class Simulation:
     source: str
     requests: int
-    baseline_costs: tuple[Decimal | None, ...]
     baseline_total: Decimal  # priced requests, today's prices
     baseline_unpriced: int
     logged_total: Decimal | None  # as the ledger recorded it, when every request has a cost
-    timestamps: tuple[float | None, ...]
     results: tuple[PolicyResult, ...]
+    curves: Curves  # spend over time for the plots: the baseline's, then each result's
 
 
-def _result(
-    name: str,
-    pairs: Sequence[Pair],
-    base_costs: Sequence[Decimal | None],
-    prices: PriceBook,
-    quality: str,
-) -> PolicyResult:
-    before = after = _ZERO
-    unpriced_after = 0
-    after_costs = []
-    tb, ta = Usage(), Usage()
-    changed = 0
-    for (b, a), cb in zip(pairs, base_costs, strict=True):
+@dataclass(slots=True)
+class _Tally:
+    """One result's sums over the requests read so far."""
+
+    name: str
+    judge: Judge
+    requests: int = 0
+    changed: int = 0
+    before: Decimal = _ZERO
+    after: Decimal = _ZERO
+    unpriced_before: int = 0
+    unpriced_after: int = 0
+    tokens_before: Usage = field(default_factory=Usage)
+    tokens_after: Usage = field(default_factory=Usage)
+
+    def add(self, b: Sim, a: Sim, cb: Decimal | None, prices: PriceBook) -> Decimal | None:
+        """Count a request before (costing ``cb``) and after; return its cost after."""
         ca = cost_of(a, prices) if a != b else cb
-        after_costs.append(ca)
-        unpriced_after += ca is None
+        self.requests += 1
+        self.unpriced_before += cb is None
+        self.unpriced_after += ca is None
         if cb is not None and ca is not None:
-            before += cb
-            after += ca
-        tb += b.req.usage
-        ta += a.req.usage
-        changed += a != b
-    return PolicyResult(
-        name=name,
-        requests=len(pairs),
-        changed=changed,
-        before=before,
-        after=after,
-        unpriced_before=sum(1 for c in base_costs if c is None),
-        unpriced_after=unpriced_after,
-        tokens_before=tb,
-        tokens_after=ta,
-        quality=quality,
-        after_costs=tuple(after_costs),
-    )
+            self.before += cb
+            self.after += ca
+        self.tokens_before += b.req.usage
+        self.tokens_after += a.req.usage
+        self.changed += a != b
+        self.judge.add(b, a)
+        return ca
+
+    def result(self) -> PolicyResult:
+        return PolicyResult(
+            name=self.name,
+            requests=self.requests,
+            changed=self.changed,
+            before=self.before,
+            after=self.after,
+            unpriced_before=self.unpriced_before,
+            unpriced_after=self.unpriced_after,
+            tokens_before=self.tokens_before,
+            tokens_after=self.tokens_after,
+            quality=self.judge.note(),
+        )
 
 
 def simulate(
@@ -355,34 +428,49 @@ def simulate(
     prices: PriceBook | None = None,
     combined: bool = True,
 ) -> Simulation:
-    """Each policy alone, then (with ``combined`` and more than one) all in order."""
+    """Each policy alone, then (with ``combined`` and more than one) all in order,
+    in one pass over the traffic: each request is priced as logged and under every
+    result before the next is read."""
     prices = prices or PriceBook()
-    base = [Sim(r) for r in traffic.requests]
-    base_costs = [cost_of(s, prices) for s in base]
     ev = traffic.evidence
-    results = []
-    for policy in policies:
-        pairs = [(s, policy.apply(s, ev)) for s in base]
-        results.append(_result(policy.name, pairs, base_costs, prices, policy.quality(pairs, ev)))
-    if combined and len(policies) > 1:
-        after = base
-        for policy in policies:
-            after = [policy.apply(s, ev) for s in after]
-        pairs = list(zip(base, after, strict=True))
-        q = "the effects of each policy above, combined"
-        results.append(_result("all of the above", pairs, base_costs, prices, q))
-    logged = [r.logged_cost for r in traffic.requests]
+    tallies = [_Tally(p.name, p.judge(ev)) for p in policies]
+    chain = combined and len(policies) > 1
+    if chain:
+        note = Fixed("the effects of each policy above, combined")
+        tallies.append(_Tally("all of the above", note))
+    curves = Curves.of(1 + len(tallies))
+    requests = unpriced = 0
+    total = logged = _ZERO
+    every_logged = True
+    for req in traffic.requests:
+        base = Sim(req)
+        cb = cost_of(base, prices)
+        requests += 1
+        if cb is None:
+            unpriced += 1
+        else:
+            total += cb
+        if req.logged_cost is None:
+            every_logged = False
+        else:
+            logged += req.logged_cost
+        costs = [cb]
+        for policy, tally in zip(policies, tallies[: len(policies)], strict=True):
+            costs.append(tally.add(base, policy.apply(base, ev), cb, prices))
+        if chain:
+            after = base
+            for policy in policies:
+                after = policy.apply(after, ev)
+            costs.append(tallies[-1].add(base, after, cb, prices))
+        curves.add(req.ts, costs)
     return Simulation(
-        source=traffic.source,
-        requests=len(base),
-        baseline_costs=tuple(base_costs),
-        baseline_total=sum((c for c in base_costs if c is not None), _ZERO),
-        baseline_unpriced=sum(1 for c in base_costs if c is None),
-        logged_total=sum((c for c in logged if c is not None), _ZERO)
-        if logged and all(c is not None for c in logged)
-        else None,
-        timestamps=tuple(r.ts for r in traffic.requests),
-        results=tuple(results),
+        source=f"{traffic.name} ({requests} requests)",
+        requests=requests,
+        baseline_total=total,
+        baseline_unpriced=unpriced,
+        logged_total=logged if requests and every_logged else None,
+        results=tuple(t.result() for t in tallies),
+        curves=curves,
     )
 
 

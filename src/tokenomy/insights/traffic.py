@@ -1,6 +1,7 @@
 """Logged traffic to replay: requests with their usage, from three sources.
 
-- Tokenomy's own ledger (`from_ledger`).
+- Tokenomy's own ledger (`from_ledger`), read a page at a time each time its
+  requests are iterated: a simulation holds one page, whatever the ledger's size.
 - An OpenAI-format JSONL log (`from_jsonl`): one object a line, either a chat
   completion response (``{"model", "usage", "created", ...}``), a Batch API output
   line (``{"custom_id", "response": {"body": <completion>}}``) or a pair
@@ -20,7 +21,7 @@ simulator keeps the tokens as logged and calls the quality effect unknown.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -36,6 +37,7 @@ from ..usage import Usage
 __all__ = [
     "ALPACA_EVAL_MODELS",
     "Evidence",
+    "LedgerRequests",
     "Outcome",
     "Request",
     "Traffic",
@@ -80,24 +82,33 @@ class Evidence(Protocol):
 
 @dataclass(slots=True)
 class Traffic:
-    requests: list[Request]
-    source: str
+    # A list (a file read whole), or requests read as they are iterated (the ledger).
+    requests: Iterable[Request]
+    name: str  # where the traffic comes from: a simulation adds how many requests
     evidence: Evidence | None = None
 
 
 # -- the ledger ------------------------------------------------------------------------
 
+PAGE = 2000  # ledger records read at a time
 
-def from_ledger(store: Store, *, since: float | None = None, until: float | None = None) -> Traffic:
-    """Every record with tokens or a cost, oldest first (read a page at a time)."""
-    out = []
-    for rec in store.iter_records(since=since):
-        if until is not None and rec.ts >= until:
-            break
-        if not rec.usage.total_tokens and rec.cost_usd is None:
-            continue  # refused before it reached a model
-        out.append(
-            Request(
+
+@dataclass(frozen=True, slots=True)
+class LedgerRequests:
+    """The ledger's requests in ``[since, until)`` with tokens or a cost, oldest
+    first: each iteration reads the ledger again, `PAGE` records at a time."""
+
+    store: Store
+    since: float | None = None
+    until: float | None = None
+
+    def __iter__(self) -> Iterator[Request]:
+        for rec in self.store.iter_records(since=self.since, page=PAGE):
+            if self.until is not None and rec.ts >= self.until:
+                return
+            if not rec.usage.total_tokens and rec.cost_usd is None:
+                continue  # refused before it reached a model
+            yield Request(
                 request_id=rec.request_id,
                 model=rec.served_model or rec.requested_model,
                 usage=rec.usage,
@@ -109,8 +120,12 @@ def from_ledger(store: Store, *, since: float | None = None, until: float | None
                 tags=dict(rec.tags),
                 logged_cost=rec.cost_usd,
             )
-        )
-    return Traffic(out, f"ledger ({len(out)} requests)")
+
+
+def from_ledger(store: Store, *, since: float | None = None, until: float | None = None) -> Traffic:
+    """Every record with tokens or a cost, oldest first, read from ``store`` a page
+    at a time as it is iterated (keep the store open until then)."""
+    return Traffic(LedgerRequests(store, since, until), "ledger")
 
 
 # -- OpenAI-format JSONL -----------------------------------------------------------------
@@ -202,7 +217,7 @@ def from_jsonl(path: str | Path) -> Traffic:
                 out.append(_jsonl_request(line, n))
             except (ValueError, TypeError) as exc:  # UnicodeDecodeError is a ValueError
                 raise ValueError(f"{path}:{n}: {exc}") from exc
-    return Traffic(out, f"{Path(path).name} ({len(out)} requests)")
+    return Traffic(out, Path(path).name)
 
 
 # -- the AlpacaEval outputs file -----------------------------------------------------------
@@ -302,4 +317,4 @@ def from_alpaca_eval(
                 prompt=r["instruction"],
             )
         )
-    return Traffic(out, f"AlpacaEval answers of {generator} ({len(out)} requests)", evidence)
+    return Traffic(out, f"AlpacaEval answers of {generator}", evidence)

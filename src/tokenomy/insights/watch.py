@@ -7,8 +7,10 @@ ledger), adds up the total and each scope's daily series from it, and checks:
 
 - spend anomalies (today at least ``k`` x the typical day),
 - month-end forecasts that cross a monthly dollar budget: those in
-  ``alerts.budgets`` (``{"team=search": 500, "total": 2000}``) and every
-  monthly dollar budget of the caps on a single dimension or on everything,
+  ``alerts.budgets`` (``{"team=search": 500, "total": 2000}``), held to the
+  spend of every row, and every monthly dollar budget of the caps on a single
+  dimension or on everything, held to the spend of the rows charged to
+  requests, as the caps count it (`tokenomy.ledger.charges`),
 - models served today without a known price for the first time,
 
 and sends each new alert as a log line and, with a ``webhook_url``, as
@@ -42,6 +44,7 @@ from ..errors import ConfigError
 from ..ledger.base import SQLStore
 from ..ledger.migrations import Cursor
 from ..ledger.rollups import MONEY, USAGE_COUNTS
+from ..reports.model import NO_FILTER, Filters
 from ..reports.query import FIELDS, Scan, scan
 from .alerts import (
     Alert,
@@ -159,18 +162,21 @@ class _Spend:
         return {scope: sorted(days.items()) for scope, days in self.scopes[by].items()}
 
 
-def _read_spend(store: SQLStore, dims: set[str], since: float, until: float) -> _Spend:
+def _read_spend(
+    store: SQLStore, dims: set[str], since: float, until: float, filters: Filters = NO_FILTER
+) -> _Spend:
     """The spend of ``[since, until)`` by each of ``dims``: one scan for the total,
     the models and the coarse dimensions, and one for each other dimension."""
     coarse = ("day", *sorted({"model", "provider", *dims} & set(_COARSE), key=FIELDS.index))
     out = _Spend(scopes={by: {} for by in dims})
     with decimal.localcontext(MONEY):
-        result = scan(store, since=since, until=until, dims=coarse)
+        result = scan(store, since=since, until=until, filters=filters, dims=coarse)
         _add_up(result, [d for d in coarse[1:] if d in dims], out)
         out.unpriced = _first_unpriced(result)
         for by in sorted(dims - set(_COARSE)):
             scopes = out.scopes[by]
-            for g in scan(store, since=since, until=until, dims=("day", by)).group(("day", by)):
+            each = scan(store, since=since, until=until, filters=filters, dims=("day", by))
+            for g in each.group(("day", by)):
                 per = scopes.setdefault(f"{by}={g.key[1] or '(none)'}", {})
                 day = date.fromisoformat(str(g.key[0]))
                 per[day] = per.get(day, Decimal(0)) + g.totals.cost_usd
@@ -230,6 +236,7 @@ def find_alerts(
     since = datetime.combine(first, datetime.min.time(), UTC).timestamp()
     until = datetime.combine(today + timedelta(1), datetime.min.time(), UTC).timestamp()
     all_budgets = {**(budgets or {}), **rules.budgets}
+    caps = {scope: b for scope, b in (budgets or {}).items() if scope not in rules.budgets}
     budgeted = {s.partition("=")[0] for s in all_budgets} & {*_COARSE, *_WIDE}
     spend = _read_spend(store, {*rules.anomaly_by, "model", *budgeted}, since, until)
     alerts: list[Alert] = []
@@ -244,6 +251,8 @@ def find_alerts(
             series.update(spend.series(by))
         if "total" in all_budgets:
             series["total"] = sorted(spend.total.items())
+        if caps:
+            series.update(_charged_series(store, caps, since, until))
         alerts += budget_crossings(series, all_budgets, today=today, level=rules.level)
     # An unpriced model seen before the window started is not new: look a day
     # further back than the window, through the whole ledger, only for those.
@@ -252,6 +261,23 @@ def find_alerts(
             model, _, provider = ident.partition("|")
             alerts.append(unpriced_alert(model, provider, ("first_day", today.isoformat())))
     return alerts
+
+
+def _charged_series(
+    store: SQLStore, scopes: Mapping[str, Decimal], since: float, until: float
+) -> dict[str, list[tuple[date, Decimal]]]:
+    """Each of ``scopes``' daily spend over the rows charged to requests: what the
+    caps count against a budget, not the gateway's own calls."""
+    dims = {s.partition("=")[0] for s in scopes} & {*_COARSE, *_WIDE}
+    spend = _read_spend(store, dims, since, until, Filters(charged=True))
+    out = {}
+    for scope in scopes:
+        by = scope.partition("=")[0]
+        if scope == "total":
+            out[scope] = sorted(spend.total.items())
+        elif by in dims:
+            out[scope] = spend.series(by).get(scope, [])
+    return out
 
 
 def _unpriced_before(store: SQLStore, ident: str, before: float) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .rollups import backfill_statements, create_statements
+from .rollups import M010, backfill_statements, create_statements, split_charged_statements
 
 log = logging.getLogger("tokenomy.ledger")
 
@@ -312,7 +312,8 @@ def m010_rollups(d: Dialect) -> list[str]:
         if d.name == "postgres"
         else "CREATE INDEX requests_cost ON requests (CAST(cost_usd AS REAL))"
     )
-    return [*create_statements(d), *backfill_statements(d), cost_index]
+    # The rollups as this migration always made them (`M010`): m018 added ``charged``.
+    return [*create_statements(d, M010), *backfill_statements(d, M010), cost_index]
 
 
 @migration
@@ -424,3 +425,12 @@ def m017_charged(d: Dialect) -> list[str]:
         f"UPDATE requests SET charged = {no} "
         f"WHERE {parent} IS NOT NULL AND COALESCE({reason}, '') <> 'cascade'",
     ]
+
+
+@migration
+def m018_rollups_charged(d: Dialect) -> list[str]:
+    """The rollups keep the rows charged to requests apart from the gateway's own
+    calls (``charged``, m017), so a budget's spend read from them is what the caps
+    count: ``charged`` joins every rollup's key. The days with a row not charged
+    are summed again from the ledger; the others are copied, all charged."""
+    return split_charged_statements(d)

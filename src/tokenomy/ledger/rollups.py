@@ -13,6 +13,11 @@ A report over millions of requests reads these instead of the rows:
   the dollars each lever says it saved (``decisions[lever]["saved_usd"]``, see
   ``docs/reports.md``).
 
+Every bucket is also keyed by ``charged`` (`tokenomy.ledger.charges`): the rows
+charged to requests are summed apart from the gateway's own calls (a judge's, a
+failed attempt's). A report of spend adds both; what a budget has spent, as the
+caps count it, is the charged sums alone.
+
 `SQLStore.insert_records` calls `bump` inside the transaction that inserts the
 rows, with only the rows that were new, so a rollup never drifts from the
 ledger. The sums are upserts (``col = col + excluded.col``), which PostgreSQL
@@ -21,8 +26,9 @@ Money stays exact: PostgreSQL adds ``NUMERIC``; SQLite, which has no decimal
 type, adds the decimal strings with the ``tk_money_*`` functions the SQLite
 store registers on its connections (`register_sqlite_functions`).
 
-Migration ``m010_rollups`` creates the tables and backfills them from the rows
-already in the ledger, with the same SQL as `rebuild`.
+Migration ``m010_rollups`` created the tables (without ``charged``, `M010`) and
+backfilled them from the rows already in the ledger; ``m018_rollups_charged``
+remakes them with ``charged`` in their keys (`split_charged_statements`).
 """
 
 from __future__ import annotations
@@ -79,20 +85,20 @@ class Rollup:
     key: tuple[str, ...]
 
 
+_WIDE_KEY = ("day", "org", "team", "end_user", "key_id", "tags", "model", "provider", "endpoint")
+_COARSE_KEY = ("day", "org", "team", "model", "provider", "endpoint", "route")
+
 # Every dimension a report can group or filter by. Its size grows with the
 # distinct (key, user, tags, model, endpoint) combinations seen each day.
-WIDE = Rollup(
-    "usage_daily",
-    "savings_daily",
-    ("day", "org", "team", "end_user", "key_id", "tags", "model", "provider", "endpoint"),
-)
+WIDE = Rollup("usage_daily", "savings_daily", (*_WIDE_KEY, "charged"))
 # The dimensions most reports use, a few hundred rows a day whatever the traffic.
-COARSE = Rollup(
-    "usage_daily_coarse",
-    "savings_daily_coarse",
-    ("day", "org", "team", "model", "provider", "endpoint", "route"),
-)
+COARSE = Rollup("usage_daily_coarse", "savings_daily_coarse", (*_COARSE_KEY, "charged"))
 ROLLUPS = (WIDE, COARSE)
+# The rollups as migration m010 made them, before ``charged`` was in their keys.
+M010 = (
+    Rollup(WIDE.usage, WIDE.savings, _WIDE_KEY),
+    Rollup(COARSE.usage, COARSE.savings, _COARSE_KEY),
+)
 
 Bucket = tuple[Any, ...]
 
@@ -180,10 +186,11 @@ def bump(cur: Cursor, dialect: Dialect, records: Sequence[UsageRecord]) -> None:
             unpriced = is_unpriced(rec)
             day, org, team = day_of(rec.ts), rec.org or "", rec.team or ""
             model, provider = rec.served_model or rec.requested_model, rec.provider or ""
+            charged = bool(rec.charged)
             buckets = (
                 (day, org, team, rec.user or "", rec.key_id or "", canonical_tags(rec.tags),
-                 model, provider, rec.endpoint),
-                (day, org, team, model, provider, rec.endpoint, route_of(rec)),
+                 model, provider, rec.endpoint, charged),
+                (day, org, team, model, provider, rec.endpoint, route_of(rec), charged),
             )  # fmt: skip
             levers = list(lever_savings(rec.decisions))
             for i, b in enumerate(buckets):
@@ -263,6 +270,8 @@ def row_sql(d: Dialect, column: str, alias: str = "r") -> str:
     r = alias + "."
     if column == "day":
         return day_sql(d, r + "ts")
+    if column == "charged":
+        return r + "charged"
     if column == "model":
         return f"coalesce(nullif({r}served_model, ''), {r}requested_model)"
     if column == "endpoint":
@@ -320,15 +329,20 @@ def savings_sql(d: Dialect, alias: str = "r") -> tuple[str, str, str]:
 # -- schema and backfill ----------------------------------------------------------------------
 
 
-def create_statements(d: Dialect) -> list[str]:
+def _key_type(d: Dialect, column: str) -> str:
+    if column == "day":
+        return "BIGINT"
+    if column == "tags":
+        return d.json
+    return d.boolean if column == "charged" else "TEXT"
+
+
+def create_statements(d: Dialect, rollups: Sequence[Rollup] = ROLLUPS) -> list[str]:
     zero = "'0'" if d.money_as_text else "0"
     counts = ",\n            ".join(f"{c} BIGINT NOT NULL DEFAULT 0" for c in USAGE_COUNTS)
     out = []
-    for rollup in ROLLUPS:
-        key = ",\n            ".join(
-            f"{c} {'BIGINT' if c == 'day' else d.json if c == 'tags' else 'TEXT'} NOT NULL"
-            for c in rollup.key
-        )
+    for rollup in rollups:
+        key = ",\n            ".join(f"{c} {_key_type(d, c)} NOT NULL" for c in rollup.key)
         out += [
             f"""CREATE TABLE {rollup.usage} (
             {key},
@@ -347,21 +361,60 @@ def create_statements(d: Dialect) -> list[str]:
     return out
 
 
-def backfill_statements(d: Dialect) -> list[str]:
-    """Fill every rollup from the rows in ``requests`` (the tables start empty)."""
+def backfill_statements(
+    d: Dialect, rollups: Sequence[Rollup] = ROLLUPS, *, where: str | None = None
+) -> list[str]:
+    """Fill every rollup from the rows in ``requests`` (``r``) that ``where`` keeps
+    (default: all); the buckets they fill start empty."""
     source, ok, saved = savings_sql(d)
+    rows = "" if where is None else f" WHERE {where}"
     out = []
-    for rollup in ROLLUPS:
+    for rollup in rollups:
         keys = ", ".join(row_sql(d, c) for c in rollup.key)
         groups = ", ".join(str(i) for i in range(1, len(rollup.key) + 1))
         out += [
             f"INSERT INTO {rollup.usage} ({', '.join((*rollup.key, *USAGE_COUNTS, 'cost_usd'))}) "
-            f"SELECT {keys}, {', '.join(usage_sums_sql(d))} FROM requests AS r GROUP BY {groups}",
+            f"SELECT {keys}, {', '.join(usage_sums_sql(d))} FROM requests AS r{rows} "
+            f"GROUP BY {groups}",
             f"INSERT INTO {rollup.savings} ({', '.join(rollup.key)}, lever, requests, saved_usd) "
             f"SELECT {keys}, j.key, count(*), {money_sum(d, saved)} "
-            f"FROM requests AS r, {source} WHERE {ok} "
+            f"FROM requests AS r, {source} WHERE {ok}{'' if where is None else f' AND {where}'} "
             f"GROUP BY {groups}, {len(rollup.key) + 1}",
         ]
+    return out
+
+
+def split_charged_statements(d: Dialect) -> list[str]:
+    """Remake the rollups of `M010` with ``charged`` in their keys (`ROLLUPS`).
+
+    Only the UTC days that hold a row not charged (``m018_days``: the days the
+    gateway made calls of its own) are summed again from ``requests``; every
+    other day's buckets are copied as they were, all charged. So the migration
+    reads the whole ledger once, for its uncharged rows, not to group it all.
+    """
+    yes = "TRUE" if d.name == "postgres" else "1"
+    out = [
+        f"CREATE TEMP TABLE m018_days AS SELECT DISTINCT {day_sql(d, 'ts')} AS day "
+        "FROM requests WHERE NOT charged"
+    ]
+    for rollup in M010:
+        for table in (rollup.usage, rollup.savings):
+            out += [
+                f"CREATE TEMP TABLE m018_{table} AS SELECT * FROM {table}",
+                f"DROP TABLE {table}",
+            ]
+    out += create_statements(d)
+    for old in M010:
+        for table, sums in ((old.usage, (*USAGE_COUNTS, "cost_usd")),
+                            (old.savings, ("lever", "requests", "saved_usd"))):  # fmt: skip
+            cols = ", ".join((*old.key, *sums))
+            out += [
+                f"INSERT INTO {table} ({cols}, charged) SELECT {cols}, {yes} FROM m018_{table} "
+                "WHERE day NOT IN (SELECT day FROM m018_days)",
+                f"DROP TABLE m018_{table}",
+            ]
+    out += backfill_statements(d, where=f"{day_sql(d, 'r.ts')} IN (SELECT day FROM m018_days)")
+    out.append("DROP TABLE m018_days")
     return out
 
 

@@ -24,7 +24,9 @@ def check_dimension(dim: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Filters:
     """Which requests a report covers. Within a field any value matches; across
-    fields all must. ``tags`` pairs must all be on the request."""
+    fields all must. ``tags`` pairs must all be on the request. ``charged`` True
+    keeps the rows charged to requests (what budgets count), False the gateway's
+    own calls, None both (`tokenomy.ledger.charges`)."""
 
     orgs: tuple[str, ...] = ()
     teams: tuple[str, ...] = ()
@@ -34,6 +36,7 @@ class Filters:
     providers: tuple[str, ...] = ()
     endpoints: tuple[str, ...] = ()
     tags: tuple[tuple[str, str], ...] = ()
+    charged: bool | None = None
 
     def describe(self) -> dict[str, list[str]]:
         out = {
@@ -43,6 +46,8 @@ class Filters:
         }
         if self.tags:
             out["tags"] = [f"{k}={v}" for k, v in self.tags]
+        if self.charged is not None:
+            out["charged"] = [str(self.charged).lower()]
         return out
 
 

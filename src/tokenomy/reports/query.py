@@ -54,7 +54,7 @@ _COARSE_FIELDS = {"day", "org", "team", "model", "provider", "endpoint", "route"
 # The rollup and ``requests`` column behind each field.
 _COLUMN = {"day": "day", "org": "org", "team": "team", "user": "end_user", "key": "key_id",
            "tags": "tags", "model": "model", "provider": "provider", "endpoint": "endpoint",
-           "route": "route"}  # fmt: skip
+           "route": "route", "charged": "charged"}  # fmt: skip
 _FILTERS = {"orgs": "org", "teams": "team", "users": "user", "keys": "key", "models": "model",
             "providers": "provider", "endpoints": "endpoint"}  # fmt: skip
 
@@ -254,6 +254,9 @@ def _where(
         if values:
             conds.append(f"{column(fld)} IN ({', '.join([d.param] * len(values))})")
             params.extend(values)
+    if filters.charged is not None:
+        conds.append(f"{column('charged')} = {d.param}")
+        params.append(filters.charged)
     if filters.tags:
         assert tags is not None, "tag filters need the wide rollup or the rows"
         for k, v in filters.tags:

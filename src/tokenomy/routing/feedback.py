@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import orjson
@@ -21,9 +22,11 @@ import orjson
 from ..errors import ConfigError, InvalidRequest
 from ..ledger.base import SQLStore, Store
 from ..ledger.migrations import Cursor
+from ..ledger.pages import Page, SortKey, page_of, page_query
 from ..pipeline.context import Call
 
 SOURCES = ("user", "judge")
+PAGE = 500  # scored requests `FeedbackStore.outcomes` reads at a time
 log = logging.getLogger("tokenomy.routing")
 
 
@@ -97,23 +100,13 @@ class FeedbackStore:
     def outcomes(self, *, since: float | None = None) -> Iterator[dict[str, Any]]:
         """Outcome lines (``tokenomy.routing.learned.outcomes`` format), one per scored
         request whose prompt was collected, with every model scored on it (a judge
-        comparison scores two); several scores of one request and model are averaged."""
-        where = f"WHERE ts >= {self.p}" if since is not None else ""
-        sql = (
-            "SELECT g.request_id, g.model, g.score, g.source, rp.messages FROM ("
-            "SELECT request_id, model, AVG(score) AS score, MIN(source) AS source "
-            f"FROM feedback {where} GROUP BY request_id, model) g "
-            "JOIN route_prompts rp ON rp.request_id = g.request_id ORDER BY g.request_id, g.model"
-        )
-        args = (since,) if since is not None else ()
+        comparison scores two); several scores of one request and model are averaged.
 
-        def run(cur: Cursor) -> list[Any]:
-            cur.execute(sql, args)
-            return cur.fetchall()
-
-        rows = self.store._read(run)
+        Read `PAGE` requests at a time, in request id order: each line is yielded
+        before the next page is read, so an export holds one page however many
+        requests were scored."""
         line: dict[str, Any] | None = None
-        for request_id, model, score, source, messages in rows:
+        for request_id, model, score, source, messages in self._scored(since):
             if line is not None and line["id"] != request_id:
                 yield line
                 line = None
@@ -125,6 +118,44 @@ class FeedbackStore:
                 line["source"] = "mixed"
         if line is not None:
             yield line
+
+    def _scored(self, since: float | None) -> Iterator[tuple[Any, ...]]:
+        """(request id, model, mean score, source, messages) per scored request and
+        model, by request id then model, a `PAGE` of requests at a time."""
+        after: SortKey | None = None
+        while True:
+            ids, rows = self.store._read(partial(self._scored_page, after=after, since=since))
+            yield from rows
+            if ids.next is None:
+                return
+            after = ids.next
+
+    def _scored_page(
+        self, cur: Cursor, *, after: SortKey | None, since: float | None
+    ) -> tuple[Page[str], Sequence[Any]]:
+        """The page of requests past ``after`` with a prompt and feedback (from
+        ``since`` on), and their scores."""
+        p = self.p
+        window, args = ([f"ts >= {p}"], [since]) if since is not None else ([], [])
+        collected = "EXISTS (SELECT 1 FROM route_prompts rp WHERE rp.request_id = f.request_id)"
+        sql, params = page_query(
+            "SELECT DISTINCT f.request_id FROM feedback f", ("f.request_id",), after, PAGE,
+            param=p, where=[*("f." + w for w in window), collected], params=args,
+        )  # fmt: skip
+        ids = page_of(cur.execute(sql, params).fetchall(), PAGE, lambda r: str(r[0]),
+                      lambda rid: (rid,))  # fmt: skip
+        if not ids.items:
+            return ids, []
+        where = " AND ".join([f"request_id IN ({', '.join([p] * len(ids.items))})", *window])
+        cur.execute(
+            "SELECT g.request_id, g.model, g.score, g.source, rp.messages FROM ("
+            "SELECT request_id, model, AVG(score) AS score, MIN(source) AS source "
+            f"FROM feedback WHERE {where} GROUP BY request_id, model) g "
+            "JOIN route_prompts rp ON rp.request_id = g.request_id "
+            "ORDER BY g.request_id, g.model",
+            [*ids.items, *args],
+        )
+        return ids, cur.fetchall()
 
 
 def parse_feedback(body: Any) -> tuple[str, float, str | None]:
