@@ -83,14 +83,17 @@ def web_searches(response: Mapping[str, Any]) -> int:
     reported = search.get("num_requests") if isinstance(search, Mapping) else None
     if isinstance(reported, int) and not isinstance(reported, bool):
         return max(reported, 0)
-    count = 0
     output = response.get("output")
-    for item in output if isinstance(output, list) else ():
-        if isinstance(item, Mapping) and item.get("type") == "web_search_call":
-            action = item.get("action")
-            if not isinstance(action, Mapping) or action.get("type") in (None, "search"):
-                count += 1
-    return count
+    return sum(1 for item in output if is_search(item)) if isinstance(output, list) else 0
+
+
+def is_search(item: object) -> bool:
+    """Whether a Responses output item is a billed web search: a ``web_search_call``
+    that searched (opening a page or finding in one is not billed)."""
+    if not isinstance(item, Mapping) or item.get("type") != "web_search_call":
+        return False
+    action = item.get("action")
+    return not isinstance(action, Mapping) or action.get("type") in (None, "search")
 
 
 class OpenAIProvider(Provider):
