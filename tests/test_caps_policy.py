@@ -23,7 +23,7 @@ from tokenomy.images import count_images
 from tokenomy.ledger import Store, open_store
 from tokenomy.pipeline.admit import Admit
 from tokenomy.pipeline.context import ANTHROPIC, Call
-from tokenomy.pricing import PriceBook
+from tokenomy.pricing import PriceBook, PriceOverride
 from tokenomy.records import UsageRecord
 from tokenomy.webhook import scrubbed, shown
 
@@ -141,6 +141,27 @@ def test_worst_case_prices_inputs_as_cache_writes_when_caching_is_asked() -> Non
     a, b = est(plain), est(cached)
     assert a.usd is not None and b.usd is not None and a.input_usd is not None
     assert b.input_usd is not None and b.input_usd >= 2 * a.input_usd
+
+
+def test_worst_case_prices_openai_inputs_as_cache_writes_where_they_cost_more() -> None:
+    """OpenAI caches a prompt without being asked, and GPT-5.6 and later bill the
+    write at 1.25x input: priced as fresh input, a request that writes its whole
+    prompt would cost more than was held."""
+    est = Estimator(PriceBook())
+    e = est(chat("gpt-5.6-terra", max_tokens=10))
+    # gpt-5.6-terra (since 2026-07-30): $2.50 a million written, $12 out
+    assert e.input_usd == usd_to_units(Decimal("0.0000025") * e.input_tokens)
+    assert e.usd == usd_to_units(Decimal("0.0000025") * e.input_tokens + Decimal("0.00012"))
+    # Where writes cost less than fresh input, the fresh input is the worst.
+    cheap = PriceOverride(Decimal(3), Decimal(10), cache_write=Decimal("0.1"))
+    dear = PriceOverride(Decimal(3), Decimal(10), cache_write=Decimal(4))
+    book = Estimator(PriceBook({"cheap-writes": cheap, "dear-writes": dear}))
+    low, high = book(chat("cheap-writes", max_tokens=10)), book(chat("dear-writes", max_tokens=10))
+    assert low.input_usd == usd_to_units(Decimal("0.000003") * low.input_tokens)
+    assert high.input_usd == usd_to_units(Decimal("0.000004") * high.input_tokens)
+    # An Anthropic upstream caches only what the request marks.
+    claude = book(chat("dear-writes", api=ANTHROPIC, max_tokens=10))
+    assert claude.input_usd == usd_to_units(Decimal("0.000003") * claude.input_tokens)
 
 
 @pytest.mark.parametrize(

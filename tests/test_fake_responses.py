@@ -72,7 +72,14 @@ async def test_json_reply_and_its_documented_counts(asgi: httpx2.AsyncClient) ->
     usage = data["usage"]
     assert (usage["input_tokens"], usage["output_tokens"]) == (22, 4)
     assert usage["input_tokens_details"]["cached_tokens"] == 2
+    assert usage["input_tokens_details"]["cache_write_tokens"] == 0
     assert usage["output_tokens_details"]["reasoning_tokens"] == 0
+    data = await json_reply(asgi, input="a b c [[fake:cached=2]] [[fake:cache_write=3]]")
+    details = data["usage"]["input_tokens_details"]
+    assert (data["usage"]["input_tokens"], details["cached_tokens"]) == (8, 2)
+    assert details["cache_write_tokens"] == 3  # part of input_tokens, like the reads
+    data = await json_reply(asgi, input="a [[fake:cache_write=99]]")
+    assert data["usage"]["input_tokens_details"]["cache_write_tokens"] == 5  # all of it
 
 
 async def test_reasoning_web_searches_and_a_function_call(asgi: httpx2.AsyncClient) -> None:

@@ -157,6 +157,26 @@ def test_reasoning_tokens_for_o_models_and_directive(oai: openai.OpenAI) -> None
     assert out.usage.prompt_tokens_details.cached_tokens == 2
 
 
+def test_cache_write_directive_is_part_of_the_prompt(oai: openai.OpenAI) -> None:
+    """``cache_write=N``: OpenAI's ``prompt_tokens_details.cache_write_tokens``, at
+    most the prompt not read from the cache; reported only when asked for."""
+    plain = oai.chat.completions.create(model="gpt-4o", messages=user("a b c d e f"))
+    assert plain.usage is not None and plain.usage.prompt_tokens_details is not None
+    assert plain.usage.prompt_tokens_details.cache_write_tokens is None
+    out = oai.chat.completions.create(
+        model="gpt-4o", messages=user("a b c d [[fake:cached=2]] [[fake:cache_write=3]]")
+    )
+    assert out.usage is not None and out.usage.prompt_tokens_details is not None
+    assert out.usage.prompt_tokens == plain.usage.prompt_tokens  # six words either way
+    assert out.usage.prompt_tokens_details.cached_tokens == 2
+    assert out.usage.prompt_tokens_details.cache_write_tokens == 3
+    big = oai.chat.completions.create(
+        model="gpt-4o", messages=user("a [[fake:cached=2]] [[fake:cache_write=900]]")
+    )
+    assert big.usage is not None and big.usage.prompt_tokens_details is not None
+    assert big.usage.prompt_tokens_details.cache_write_tokens == big.usage.prompt_tokens - 2
+
+
 def test_audio_directives_are_part_of_the_counts(oai: openai.OpenAI) -> None:
     plain = oai.chat.completions.create(model="gpt-audio", messages=user("hi"))
     out = oai.chat.completions.create(

@@ -230,6 +230,29 @@ def test_a_stream_cut_short_is_estimated_from_the_text_relayed(gw: GW) -> None:
     assert rec.usage.input_tokens > 0 and rec.cost_usd is not None
 
 
+@pytest.mark.parametrize(("cut_at", "searched"), [(9, 1), (16, 2)])
+def test_a_stream_cut_short_bills_the_web_searches_relayed(
+    gw: GW, cut_at: int, searched: int
+) -> None:
+    """Two searches (events 2-6 and 7-11: added, in progress, searching, completed,
+    done), then the reply. Cut in the second search, the first is billed; cut in
+    the reply, both are: the searches were made, whatever the usage lost."""
+    rid, events = stream(
+        gw,
+        model="gpt-4o",
+        input=f"news today [[fake:web_searches=2]] [[fake:reset]] [[fake:cut_at={cut_at}]]",
+        tools=[{"type": "web_search"}],
+    )
+    done = [e for e in events if e.type == "response.output_item.done"]
+    assert len(done) == searched and all(e.item.type == "web_search_call" for e in done)
+    assert events[-1].type == "error"
+    rec = gw.record(rid)
+    assert rec.status == 502 and rec.usage.estimated
+    assert rec.usage.web_search_requests == searched
+    tokens = (rec.usage.input_tokens * Decimal("2.5") + rec.usage.output_tokens * 10) / 1_000_000
+    assert rec.cost_usd == tokens + searched * Decimal(10) / 1000 == genai_cost(rec, "gpt-4o")
+
+
 def test_the_upstreams_error_event_reaches_the_client_unchanged(gw: GW) -> None:
     rid, events = stream(
         gw, model="gpt-4o", input="hello there [[fake:stream_error]] [[fake:cut_at=4]]"

@@ -1,13 +1,17 @@
-"""Audio tokens and web searches, through the official SDKs, the gateway and the
-fake upstream (``[[fake:audio_in=N]]``, ``[[fake:audio_out=N]]``,
-``[[fake:web_searches=N]]``), priced into the ledger at their own rates."""
+"""Audio tokens, web searches and OpenAI's cache writes, through the official SDKs,
+the gateway and the fake upstream (``[[fake:audio_in=N]]``, ``[[fake:audio_out=N]]``,
+``[[fake:web_searches=N]]``, ``[[fake:cache_write=N]]``), priced into the ledger at
+their own rates."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
+from genai_prices import extract_usage
 
 from gateway_fixtures import GW, Fake, dep, gateway_settings, start_gateway
 from tokenomy.config import PriceConfig
@@ -16,6 +20,7 @@ from tokenomy.records import UsageRecord
 M = Decimal(1_000_000)
 AUDIO = "say it aloud [[fake:audio_in=300]] [[fake:audio_out=200]]"
 SEARCH = "look it up [[fake:web_searches=3]]"
+WRITE = "a long shared prefix of many words [[fake:cached=4]] [[fake:cache_write=6]]"
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +28,7 @@ def xgw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactor
     v1 = fake.url + "/v1"
     deployments = (
         dep("gpt-audio", "openai", v1),
+        dep("gpt-5.6-terra", "openai", v1),  # bills cache writes at 1.25x its input rate
         dep("claude-*", "anthropic", fake.url),
         # A negotiated text price, and nothing said about audio or searches.
         dep("voice-text-only", "openai", v1, model="gpt-audio",
@@ -114,3 +120,67 @@ def test_reports_count_the_audio_and_search_fees_in_the_cost(xgw: GW) -> None:
     for use_rollups in (True, False):
         total = scan(xgw.store, use_rollups=use_rollups).total()
         assert total.cost_usd == sum((r.cost_usd for r in every if r.cost_usd), Decimal(0))
+
+
+def openai_call(gw: GW, op: str, model: str, text: str, stream: bool) -> tuple[str, dict[str, Any]]:
+    """One request through the openai SDK: its request id, and the completion or
+    response the client got (a stream's: its usage chunk, its final response)."""
+    client = gw.openai()
+    if op == "chat":
+        messages: Any = [{"role": "user", "content": text}]
+        extra: Any = {"stream_options": {"include_usage": True}} if stream else {}
+        with client.chat.completions.with_streaming_response.create(
+            model=model, messages=messages, stream=stream, **extra
+        ) as resp:
+            rid = resp.headers["x-tokenomy-request-id"]
+            got = resp.parse()
+            last = list(got)[-1] if stream else got  # type: ignore[call-overload]
+            return rid, last.model_dump()
+    with client.responses.with_streaming_response.create(
+        model=model, input=text, stream=stream
+    ) as resp:
+        rid = resp.headers["x-tokenomy-request-id"]
+        got = resp.parse()
+        reply = list(got)[-1].response if stream else got  # type: ignore[call-overload]
+        return rid, reply.model_dump()
+
+
+@pytest.mark.parametrize("op", ["chat", "responses"])
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_cache_writes_are_priced_at_the_write_rate(xgw: GW, op: str, stream: bool) -> None:
+    """gpt-5.6-terra (since 2026-07-30): $2 input, $0.20 cache read, $2.50 cache write,
+    $12 output. The writes are part of the prompt count, as cache reads are: each
+    prompt token is billed once, and the cost is genai-prices' own for the usage
+    the client was shown."""
+    rid, reply = openai_call(xgw, op, "gpt-5.6-terra", WRITE, stream)
+    rec = xgw.record(rid)
+    u = rec.usage
+    assert rec.status == 200 and not u.estimated and not rec.price_unknown
+    assert (u.cache_read_tokens, u.cache_write_tokens, u.cache_write_1h_tokens) == (4, 6, 0)
+    details = "prompt_tokens_details" if op == "chat" else "input_tokens_details"
+    shown = reply["usage"]
+    assert shown[details]["cache_write_tokens"] == 6
+    assert u.input_tokens == shown["prompt_tokens" if op == "chat" else "input_tokens"] > 10
+    fresh = u.input_tokens - 4 - 6
+    want = (fresh * 2 + 4 * Decimal("0.2") + 6 * Decimal("2.5") + u.output_tokens * 12) / M
+    at = datetime.fromtimestamp(rec.ts, UTC)
+    theirs = extract_usage(reply, provider_id="openai", api_flavor=op).calc_price(
+        genai_request_timestamp=at
+    )
+    assert rec.cost_usd == want == theirs.total_price
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_openai_cache_writes_reach_an_anthropic_client_as_cache_creation(
+    xgw: GW, stream: bool
+) -> None:
+    """Translated for an Anthropic client, the writes leave ``input_tokens`` for
+    ``cache_creation_input_tokens``; the record is metered from the upstream's usage."""
+    rec = send(xgw, "anthropic", "gpt-5.6-terra", WRITE, stream)
+    u = rec.usage
+    assert (u.cache_read_tokens, u.cache_write_tokens) == (4, 6)
+    fresh = u.input_tokens - 10
+    assert (
+        rec.cost_usd
+        == (fresh * 2 + 4 * Decimal("0.2") + 6 * Decimal("2.5") + u.output_tokens * 12) / M
+    )

@@ -175,6 +175,71 @@ async def test_an_anthropic_stream_gives_its_events(
     assert rec is not None and rec.status == 200 and rec.cost_usd == stream.cost is not None
 
 
+async def test_a_response_is_metered_and_recorded(
+    pipeline: Pipeline, key: str, ledger: Callable[[str], UsageRecord | None]
+) -> None:
+    body = {"model": "gpt-4o", "input": "hello there", "instructions": "Be brief."}
+    result = await pipeline.responses(body, key=key)
+    assert result.body["object"] == "response" and result.body["status"] == "completed"
+    message = result.body["output"][-1]
+    assert message["type"] == "message"
+    assert message["content"][0]["text"].startswith("Echo: hello")
+    u = result.body["usage"]
+    want = gpt4o_cost(u["input_tokens"], u["output_tokens"])
+    assert result.status == 200 and result.cost == want
+    assert result.headers["x-tokenomy-cost-usd"] == str(want)
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (
+        u["input_tokens"],
+        u["output_tokens"],
+    )
+    rec = ledger(result.request_id)
+    assert rec is not None and rec.cost_usd == want and rec.endpoint == "/v1/responses"
+    assert (rec.team, rec.user, rec.stream) == ("search", "alice", False)
+    failed = await pipeline.responses({**body, "input": "hi [[fake:failed]]"}, key=key)
+    assert failed.body["status"] == "failed" and failed.cost  # an answer, billed
+    assert (failed.record.status, failed.record.error_type) == (500, "response_failed")
+    with pytest.raises(InvalidRequest, match=r"stream_responses\(\)"):
+        await pipeline.responses({**body, "stream": True}, key=key)
+    with pytest.raises(InvalidRequest, match="not translated"):
+        await pipeline.responses({**body, "model": CLAUDE}, key=key)
+
+
+async def test_a_responses_stream_gives_its_events(
+    pipeline: Pipeline, key: str, ledger: Callable[[str], UsageRecord | None]
+) -> None:
+    body = {"model": "gpt-4o", "input": "hello there"}
+    async with await pipeline.stream_responses(body, key=key) as stream:
+        events = []
+        async for event in stream:
+            if event["type"] == "response.completed":  # held until the record is committed
+                assert ledger(stream.request_id) is not None
+            events.append(event)
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    text = "".join(e["delta"] for e in events if e["type"] == "response.output_text.delta")
+    assert text.startswith("Echo: hello")
+    u = events[-1]["response"]["usage"]
+    want = gpt4o_cost(u["input_tokens"], u["output_tokens"])
+    assert stream.cost == want and stream.record.status == 200
+    rec = ledger(stream.request_id)
+    assert rec is not None and rec.stream and rec.cost_usd == want
+    assert rec.endpoint == "/v1/responses" and not rec.usage.estimated
+
+
+async def test_a_responses_stream_that_fails_midway_raises_and_is_recorded(
+    pipeline: Pipeline, key: str, ledger: Callable[[str], UsageRecord | None]
+) -> None:
+    body = {"model": "gpt-4o", "input": "hi [[fake:stream_error]] [[fake:cut_at=6]]"}
+    stream = await pipeline.stream_responses(body, key=key)
+    kinds = []
+    with pytest.raises(UpstreamProtocolError) as info:
+        async for event in stream:
+            kinds.append(event["type"])
+    assert "response.output_text.delta" in kinds and info.value.request_id == stream.request_id
+    rec = ledger(stream.request_id)
+    assert rec is not None and rec.status == 502 and rec.usage.estimated and stream.closed
+
+
 async def test_a_stream_left_early_is_recorded_as_a_client_gone(
     pipeline: Pipeline, key: str, ledger: Callable[[str], UsageRecord | None]
 ) -> None:

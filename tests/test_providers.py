@@ -75,6 +75,37 @@ def test_openai_usage_includes_cached_and_reasoning() -> None:
 M = 1_000_000
 
 
+def test_openai_cache_writes_are_part_of_the_prompt_like_cache_reads() -> None:
+    """``cache_write_tokens`` (chat's ``prompt_tokens_details``, the Responses API's
+    ``input_tokens_details``) is inside the prompt count: the fresh input excludes
+    it, so each prompt token is billed once. Missed, gpt-5.6-terra's writes would
+    be billed at its $2 input rate instead of $2.50."""
+    chat = {
+        "prompt_tokens": 2600,
+        "completion_tokens": 10,
+        "prompt_tokens_details": {"cached_tokens": 2000, "cache_write_tokens": 400},
+    }
+    responses = {
+        "input_tokens": 2600,
+        "output_tokens": 10,
+        "input_tokens_details": {
+            "cached_tokens": 2000,
+            "cache_write_tokens": 400,
+            "cache_write_tokens_details": {"ttl_30m_tokens": 300, "ttl_12h_tokens": 100},
+        },
+    }
+    want = Usage(input_tokens=2600, output_tokens=10, cache_read_tokens=2000,
+                 cache_write_tokens=400)  # fmt: skip
+    for raw in (chat, responses):
+        u = openai_usage(raw)
+        assert u == want and u is not None and u.uncached_input_tokens == 200
+    at = datetime(2026, 9, 1, tzinfo=UTC)  # after the 2026-07-30 price cut
+    cost = PriceBook().cost(want, model="gpt-5.6-terra", provider="openai", at=at)
+    assert cost.total == (200 * 2 + 2000 * Decimal("0.2") + 400 * Decimal("2.5") + 10 * 12) / M
+    unreported = {"prompt_tokens": 5, "prompt_tokens_details": {"cache_write_tokens": None}}
+    assert openai_usage(unreported) == Usage(input_tokens=5)
+
+
 def test_openai_usage_reads_the_cache_fields_of_compatible_servers() -> None:
     """DeepSeek reports cache hits as ``prompt_cache_hit_tokens`` (within
     ``prompt_tokens``); Responses-style servers use ``input_tokens_details``. Missed,

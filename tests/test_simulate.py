@@ -244,6 +244,44 @@ def test_jsonl_log_in_three_shapes(tmp_path: Path) -> None:
     )
 
 
+def test_jsonl_usage_is_read_as_the_gateway_meters_it(tmp_path: Path) -> None:
+    """Cache writes (chat and Responses names) and audio are kept, as the gateway
+    keeps them: a replay prices the writes at gpt-5.6-terra's write rate, not as
+    fresh input."""
+    chat = {
+        "id": "chatcmpl-2",
+        "model": "gpt-5.6-terra",
+        "created": 1_788_000_000,
+        "usage": {
+            "prompt_tokens": 2600,
+            "completion_tokens": 10,
+            "prompt_tokens_details": {"cached_tokens": 2000, "cache_write_tokens": 400},
+        },
+    }
+    resp = {
+        "id": "resp_1",
+        "object": "response",
+        "model": "gpt-5.6-terra",
+        "created_at": 1_788_000_000,
+        "usage": {
+            "input_tokens": 2600,
+            "output_tokens": 10,
+            "input_tokens_details": {"cached_tokens": 2000, "cache_write_tokens": 400},
+        },
+    }
+    path = tmp_path / "log.jsonl"
+    path.write_text(json.dumps(chat) + "\n" + json.dumps(resp) + "\n")
+    for r in from_jsonl(path).requests:
+        assert r.usage == Usage(2600, 10, cache_read_tokens=2000, cache_write_tokens=400)
+    [a, _] = from_jsonl(path).requests
+    want = (200 * 2 + 2000 * Decimal("0.2") + 400 * Decimal("2.5") + 10 * 12) / 10**6
+    assert cost_of(Sim(a), PRICES) == want
+    bad = {**chat, "usage": {**chat["usage"], "prompt_tokens_details": {"cache_write_tokens": -4}}}
+    path.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match=r"log.jsonl:1: usage: cache_write_tokens -4"):
+        from_jsonl(path)
+
+
 def test_jsonl_without_usage_counts_images_as_the_meter_does(tmp_path: Path) -> None:
     """A logged request with images and no usage: each image adds what a 1024x1024
     image costs the model at its detail (`tokenomy.images`), not nothing."""

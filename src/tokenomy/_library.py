@@ -33,7 +33,14 @@ log = logging.getLogger("tokenomy")
 # op → (api, endpoint recorded, request schema), as the HTTP routes have them
 _CHAT_COMPLETIONS = (OPENAI, "chat", "/v1/chat/completions", "openai.chat")
 _MESSAGES = (ANTHROPIC, "chat", "/v1/messages", "anthropic.chat")
+_RESPONSES = (OPENAI, "responses", "/v1/responses", "openai.responses")
 _EMBEDDINGS = (OPENAI, "embeddings", "/v1/embeddings", "openai.embeddings")
+# endpoint → the call that streams it, named when a body asks for a stream elsewhere
+_STREAM_CALLS = {
+    "/v1/chat/completions": "stream_chat_completions()",
+    "/v1/messages": "stream_messages()",
+    "/v1/responses": "stream_responses()",
+}
 
 
 class Pipeline:
@@ -139,6 +146,17 @@ class Pipeline:
         """Anthropic Messages (``POST /v1/messages``), to any model."""
         return await self._json(_MESSAGES, body, key, headers)
 
+    async def responses(
+        self,
+        body: Mapping[str, Any],
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Result:
+        """OpenAI's Responses API (``POST /v1/responses``), to a model whose upstream
+        serves it."""
+        return await self._json(_RESPONSES, body, key, headers)
+
     async def embeddings(
         self,
         body: Mapping[str, Any],
@@ -168,6 +186,17 @@ class Pipeline:
     ) -> Stream:
         """Anthropic Messages, streamed: its events as dicts. ``stream`` is implied."""
         return await self._stream(_MESSAGES, body, key, headers)
+
+    async def stream_responses(
+        self,
+        body: Mapping[str, Any],
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Stream:
+        """The Responses API, streamed: its events as dicts (``response.created`` ...
+        ``response.completed``). ``stream`` is implied."""
+        return await self._stream(_RESPONSES, body, key, headers)
 
     # -- internals -----------------------------------------------------------------
 
@@ -219,8 +248,8 @@ class Pipeline:
         self._idle.clear()
         try:
             payload = check_request(schema, _json_copy(body))
-            if op == "chat":
-                _stream_flag(payload, stream)
+            if op != "embeddings":
+                _stream_flag(payload, stream, _STREAM_CALLS[endpoint])
             call = Call(api, op, endpoint, payload, _headers(headers, key), request_id=request_id)
             gateway.arriving()
             reply = await gateway.handle(call)
@@ -256,14 +285,11 @@ def _json_copy(body: Mapping[str, Any]) -> Any:
         raise InvalidRequest(f"The request body is not JSON: {exc}") from exc
 
 
-def _stream_flag(payload: dict[str, Any], stream: bool) -> None:
+def _stream_flag(payload: dict[str, Any], stream: bool, stream_call: str) -> None:
     if stream:
         payload["stream"] = True
     elif payload.get("stream"):
-        raise InvalidRequest(
-            "'stream' is true: call stream_chat_completions() or stream_messages().",
-            param="stream",
-        )
+        raise InvalidRequest(f"'stream' is true: call {stream_call}.", param="stream")
 
 
 def _headers(headers: Mapping[str, str] | None, key: str | None) -> dict[str, str]:

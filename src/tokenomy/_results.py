@@ -1,7 +1,8 @@
 """What an in-process call returns: a `Result`, or a `Stream` of parsed events.
 
 A stream's ledger row is committed before its iteration ends (before Anthropic's
-``message_stop``, as the server holds it), or, when the stream is left early, as
+``message_stop`` and the Responses API's ``response.completed``, as the server
+holds them), or, when the stream is left early, as
 it closes: by ``aclose()``, at the end of an
 ``async with`` block, or on the event loop soon after it is dropped unclosed.
 Left early, it is recorded as a client that went away (status 499) and billed
@@ -95,7 +96,8 @@ class _Source:
 
 class Stream:
     """A streamed answer: iterate it for the events the HTTP API would have sent,
-    parsed (OpenAI chunks, or Anthropic events), without OpenAI's ``[DONE]``.
+    parsed (OpenAI chunks, Anthropic events, or the Responses API's events),
+    without OpenAI's ``[DONE]``.
 
     ``record`` is the request's ledger row; it is complete, and ``cost`` may be
     read, once the stream is closed (fully read, or left early). An error after

@@ -29,7 +29,7 @@ from .pipeline.admit import AdmissionPolicy, Admit
 from .pipeline.authenticate import Authenticate
 from .pipeline.context import ANTHROPIC, Call, JSONReply, Reply, StreamReply
 from .pipeline.exchange import Answer, answer, upstream_body
-from .pipeline.meter import Meter, estimate_usage, overrides_from
+from .pipeline.meter import Meter, overrides_from
 from .pipeline.resolve import Resolve
 from .pipeline.stream import (
     Adapter,
@@ -37,7 +37,7 @@ from .pipeline.stream import (
     make_adapter,
     read_head,
     reply_outcome,
-    reported_usage,
+    stream_usage,
 )
 from .pricing import PriceBook
 from .providers.base import UpstreamStream
@@ -392,9 +392,7 @@ class Gateway:
     async def _finish_stream(
         self, call: Call, adapter: Adapter, status: int, error: str | None
     ) -> None:
-        usage = reported_usage(call, adapter)
-        if usage is None:
-            usage = estimate_usage(call, "".join(adapter.text))
+        usage = stream_usage(call, adapter)
         await self._finish(call, usage, status=status, error=error, admitted=True)
 
     async def _finish(

@@ -6,8 +6,10 @@ it into `Usage`, whose meaning is fixed:
 - ``input_tokens`` counts *every* prompt token, including cache reads and cache
   writes (OpenAI's ``prompt_tokens`` meaning; Anthropic's ``input_tokens`` must be
   added to its cache read and cache creation counts).
-- ``cache_read_tokens``, ``cache_write_tokens`` (5-minute TTL) and
-  ``cache_write_1h_tokens`` are subsets of ``input_tokens``.
+- ``cache_read_tokens``, ``cache_write_tokens`` (Anthropic's 5-minute TTL;
+  OpenAI's writes, whatever their retention, which it reports inside
+  ``prompt_tokens`` as it does cache reads) and ``cache_write_1h_tokens`` are
+  subsets of ``input_tokens``.
 - ``output_tokens`` counts every generated token, reasoning included;
   ``reasoning_tokens`` is the subset spent on reasoning.
 - ``audio_input_tokens`` and ``audio_output_tokens`` are the audio subsets of

@@ -17,9 +17,13 @@ Prices come from the gateway's `PriceBook` through its public ``cost``: the
 worst case is the cost of that usage, with every input token priced as a
 one-hour cache write when the request asks for caching (Anthropic charges up
 to 2x input for those), at the dearer service tier the request asks for
-(OpenAI's ``service_tier: priority``, Anthropic's ``speed: fast``). Counts that are only estimates (Claude's tokenizer is
-not public) are scaled by ``caps.inexact_input_margin`` (1.2); each image in the
-prompt adds its model's ceiling (`tokenomy.images.IMAGE_TOKENS_MAX`).
+(OpenAI's ``service_tier: priority``, Anthropic's ``speed: fast``). An
+OpenAI-compatible upstream caches without being asked (OpenAI's GPT-5.6 and
+later bill the writes at 1.25x input), so there every input token is priced as
+a cache write when the model's write rate is the dearer. Counts that are only
+estimates (Claude's tokenizer is not public) are scaled by
+``caps.inexact_input_margin`` (1.2); each image in the prompt adds its model's
+ceiling (`tokenomy.images.IMAGE_TOKENS_MAX`).
 
 The worst case covers every upstream call the request may make and every answer
 it may get: OpenAI's ``n`` answers of ``max_tokens`` each; with fallbacks, the
@@ -33,12 +37,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 from ..images import by_prefix, count_images, image_tokens_max
-from ..pipeline.context import ANTHROPIC, Call
+from ..pipeline.context import ANTHROPIC, OPENAI, Call
 from ..pipeline.meter import embedding_count, prompt_count
 from ..pricing import PriceBook
 from ..translate._common import cache_breakpoints
@@ -214,17 +218,22 @@ class Estimator:
         answers: int = 1,
     ) -> Estimate:
         """The worst case of ``calls`` calls of one model giving ``answers`` answers."""
-        model, provider, override, _ = target
+        model, provider, override, api = target
         inp = self.input_tokens(call, model) if input_tokens is None else input_tokens
         out = 0 if call.op == "embeddings" else (max_output or self.requested_output(call, model))
         cached = inp if call.api == ANTHROPIC and _asks_for_cache(call.body) else 0
-        cost = self.prices.cost(
-            Usage(inp * calls, out * answers, cache_write_1h_tokens=cached * calls,
-                  price_context=_dearer_tier(call)),
-            model=model,
-            provider=provider,
-            override_key=override,
-        )  # fmt: skip
+        usage = Usage(inp * calls, out * answers, cache_write_1h_tokens=cached * calls,
+                      price_context=_dearer_tier(call))  # fmt: skip
+        cost = self.prices.cost(usage, model=model, provider=provider, override_key=override)
+        if api == OPENAI and call.op != "embeddings" and not cached:
+            # Cached without being asked: a write may cost more than fresh input
+            # (or, on some models' data, less: then the fresh input is the worst).
+            written = replace(usage, cache_write_tokens=usage.input_tokens)
+            dearer = self.prices.cost(
+                written, model=model, provider=provider, override_key=override
+            )
+            if cost.total is not None and dearer.total is not None and dearer.total > cost.total:
+                cost = dearer
         if cost.total is None or cost.output is None:
             return Estimate(inp * calls, out, None, None, None, answers, True)
         # Every output token is priced at one rate (the tier the prompt selects).

@@ -135,14 +135,26 @@ _MOST_TOKENS = 10**12  # per request: more is a broken log line, and overflows t
 
 
 def openai_usage(u: Mapping[str, Any]) -> Usage:
-    """An OpenAI ``usage`` object (chat completions or responses API) → `Usage`;
-    `ValueError` for counts that are negative or absurd."""
+    """An OpenAI ``usage`` object (chat completions or responses API) → `Usage`, as
+    the gateway meters it (`tokenomy.providers.openai.openai_usage`: cache reads and
+    writes, audio); `ValueError` for counts that are negative or absurd."""
     usage = provider_usage(u) or Usage()
-    for name in ("input_tokens", "output_tokens", "cache_read_tokens", "reasoning_tokens"):
+    for name in _COUNTS:
         count = getattr(usage, name)
         if not 0 <= count <= _MOST_TOKENS:
             raise ValueError(f"usage: {name} {count} is not a token count")
     return usage
+
+
+_COUNTS = (
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "audio_input_tokens",
+    "audio_output_tokens",
+)
 
 
 def _answer_text(response: Mapping[str, Any]) -> str:

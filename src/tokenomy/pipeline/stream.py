@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import orjson
@@ -28,13 +29,13 @@ from .. import translate
 from ..errors import ANTHROPIC_TYPES, UpstreamError, UpstreamProtocolError
 from ..providers import Provider, UpstreamStream
 from ..providers.anthropic import anthropic_usage
-from ..providers.openai import openai_usage, response_usage
+from ..providers.openai import is_search, openai_usage, response_usage
 from ..responses_api import TEXT_DELTAS
 from ..sse import DONE_DATA, SSEEvent, frame
 from ..usage import Usage
 from .context import ANTHROPIC, OPENAI, Call
 from .exchange import SHAPE_ERRORS
-from .meter import with_counted_output
+from .meter import estimate_usage, with_counted_output
 
 DONE = b"data: [DONE]\n\n"
 # The events that end a Responses stream, each carrying the whole response.
@@ -89,6 +90,9 @@ class Adapter:
         # that has its output counted from the text (`output_final` stays False).
         self.output_final = False
         self.text: list[str] = []
+        # Web searches finished in the events relayed (a Responses stream's
+        # web_search_call items): billed when the stream ends before its usage.
+        self.searches = 0
         self.finished = False  # the upstream's own end-of-stream marker was seen
         # An event of the answer itself was seen (one that gave the client a frame,
         # for an OpenAI-compatible upstream; one not in HELD, for Anthropic's).
@@ -322,6 +326,8 @@ class ResponsesPassthrough(Adapter):
             return []
         if kind in TEXT_DELTAS and isinstance(data.get("delta"), str):
             self.text.append(data["delta"])
+        elif kind == "response.output_item.done" and is_search(data.get("item")):
+            self.searches += 1
         if self.sent is not None:
             self.sent.append(data)
         return [ev.raw]
@@ -365,6 +371,18 @@ def feed(adapter: Adapter, ev: SSEEvent) -> list[bytes]:
         return adapter.on_event(ev)
     except SHAPE_ERRORS as exc:
         raise UpstreamProtocolError("upstream sent a stream event of an unexpected shape") from exc
+
+
+def stream_usage(call: Call, adapter: Adapter) -> Usage:
+    """What a stream that ended is billed for: what the upstream reported, else the
+    prompt and the text relayed, counted; and, when it ended before its usage, at
+    least the web searches seen finished in the events relayed."""
+    usage = reported_usage(call, adapter)
+    if usage is None:
+        usage = estimate_usage(call, "".join(adapter.text))
+    if not adapter.output_final and adapter.searches > usage.web_search_requests:
+        usage = replace(usage, web_search_requests=adapter.searches, estimated=True)
+    return usage
 
 
 def reported_usage(call: Call, adapter: Adapter) -> Usage | None:

@@ -18,11 +18,18 @@ from .base import Provider
 
 
 def openai_usage(u: Mapping[str, Any] | None, service_tier: object = None) -> Usage | None:
-    """OpenAI usage → `Usage`. ``prompt_tokens`` already includes cached tokens,
-    and ``completion_tokens`` already includes reasoning tokens. Compatible servers
-    that use the Responses API's names (``input_tokens``, ``input_tokens_details``)
-    are read too, and so is DeepSeek's ``prompt_cache_hit_tokens``: cache reads
-    priced as fresh input would overcharge them several times.
+    """OpenAI usage → `Usage`. ``prompt_tokens`` already includes cached tokens
+    and cache writes, and ``completion_tokens`` already includes reasoning tokens.
+    Compatible servers that use the Responses API's names (``input_tokens``,
+    ``input_tokens_details``) are read too, and so is DeepSeek's
+    ``prompt_cache_hit_tokens``: cache reads priced as fresh input would overcharge
+    them several times.
+
+    Cache writes (``prompt_tokens_details`` / ``input_tokens_details``
+    ``cache_write_tokens``: GPT-5.6 and later bill them above the input rate) are a
+    subset of the prompt, as cache reads are, so they leave the fresh input; all
+    are `Usage.cache_write_tokens`, whatever their retention (the price data has
+    one write rate for OpenAI's models).
 
     Audio tokens (``prompt_tokens_details`` / ``completion_tokens_details``
     ``audio_tokens``, gpt-audio and the like) are kept: they are a subset of the
@@ -48,6 +55,7 @@ def openai_usage(u: Mapping[str, Any] | None, service_tier: object = None) -> Us
         input_tokens=int(prompt or 0),
         output_tokens=int(completion or 0),
         cache_read_tokens=int(cached or 0),
+        cache_write_tokens=int(pdet.get("cache_write_tokens") or 0),
         reasoning_tokens=int(cdet.get("reasoning_tokens") or 0),
         price_context=price_context("service_tier", service_tier),
         audio_input_tokens=int(pdet.get("audio_tokens") or 0),
@@ -75,14 +83,17 @@ def web_searches(response: Mapping[str, Any]) -> int:
     reported = search.get("num_requests") if isinstance(search, Mapping) else None
     if isinstance(reported, int) and not isinstance(reported, bool):
         return max(reported, 0)
-    count = 0
     output = response.get("output")
-    for item in output if isinstance(output, list) else ():
-        if isinstance(item, Mapping) and item.get("type") == "web_search_call":
-            action = item.get("action")
-            if not isinstance(action, Mapping) or action.get("type") in (None, "search"):
-                count += 1
-    return count
+    return sum(1 for item in output if is_search(item)) if isinstance(output, list) else 0
+
+
+def is_search(item: object) -> bool:
+    """Whether a Responses output item is a billed web search: a ``web_search_call``
+    that searched (opening a page or finding in one is not billed)."""
+    if not isinstance(item, Mapping) or item.get("type") != "web_search_call":
+        return False
+    action = item.get("action")
+    return not isinstance(action, Mapping) or action.get("type") in (None, "search")
 
 
 class OpenAIProvider(Provider):

@@ -104,6 +104,7 @@ INT_DIRECTIVES = frozenset(
         "chunk_delay_ms",
         "chunks",
         "cached",
+        "cache_write",
         "reasoning",
         "audio_in",
         "audio_out",
@@ -135,6 +136,7 @@ class Scenario:
     fail_times: int | None = None
     tool: str | None = None  # "" means the first tool of the request
     cached: int | None = None
+    cache_write: int = 0  # OpenAI: prompt tokens written to the cache (part of the prompt)
     reasoning: int | None = None
     audio_in: int = 0  # OpenAI: audio prompt tokens, on top of the text's
     audio_out: int = 0  # OpenAI: audio completion tokens, on top of the text's

@@ -245,6 +245,7 @@ def _plan_chat(req: FakeRequest, sc: Scenario, data: dict[str, Any], n: int) -> 
             sc.cached or 0,
             reasoning,
             audio=(sc.audio_in, sc.audio_out),
+            written=sc.cache_write,
         )
     asked = data.get("service_tier")
     tier = asked if asked in ("flex", "priority") else "default"
@@ -252,14 +253,24 @@ def _plan_chat(req: FakeRequest, sc: Scenario, data: dict[str, Any], n: int) -> 
 
 
 def chat_usage(
-    prompt: int, completion: int, cached: int, reasoning: int, audio: tuple[int, int] = (0, 0)
+    prompt: int,
+    completion: int,
+    cached: int,
+    reasoning: int,
+    audio: tuple[int, int] = (0, 0),
+    written: int = 0,
 ) -> dict[str, Any]:
-    """OpenAI's usage object; ``audio`` (prompt, completion) is part of the counts."""
+    """OpenAI's usage object; ``audio`` (prompt, completion) is part of the counts,
+    and so are the cache reads (``cached``) and writes (``written``, reported when
+    there are any: at most the prompt not read from the cache)."""
+    details = {"cached_tokens": min(cached, prompt), "audio_tokens": audio[0]}
+    if written:
+        details["cache_write_tokens"] = min(written, prompt - details["cached_tokens"])
     return {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": min(cached, prompt), "audio_tokens": audio[0]},
+        "prompt_tokens_details": details,
         "completion_tokens_details": {
             "reasoning_tokens": reasoning,
             "audio_tokens": audio[1],

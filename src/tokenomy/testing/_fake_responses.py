@@ -122,10 +122,11 @@ def _plan(req: FakeRequest, sc: Scenario, data: dict[str, Any]) -> _Plan:
     if not sc.no_usage:
         prompt = _input_tokens(data)
         output = len(pieces) + reasoning
+        cached = min(sc.cached or 0, prompt)
         usage = {
             "input_tokens": prompt,
-            "input_tokens_details": {"cached_tokens": min(sc.cached or 0, prompt),
-                                     "cache_write_tokens": 0},
+            "input_tokens_details": {"cached_tokens": cached,
+                                     "cache_write_tokens": min(sc.cache_write, prompt - cached)},
             "output_tokens": output,
             "output_tokens_details": {"reasoning_tokens": reasoning},
             "total_tokens": prompt + output,

@@ -87,7 +87,8 @@ status ``incomplete`` (``incomplete_details.reason`` ``max_output_tokens``).
 string input is one user message): a message 3 + words of its text, a
 ``function_call`` the words of its arguments, a ``function_call_output`` those of
 its output; + each function tool's name and description words.
-``input_tokens_details.cached_tokens`` (``cached=N``), ``output_tokens`` = pieces +
+``input_tokens_details.cached_tokens`` (``cached=N``) and ``cache_write_tokens``
+(``cache_write=N``), ``output_tokens`` = pieces +
 reasoning, ``output_tokens_details.reasoning_tokens``. A stream is ``event:``-named
 events numbered by ``sequence_number``: ``response.created``,
 ``response.in_progress``, per item ``response.output_item.added``, its events
@@ -141,6 +142,10 @@ embeddings, the first string input); an unknown key gets a 400.
 ``cached=N``          OpenAI ``prompt_tokens_details.cached_tokens`` (Responses:
                       ``input_tokens_details.cached_tokens``); Anthropic
                       ``cache_read_input_tokens`` (replaces the cache emulation).
+``cache_write=N``     OpenAI: ``prompt_tokens_details.cache_write_tokens`` (Responses:
+                      ``input_tokens_details.cache_write_tokens``) = N, at most the
+                      prompt tokens not read from the cache: part of the prompt
+                      count, as cache reads are.
 ``reasoning=N``       reasoning tokens, included in the completion/output count.
 ``audio_in=N``        OpenAI: ``prompt_tokens_details.audio_tokens`` = N, added to
                       ``prompt_tokens`` (an audio part of the prompt).
