@@ -338,6 +338,41 @@ def test_ledger_replay(tmp_path: Path) -> None:
     assert r.quality == "unknown: no evidence for the target model; logged tokens kept"
 
 
+def test_a_reroute_keeps_the_audio_and_the_searches_the_ledger_recorded(tmp_path: Path) -> None:
+    """Moved to another model, a request still sends its audio and makes its web
+    searches: the rerouted cost prices them at the target's own rates."""
+    store = open_store(str(tmp_path / "ledger.db"))
+    store.migrate()
+    voice = Usage(1000, 500, audio_input_tokens=300, audio_output_tokens=200)
+    searched = Usage(1000, 500, web_search_requests=3)
+    recs = [
+        UsageRecord(rid, ts=1_740_787_200.0 + i, team=team, served_model=model, provider=provider,
+                    usage=usage, endpoint="/v1/chat/completions",
+                    cost_usd=PRICES.cost(usage, model=model, provider=provider).total)
+        for i, (rid, team, model, provider, usage) in enumerate([
+            ("r0", "voice", "gpt-audio", "openai", voice),
+            ("r1", "research", "claude-sonnet-4-6", "anthropic", searched),
+        ])
+    ]  # fmt: skip
+    store.insert_records(recs)
+    policies = [
+        Reroute(Selector.parse("team=voice"), "gpt-audio-mini", "openai"),
+        Reroute(Selector.parse("team=research"), "claude-haiku-4-5", "anthropic"),
+    ]
+    sim = simulate(from_ledger(store), policies)
+    store.close()
+    moved_voice, moved_search, both = sim.results
+    logged_voice, logged_search = (r.cost_usd for r in recs)
+    # gpt-audio-mini: $0.60 text in, $10 audio in, $2.40 text out, $20 audio out.
+    mini = (700 * Decimal("0.6") + 300 * 10 + 300 * Decimal("2.4") + 200 * 20) / 10**6
+    # claude-haiku-4-5: $1 in, $5 out, and $10 per thousand web searches.
+    haiku = (1000 * 1 + 500 * 5) / Decimal(10**6) + 3 * Decimal(10) / 1000
+    assert moved_voice.after == mini + logged_search
+    assert moved_search.after == logged_voice + haiku
+    assert both.after == mini + haiku
+    assert both.changed == 2 and both.tokens_after == both.tokens_before == voice + searched
+
+
 # -- the command -----------------------------------------------------------------------------
 
 
