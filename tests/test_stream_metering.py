@@ -1,9 +1,10 @@
 """Streams cut short are metered for what was generated, in every format pair.
 
 Anthropic reports the prompt in ``message_start`` (with ``output_tokens`` 1) and
-the output only in the final ``message_delta``: a stream that ends before it (an
-upstream error event, a dropped connection, a client that went away) must count
-the text it generated, and say the count is an estimate.
+the output and the web searches only in the final ``message_delta``: a stream
+that ends before it (an upstream error event, a dropped connection, a client that
+went away) must count the text it generated and the searches whose results it
+relayed, and say the count is an estimate.
 """
 
 from __future__ import annotations
