@@ -572,6 +572,12 @@ def test_web_searches_directive_in_json_and_the_final_stream_usage(
     )
     assert msg.usage.server_tool_use is not None
     assert msg.usage.server_tool_use.web_search_requests == 2
+    searched = ["server_tool_use", "web_search_tool_result"] * 2
+    assert [b.type for b in msg.content] == [*searched, "text"]
+    calls = [b for b in msg.content if b.type == "server_tool_use"]
+    results = [b for b in msg.content if b.type == "web_search_tool_result"]
+    assert [c.name for c in calls] == ["web_search"] * 2 and calls[0].id != calls[1].id
+    assert [r.tool_use_id for r in results] == [c.id for c in calls]
     with claude.messages.stream(
         model="c", max_tokens=10, messages=user("news [[fake:web_searches=2]]")
     ) as stream:
@@ -581,6 +587,9 @@ def test_web_searches_directive_in_json_and_the_final_stream_usage(
     assert start.message.usage.server_tool_use is None  # searched during the turn
     assert final.usage.server_tool_use is not None
     assert final.usage.server_tool_use.web_search_requests == 2
+    assert [b.type for b in final.content] == [*searched, "text"]
+    calls = [b for b in final.content if b.type == "server_tool_use"]
+    assert all(c.type == "server_tool_use" and c.input == {"query": "tokenomy"} for c in calls)
 
 
 def test_anthropic_errors_map_to_sdk_classes(claude: anthropic.Anthropic) -> None:

@@ -13,7 +13,7 @@ from tokenomy.config import Deployment
 from tokenomy.errors import ConfigError
 from tokenomy.pricing import PriceBook
 from tokenomy.providers import create_provider, provider_names
-from tokenomy.providers.anthropic import anthropic_usage
+from tokenomy.providers.anthropic import anthropic_usage, is_search_result
 from tokenomy.providers.openai import openai_usage
 from tokenomy.providers.retry import MAX_WAIT_S, asked_wait, retry_delay, should_retry
 from tokenomy.sse import SSEParser, frame
@@ -209,6 +209,20 @@ def test_audio_tokens_and_web_searches_are_read() -> None:
     )
     assert a == Usage(10, 5, web_search_requests=2)
     assert anthropic_usage({"input_tokens": 1, "server_tool_use": None}) == Usage(1)
+
+
+def test_an_anthropic_search_is_billed_once_its_result_came() -> None:
+    """What a stream cut before its final usage bills as searches: the results
+    relayed; not the call (its result may never come) nor a search that failed."""
+    call = {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}
+    found = {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}
+    failed = {
+        **found,
+        "content": {"type": "web_search_tool_result_error", "error_code": "max_uses_exceeded"},
+    }
+    fetched = {"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_2", "content": {}}
+    assert is_search_result(found)
+    assert not any(map(is_search_result, (call, failed, fetched, None, "text")))
 
 
 def test_usage_extras_add_up_and_survive_json() -> None:

@@ -282,6 +282,39 @@ def test_jsonl_usage_is_read_as_the_gateway_meters_it(tmp_path: Path) -> None:
         from_jsonl(path)
 
 
+def test_a_jsonl_service_tier_prices_the_request_and_its_reroute(tmp_path: Path) -> None:
+    """The response's ``service_tier`` (beside its usage, as the gateway reads it)
+    prices the logged request and goes with it to another model: a flex request
+    moved to gpt-5-mini is flex there too; a priority one moved to gpt-5-nano,
+    which is not sold at priority, pays nano's standard price."""
+    lines = [
+        {"id": f"chatcmpl-{tier}", "model": "gpt-5", "service_tier": tier,
+         "metadata": {"team": tier}, "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}
+        for tier in ("flex", "priority", "default")
+    ]  # fmt: skip
+    path = tmp_path / "tiers.jsonl"
+    path.write_text("".join(json.dumps({"response": x, "request": {"metadata": x["metadata"]}})
+                            + "\n" for x in lines))  # fmt: skip
+    t = from_jsonl(path)
+    flex, priority, default = t.requests
+    assert flex.usage.price_context == (("service_tier", "flex"),)
+    assert priority.usage.price_context == (("service_tier", "priority"),)
+    assert default.usage == Usage(1000, 500)
+    # gpt-5: $1.25 in, $10 out; flex half of that, priority twice.
+    standard = (1000 * Decimal("1.25") + 500 * 10) / 10**6
+    assert [cost_of(Sim(r), PRICES) for r in t.requests] == [standard / 2, standard * 2, standard]
+    policies = [
+        Reroute(Selector.parse("team=flex"), "gpt-5-mini", "openai"),
+        Reroute(Selector.parse("team=priority"), "gpt-5-nano", "openai"),
+    ]
+    to_mini, to_nano, _ = simulate(t, policies).results
+    # gpt-5-mini: $0.25 in, $2 out (flex half); gpt-5-nano: $0.05 in, $0.40 out.
+    mini_flex = (1000 * Decimal("0.25") + 500 * 2) / 10**6 / 2
+    nano = (1000 * Decimal("0.05") + 500 * Decimal("0.4")) / 10**6
+    assert to_mini.after == mini_flex + standard * 2 + standard
+    assert to_nano.after == standard / 2 + nano + standard
+
+
 def test_jsonl_without_usage_counts_images_as_the_meter_does(tmp_path: Path) -> None:
     """A logged request with images and no usage: each image adds what a 1024x1024
     image costs the model at its detail (`tokenomy.images`), not nothing."""
@@ -336,6 +369,41 @@ def test_ledger_replay(tmp_path: Path) -> None:
     gpt4o = (4000 * Decimal("2.5") + 250 * 10) / 10**6
     assert r.saving == gpt4o - mini
     assert r.quality == "unknown: no evidence for the target model; logged tokens kept"
+
+
+def test_a_reroute_keeps_the_audio_and_the_searches_the_ledger_recorded(tmp_path: Path) -> None:
+    """Moved to another model, a request still sends its audio and makes its web
+    searches: the rerouted cost prices them at the target's own rates."""
+    store = open_store(str(tmp_path / "ledger.db"))
+    store.migrate()
+    voice = Usage(1000, 500, audio_input_tokens=300, audio_output_tokens=200)
+    searched = Usage(1000, 500, web_search_requests=3)
+    recs = [
+        UsageRecord(rid, ts=1_740_787_200.0 + i, team=team, served_model=model, provider=provider,
+                    usage=usage, endpoint="/v1/chat/completions",
+                    cost_usd=PRICES.cost(usage, model=model, provider=provider).total)
+        for i, (rid, team, model, provider, usage) in enumerate([
+            ("r0", "voice", "gpt-audio", "openai", voice),
+            ("r1", "research", "claude-sonnet-4-6", "anthropic", searched),
+        ])
+    ]  # fmt: skip
+    store.insert_records(recs)
+    policies = [
+        Reroute(Selector.parse("team=voice"), "gpt-audio-mini", "openai"),
+        Reroute(Selector.parse("team=research"), "claude-haiku-4-5", "anthropic"),
+    ]
+    sim = simulate(from_ledger(store), policies)
+    store.close()
+    moved_voice, moved_search, both = sim.results
+    logged_voice, logged_search = (r.cost_usd for r in recs)
+    # gpt-audio-mini: $0.60 text in, $10 audio in, $2.40 text out, $20 audio out.
+    mini = (700 * Decimal("0.6") + 300 * 10 + 300 * Decimal("2.4") + 200 * 20) / 10**6
+    # claude-haiku-4-5: $1 in, $5 out, and $10 per thousand web searches.
+    haiku = (1000 * 1 + 500 * 5) / Decimal(10**6) + 3 * Decimal(10) / 1000
+    assert moved_voice.after == mini + logged_search
+    assert moved_search.after == logged_voice + haiku
+    assert both.after == mini + haiku
+    assert both.changed == 2 and both.tokens_after == both.tokens_before == voice + searched
 
 
 # -- the command -----------------------------------------------------------------------------

@@ -10,7 +10,12 @@ model each one states:
 
 - `Reroute`: send them to another model. The target's tokens come from the
   traffic's evidence (that model's own recorded answer to the same prompt) where
-  it exists; otherwise the logged token counts are kept, and that is said.
+  it exists; otherwise the logged token counts are kept, and that is said. The
+  rest of the request goes with it as logged: its cache reads and writes, its
+  reasoning and audio tokens (each within the target's counts), its web searches
+  and its service tier (`Usage.price_context`), priced at the target's own rates;
+  a tier the target is not sold at is priced at its standard rate, as the
+  gateway prices a tier without a rate of its own.
 - `PriceChange`: multiply the provider's input and output prices.
 - `ResponseCache`: a response cache with hit rate ``h``: a hit costs nothing, so
   each request's expected cost is ``(1 - h)`` times its cost.
@@ -180,7 +185,15 @@ class Reroute:
         cached = min(u.cache_read_tokens, inp)
         w5 = min(u.cache_write_tokens, inp - cached)
         w1 = min(u.cache_write_1h_tokens, inp - cached - w5)
-        usage = Usage(inp, out, cached, w5, w1, min(u.reasoning_tokens, out), est)
+        reasoning = min(u.reasoning_tokens, out)
+        # The rest of the logged usage goes with the request: the same audio (within
+        # the target's counts), the same web searches, the same service tier asked
+        # for (priced at the standard rate where the target is not sold at it).
+        usage = replace(u, input_tokens=inp, output_tokens=out, cache_read_tokens=cached,
+                        cache_write_tokens=w5, cache_write_1h_tokens=w1,
+                        reasoning_tokens=reasoning, estimated=est,
+                        audio_input_tokens=min(u.audio_input_tokens, inp - cached - w5 - w1),
+                        audio_output_tokens=min(u.audio_output_tokens, out - reasoning))  # fmt: skip
         moved = replace(req, model=self.model, provider=self.provider, override_key=None,
                         usage=usage)  # fmt: skip
         return replace(sim, req=moved, evidence=got, rerouted_from=req.model)

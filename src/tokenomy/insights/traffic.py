@@ -134,11 +134,12 @@ def from_ledger(store: Store, *, since: float | None = None, until: float | None
 _MOST_TOKENS = 10**12  # per request: more is a broken log line, and overflows the prices
 
 
-def openai_usage(u: Mapping[str, Any]) -> Usage:
+def openai_usage(u: Mapping[str, Any], service_tier: object = None) -> Usage:
     """An OpenAI ``usage`` object (chat completions or responses API) → `Usage`, as
     the gateway meters it (`tokenomy.providers.openai.openai_usage`: cache reads and
-    writes, audio); `ValueError` for counts that are negative or absurd."""
-    usage = provider_usage(u) or Usage()
+    writes, audio, and the response's ``service_tier`` as its price context);
+    `ValueError` for counts that are negative or absurd."""
+    usage = provider_usage(u, service_tier) or Usage()
     for name in _COUNTS:
         count = getattr(usage, name)
         if not 0 <= count <= _MOST_TOKENS:
@@ -182,7 +183,7 @@ def _jsonl_request(line: Mapping[str, Any], n: int) -> Request:
         raise ValueError("no model")
     usage_raw = response.get("usage")
     if isinstance(usage_raw, Mapping):
-        usage = openai_usage(usage_raw)
+        usage = openai_usage(usage_raw, response.get("service_tier"))
     elif isinstance(body.get("messages"), list):
         prompt = count_chat_messages(body["messages"], model).tokens
         prompt += image_tokens_estimate(body, model)  # as the gateway's meter estimates

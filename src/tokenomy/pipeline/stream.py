@@ -28,7 +28,7 @@ import orjson
 from .. import translate
 from ..errors import ANTHROPIC_TYPES, UpstreamError, UpstreamProtocolError
 from ..providers import Provider, UpstreamStream
-from ..providers.anthropic import anthropic_usage
+from ..providers.anthropic import anthropic_usage, is_search_result
 from ..providers.openai import is_search, openai_usage, response_usage
 from ..responses_api import TEXT_DELTAS
 from ..sse import DONE_DATA, SSEEvent, frame
@@ -91,7 +91,8 @@ class Adapter:
         self.output_final = False
         self.text: list[str] = []
         # Web searches finished in the events relayed (a Responses stream's
-        # web_search_call items): billed when the stream ends before its usage.
+        # web_search_call items, an Anthropic stream's web_search_tool_result
+        # blocks): billed when the stream ends before its usage.
         self.searches = 0
         self.finished = False  # the upstream's own end-of-stream marker was seen
         # An event of the answer itself was seen (one that gave the client a frame,
@@ -147,6 +148,12 @@ def _openai_chunk_text(chunk: dict[str, Any], text: list[str]) -> None:
                 text.append(args)
 
 
+def _anthropic_searched(data: dict[str, Any]) -> int:
+    """1 for a ``content_block_start`` of a web search's result (the search was made:
+    Anthropic reports it only in the final ``message_delta``), else 0."""
+    return int(is_search_result(data.get("content_block")))
+
+
 def _anthropic_delta_text(data: dict[str, Any], text: list[str]) -> None:
     delta = data.get("delta") or {}
     piece = delta.get("text") or delta.get("partial_json") or delta.get("thinking")
@@ -197,6 +204,8 @@ class AnthropicPassthrough(Adapter):
             return []
         if kind == "content_block_delta":
             _anthropic_delta_text(data, self.text)
+        elif kind == "content_block_start":
+            self.searches += _anthropic_searched(data)
         elif kind == "message_start":
             self._usage_raw.update((data.get("message") or {}).get("usage") or {})
             self.usage = anthropic_usage(self._usage_raw)
@@ -243,6 +252,8 @@ class OpenAIFromAnthropic(Adapter):
             self.begun = True
         if kind == "content_block_delta":
             _anthropic_delta_text(data, self.text)
+        elif kind == "content_block_start":
+            self.searches += _anthropic_searched(data)
         chunks = self.conv.feed(kind, data)
         if kind in ("message_start", "message_delta"):
             self.usage = anthropic_usage(self.conv.usage)

@@ -10,6 +10,8 @@ from .base import Provider
 
 API_VERSION = "2023-06-01"
 PASSED_CLIENT_HEADERS = ("anthropic-beta",)
+# A web search's result block when the search failed (not billed).
+SEARCH_ERROR = "web_search_tool_result_error"
 
 
 def anthropic_usage(u: Mapping[str, Any] | None) -> Usage | None:
@@ -37,6 +39,16 @@ def anthropic_usage(u: Mapping[str, Any] | None) -> Usage | None:
         price_context=price_context("speed", u.get("speed")),
         web_search_requests=int(searches or 0),
     )
+
+
+def is_search_result(block: object) -> bool:
+    """Whether a content block is a billed web search: the ``web_search_tool_result``
+    that answers a ``web_search`` call. A search that failed (its content a
+    ``web_search_tool_result_error``) is not billed, nor is a call not yet answered."""
+    if not isinstance(block, Mapping) or block.get("type") != "web_search_tool_result":
+        return False
+    content = block.get("content")
+    return not (isinstance(content, Mapping) and content.get("type") == SEARCH_ERROR)
 
 
 class AnthropicProvider(Provider):

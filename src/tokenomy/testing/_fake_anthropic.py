@@ -266,53 +266,57 @@ _CITATION = {
     "encrypted_index": "Eo8BCioIAhgB",
     "cited_text": "cited words",
 }
+
+
+def _search_blocks(tool_id: str) -> list[dict[str, Any]]:
+    """One web search, as the API returns it: the ``server_tool_use`` block that
+    calls it and the ``web_search_tool_result`` block that answers it."""
+    result = {
+        "type": "web_search_result",
+        "url": "https://example.com/a",
+        "title": "A",
+        "encrypted_content": "EqgfCioIARgB",
+        "page_age": None,
+    }
+    return [
+        {"type": "server_tool_use", "id": tool_id, "name": "web_search", "input": _SEARCH},
+        {"type": "web_search_tool_result", "tool_use_id": tool_id, "content": [result]},
+    ]
+
+
 _RICH_BLOCKS: list[dict[str, Any]] = [
     {"type": "thinking", "thinking": "Let me think.", "signature": _SIGNATURE},
-    {"type": "server_tool_use", "id": "srvtoolu_01", "name": "web_search", "input": _SEARCH},
-    {
-        "type": "web_search_tool_result",
-        "tool_use_id": "srvtoolu_01",
-        "content": [
-            {
-                "type": "web_search_result",
-                "url": "https://example.com/a",
-                "title": "A",
-                "encrypted_content": "EqgfCioIARgB",
-                "page_age": None,
-            }
-        ],
-    },
+    *_search_blocks("srvtoolu_01"),
     {"type": "text", "text": "cited words", "citations": [_CITATION]},
 ]
 
 
-def _rich_events() -> Iterator[bytes]:
-    thinking, search, result, cited = _RICH_BLOCKS
-    starts = [
-        {"type": "thinking", "thinking": "", "signature": ""},
-        {**search, "input": {}},
-        result,
-        {"type": "text", "text": ""},
-    ]
-    deltas: list[list[dict[str, Any]]] = [
-        [
-            {"type": "thinking_delta", "thinking": thinking["thinking"]},
-            {"type": "signature_delta", "signature": _SIGNATURE},
-        ],
-        [{"type": "input_json_delta", "partial_json": orjson.dumps(_SEARCH).decode()}],
-        [],
-        [
-            {"type": "citations_delta", "citation": _CITATION},
-            {"type": "text_delta", "text": cited["text"]},
-        ],
-    ]
-    for index, (block, pieces) in enumerate(zip(starts, deltas, strict=True)):
-        start = {"type": "content_block_start", "index": index, "content_block": block}
-        yield _event("content_block_start", start)
-        for delta in pieces:
-            body = {"type": "content_block_delta", "index": index, "delta": delta}
-            yield _event("content_block_delta", body)
-        yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
+def _block_events(index: int, block: dict[str, Any]) -> Iterator[bytes]:
+    """A finished content block as a stream sends it: ``content_block_start`` with
+    the block emptied, its documented deltas, ``content_block_stop``."""
+    kind = block["type"]
+    start, deltas = block, []
+    if kind == "thinking":
+        start = {"type": "thinking", "thinking": "", "signature": ""}
+        deltas = [
+            {"type": "thinking_delta", "thinking": block["thinking"]},
+            {"type": "signature_delta", "signature": block["signature"]},
+        ]
+    elif kind == "server_tool_use":
+        start = {**block, "input": {}}
+        deltas = [
+            {"type": "input_json_delta", "partial_json": orjson.dumps(block["input"]).decode()}
+        ]
+    elif kind == "text":
+        start = {"type": "text", "text": ""}
+        deltas = [{"type": "citations_delta", "citation": c} for c in block.get("citations", ())]
+        deltas.append({"type": "text_delta", "text": block["text"]})
+    body = {"type": "content_block_start", "index": index, "content_block": start}
+    yield _event("content_block_start", body)
+    for delta in deltas:
+        body = {"type": "content_block_delta", "index": index, "delta": delta}
+        yield _event("content_block_delta", body)
+    yield _event("content_block_stop", {"type": "content_block_stop", "index": index})
 
 
 # -- messages -----------------------------------------------------------------------------------
@@ -352,7 +356,8 @@ class _Reply:
     tool: tuple[str, str] | None  # (tool_use id, tool name)
     stop_reason: str
     usage: dict[str, Any] | None
-    rich: bool = False
+    # The blocks before the reply: `[[fake:rich]]`'s, then a web search's two per search.
+    before: list[dict[str, Any]]
     stop_sequence: str | None = None
 
 
@@ -369,13 +374,17 @@ def _plan(req: FakeRequest, sc: Scenario, data: dict[str, Any]) -> _Reply:
         stop = "max_tokens" if truncated else "end_turn"
     if sc.stop is not None:
         stop = sc.stop
+    before = list(_RICH_BLOCKS) if sc.rich else []
+    for _ in range(sc.web_searches):
+        before += _search_blocks(req.state.new_id("srvtoolu_"))
     usage = None
     if not sc.no_usage:
         reasoning = sc.reasoning or 0
         prompt = _measure_prompt(req, data, sc.cached)
-        usage = _usage(prompt, len(pieces) + reasoning, reasoning, sc.web_searches)
+        searches = sum(b["type"] == "web_search_tool_result" for b in before)
+        usage = _usage(prompt, len(pieces) + reasoning, reasoning, searches)
     stop_sequence = STOP_SEQUENCE if stop == "stop_sequence" else None
-    return _Reply(pieces, tool, stop, usage, sc.rich, stop_sequence)
+    return _Reply(pieces, tool, stop, usage, before, stop_sequence)
 
 
 async def messages(req: FakeRequest) -> None:
@@ -419,8 +428,7 @@ async def messages(req: FakeRequest) -> None:
         tool_id, name = reply.tool
         tool_input = orjson.loads("".join(reply.pieces))
         content = [{"type": "tool_use", "id": tool_id, "name": name, "input": tool_input}]
-    if reply.rich:
-        content = [*_RICH_BLOCKS, *content]
+    content = [*reply.before, *content]
     body = _message(message_id, data["model"], content, reply.stop_reason, reply.usage)
     body["stop_sequence"] = reply.stop_sequence
     await send_body(req.send, 200, orjson.dumps(body), headers_for(req))
@@ -462,10 +470,9 @@ def _events(message_id: str, model: str, reply: _Reply) -> Iterator[bytes]:
         start_usage["output_tokens"] = 1
     start = _message(message_id, model, [], None, start_usage)
     yield _event("message_start", {"type": "message_start", "message": start})
-    first = 0
-    if reply.rich:
-        yield from _rich_events()
-        first = len(_RICH_BLOCKS)
+    for index, before in enumerate(reply.before):
+        yield from _block_events(index, before)
+    first = len(reply.before)
     block: dict[str, Any] = {"type": "text", "text": ""}
     kind = "text_delta"
     if reply.tool is not None:

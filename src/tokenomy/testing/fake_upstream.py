@@ -151,9 +151,13 @@ embeddings, the first string input); an unknown key gets a 400.
                       ``prompt_tokens`` (an audio part of the prompt).
 ``audio_out=N``       OpenAI: ``completion_tokens_details.audio_tokens`` = N, added to
                       ``completion_tokens`` (a spoken reply).
-``web_searches=N``    Anthropic: ``usage.server_tool_use.web_search_requests`` = N, in
-                      the JSON body and the final ``message_delta`` (not
-                      ``message_start``: the searches happen during the turn).
+``web_searches=N``    Anthropic: N web searches before the reply, each a
+                      ``server_tool_use`` block (name ``web_search``; streamed with
+                      an ``input_json_delta``) and its ``web_search_tool_result``;
+                      ``usage.server_tool_use.web_search_requests`` counts them
+                      (and ``rich``'s), in the JSON body and the final
+                      ``message_delta`` (not ``message_start``: the searches
+                      happen during the turn).
                       Responses: N ``web_search_call`` items (see above).
 ``failed``            Responses: the response fails (status ``failed``, ``error``
                       server_error, usage reported); a stream ends with
@@ -161,7 +165,8 @@ embeddings, the first string input); an unknown key gets a 400.
 ``rich``              Anthropic: before the reply, a thinking block (``thinking_delta``,
                       ``signature_delta``), a ``server_tool_use`` web search
                       (``input_json_delta``), its ``web_search_tool_result`` and a
-                      text block with a ``citations_delta``.
+                      text block with a ``citations_delta``; the search is counted
+                      in ``usage.server_tool_use.web_search_requests``.
 ``stop=REASON``       Anthropic: this ``stop_reason`` (``pause_turn``, ``refusal``...);
                       ``stop_sequence`` also reports ``stop_sequence: "###"``.
 ``id=TEXT``           no effect besides naming a ``fail_times`` counter.
