@@ -176,3 +176,27 @@ async def test_error_directives_answer_in_openais_format(asgi: httpx2.AsyncClien
     assert r.status_code == 200
     with pytest.raises(orjson.JSONDecodeError):
         orjson.loads(r.content)
+
+
+async def test_a_kept_response_is_continued_and_an_unknown_one_refused(
+    asgi: httpx2.AsyncClient,
+) -> None:
+    """Responses are kept for ``previous_response_id`` unless ``store`` is false;
+    an id not kept gets OpenAI's refusal."""
+    first = await json_reply(asgi, input="hello there")
+    streamed = await events(asgi, input="hello there")
+    unstored = await json_reply(asgi, input="hello there", store=False)
+    for rid in (first["id"], streamed[-1][1]["response"]["id"]):
+        again = await json_reply(asgi, previous_response_id=rid)  # no input needed
+        assert again["previous_response_id"] == rid
+    for rid in (unstored["id"], "resp_nope"):
+        r = await asgi.post("/v1/responses", json={"model": "gpt-4o", "previous_response_id": rid})
+        assert r.status_code == 400
+        assert r.json() == {
+            "error": {
+                "message": f"Previous response with id '{rid}' not found.",
+                "type": "invalid_request_error",
+                "param": "previous_response_id",
+                "code": "previous_response_not_found",
+            }
+        }

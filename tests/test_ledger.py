@@ -32,7 +32,7 @@ from tokenomy.ledger import (
     open_store,
     sqlite_path,
 )
-from tokenomy.ledger.base import REQUEST_COLUMNS, record_to_row
+from tokenomy.ledger.base import REQUEST_COLUMNS, Owner, record_to_row
 from tokenomy.ledger.migrations import MIGRATIONS, Dialect, Migration
 from tokenomy.records import UsageRecord
 from tokenomy.usage import Usage
@@ -82,6 +82,7 @@ def full_record(request_id: str = "req-full") -> UsageRecord:
         error_type="client_disconnected",
         decisions={"cache": {"hit": False}, "route": ["a", "b"], "n": 3, "none": None},
         upstream_request_id="req_011CUpstream",
+        response_id="resp_68af0123abcd",
     )
 
 
@@ -254,7 +255,7 @@ def test_the_upstream_request_id_from_the_previous_schema(
         s._write(lambda cur: cur.execute(sql, old))
         assert s.migrate()[0] == "m016_upstream_request_id"
         got = s.get_record("old")
-        assert got == replace(full_record("old"), upstream_request_id=None)
+        assert got == replace(full_record("old"), upstream_request_id=None, response_id=None)
         s.insert_records([full_record()])
         assert s.get_record("req-full") == full_record()
 
@@ -294,6 +295,35 @@ def test_which_rows_were_charged_from_the_previous_schema(
         }  # fmt: skip
         s.insert_records([replace(full_record(), charged=False)])
         assert s.get_record("req-full") == replace(full_record(), charged=False)
+
+
+def test_response_ids_and_their_owners_from_the_previous_schema(
+    new_db_url: Callable[[], str],
+) -> None:
+    """m019 adds the id of the response a Responses request made, and reads who made
+    one back by it: rows written before have none, so their responses have no owner."""
+    names = migrations.names()
+    before = names[names.index("m019_response_ids") - 1]
+    with open_store(new_db_url()) as s:
+        s.migrate(upto=before)
+        assert isinstance(s, SQLStore)
+        cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index("response_id")]
+        old = record_to_row(full_record("old"), s.dialect)[: len(cols)]
+        sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
+        s._write(lambda cur: cur.execute(sql, old))
+        assert s.migrate() == ["m019_response_ids"]
+        assert s.get_record("old") == replace(full_record("old"), response_id=None)
+        assert s.response_owners("resp_68af0123abcd") == []
+        s.insert_records(
+            [
+                full_record(),
+                replace(full_record("other"), key_id=None, org=None, team=None, response_id="x"),
+            ]
+        )
+        assert s.get_record("req-full") == full_record()
+        assert s.response_owners("resp_68af0123abcd") == [Owner("tk-0123abcd", "acme", "search")]
+        assert s.response_owners("x") == [(None, None, None)]
+        assert s.response_owners("resp_68af0123abc") == []  # no prefix match
 
 
 def test_fallback_file_keeps_the_audio_and_search_counts(store: Store, tmp_path: Path) -> None:

@@ -226,6 +226,42 @@ async def test_a_responses_stream_gives_its_events(
     assert rec.endpoint == "/v1/responses" and not rec.usage.estimated
 
 
+async def test_only_its_tenant_continues_a_response(
+    pipeline: Pipeline,
+    key: str,
+    settings: Settings,
+    fake: Fake,
+    ledger: Callable[[str], UsageRecord | None],
+) -> None:
+    """In process as over HTTP: a key of another team continuing a response is
+    refused as OpenAI refuses an id it does not know, and the upstream never hears
+    of it; the team's own streamed continuation goes on."""
+    secret, other = mint_key(team="ads", org="acme")
+    with open_store(settings.db) as store:
+        store.create_key(other)
+    made = await pipeline.responses({"model": "gpt-4o", "input": "hello there"}, key=key)
+    rid = made.body["id"]
+    assert made.record.response_id == rid
+    body = {"model": "gpt-4o", "input": "what did I ask?", "previous_response_id": rid}
+    before = fake.app.mark()
+    with pytest.raises(InvalidRequest) as info:
+        await pipeline.responses(body, key=secret)
+    err = info.value
+    assert (err.status, err.code, err.param) == (
+        400,
+        "previous_response_not_found",
+        "previous_response_id",
+    )
+    assert err.message == f"Previous response with id '{rid}' not found."
+    assert fake.app.requests_since(before) == []
+    rec = ledger(err.request_id or "")
+    assert rec is not None and rec.status == 400 and rec.key_id == other.key_id
+    async with await pipeline.stream_responses(body, key=key) as stream:
+        events = [event async for event in stream]
+    assert events[-1]["response"]["previous_response_id"] == rid
+    assert stream.record.response_id == events[-1]["response"]["id"] != rid
+
+
 async def test_a_responses_stream_that_fails_midway_raises_and_is_recorded(
     pipeline: Pipeline, key: str, ledger: Callable[[str], UsageRecord | None]
 ) -> None:

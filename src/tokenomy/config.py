@@ -89,6 +89,8 @@ class Settings:
     alerts: Mapping[str, Any] = field(default_factory=dict)  # ``alerts:`` (insights.watch)
     routing: Mapping[str, Any] = field(default_factory=dict)  # ``routing:`` (tokenomy.routing)
     cache: Mapping[str, Any] = field(default_factory=dict)  # ``cache:`` (tokenomy.cache)
+    # ``responses:`` (the Responses API's chains between tenants: tokenomy.pipeline.chains)
+    responses: Mapping[str, Any] = field(default_factory=dict)
     otlp_endpoint: str | None = None  # OTLP/HTTP base URL: set, each request becomes a span
     log_level: str = "info"
 
@@ -287,7 +289,7 @@ def deployments_from_env(env: Mapping[str, str]) -> tuple[Deployment, ...]:
 _TOP_KEYS = {
     "server", "db", "master_key", "require_key", "metrics_auth", "refuse_unknown_prices",
     "key_cache_ttl", "redis_url", "timezone", "webhook_url", "otlp_endpoint",
-    "caps", "billing", "alerts", "routing", "cache", "models",
+    "caps", "billing", "alerts", "routing", "cache", "responses", "models",
 }  # fmt: skip
 _SERVER_KEYS = {"host", "port", "drain_timeout", "log_level"}
 
@@ -376,6 +378,7 @@ def load_settings(
         alerts=section(raw, "alerts"),
         routing=section(raw, "routing"),
         cache=section(raw, "cache"),
+        responses=section(raw, "responses"),
         otlp_endpoint=http_url(raw.get("otlp_endpoint"), "otlp_endpoint"),
         log_level=log_level(server.get("log_level", "info"), "server.log_level"),
     )
@@ -434,3 +437,7 @@ def check_sections(settings: Settings) -> None:
         from .cache.config import cache_config
 
         cache_config(settings)
+    if settings.responses:
+        from .pipeline.chains import chains_config
+
+        chains_config(settings)

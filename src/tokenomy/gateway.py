@@ -1,4 +1,4 @@
-"""The pipeline, in process: authenticate → resolve → admit → provider → meter → record.
+"""The pipeline, in process: authenticate → resolve → chains → admit → provider → meter → record.
 
 `Gateway.handle` takes a parsed request (`Call`) and returns a reply whose bytes
 are already in the client's API format. The HTTP server (`tokenomy.server`) is a
@@ -27,6 +27,7 @@ from .ledger.base import SQLStore, Store
 from .metrics import Metrics
 from .pipeline.admit import AdmissionPolicy, Admit
 from .pipeline.authenticate import Authenticate
+from .pipeline.chains import Chains, chains_config
 from .pipeline.context import ANTHROPIC, Call, JSONReply, Reply, StreamReply
 from .pipeline.exchange import Answer, answer, upstream_body
 from .pipeline.meter import Meter, overrides_from
@@ -41,6 +42,7 @@ from .pipeline.stream import (
 )
 from .pricing import PriceBook
 from .providers.base import UpstreamStream
+from .responses_api import response_id
 from .routing.cascade import Cascade
 from .routing.feedback import PromptCollector
 from .routing.judge import judge_for
@@ -125,6 +127,7 @@ class Gateway:
         self.metrics = Metrics()
         self.authenticate = Authenticate(self.keys, require_key=settings.require_key)
         self.resolve = Resolve(settings)
+        self.chains = Chains(chains_config(settings), self.store)
         self.caps = caps_policy(settings, self.store, self.prices)
         if self.caps is not None:  # a worst case covers every model the route may call
             self.caps.estimate.route = self.resolve.target
@@ -202,6 +205,7 @@ class Gateway:
         try:
             await self.authenticate(call)
             await self.resolve(call)
+            await self.chains(call)  # a Responses request continues its tenant's only
             if self.settings.refuse_unknown_prices:
                 prov = call.provider
                 self.prices.check_servable(
@@ -271,6 +275,8 @@ class Gateway:
         assert provider is not None
         call.record.upstream_request_id = provider.request_id(got.up.headers)
         status, error = reply_outcome(got.parsed)  # a failed Responses API response
+        if call.op == "responses":  # whose it is, for a request continuing it
+            call.record.response_id = response_id(got.parsed)
         await self._finish(call, got.usage, status=status, error=error, admitted=True)
         if self.judge is not None:
             self.judge.maybe(call, got.up.data, provider.api)
@@ -393,6 +399,7 @@ class Gateway:
         self, call: Call, adapter: Adapter, status: int, error: str | None
     ) -> None:
         usage = stream_usage(call, adapter)
+        call.record.response_id = adapter.response_id
         await self._finish(call, usage, status=status, error=error, admitted=True)
 
     async def _finish(

@@ -43,3 +43,7 @@ class UsageRecord:
     # call the gateway makes for itself (a judge's, a failed attempt's) is its own
     # cost: False. See `tokenomy.ledger.charges`.
     charged: bool = True
+    # The id of the response object a Responses API request made (``resp_...``), which
+    # a later request continues with ``previous_response_id``: the row says whose it
+    # is (`tokenomy.pipeline.chains`). None for every other request.
+    response_id: str | None = None

@@ -11,13 +11,15 @@ messages, so that token counting (`tokenomy.tokens`), the image estimates
 a chat request; `as_tools` gives its tools in the chat form.
 
 What a request brings that the gateway cannot see is not in them: the context
-of ``previous_response_id``, ``conversation`` and ``item_reference`` items, a
-stored ``prompt`` template, and the opaque ``encrypted_content`` of reasoning
-items. The caps' worst case leaves it out; the record is metered from the
-upstream's usage, which counts it.
+of ``previous_response_id`` and ``item_reference`` items, a stored ``prompt``
+template, and the opaque ``encrypted_content`` of reasoning items (a
+``conversation`` is refused: `tokenomy.pipeline.chains`). The caps' worst case
+leaves it out; the record is metered from the upstream's usage, which counts it.
 
 A reply's usage is read by `tokenomy.providers.openai.response_usage`; its text
-(only needed to estimate a reply that reports none) by `output_text`.
+(only needed to estimate a reply that reports none) by `output_text`; its id,
+which the ledger keeps so that only its tenant may continue it
+(`tokenomy.pipeline.chains`), by `response_id`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["TEXT_DELTAS", "as_messages", "as_tools", "output_text", "prompt_messages"]
+__all__ = [
+    "TEXT_DELTAS",
+    "as_messages",
+    "as_tools",
+    "output_text",
+    "prompt_messages",
+    "response_id",
+]
 
 # Stream events whose ``delta`` is generated text (what a cut stream is counted from).
 TEXT_DELTAS = frozenset(
@@ -105,6 +114,14 @@ def prompt_messages(body: Mapping[str, Any]) -> list[Any]:
     if isinstance(messages, list):
         return messages
     return as_messages(body)
+
+
+def response_id(response: Any) -> str | None:
+    """The id of a response object (a JSON reply, or a stream event's ``response``)."""
+    if not isinstance(response, Mapping):
+        return None
+    rid = response.get("id")
+    return rid if isinstance(rid, str) and rid else None
 
 
 def output_text(response: Mapping[str, Any]) -> str:

@@ -12,12 +12,11 @@ A request is looked up and stored only when all of these hold:
 
 ``x-tokenomy-cache: refresh`` skips the read and stores the new answer.
 
-The namespace is the tenant: the key's team (``namespace: team``, the default),
-org or key id; a key without a team or org falls back to its own key id, so an
-entry never reaches a tenant it was not written by. A team belongs to its org:
-teams of the same name in two orgs are two tenants (``org-team:ORG/TEAM``, both
-parts percent-encoded so no two (org, team) pairs meet). ``shared:NAME`` puts
-every tenant in one namespace, which an operator must choose on purpose.
+The namespace is the tenant (`tokenomy.tenancy`): the key's team (``namespace:
+team``, the default), org or key id; a key without a team or org falls back to
+its own key id, so an entry never reaches a tenant it was not written by.
+``shared:NAME`` puts every tenant in one namespace, which an operator must
+choose on purpose.
 """
 
 from __future__ import annotations
@@ -25,9 +24,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 from ..pipeline.context import Call
+from ..tenancy import ANONYMOUS, tenant
 from .config import SHARED, CacheConfig
 
 HEADER = "x-tokenomy-cache"
@@ -39,8 +38,6 @@ HIT_EXACT = "hit-exact"
 HIT_SEMANTIC = "hit-semantic"
 MISS = "miss"
 BYPASS = "bypass"
-
-ANONYMOUS = "anonymous"  # requests without a key (only when require_key is off)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +99,4 @@ def namespace(call: Call, cfg: CacheConfig) -> str:
     key = call.key
     if key is None:
         return ANONYMOUS
-    if cfg.namespace == "team" and key.team:
-        if key.org:
-            return f"org-team:{quote(key.org, safe='')}/{quote(key.team, safe='')}"
-        return "team:" + key.team
-    if cfg.namespace == "org" and key.org:
-        return "org:" + key.org
-    return "key:" + key.key_id
+    return tenant(cfg.namespace, key.key_id, key.org, key.team)

@@ -9,7 +9,7 @@ from `OUTPUT_LIMITS` (``caps.output_limits`` in the config adds to it) or
 
 A Responses request's input is its ``instructions``, ``input`` items and
 ``tools`` (`tokenomy.responses_api`). What it brings that the gateway cannot see
-(``previous_response_id``, ``conversation``, stored prompts and items) is not in
+(``previous_response_id``, stored prompts and items) is not in
 the worst case, which no count of the request can cover; the settle charges the
 usage the upstream reports, which counts it.
 

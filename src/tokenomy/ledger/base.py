@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -46,6 +46,15 @@ class KeyRecord:
     created_at: float = 0.0
     expires_at: float | None = None
     revoked_at: float | None = None
+
+
+class Owner(NamedTuple):
+    """Who made a request, as its ledger row names them (`tokenomy.tenancy.tenant`
+    reads its tenant from this)."""
+
+    key_id: str | None
+    org: str | None
+    team: str | None
 
 
 class Store(ABC):
@@ -93,6 +102,12 @@ class Store(ABC):
 
     @abstractmethod
     def count_records(self) -> int: ...
+
+    @abstractmethod
+    def response_owners(self, response_id: str) -> list[Owner]:
+        """Who made the Responses API response ``response_id`` (the rows whose
+        ``response_id`` it is; one, unless an upstream reused an id): empty when
+        the gateway never relayed it."""
 
     @abstractmethod
     def create_key(self, key: KeyRecord) -> None:
@@ -175,6 +190,7 @@ REQUEST_COLUMNS = (
     "web_search_requests",
     "upstream_request_id",
     "charged",
+    "response_id",
 )
 KEY_COLUMNS = (
     "key_id",
@@ -252,6 +268,7 @@ def record_to_row(rec: UsageRecord, dialect: Dialect) -> tuple[Any, ...]:
         u.web_search_requests,
         rec.upstream_request_id,
         bool(rec.charged),
+        rec.response_id,
     )
 
 
@@ -290,6 +307,7 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
         web_search_requests,
         upstream_request_id,
         charged,
+        response_id,
     ) = row
     return UsageRecord(
         request_id=request_id,
@@ -327,6 +345,7 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
         decisions=_load_json(decisions),
         upstream_request_id=upstream_request_id,
         charged=bool(charged),
+        response_id=response_id,
     )
 
 
@@ -503,6 +522,13 @@ class SQLStore(Store):
     def count_records(self) -> int:
         row = self._read(lambda cur: cur.execute("SELECT count(*) FROM requests").fetchone())
         return int(row[0])
+
+    def response_owners(self, response_id: str) -> list[Owner]:
+        sql = self._sql(
+            "SELECT DISTINCT key_id, org, team FROM requests WHERE response_id = ? LIMIT 16"
+        )
+        rows = self._read(lambda cur: cur.execute(sql, (response_id,)).fetchall())
+        return [Owner(*row) for row in rows]
 
     # -- keys -------------------------------------------------------------------------------
 

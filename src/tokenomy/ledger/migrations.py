@@ -434,3 +434,15 @@ def m018_rollups_charged(d: Dialect) -> list[str]:
     count: ``charged`` joins every rollup's key. The days with a row not charged
     are summed again from the ledger; the others are copied, all charged."""
     return split_charged_statements(d)
+
+
+@migration
+def m019_response_ids(d: Dialect) -> list[str]:
+    """The id of the response a Responses API request made, so a request that
+    continues one (``previous_response_id``) is let through only for the tenant
+    that made it (`tokenomy.pipeline.chains`), on every replica. Rows written
+    before have none: their responses are unknown to the gateway."""
+    return [
+        "ALTER TABLE requests ADD COLUMN response_id TEXT",
+        "CREATE INDEX requests_response_id ON requests (response_id) WHERE response_id IS NOT NULL",
+    ]

@@ -30,7 +30,7 @@ from ..errors import ANTHROPIC_TYPES, UpstreamError, UpstreamProtocolError
 from ..providers import Provider, UpstreamStream
 from ..providers.anthropic import anthropic_usage, is_search_result
 from ..providers.openai import is_search, openai_usage, response_usage
-from ..responses_api import TEXT_DELTAS
+from ..responses_api import TEXT_DELTAS, response_id
 from ..sse import DONE_DATA, SSEEvent, frame
 from ..usage import Usage
 from .context import ANTHROPIC, OPENAI, Call
@@ -105,6 +105,8 @@ class Adapter:
         # Set to a list by whoever wants the events sent to the client, parsed (the
         # data of each frame returned, in order; `DONE_DATA` for OpenAI's end marker).
         self.sent: list[Any] | None = None
+        # The id of the response a Responses stream made, for its ledger row.
+        self.response_id: str | None = None
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
         raise NotImplementedError
@@ -322,6 +324,8 @@ class ResponsesPassthrough(Adapter):
             self._seq = seq
         if kind not in self.HELD and kind != "error":
             self.begun = True
+        if self.response_id is None:  # the first event (response.created) names it
+            self.response_id = response_id(data.get("response"))
         if kind == "error":
             nested = data.get("error")  # documented flat; some servers nest it
             flat = {k: data.get(k) for k in ("code", "message", "param")}

@@ -68,6 +68,7 @@ class FakeState:
         self.recorded = 0  # requests ever recorded (the log keeps only the latest)
         self.failures: dict[str, int] = {}  # directive text -> failures served so far
         self.prompt_cache: set[bytes] = set()  # digests of cached Anthropic prefixes
+        self.stored: set[str] = set()  # ids of the Responses API responses kept (``store``)
         self._prefix = os.urandom(4).hex()
         self._serial = itertools.count(1)
 
@@ -78,6 +79,7 @@ class FakeState:
         self.requests.clear()
         self.failures.clear()
         self.prompt_cache.clear()
+        self.stored.clear()
 
 
 @dataclass(slots=True)

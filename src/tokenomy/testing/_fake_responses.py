@@ -247,8 +247,15 @@ async def responses(req: FakeRequest) -> None:
         message = "Unknown parameter: 'stream_options.include_usage'."
         await send_error(req, 400, message, param="stream_options.include_usage")
         return
+    previous = data.get("previous_response_id")
+    if previous is not None and previous not in req.state.stored:
+        message = f"Previous response with id '{previous}' not found."
+        await send_error(
+            req, 400, message, param="previous_response_id", code="previous_response_not_found"
+        )
+        return
     inp = data.get("input")
-    continued = inp is None and bool(data.get("previous_response_id"))
+    continued = inp is None and bool(previous)
     if not continued and (not isinstance(inp, str | list) or not inp):
         await send_error(req, 400, "Missing required parameter: 'input'.", param="input")
         return
@@ -261,6 +268,8 @@ async def responses(req: FakeRequest) -> None:
         await send_error(req, 400, str(exc))
         return
     rid = req.state.new_id("resp_")
+    if data.get("store") is not False:
+        req.state.stored.add(rid)
     query = " ".join(sc.words) or "ok"
     if data.get("stream"):
         events = _events(rid, data, plan, query)

@@ -98,7 +98,10 @@ events numbered by ``sequence_number``: ``response.created``,
 ``response.web_search_call.in_progress``/``.searching``/``.completed``), and
 ``response.output_item.done``; then ``response.completed`` (or
 ``response.incomplete``, ``response.failed``) with the whole response and its
-usage. No ``[DONE]``.
+usage. No ``[DONE]``. Each response is kept (unless ``store: false``) for
+``previous_response_id`` to name; an id the fake did not keep gets OpenAI's 400
+``invalid_request_error`` ``previous_response_not_found`` on that param
+(``input`` may then be left out).
 
 Prompt caching (Anthropic): when any tools/system/message block has
 ``cache_control``, each such block ends a prefix that is written to the cache.
