@@ -264,6 +264,8 @@ def test_no_usage_directive(oai: openai.OpenAI) -> None:
 
 # -- errors and failure scenarios -------------------------------------------------------------
 
+TOO_LONG = "a long story [[fake:too_long]]"
+
 
 def test_openai_errors_map_to_sdk_classes(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.RateLimitError) as rate:
@@ -279,6 +281,20 @@ def test_openai_errors_map_to_sdk_classes(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as missing:
         oai.chat.completions.create(model="gpt-4o", messages=[])
     assert missing.value.param == "messages"
+
+
+def test_too_long_is_refused_as_each_api_refuses_a_prompt_past_the_window(
+    oai: openai.OpenAI,
+) -> None:
+    for param, create in [
+        ("messages", lambda: oai.chat.completions.create(model="gpt-4o", messages=user(TOO_LONG))),
+        ("input", lambda: oai.embeddings.create(model="text-embedding-3-small", input=TOO_LONG)),
+        ("input", lambda: oai.responses.create(model="gpt-4o", input=TOO_LONG)),
+    ]:
+        with pytest.raises(openai.BadRequestError) as info:
+            create()
+        assert info.value.code == "context_length_exceeded" and info.value.param == param
+        assert f"your {param} resulted in 128001 tokens" in info.value.message
 
 
 async def test_validation_errors_in_each_format(asgi: Any) -> None:

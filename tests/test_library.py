@@ -433,6 +433,17 @@ async def test_upstream_errors_are_raised_with_their_status(pipeline: Pipeline, 
     assert info.value.status == 400 and info.value.request_id
 
 
+async def test_an_upstream_refusal_carries_its_own_message_code_and_param(
+    pipeline: Pipeline, key: str
+) -> None:
+    with pytest.raises(UpstreamStatusError) as info:
+        await pipeline.chat_completions(chat("hi [[fake:too_long]]"), key=key)
+    exc = info.value
+    assert (exc.status, exc.code, exc.param) == (400, "context_length_exceeded", "messages")
+    assert exc.message.startswith("This model's maximum context length is 128000 tokens.")
+    assert str(exc) == f"upstream openai returned 400: {exc.message}"  # for logs
+
+
 async def test_a_pipeline_from_a_config_file(
     fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

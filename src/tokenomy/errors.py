@@ -7,7 +7,7 @@
     ├── NotFound              404  unknown model or route
     ├── RateLimited           429  a limit or a budget refused the request
     ├── UpstreamError         502  the provider answered with an error or bad data
-    │   ├── UpstreamStatusError    the provider's own 4xx/5xx, status passed through
+    │   ├── UpstreamStatusError    the provider's own 4xx/5xx: status, message, code, param
     │   ├── UpstreamAuthError      the provider refused the gateway's own key (its 401/403)
     │   ├── UpstreamConnectError   connection refused or reset
     │   └── UpstreamProtocolError  malformed JSON or SSE from the provider
@@ -24,6 +24,10 @@ with the ``request_id`` of the request it ended (its ledger row, when it has one
 from __future__ import annotations
 
 from .usage import Usage
+
+# The most of an upstream's error message relayed to the client: enough for any real
+# one, while a huge error body is not echoed whole.
+RELAYED_CHARS = 2000
 
 # Anthropic's documented error types by status: the type of an error in Anthropic's
 # format when it has no better one (both for a JSON reply and inside a stream).
@@ -107,8 +111,12 @@ class UpstreamError(TokenomyError):
 class UpstreamStatusError(UpstreamError):
     """The provider answered with an error status; ``status`` is the provider's.
 
-    ``upstream_type`` is the error type the provider gave, in the wire format it
-    speaks (``upstream_api``: "openai" or "anthropic")."""
+    ``message``, ``code`` and ``param`` are the provider's own (OpenAI's
+    ``error.code`` and ``error.param``; Anthropic's errors have neither), relayed to
+    a client of the provider's API as they came, the message cut at
+    `RELAYED_CHARS`. ``str()`` also names the provider and the status, for logs and
+    tracebacks. ``upstream_type`` is the error type the provider gave, in the wire
+    format it speaks (``upstream_api``: "openai" or "anthropic")."""
 
     def __init__(
         self,
@@ -117,11 +125,21 @@ class UpstreamStatusError(UpstreamError):
         status: int,
         upstream_type: str | None = None,
         upstream_api: str | None = None,
+        provider: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message, status=status, headers=headers)
+        message = message[:RELAYED_CHARS]
+        super().__init__(message, status=status, code=code, param=param, headers=headers)
         self.upstream_type = upstream_type
         self.upstream_api = upstream_api
+        self.provider = provider
+
+    def __str__(self) -> str:
+        if self.provider is None:
+            return self.message
+        return f"upstream {self.provider} returned {self.status}: {self.message}"
 
 
 class UpstreamAuthError(UpstreamError):

@@ -26,9 +26,16 @@ from typing import Any, ClassVar
 import orjson
 
 from .. import translate
-from ..errors import ANTHROPIC_TYPES, UpstreamError, UpstreamProtocolError
+from ..errors import (
+    ANTHROPIC_TYPES,
+    RELAYED_CHARS,
+    TokenomyError,
+    UpstreamError,
+    UpstreamProtocolError,
+)
 from ..providers import Provider, UpstreamStream
 from ..providers.anthropic import anthropic_usage, is_search_result
+from ..providers.base import error_name
 from ..providers.openai import is_search, openai_usage, response_usage
 from ..responses_api import TEXT_DELTAS, response_id
 from ..sse import DONE_DATA, SSEEvent, frame
@@ -438,10 +445,9 @@ def event_error(
     provider: Provider, error: dict[str, Any], headers: Mapping[str, str]
 ) -> UpstreamError:
     """The upstream's error event, as the refusal it would have been before the stream."""
-    etype, code = error.get("type"), error.get("code")
-    etype = etype if isinstance(etype, str) else None
-    status = EVENT_STATUS.get(etype or "") or EVENT_STATUS.get(str(code)) or 502
-    return provider.error(status, str(error.get("message") or "upstream error"), etype, headers)
+    details = provider.error_details({"error": error})
+    status = EVENT_STATUS.get(details.type or "") or EVENT_STATUS.get(str(error.get("code"))) or 502
+    return provider.error(status, details, headers)
 
 
 def error_frame(
@@ -453,14 +459,22 @@ def error_frame(
     """An error reported inside an already-started stream, in the client's format.
 
     ``upstream`` is the error event the provider sent, if any, in its own API
-    (``upstream_api``): its type is passed on only when that is the client's API."""
-    message = (upstream or {}).get("message") or str(err) or "upstream error"
-    etype = (upstream or {}).get("type") if upstream_api == api else None
+    (``upstream_api``): its message is passed on (cut at `RELAYED_CHARS`), its type,
+    code and param only when that is the client's API."""
+    up = upstream or {}
+    said = up.get("message")
+    own = err.message if isinstance(err, TokenomyError) else str(err)
+    message = (said if isinstance(said, str) and said else own or "upstream error")[:RELAYED_CHARS]
+    etype, code, param = (
+        (error_name(up.get("type")), error_name(up.get("code")), error_name(up.get("param")))
+        if upstream_api == api
+        else (None, None, None)
+    )
     if api == ANTHROPIC:
         etype = etype or ANTHROPIC_TYPES.get(getattr(err, "status", 500), "api_error")
         body = {"type": "error", "error": {"type": etype, "message": message}}
         return frame(orjson.dumps(body), "error")
     etype = etype or ("server_error" if upstream else getattr(err, "type", "api_error"))
     return frame(
-        orjson.dumps({"error": {"message": message, "type": etype, "param": None, "code": None}})
+        orjson.dumps({"error": {"message": message, "type": etype, "param": param, "code": code}})
     )

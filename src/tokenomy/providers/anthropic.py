@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from ..usage import Usage, price_context
-from .base import Provider
+from .base import ErrorDetails, Provider
 
 API_VERSION = "2023-06-01"
 PASSED_CLIENT_HEADERS = ("anthropic-beta",)
@@ -76,8 +76,6 @@ class AnthropicProvider(Provider):
     def usage(self, data: Mapping[str, Any]) -> Usage | None:
         return anthropic_usage(data.get("usage"))
 
-    def error_details(self, data: Any) -> tuple[str, str | None]:
-        if isinstance(data, dict) and isinstance(data.get("error"), dict):
-            err = data["error"]
-            return str(err.get("message") or "upstream error"), err.get("type")
-        return super().error_details(data)
+    def error_details(self, data: Any) -> ErrorDetails:
+        details = super().error_details(data)  # the same shape, less OpenAI's fields
+        return ErrorDetails(details.message, details.type)

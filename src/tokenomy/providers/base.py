@@ -51,6 +51,23 @@ MAX_BODY_BYTES = 256 * 1024 * 1024
 ERROR_BODY_BYTES = 64 * 1024  # an error's message is all that is kept of its body
 
 
+@dataclass(frozen=True, slots=True)
+class ErrorDetails:
+    """What an upstream's error body says: its message, and its type, code and
+    param where it gave them (Anthropic's errors have no code or param)."""
+
+    message: str
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+
+
+def error_name(value: Any) -> str | None:
+    """An error body's type, code or param, if it is one: a short string (some
+    compatible servers send a number for ``code``)."""
+    return value if isinstance(value, str) and 0 < len(value) <= 200 else None
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int
@@ -124,15 +141,21 @@ class Provider(ABC):
     def usage(self, data: Mapping[str, Any]) -> Usage | None:
         """Normalise the usage block of a response (or stream event) to `Usage`."""
 
-    def error_details(self, data: Any) -> tuple[str, str | None]:
-        """Message and type from the provider's error body."""
+    def error_details(self, data: Any) -> ErrorDetails:
+        """Message, type, code and param from the provider's error body (OpenAI's
+        format; a provider of another overrides it)."""
         if isinstance(data, dict):
             err = data.get("error")
             if isinstance(err, dict):
-                return str(err.get("message") or "upstream error"), err.get("type")
+                return ErrorDetails(
+                    str(err.get("message") or "upstream error"),
+                    error_name(err.get("type")),
+                    error_name(err.get("code")),
+                    error_name(err.get("param")),
+                )
             if isinstance(err, str):
-                return err, None
-        return "upstream error", None
+                return ErrorDetails(err)
+        return ErrorDetails("upstream error")
 
     def request_id(self, headers: Mapping[str, str]) -> str | None:
         """The upstream's id for the reply with these headers (not a secret)."""
@@ -141,14 +164,14 @@ class Provider(ABC):
         return value if _REQUEST_ID.fullmatch(value) else None
 
     def error(
-        self, status: int, message: str, utype: str | None, headers: Mapping[str, str]
+        self, status: int, details: ErrorDetails, headers: Mapping[str, str]
     ) -> UpstreamError:
         """The error for the upstream's refusal ``status`` (a reply's, or a stream's
         error event's), with the headers the client's SDK reads about retrying it."""
         exc: UpstreamError
         if status in (401, 403):
             log.warning("upstream %s refused the gateway's credentials (%d): %s",
-                        self.name, status, message[:200])  # fmt: skip
+                        self.name, status, details.message[:200])  # fmt: skip
             exc = UpstreamAuthError(
                 f"upstream {self.name} refused the gateway's credentials "
                 f"({status}); the gateway's operator must fix its key"
@@ -156,10 +179,13 @@ class Provider(ABC):
         else:
             fwd = {h: headers[h] for h in FORWARDED_RESPONSE_HEADERS if h in headers}
             exc = UpstreamStatusError(
-                f"upstream {self.name} returned {status}: {message}",
+                details.message,
                 status=status,
-                upstream_type=utype,
+                upstream_type=details.type,
                 upstream_api=self.api,
+                provider=self.name,
+                code=details.code,
+                param=details.param,
                 headers=fwd,
             )
         exc.upstream_request_id = self.request_id(headers)
@@ -234,8 +260,7 @@ class Provider(ABC):
                 data = orjson.loads(raw) if raw else None
             except orjson.JSONDecodeError:
                 data = raw.decode("utf-8", "replace")[:500]
-            message, utype = self.error_details(data)
-            raise self.error(resp.status, message, utype, resp.headers)
+            raise self.error(resp.status, self.error_details(data), resp.headers)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _read(self, resp: aiohttp.ClientResponse, *, error: bool = False) -> bytes:

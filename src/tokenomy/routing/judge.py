@@ -193,7 +193,7 @@ class Judge:
         try:
             up = await provider.send("chat", model, body, {})
         except TokenomyError as exc:
-            log.warning("judge call (%s) for %s failed: %s", role, call.request_id, exc.message)
+            log.warning("judge call (%s) for %s failed: %s", role, call.request_id, exc)
             return None
         side.record.upstream_request_id = provider.request_id(up.headers)
         text = output_text_of(up.data, provider.api)

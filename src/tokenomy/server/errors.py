@@ -15,6 +15,10 @@ _OPENAI_TYPES = {
 }
 
 
+# The OpenAI code of an Anthropic error type, where one plainly means the same.
+_OPENAI_CODES = {"rate_limit_error": "rate_limit_exceeded"}
+
+
 def _upstream_type(api: str, exc: TokenomyError) -> str | None:
     """The provider's own error type, when the provider speaks the caller's API. The
     other API's types (OpenAI's ``server_error``, Anthropic's ``overloaded_error``) mean
@@ -22,6 +26,14 @@ def _upstream_type(api: str, exc: TokenomyError) -> str | None:
     if isinstance(exc, UpstreamStatusError) and exc.upstream_api == api:
         return exc.upstream_type
     return None
+
+
+def _openai_code(exc: TokenomyError) -> str | None:
+    """The error's OpenAI ``code``: an OpenAI upstream's own, as it came; for an
+    Anthropic upstream's error (which has none), the code of its type if one matches."""
+    if isinstance(exc, UpstreamStatusError) and exc.upstream_api == "anthropic":
+        return _OPENAI_CODES.get(exc.upstream_type or "")
+    return exc.code
 
 
 def error_body(api: str, exc: TokenomyError, request_id: str | None = None) -> bytes:
@@ -45,7 +57,7 @@ def error_body(api: str, exc: TokenomyError, request_id: str | None = None) -> b
                 "message": exc.message,
                 "type": otype,
                 "param": exc.param,
-                "code": exc.code,
+                "code": _openai_code(exc),
             }
         }
     )

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from ._fake_common import (
+    CONTEXT_WINDOW,
     PER_MESSAGE_TOKENS,
     DirectiveError,
     FakeRequest,
@@ -401,6 +402,10 @@ async def messages(req: FakeRequest) -> None:
         if should_fail(sc, req.state):
             assert sc.status is not None
             await send_error(req, sc.status, retry_after=sc.retry_after_s, extra=error_headers(sc))
+            return
+        if sc.too_long:  # as Anthropic refuses a prompt past the context window
+            too_long = f"prompt is too long: {CONTEXT_WINDOW + 1} tokens > {CONTEXT_WINDOW} maximum"
+            await send_error(req, 400, too_long)
             return
         if sc.malformed and not stream:
             await send_body(req.send, 200, BROKEN_JSON, headers_for(req))

@@ -117,7 +117,17 @@ INT_DIRECTIVES = frozenset(
     }
 )
 FLAG_DIRECTIVES = frozenset(
-    {"no_usage", "malformed", "reset", "stream_error", "vary", "ignore_n", "rich", "failed"}
+    {
+        "no_usage",
+        "malformed",
+        "reset",
+        "stream_error",
+        "vary",
+        "ignore_n",
+        "rich",
+        "failed",
+        "too_long",
+    }
 )
 
 
@@ -151,6 +161,7 @@ class Scenario:
     ignore_n: bool = False  # one choice whatever `n` asks
     rich: bool = False  # Anthropic: thinking, server-tool and cited blocks before the reply
     failed: bool = False  # OpenAI Responses: the response fails (status "failed")
+    too_long: bool = False  # refused as a prompt past the model's context window
     stop: str | None = None  # Anthropic: the stop_reason to report
     should_retry: str | None = None  # the `x-should-retry` of an error reply: "true"/"false"
     cut_at: int | None = None  # the event `malformed`, `reset` or `stream_error` replaces
@@ -230,6 +241,10 @@ def should_fail(sc: Scenario, state: FakeState) -> bool:
         return False
     state.failures[sc.key] = served + 1
     return True
+
+
+# The context window a `too_long` prompt exceeds.
+CONTEXT_WINDOW = 128_000
 
 
 # -- counting and content ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from ._fake_common import (
+    CONTEXT_WINDOW,
     DEFAULT_REASONING_TOKENS,
     PER_MESSAGE_TOKENS,
     DirectiveError,
@@ -120,8 +121,9 @@ async def admitted(req: FakeRequest) -> bool:
     return True
 
 
-async def play_scenario(req: FakeRequest, sc: Scenario) -> bool:
-    """Delay, reset, error status: True when the scenario already answered."""
+async def play_scenario(req: FakeRequest, sc: Scenario, prompt: str = "messages") -> bool:
+    """Delay, reset, error status: True when the scenario already answered. ``prompt``
+    names the request's prompt field, which a `too_long` refusal names as its param."""
     await pause(sc.delay_ms)
     if sc.reset and not req.data.get("stream"):
         await drop_connection(req.receive)
@@ -132,6 +134,14 @@ async def play_scenario(req: FakeRequest, sc: Scenario) -> bool:
         await send_error(
             req, sc.status, code=code, retry_after=sc.retry_after_s, extra=error_headers(sc)
         )
+        return True
+    if sc.too_long:  # as OpenAI refuses a prompt past the context window
+        message = (
+            f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, "
+            f"your {prompt} resulted in {CONTEXT_WINDOW + 1} tokens. "
+            f"Please reduce the length of the {prompt}."
+        )
+        await send_error(req, 400, message, param=prompt, code="context_length_exceeded")
         return True
     if sc.malformed and not req.data.get("stream"):
         await send_body(req.send, 200, BROKEN_JSON, headers_for(req))
@@ -464,7 +474,7 @@ async def embeddings(req: FakeRequest) -> None:
     except DirectiveError as exc:
         await send_error(req, 400, str(exc))
         return
-    if await play_scenario(req, sc):
+    if await play_scenario(req, sc, "input"):
         return
     items = []
     tokens = 0

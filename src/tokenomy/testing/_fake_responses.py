@@ -261,7 +261,7 @@ async def responses(req: FakeRequest) -> None:
         return
     try:
         sc = parse_scenario(_last_user_text(data), req.options, data.get("model"))
-        if await play_scenario(req, sc):
+        if await play_scenario(req, sc, "input"):
             return
         plan = _plan(req, sc, data)
     except DirectiveError as exc:

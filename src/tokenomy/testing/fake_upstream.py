@@ -127,6 +127,11 @@ embeddings, the first string input); an unknown key gets a 400.
 ``should_retry=V``    with ``status``: an ``x-should-retry: V`` header (``true`` or
                       ``false``), as OpenAI and Anthropic send to say whether a retry
                       can succeed.
+``too_long``          a 400 as for a prompt past the context window (128,000 tokens):
+                      OpenAI's ``invalid_request_error`` with ``code``
+                      ``context_length_exceeded`` and ``param`` ``messages`` (``input``
+                      for embeddings and Responses); Anthropic's
+                      ``invalid_request_error`` "prompt is too long: ...".
 ``delay_ms=N``        sleep before responding (before the first chunk when streaming).
 ``chunk_delay_ms=N``  sleep between stream chunks.
 ``chunks=N``          number of content pieces.
