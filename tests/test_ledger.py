@@ -262,7 +262,9 @@ def test_the_upstream_request_id_from_the_previous_schema(
         s._write(lambda cur: cur.execute(sql, old))
         assert s.migrate()[0] == "m016_upstream_request_id"
         got = s.get_record("old")
-        assert got == before_m020(replace(full_record("old"), upstream_request_id=None, response_id=None))
+        assert got == before_m020(
+            replace(full_record("old"), upstream_request_id=None, response_id=None)
+        )
         s.insert_records([full_record()])
         assert s.get_record("req-full") == full_record()
 
