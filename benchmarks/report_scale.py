@@ -81,7 +81,7 @@ def rows(n: int, days: int, seed: int = 1) -> Iterator[tuple[Any, ...]]:
         yield (f"req-{i:09d}", start + i * step, "openai", "/v1/chat/completions", key_id, org,
                team, rng.choice(users), tags, model, model, provider, None, False, inp, out,
                cached, 0, 0, 0, False, cost, unknown, 500.0, None, 200, None, decisions,
-               0, 0, 0, None)  # fmt: skip
+               0, 0, 0, None, True, None, None, None)  # fmt: skip
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ import openai
 import pytest
 
 from gateway_fixtures import GW, MASTER_KEY, Fake, gateway_settings, start_gateway
+from tokenomy.insights.simulate import Reroute, Selector, simulate
+from tokenomy.insights.traffic import from_ledger
 from tokenomy.keys import mint_key
 
 M = Decimal(1_000_000)
@@ -115,6 +117,29 @@ def test_the_service_tier_that_served_a_request_sets_its_price(
     rate_in, rate_out = O3_TIER_RATES[tier]
     assert (
         rec.cost_usd == (rec.usage.input_tokens * rate_in + rec.usage.output_tokens * rate_out) / M
+    )
+    assert rec.usage.price_context == (("service_tier", tier),)  # the ledger keeps the tier
+
+
+def test_a_priority_request_replayed_from_the_ledger_is_priced_at_priority(
+    fresh_gw: GW,
+) -> None:
+    """`tokenomy simulate` on the ledger prices a priority request at the priority
+    rate it was billed at (not the standard one), and a reroute keeps the tier."""
+    raw = fresh_gw.openai().chat.completions.with_raw_response.create(
+        model="o3", messages=MSG, service_tier="priority"
+    )
+    rec = fresh_gw.record(raw.headers["x-tokenomy-request-id"])
+    rate_in, rate_out = O3_TIER_RATES["priority"]
+    priority = (rec.usage.input_tokens * rate_in + rec.usage.output_tokens * rate_out) / M
+    assert rec.cost_usd == priority
+    move = Reroute(Selector.parse("model=o3"), "gpt-5", "openai")
+    sim = simulate(from_ledger(fresh_gw.store), [move])
+    assert sim.baseline_total == sim.logged_total == priority
+    # gpt-5 at priority: $2.50 in, $20 out per million tokens (standard $1.25, $10).
+    [moved] = sim.results
+    assert (
+        moved.after == (rec.usage.input_tokens * Decimal("2.5") + rec.usage.output_tokens * 20) / M
     )
 
 

@@ -70,6 +70,7 @@ def full_record(request_id: str = "req-full") -> UsageRecord:
             cache_write_1h_tokens=200,
             reasoning_tokens=300,
             estimated=True,
+            price_context=(("speed", "fast"),),
             audio_input_tokens=2_000,
             audio_output_tokens=150,
             web_search_requests=4,
@@ -83,7 +84,13 @@ def full_record(request_id: str = "req-full") -> UsageRecord:
         decisions={"cache": {"hit": False}, "route": ["a", "b"], "n": 3, "none": None},
         upstream_request_id="req_011CUpstream",
         response_id="resp_68af0123abcd",
+        upstream_error_code="overloaded",
     )
+
+
+def before_m020(r: UsageRecord) -> UsageRecord:
+    """``r`` as a row written before m020 reads back: no tier, no upstream code."""
+    return replace(r, usage=replace(r.usage, price_context=()), upstream_error_code=None)
 
 
 def raw_cost(store: Store, request_id: str) -> Any:
@@ -255,7 +262,9 @@ def test_the_upstream_request_id_from_the_previous_schema(
         s._write(lambda cur: cur.execute(sql, old))
         assert s.migrate()[0] == "m016_upstream_request_id"
         got = s.get_record("old")
-        assert got == replace(full_record("old"), upstream_request_id=None, response_id=None)
+        assert got == before_m020(
+            replace(full_record("old"), upstream_request_id=None, response_id=None)
+        )
         s.insert_records([full_record()])
         assert s.get_record("req-full") == full_record()
 
@@ -311,8 +320,8 @@ def test_response_ids_and_their_owners_from_the_previous_schema(
         old = record_to_row(full_record("old"), s.dialect)[: len(cols)]
         sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
         s._write(lambda cur: cur.execute(sql, old))
-        assert s.migrate() == ["m019_response_ids"]
-        assert s.get_record("old") == replace(full_record("old"), response_id=None)
+        assert s.migrate()[0] == "m019_response_ids"
+        assert s.get_record("old") == before_m020(replace(full_record("old"), response_id=None))
         assert s.response_owners("resp_68af0123abcd") == []
         s.insert_records(
             [
@@ -324,6 +333,67 @@ def test_response_ids_and_their_owners_from_the_previous_schema(
         assert s.response_owners("resp_68af0123abcd") == [Owner("tk-0123abcd", "acme", "search")]
         assert s.response_owners("x") == [(None, None, None)]
         assert s.response_owners("resp_68af0123abc") == []  # no prefix match
+
+
+def test_tiers_and_upstream_error_codes_from_the_previous_schema(
+    new_db_url: Callable[[], str],
+) -> None:
+    """m020 adds the tier a request was priced at and the upstream's code for its
+    refusal: rows written before have neither (the standard tier), new rows keep
+    both, and the tier is stored as a JSON object a query can read."""
+    names = migrations.names()
+    before = names[names.index("m020_tiers_and_error_codes") - 1]
+    with open_store(new_db_url()) as s:
+        s.migrate(upto=before)
+        assert isinstance(s, SQLStore)
+        cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index("price_context")]
+        old = record_to_row(full_record("old"), s.dialect)[: len(cols)]
+        sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
+        s._write(lambda cur: cur.execute(sql, old))
+        assert s.migrate() == ["m020_tiers_and_error_codes"]
+        assert s.get_record("old") == before_m020(full_record("old"))
+        flex = replace(
+            full_record("flex"),
+            usage=replace(full_record().usage, price_context=(("service_tier", "flex"),)),
+            upstream_error_code=None,
+        )
+        s.insert_records([full_record(), flex, before_m020(full_record("standard"))])
+        assert s.get_record("req-full") == full_record()
+        assert s.get_record("flex") == flex
+        assert s.get_record("standard") == before_m020(full_record("standard"))
+        tier = (
+            "price_context->>'service_tier'"
+            if s.dialect.name == "postgres"
+            else "json_extract(price_context, '$.service_tier')"
+        )
+        query = f"SELECT request_id, {tier}, upstream_error_code FROM requests ORDER BY id"
+        rows = s._read(lambda cur: cur.execute(query).fetchall())
+        assert [tuple(r) for r in rows] == [
+            ("old", None, None),
+            ("req-full", None, "overloaded"),  # fast mode: {"speed": "fast"}
+            ("flex", "flex", None),
+            ("standard", None, None),
+        ]
+
+
+def test_fallback_file_lines_from_before_the_tier_and_code_still_replay(
+    store: Store, tmp_path: Path
+) -> None:
+    """A fallback line written before records had a tier and an upstream code
+    replays as a standard-tier row with no code."""
+    fallback = tmp_path / "failed.jsonl"
+    w = GroupCommitWriter(store, fallback_path=str(fallback), inline=False)
+    assert w.close(5)
+    with pytest.raises(Overloaded):
+        w.submit(full_record())
+    line = json.loads(fallback.read_text())
+    assert line["record"]["usage"].pop("price_context") == [["speed", "fast"]]
+    assert line["record"].pop("upstream_error_code") == "overloaded"
+    fallback.write_text(json.dumps(line) + "\n")
+    old = load_fallback(str(fallback))
+    assert old == [before_m020(full_record())]
+    assert store.insert_records(old) == 1
+    assert store.get_record("req-full") == before_m020(full_record())
 
 
 def test_fallback_file_keeps_the_audio_and_search_counts(store: Store, tmp_path: Path) -> None:

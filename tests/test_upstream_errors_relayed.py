@@ -76,6 +76,29 @@ def test_an_openai_client_gets_the_openai_upstreams_code_param_and_message(
     assert isinstance(got, openai.APIStatusError)
     rec = gw.record(got.response.headers["x-tokenomy-request-id"])
     assert rec.status == 400 and rec.error_type == "upstream_error"
+    assert rec.upstream_error_code == "context_length_exceeded"  # why, for the operator
+
+
+def test_an_error_event_mid_stream_is_recorded_with_the_upstreams_code(gw: GW) -> None:
+    """A Responses stream the upstream ends with ``event: error`` (code
+    ``server_error``) after it began: the row keeps that code beside the gateway's
+    own error type."""
+    with gw.http() as c:
+        r = c.post("/v1/responses", headers={"authorization": f"Bearer {gw.key}"},
+                   json={"model": "gpt-4o", "stream": True,
+                         "input": "go [[fake:stream_error]] [[fake:cut_at=4]] [[fake:chunks=6]]"})  # fmt: skip
+    assert r.status_code == 200 and "event: error" in r.text
+    rec = gw.record(r.headers["x-tokenomy-request-id"])
+    assert rec.error_type == "upstream_protocol_error"
+    assert rec.upstream_error_code == "server_error"
+
+
+def test_a_failure_of_the_gateways_own_has_no_upstream_code(gw: GW) -> None:
+    """The gateway's own codes (here a malformed reply's) are not the upstream's."""
+    with pytest.raises(openai.APIStatusError) as info:
+        gw.openai().chat.completions.create(model="gpt-4o", messages=say("[[fake:malformed]]"))  # type: ignore[arg-type]
+    rec = gw.record(info.value.response.headers["x-tokenomy-request-id"])
+    assert rec.status == 502 and rec.upstream_error_code is None
 
 
 def test_the_responses_api_gets_the_upstreams_code_and_param(

@@ -142,6 +142,13 @@ class UpstreamStatusError(UpstreamError):
         return f"upstream {self.provider} returned {self.status}: {self.message}"
 
 
+def upstream_code(exc: BaseException) -> str | None:
+    """The upstream's own code for the refusal ``exc`` (what the ledger keeps as
+    ``upstream_error_code``); None for every other error, the gateway's own codes
+    (``upstream_auth_error``, ``rate_limit_exceeded``...) included."""
+    return exc.code if isinstance(exc, UpstreamStatusError) else None
+
+
 class UpstreamAuthError(UpstreamError):
     """The provider refused the gateway's credentials for it (401 or 403): the
     operator's to mend, not the client's, so a 502 that names neither the key nor

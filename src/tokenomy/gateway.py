@@ -18,7 +18,7 @@ from .billing.policy import admission_order, billing_policy
 from .cache import response_cache
 from .caps import caps_policy
 from .config import Settings
-from .errors import TokenomyError, UpstreamError, UpstreamProtocolError
+from .errors import TokenomyError, UpstreamError, UpstreamProtocolError, upstream_code
 from .insights.otel import otel_hook
 from .insights.watch import AlertWatcher, watch_config
 from .keys import KeyAuthenticator
@@ -41,7 +41,7 @@ from .pipeline.stream import (
     stream_usage,
 )
 from .pricing import PriceBook
-from .providers.base import UpstreamStream
+from .providers.base import UpstreamStream, error_name
 from .responses_api import response_id
 from .routing.cascade import Cascade
 from .routing.feedback import PromptCollector
@@ -239,6 +239,7 @@ class Gateway:
                 return reply
             return await self._json(call)
         except TokenomyError as exc:
+            call.record.upstream_error_code = upstream_code(exc)
             if isinstance(exc, UpstreamError) and exc.upstream_request_id:
                 call.record.upstream_request_id = exc.upstream_request_id
                 exc.headers[UPSTREAM_ID_HEADER] = exc.upstream_request_id
@@ -368,6 +369,7 @@ class Gateway:
                         break
                     events = await hangup.read(reads)
                 if adapter.upstream_error is not None:
+                    call.record.upstream_error_code = error_name(adapter.upstream_error.get("code"))
                     raise UpstreamProtocolError("upstream reported an error mid-stream")
                 if not adapter.finished:
                     raise UpstreamProtocolError("upstream ended the stream early")
@@ -375,6 +377,8 @@ class Gateway:
                 return  # recorded below, as a client that went away
             except TokenomyError as exc:
                 status, error = exc.status, exc.type
+                if adapter.upstream_error is None:  # else its error event's code, kept above
+                    call.record.upstream_error_code = upstream_code(exc)
                 call.failure = exc  # for an in-process caller, which raises it
                 await self._finish_stream(call, adapter, status, error)
                 finished = True

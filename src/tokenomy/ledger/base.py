@@ -191,6 +191,8 @@ REQUEST_COLUMNS = (
     "upstream_request_id",
     "charged",
     "response_id",
+    "price_context",
+    "upstream_error_code",
 )
 KEY_COLUMNS = (
     "key_id",
@@ -205,7 +207,7 @@ KEY_COLUMNS = (
     "expires_at",
     "revoked_at",
 )
-_JSON_COLUMNS = {"tags", "decisions", "models"}
+_JSON_COLUMNS = {"tags", "decisions", "models", "price_context"}
 
 
 def _json_default(obj: Any) -> Any:
@@ -269,7 +271,15 @@ def record_to_row(rec: UsageRecord, dialect: Dialect) -> tuple[Any, ...]:
         rec.upstream_request_id,
         bool(rec.charged),
         rec.response_id,
+        dump_json(dict(u.price_context)) if u.price_context else None,
+        rec.upstream_error_code,
     )
+
+
+def _price_context(value: Any) -> tuple[tuple[str, str], ...]:
+    """The stored ``{"service_tier": "priority"}`` as `Usage.price_context`; null: ()."""
+    got = _load_json(value) if value is not None else None
+    return tuple((str(k), str(v)) for k, v in got.items()) if isinstance(got, dict) else ()
 
 
 def row_to_record(row: Sequence[Any]) -> UsageRecord:
@@ -308,6 +318,8 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
         upstream_request_id,
         charged,
         response_id,
+        price_context,
+        upstream_error_code,
     ) = row
     return UsageRecord(
         request_id=request_id,
@@ -332,6 +344,7 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
             cache_write_1h_tokens=cache_write_1h_tokens,
             reasoning_tokens=reasoning_tokens,
             estimated=bool(estimated),
+            price_context=_price_context(price_context),
             audio_input_tokens=audio_input_tokens,
             audio_output_tokens=audio_output_tokens,
             web_search_requests=web_search_requests,
@@ -346,6 +359,7 @@ def row_to_record(row: Sequence[Any]) -> UsageRecord:
         upstream_request_id=upstream_request_id,
         charged=bool(charged),
         response_id=response_id,
+        upstream_error_code=upstream_error_code,
     )
 
 

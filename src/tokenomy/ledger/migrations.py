@@ -446,3 +446,16 @@ def m019_response_ids(d: Dialect) -> list[str]:
         "ALTER TABLE requests ADD COLUMN response_id TEXT",
         "CREATE INDEX requests_response_id ON requests (response_id) WHERE response_id IS NOT NULL",
     ]
+
+
+@migration
+def m020_tiers_and_error_codes(d: Dialect) -> list[str]:
+    """The tier a request was priced at (`Usage.price_context` as a JSON object,
+    e.g. ``{"service_tier": "priority"}``; null for the standard price), so a
+    replay of the ledger prices it as it was; and the upstream's own code for the
+    refusal that failed it (``context_length_exceeded``). Rows written before
+    have neither: replayed, they are priced at the standard rate."""
+    return [
+        f"ALTER TABLE requests ADD COLUMN price_context {d.json}",
+        "ALTER TABLE requests ADD COLUMN upstream_error_code TEXT",
+    ]

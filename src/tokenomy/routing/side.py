@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from ..errors import UpstreamError
+from ..errors import UpstreamError, upstream_code
 from ..ledger.charges import with_sides
 from ..pipeline.context import Call
 from ..records import UsageRecord
@@ -51,6 +51,7 @@ def side_call(
     side.key, side.deployment, side.provider = parent.key, parent.deployment, parent.provider
     record.setdefault("upstream_request_id", None)
     record.setdefault("response_id", None)
+    record.setdefault("upstream_error_code", None)
     side.record = replace(parent.record, request_id=rid, tags=dict(parent.record.tags),
                           decisions={}, charged=charged, **record)  # fmt: skip
     return side
@@ -99,7 +100,7 @@ async def write_failed_attempt(
     plan = call.route
     n = len(plan.attempts)  # this attempt's entry is the last
     side = side_call(call, f".attempt{n}", charged=False, status=error.status,
-                     error_type=error.type,
+                     error_type=error.type, upstream_error_code=upstream_code(error),
                      upstream_request_id=error.upstream_request_id)  # fmt: skip
     side.started = call.started
     rec = side.record
