@@ -114,6 +114,19 @@ def test_adjustments_and_refunds(store: Store) -> None:
     assert acct.credited == D("3") and acct.debited == D("1.5")
 
 
+def test_an_adjustments_request_id_cannot_pass_for_an_idempotency_key(store: Store) -> None:
+    """Idempotency keys live in the request_id column under a prefix: an adjustment
+    naming such an id would later answer (as a replay) a call that sends that key."""
+    b = BillingStore(store)
+    b.topup("acme", D("2"))
+    with pytest.raises(InvalidRequest, match="cannot start with") as err:
+        b.adjust("acme", D("1"), request_id="idem:retry-7", note="goodwill")
+    assert err.value.status == 400 and err.value.param == "request_id"
+    given = b.adjust("acme", D("1"), idempotency_key="retry-7", note="goodwill")
+    assert not given.replayed and given.amount == D("1")
+    assert ledger_sum(b, "acme") == D("3")
+
+
 def refunds(b: BillingStore, customer: str) -> list[CreditEntry]:
     return [e for e in b.history(customer, limit=100_000) if e.kind == "refund"]
 

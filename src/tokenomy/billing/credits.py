@@ -375,6 +375,12 @@ class BillingStore:
                 "other credit is an adjustment",
                 param="request_id",
             )
+        if request_id is not None and request_id.startswith(IDEMPOTENCY_PREFIX):
+            # the column holds idempotency keys under this prefix: such an id would
+            # answer for (or be answered by) a later call's Idempotency-Key
+            raise InvalidRequest(
+                f"a request_id cannot start with {IDEMPOTENCY_PREFIX!r}", param="request_id"
+            )
 
         def run(cur: Cursor) -> CreditEntry:
             acct = self._locked(cur, customer)
