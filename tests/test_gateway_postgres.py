@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 from decimal import Decimal
 
+import openai
 import pytest
 
 from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
@@ -62,3 +63,13 @@ def test_unknown_price_is_null_in_postgres(pg_gw: GW) -> None:
     )
     rec = pg_gw.record(raw.headers["x-tokenomy-request-id"])
     assert rec.price_unknown and rec.cost_usd is None and rec.api == "anthropic"
+
+
+def test_a_previous_response_id_with_a_nul_is_refused_as_unknown(pg_gw: GW) -> None:
+    """Bad input is a 400 (OpenAI's refusal of an id it does not know), not a 500
+    from PostgreSQL, whose text cannot hold a NUL."""
+    rid = "resp_0123\x00abcd"
+    with pytest.raises(openai.BadRequestError) as info:
+        pg_gw.openai().responses.create(model="gpt-4o", input="hi", previous_response_id=rid)
+    assert info.value.code == "previous_response_not_found"
+    assert info.value.param == "previous_response_id"

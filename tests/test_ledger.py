@@ -335,6 +335,14 @@ def test_response_ids_and_their_owners_from_the_previous_schema(
         assert s.response_owners("resp_68af0123abc") == []  # no prefix match
 
 
+def test_a_response_id_with_a_nul_has_no_owner(store: Store) -> None:
+    """A client's ``previous_response_id`` may hold a NUL (JSON's ``\\u0000``), which
+    PostgreSQL's text cannot: no row names such an id, and asking is no error."""
+    store.insert_records([full_record()])
+    assert store.response_owners("resp_68af0123abcd\x00") == []
+    assert store.response_owners("resp_68af0123abcd") == [Owner("tk-0123abcd", "acme", "search")]
+
+
 def test_tiers_and_upstream_error_codes_from_the_previous_schema(
     new_db_url: Callable[[], str],
 ) -> None:

@@ -538,6 +538,8 @@ class SQLStore(Store):
         return int(row[0])
 
     def response_owners(self, response_id: str) -> list[Owner]:
+        if "\x00" in response_id:  # a client's id: no row holds one (PostgreSQL cannot)
+            return []
         sql = self._sql(
             "SELECT DISTINCT key_id, org, team FROM requests WHERE response_id = ? LIMIT 16"
         )
