@@ -79,7 +79,14 @@ START = {"type": "message_start", "message": {
 PING = {"type": "ping"}
 STOP = {"type": "message_stop"}
 ERROR = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-SCRIPTS = {"start stop": [START, STOP], "start ping error": [START, PING, ERROR]}
+BLOCK = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+DELTA = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}
+SCRIPTS = {
+    "start stop": [START, STOP],
+    "start ping error": [START, PING, ERROR],
+    # an error event whose "error" is a bare string, not Anthropic's object
+    "text then odd error": [START, BLOCK, DELTA, {"type": "error", "error": "boom"}],
+}
 
 
 def sse(data: dict[str, Any]) -> bytes:
@@ -120,6 +127,19 @@ def test_a_stream_of_only_message_start_and_stop_still_works(scripted_gw: GW) ->
     assert '"role":"assistant"' in r.text
     rec = scripted_gw.record(r.headers["x-tokenomy-request-id"])
     assert (rec.status, rec.usage.input_tokens) == (200, 12)
+
+
+@pytest.mark.parametrize("path", [OPENAI, ANTHROPIC])
+def test_an_error_event_of_the_wrong_shape_mid_stream_ends_it_with_an_error(
+    scripted_gw: GW, path: str
+) -> None:
+    """It was an AttributeError in the relay: the stream cut with no error frame and
+    its row recorded as the client's disconnect (499)."""
+    r = post(scripted_gw, path, "claude-haiku-4-5", "text then odd error")
+    assert r.status_code == 200
+    assert "boom" in r.text and "error" in r.text
+    rec = scripted_gw.record(r.headers["x-tokenomy-request-id"])
+    assert rec.status >= 500 and rec.status != 499 and rec.error_type is not None
 
 
 # -- the first byte waits for the first content event, and no longer --------------------------

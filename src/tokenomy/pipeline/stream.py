@@ -76,6 +76,14 @@ def reply_outcome(reply: Any) -> tuple[int, str | None]:
     return EVENT_STATUS.get(str(code)) or 502, "response_failed"
 
 
+def error_object(value: Any) -> dict[str, Any]:
+    """An error event's ``error`` as the object both APIs document: a bare string
+    (some servers send one) becomes its message, anything else an empty error."""
+    if isinstance(value, dict):
+        return value
+    return {"message": value} if isinstance(value, str) and value else {}
+
+
 def _loads(ev: SSEEvent) -> Any:
     try:
         return orjson.loads(ev.data)
@@ -134,7 +142,7 @@ class Adapter:
             return None
         chunk: dict[str, Any] = _loads(ev)
         if "error" in chunk and "choices" not in chunk:
-            self.upstream_error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+            self.upstream_error = error_object(chunk["error"])
             return None
         if chunk.get("usage"):
             self.usage = openai_usage(chunk["usage"], chunk.get("service_tier"))
@@ -224,7 +232,7 @@ class AnthropicPassthrough(Adapter):
             self.usage = anthropic_usage(self._usage_raw)
             self.output_final = self.output_final or "output_tokens" in final
         elif kind == "error":
-            self.upstream_error = data.get("error") or {}
+            self.upstream_error = error_object(data.get("error"))
             return []
         if self.sent is not None:
             self.sent.append(data)
@@ -255,7 +263,7 @@ class OpenAIFromAnthropic(Adapter):
         data = _loads(ev)
         kind = data.get("type") or ev.event or ""
         if kind == "error":
-            self.upstream_error = data.get("error") or {}
+            self.upstream_error = error_object(data.get("error"))
             return []
         if kind not in self.HELD:
             self.begun = True
