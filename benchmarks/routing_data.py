@@ -153,7 +153,8 @@ def routellm_gsm8k(base: Path) -> list[Outcome]:
             n_in = tokens(r["prompt"])
             costs = {m: _routellm_cost(m, n_in, tokens(r[f"{m}_response"])) for m in (STRONG, WEAK)}
             scores = {m: _truth(r[m]) for m in (STRONG, WEAK)}
-            out.append(Outcome(r["prompt"], scores, costs, {"source": "routellm/gsm8k"}))
+            extra = {"source": "routellm/gsm8k", "weak_answer": r[f"{WEAK}_response"]}
+            out.append(Outcome(r["prompt"], scores, costs, extra))
     return out
 
 
