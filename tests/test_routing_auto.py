@@ -54,6 +54,12 @@ def agw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactor
                 "strategy": "cascade",
                 "tiers": ["claude-haiku-4-5", "claude-sonnet-4-6"],
             },
+            "sums": {"strategy": "cascade", "scorer": "checks"},
+            "claude-sums": {
+                "strategy": "cascade",
+                "scorer": "checks",
+                "tiers": ["claude-haiku-4-5", "claude-sonnet-4-6"],
+            },
         },
     }
     for gw in routed_gateway(path, fake, fake_llamacpp, routing):
@@ -427,3 +433,56 @@ def test_a_cached_cascade_answer_claims_one_answer(
         assert again.record.usage.input_tokens == one.input_tokens  # one call with n=3
         cost = PriceBook().cost(again.record.usage, model="gpt-4o-mini", provider="openai").total
         assert Decimal(again.record.decisions["cache"]["saved_usd"]) == cost
+
+
+# The fake echoes the prompt's words: a prompt of N words with chunks=N is answered
+# with exactly those words, so the draft states the prompt's arithmetic.
+SOUND = "[[fake:chunks=8]] so 6 * 7 = 42 and 42 + 1 = 43"
+SLIP = "[[fake:chunks=8]] so 6 * 7 = 48 and 48 + 1 = 49"
+
+
+@pytest.mark.parametrize("alias", ["sums", "claude-sums"])
+def test_a_checks_cascade_keeps_one_sound_draft_as_asked(agw: GW, alias: str) -> None:
+    before = agw.fake.app.mark()
+    a = chat(agw, alias, SOUND, temperature=0)
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model in ("gpt-4o-mini", "claude-haiku-4-5")
+    route = route_of(a.record)
+    assert (route["cascade"], route["score"], route["scorer"]) == ("kept", 1.0, "checks")
+    sent = [r.body for r in agw.fake.app.requests_since(before)]
+    assert len(sent) == 1  # one sample, one call
+    assert sent[0].get("n", 1) == 1 and sent[0]["temperature"] == 0  # one sample needs no heat
+    assert "6 * 7 = 42" in str(a.body)
+
+
+def test_a_checks_cascade_escalates_a_draft_that_miscalculates(agw: GW) -> None:
+    a = chat(agw, "sums", SLIP)
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    route = route_of(a.record)
+    assert route["cascade"] == "escalated" and route["scores"] == [0.5]
+    draft = agw.record(a.request_id + ".draft")
+    assert draft.served_model == "gpt-4o-mini" and route_of(draft)["score"] == 0.5
+    assert draft.cost_usd is not None and draft.cost_usd > 0
+
+
+def test_a_draft_is_kept_by_checks_or_both() -> None:
+    from tokenomy.providers.base import UpstreamResponse
+    from tokenomy.routing.cascade import Draft
+    from tokenomy.usage import Usage
+
+    texts = ("6 * 7 = 48. The answer is 48.", "6 * 7 = 42. The answer is 42.",
+             "7 * 6 = 42. The answer is 42.")  # fmt: skip
+    ups = [UpstreamResponse(200, {}, {"n": i}, b"") for i in range(3)]
+    draft = Draft([(u, u.data, t) for u, t in zip(ups, texts, strict=True)], Usage(), 3)
+    score, up = draft.pick(3, "checks")
+    assert (score, up) == (1.0, ups[1])  # the first sound sample
+    assert draft.pick(3, "both") == (pytest.approx(2 / 3, abs=1e-3), ups[1])
+    slips = Draft([(ups[0], ups[0].data, texts[0])], Usage(), 1)
+    assert slips.pick(1, "checks") == (0.5, ups[0])
+    assert slips.pick(2, "both")[0] == 0.25  # half agreed, one false claim
+    # both: of the samples giving the majority answer, the one without a slip
+    mixed = ("6 * 7 = 48. The answer is 42.", "6 * 7 = 42. The answer is 42.")
+    pair = Draft([(u, u.data, t) for u, t in zip(ups, mixed, strict=False)], Usage(), 2)
+    assert pair.pick(2, "both") == (1.0, ups[1])
+    assert pair.pick(2, "agreement") == (1.0, ups[0])

@@ -74,6 +74,17 @@ def test_no_tiers_no_builtin_aliases() -> None:
         ({"balance": {"m": {"strategy": "random", "deployments": ["a"]}}}, "strategy"),
         ({"balance": {"m": {"deployments": {"a": -1}}}}, "negative"),
         ({"cascade": {"samples": 1}}, "at least 2"),
+        ({"cascade": {"scorer": "vibes"}}, "one of agreement, checks, both"),
+        ({"cascade": {"scorer": "checks", "samples": 0}}, "at least 1"),
+        ({"cascade": {"scorer": "both", "samples": True}}, "at least 2"),
+        (
+            {"aliases": {"a": {"strategy": "cascade", "models": ["x", "y"], "samples": 1}}},
+            "aliases.a.samples: an integer of at least 2",
+        ),
+        (
+            {"aliases": {"a": {"strategy": "cascade", "models": ["x", "y"], "scorer": 3}}},
+            "aliases.a.scorer",
+        ),
         ({"judge": {"sample_rate": 0.1}}, "judge.model"),
     ],
 )
@@ -147,3 +158,33 @@ def test_a_router_weights_file_that_cannot_load_stops_the_start(tmp_path: Path) 
         asyncio.run(app.shutdown())
     # without an alias that uses the router, the file is never read
     Resolve(replace(settings(tmp_path / "missing.npz"), routing={"router_path": "nope.npz"}))
+
+
+def test_a_cascade_scorer_and_its_sample_count() -> None:
+    """`checks` reads one answer, so one sample is its default; `agreement` compares
+    several. An alias takes routing.cascade's scorer and samples unless it sets its own,
+    and another scorer's sample count only when it shares that scorer."""
+    cfg = parse_routing(
+        {
+            "tiers": ["a", "b"],
+            "cascade": {"samples": 5},
+            "aliases": {
+                "sums": {"strategy": "cascade", "scorer": "checks"},
+                "sums3": {"strategy": "cascade", "scorer": "checks", "samples": 3},
+                "mixed": {"strategy": "cascade", "scorer": "both"},
+            },
+        }
+    )
+    got = {n: (a.scorer, a.samples) for n, a in cfg.aliases.items() if a.strategy == "cascade"}
+    assert got == {
+        CASCADE_ALIAS: ("agreement", 5),
+        "sums": ("checks", 1),
+        "sums3": ("checks", 3),
+        "mixed": ("both", 3),
+    }
+    only = parse_routing({"tiers": ["a", "b"], "cascade": {"scorer": "checks"}})
+    assert (only.cascade_scorer, only.cascade_samples) == ("checks", 1)
+    assert (only.aliases[CASCADE_ALIAS].scorer, only.aliases[CASCADE_ALIAS].samples) == (
+        "checks",
+        1,
+    )

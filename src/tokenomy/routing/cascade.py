@@ -2,13 +2,19 @@
 
 The draft asks the cheap tier for ``samples`` answers at once (OpenAI's ``n``;
 for other upstreams, that many calls in parallel, at a temperature of at least
-``routing.cascade.temperature``: identical samples would always agree) and scores
-them by agreement (`tokenomy.routing.learned.agreement`): the share of the samples
-asked for that give the majority's normalised final answer, so a sample that
-failed or that an upstream ignoring ``n`` never sent counts as a disagreeing one.
-At or above the threshold the first sample giving the majority answer is the
-reply, and the record carries what every sample used; below it the request
-moves to the next tier. Each escalated draft is its own ledger row,
+``routing.cascade.temperature`` when there are several: identical samples would
+always agree) and scores them with the alias's ``scorer``:
+
+- ``agreement`` (`tokenomy.routing.learned.agreement`): the share of the samples
+  asked for that give the majority's normalised final answer, so a sample that
+  failed or that an upstream ignoring ``n`` never sent counts as a disagreeing
+  one; the reply is the first sample giving the majority answer;
+- ``checks`` (`tokenomy.routing.learned.checks`): ``1 / (1 + false arithmetic
+  claims)`` of each sample; the reply is the best one (the first of equals);
+- ``both``: the agreement times the checks score of the majority's best sample.
+
+At or above the threshold that reply is kept, and the record carries what every
+sample used; below it the request moves to the next tier. Each escalated draft is its own ledger row,
 ``<request id>.draft`` (``.draft2``... for later tiers), so tokens and prices
 stay exact per model; its ``saved_usd`` is minus its cost. Only non-streamed
 chat requests are cascaded (streams go to the strongest tier).
@@ -33,6 +39,7 @@ from ..providers.base import UpstreamResponse
 from ..usage import Usage
 from .config import RoutingConfig
 from .learned.agreement import normalize_answer
+from .learned.checks import check_score
 from .side import Meter, Write, side_call, write_side
 from .stage import Plan
 
@@ -56,14 +63,25 @@ class Draft:
     usage: Usage
     calls: int  # upstream calls that answered (each paid the prompt)
 
-    def pick(self, samples: int) -> tuple[float, UpstreamResponse]:
-        """The agreement over the ``samples`` asked for, and a reply giving the majority answer."""
-        normal = [normalize_answer(text) for _, _, text in self.replies]
-        answer, n = Counter(normal).most_common(1)[0]  # ties: the first seen
-        up, data, _ = self.replies[normal.index(answer)]
+    def pick(self, samples: int, scorer: str = "agreement") -> tuple[float, UpstreamResponse]:
+        """The draft's score over the ``samples`` asked for, and the reply to keep."""
+        candidates = list(range(len(self.replies)))
+        agreed = 1.0
+        if scorer != "checks":
+            normal = [normalize_answer(text) for _, _, text in self.replies]
+            answer, n = Counter(normal).most_common(1)[0]  # ties: the first seen
+            candidates = [i for i, a in enumerate(normal) if a == answer]
+            agreed = n / samples
+        checked = 1.0
+        best = candidates[0]
+        if scorer != "agreement":
+            scores = {i: check_score(self.replies[i][2]) for i in candidates}
+            best = max(candidates, key=lambda i: scores[i])  # ties: the first
+            checked = scores[best]
+        up, data, _ = self.replies[best]
         if data is not up.data:
             up = UpstreamResponse(up.status, up.headers, data, orjson.dumps(data))
-        return round(n / samples, 4), up
+        return round(agreed * checked, 4), up
 
 
 Bind = Callable[[Call, str], None]
@@ -89,6 +107,7 @@ class Cascade:
             alias.threshold if alias.threshold is not None else self.config.cascade_threshold
         )
         samples = alias.samples or self.config.cascade_samples
+        scorer = alias.scorer or self.config.cascade_scorer
         tiers = plan.tiers  # set with the cascade, two or more
         scores: list[float] = []
         for i, tier in enumerate(tiers[:-1]):
@@ -102,19 +121,20 @@ class Cascade:
                     {"model": call.record.served_model, "error": exc.type, "status": exc.status}
                 )
                 continue
-            score, reply = draft.pick(samples)
+            score, reply = draft.pick(samples, scorer)
             scores.append(score)
             if score >= threshold:
                 plan.samples, plan.sample_calls = len(draft.replies), draft.calls
                 plan.usage = draft.usage
-                plan.extra.update(cascade="kept", escalated=bool(i), score=score, scores=scores)
+                plan.extra.update(cascade="kept", escalated=bool(i), score=score, scores=scores,
+                                  scorer=scorer)  # fmt: skip
                 assert call.provider is not None
                 return answer(call, call.provider, reply, plan.usage)
             suffix = ".draft" + (str(i + 1) if i else "")
             assert call.provider is not None
             upstream_id = call.provider.request_id(reply.headers)
             await self._record_draft(call, suffix, draft.usage, score, started, upstream_id)
-        plan.extra.update(cascade="escalated", escalated=True, scores=scores)
+        plan.extra.update(cascade="escalated", escalated=True, scores=scores, scorer=scorer)
         if scores:
             plan.extra["score"] = scores[-1]
         last = tiers[-1]
@@ -130,7 +150,7 @@ class Cascade:
         floor = self.config.cascade_temperature
         if provider.api == "anthropic":
             floor = min(floor, 1.0)  # Anthropic's range ends at 1
-        if isinstance(temperature, int | float) and temperature < floor:
+        if samples > 1 and isinstance(temperature, int | float) and temperature < floor:
             body["temperature"] = floor
         if provider.api == "openai":
             body["n"] = samples

@@ -15,11 +15,12 @@
         smart: {models: [gpt-4o, claude-sonnet-4-6]}            # first, then fallbacks
         auto-3: {strategy: router, tiers: [a, b, c], quality_target: 0.9}
         draft: {strategy: cascade, tiers: [a, b], threshold: 0.67, samples: 3}
+        sums: {strategy: cascade, tiers: [a, b], scorer: checks}  # one draft, its arithmetic
       fallbacks: {gpt-4o: [claude-sonnet-4-6]}
       fallback_on: [5xx, connect, timeout, 429, auth, bad_response]
       balance:
         gpt-4o: {strategy: weight, deployments: {gpt-4o-east: 3, gpt-4o-west: 1}}
-      cascade: {threshold: 0.67, samples: 3, temperature: 0.7}
+      cascade: {threshold: 0.67, samples: 3, temperature: 0.7, scorer: agreement}
       collect_prompts: false
       judge: {sample_rate: 0.05, model: gpt-4o, compare: false}
 """
@@ -29,7 +30,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import Any
 
@@ -43,6 +44,9 @@ AUTO_ALIAS = "tokenomy/auto"
 CASCADE_ALIAS = "cheap-first"
 FAILURE_KINDS = ("5xx", "connect", "timeout", "429", "auth", "bad_response")
 STRATEGIES = ("fallback", "router", "cascade")
+# how a cascade scores its draft: the agreement of its samples, the arithmetic of the
+# answer (`tokenomy.routing.learned.checks`), or both multiplied
+SCORERS = ("agreement", "checks", "both")
 BALANCE_STRATEGIES = ("weight", "latency", "inflight")
 
 
@@ -82,6 +86,7 @@ class Alias:
     quality_target: float | None = None
     threshold: float | None = None
     samples: int | None = None
+    scorer: str | None = None  # cascades: one of SCORERS (None: routing.cascade.scorer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,7 @@ class RoutingConfig:
     cascade_threshold: float = 0.67
     cascade_samples: int = 3
     cascade_temperature: float = 0.7  # the draft's samples are drawn at least this hot
+    cascade_scorer: str = "agreement"
     collect_prompts: bool = False
     judge: Judge | None = None
 
@@ -224,7 +230,9 @@ def _alias(name: str, raw: Any, tiers: tuple[str, ...]) -> Alias:
     if isinstance(raw, list):
         raw = {"models": raw}
     raw = _map(raw, where)
-    unknown = set(raw) - {"strategy", "models", "tiers", "quality_target", "threshold", "samples"}
+    unknown = set(raw) - {
+        "strategy", "models", "tiers", "quality_target", "threshold", "samples", "scorer",
+    }  # fmt: skip
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     strategy = str(raw.get("strategy", "fallback"))
@@ -236,9 +244,10 @@ def _alias(name: str, raw: Any, tiers: tuple[str, ...]) -> Alias:
         raise ConfigError(f"{where}: needs 'models' (or 'tiers', or routing.tiers)")
     if strategy != "fallback" and len(models) < 2:
         raise ConfigError(f"{where}: a {strategy} needs at least two tiers")
+    scorer = _scorer(raw.get("scorer"), where + ".scorer")
     samples = raw.get("samples")
-    if samples is not None and (not isinstance(samples, int) or samples < 2):
-        raise ConfigError(f"{where}.samples: an integer of at least 2")
+    if samples is not None:
+        _samples(samples, scorer, where + ".samples")
     return Alias(
         name=name,
         strategy=strategy,
@@ -254,7 +263,35 @@ def _alias(name: str, raw: Any, tiers: tuple[str, ...]) -> Alias:
             else None
         ),
         samples=samples,
+        scorer=scorer,
     )
+
+
+def _scorer(raw: Any, where: str) -> str | None:
+    if raw is None:
+        return None
+    if raw not in SCORERS:
+        raise ConfigError(f"{where}: one of {', '.join(SCORERS)}")
+    return str(raw)
+
+
+def _samples(raw: Any, scorer: str | None, where: str) -> int:
+    """A draft's sample count: agreement needs two to compare, checks can read one."""
+    least = 1 if scorer == "checks" else 2
+    if not isinstance(raw, int) or isinstance(raw, bool) or raw < least:
+        raise ConfigError(f"{where}: an integer of at least {least}")
+    return raw
+
+
+def _cascade_alias(alias: Alias, scorer: str, samples: int | None) -> Alias:
+    """A cascade alias with its scorer and sample count settled: its own, else the
+    routing.cascade ones, else one sample for `checks` (it reads one answer)."""
+    own = alias.scorer or scorer
+    count = alias.samples
+    if count is None:
+        count = samples if samples is not None and own == scorer else (1 if own == "checks" else 3)
+    where = f"routing.aliases.{alias.name}.samples"
+    return replace(alias, scorer=own, samples=_samples(count, own, where))
 
 
 def _balance(model: str, raw: Any) -> Balance:
@@ -301,9 +338,10 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         raise ConfigError("routing.rules: expected a list")
     cascade = _map(raw.get("cascade"), "routing.cascade")
     threshold = _fraction(cascade.get("threshold", 0.67), "routing.cascade.threshold")
-    samples = cascade.get("samples", 3)
-    if not isinstance(samples, int) or samples < 2:
-        raise ConfigError("routing.cascade.samples: an integer of at least 2")
+    scorer = _scorer(cascade.get("scorer"), "routing.cascade.scorer") or "agreement"
+    given = cascade.get("samples")
+    default = 1 if scorer == "checks" else 3
+    samples = _samples(default if given is None else given, scorer, "routing.cascade.samples")
     temperature = cascade.get("temperature", 0.7)
     if (
         not isinstance(temperature, int | float)
@@ -311,7 +349,7 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         or not 0 <= temperature <= 2
     ):
         raise ConfigError("routing.cascade.temperature: a number from 0 to 2")
-    unknown = set(cascade) - {"threshold", "samples", "temperature"}
+    unknown = set(cascade) - {"threshold", "samples", "temperature", "scorer"}
     if unknown:
         raise ConfigError(f"routing.cascade: unknown keys {sorted(unknown)}")
     aliases: dict[str, Alias] = {}
@@ -320,6 +358,9 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         aliases[CASCADE_ALIAS] = Alias(CASCADE_ALIAS, "cascade", tiers)
     for name, spec in _map(raw.get("aliases"), "routing.aliases").items():
         aliases[str(name)] = _alias(str(name), spec, tiers)
+    for name, alias in aliases.items():
+        if alias.strategy == "cascade":
+            aliases[name] = _cascade_alias(alias, scorer, given)
     on = _strs(raw["fallback_on"], "routing.fallback_on") if "fallback_on" in raw else FAILURE_KINDS
     bad = set(on) - set(FAILURE_KINDS)
     if bad:
@@ -358,6 +399,7 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         cascade_threshold=threshold,
         cascade_samples=samples,
         cascade_temperature=float(temperature),
+        cascade_scorer=scorer,
         collect_prompts=flag(raw.get("collect_prompts", False), "routing.collect_prompts"),
         judge=judge,
     )
