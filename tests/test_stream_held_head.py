@@ -17,7 +17,7 @@ from gateway_fixtures import GW, Fake, dep, gateway_settings, start_gateway
 from routing_helpers import routed_gateway
 from tokenomy.config import Deployment
 from tokenomy.pipeline.context import Call
-from tokenomy.pipeline.stream import read_head
+from tokenomy.pipeline.stream import feed, make_adapter, read_head
 from tokenomy.providers import UpstreamStream, create_provider
 from tokenomy.server.http import read_body
 from tokenomy.sse import SSEEvent
@@ -148,7 +148,9 @@ def test_an_error_event_of_the_wrong_shape_mid_stream_ends_it_with_an_error(
 async def test_the_head_ends_at_the_first_content_event() -> None:
     """`read_head` reads up to the read holding the first event of the answer, and
     leaves the rest to the relay: a normal stream's first byte is not delayed past
-    the held events."""
+    the held events. The head is read once, by the adapter that relays the stream:
+    its frames are the held ones, released with the first content event, and the
+    adapter goes on from there."""
     block = {"type": "content_block_start", "index": 0,
              "content_block": {"type": "text", "text": ""}}  # fmt: skip
     delta = {"type": "content_block_delta", "index": 0,
@@ -168,6 +170,17 @@ async def test_the_head_ends_at_the_first_content_event() -> None:
         body = {"model": "claude-haiku-4-5", "stream": True, "max_tokens": 5,
                 "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
         call = Call(api, "chat", ANTHROPIC if api == "anthropic" else OPENAI, body, {})
-        head = await read_head(call, provider, UpstreamStream({}, gen()))
-        assert [ev.event for ev in head] == ["message_start", "ping", "content_block_start"]
-        assert pulled == 3
+        adapter = make_adapter(call, "anthropic")
+        adapter.sent = []
+        up = UpstreamStream({}, gen())
+        head, rest = await read_head(call, provider, up, adapter)
+        assert pulled == 3 and rest == [] and adapter.begun and not adapter.finished
+        sent = b"".join(head)
+        if api == "anthropic":  # the three held frames, sent together
+            assert [ev["type"] for ev in adapter.sent] == [
+                "message_start", "ping", "content_block_start"
+            ]  # fmt: skip
+            assert sent.count(b"event: ") == 3
+        rest = [b"".join(feed(adapter, ev)) async for events in up.reads for ev in events]
+        assert b"Hi" in b"".join(rest) and adapter.finished
+        assert "".join(adapter.text) == "Hi"  # each event fed once

@@ -309,22 +309,24 @@ class Gateway:
 
     async def _stream(self, call: Call) -> StreamReply:
         # Fallbacks apply until the client's first frame: nothing was sent yet.
-        up, first = await self._attempt(call, self._open_stream)
+        up, adapter, head = await self._attempt(call, self._open_stream)
         call.record.ttft_ms = call.elapsed_ms()
         provider = call.provider
         assert provider is not None
         call.record.upstream_request_id = provider.request_id(up.headers)
-        adapter = make_adapter(call, provider.api)
         headers = self._headers(call)
         hangup = Hangup()
-        chunks = self._relay(call, adapter, first, up.reads, hangup)
+        chunks = self._relay(call, adapter, head, up.reads, hangup)
         if self.cache is not None:
             chunks = self.cache.recording(call, chunks, adapter)
         return StreamReply(headers, chunks, hangup)
 
-    async def _open_stream(self, call: Call) -> tuple[UpstreamStream, list[SSEEvent]]:
-        """One attempt: the stream opened and read up to its first frame for the
-        client (`read_head`: an error before that fails the attempt)."""
+    async def _open_stream(
+        self, call: Call
+    ) -> tuple[UpstreamStream, Adapter, tuple[list[bytes], list[SSEEvent]]]:
+        """One attempt: the stream opened and read, by the adapter that relays it, up
+        to its first frames for the client (`read_head`: an error before that fails
+        the attempt). A stream the cache will keep records its events from the first."""
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
@@ -335,30 +337,34 @@ class Gateway:
                 "include_usage": True,
             }
         up = await provider.stream(call.op, body["model"], body, call.headers)
+        adapter = make_adapter(call, provider.api)
+        if self.cache is not None and self.cache.records(call):
+            adapter.sent = []
         try:
-            first = await read_head(call, provider, up)
+            first = await read_head(call, provider, up, adapter)
         except BaseException as exc:
             if isinstance(exc, UpstreamError) and exc.upstream_request_id is None:
                 exc.upstream_request_id = provider.request_id(up.headers)
             await up.reads.aclose()
             raise
-        return up, first
+        return up, adapter, first
 
     async def _relay(
         self,
         call: Call,
         adapter: Adapter,
-        first: list[SSEEvent],
+        head: tuple[list[bytes], list[SSEEvent]],
         reads: AsyncIterator[list[SSEEvent]],
         hangup: Hangup,
     ) -> AsyncIterator[bytes]:
-        """Yield one write per upstream read; hold the final event until committed."""
+        """Yield one write per upstream read, the first with the head's frames
+        (`read_head`); hold the final event until committed."""
         status, error, finished = 499, "client_disconnected", False
         try:
             try:
-                events: list[SSEEvent] | None = first
+                out = list(head[0])
+                events: list[SSEEvent] | None = head[1]
                 while events is not None:
-                    out: list[bytes] = []
                     for ev in events:
                         out += feed(adapter, ev)
                         if adapter.upstream_error is not None:
@@ -368,6 +374,7 @@ class Gateway:
                     if adapter.upstream_error is not None:
                         break
                     events = await hangup.read(reads)
+                    out = []
                 if adapter.upstream_error is not None:
                     call.record.upstream_error_code = error_name(adapter.upstream_error.get("code"))
                     raise UpstreamProtocolError("upstream reported an error mid-stream")

@@ -280,8 +280,14 @@ class ResponseCache:
         ticket = call.levers.pop(STATE, None)
         if not isinstance(ticket, Ticket):
             return chunks
-        relay.sent = []
+        if relay.sent is None:  # else it has kept the events from the stream's head
+            relay.sent = []
         return self._record(call, ticket, chunks, relay)
+
+    def records(self, call: Call) -> bool:
+        """Whether the stream of ``call`` is a miss to keep (`recording` will watch it):
+        its adapter should keep the events it sends from the first."""
+        return isinstance(call.levers.get(STATE), Ticket)
 
     async def _record(
         self, call: Call, ticket: Ticket, chunks: AsyncIterator[bytes], relay: Relay

@@ -423,29 +423,29 @@ def reported_usage(call: Call, adapter: Adapter) -> Usage | None:
     return with_counted_output(call, adapter.usage, "".join(adapter.text))
 
 
-async def read_head(call: Call, provider: Provider, up: UpstreamStream) -> list[SSEEvent]:
-    """The stream's events up to the read that begins it for the client: the
-    first event of the answer itself (`Adapter.begun`), or the stream's end marker.
+async def read_head(
+    call: Call, provider: Provider, up: UpstreamStream, adapter: Adapter
+) -> tuple[list[bytes], list[SSEEvent]]:
+    """Feed ``adapter`` the stream's events up to the one that begins it for the
+    client: the first event of the answer itself (`Adapter.begun`), or the stream's
+    end marker. Returns the client's frames so far and the rest of that read's
+    events, for the relay to send in its first write.
 
     Nothing is sent before that (the frames of events that carry nothing of the
     answer, such as ``message_start``, are held), so what goes wrong is the
-    request's error, still free to fall back or to answer with a status: an error
-    event (the refusal its type names, carrying any usage reported before it),
-    an event of the wrong shape, or the stream's end. The events are tried on an
-    adapter of their own; the relay reads them again with the request's, and
-    sends the held frames with the first that begins the answer."""
-    probe = make_adapter(call, provider.api)
-    head: list[SSEEvent] = []
+    request's error, still free to fall back (with an adapter of its own) or to
+    answer with a status: an error event (the refusal its type names, carrying any
+    usage reported before it), an event of the wrong shape, or the stream's end."""
+    out: list[bytes] = []
     async for events in up.reads:
-        head += events
-        for ev in events:
-            feed(probe, ev)
-            if probe.upstream_error is not None:
-                exc = event_error(provider, probe.upstream_error, up.headers)
-                exc.usage = reported_usage(call, probe)
+        for i, ev in enumerate(events):
+            out += feed(adapter, ev)
+            if adapter.upstream_error is not None:
+                exc = event_error(provider, adapter.upstream_error, up.headers)
+                exc.usage = reported_usage(call, adapter)
                 raise exc
-            if probe.begun or probe.finished:
-                return head
+            if adapter.begun or adapter.finished:
+                return out, events[i + 1 :]
     raise UpstreamProtocolError("upstream ended the stream before sending anything")
 
 
