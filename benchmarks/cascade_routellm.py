@@ -38,7 +38,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from router_eval import RESULTS, features
+from router_eval import RESULTS, draw, features
 from routing_data import ROOT, STRONG, WEAK, data_dir, routellm_gsm8k
 
 from tokenomy.routing.learned import Router
@@ -100,17 +100,9 @@ def plot(
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 4.4))
-    for label, (xs, ys) in curves.items():
-        ax.plot(xs, ys, label=label)
-    q_weak, q_strong = q
-    ax.axhline(q_strong, ls=":", c="grey", lw=1)
-    ax.axhline(q_weak, ls=":", c="grey", lw=1)
-    ax.axhline(0.95 * q_strong, ls="--", c="red", lw=0.8, label="95% of GPT-4")
-    ax.set_title("RouteLLM GSM8K (test): Mixtral first, GPT-4 on escalation")
-    ax.set_xlabel("share of prompts sent to GPT-4")
-    ax.set_ylabel("accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    c = {"routers": curves, "q_weak": q[0], "q_strong": q[1]}
+    draw(ax, c, "RouteLLM GSM8K (test): Mixtral first, GPT-4 on escalation",
+         "share of prompts sent to GPT-4")  # fmt: skip
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -104,6 +104,21 @@ def latency(router: Router, prompts: list[str], n: int) -> dict[str, float]:
     }
 
 
+def draw(ax: Any, c: dict[str, Any], title: str, xlabel: str) -> None:
+    """Quality curves (``c["routers"]``: label -> (shares, accuracies)) on one axis,
+    with the weak and strong model's accuracy and 95% of the strong one's."""
+    for label, (xs, ys) in c["routers"].items():
+        ax.plot(xs, ys, label=label)
+    ax.axhline(c["q_strong"], ls=":", c="grey", lw=1)
+    ax.axhline(c["q_weak"], ls=":", c="grey", lw=1)
+    ax.axhline(0.95 * c["q_strong"], ls="--", c="red", lw=0.8, label="95% of GPT-4")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot(curves: dict[str, dict[str, Any]], path: Path) -> None:
     import matplotlib
 
@@ -112,16 +127,7 @@ def plot(curves: dict[str, dict[str, Any]], path: Path) -> None:
 
     fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2))
     for ax, (name, c) in zip(axes, curves.items(), strict=True):
-        for label, (xs, ys) in c["routers"].items():
-            ax.plot(xs, ys, label=label)
-        ax.axhline(c["q_strong"], ls=":", c="grey", lw=1)
-        ax.axhline(c["q_weak"], ls=":", c="grey", lw=1)
-        ax.axhline(0.95 * c["q_strong"], ls="--", c="red", lw=0.8, label="95% of GPT-4")
-        ax.set_title(f"RouteLLM {name} (test): GPT-4 vs Mixtral")
-        ax.set_xlabel("share of calls to GPT-4")
-        ax.set_ylabel("accuracy")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        draw(ax, c, f"RouteLLM {name} (test): GPT-4 vs Mixtral", "share of calls to GPT-4")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
