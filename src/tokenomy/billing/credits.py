@@ -160,15 +160,9 @@ class BillingStore:
     def customers_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[Customer]:
         """``limit`` customers past ``after``, by name: the sort key is ``(customer,)``."""
         return read_page(
-            self.db.read,
-            f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers",
-            ("customer",),
-            after,
-            limit,
-            item=_customer,
-            key=lambda c: (c.customer,),
-            param=self.db.dialect.param,
-        )
+            self.db.read, f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers", ("customer",),
+            after, limit, item=_customer, key=lambda c: (c.customer,), param=self.db.dialect.param,
+        )  # fmt: skip
 
     def least_left(self, limit: int) -> list[Customer]:
         """The ``limit`` customers with a balance who have the least of it left, as a
@@ -561,18 +555,10 @@ class BillingStore:
                 where.append(cond)
                 params.append(value)
         return read_page(
-            self.db.read,
-            f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger",
-            ("ts", "id"),
-            after,
-            limit,
-            item=_entry,
-            key=lambda e: (e.ts, e.id),
-            param=self.db.dialect.param,
-            where=[self.db.sql(w) for w in where],
-            params=params,
-            descending=not oldest_first,
-        )
+            self.db.read, f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger", ("ts", "id"), after, limit,
+            item=_entry, key=lambda e: (e.ts, e.id), param=self.db.dialect.param,
+            where=[self.db.sql(w) for w in where], params=params, descending=not oldest_first,
+        )  # fmt: skip
 
     def entry_count(self, customer: str) -> int:
         """How many entries the customer's ledger holds."""
@@ -678,15 +664,9 @@ class BillingStore:
     def plans_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[Plan]:
         """``limit`` plans past ``after``, by name: the sort key is ``(name,)``."""
         return read_page(
-            self.db.read,
-            f"SELECT {_PLAN_COLUMNS} FROM billing_plans",
-            ("name",),
-            after,
-            limit,
-            item=_plan,
-            key=lambda p: (p.name,),
-            param=self.db.dialect.param,
-        )
+            self.db.read, f"SELECT {_PLAN_COLUMNS} FROM billing_plans", ("name",), after, limit,
+            item=_plan, key=lambda p: (p.name,), param=self.db.dialect.param,
+        )  # fmt: skip
 
     def assign_plan(self, customer: str, plan: str | None, *, ts: float | None = None) -> Customer:
         """Put ``customer`` on ``plan`` (None: provider cost), creating the customer.

@@ -118,15 +118,9 @@ class CapsStore:
         limit: int,
     ) -> Page[D]:
         return read_page(
-            self._read,
-            f"SELECT {', '.join(columns)} FROM {table}",
-            ("created_at", "id"),
-            after,
-            limit,
-            item=item,
-            key=lambda d: (d.created_at, d.id),
-            param=self.dialect.param,
-        )
+            self._read, f"SELECT {', '.join(columns)} FROM {table}", ("created_at", "id"), after,
+            limit, item=item, key=lambda d: (d.created_at, d.id), param=self.dialect.param,
+        )  # fmt: skip
 
     def _budget(self, row: Sequence[Any]) -> Budget:
         (id_, name, scope, period, usd, tokens, on_exceed, fail_mode, alerts, hook, c, u) = row
@@ -257,15 +251,12 @@ class CapsStore:
         return read_page(
             self._read,
             "SELECT budget_id, entity, period, threshold, fired_at, total, lim FROM cap_alerts",
-            sort,
-            after,
-            limit,
+            sort, after, limit,
             item=lambda r: dict(zip(_ALERT_KEYS, r, strict=True)),
             key=lambda a: tuple(a[k] for k in sort),
-            param=self.dialect.param,
-            where=[f"budget_id = {self.dialect.param}"],
+            param=self.dialect.param, where=[f"budget_id = {self.dialect.param}"],
             params=[budget_id],
-        )
+        )  # fmt: skip
 
     # -- the ledger, seen by the caps -------------------------------------------------------------
 

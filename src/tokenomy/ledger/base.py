@@ -579,15 +579,10 @@ class SQLStore(Store):
 
     def keys_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[KeyRecord]:
         return read_page(
-            self._read,
-            f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys",
-            ("created_at", "key_id"),
-            after,
-            limit,
-            item=row_to_key,
-            key=lambda k: (k.created_at, k.key_id),
+            self._read, f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys", ("created_at", "key_id"),
+            after, limit, item=row_to_key, key=lambda k: (k.created_at, k.key_id),
             param=self.dialect.param,
-        )
+        )  # fmt: skip
 
     def update_key(
         self, key_id: str, *, revoked_at: float | None = None, expires_at: float | None = None
