@@ -93,6 +93,25 @@ def before_m020(r: UsageRecord) -> UsageRecord:
     return replace(r, usage=replace(r.usage, price_context=()), upstream_error_code=None)
 
 
+def migrate_over_old_rows(
+    store: Store, migration: str, new_column: str, *old: UsageRecord
+) -> list[str]:
+    """Migrate a blank ``store`` to the schema just before ``migration``, write ``old``
+    as rows of that schema (the ``requests`` columns before ``new_column``), then
+    migrate to the latest; return the migrations that applied, ``migration`` first."""
+    names = migrations.names()
+    store.migrate(upto=names[names.index(migration) - 1])
+    assert isinstance(store, SQLStore)
+    cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index(new_column)]
+    sql = store._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({store._values(cols)})")
+    for r in old:
+        row = record_to_row(r, store.dialect)[: len(cols)]
+        store._write(lambda cur, row=row: cur.execute(sql, row))
+    applied = store.migrate()
+    assert applied[0] == migration
+    return applied
+
+
 def raw_cost(store: Store, request_id: str) -> Any:
     assert isinstance(store, SQLStore)
     sql = store._sql("SELECT cost_usd FROM requests WHERE request_id = ?")
@@ -228,16 +247,8 @@ def test_audio_and_search_counts_from_the_previous_schema(
 ) -> None:
     """m013 adds the audio and web-search counts: rows written before it read back
     as text-only (0), and new rows keep them."""
-    names = migrations.names()
-    before = names[names.index("m013_usage_extras") - 1]
     with open_store(new_db_url()) as s:
-        s.migrate(upto=before)
-        assert isinstance(s, SQLStore)
-        cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index("audio_input_tokens")]
-        old = record_to_row(full_record("old"), s.dialect)[: len(cols)]
-        sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
-        s._write(lambda cur: cur.execute(sql, old))
-        assert s.migrate()[0] == "m013_usage_extras"
+        migrate_over_old_rows(s, "m013_usage_extras", "audio_input_tokens", full_record("old"))
         got = s.get_record("old")
         assert got is not None
         assert (got.usage.audio_input_tokens, got.usage.audio_output_tokens,
@@ -251,16 +262,10 @@ def test_the_upstream_request_id_from_the_previous_schema(
     new_db_url: Callable[[], str],
 ) -> None:
     """m016 adds the upstream's id for its reply: rows written before it have none."""
-    names = migrations.names()
-    before = names[names.index("m016_upstream_request_id") - 1]
     with open_store(new_db_url()) as s:
-        s.migrate(upto=before)
-        assert isinstance(s, SQLStore)
-        cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index("upstream_request_id")]
-        old = record_to_row(full_record("old"), s.dialect)[: len(cols)]
-        sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
-        s._write(lambda cur: cur.execute(sql, old))
-        assert s.migrate()[0] == "m016_upstream_request_id"
+        migrate_over_old_rows(
+            s, "m016_upstream_request_id", "upstream_request_id", full_record("old")
+        )
         got = s.get_record("old")
         assert got == before_m020(
             replace(full_record("old"), upstream_request_id=None, response_id=None)
@@ -275,8 +280,6 @@ def test_which_rows_were_charged_from_the_previous_schema(
     """m017 marks each row charged to its request or not: of the rows written
     before it, a side row other than a cascade's draft (a judge's call, a failed
     attempt) was the gateway's own cost; every other row was charged."""
-    names = migrations.names()
-    before = names[names.index("m017_charged") - 1]
 
     def row(rid: str, route: dict[str, Any] | None) -> UsageRecord:
         return replace(full_record(rid), decisions={} if route is None else {"route": route})
@@ -289,14 +292,7 @@ def test_which_rows_were_charged_from_the_previous_schema(
         "req-b": row("req-b", {"reason": "fallback", "attempts": []}),
     }
     with open_store(new_db_url()) as s:
-        s.migrate(upto=before)
-        assert isinstance(s, SQLStore)
-        cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index("charged")]
-        sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
-        for rec in rows.values():
-            old = record_to_row(rec, s.dialect)[: len(cols)]
-            s._write(lambda cur, old=old: cur.execute(sql, old))
-        assert s.migrate()[0] == "m017_charged"
+        migrate_over_old_rows(s, "m017_charged", "charged", *rows.values())
         got = {rid: s.get_record(rid) for rid in rows}
         assert {rid: rec.charged for rid, rec in got.items() if rec is not None} == {
             "req-a": True, "req-a.draft": True, "req-a.judge": False,
@@ -311,16 +307,8 @@ def test_response_ids_and_their_owners_from_the_previous_schema(
 ) -> None:
     """m019 adds the id of the response a Responses request made, and reads who made
     one back by it: rows written before have none, so their responses have no owner."""
-    names = migrations.names()
-    before = names[names.index("m019_response_ids") - 1]
     with open_store(new_db_url()) as s:
-        s.migrate(upto=before)
-        assert isinstance(s, SQLStore)
-        cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index("response_id")]
-        old = record_to_row(full_record("old"), s.dialect)[: len(cols)]
-        sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
-        s._write(lambda cur: cur.execute(sql, old))
-        assert s.migrate()[0] == "m019_response_ids"
+        migrate_over_old_rows(s, "m019_response_ids", "response_id", full_record("old"))
         assert s.get_record("old") == before_m020(replace(full_record("old"), response_id=None))
         assert s.response_owners("resp_68af0123abcd") == []
         s.insert_records(
@@ -349,16 +337,12 @@ def test_tiers_and_upstream_error_codes_from_the_previous_schema(
     """m020 adds the tier a request was priced at and the upstream's code for its
     refusal: rows written before have neither (the standard tier), new rows keep
     both, and the tier is stored as a JSON object a query can read."""
-    names = migrations.names()
-    before = names[names.index("m020_tiers_and_error_codes") - 1]
     with open_store(new_db_url()) as s:
-        s.migrate(upto=before)
+        applied = migrate_over_old_rows(
+            s, "m020_tiers_and_error_codes", "price_context", full_record("old")
+        )
+        assert applied == ["m020_tiers_and_error_codes"]
         assert isinstance(s, SQLStore)
-        cols = REQUEST_COLUMNS[: REQUEST_COLUMNS.index("price_context")]
-        old = record_to_row(full_record("old"), s.dialect)[: len(cols)]
-        sql = s._sql(f"INSERT INTO requests ({', '.join(cols)}) VALUES ({s._values(cols)})")
-        s._write(lambda cur: cur.execute(sql, old))
-        assert s.migrate() == ["m020_tiers_and_error_codes"]
         assert s.get_record("old") == before_m020(full_record("old"))
         flex = replace(
             full_record("flex"),

@@ -37,7 +37,7 @@ from ..errors import InvalidRequest, NotFound
 from ..ledger.base import REQUEST_COLUMNS, Store, row_to_record
 from ..ledger.charges import as_charged
 from ..ledger.migrations import Cursor
-from ..ledger.pages import Page, SortKey, page_of, page_query, walk
+from ..ledger.pages import Page, SortKey, read_page, walk
 from ..records import UsageRecord
 from ._db import DB, money_or_none, money_out
 from .plan_changes import last_change, record_change
@@ -159,15 +159,10 @@ class BillingStore:
 
     def customers_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[Customer]:
         """``limit`` customers past ``after``, by name: the sort key is ``(customer,)``."""
-        sql, params = page_query(
-            f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers",
-            ("customer",),
-            after,
-            limit,
-            param=self.db.dialect.param,
-        )
-        rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
-        return page_of(rows, limit, _customer, lambda c: (c.customer,))
+        return read_page(
+            self.db.read, f"SELECT {_CUSTOMER_COLUMNS} FROM billing_customers", ("customer",),
+            after, limit, item=_customer, key=lambda c: (c.customer,), param=self.db.dialect.param,
+        )  # fmt: skip
 
     def least_left(self, limit: int) -> list[Customer]:
         """The ``limit`` customers with a balance who have the least of it left, as a
@@ -559,18 +554,11 @@ class BillingStore:
             if value is not None:
                 where.append(cond)
                 params.append(value)
-        sql, args = page_query(
-            f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger",
-            ("ts", "id"),
-            after,
-            limit,
-            param=self.db.dialect.param,
-            where=[self.db.sql(w) for w in where],
-            params=params,
-            descending=not oldest_first,
-        )
-        rows = self.db.read(lambda cur: cur.execute(sql, args).fetchall())
-        return page_of(rows, limit, _entry, lambda e: (e.ts, e.id))
+        return read_page(
+            self.db.read, f"SELECT {_ENTRY_COLUMNS} FROM credit_ledger", ("ts", "id"), after, limit,
+            item=_entry, key=lambda e: (e.ts, e.id), param=self.db.dialect.param,
+            where=[self.db.sql(w) for w in where], params=params, descending=not oldest_first,
+        )  # fmt: skip
 
     def entry_count(self, customer: str) -> int:
         """How many entries the customer's ledger holds."""
@@ -616,13 +604,11 @@ class BillingStore:
         page = RECONCILE_PAGE
 
         def fetch(after: SortKey | None) -> Page[UsageRecord]:
-            sql, args = page_query(select, ("r.ts", "r.id"), after, page, param=dialect.param,
-                                   where=[self.db.sql(w) for w in where], params=params)  # fmt: skip
-
             def run(cur: Cursor) -> Page[UsageRecord]:
-                rows = cur.execute(sql, args).fetchall()
-                own = page_of(rows, page, lambda r: (r[0], row_to_record(r[1:])),
-                              lambda item: (item[1].ts, item[0]))  # fmt: skip
+                own = read_page(lambda fn: fn(cur), select, ("r.ts", "r.id"), after, page,
+                                item=lambda r: (r[0], row_to_record(r[1:])),
+                                key=lambda item: (item[1].ts, item[0]), param=dialect.param,
+                                where=[self.db.sql(w) for w in where], params=params)  # fmt: skip
                 return Page(as_charged(cur, dialect, [rec for _, rec in own.items]), own.next)
 
             return self.db.read(run)
@@ -677,15 +663,10 @@ class BillingStore:
 
     def plans_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[Plan]:
         """``limit`` plans past ``after``, by name: the sort key is ``(name,)``."""
-        sql, params = page_query(
-            f"SELECT {_PLAN_COLUMNS} FROM billing_plans",
-            ("name",),
-            after,
-            limit,
-            param=self.db.dialect.param,
-        )
-        rows = self.db.read(lambda cur: cur.execute(sql, params).fetchall())
-        return page_of(rows, limit, _plan, lambda p: (p.name,))
+        return read_page(
+            self.db.read, f"SELECT {_PLAN_COLUMNS} FROM billing_plans", ("name",), after, limit,
+            item=_plan, key=lambda p: (p.name,), param=self.db.dialect.param,
+        )  # fmt: skip
 
     def assign_plan(self, customer: str, plan: str | None, *, ts: float | None = None) -> Customer:
         """Put ``customer`` on ``plan`` (None: provider cost), creating the customer.

@@ -32,7 +32,7 @@ from ..csvsafe import write_csv
 from ..errors import InvalidRequest
 from ..ledger.charges import route_field, with_sides
 from ..ledger.migrations import Cursor
-from ..ledger.pages import Page, SortKey, page_of, page_query, walk
+from ..ledger.pages import Page, SortKey, read_page, walk
 from ..records import UsageRecord
 from ..usage import Usage
 from ._db import DB, money_or_none, money_out
@@ -324,10 +324,9 @@ def _rows(db: DB, select: str, where: str, params: Sequence[Any]) -> Iterator[Se
     (a PostgreSQL cursor would hold the whole result)."""
 
     def fetch(after: SortKey | None) -> Page[Sequence[Any]]:
-        sql, args = page_query(select, ("ts", "id"), after, PAGE, param=db.dialect.param,
-                               where=[db.sql(where)], params=params)  # fmt: skip
-        rows = db.read(lambda cur: cur.execute(sql, args).fetchall())
-        return page_of(rows, PAGE, lambda r: r, lambda r: (r[-2], r[-1]))
+        return read_page(db.read, select, ("ts", "id"), after, PAGE, item=lambda r: r,
+                         key=lambda r: (r[-2], r[-1]), param=db.dialect.param,
+                         where=[db.sql(where)], params=params)  # fmt: skip
 
     return walk(fetch)
 

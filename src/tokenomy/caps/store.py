@@ -24,7 +24,7 @@ from ..errors import ConfigError, InvalidRequest, NotFound
 from ..ledger.base import REQUEST_COLUMNS, SQLStore, Store, dump_json, row_to_record
 from ..ledger.charges import as_charged
 from ..ledger.migrations import Cursor
-from ..ledger.pages import Page, SortKey, page_of, page_query
+from ..ledger.pages import Page, SortKey, read_page
 from ..records import UsageRecord
 from .counters import usd_to_units
 from .model import EACH, Budget, Limit, Scope, Subject
@@ -117,15 +117,10 @@ class CapsStore:
         after: SortKey | None,
         limit: int,
     ) -> Page[D]:
-        sql, params = page_query(
-            f"SELECT {', '.join(columns)} FROM {table}",
-            ("created_at", "id"),
-            after,
-            limit,
-            param=self.dialect.param,
-        )
-        rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
-        return page_of(rows, limit, item, lambda d: (d.created_at, d.id))
+        return read_page(
+            self._read, f"SELECT {', '.join(columns)} FROM {table}", ("created_at", "id"), after,
+            limit, item=item, key=lambda d: (d.created_at, d.id), param=self.dialect.param,
+        )  # fmt: skip
 
     def _budget(self, row: Sequence[Any]) -> Budget:
         (id_, name, scope, period, usd, tokens, on_exceed, fail_mode, alerts, hook, c, u) = row
@@ -253,22 +248,15 @@ class CapsStore:
         """``limit`` of a budget's fired thresholds past ``after``, in the order they
         fired: the sort key is ``(fired_at, entity, period, threshold)``."""
         sort = ("fired_at", "entity", "period", "threshold")
-        sql, params = page_query(
+        return read_page(
+            self._read,
             "SELECT budget_id, entity, period, threshold, fired_at, total, lim FROM cap_alerts",
-            sort,
-            after,
-            limit,
-            param=self.dialect.param,
-            where=[f"budget_id = {self.dialect.param}"],
+            sort, after, limit,
+            item=lambda r: dict(zip(_ALERT_KEYS, r, strict=True)),
+            key=lambda a: tuple(a[k] for k in sort),
+            param=self.dialect.param, where=[f"budget_id = {self.dialect.param}"],
             params=[budget_id],
-        )
-        rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
-        return page_of(
-            rows,
-            limit,
-            lambda r: dict(zip(_ALERT_KEYS, r, strict=True)),
-            lambda a: tuple(a[k] for k in sort),
-        )
+        )  # fmt: skip
 
     # -- the ledger, seen by the caps -------------------------------------------------------------
 

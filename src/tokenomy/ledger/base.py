@@ -28,7 +28,7 @@ from ..records import UsageRecord
 from ..usage import Usage
 from . import rollups
 from .migrations import Cursor, Dialect, apply_pending
-from .pages import Page, SortKey, page_of, page_query
+from .pages import Page, SortKey, read_page
 
 T = TypeVar("T")
 
@@ -578,15 +578,11 @@ class SQLStore(Store):
         return [row_to_key(r) for r in self._read(lambda cur: cur.execute(sql).fetchall())]
 
     def keys_page(self, *, after: SortKey | None = None, limit: int = 100) -> Page[KeyRecord]:
-        sql, params = page_query(
-            f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys",
-            ("created_at", "key_id"),
-            after,
-            limit,
+        return read_page(
+            self._read, f"SELECT {', '.join(KEY_COLUMNS)} FROM api_keys", ("created_at", "key_id"),
+            after, limit, item=row_to_key, key=lambda k: (k.created_at, k.key_id),
             param=self.dialect.param,
-        )
-        rows = self._fetch(sql, params)
-        return page_of(rows, limit, row_to_key, lambda k: (k.created_at, k.key_id))
+        )  # fmt: skip
 
     def update_key(
         self, key_id: str, *, revoked_at: float | None = None, expires_at: float | None = None

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from .migrations import Cursor
 
 T = TypeVar("T")
 
 SortKey = tuple[Any, ...]
+# A store's read: runs a function on a cursor and returns what it returned (a
+# cursor in hand reads as ``lambda fn: fn(cur)``).
+Read = Callable[[Callable[["Cursor"], list[Any]]], list[Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +82,31 @@ def page_of(
     follow."""
     items = [item(r) for r in rows[:limit]]
     return Page(items, key(items[-1]) if len(rows) > limit else None)
+
+
+def read_page(
+    read: Read,
+    select: str,
+    columns: Sequence[str],
+    after: SortKey | None,
+    limit: int,
+    *,
+    item: Callable[[Any], T],
+    key: Callable[[T], SortKey],
+    param: str,
+    where: Sequence[str] = (),
+    params: Sequence[Any] = (),
+    descending: bool = False,
+) -> Page[T]:
+    """The page of ``limit`` items past ``after``: `page_query`'s rows, fetched
+    with ``read``, each made an item by ``item``; ``key`` is an item's sort key
+    (the values of ``columns``). The other arguments are `page_query`'s."""
+    sql, args = page_query(
+        select, columns, after, limit,
+        param=param, where=where, params=params, descending=descending,
+    )  # fmt: skip
+    rows = read(lambda cur: cur.execute(sql, args).fetchall())
+    return page_of(rows, limit, item, key)
 
 
 def walk(fetch: Callable[[SortKey | None], Page[T]]) -> Iterator[T]:

@@ -22,7 +22,7 @@ import orjson
 from ..errors import ConfigError, InvalidRequest
 from ..ledger.base import SQLStore, Store
 from ..ledger.migrations import Cursor
-from ..ledger.pages import Page, SortKey, page_of, page_query
+from ..ledger.pages import Page, SortKey, read_page
 from ..pipeline.context import Call
 
 SOURCES = ("user", "judge")
@@ -138,12 +138,11 @@ class FeedbackStore:
         p = self.p
         window, args = ([f"ts >= {p}"], [since]) if since is not None else ([], [])
         collected = "EXISTS (SELECT 1 FROM route_prompts rp WHERE rp.request_id = f.request_id)"
-        sql, params = page_query(
-            "SELECT DISTINCT f.request_id FROM feedback f", ("f.request_id",), after, PAGE,
+        ids = read_page(
+            lambda fn: fn(cur), "SELECT DISTINCT f.request_id FROM feedback f", ("f.request_id",),
+            after, PAGE, item=lambda r: str(r[0]), key=lambda rid: (rid,),
             param=p, where=[*("f." + w for w in window), collected], params=args,
         )  # fmt: skip
-        ids = page_of(cur.execute(sql, params).fetchall(), PAGE, lambda r: str(r[0]),
-                      lambda rid: (rid,))  # fmt: skip
         if not ids.items:
             return ids, []
         where = " AND ".join([f"request_id IN ({', '.join([p] * len(ids.items))})", *window])
