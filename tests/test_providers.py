@@ -14,6 +14,7 @@ from tokenomy.errors import ConfigError
 from tokenomy.pricing import PriceBook
 from tokenomy.providers import create_provider, provider_names
 from tokenomy.providers.anthropic import anthropic_usage, is_search_result
+from tokenomy.providers.base import error_name
 from tokenomy.providers.openai import openai_usage
 from tokenomy.providers.retry import MAX_WAIT_S, asked_wait, retry_delay, should_retry
 from tokenomy.sse import SSEParser, frame
@@ -285,3 +286,9 @@ def test_the_upstream_request_id_is_read_and_only_if_it_looks_like_one() -> None
     assert oai.request_id({}) is None
     assert oai.request_id({"x-request-id": "two words"}) is None
     assert oai.request_id({"x-request-id": "x" * 201}) is None
+
+
+def test_an_error_name_is_a_short_printable_string() -> None:
+    assert error_name("context_length_exceeded") == "context_length_exceeded"
+    for odd in ("", "x" * 201, "bad\x00name", "two\nlines", 400, None):
+        assert error_name(odd) is None

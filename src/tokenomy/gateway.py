@@ -34,6 +34,7 @@ from .pipeline.meter import Meter, overrides_from
 from .pipeline.resolve import Resolve
 from .pipeline.stream import (
     Adapter,
+    event_code,
     feed,
     make_adapter,
     read_head,
@@ -41,7 +42,7 @@ from .pipeline.stream import (
     stream_usage,
 )
 from .pricing import PriceBook
-from .providers.base import UpstreamStream, error_name
+from .providers.base import UpstreamStream
 from .responses_api import response_id
 from .routing.cascade import Cascade
 from .routing.feedback import PromptCollector
@@ -369,7 +370,9 @@ class Gateway:
                         break
                     events = await hangup.read(reads)
                 if adapter.upstream_error is not None:
-                    call.record.upstream_error_code = error_name(adapter.upstream_error.get("code"))
+                    if call.provider is not None:
+                        code = event_code(call.provider, adapter.upstream_error)
+                        call.record.upstream_error_code = code
                     raise UpstreamProtocolError("upstream reported an error mid-stream")
                 if not adapter.finished:
                     raise UpstreamProtocolError("upstream ended the stream early")

@@ -449,6 +449,11 @@ async def read_head(call: Call, provider: Provider, up: UpstreamStream) -> list[
     raise UpstreamProtocolError("upstream ended the stream before sending anything")
 
 
+def event_code(provider: Provider, error: dict[str, Any]) -> str | None:
+    """The upstream's own code for its error event (`Provider.error_code`)."""
+    return provider.error_code(provider.error_details({"error": error}))
+
+
 def event_error(
     provider: Provider, error: dict[str, Any], headers: Mapping[str, str]
 ) -> UpstreamError:

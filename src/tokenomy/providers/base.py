@@ -63,9 +63,12 @@ class ErrorDetails:
 
 
 def error_name(value: Any) -> str | None:
-    """An error body's type, code or param, if it is one: a short string (some
-    compatible servers send a number for ``code``)."""
-    return value if isinstance(value, str) and 0 < len(value) <= 200 else None
+    """An error body's type, code or param, if it is one: a short printable string
+    (some compatible servers send a number for ``code``; a control character, NUL
+    included, is no part of a name, and PostgreSQL's text cannot hold a NUL)."""
+    if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable():
+        return value
+    return None
 
 
 @dataclass(slots=True)
@@ -157,6 +160,12 @@ class Provider(ABC):
                 return ErrorDetails(err)
         return ErrorDetails("upstream error")
 
+    def error_code(self, details: ErrorDetails) -> str | None:
+        """What names the error ``details`` in the provider's format, kept in the
+        ledger as the upstream's code: OpenAI's ``code`` (a provider of another
+        format overrides it)."""
+        return details.code
+
     def request_id(self, headers: Mapping[str, str]) -> str | None:
         """The upstream's id for the reply with these headers (not a secret)."""
         name = self.request_id_header
@@ -187,6 +196,7 @@ class Provider(ABC):
                 code=details.code,
                 param=details.param,
                 headers=fwd,
+                upstream_code=self.error_code(details),
             )
         exc.upstream_request_id = self.request_id(headers)
         return exc
