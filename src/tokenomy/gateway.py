@@ -276,7 +276,8 @@ class Gateway:
         provider = call.provider
         assert provider is not None
         call.record.upstream_request_id = provider.request_id(got.up.headers)
-        status, error = reply_outcome(got.parsed)  # a failed Responses API response
+        # a failed Responses API response, and its code
+        status, error, call.record.upstream_error_code = reply_outcome(got.parsed)
         if call.op == "responses":  # whose it is, for a request continuing it
             call.record.response_id = response_id(got.parsed)
         await self._finish(call, got.usage, status=status, error=error, admitted=True)
@@ -388,7 +389,8 @@ class Gateway:
                 upstream_api = call.provider.api if call.provider else None
                 yield adapter.error_event(call.api, exc, upstream_api)
                 return
-            await self._finish_stream(call, adapter, *adapter.outcome)
+            ended, why, call.record.upstream_error_code = adapter.outcome
+            await self._finish_stream(call, adapter, ended, why)
             finished = True
             cost = call.record.cost_usd
             comment = f": {COST_HEADER}={'unknown' if cost is None else cost}\n\n".encode()
