@@ -413,6 +413,21 @@ async def test_should_retry_header_on_error_replies(base_url: str) -> None:
                 assert resp.status == 429 and "x-should-retry" not in resp.headers
 
 
+async def test_html_answers_an_error_status_with_a_page_not_an_api_body(base_url: str) -> None:
+    text = "hi [[fake:status=502]] [[fake:html]]"
+    async with aiohttp.ClientSession() as session:
+        for path, payload in (
+            ("/v1/chat/completions", {"model": "m", "messages": user(text)}),
+            ("/v1/responses", {"model": "m", "input": text}),
+            ("/v1/messages", {"model": "c", "max_tokens": 5, "messages": user(text)}),
+        ):
+            headers = {"anthropic-version": "2023-06-01"}
+            async with session.post(base_url + path, json=payload, headers=headers) as resp:
+                assert resp.status == 502
+                assert resp.headers["content-type"] == "text/html; charset=utf-8"
+                assert (await resp.text()).startswith("<html><head><title>502 Bad Gateway")
+
+
 def test_stream_error_as_the_first_event(oai: openai.OpenAI) -> None:
     with oai.chat.completions.with_streaming_response.create(
         model="gpt-4o", messages=user("[[fake:stream_error]] [[fake:cut_at=0]]"), stream=True

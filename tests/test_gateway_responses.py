@@ -200,12 +200,15 @@ def test_max_output_tokens_ends_incomplete_and_is_metered(gw: GW) -> None:
 
 def test_a_failed_response_is_billed_and_recorded_as_failed(gw: GW) -> None:
     """``response.failed`` reaches the client as the upstream sent it; the record
-    bills its usage and says it failed (a server_error: 500)."""
+    bills its usage and says it failed (a server_error: 500), with the code of the
+    response's error as the upstream's."""
     rid, events = stream(gw, model="gpt-4o", input="hello there [[fake:failed]]")
     assert events[-1].type == "response.failed"
     assert events[-1].response.error is not None  # type: ignore[union-attr]
+    assert events[-1].response.error.code == "server_error"  # type: ignore[union-attr]
     rec = gw.record(rid)
     assert (rec.status, rec.error_type) == (500, "response_failed")
+    assert rec.upstream_error_code == "server_error"
     assert rec.usage.output_tokens == 8 and not rec.usage.estimated
     assert rec.cost_usd == genai_cost(rec, "gpt-4o") > 0
     # the same reply as one JSON body: passed on as it came, recorded as failed
@@ -215,6 +218,7 @@ def test_a_failed_response_is_billed_and_recorded_as_failed(gw: GW) -> None:
     assert raw.status_code == 200 and raw.parse().status == "failed"
     rec = gw.record(raw.headers["x-tokenomy-request-id"])
     assert (rec.status, rec.error_type) == (500, "response_failed")
+    assert rec.upstream_error_code == "server_error"
     assert Decimal(raw.headers["x-tokenomy-cost-usd"]) == rec.cost_usd == genai_cost(rec, "gpt-4o")
 
 

@@ -14,6 +14,7 @@ from tokenomy.errors import ConfigError
 from tokenomy.pricing import PriceBook
 from tokenomy.providers import create_provider, provider_names
 from tokenomy.providers.anthropic import anthropic_usage, is_search_result
+from tokenomy.providers.base import ErrorDetails, error_name
 from tokenomy.providers.openai import openai_usage
 from tokenomy.providers.retry import MAX_WAIT_S, asked_wait, retry_delay, should_retry
 from tokenomy.sse import SSEParser, frame
@@ -285,3 +286,47 @@ def test_the_upstream_request_id_is_read_and_only_if_it_looks_like_one() -> None
     assert oai.request_id({}) is None
     assert oai.request_id({"x-request-id": "two words"}) is None
     assert oai.request_id({"x-request-id": "x" * 201}) is None
+
+
+PAGE = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+@pytest.mark.parametrize(
+    ("raw", "content_type", "said"),
+    [
+        (PAGE, "text/html; charset=utf-8", "text/html"),  # parameters left out
+        (PAGE, "Text/HTML", "Text/HTML"),  # as sent
+        (b"Bad Gateway", None, "no content type"),
+        (PAGE, "<b>not a media type</b>", "no content type"),  # not repeated
+        (PAGE, "text/" + "h" * 100, "no content type"),
+        (b"", "text/html", "empty body"),
+        (b'{"detail": "Bad Gateway"}', "application/json", "application/json"),  # not the API's
+        (b'"Bad Gateway"', "application/json", "application/json"),
+    ],
+)
+def test_an_error_reply_that_is_no_api_error_body_is_described_not_quoted(
+    raw: bytes, content_type: str | None, said: str
+) -> None:
+    headers = {} if content_type is None else {"content-type": content_type}
+    for prov in (
+        create_provider(Deployment("gpt-4o", "openai")),
+        create_provider(Deployment("claude-*", "anthropic")),
+    ):
+        details = prov.refusal_details(502, raw, headers)
+        said_by = f"upstream {prov.name} returned HTTP 502 ({said}, not an API error body)"
+        assert details == ErrorDetails(said_by)
+
+
+def test_an_api_error_body_is_read_as_before() -> None:
+    oai = create_provider(Deployment("gpt-4o", "openai"))
+    body = b'{"error": {"message": "m", "type": "server_error", "code": "c", "param": null}}'
+    assert oai.refusal_details(500, body, {"content-type": "text/plain"}) == ErrorDetails(
+        "m", "server_error", "c"
+    )
+    assert oai.refusal_details(500, b'{"error": "bare"}', {}) == ErrorDetails("bare")
+
+
+def test_an_error_name_is_a_short_printable_string() -> None:
+    assert error_name("context_length_exceeded") == "context_length_exceeded"
+    for odd in ("", "x" * 201, "bad\x00name", "two\nlines", 400, None):
+        assert error_name(odd) is None

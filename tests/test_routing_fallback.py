@@ -145,6 +145,17 @@ def test_stream_falls_back_before_the_first_byte(fgw: GW) -> None:
     assert [a["error"] for a in route_of(rec)["attempts"]] == ["5xx"]
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_error_page_falls_back_as_any_5xx(fgw: GW, stream: bool) -> None:
+    """A load balancer's HTML 502 is the upstream's 5xx like its API's own."""
+    a = chat(fgw, "gpt-4o", f"hi [[fake:status=502]] [[fake:html]] {ONLY_4O}", stream=stream)
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "o3" and a.record.stream == stream
+    assert [(x["model"], x["error"], x["status"]) for x in route_of(a.record)["attempts"]] == [
+        ("gpt-4o", "5xx", 502)
+    ]
+
+
 def test_embeddings_fall_back_past_a_model_that_cannot_embed(fgw: GW) -> None:
     raw = fgw.openai().embeddings.with_raw_response.create(
         model="text-embedding-3-small",

@@ -15,16 +15,16 @@ FIRST = "hi [[fake:stream_error]] [[fake:cut_at=0]]"
 
 
 @pytest.mark.parametrize(
-    ("path", "model", "status", "etype"),
+    ("path", "model", "status", "etype", "code"),
     [
-        ("/v1/chat/completions", "gpt-4o", 500, "server_error"),  # OpenAI's own, passed on
-        ("/v1/chat/completions", "claude-haiku-4-5", 529, "server_error"),  # overloaded
-        ("/v1/messages", "claude-haiku-4-5", 529, "overloaded_error"),  # passed on
-        ("/v1/messages", "gpt-4o", 500, "api_error"),
+        ("/v1/chat/completions", "gpt-4o", 500, "server_error", None),  # OpenAI's own, passed on
+        ("/v1/chat/completions", "claude-haiku-4-5", 529, "server_error", "overloaded_error"),
+        ("/v1/messages", "claude-haiku-4-5", 529, "overloaded_error", "overloaded_error"),
+        ("/v1/messages", "gpt-4o", 500, "api_error", None),
     ],
 )
 def test_an_error_as_the_first_event_is_the_upstreams_error(
-    gw: GW, path: str, model: str, status: int, etype: str
+    gw: GW, path: str, model: str, status: int, etype: str, code: str | None
 ) -> None:
     body = {"model": model, "max_tokens": 20, "stream": True,
             "messages": [{"role": "user", "content": FIRST}]}  # fmt: skip
@@ -37,6 +37,8 @@ def test_an_error_as_the_first_event_is_the_upstreams_error(
     assert error["type"] == etype and error["message"]
     rec = gw.record(r.headers["x-tokenomy-request-id"])
     assert (rec.status, rec.error_type, rec.stream) == (status, "upstream_error", True)
+    # The upstream's code: OpenAI's event has none; Anthropic's type names its error.
+    assert rec.upstream_error_code == code
     # The upstream reported no usage: nothing is billed, not an estimated prompt.
     assert (rec.usage.input_tokens, rec.usage.output_tokens) == (0, 0)
     assert not rec.usage.estimated and not rec.cost_usd

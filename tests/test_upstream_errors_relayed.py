@@ -93,6 +93,31 @@ def test_an_error_event_mid_stream_is_recorded_with_the_upstreams_code(gw: GW) -
     assert rec.upstream_error_code == "server_error"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_anthropic_refusal_is_recorded_with_its_type_as_the_code(gw: GW, stream: bool) -> None:
+    """Anthropic's errors have no code: their type names them (``overloaded_error``),
+    and is kept where an OpenAI upstream's ``code`` is."""
+    with pytest.raises(anthropic.APIStatusError) as info:
+        gw.anthropic().messages.create(model=CLAUDE, max_tokens=20, stream=stream,
+                                       messages=say("hi [[fake:status=529]] [[fake:retry_after=0]]"))  # fmt: skip
+    assert info.value.status_code == 529
+    rec = gw.record(info.value.response.headers["x-tokenomy-request-id"])
+    assert (rec.status, rec.error_type) == (529, "upstream_error")
+    assert rec.upstream_error_code == "overloaded_error"
+
+
+def test_an_anthropic_error_event_mid_stream_is_recorded_with_its_type(gw: GW) -> None:
+    body = {"model": CLAUDE, "max_tokens": 20, "stream": True,
+            "messages": say("go [[fake:stream_error]] [[fake:chunks=6]]")}  # fmt: skip
+    headers = {"authorization": f"Bearer {gw.key}", "anthropic-version": "2023-06-01"}
+    with gw.http() as c:
+        r = c.post("/v1/messages", json=body, headers=headers)
+    assert r.status_code == 200 and "event: error" in r.text and "content_block_delta" in r.text
+    rec = gw.record(r.headers["x-tokenomy-request-id"])
+    assert rec.error_type == "upstream_protocol_error"
+    assert rec.upstream_error_code == "overloaded_error"
+
+
 def test_a_failure_of_the_gateways_own_has_no_upstream_code(gw: GW) -> None:
     """The gateway's own codes (here a malformed reply's) are not the upstream's."""
     with pytest.raises(openai.APIStatusError) as info:
@@ -138,6 +163,8 @@ def test_a_translated_refusal_keeps_the_upstreams_message_with_the_callers_type(
     assert isinstance(got, openai.BadRequestError) and got.type == "invalid_request_error"
     assert isinstance(got.body, dict) and got.body["message"] == upstream["message"]
     assert got.code is None and got.param is None
+    rec = gw.record(got.response.headers["x-tokenomy-request-id"])
+    assert rec.upstream_error_code == "invalid_request_error"  # the upstream's own, for the row
     # OpenAI's, to an Anthropic client: its message, in Anthropic's format
     said = openai_refusal(direct_openai, "gpt-4o", TOO_LONG)
     assert isinstance(said.body, dict)
@@ -215,3 +242,61 @@ def test_an_error_mid_stream_relays_the_upstreams_code_and_a_cut_message(loud_gw
     assert r.status_code == 200
     error = json.loads(r.text.strip().split("\n\n")[-1].removeprefix("data: "))["error"]
     assert error == {**STREAM_ERROR, "message": HUGE[:RELAYED_CHARS]}
+
+
+async def odd_upstream(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """An upstream of either API refusing with the request's text as its error's
+    name: Anthropic's ``type``, OpenAI's ``code``."""
+    if scope["type"] != "http":
+        return
+    data = orjson.loads(await read_body(receive))
+    name = data["messages"][-1]["content"]
+    if scope["path"].endswith("/messages"):
+        body = {"type": "error", "error": {"type": name, "message": "refused"}}
+    else:
+        body = {"error": {"message": "refused", "type": "invalid_request_error", "code": name}}
+    start = {"type": "http.response.start", "status": 400,
+             "headers": [(b"content-type", b"application/json")]}  # fmt: skip
+    await send(start)
+    await send({"type": "http.response.body", "body": orjson.dumps(body)})
+
+
+@pytest.fixture
+def odd_gw(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> Iterator[GW]:
+    with serve_in_thread(odd_upstream) as url:
+        models = (
+            dep("gpt-4o", "openai", url + "/v1", max_retries=0),
+            dep(CLAUDE, "anthropic", url, max_retries=0),
+        )
+        settings = gateway_settings(
+            str(tmp_path / "ledger.db"), fake, fake_llamacpp, deployments=models
+        )
+        yield from start_gateway(settings, fake)
+
+
+@pytest.mark.parametrize("name", ["x" * 201, "bad\x00name", "two\nlines"])
+def test_an_odd_error_name_is_neither_recorded_nor_relayed(odd_gw: GW, name: str) -> None:
+    """Only a short printable name is the upstream's code, of either API (PostgreSQL's
+    text cannot hold a NUL: such a row would not be written)."""
+    got = openai_refusal(odd_gw.openai(), "gpt-4o", name)
+    assert got.code is None
+    rec = odd_gw.record(got.response.headers["x-tokenomy-request-id"])
+    assert rec.status == 400 and rec.upstream_error_code is None
+    with pytest.raises(anthropic.BadRequestError) as info:
+        odd_gw.anthropic().messages.create(model=CLAUDE, max_tokens=20, messages=say(name))
+    assert info.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    rec = odd_gw.record(info.value.response.headers["x-tokenomy-request-id"])
+    assert rec.status == 400 and rec.upstream_error_code is None
+
+
+def test_a_plain_error_name_is_recorded_from_either_api(odd_gw: GW) -> None:
+    got = openai_refusal(odd_gw.openai(), "gpt-4o", "invalid_prompt")
+    rec = odd_gw.record(got.response.headers["x-tokenomy-request-id"])
+    assert got.code == rec.upstream_error_code == "invalid_prompt"
+    with pytest.raises(anthropic.BadRequestError) as info:
+        odd_gw.anthropic().messages.create(
+            model=CLAUDE, max_tokens=20, messages=say("billing_error")
+        )
+    assert info.value.body["error"]["type"] == "billing_error"  # type: ignore[index]
+    rec = odd_gw.record(info.value.response.headers["x-tokenomy-request-id"])
+    assert rec.upstream_error_code == "billing_error"

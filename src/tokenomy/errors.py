@@ -7,7 +7,8 @@
     ├── NotFound              404  unknown model or route
     ├── RateLimited           429  a limit or a budget refused the request
     ├── UpstreamError         502  the provider answered with an error or bad data
-    │   ├── UpstreamStatusError    the provider's own 4xx/5xx: status, message, code, param
+    │   ├── UpstreamStatusError    the provider's own 4xx/5xx: status, message, code, param,
+    │   │                          upstream_code (OpenAI's code, Anthropic's type)
     │   ├── UpstreamAuthError      the provider refused the gateway's own key (its 401/403)
     │   ├── UpstreamConnectError   connection refused or reset
     │   └── UpstreamProtocolError  malformed JSON or SSE from the provider
@@ -116,7 +117,9 @@ class UpstreamStatusError(UpstreamError):
     a client of the provider's API as they came, the message cut at
     `RELAYED_CHARS`. ``str()`` also names the provider and the status, for logs and
     tracebacks. ``upstream_type`` is the error type the provider gave, in the wire
-    format it speaks (``upstream_api``: "openai" or "anthropic")."""
+    format it speaks (``upstream_api``: "openai" or "anthropic"). ``upstream_code``
+    is what names the error in that format, kept in the ledger: OpenAI's ``code``,
+    Anthropic's ``type`` (``overloaded_error``...)."""
 
     def __init__(
         self,
@@ -129,12 +132,14 @@ class UpstreamStatusError(UpstreamError):
         code: str | None = None,
         param: str | None = None,
         headers: dict[str, str] | None = None,
+        upstream_code: str | None = None,
     ) -> None:
         message = message[:RELAYED_CHARS]
         super().__init__(message, status=status, code=code, param=param, headers=headers)
         self.upstream_type = upstream_type
         self.upstream_api = upstream_api
         self.provider = provider
+        self.upstream_code = upstream_code
 
     def __str__(self) -> str:
         if self.provider is None:
@@ -144,9 +149,10 @@ class UpstreamStatusError(UpstreamError):
 
 def upstream_code(exc: BaseException) -> str | None:
     """The upstream's own code for the refusal ``exc`` (what the ledger keeps as
-    ``upstream_error_code``); None for every other error, the gateway's own codes
-    (``upstream_auth_error``, ``rate_limit_exceeded``...) included."""
-    return exc.code if isinstance(exc, UpstreamStatusError) else None
+    ``upstream_error_code``: OpenAI's ``code``, Anthropic's ``type``); None for
+    every other error, the gateway's own codes (``upstream_auth_error``,
+    ``rate_limit_exceeded``...) included."""
+    return exc.upstream_code if isinstance(exc, UpstreamStatusError) else None
 
 
 class UpstreamAuthError(UpstreamError):

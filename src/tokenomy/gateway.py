@@ -34,6 +34,7 @@ from .pipeline.meter import Meter, overrides_from
 from .pipeline.resolve import Resolve
 from .pipeline.stream import (
     Adapter,
+    event_code,
     feed,
     make_adapter,
     read_head,
@@ -41,7 +42,7 @@ from .pipeline.stream import (
     stream_usage,
 )
 from .pricing import PriceBook
-from .providers.base import UpstreamStream, error_name
+from .providers.base import UpstreamStream
 from .responses_api import response_id
 from .routing.cascade import Cascade
 from .routing.feedback import PromptCollector
@@ -275,7 +276,8 @@ class Gateway:
         provider = call.provider
         assert provider is not None
         call.record.upstream_request_id = provider.request_id(got.up.headers)
-        status, error = reply_outcome(got.parsed)  # a failed Responses API response
+        # a failed Responses API response, and its code
+        status, error, call.record.upstream_error_code = reply_outcome(got.parsed)
         if call.op == "responses":  # whose it is, for a request continuing it
             call.record.response_id = response_id(got.parsed)
         await self._finish(call, got.usage, status=status, error=error, admitted=True)
@@ -376,7 +378,9 @@ class Gateway:
                     events = await hangup.read(reads)
                     out = []
                 if adapter.upstream_error is not None:
-                    call.record.upstream_error_code = error_name(adapter.upstream_error.get("code"))
+                    if call.provider is not None:
+                        code = event_code(call.provider, adapter.upstream_error)
+                        call.record.upstream_error_code = code
                     raise UpstreamProtocolError("upstream reported an error mid-stream")
                 if not adapter.finished:
                     raise UpstreamProtocolError("upstream ended the stream early")
@@ -392,7 +396,8 @@ class Gateway:
                 upstream_api = call.provider.api if call.provider else None
                 yield adapter.error_event(call.api, exc, upstream_api)
                 return
-            await self._finish_stream(call, adapter, *adapter.outcome)
+            ended, why, call.record.upstream_error_code = adapter.outcome
+            await self._finish_stream(call, adapter, ended, why)
             finished = True
             cost = call.record.cost_usd
             comment = f": {COST_HEADER}={'unknown' if cost is None else cost}\n\n".encode()

@@ -47,7 +47,8 @@ class UsageRecord:
     # a later request continues with ``previous_response_id``: the row says whose it
     # is (`tokenomy.pipeline.chains`). None for every other request.
     response_id: str | None = None
-    # The upstream's own code for the refusal that failed the request (OpenAI's
-    # ``error.code``, e.g. ``context_length_exceeded``): why, where ``error_type``
-    # says only ``upstream_error``. None when it gave none (Anthropic never does).
+    # The upstream's own code for the error that failed the request (OpenAI's
+    # ``error.code``, e.g. ``context_length_exceeded``, a failed Responses API
+    # response's too; Anthropic's ``error.type``, e.g. ``overloaded_error``): why,
+    # where ``error_type`` says only ``upstream_error``. None when it gave none.
     upstream_error_code: str | None = None

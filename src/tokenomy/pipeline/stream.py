@@ -65,15 +65,21 @@ EVENT_STATUS = {
 }
 
 
-def reply_outcome(reply: Any) -> tuple[int, str | None]:
-    """How an upstream reply that was served ended, as (status, error type) for its
-    record: a Responses API response that failed (``status: "failed"``) as the status
-    its error's code stands for (else 502) and ``response_failed``; any other, 200."""
+# How a served reply ended, for its record: (status, error type, the upstream's code).
+Outcome = tuple[int, str | None, str | None]
+SERVED: Outcome = (200, None, None)
+
+
+def reply_outcome(reply: Any) -> Outcome:
+    """How an upstream reply that was served ended, for its record: a Responses API
+    response that failed (``status: "failed"``) as the status its error's code
+    stands for (else 502), ``response_failed`` and that code (``server_error``...);
+    any other, `SERVED`."""
     if not isinstance(reply, dict) or reply.get("status") != "failed":
-        return 200, None
+        return SERVED
     error = reply.get("error")
     code = error.get("code") if isinstance(error, dict) else None
-    return EVENT_STATUS.get(str(code)) or 502, "response_failed"
+    return EVENT_STATUS.get(str(code)) or 502, "response_failed", error_name(code)
 
 
 def error_object(value: Any) -> dict[str, Any]:
@@ -113,9 +119,9 @@ class Adapter:
         # An event of the answer itself was seen (one that gave the client a frame,
         # for an OpenAI-compatible upstream; one not in HELD, for Anthropic's).
         self.begun = False
-        # How a finished stream ended, as (status, error type) for its record: a
-        # Responses stream may end with its own failure (``response.failed``).
-        self.outcome: tuple[int, str | None] = (200, None)
+        # How a finished stream ended, for its record (`reply_outcome`): a Responses
+        # stream may end with its own failure (``response.failed``).
+        self.outcome: Outcome = SERVED
         self.upstream_error: dict[str, Any] | None = None
         # Set to a list by whoever wants the events sent to the client, parsed (the
         # data of each frame returned, in order; `DONE_DATA` for OpenAI's end marker).
@@ -447,6 +453,11 @@ async def read_head(
             if adapter.begun or adapter.finished:
                 return out, events[i + 1 :]
     raise UpstreamProtocolError("upstream ended the stream before sending anything")
+
+
+def event_code(provider: Provider, error: dict[str, Any]) -> str | None:
+    """The upstream's own code for its error event (`Provider.error_code`)."""
+    return provider.error_code(provider.error_details({"error": error}))
 
 
 def event_error(

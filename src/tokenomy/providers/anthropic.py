@@ -79,3 +79,7 @@ class AnthropicProvider(Provider):
     def error_details(self, data: Any) -> ErrorDetails:
         details = super().error_details(data)  # the same shape, less OpenAI's fields
         return ErrorDetails(details.message, details.type)
+
+    def error_code(self, details: ErrorDetails) -> str | None:
+        """Anthropic's errors have no code: their ``type`` names them."""
+        return details.type

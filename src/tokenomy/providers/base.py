@@ -49,6 +49,8 @@ _REQUEST_ID = re.compile(r"[!-~]{1,200}")
 # largest real ones (2,048 embeddings of 3,072 dimensions) are about 100 MiB.
 MAX_BODY_BYTES = 256 * 1024 * 1024
 ERROR_BODY_BYTES = 64 * 1024  # an error's message is all that is kept of its body
+# A media type as RFC 9110 writes one (type/subtype, each a token), of a sane length.
+_MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,60}/[!#$%&'*+.^_`|~0-9A-Za-z-]{1,60}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +65,19 @@ class ErrorDetails:
 
 
 def error_name(value: Any) -> str | None:
-    """An error body's type, code or param, if it is one: a short string (some
-    compatible servers send a number for ``code``)."""
-    return value if isinstance(value, str) and 0 < len(value) <= 200 else None
+    """An error body's type, code or param, if it is one: a short printable string
+    (some compatible servers send a number for ``code``; a control character, NUL
+    included, is no part of a name, and PostgreSQL's text cannot hold a NUL)."""
+    if isinstance(value, str) and 0 < len(value) <= 200 and value.isprintable():
+        return value
+    return None
+
+
+def media_type(content_type: str) -> str | None:
+    """A Content-Type header's media type, without its parameters (``text/html``),
+    if it is one: a header of any other shape is not repeated."""
+    kind = content_type.split(";", 1)[0].strip()
+    return kind if _MEDIA_TYPE.fullmatch(kind) else None
 
 
 @dataclass(slots=True)
@@ -157,6 +169,12 @@ class Provider(ABC):
                 return ErrorDetails(err)
         return ErrorDetails("upstream error")
 
+    def error_code(self, details: ErrorDetails) -> str | None:
+        """What names the error ``details`` in the provider's format, kept in the
+        ledger as the upstream's code: OpenAI's ``code`` (a provider of another
+        format overrides it)."""
+        return details.code
+
     def request_id(self, headers: Mapping[str, str]) -> str | None:
         """The upstream's id for the reply with these headers (not a secret)."""
         name = self.request_id_header
@@ -187,6 +205,7 @@ class Provider(ABC):
                 code=details.code,
                 param=details.param,
                 headers=fwd,
+                upstream_code=self.error_code(details),
             )
         exc.upstream_request_id = self.request_id(headers)
         return exc
@@ -256,12 +275,26 @@ class Provider(ABC):
             if delay is not None and not last:
                 await asyncio.sleep(delay)
                 continue
-            try:
-                data = orjson.loads(raw) if raw else None
-            except orjson.JSONDecodeError:
-                data = raw.decode("utf-8", "replace")[:500]
-            raise self.error(resp.status, self.error_details(data), resp.headers)
+            raise self.error(
+                resp.status, self.refusal_details(resp.status, raw, resp.headers), resp.headers
+            )
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def refusal_details(self, status: int, raw: bytes, headers: Mapping[str, str]) -> ErrorDetails:
+        """What the error reply ``raw`` says. A body that is not the API's error
+        object (a load balancer's HTML page, an empty body) is described, never
+        quoted: its status and its content type, to tell it from the API's refusal."""
+        try:
+            data = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("error"), dict | str):
+            return self.error_details(data)
+        kind = media_type(headers.get("content-type", "")) or "no content type"
+        return ErrorDetails(
+            f"upstream {self.name} returned HTTP {status} ({kind if raw else 'empty body'}, "
+            "not an API error body)"
+        )
 
     async def _read(self, resp: aiohttp.ClientResponse, *, error: bool = False) -> bytes:
         """The whole body, decompressed. A reply past `MAX_BODY_BYTES` is refused

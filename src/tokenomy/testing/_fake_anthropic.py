@@ -26,6 +26,7 @@ from ._fake_common import (
     reply_pieces,
     run_stream,
     send_body,
+    send_page,
     should_fail,
     split_even,
     tool_arguments,
@@ -401,6 +402,9 @@ async def messages(req: FakeRequest) -> None:
             return
         if should_fail(sc, req.state):
             assert sc.status is not None
+            if sc.html:
+                await send_page(req.send, sc.status, error_headers(sc))
+                return
             await send_error(req, sc.status, retry_after=sc.retry_after_s, extra=error_headers(sc))
             return
         if sc.too_long:  # as Anthropic refuses a prompt past the context window

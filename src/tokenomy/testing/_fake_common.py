@@ -13,6 +13,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 import orjson
@@ -33,6 +34,7 @@ DEFAULT_MODELS = (
 
 JSON = b"application/json"
 EVENT_STREAM = b"text/event-stream; charset=utf-8"
+HTML = b"text/html; charset=utf-8"
 
 
 @dataclass(slots=True)
@@ -127,6 +129,7 @@ FLAG_DIRECTIVES = frozenset(
         "rich",
         "failed",
         "too_long",
+        "html",
     }
 )
 
@@ -162,6 +165,7 @@ class Scenario:
     rich: bool = False  # Anthropic: thinking, server-tool and cited blocks before the reply
     failed: bool = False  # OpenAI Responses: the response fails (status "failed")
     too_long: bool = False  # refused as a prompt past the model's context window
+    html: bool = False  # with `status`: an HTML error page, not the API's error body
     stop: str | None = None  # Anthropic: the stop_reason to report
     should_retry: str | None = None  # the `x-should-retry` of an error reply: "true"/"false"
     cut_at: int | None = None  # the event `malformed`, `reset` or `stream_error` replaces
@@ -345,6 +349,17 @@ async def send_body(
     start = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": start + headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def send_page(send: Send, status: int, headers: Headers) -> None:
+    """An HTML error page for ``status``, as a load balancer or proxy in front of an
+    API answers (``html``): no error body of the API's."""
+    try:
+        title = f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        title = str(status)
+    page = f"<html><head><title>{title}</title></head><body><h1>{title}</h1><hr>nginx</body></html>"
+    await send_body(send, status, page.encode(), headers, HTML)
 
 
 async def start_stream(send: Send, headers: Headers) -> None:

@@ -31,6 +31,7 @@ from ._fake_common import (
     run_stream,
     sample_json,
     send_body,
+    send_page,
     should_fail,
     split_even,
     tool_arguments,
@@ -130,6 +131,9 @@ async def play_scenario(req: FakeRequest, sc: Scenario, prompt: str = "messages"
         return True
     if should_fail(sc, req.state):
         assert sc.status is not None
+        if sc.html:
+            await send_page(req.send, sc.status, error_headers(sc))
+            return True
         code = SCENARIO_CODES.get(sc.status)
         await send_error(
             req, sc.status, code=code, retry_after=sc.retry_after_s, extra=error_headers(sc)

@@ -123,6 +123,9 @@ embeddings, the first string input); an unknown key gets a 400.
 ``fail_times=K``      with ``status``: fail only the first K requests carrying the
                       same directive text, then succeed (add ``id=...`` to keep
                       counters apart).
+``html``              with ``status``: the error is an HTML page (``text/html;
+                      charset=utf-8``), as a load balancer or proxy in front of the
+                      API sends, not the API's error body.
 ``retry_after=S``     the ``retry-after`` value (default ``FakeOptions.retry_after_s``).
 ``should_retry=V``    with ``status``: an ``x-should-retry: V`` header (``true`` or
                       ``false``), as OpenAI and Anthropic send to say whether a retry
