@@ -89,3 +89,11 @@ def test_a_result_cut_by_words_mid_operation_is_skipped() -> None:
 def test_a_number_glued_to_a_word_is_not_a_result() -> None:
     # algebra: "100 / 5 = 5A / 5" states no arithmetic result
     assert arithmetic_defects("So 100 / 5 = 5A / 5, or 20 = A.") == 0
+
+
+def test_numbers_too_large_for_any_sum_are_not_judged_and_cost_nothing() -> None:
+    # nested powers grow a number's length exponentially: each level is refused
+    # before it is computed (this took seconds and gigabytes, level by level)
+    assert arithmetic_defects("((((((9^64)^64)^64)^64)^64)^64) = 5") == 0
+    assert arithmetic_defects(" * ".join(["99999999999999999999"] * 300) + " = 7") == 0
+    assert arithmetic_defects("2^64 = 18446744073709551616 and 2^10 = 1000") == 1

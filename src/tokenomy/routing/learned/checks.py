@@ -29,6 +29,9 @@ _ALLOWED = set("0123456789.+-*/x^()$% \t")
 _TOKEN = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+|[-+*/x^()%])")
 _LEAD = re.compile(r"(\$?\s*\d+(?:\.\d+)?)\s*[-+*/x^]")
 _MAX_POWER = 64
+# No everyday sum needs numbers longer than this; capping every intermediate value
+# keeps a hostile text ("((9^64)^64)^64...") from costing seconds and gigabytes.
+_MAX_BITS = 4096
 _SIGNS = str.maketrans({"\u00d7": "*", "\u00f7": "/"})  # the times and division signs
 
 
@@ -77,7 +80,7 @@ class _Parser:
         while self._peek() in ("+", "-"):
             op = self._take()
             right = self._product()
-            value = value + right if op == "+" else value - right
+            value = _fit(value + right if op == "+" else value - right)
         return value
 
     def _product(self) -> Fraction:
@@ -88,9 +91,9 @@ class _Parser:
             if op == "/":
                 if right == 0:
                     raise _Unparsed("division by zero")
-                value /= right
+                value = _fit(value / right)
             else:
-                value *= right
+                value = _fit(value * right)
         return value
 
     def _power(self) -> Fraction:
@@ -100,6 +103,9 @@ class _Parser:
             exp = self._unary()
             if exp.denominator != 1 or abs(exp) > _MAX_POWER or (base == 0 and exp < 0):
                 raise _Unparsed("power")
+            size = max(base.numerator.bit_length(), base.denominator.bit_length())
+            if size * abs(exp.numerator) > _MAX_BITS:
+                raise _Unparsed("too large")
             return base**exp.numerator
         return base
 
@@ -123,6 +129,12 @@ class _Parser:
             self._take()
             value /= 100
         return value
+
+
+def _fit(value: Fraction) -> Fraction:
+    if max(value.numerator.bit_length(), value.denominator.bit_length()) > _MAX_BITS:
+        raise _Unparsed("too large")
+    return value
 
 
 def _evaluate(expr: str) -> Fraction | None:
