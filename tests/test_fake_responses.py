@@ -200,3 +200,38 @@ async def test_a_kept_response_is_continued_and_an_unknown_one_refused(
                 "code": "previous_response_not_found",
             }
         }
+
+
+async def test_a_kept_responses_items_are_named_and_unknown_ones_refused(
+    asgi: httpx2.AsyncClient,
+) -> None:
+    """A kept response's output items may be named by id in ``input`` (an
+    ``item_reference``, typed or not, or a reasoning item with its id); an item not
+    kept gets OpenAI's 404 on ``input``."""
+    reasoned = await json_reply(asgi, model="o3", input="think")
+    streamed = await events(asgi, input="hello there")
+    unstored = await json_reply(asgi, input="hello there", store=False)
+    rs, msg = reasoned["output"][0], reasoned["output"][-1]
+    named = [
+        {"type": "reasoning", "id": rs["id"], "summary": []},
+        {"type": "item_reference", "id": msg["id"]},
+        {"id": streamed[-1][1]["response"]["output"][-1]["id"]},
+        {"role": "user", "content": "go on"},
+    ]
+    await json_reply(asgi, input=named)
+    for item_id in (unstored["output"][-1]["id"], "msg_nope"):
+        for item in ({"type": "item_reference", "id": item_id}, {"id": item_id}):
+            body = {"model": "gpt-4o", "input": [item, {"role": "user", "content": "hi"}]}
+            r = await asgi.post("/v1/responses", json=body)
+            assert r.status_code == 404
+            assert r.json() == {
+                "error": {
+                    "message": f"Item with id '{item_id}' not found.",
+                    "type": "invalid_request_error",
+                    "param": "input",
+                    "code": None,
+                }
+            }
+    # an item sent whole carries its content: its id names nothing to look up
+    whole = {**msg, "id": "msg_nope"}
+    await json_reply(asgi, input=[whole, {"role": "user", "content": "hi"}])

@@ -341,7 +341,7 @@ def test_tiers_and_upstream_error_codes_from_the_previous_schema(
         applied = migrate_over_old_rows(
             s, "m020_tiers_and_error_codes", "price_context", full_record("old")
         )
-        assert applied == ["m020_tiers_and_error_codes"]
+        assert applied == ["m020_tiers_and_error_codes", "m021_response_items"]
         assert isinstance(s, SQLStore)
         assert s.get_record("old") == before_m020(full_record("old"))
         flex = replace(
@@ -366,6 +366,89 @@ def test_tiers_and_upstream_error_codes_from_the_previous_schema(
             ("flex", "flex", None),
             ("standard", None, None),
         ]
+
+
+def test_response_items_and_their_owners_from_the_previous_schema(
+    new_db_url: Callable[[], str],
+) -> None:
+    """m021 keeps the ids of the output items of each response, with the row that
+    relayed it, and reads who made an item back by its id: responses relayed
+    before have no items, so theirs have no owner."""
+    names = migrations.names()
+    before = names[names.index("m021_response_items") - 1]
+    with open_store(new_db_url()) as s:
+        s.migrate(upto=before)
+        s.insert_records([full_record("old")])  # no item ids: the old schema takes it
+        assert s.migrate() == ["m021_response_items"]
+        assert s.item_owners(["msg_old"]) == {}
+        mine = replace(full_record(), item_ids=("rs_1", "msg_1", "msg_1"))
+        theirs = replace(
+            full_record("other"), key_id="tk-other", team="ads", response_id="resp_2",
+            item_ids=("fc_2",),
+        )  # fmt: skip
+        assert s.insert_records([mine, theirs]) == 2
+        assert s.insert_records([mine, theirs]) == 0  # a retried batch adds nothing twice
+        asked = ["msg_1", "fc_2", "rs_1", "msg_", "msg_1\x00", "msg_old"]
+        assert s.item_owners(asked) == {
+            "msg_1": [Owner("tk-0123abcd", "acme", "search")],
+            "rs_1": [Owner("tk-0123abcd", "acme", "search")],
+            "fc_2": [Owner("tk-other", "acme", "ads")],
+        }
+        assert s.get_record("req-full") == full_record()  # the items are not read back
+        assert s.response_owners("resp_2") == [Owner("tk-other", "acme", "ads")]
+
+
+def test_item_owners_of_more_ids_than_one_query_takes(store: Store) -> None:
+    ids = tuple(f"msg_{n:04d}" for n in range(1200))
+    store.insert_records([replace(full_record(), item_ids=ids)])
+    got = store.item_owners([*reversed(ids), "msg_unknown"])
+    assert set(got) == set(ids)
+    assert all(owners == [Owner("tk-0123abcd", "acme", "search")] for owners in got.values())
+    assert store.item_owners([]) == {}
+
+
+def test_an_item_id_two_rows_name_has_both_owners(store: Store) -> None:
+    """An upstream that reused an item id: both rows say whose it is (the gateway
+    then lets neither tenant alone name it)."""
+    store.insert_records(
+        [
+            replace(full_record("a"), item_ids=("msg_x",)),
+            replace(full_record("b"), key_id=None, org=None, team=None, item_ids=("msg_x",)),
+        ]
+    )
+    owners = store.item_owners(["msg_x"])["msg_x"]
+    assert sorted(owners, key=str) == sorted(
+        [Owner("tk-0123abcd", "acme", "search"), Owner(None, None, None)], key=str
+    )
+
+
+def test_the_item_lookup_uses_indexes(sqlite_url: str) -> None:
+    """Whose an item is: a search of ``response_items`` by its key, then of the row
+    by its request id; no table is scanned, however big the ledger grows."""
+    with open_store(sqlite_url) as s:
+        s.migrate()
+        assert isinstance(s, SQLStore)
+        sql = (
+            "EXPLAIN QUERY PLAN SELECT DISTINCT i.item_id, r.key_id, r.org, r.team "
+            "FROM response_items i JOIN requests r ON r.request_id = i.request_id "
+            "WHERE i.item_id IN (?, ?)"
+        )
+        plan = [row[-1] for row in s._read(lambda cur: cur.execute(sql, ("a", "b")).fetchall())]
+        assert not any(step.startswith("SCAN") for step in plan), plan
+        assert plan[0].startswith("SEARCH i USING COVERING INDEX") and "(item_id=?)" in plan[0]
+        assert plan[1].startswith("SEARCH r USING INDEX") and "(request_id=?)" in plan[1]
+
+
+def test_fallback_file_keeps_the_item_ids(store: Store, tmp_path: Path) -> None:
+    fallback = tmp_path / "failed.jsonl"
+    w = GroupCommitWriter(store, fallback_path=str(fallback), inline=False)
+    assert w.close(5)
+    made = replace(full_record(), item_ids=("rs_1", "msg_1"))
+    with pytest.raises(Overloaded):
+        w.submit(made)
+    assert load_fallback(str(fallback)) == [made]
+    assert store.insert_records(load_fallback(str(fallback))) == 1
+    assert set(store.item_owners(["rs_1", "msg_1"])) == {"rs_1", "msg_1"}
 
 
 def test_fallback_file_lines_from_before_the_tier_and_code_still_replay(

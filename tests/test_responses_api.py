@@ -15,7 +15,13 @@ from tokenomy.pipeline.exchange import output_text_of
 from tokenomy.pipeline.meter import estimate_usage
 from tokenomy.providers import create_provider
 from tokenomy.providers.openai import response_usage, web_searches
-from tokenomy.responses_api import as_messages, as_tools, output_text
+from tokenomy.responses_api import (
+    as_messages,
+    as_tools,
+    item_ids,
+    output_text,
+    referenced_items,
+)
 from tokenomy.routing.rules import has_images
 from tokenomy.tokens import count_chat_messages, count_text
 
@@ -29,6 +35,7 @@ def test_the_prompt_as_chat_messages() -> None:
             {"type": "function_call_output", "call_id": "c", "output": "sunny"},
             {"type": "reasoning", "id": "rs", "summary": [{"type": "summary_text", "text": "t"}]},
             {"type": "item_reference", "id": "msg_stored"},  # not visible here
+            {"id": "msg_stored_too"},  # an item_reference whose type is left out
             {"type": "web_search_call", "id": "ws", "status": "completed", "action": {"q": 1}},
         ],
     }
@@ -44,6 +51,46 @@ def test_the_prompt_as_chat_messages() -> None:
         {"role": "assistant", "item": {"action": {"q": 1}}},
     ]
     assert as_messages({"input": "hi"}) == [{"role": "user", "content": "hi"}]
+
+
+def test_the_stored_items_a_request_names() -> None:
+    """Items the upstream reads from its storage by their id: item references
+    (their ``type`` may be left out, or null) and reasoning items with an id; each
+    once, in order. Items sent whole carry their content, whatever their id."""
+    body = {
+        "input": [
+            {"type": "item_reference", "id": "msg_1"},
+            {"role": "user", "content": "hi", "id": "msg_inline"},
+            {"id": "fc_2"},
+            {"type": None, "id": "msg_3"},
+            {"type": "reasoning", "id": "rs_4", "summary": [], "encrypted_content": "x"},
+            {"type": "reasoning", "summary": []},
+            {"type": "message", "id": "msg_5", "role": "assistant", "content": []},
+            {"type": "function_call", "id": "fc_6", "call_id": "c", "name": "f", "arguments": ""},
+            {"type": "item_reference", "id": "msg_1"},
+            {"type": "item_reference", "id": 7},
+            "not an item",
+        ]
+    }
+    assert referenced_items(body) == ["msg_1", "fc_2", "msg_3", "rs_4"]
+    assert referenced_items({"input": "hi"}) == referenced_items({}) == []
+
+
+def test_the_ids_of_a_responses_output_items() -> None:
+    response = {
+        "output": [
+            {"type": "reasoning", "id": "rs_1"},
+            {"type": "message", "id": "msg_2"},
+            {"type": "message", "id": "msg_2"},
+            {"type": "message"},
+            {"type": "message", "id": ""},
+            {"type": "message", "id": "msg_\x00"},  # no ledger text holds a NUL
+            {"type": "function_call", "id": 3},
+            "junk",
+        ]
+    }
+    assert item_ids(response) == ("rs_1", "msg_2")
+    assert item_ids({"output": None}) == item_ids(None) == ()
 
 
 def test_function_tools_take_the_chat_form() -> None:

@@ -43,7 +43,7 @@ from .pipeline.stream import (
 )
 from .pricing import PriceBook
 from .providers.base import UpstreamStream
-from .responses_api import response_id
+from .responses_api import item_ids, response_id
 from .routing.cascade import Cascade
 from .routing.feedback import PromptCollector
 from .routing.judge import judge_for
@@ -280,6 +280,7 @@ class Gateway:
         status, error, call.record.upstream_error_code = reply_outcome(got.parsed)
         if call.op == "responses":  # whose it is, for a request continuing it
             call.record.response_id = response_id(got.parsed)
+            call.record.item_ids = item_ids(got.parsed)
         await self._finish(call, got.usage, status=status, error=error, admitted=True)
         if self.judge is not None:
             self.judge.maybe(call, got.up.data, provider.api)
@@ -416,6 +417,7 @@ class Gateway:
     ) -> None:
         usage = stream_usage(call, adapter)
         call.record.response_id = adapter.response_id
+        call.record.item_ids = tuple(adapter.item_ids)
         await self._finish(call, usage, status=status, error=error, admitted=True)
 
     async def _finish(

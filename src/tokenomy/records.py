@@ -47,6 +47,11 @@ class UsageRecord:
     # a later request continues with ``previous_response_id``: the row says whose it
     # is (`tokenomy.pipeline.chains`). None for every other request.
     response_id: str | None = None
+    # The ids of that response's output items (``msg_...``, ``fc_...``, ``rs_...``),
+    # which a later request names in its ``input`` (an ``item_reference``): the row
+    # says whose they are. Kept in the ledger's ``response_items`` table, committed
+    # with the row; not read back with it. Empty for every other request.
+    item_ids: tuple[str, ...] = ()
     # The upstream's own code for the error that failed the request (OpenAI's
     # ``error.code``, e.g. ``context_length_exceeded``, a failed Responses API
     # response's too; Anthropic's ``error.type``, e.g. ``overloaded_error``): why,

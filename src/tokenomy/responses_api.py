@@ -17,9 +17,10 @@ template, and the opaque ``encrypted_content`` of reasoning items (a
 leaves it out; the record is metered from the upstream's usage, which counts it.
 
 A reply's usage is read by `tokenomy.providers.openai.response_usage`; its text
-(only needed to estimate a reply that reports none) by `output_text`; its id,
-which the ledger keeps so that only its tenant may continue it
-(`tokenomy.pipeline.chains`), by `response_id`.
+(only needed to estimate a reply that reports none) by `output_text`; its id and
+the ids of its output items, which the ledger keeps so that only its tenant may
+continue it or name its items (`tokenomy.pipeline.chains`), by `response_id` and
+`item_ids`. The ids of the stored items a request names are `referenced_items`.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ __all__ = [
     "TEXT_DELTAS",
     "as_messages",
     "as_tools",
+    "item_ids",
+    "output_item_id",
     "output_text",
     "prompt_messages",
+    "referenced_items",
     "response_id",
 ]
 
@@ -86,8 +90,8 @@ def _message(item: Any) -> dict[str, Any] | None:
         summary = item.get("summary")
         parts = summary if isinstance(summary, list) else []
         return {"role": "assistant", "content": parts}
-    if kind == "item_reference":  # an item stored upstream: not visible here
-        return None
+    if kind == "item_reference" or (kind is None and "role" not in item):
+        return None  # an item stored upstream (its type may be left out): not visible here
     # Built-in tool calls and their outputs: counted as their JSON.
     return {"role": "assistant", "item": {k: v for k, v in item.items() if k not in _NOT_PROMPT}}
 
@@ -122,6 +126,50 @@ def response_id(response: Any) -> str | None:
         return None
     rid = response.get("id")
     return rid if isinstance(rid, str) and rid else None
+
+
+def item_ids(response: Any) -> tuple[str, ...]:
+    """The ids of a response object's output items, each once, in order."""
+    if not isinstance(response, Mapping):
+        return ()
+    ids = (output_item_id(item) for item in _list(response.get("output")))
+    return tuple(dict.fromkeys(i for i in ids if i is not None))
+
+
+def output_item_id(item: Any) -> str | None:
+    """An output item's id as the ledger keeps it; None for none, an empty one, or
+    one holding a NUL (no ledger text can hold it, nor would a real one)."""
+    got = item_id(item)
+    return got if got and "\x00" not in got else None
+
+
+def item_id(item: Any) -> str | None:
+    """An item's id, when it has a string one."""
+    got = item.get("id") if isinstance(item, Mapping) else None
+    return got if isinstance(got, str) else None
+
+
+def referenced_items(body: Mapping[str, Any]) -> list[str]:
+    """The ids of the stored items a request's ``input`` names, each once, in order:
+    the upstream reads them from its storage. They are the ``item_reference``
+    items' (whose ``type`` may be left out: an item with an ``id`` and no
+    ``role``), and reasoning items' (OpenAI reads a reasoning item sent with an
+    ``id`` from its storage too). Other items sent with an ``id`` carry their
+    content themselves."""
+    ids: dict[str, None] = {}
+    for item in _list(body.get("input")):
+        if isinstance(item, Mapping) and _is_reference(item):
+            rid = item_id(item)
+            if rid is not None:
+                ids[rid] = None
+    return list(ids)
+
+
+def _is_reference(item: Mapping[str, Any]) -> bool:
+    kind = item.get("type")
+    if kind is None:
+        return "role" not in item
+    return kind in ("item_reference", "reasoning")
 
 
 def output_text(response: Mapping[str, Any]) -> str:

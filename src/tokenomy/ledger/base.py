@@ -110,6 +110,12 @@ class Store(ABC):
         the gateway never relayed it."""
 
     @abstractmethod
+    def item_owners(self, item_ids: Sequence[str]) -> dict[str, list[Owner]]:
+        """Who made the responses whose output had the items ``item_ids`` (a
+        record's ``item_ids``), by item id; an item the gateway never relayed is
+        not in it."""
+
+    @abstractmethod
     def create_key(self, key: KeyRecord) -> None:
         """Raises `InvalidRequest` (409) if the key id or hash already exists."""
 
@@ -206,6 +212,12 @@ KEY_COLUMNS = (
     "created_at",
     "expires_at",
     "revoked_at",
+)
+# The ids of a response's output items, each with the request id of the row that
+# relayed them: only rows just added get theirs, so a retried batch adds none twice
+# (the conflict clause takes a record naming one item twice).
+_INSERT_ITEMS = (
+    "INSERT INTO response_items (item_id, request_id) VALUES (?, ?) ON CONFLICT DO NOTHING"
 )
 _JSON_COLUMNS = {"tags", "decisions", "models", "price_context"}
 
@@ -444,7 +456,10 @@ class SQLStore(Store):
 
         def run(cur: Cursor) -> int:
             fresh = self._insert_new(cur, sql, records, rows)
+            items = [(i, r.request_id) for r in fresh for i in r.item_ids]
             with self._pipeline(cur):
+                if items:
+                    cur.executemany(self._sql(_INSERT_ITEMS), items)
                 rollups.bump(cur, self.dialect, fresh)
             return len(fresh)
 
@@ -545,6 +560,23 @@ class SQLStore(Store):
         )
         rows = self._read(lambda cur: cur.execute(sql, (response_id,)).fetchall())
         return [Owner(*row) for row in rows]
+
+    def item_owners(self, item_ids: Sequence[str]) -> dict[str, list[Owner]]:
+        # A client's id may hold a NUL (JSON's \u0000): no row holds one (nor can,
+        # on PostgreSQL), so it is not asked about.
+        ids = list(dict.fromkeys(i for i in item_ids if "\x00" not in i))
+        owners: dict[str, list[Owner]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ", ".join([self.dialect.param] * len(chunk))
+            sql = (
+                "SELECT DISTINCT i.item_id, r.key_id, r.org, r.team FROM response_items i "
+                f"JOIN requests r ON r.request_id = i.request_id WHERE i.item_id IN ({marks})"
+            )
+            rows = self._fetch(sql, chunk)
+            for item_id, *owner in rows:
+                owners.setdefault(item_id, []).append(Owner(*owner))
+        return owners
 
     # -- keys -------------------------------------------------------------------------------
 

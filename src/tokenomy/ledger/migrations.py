@@ -459,3 +459,20 @@ def m020_tiers_and_error_codes(d: Dialect) -> list[str]:
         f"ALTER TABLE requests ADD COLUMN price_context {d.json}",
         "ALTER TABLE requests ADD COLUMN upstream_error_code TEXT",
     ]
+
+
+@migration
+def m021_response_items(d: Dialect) -> list[str]:
+    """The ids of the output items of the response a Responses API request made
+    (``msg_...``, ``fc_...``, ``rs_...``), each with the request id of its row,
+    so that a request naming one in its ``input`` (an ``item_reference``) is let
+    through only for the tenant that made it (`tokenomy.pipeline.chains`). The
+    key leads with the item id: one index lookup, then the row by its request
+    id. Responses relayed before have no items here: they are unknown."""
+    return [
+        """CREATE TABLE response_items (
+            item_id TEXT NOT NULL,
+            request_id TEXT NOT NULL,
+            PRIMARY KEY (item_id, request_id)
+        )""",
+    ]

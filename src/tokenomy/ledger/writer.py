@@ -418,6 +418,7 @@ def record_from_json(data: dict[str, Any]) -> UsageRecord:
     fields["usage"] = Usage(**fields.get("usage", {}))
     cost = fields.get("cost_usd")
     fields["cost_usd"] = None if cost is None else Decimal(cost)
+    fields["item_ids"] = tuple(fields.get("item_ids", ()))  # a JSON list
     return UsageRecord(**fields)
 
 

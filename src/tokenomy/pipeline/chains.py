@@ -15,6 +15,17 @@ recorded them, or at the upstream directly) are refused alike, unless
 ``responses.allow_unknown_ids`` lets them through (while clients move their
 chains onto the gateway).
 
+Items are kept upstream with their response, and a request may name one by its
+id in ``input`` (an ``item_reference``, or a reasoning item with an ``id``:
+`tokenomy.responses_api.referenced_items`), which the upstream reads from its
+storage. So the ledger also records the ids of the output items each response
+had (``response_items``, with the row), and the same rule applies to them: an
+item another tenant's response had, or one the gateway never relayed, is
+refused with what OpenAI answers for an item it does not know (a 404
+``invalid_request_error`` on ``input``, "Item with id '...' not found."), after
+one ledger lookup for all the ids a request names; a request naming none reads
+nothing.
+
 ``conversation`` (an id of OpenAI's Conversations API, a string or an object
 with an ``id``) is refused: the gateway does not serve ``/v1/conversations``, so
 no tenant made a conversation through it, and whose one is cannot be known.
@@ -29,13 +40,14 @@ The ``responses:`` section of the config file::
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..config import Settings, flag
 from ..errors import ConfigError, InvalidRequest
-from ..ledger.base import Store
+from ..ledger.base import Owner, Store
+from ..responses_api import referenced_items
 from ..tenancy import ANONYMOUS, SCOPES, tenant
 from .context import Call
 
@@ -73,6 +85,11 @@ def unknown_response(response_id: str) -> InvalidRequest:
     )
 
 
+def unknown_item(item_id: str) -> InvalidRequest:
+    """What OpenAI answers for an item id in ``input`` that it does not know."""
+    return InvalidRequest(f"Item with id '{item_id}' not found.", status=404, param="input")
+
+
 CONVERSATION_REFUSED = (
     "'conversation' is not served by this gateway: it does not serve OpenAI's "
     "Conversations API (/v1/conversations), so it cannot tell whose a conversation "
@@ -98,13 +115,31 @@ class Chains:
         previous = body.get("previous_response_id")
         if isinstance(previous, str) and not await self.may_continue(call, previous):
             raise unknown_response(previous)
+        refused = await self.foreign_item(call, referenced_items(body))
+        if refused is not None:
+            raise unknown_item(refused)
 
     async def may_continue(self, call: Call, response_id: str) -> bool:
         """Whether ``call``'s tenant may continue the response ``response_id``."""
-        cfg = self.config
-        if cfg.chain_scope == SHARED and cfg.allow_unknown_ids:
+        if self._unchecked:
             return True  # nothing to check: no ledger read
         owners = await asyncio.to_thread(self.store.response_owners, response_id)
+        return self._owns(call, owners)
+
+    async def foreign_item(self, call: Call, item_ids: list[str]) -> str | None:
+        """The first of ``item_ids`` that ``call``'s tenant may not name; None if none."""
+        if not item_ids or self._unchecked:
+            return None
+        owners = await asyncio.to_thread(self.store.item_owners, item_ids)
+        return next((i for i in item_ids if not self._owns(call, owners.get(i, []))), None)
+
+    @property
+    def _unchecked(self) -> bool:
+        return self.config.chain_scope == SHARED and self.config.allow_unknown_ids
+
+    def _owns(self, call: Call, owners: Sequence[Owner]) -> bool:
+        """Whether ``call``'s tenant made what ``owners`` (its ledger rows) made."""
+        cfg = self.config
         if not owners:
             return cfg.allow_unknown_ids
         if cfg.chain_scope == SHARED:

@@ -37,7 +37,7 @@ from ..providers import Provider, UpstreamStream
 from ..providers.anthropic import anthropic_usage, is_search_result
 from ..providers.base import error_name
 from ..providers.openai import is_search, openai_usage, response_usage
-from ..responses_api import TEXT_DELTAS, response_id
+from ..responses_api import TEXT_DELTAS, item_ids, output_item_id, response_id
 from ..sse import DONE_DATA, SSEEvent, frame
 from ..usage import Usage
 from .context import ANTHROPIC, OPENAI, Call
@@ -47,6 +47,8 @@ from .meter import estimate_usage, with_counted_output
 DONE = b"data: [DONE]\n\n"
 # The events that end a Responses stream, each carrying the whole response.
 RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
+# The events of a Responses stream that carry an output item, its id included.
+ITEM_EVENTS = frozenset({"response.output_item.added", "response.output_item.done"})
 # The status an error event stands for, by its type (or OpenAI's code) in either
 # API: an error before the stream began is answered as that refusal would be.
 EVENT_STATUS = {
@@ -126,8 +128,10 @@ class Adapter:
         # Set to a list by whoever wants the events sent to the client, parsed (the
         # data of each frame returned, in order; `DONE_DATA` for OpenAI's end marker).
         self.sent: list[Any] | None = None
-        # The id of the response a Responses stream made, for its ledger row.
+        # The id of the response a Responses stream made, and those of its output
+        # items (each once, in order), for its ledger row.
         self.response_id: str | None = None
+        self.item_ids: dict[str, None] = {}
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
         raise NotImplementedError
@@ -355,6 +359,7 @@ class ResponsesPassthrough(Adapter):
             return []
         if kind in RESPONSE_ENDS:
             response = data["response"]
+            self.item_ids.update(dict.fromkeys(item_ids(response)))
             self.usage = response_usage(response)
             self.output_final = self.finished = True
             self.outcome = reply_outcome(response)
@@ -362,8 +367,13 @@ class ResponsesPassthrough(Adapter):
             return []
         if kind in TEXT_DELTAS and isinstance(data.get("delta"), str):
             self.text.append(data["delta"])
-        elif kind == "response.output_item.done" and is_search(data.get("item")):
-            self.searches += 1
+        elif kind in ITEM_EVENTS:
+            # An item the client saw is known even if the stream is cut before its end.
+            seen = output_item_id(data.get("item"))
+            if seen is not None:
+                self.item_ids[seen] = None
+            if kind == "response.output_item.done" and is_search(data.get("item")):
+                self.searches += 1
         if self.sent is not None:
             self.sent.append(data)
         return [ev.raw]

@@ -43,7 +43,7 @@ def side_call(
     key, deployment and provider, and a copy of its record (its ``ts`` too: a
     charged row falls in its request's period) with ``record`` changed. The
     upstream's id for its reply is its own, set once it answers: never its
-    parent's; so is the id of a response it made."""
+    parent's; so are the ids of a response it made and of its items."""
     rid = parent.request_id + suffix
     side = Call(parent.api, parent.op, parent.endpoint,
                 parent.body if body is None else body,
@@ -51,6 +51,7 @@ def side_call(
     side.key, side.deployment, side.provider = parent.key, parent.deployment, parent.provider
     record.setdefault("upstream_request_id", None)
     record.setdefault("response_id", None)
+    record.setdefault("item_ids", ())
     record.setdefault("upstream_error_code", None)
     side.record = replace(parent.record, request_id=rid, tags=dict(parent.record.tags),
                           decisions={}, charged=charged, **record)  # fmt: skip

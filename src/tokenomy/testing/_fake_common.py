@@ -71,6 +71,7 @@ class FakeState:
         self.failures: dict[str, int] = {}  # directive text -> failures served so far
         self.prompt_cache: set[bytes] = set()  # digests of cached Anthropic prefixes
         self.stored: set[str] = set()  # ids of the Responses API responses kept (``store``)
+        self.stored_items: set[str] = set()  # ids of those responses' output items
         self._prefix = os.urandom(4).hex()
         self._serial = itertools.count(1)
 
@@ -82,6 +83,7 @@ class FakeState:
         self.failures.clear()
         self.prompt_cache.clear()
         self.stored.clear()
+        self.stored_items.clear()
 
 
 @dataclass(slots=True)

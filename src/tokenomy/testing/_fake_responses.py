@@ -64,6 +64,19 @@ def _input_tokens(data: dict[str, Any]) -> int:
     return total
 
 
+def _unknown_item(req: FakeRequest, data: dict[str, Any]) -> str | None:
+    """The first item ``input`` names by id (an ``item_reference``, its ``type``
+    left out or not, or a reasoning item with an ``id``) that the fake did not keep."""
+    for item in field_list(data.get("input")):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+            continue
+        kind = item.get("type")
+        named = kind in ("item_reference", "reasoning") or (kind is None and "role" not in item)
+        if named and item["id"] not in req.state.stored_items:
+            return str(item["id"])
+    return None
+
+
 def _last_user_text(data: dict[str, Any]) -> str:
     inp = data.get("input")
     if isinstance(inp, str):
@@ -254,6 +267,10 @@ async def responses(req: FakeRequest) -> None:
             req, 400, message, param="previous_response_id", code="previous_response_not_found"
         )
         return
+    missing = _unknown_item(req, data)
+    if missing is not None:
+        await send_error(req, 404, f"Item with id '{missing}' not found.", param="input")
+        return
     inp = data.get("input")
     continued = inp is None and bool(previous)
     if not continued and (not isinstance(inp, str | list) or not inp):
@@ -268,9 +285,10 @@ async def responses(req: FakeRequest) -> None:
         await send_error(req, 400, str(exc))
         return
     rid = req.state.new_id("resp_")
+    query = " ".join(sc.words) or "ok"
     if data.get("store") is not False:
         req.state.stored.add(rid)
-    query = " ".join(sc.words) or "ok"
+        req.state.stored_items.update(item["id"] for item in _items(plan, query))
     if data.get("stream"):
         events = _events(rid, data, plan, query)
         cut_at = 2 if sc.cut_at is None else sc.cut_at  # the event the error replaces

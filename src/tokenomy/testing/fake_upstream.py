@@ -101,7 +101,10 @@ events numbered by ``sequence_number``: ``response.created``,
 usage. No ``[DONE]``. Each response is kept (unless ``store: false``) for
 ``previous_response_id`` to name; an id the fake did not keep gets OpenAI's 400
 ``invalid_request_error`` ``previous_response_not_found`` on that param
-(``input`` may then be left out).
+(``input`` may then be left out). So are its output items, for ``input`` to name
+by id (an ``item_reference``, or a reasoning item with an ``id``); an item id
+the fake did not keep gets OpenAI's 404 ``invalid_request_error`` on ``input``,
+"Item with id '...' not found.".
 
 Prompt caching (Anthropic): when any tools/system/message block has
 ``cache_control``, each such block ends a prefix that is written to the cache.
