@@ -97,3 +97,24 @@ def test_numbers_too_large_for_any_sum_are_not_judged_and_cost_nothing() -> None
     assert arithmetic_defects("((((((9^64)^64)^64)^64)^64)^64) = 5") == 0
     assert arithmetic_defects(" * ".join(["99999999999999999999"] * 300) + " = 7") == 0
     assert arithmetic_defects("2^64 = 18446744073709551616 and 2^10 = 1000") == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "(" * 3000 + "1" + ")" * 3000 + " + 1 = 3",  # nesting deeper than Python's stack
+        "-" * 3000 + "1 + 1 = 3",  # a run of signs, each a level
+        "2^" + "(" * 400 + "2" + ")" * 400 + " = 5",
+    ],
+)
+def test_deep_nesting_is_not_judged_and_never_raises(text: str) -> None:
+    # it raised RecursionError, which the cascade turned into a 500
+    assert arithmetic_defects(text) == 0
+    assert check_score(text) == 1.0
+
+
+def test_an_expression_longer_than_any_everyday_sum_is_not_read() -> None:
+    # one sum of 250,000 terms took 1.7 s of the event loop; past a few hundred
+    # tokens an expression is not a worked step, and reading stops there
+    assert arithmetic_defects("1+" * 1000 + "1 = 7") == 0
+    assert arithmetic_defects("1+" * 20 + "1 = 7") == 1

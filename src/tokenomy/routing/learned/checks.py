@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 
 _THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -29,6 +31,10 @@ _ALLOWED = set("0123456789.+-*/x^()$% \t")
 _TOKEN = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+|[-+*/x^()%])")
 _LEAD = re.compile(r"(\$?\s*\d+(?:\.\d+)?)\s*[-+*/x^]")
 _MAX_POWER = 64
+# No worked step is longer or deeper than this: a longer expression is not read (a
+# hostile "1+1+...": its cost), a deeper one neither (nesting past Python's stack).
+_MAX_TOKENS = 256
+_MAX_DEPTH = 32
 # No everyday sum needs numbers longer than this; capping every intermediate value
 # keeps a hostile text ("((9^64)^64)^64...") from costing seconds and gigabytes.
 _MAX_BITS = 4096
@@ -45,7 +51,7 @@ def _tokens(text: str) -> list[str]:
     pos = 0
     while pos < len(text):
         m = _TOKEN.match(text, pos)
-        if not m:
+        if not m or len(out) >= _MAX_TOKENS:
             raise _Unparsed(text)
         out.append(m.group(1))
         pos = m.end()
@@ -58,6 +64,7 @@ class _Parser:
     def __init__(self, tokens: list[str]) -> None:
         self.tokens = tokens
         self.i = 0
+        self.depth = 0
 
     def _peek(self) -> str | None:
         return self.tokens[self.i] if self.i < len(self.tokens) else None
@@ -112,13 +119,15 @@ class _Parser:
     def _unary(self) -> Fraction:
         if self._peek() == "-":
             self._take()
-            return -self._unary()
+            with self._nested():
+                return -self._unary()
         return self._atom()
 
     def _atom(self) -> Fraction:
         tok = self._take()
         if tok == "(":
-            value = self._sum()
+            with self._nested():
+                value = self._sum()
             if self._take() != ")":
                 raise _Unparsed("parenthesis")
         elif tok[0].isdigit() or tok[0] == ".":
@@ -129,6 +138,17 @@ class _Parser:
             self._take()
             value /= 100
         return value
+
+
+    @contextmanager
+    def _nested(self) -> Iterator[None]:
+        self.depth += 1
+        if self.depth > _MAX_DEPTH:
+            raise _Unparsed("too deep")
+        try:
+            yield
+        finally:
+            self.depth -= 1
 
 
 def _fit(value: Fraction) -> Fraction:
