@@ -198,9 +198,9 @@ def test_an_alias_sample_count_is_judged_by_the_scorer_it_will_use() -> None:
         {"tiers": ["a", "b"], "cascade": {"scorer": "checks"}, "aliases": {"one": cascade}}
     )
     assert (cfg.aliases["one"].scorer, cfg.aliases["one"].samples) == ("checks", 1)
-    with pytest.raises(ConfigError, match="aliases.one.samples: an integer of at least 2"):
+    with pytest.raises(ConfigError, match=r"aliases\.one\.samples: an integer of at least 2"):
         parse_routing({"tiers": ["a", "b"], "aliases": {"one": cascade}})
-    with pytest.raises(ConfigError, match="aliases.one.samples: an integer of at least 2"):
+    with pytest.raises(ConfigError, match=r"aliases\.one\.samples: an integer of at least 2"):
         parse_routing(
             {"tiers": ["a", "b"], "cascade": {"scorer": "checks"},
              "aliases": {"one": {**cascade, "scorer": "both"}}}
