@@ -463,6 +463,7 @@ def test_a_checks_cascade_escalates_a_draft_that_miscalculates(agw: GW) -> None:
     assert route["cascade"] == "escalated" and route["scores"] == [0.5]
     draft = agw.record(a.request_id + ".draft")
     assert draft.served_model == "gpt-4o-mini" and route_of(draft)["score"] == 0.5
+    assert route_of(draft)["scorer"] == "checks"  # what the score is a score of
     assert draft.cost_usd is not None and draft.cost_usd > 0
 
 

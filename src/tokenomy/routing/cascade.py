@@ -145,7 +145,8 @@ class Cascade:
             suffix = ".draft" + (str(i + 1) if i else "")
             assert call.provider is not None
             upstream_id = call.provider.request_id(reply.headers)
-            await self._record_draft(call, suffix, draft.usage, score, started, upstream_id)
+            await self._record_draft(call, suffix, draft.usage, score, scorer, started,
+                                     upstream_id)  # fmt: skip
         plan.extra.update(cascade="escalated", escalated=True, scores=scores, scorer=scorer)
         if scores:
             plan.extra["score"] = scores[-1]
@@ -198,6 +199,7 @@ class Cascade:
         suffix: str,
         usage: Usage,
         score: float,
+        scorer: str,
         started: float,
         upstream_request_id: str | None,
     ) -> None:
@@ -212,6 +214,7 @@ class Cascade:
             "parent": call.request_id,
             "escalated": True,
             "score": score,
+            "scorer": scorer,
             "requested": call.route.requested,
             "served": draft.record.served_model,
         }
