@@ -463,6 +463,7 @@ def test_a_checks_cascade_escalates_a_draft_that_miscalculates(agw: GW) -> None:
     assert route["cascade"] == "escalated" and route["scores"] == [0.5]
     draft = agw.record(a.request_id + ".draft")
     assert draft.served_model == "gpt-4o-mini" and route_of(draft)["score"] == 0.5
+    assert route_of(draft)["scorer"] == "checks"  # what the score is a score of
     assert draft.cost_usd is not None and draft.cost_usd > 0
 
 
@@ -486,3 +487,27 @@ def test_a_draft_is_kept_by_checks_or_both() -> None:
     pair = Draft([(u, u.data, t) for u, t in zip(ups, mixed, strict=False)], Usage(), 2)
     assert pair.pick(2, "both") == (1.0, ups[1])
     assert pair.pick(2, "agreement") == (1.0, ups[0])
+
+
+async def test_long_drafts_are_scored_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reading an answer costs about a microsecond a character: a long one (a model
+    asked to write pages of sums) is read on a worker thread, a short one in place."""
+    import threading
+
+    from tokenomy.providers.base import UpstreamResponse
+    from tokenomy.routing import cascade
+    from tokenomy.usage import Usage
+
+    where: list[bool] = []
+
+    def score(text: str) -> float:
+        where.append(threading.current_thread() is threading.main_thread())
+        return 1.0
+
+    monkeypatch.setattr(cascade, "check_score", score)
+    up = UpstreamResponse(200, {}, {}, b"")
+    long = "6 * 7 = 42. " * (cascade.INLINE_CHARS // 10)
+    for text in ("6 * 7 = 42.", long):
+        draft = cascade.Draft([(up, up.data, text)], Usage(), 1)
+        assert await draft.judge(1, "checks") == (1.0, up)
+    assert where == [True, False]

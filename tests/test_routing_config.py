@@ -188,3 +188,20 @@ def test_a_cascade_scorer_and_its_sample_count() -> None:
         "checks",
         1,
     )
+
+
+def test_an_alias_sample_count_is_judged_by_the_scorer_it_will_use() -> None:
+    """An alias without a scorer of its own uses routing.cascade's: under `checks`, its
+    one sample is valid (it was refused as 'at least 2'); under `agreement`, not."""
+    cascade = {"strategy": "cascade", "samples": 1}
+    cfg = parse_routing(
+        {"tiers": ["a", "b"], "cascade": {"scorer": "checks"}, "aliases": {"one": cascade}}
+    )
+    assert (cfg.aliases["one"].scorer, cfg.aliases["one"].samples) == ("checks", 1)
+    with pytest.raises(ConfigError, match=r"aliases\.one\.samples: an integer of at least 2"):
+        parse_routing({"tiers": ["a", "b"], "aliases": {"one": cascade}})
+    with pytest.raises(ConfigError, match=r"aliases\.one\.samples: an integer of at least 2"):
+        parse_routing(
+            {"tiers": ["a", "b"], "cascade": {"scorer": "checks"},
+             "aliases": {"one": {**cascade, "scorer": "both"}}}
+        )  # fmt: skip

@@ -55,6 +55,10 @@ def _answers(data: Any, api: str) -> list[tuple[Any, str]]:
     return [(data, output_text_of(data, api))]
 
 
+# Answers longer than this (all samples together) are scored off the event loop.
+INLINE_CHARS = 16_384
+
+
 @dataclass(slots=True)
 class Draft:
     """What the draft tier answered: every sample, and what they used together."""
@@ -82,6 +86,14 @@ class Draft:
         if data is not up.data:
             up = UpstreamResponse(up.status, up.headers, data, orjson.dumps(data))
         return round(agreed * checked, 4), up
+
+    async def judge(self, samples: int, scorer: str) -> tuple[float, UpstreamResponse]:
+        """`pick`, on a worker thread when the answers are long: reading them is linear
+        but not free (about a microsecond a character), and the event loop serves
+        every other request meanwhile."""
+        if sum(len(text) for _, _, text in self.replies) > INLINE_CHARS:
+            return await asyncio.to_thread(self.pick, samples, scorer)
+        return self.pick(samples, scorer)
 
 
 Bind = Callable[[Call, str], None]
@@ -121,7 +133,7 @@ class Cascade:
                     {"model": call.record.served_model, "error": exc.type, "status": exc.status}
                 )
                 continue
-            score, reply = draft.pick(samples, scorer)
+            score, reply = await draft.judge(samples, scorer)
             scores.append(score)
             if score >= threshold:
                 plan.samples, plan.sample_calls = len(draft.replies), draft.calls
@@ -133,7 +145,8 @@ class Cascade:
             suffix = ".draft" + (str(i + 1) if i else "")
             assert call.provider is not None
             upstream_id = call.provider.request_id(reply.headers)
-            await self._record_draft(call, suffix, draft.usage, score, started, upstream_id)
+            await self._record_draft(call, suffix, draft.usage, score, scorer, started,
+                                     upstream_id)  # fmt: skip
         plan.extra.update(cascade="escalated", escalated=True, scores=scores, scorer=scorer)
         if scores:
             plan.extra["score"] = scores[-1]
@@ -186,6 +199,7 @@ class Cascade:
         suffix: str,
         usage: Usage,
         score: float,
+        scorer: str,
         started: float,
         upstream_request_id: str | None,
     ) -> None:
@@ -200,6 +214,7 @@ class Cascade:
             "parent": call.request_id,
             "escalated": True,
             "score": score,
+            "scorer": scorer,
             "requested": call.route.requested,
             "served": draft.record.served_model,
         }

@@ -246,8 +246,8 @@ def _alias(name: str, raw: Any, tiers: tuple[str, ...]) -> Alias:
         raise ConfigError(f"{where}: a {strategy} needs at least two tiers")
     scorer = _scorer(raw.get("scorer"), where + ".scorer")
     samples = raw.get("samples")
-    if samples is not None:
-        _samples(samples, scorer, where + ".samples")
+    if samples is not None and strategy != "cascade":  # a cascade's: by the scorer it
+        _samples(samples, scorer, where + ".samples")  # uses (`_cascade_alias`)
     return Alias(
         name=name,
         strategy=strategy,
