@@ -511,3 +511,15 @@ async def test_long_drafts_are_scored_off_the_event_loop(monkeypatch: pytest.Mon
         draft = cascade.Draft([(up, up.data, text)], Usage(), 1)
         assert await draft.judge(1, "checks") == (1.0, up)
     assert where == [True, False]
+
+
+def test_a_draft_without_any_answer_scores_nothing_and_escalates() -> None:
+    """An upstream that sent ``choices: []`` gave no answer to score: it was an
+    IndexError (a 500) under every scorer."""
+    from tokenomy.providers.base import UpstreamResponse
+    from tokenomy.routing.cascade import Draft
+    from tokenomy.usage import Usage
+
+    up = UpstreamResponse(200, {}, {"choices": []}, b"")
+    for scorer in ("agreement", "checks", "both"):
+        assert Draft([], Usage(), 1, [up]).pick(3, scorer) == (0.0, up)

@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -66,9 +66,13 @@ class Draft:
     replies: list[tuple[UpstreamResponse, Any, str]]  # (response, one answer, its text)
     usage: Usage
     calls: int  # upstream calls that answered (each paid the prompt)
+    ups: list[UpstreamResponse] = field(default_factory=list)  # their replies
 
     def pick(self, samples: int, scorer: str = "agreement") -> tuple[float, UpstreamResponse]:
-        """The draft's score over the ``samples`` asked for, and the reply to keep."""
+        """The draft's score over the ``samples`` asked for, and the reply to keep. A
+        draft whose replies hold no answer at all (``choices: []``) scores 0."""
+        if not self.replies:
+            return 0.0, self.ups[0]
         candidates = list(range(len(self.replies)))
         agreed = 1.0
         if scorer != "checks":
@@ -191,7 +195,7 @@ class Cascade:
             answers = _answers(up.data, provider.api)
             replies += [(up, data, text) for data, text in answers]
             usage = usage + (u or estimate_usage(call, "".join(t for _, t in answers)))
-        return Draft(replies, usage, len(ups))
+        return Draft(replies, usage, len(ups), ups)
 
     async def _record_draft(
         self,
