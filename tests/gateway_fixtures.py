@@ -8,6 +8,7 @@ for PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -180,3 +181,13 @@ def fresh_gw(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> Iterator[GW]:
     yield from start_gateway(
         gateway_settings(str(tmp_path / "ledger.db"), fake, fake_llamacpp), fake
     )
+
+
+@pytest.fixture
+def replicas(fake: Fake, fake_llamacpp: Fake, db_url: str) -> Iterator[tuple[GW, GW]]:
+    """Two gateways sharing one ledger (a SQLite file, or a PostgreSQL schema:
+    ``db_url`` is conftest's)."""
+    settings = gateway_settings(db_url, fake, fake_llamacpp)
+    serve = contextlib.contextmanager(start_gateway)
+    with serve(settings, fake) as one, serve(settings, fake) as two:
+        yield one, two

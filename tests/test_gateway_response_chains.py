@@ -7,7 +7,6 @@ upstream. Driven by the official `openai` SDK, and in process by `Pipeline`."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,13 +131,7 @@ def test_chat_requests_are_not_checked(gw: GW) -> None:
 # -- replicas: one ledger, two gateways -------------------------------------------------
 
 
-@pytest.fixture
-def replicas(fake: Fake, fake_llamacpp: Fake, db_url: str) -> Iterator[tuple[GW, GW]]:
-    """Two gateways sharing one ledger (a SQLite file, or a PostgreSQL schema)."""
-    settings = gateway_settings(db_url, fake, fake_llamacpp)
-    serve = contextlib.contextmanager(start_gateway)
-    with serve(settings, fake) as one, serve(settings, fake) as two:
-        yield one, two
+# `replicas` (conftest): two gateways sharing one ledger
 
 
 @pytest.mark.parametrize("stream", [False, True])

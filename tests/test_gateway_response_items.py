@@ -10,7 +10,6 @@ does not know, before anything reaches the upstream. Driven by the official
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -219,13 +218,7 @@ def test_a_request_naming_no_item_reads_no_item(gw: GW, monkeypatch: pytest.Monk
 # -- replicas: one ledger, two gateways -------------------------------------------------
 
 
-@pytest.fixture
-def replicas(fake: Fake, fake_llamacpp: Fake, db_url: str) -> Iterator[tuple[GW, GW]]:
-    """Two gateways sharing one ledger (a SQLite file, or a PostgreSQL schema)."""
-    settings = gateway_settings(db_url, fake, fake_llamacpp)
-    serve = contextlib.contextmanager(start_gateway)
-    with serve(settings, fake) as one, serve(settings, fake) as two:
-        yield one, two
+# `replicas` (conftest): two gateways sharing one ledger
 
 
 @pytest.mark.parametrize("stream", [False, True])
