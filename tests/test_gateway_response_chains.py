@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
+from responses_helpers import create_response
 from routing_helpers import add_key
 from tokenomy import ConfigError, InvalidRequest, Pipeline
 from tokenomy.config import load_settings
@@ -33,14 +34,8 @@ def not_found(rid: str) -> dict[str, Any]:
 
 def create(client: openai.OpenAI, stream: bool, **body: Any) -> tuple[str, str]:
     """A response made through the gateway: (its id, the request id of its row)."""
-    body = {"model": "gpt-4o", "input": "hello there", **body}
-    if not stream:
-        raw = client.responses.with_raw_response.create(**body)
-        return raw.parse().id, raw.headers["x-tokenomy-request-id"]
-    with client.responses.with_streaming_response.create(stream=True, **body) as resp:
-        events = list(resp.parse())
-        assert events[-1].type == "response.completed"
-        return events[-1].response.id, resp.headers["x-tokenomy-request-id"]
+    response, request_id = create_response(client, stream, **body)
+    return response.id, request_id
 
 
 def refused(gw: GW, key: str, rid: str, stream: bool = False) -> openai.BadRequestError:

@@ -17,6 +17,7 @@ import openai
 import pytest
 
 from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
+from responses_helpers import create_response
 from routing_helpers import add_key
 from tokenomy import InvalidRequest, Pipeline
 from tokenomy.ledger.base import Owner
@@ -49,14 +50,8 @@ def item_not_found(item_id: str) -> dict[str, Any]:
 
 def create(client: openai.OpenAI, stream: bool, **body: Any) -> tuple[list[Any], str]:
     """A response made through the gateway: (its output items, the request id of its row)."""
-    body = {"model": "gpt-4o", "input": "hello there", **body}
-    if not stream:
-        raw = client.responses.with_raw_response.create(**body)
-        return list(raw.parse().output), raw.headers["x-tokenomy-request-id"]
-    with client.responses.with_streaming_response.create(stream=True, **body) as resp:
-        events = list(resp.parse())
-        assert events[-1].type == "response.completed"
-        return list(events[-1].response.output), resp.headers["x-tokenomy-request-id"]
+    response, request_id = create_response(client, stream, **body)
+    return list(response.output), request_id
 
 
 def naming(*items: dict[str, Any]) -> list[dict[str, Any]]:
