@@ -119,6 +119,29 @@ def test_wrong_nested_types_for_a_model_of_the_other_api_are_400(gw: GW) -> None
         assert assert_anthropic_error(r, 400)["type"] == "invalid_request_error"
 
 
+@pytest.mark.parametrize(
+    ("path", "model", "message"),
+    [
+        ("/v1/chat/completions", "llama-local", "hi"),
+        ("/v1/chat/completions", "gpt-4o", None),
+        ("/v1/messages", "claude-haiku-4-5", ["hi"]),
+    ],
+)
+def test_a_message_that_is_not_an_object_is_400(
+    gw: GW, path: str, model: str, message: object
+) -> None:
+    """What the gateway counts itself (a stream whose upstream reports no usage, the
+    caps' worst case, a routing rule's length) reads every message as an object: any
+    other is the client's 400, not a stream cut off unrecorded when it is counted."""
+    body = {"model": model, "max_tokens": 5, "stream": True, "messages": [*say("x"), message]}
+    with gw.http() as c:
+        r = c.post(path, json=body, headers={"authorization": f"Bearer {gw.key}"})
+    if path == "/v1/messages":
+        assert "messages[1]" in str(assert_anthropic_error(r, 400)["message"])
+    else:
+        assert assert_openai_error(r, 400)["param"] == "messages[1]"
+
+
 def test_anthropic_requires_max_tokens(gw: GW) -> None:
     with gw.http() as c:
         r = c.post("/v1/messages", json={"model": "claude-haiku-4-5", "messages": say("x")},
