@@ -561,8 +561,9 @@ class Errors(logging.Handler):
     @classmethod
     def watching(cls) -> Iterator[Errors]:
         handler = cls()
-        # the root logger sees the gateway's; uvicorn's do not propagate to it
-        loggers = [logging.getLogger(n) for n in ("", "uvicorn")]
+        # the gateway's loggers, and uvicorn's (which do not propagate): not the root,
+        # where other tests' background threads may still be logging
+        loggers = [logging.getLogger(n) for n in ("tokenomy", "uvicorn")]
         for lg in loggers:
             lg.addHandler(handler)
         try:
