@@ -68,6 +68,38 @@ def test_a_body_over_the_limit_is_413_in_both_formats(gw: GW) -> None:
 
 
 @pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "gpt-4o", "messages": say("x" * 1_500_000)}),
+        ("/v1/messages", {"model": "claude-haiku-4-5", "max_tokens": 5,
+                          "messages": say("x" * 1_500_000)}),
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "x" * 1_500_000}),
+    ],
+)  # fmt: skip
+def test_a_body_over_a_megabyte_is_sent_upstream(
+    gw: GW, path: str, body: dict[str, object]
+) -> None:
+    """A prompt of a few megabytes (an image or two in base64) is served: the HTTP
+    client warns against sending one as plain bytes (it may hold the event loop),
+    which under warnings-as-errors was a 500."""
+    h = {"authorization": f"Bearer {gw.key}"}
+    with gw.http() as c:
+        for stream in (False, True) if path != "/v1/embeddings" else (False,):
+            r = c.post(path, json={**body, "stream": stream}, headers=h)
+            assert r.status_code == 200, r.text
+            assert gw.record(r.headers["x-tokenomy-request-id"]).status == 200
+
+
+def test_a_body_over_a_megabyte_is_sent_whole_again_on_a_retry(gw: GW) -> None:
+    tag = f"big-retry-{time.time_ns()}"
+    text = f"[[fake:status=503]] [[fake:fail_times=1]] [[fake:id={tag}]] " + "x" * 1_500_000
+    resp = gw.openai().chat.completions.create(model="flaky-model", messages=say(text))  # type: ignore[arg-type]
+    assert resp.choices[0].message.content
+    tries = [r for r in gw.fake.app.requests if tag in str(r.body)]
+    assert len(tries) == 2 and tries[0].body == tries[1].body
+
+
+@pytest.mark.parametrize(
     ("body", "param"),
     [
         ({"model": "gpt-4o", "messages": "hi"}, "messages"),
@@ -117,6 +149,29 @@ def test_wrong_nested_types_for_a_model_of_the_other_api_are_400(gw: GW) -> None
         r = c.post("/v1/messages", headers={"x-api-key": gw.key},
                    json={"model": "gpt-4o", "max_tokens": 5, "messages": image})  # fmt: skip
         assert assert_anthropic_error(r, 400)["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize(
+    ("path", "model", "message"),
+    [
+        ("/v1/chat/completions", "llama-local", "hi"),
+        ("/v1/chat/completions", "gpt-4o", None),
+        ("/v1/messages", "claude-haiku-4-5", ["hi"]),
+    ],
+)
+def test_a_message_that_is_not_an_object_is_400(
+    gw: GW, path: str, model: str, message: object
+) -> None:
+    """What the gateway counts itself (a stream whose upstream reports no usage, the
+    caps' worst case, a routing rule's length) reads every message as an object: any
+    other is the client's 400, not a stream cut off unrecorded when it is counted."""
+    body = {"model": model, "max_tokens": 5, "stream": True, "messages": [*say("x"), message]}
+    with gw.http() as c:
+        r = c.post(path, json=body, headers={"authorization": f"Bearer {gw.key}"})
+    if path == "/v1/messages":
+        assert "messages[1]" in str(assert_anthropic_error(r, 400)["message"])
+    else:
+        assert assert_openai_error(r, 400)["param"] == "messages[1]"
 
 
 def test_anthropic_requires_max_tokens(gw: GW) -> None:

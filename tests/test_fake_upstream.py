@@ -297,6 +297,18 @@ def test_too_long_is_refused_as_each_api_refuses_a_prompt_past_the_window(
         assert f"your {param} resulted in 128001 tokens" in info.value.message
 
 
+async def test_a_json_schema_of_the_wrong_shape_gets_an_answer_not_a_crash(asgi: Any) -> None:
+    """A type or a required name that is no string (an object, a list) fills what it
+    can: the fake answers, as a gateway fuzzing its requests needs it to."""
+    schema = {"type": "object", "properties": {"a": {"type": {}}, "b": {"type": [[]]}},
+              "required": ["a", "b", {}, 3]}  # fmt: skip
+    body = {"model": "gpt-4o", "messages": user("hi"),
+            "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}  # fmt: skip
+    r = await asgi.post("/v1/chat/completions", json=body)
+    assert r.status_code == 200, r.text
+    assert set(json.loads(r.json()["choices"][0]["message"]["content"])) == {"a", "b"}
+
+
 async def test_validation_errors_in_each_format(asgi: Any) -> None:
     r = await asgi.post("/v1/chat/completions", json={"messages": user("hi")})
     assert r.status_code == 400

@@ -73,3 +73,25 @@ def test_a_previous_response_id_with_a_nul_is_refused_as_unknown(pg_gw: GW) -> N
         pg_gw.openai().responses.create(model="gpt-4o", input="hi", previous_response_id=rid)
     assert info.value.code == "previous_response_not_found"
     assert info.value.param == "previous_response_id"
+
+
+def test_a_nul_in_what_the_client_sends_is_recorded_and_never_a_500(pg_gw: GW) -> None:
+    """PostgreSQL's text and jsonb cannot hold a NUL (JSON's \\u0000), which a client may
+    put in any string: a served request is still recorded (its tag, its model name
+    kept with U+FFFD in its place), and a lookup by such a string finds nothing."""
+    say = [{"role": "user", "content": "hi"}]
+    h = {"authorization": f"Bearer {pg_gw.key}"}
+    with pg_gw.http() as c:
+        served = c.post("/v1/chat/completions", headers=h,
+                        json={"model": "gpt-4o", "messages": say, "metadata": {"k\x00": "a\x00b"}})  # fmt: skip
+        assert served.status_code == 200, served.text
+        rec = pg_gw.record(served.headers["x-tokenomy-request-id"])
+        assert rec.tags["k\ufffd"] == "a\ufffdb"
+        refused = c.post(
+            "/v1/chat/completions", headers=h, json={"model": "gpt\x00", "messages": say}
+        )
+        assert refused.status_code == 404, refused.text
+        assert pg_gw.record(refused.headers["x-tokenomy-request-id"]).requested_model == "gpt\ufffd"
+        scored = c.post("/v1/feedback", headers=h, json={"request_id": "req_\x00", "score": 1})
+        assert scored.status_code == 404, scored.text
+        assert scored.json()["error"]["code"] == "request_not_found"

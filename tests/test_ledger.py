@@ -331,6 +331,22 @@ def test_a_response_id_with_a_nul_has_no_owner(store: Store) -> None:
     assert store.response_owners("resp_68af0123abcd") == [Owner("tk-0123abcd", "acme", "search")]
 
 
+@pytest.mark.postgres
+def test_a_nul_in_a_string_is_kept_as_a_replacement_character_in_postgres(
+    pg_store: Store,
+) -> None:
+    """PostgreSQL's text and jsonb cannot hold a NUL: a record holding one (a client's
+    tag, model name or user) is kept with U+FFFD in its place, never failed. A JSON
+    escaped backslash before ``u0000`` is text, kept as it is."""
+    rec = replace(full_record(), user="ada\x00", requested_model="m\x00",
+                  tags={"k\x00": "a\x00b", "literal": "\\u0000"})  # fmt: skip
+    assert pg_store.insert_records([rec]) == 1
+    got = pg_store.get_record(rec.request_id)
+    assert got is not None and got.user == "ada\ufffd" and got.requested_model == "m\ufffd"
+    assert got.tags == {"k\ufffd": "a\ufffdb", "literal": "\\u0000"}
+    assert pg_store.get_record("req-full\x00") is None
+
+
 def test_tiers_and_upstream_error_codes_from_the_previous_schema(
     new_db_url: Callable[[], str],
 ) -> None:

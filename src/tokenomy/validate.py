@@ -114,7 +114,21 @@ def check_request(kind: str, body: Any) -> dict[str, Any]:
         _check_responses(body)
     elif not body["messages"]:
         raise InvalidRequest("'messages' must contain at least one message.", param="messages")
+    else:
+        # what the gateway counts (routing rules, caps, a reply without usage) reads
+        # each message as an object: anything else is the client's 400, never a 500
+        _check_objects(body["messages"], "messages")
     return body
+
+
+def _check_objects(items: list[Any], name: str) -> None:
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise InvalidRequest(
+                f"Invalid type for '{name}[{i}]': expected an object, got {type(item).__name__}.",
+                param=f"{name}[{i}]",
+                code="invalid_type",
+            )
 
 
 def _check_responses(body: dict[str, Any]) -> None:
@@ -123,14 +137,7 @@ def _check_responses(body: dict[str, Any]) -> None:
     not serve), so it could be neither capped nor metered."""
     value = body.get("input")
     if isinstance(value, list):
-        for i, item in enumerate(value):
-            if not isinstance(item, dict):
-                raise InvalidRequest(
-                    f"Invalid type for 'input[{i}]': expected an object, "
-                    f"got {type(item).__name__}.",
-                    param=f"input[{i}]",
-                    code="invalid_type",
-                )
+        _check_objects(value, "input")
     if body.get("background") is True:
         raise InvalidRequest(
             "'background' responses are not served by this gateway: it meters a "

@@ -6,6 +6,12 @@ migrations) and a read connection in autocommit mode, so a key lookup never
 leaves a transaction idle. A connection found broken (server restart, failover,
 idle timeout) is reopened and the operation retried once; inserts skip request
 ids already present, so retrying a batch whose commit was in doubt is safe.
+
+PostgreSQL's text and jsonb cannot hold NUL (U+0000), which a client may put in
+any string it sends (JSON's ``\\u0000``: a model name, a tag, a feedback
+comment, an id to look up). Every string parameter is written with U+FFFD in its
+place (`NulFreeText`): a row holding one is kept rather than failed (a request
+left unrecorded), and a lookup by one finds nothing rather than failing.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
 import psycopg
+from psycopg.abc import Buffer
+from psycopg.types.string import StrDumperUnknown
 
 from ..errors import ConfigError
 from ..records import UsageRecord
@@ -35,6 +44,21 @@ _MIGRATION_LOCK = 0x746B6E6D
 # (``?connect_timeout=``) or PGCONNECT_TIMEOUT says otherwise: psycopg's own
 # default is 130 s, a start or a CLI command that seems to hang.
 CONNECT_TIMEOUT = 10
+
+# JSON's escape of a NUL: a backslash not itself escaped (preceded by an even run)
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+class NulFreeText(StrDumperUnknown):
+    """Strings as psycopg sends them by default, a NUL as U+FFFD: in the text
+    itself, and as the escape in JSON text bound for a jsonb column."""
+
+    def dump(self, obj: str) -> Buffer | None:
+        if "\x00" in obj:
+            obj = obj.replace("\x00", "\ufffd")
+        if "\\u0000" in obj:
+            obj = _NUL_ESCAPE.sub(r"\1\\ufffd", obj)
+        return super().dump(obj)
 
 
 class PostgresStore(SQLStore):
@@ -61,7 +85,9 @@ class PostgresStore(SQLStore):
             raise ConfigError(f"cannot connect to the PostgreSQL ledger: {exc}") from exc
 
     def _connect(self, autocommit: bool) -> psycopg.Connection[tuple[object, ...]]:
-        return psycopg.connect(self.url, autocommit=autocommit, **self._timeout)
+        conn = psycopg.connect(self.url, autocommit=autocommit, **self._timeout)
+        conn.adapters.register_dumper(str, NulFreeText)
+        return conn
 
     def _run(self, fn: Callable[[Cursor], T], *, write: bool) -> T:
         for attempt in (1, 2):

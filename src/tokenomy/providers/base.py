@@ -14,6 +14,7 @@ the error replies the upstream allows (`tokenomy.providers.retry`).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 from abc import ABC, abstractmethod
@@ -49,6 +50,10 @@ _REQUEST_ID = re.compile(r"[!-~]{1,200}")
 # largest real ones (2,048 embeddings of 3,072 dimensions) are about 100 MiB.
 MAX_BODY_BYTES = 256 * 1024 * 1024
 ERROR_BODY_BYTES = 64 * 1024  # an error's message is all that is kept of its body
+# A request body past this (aiohttp's own threshold: a prompt with images in base64)
+# is sent from a buffer, a chunk at a time, the event loop free between chunks;
+# aiohttp warns against sending one as plain bytes.
+LARGE_BODY_BYTES = 1024 * 1024
 # A media type as RFC 9110 writes one (type/subtype, each a token), of a sane length.
 _MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,60}/[!#$%&'*+.^_`|~0-9A-Za-z-]{1,60}")
 
@@ -253,9 +258,11 @@ class Provider(ABC):
         attempts = self.deployment.max_retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
+            # a buffer is read as it is sent: each attempt has its own
+            data = io.BytesIO(payload) if len(payload) > LARGE_BODY_BYTES else payload
             try:
                 resp = await self.session().post(
-                    url, data=payload, headers=headers, timeout=self._timeout(stream)
+                    url, data=data, headers=headers, timeout=self._timeout(stream)
                 )
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise UpstreamTimeout(

@@ -305,9 +305,15 @@ def sample_json(schema: Any, text: str, root: Any = None, depth: int = 0) -> Any
         props = props if isinstance(props, Mapping) else {}
         required = schema.get("required")
         names = required if isinstance(required, list) else list(props)
-        return {n: sample_json(props.get(n, {}), text, root, depth + 1) for n in names}
-    simple: dict[Any, Any] = {"integer": 1, "number": 1, "boolean": True, "array": [], "null": None}
-    return simple.get(kind, text)
+        # a schema of the wrong shape (a name or a type that is no string) is the
+        # request's mistake: answered with a value, never a crash of the fake
+        return {
+            n: sample_json(props.get(n, {}), text, root, depth + 1)
+            for n in names
+            if isinstance(n, str)
+        }
+    simple: dict[str, Any] = {"integer": 1, "number": 1, "boolean": True, "array": [], "null": None}
+    return simple.get(kind, text) if isinstance(kind, str) else text
 
 
 def tool_arguments(schema: Any) -> str:
