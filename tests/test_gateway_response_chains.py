@@ -97,6 +97,14 @@ def test_an_id_the_gateway_never_relayed_is_refused(gw: GW) -> None:
         assert refused(gw, gw.key, rid).response.json() == not_found(rid)
 
 
+def test_an_error_does_not_echo_a_huge_value_whole(gw: GW) -> None:
+    """A 100,000-character id is named in the refusal cut to 2,000 characters."""
+    rid = "resp_" + "x" * 100_000
+    message = refused(gw, gw.key, rid).response.json()["error"]["message"]
+    assert len(message) == 2000
+    assert message.startswith("Previous response with id 'resp_xxx") and message.endswith("x\u2026")
+
+
 @pytest.mark.parametrize(
     "conversation", ["conv_689667905b048191b4740501625afd940c7533ace33a2dab", {"id": "conv_1"}]
 )
