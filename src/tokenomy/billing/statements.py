@@ -77,7 +77,7 @@ def parse_period(text: str, timezone: str = "UTC") -> Period:
             end = datetime(year + (start.month == 12), start.month % 12 + 1, 1, tzinfo=tz)
         else:
             start, end = datetime(year, 1, 1, tzinfo=tz), datetime(year + 1, 1, 1, tzinfo=tz)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: the day after 9999-12-31
         raise InvalidRequest(f"period {text!r}: {exc}", param="period") from exc
     return Period(text.strip(), start, end)
 

@@ -73,7 +73,9 @@ async def handle_ui(
         else:
             await _html(send, 401, login_page("Sign in first."))
     elif path == "/ui" and method in ("GET", "HEAD"):
-        query = {k: v[0] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+        # A server may pass bytes that are no UTF-8: unreadable, they are no filter.
+        raw = scope.get("query_string", b"").decode("utf-8", "replace")
+        query = {k: v[0] for k, v in parse_qs(raw).items()}
         now = time.time()
         view = View.parse(query, today=datetime.fromtimestamp(now, UTC).date())
         board = await asyncio.to_thread(_collect, gw.store, view, now, gw.settings.timezone)
