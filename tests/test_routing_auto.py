@@ -255,7 +255,7 @@ def test_a_kept_draft_replies_with_a_majority_answer() -> None:
 
     ups = [reply(t) for t in ("The answer is 41.", "It is 42", "42.0")]
     draft = Draft([(u, u.data, t) for u, t in zip(ups, ("41", "42", "42.0"), strict=True)],
-                  Usage(), 3)  # fmt: skip
+                  Usage(), ups)  # fmt: skip
     score, up = draft.pick(3)
     assert score == pytest.approx(2 / 3, abs=1e-3) and up is ups[1]
     assert draft.pick(4)[0] == 0.5  # a sample asked for and not answered disagrees
@@ -475,16 +475,16 @@ def test_a_draft_is_kept_by_checks_or_both() -> None:
     texts = ("6 * 7 = 48. The answer is 48.", "6 * 7 = 42. The answer is 42.",
              "7 * 6 = 42. The answer is 42.")  # fmt: skip
     ups = [UpstreamResponse(200, {}, {"n": i}, b"") for i in range(3)]
-    draft = Draft([(u, u.data, t) for u, t in zip(ups, texts, strict=True)], Usage(), 3)
+    draft = Draft([(u, u.data, t) for u, t in zip(ups, texts, strict=True)], Usage(), ups)
     score, up = draft.pick(3, "checks")
     assert (score, up) == (1.0, ups[1])  # the first sound sample
     assert draft.pick(3, "both") == (pytest.approx(2 / 3, abs=1e-3), ups[1])
-    slips = Draft([(ups[0], ups[0].data, texts[0])], Usage(), 1)
+    slips = Draft([(ups[0], ups[0].data, texts[0])], Usage(), ups[:1])
     assert slips.pick(1, "checks") == (0.5, ups[0])
     assert slips.pick(2, "both")[0] == 0.25  # half agreed, one false claim
     # both: of the samples giving the majority answer, the one without a slip
     mixed = ("6 * 7 = 48. The answer is 42.", "6 * 7 = 42. The answer is 42.")
-    pair = Draft([(u, u.data, t) for u, t in zip(ups, mixed, strict=False)], Usage(), 2)
+    pair = Draft([(u, u.data, t) for u, t in zip(ups, mixed, strict=False)], Usage(), ups[:2])
     assert pair.pick(2, "both") == (1.0, ups[1])
     assert pair.pick(2, "agreement") == (1.0, ups[0])
 
@@ -508,7 +508,7 @@ async def test_long_drafts_are_scored_off_the_event_loop(monkeypatch: pytest.Mon
     up = UpstreamResponse(200, {}, {}, b"")
     long = "6 * 7 = 42. " * (cascade.INLINE_CHARS // 10)
     for text in ("6 * 7 = 42.", long):
-        draft = cascade.Draft([(up, up.data, text)], Usage(), 1)
+        draft = cascade.Draft([(up, up.data, text)], Usage(), [up])
         assert await draft.judge(1, "checks") == (1.0, up)
     assert where == [True, False]
 
@@ -522,4 +522,4 @@ def test_a_draft_without_any_answer_scores_nothing_and_escalates() -> None:
 
     up = UpstreamResponse(200, {}, {"choices": []}, b"")
     for scorer in ("agreement", "checks", "both"):
-        assert Draft([], Usage(), 1, [up]).pick(3, scorer) == (0.0, up)
+        assert Draft([], Usage(), [up]).pick(3, scorer) == (0.0, up)

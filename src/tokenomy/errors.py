@@ -26,12 +26,10 @@ from __future__ import annotations
 
 from .usage import Usage
 
-# The most of an upstream's error message relayed to the client: enough for any real
-# one, while a huge error body is not echoed whole.
+# The longest message an error says: enough for any real one. An upstream's is cut
+# to it as relayed (a huge error body is not echoed whole); a longer one of the
+# gateway's own (echoing a value the client sent) is cut with an ellipsis.
 RELAYED_CHARS = 2000
-# The longest message an error says; a longer one (echoing a value the client sent)
-# is cut, with an ellipsis.
-MESSAGE_CHARS = 2000
 
 # Anthropic's documented error types by status: the type of an error in Anthropic's
 # format when it has no better one (both for a JSON reply and inside a stream).
@@ -65,8 +63,8 @@ class TokenomyError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        if len(message) > MESSAGE_CHARS:  # one that echoes a client's 100k-character id
-            message = message[: MESSAGE_CHARS - 1] + "\u2026"
+        if len(message) > RELAYED_CHARS:  # one that echoes a client's 100k-character id
+            message = message[: RELAYED_CHARS - 1] + "\u2026"
         super().__init__(message)
         self.message = message
         if status is not None:

@@ -553,8 +553,7 @@ class SQLStore(Store):
         return int(row[0])
 
     def response_owners(self, response_id: str) -> list[Owner]:
-        if "\x00" in response_id:  # a client's id: no row holds one (PostgreSQL cannot)
-            return []
+        # a client's id may hold a NUL: no row holds it (PostgreSQL: `NulFreeText`)
         sql = self._sql(
             "SELECT DISTINCT key_id, org, team FROM requests WHERE response_id = ? LIMIT 16"
         )
@@ -562,9 +561,7 @@ class SQLStore(Store):
         return [Owner(*row) for row in rows]
 
     def item_owners(self, item_ids: Sequence[str]) -> dict[str, list[Owner]]:
-        # A client's id may hold a NUL (JSON's \u0000): no row holds one (nor can,
-        # on PostgreSQL), so it is not asked about.
-        ids = list(dict.fromkeys(i for i in item_ids if "\x00" not in i))
+        ids = list(dict.fromkeys(item_ids))
         owners: dict[str, list[Owner]] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]

@@ -26,7 +26,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -65,8 +65,11 @@ class Draft:
 
     replies: list[tuple[UpstreamResponse, Any, str]]  # (response, one answer, its text)
     usage: Usage
-    calls: int  # upstream calls that answered (each paid the prompt)
-    ups: list[UpstreamResponse] = field(default_factory=list)  # their replies
+    ups: list[UpstreamResponse]  # the upstream calls that answered (each paid the prompt)
+
+    @property
+    def calls(self) -> int:
+        return len(self.ups)
 
     def pick(self, samples: int, scorer: str = "agreement") -> tuple[float, UpstreamResponse]:
         """The draft's score over the ``samples`` asked for, and the reply to keep. A
@@ -195,7 +198,7 @@ class Cascade:
             answers = _answers(up.data, provider.api)
             replies += [(up, data, text) for data, text in answers]
             usage = usage + (u or estimate_usage(call, "".join(t for _, t in answers)))
-        return Draft(replies, usage, len(ups), ups)
+        return Draft(replies, usage, ups)
 
     async def _record_draft(
         self,
