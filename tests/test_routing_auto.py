@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway_fixtures import GW, Fake
@@ -58,6 +60,12 @@ def agw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactor
             "claude-sums": {
                 "strategy": "cascade",
                 "scorer": "checks",
+                "tiers": ["claude-haiku-4-5", "claude-sonnet-4-6"],
+            },
+            "sure": {"strategy": "cascade", "scorer": "logprobs", "threshold": 0.8},
+            "claude-sure": {
+                "strategy": "cascade",
+                "scorer": "logprobs",
                 "tiers": ["claude-haiku-4-5", "claude-sonnet-4-6"],
             },
         },
@@ -521,5 +529,104 @@ def test_a_draft_without_any_answer_scores_nothing_and_escalates() -> None:
     from tokenomy.usage import Usage
 
     up = UpstreamResponse(200, {}, {"choices": []}, b"")
-    for scorer in ("agreement", "checks", "both"):
+    for scorer in ("agreement", "checks", "both", "logprobs"):
         assert Draft([], Usage(), [up]).pick(3, scorer) == (0.0, up)
+
+
+def test_a_logprobs_cascade_keeps_a_confident_draft_without_showing_its_logprobs(
+    agw: GW,
+) -> None:
+    before = agw.fake.app.mark()
+    reply = agw.openai().chat.completions.create(
+        model="sure", messages=[{"role": "user", "content": "[[fake:confidence=95]] hi"}]
+    )
+    assert reply.model == "gpt-4o-mini"
+    assert reply.choices[0].logprobs is None  # the client did not ask for them
+    a = agw.record(agw.store.list_records(limit=1)[0].request_id)
+    route = route_of(a)
+    assert (route["cascade"], route["scorer"], route["score"]) == ("kept", "logprobs", 0.95)
+    sent = [r.body for r in agw.fake.app.requests_since(before)]
+    assert len(sent) == 1 and sent[0]["logprobs"] is True  # the draft was asked for them
+    assert sent[0].get("n", 1) == 1  # one sample is enough
+    assert a.cost_usd is not None and a.cost_usd > 0
+
+
+def test_a_logprobs_cascade_passes_logprobs_to_a_client_that_asked(agw: GW) -> None:
+    reply = agw.openai().chat.completions.create(
+        model="sure",
+        messages=[{"role": "user", "content": "[[fake:confidence=90]] [[fake:chunks=3]] hi"}],
+        logprobs=True,
+    )
+    assert reply.model == "gpt-4o-mini"
+    lp = reply.choices[0].logprobs
+    assert lp is not None and lp.content is not None and len(lp.content) == 3
+    assert lp.content[0].logprob == pytest.approx(math.log(0.9))
+
+
+def test_a_logprobs_cascade_escalates_an_unsure_draft(agw: GW) -> None:
+    before = agw.fake.app.mark()
+    a = chat(agw, "sure", "[[fake:confidence=50]] hi")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "gpt-4o"
+    assert a.body["choices"][0]["logprobs"] is None
+    route = route_of(a.record)
+    assert route["cascade"] == "escalated" and route["scores"] == [0.5]
+    draft = agw.record(a.request_id + ".draft")
+    assert draft.served_model == "gpt-4o-mini"
+    assert (route_of(draft)["scorer"], route_of(draft)["score"]) == ("logprobs", 0.5)
+    assert draft.cost_usd is not None and draft.cost_usd > 0
+    strong = [r.body for r in agw.fake.app.requests_since(before)][-1]
+    assert strong["model"] == "gpt-4o" and "logprobs" not in strong  # as the client sent it
+
+
+def test_a_logprobs_cascade_escalates_drafts_that_carry_no_logprobs(agw: GW) -> None:
+    """Anthropic returns no log probabilities, and is never sent the field (it
+    refuses fields it does not know): its draft cannot be scored, so it escalates."""
+    before = agw.fake.app.mark()
+    a = chat(agw, "claude-sure", "[[fake:confidence=99]] hi")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "claude-sonnet-4-6"
+    assert route_of(a.record)["scores"] == [0.0]
+    sent = [r.body for r in agw.fake.app.requests_since(before)]
+    assert [b["model"] for b in sent] == ["claude-haiku-4-5", "claude-sonnet-4-6"]
+    assert not any("logprobs" in b for b in sent)
+    # a tool call is no text: no log probabilities either
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    b = chat(agw, "sure", "[[fake:confidence=99]] [[fake:tool]] hi", tools=tools)
+    assert b.record is not None and b.record.served_model == "gpt-4o"
+    assert route_of(b.record)["scores"] == [0.0]
+
+
+def test_an_anthropic_client_gets_a_kept_logprobs_draft_in_its_format(agw: GW) -> None:
+    reply = agw.anthropic().messages.create(
+        model="sure",
+        max_tokens=50,
+        messages=[{"role": "user", "content": "[[fake:confidence=97]] hi"}],
+    )
+    assert reply.type == "message" and reply.content[0].type == "text"
+    rec = agw.store.list_records(limit=1)[0]
+    assert rec.served_model == "gpt-4o-mini"
+    assert (route_of(rec)["cascade"], route_of(rec)["score"]) == ("kept", 0.97)
+
+
+def test_a_draft_is_kept_by_its_most_confident_sample() -> None:
+    from tokenomy.providers.base import UpstreamResponse
+    from tokenomy.routing.cascade import Draft
+    from tokenomy.usage import Usage
+
+    def reply(*logprobs: float) -> dict[str, Any]:
+        content = [{"token": "x", "logprob": v} for v in logprobs]
+        choice = {"index": 0, "message": {"content": "x"}, "logprobs": {"content": content}}
+        return {"choices": [choice]}
+
+    ups = [UpstreamResponse(200, {}, reply(*lp), b"") for lp in ([-1.0, -3.0], [-0.1], [])]
+    draft = Draft([(u, u.data, "x") for u in ups], Usage(), ups)
+    score, up = draft.pick(3, "logprobs")
+    assert score == round(math.exp(-0.1), 4) and up is ups[1]
+    # a draft asked for logprobs the client did not want hands its reply back without them
+    hidden = Draft([(u, u.data, "x") for u in ups], Usage(), ups, strip_logprobs=True)
+    score, up = hidden.pick(3, "logprobs")
+    assert up.data["choices"][0]["logprobs"] is None
+    assert orjson.loads(up.raw)["choices"][0]["logprobs"] is None
+    assert ups[1].data["choices"][0]["logprobs"] is not None  # the upstream's reply untouched
+    assert Draft([(ups[2], ups[2].data, "x")], Usage(), ups[2:]).pick(1, "logprobs")[0] == 0.0

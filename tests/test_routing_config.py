@@ -74,7 +74,8 @@ def test_no_tiers_no_builtin_aliases() -> None:
         ({"balance": {"m": {"strategy": "random", "deployments": ["a"]}}}, "strategy"),
         ({"balance": {"m": {"deployments": {"a": -1}}}}, "negative"),
         ({"cascade": {"samples": 1}}, "at least 2"),
-        ({"cascade": {"scorer": "vibes"}}, "one of agreement, checks, both"),
+        ({"cascade": {"scorer": "vibes"}}, "one of agreement, checks, both, logprobs"),
+        ({"cascade": {"scorer": "logprobs", "samples": 0}}, "at least 1"),
         ({"cascade": {"scorer": "checks", "samples": 0}}, "at least 1"),
         ({"cascade": {"scorer": "both", "samples": True}}, "at least 2"),
         (
@@ -184,6 +185,8 @@ def test_a_cascade_scorer_and_its_sample_count() -> None:
     }
     only = parse_routing({"tiers": ["a", "b"], "cascade": {"scorer": "checks"}})
     assert (only.cascade_scorer, only.cascade_samples) == ("checks", 1)
+    sure = parse_routing({"tiers": ["a", "b"], "cascade": {"scorer": "logprobs"}})
+    assert (sure.cascade_scorer, sure.cascade_samples) == ("logprobs", 1)
     assert (only.aliases[CASCADE_ALIAS].scorer, only.aliases[CASCADE_ALIAS].samples) == (
         "checks",
         1,

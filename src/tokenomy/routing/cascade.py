@@ -11,7 +11,12 @@ always agree) and scores them with the alias's ``scorer``:
   one; the reply is the first sample giving the majority answer;
 - ``checks`` (`tokenomy.routing.learned.checks`): ``1 / (1 + false arithmetic
   claims)`` of each sample; the reply is the best one (the first of equals);
-- ``both``: the agreement times the checks score of the majority's best sample.
+- ``both``: the agreement times the checks score of the majority's best sample;
+- ``logprobs`` (`tokenomy.routing.learned.confidence`): each sample's geometric mean
+  token probability; the draft is asked for ``logprobs`` (and the kept reply
+  carries them only when the client asked too); the reply is the most confident
+  sample. A reply without log probabilities (an Anthropic upstream, a tool call, a
+  refusal) scores 0 and escalates.
 
 At or above the threshold that reply is kept, and the record carries what every
 sample used; below it the request moves to the next tier. Each escalated draft is its own ledger row,
@@ -40,6 +45,7 @@ from ..usage import Usage
 from .config import RoutingConfig
 from .learned.agreement import normalize_answer
 from .learned.checks import check_score
+from .learned.confidence import reply_confidence
 from .side import Meter, Write, side_call, write_side
 from .stage import Plan
 
@@ -55,6 +61,21 @@ def _answers(data: Any, api: str) -> list[tuple[Any, str]]:
     return [(data, output_text_of(data, api))]
 
 
+def _sample_score(scorer: str, data: Any, text: str) -> float:
+    """One sample's own score: its arithmetic, or its tokens' probabilities."""
+    if scorer == "logprobs":
+        return round(reply_confidence(data) or 0.0, 4)
+    return check_score(text)
+
+
+def _without_logprobs(data: Any) -> Any:
+    """The reply as a client that did not ask for log probabilities gets it."""
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        return data
+    choices = [{**c, "logprobs": None} if isinstance(c, dict) else c for c in data["choices"]]
+    return {**data, "choices": choices}
+
+
 # Answers longer than this (all samples together) are scored off the event loop.
 INLINE_CHARS = 16_384
 
@@ -66,6 +87,7 @@ class Draft:
     replies: list[tuple[UpstreamResponse, Any, str]]  # (response, one answer, its text)
     usage: Usage
     ups: list[UpstreamResponse]  # the upstream calls that answered (each paid the prompt)
+    strip_logprobs: bool = False  # asked for the scorer, not by the client
 
     @property
     def calls(self) -> int:
@@ -78,7 +100,7 @@ class Draft:
             return 0.0, self.ups[0]
         candidates = list(range(len(self.replies)))
         agreed = 1.0
-        if scorer != "checks":
+        if scorer in ("agreement", "both"):
             normal = [normalize_answer(text) for _, _, text in self.replies]
             answer, n = Counter(normal).most_common(1)[0]  # ties: the first seen
             candidates = [i for i, a in enumerate(normal) if a == answer]
@@ -86,10 +108,12 @@ class Draft:
         checked = 1.0
         best = candidates[0]
         if scorer != "agreement":
-            scores = {i: check_score(self.replies[i][2]) for i in candidates}
+            scores = {i: _sample_score(scorer, *self.replies[i][1:]) for i in candidates}
             best = max(candidates, key=lambda i: scores[i])  # ties: the first
             checked = scores[best]
         up, data, _ = self.replies[best]
+        if self.strip_logprobs:
+            data = _without_logprobs(data)
         if data is not up.data:
             up = UpstreamResponse(up.status, up.headers, data, orjson.dumps(data))
         return round(agreed * checked, 4), up
@@ -134,7 +158,7 @@ class Cascade:
                 self.bind(call, tier)
             started = time.perf_counter()
             try:
-                draft = await self._draft(call, samples)
+                draft = await self._draft(call, samples, scorer)
             except TokenomyError as exc:  # a failing draft tier escalates
                 plan.attempts.append(
                     {"model": call.record.served_model, "error": exc.type, "status": exc.status}
@@ -162,10 +186,14 @@ class Cascade:
         self.bind(call, plan.targets[0])
         return await self.attempt(call, send)
 
-    async def _draft(self, call: Call, samples: int) -> Draft:
+    async def _draft(self, call: Call, samples: int, scorer: str) -> Draft:
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
+        strip = False
+        if scorer == "logprobs" and provider.api == "openai":
+            strip = body.get("logprobs") is not True
+            body["logprobs"] = True
         temperature = body.get("temperature")
         floor = self.config.cascade_temperature
         if provider.api == "anthropic":
@@ -198,7 +226,7 @@ class Cascade:
             answers = _answers(up.data, provider.api)
             replies += [(up, data, text) for data, text in answers]
             usage = usage + (u or estimate_usage(call, "".join(t for _, t in answers)))
-        return Draft(replies, usage, ups)
+        return Draft(replies, usage, ups, strip)
 
     async def _record_draft(
         self,

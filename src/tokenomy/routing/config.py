@@ -16,6 +16,7 @@
         auto-3: {strategy: router, tiers: [a, b, c], quality_target: 0.9}
         draft: {strategy: cascade, tiers: [a, b], threshold: 0.67, samples: 3}
         sums: {strategy: cascade, tiers: [a, b], scorer: checks}  # one draft, its arithmetic
+        sure: {strategy: cascade, tiers: [a, b], scorer: logprobs, threshold: 0.8}
       fallbacks: {gpt-4o: [claude-sonnet-4-6]}
       fallback_on: [5xx, connect, timeout, 429, auth, bad_response]
       balance:
@@ -45,8 +46,11 @@ CASCADE_ALIAS = "cheap-first"
 FAILURE_KINDS = ("5xx", "connect", "timeout", "429", "auth", "bad_response")
 STRATEGIES = ("fallback", "router", "cascade")
 # how a cascade scores its draft: the agreement of its samples, the arithmetic of the
-# answer (`tokenomy.routing.learned.checks`), or both multiplied
-SCORERS = ("agreement", "checks", "both")
+# answer (`tokenomy.routing.learned.checks`), both multiplied, or the draft model's
+# own token probabilities (`tokenomy.routing.learned.confidence`)
+SCORERS = ("agreement", "checks", "both", "logprobs")
+# the scorers that read each sample alone, so one sample is enough
+ONE_SAMPLE_SCORERS = ("checks", "logprobs")
 BALANCE_STRATEGIES = ("weight", "latency", "inflight")
 
 
@@ -276,20 +280,25 @@ def _scorer(raw: Any, where: str) -> str | None:
 
 
 def _samples(raw: Any, scorer: str | None, where: str) -> int:
-    """A draft's sample count: agreement needs two to compare, checks can read one."""
-    least = 1 if scorer == "checks" else 2
+    """A draft's sample count: agreement needs two to compare, checks and log
+    probabilities can read one."""
+    least = 1 if scorer in ONE_SAMPLE_SCORERS else 2
     if not isinstance(raw, int) or isinstance(raw, bool) or raw < least:
         raise ConfigError(f"{where}: an integer of at least {least}")
     return raw
 
 
+def _default_samples(scorer: str) -> int:
+    return 1 if scorer in ONE_SAMPLE_SCORERS else 3
+
+
 def _cascade_alias(alias: Alias, scorer: str, samples: int | None) -> Alias:
     """A cascade alias with its scorer and sample count settled: its own, else the
-    routing.cascade ones, else one sample for `checks` (it reads one answer)."""
+    routing.cascade ones, else one sample for the scorers that read one answer."""
     own = alias.scorer or scorer
     count = alias.samples
     if count is None:
-        count = samples if samples is not None and own == scorer else (1 if own == "checks" else 3)
+        count = samples if samples is not None and own == scorer else _default_samples(own)
     where = f"routing.aliases.{alias.name}.samples"
     return replace(alias, scorer=own, samples=_samples(count, own, where))
 
@@ -340,8 +349,9 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
     threshold = _fraction(cascade.get("threshold", 0.67), "routing.cascade.threshold")
     scorer = _scorer(cascade.get("scorer"), "routing.cascade.scorer") or "agreement"
     given = cascade.get("samples")
-    default = 1 if scorer == "checks" else 3
-    samples = _samples(default if given is None else given, scorer, "routing.cascade.samples")
+    samples = _samples(
+        _default_samples(scorer) if given is None else given, scorer, "routing.cascade.samples"
+    )
     temperature = cascade.get("temperature", 0.7)
     if (
         not isinstance(temperature, int | float)

@@ -118,6 +118,7 @@ INT_DIRECTIVES = frozenset(
         "fail_times",
         "retry_after",
         "cut_at",
+        "confidence",
     }
 )
 FLAG_DIRECTIVES = frozenset(
@@ -171,6 +172,7 @@ class Scenario:
     stop: str | None = None  # Anthropic: the stop_reason to report
     should_retry: str | None = None  # the `x-should-retry` of an error reply: "true"/"false"
     cut_at: int | None = None  # the event `malformed`, `reset` or `stream_error` replaces
+    confidence: int | None = None  # OpenAI chat: each token's probability, in percent
     key: str = ""  # the directive text, which names the fail_times counter
 
 
@@ -223,6 +225,8 @@ def _set_number(sc: Scenario, key: str, number: int) -> None:
         if not 400 <= number <= 599:
             raise DirectiveError("[[fake:status]] must be a 4xx or 5xx code")
         sc.status = number
+    elif key == "confidence" and number > 100:
+        raise DirectiveError("[[fake:confidence]] is a percentage, 0 to 100")
     elif key == "retry_after":
         sc.retry_after_s = number
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import math
 import struct
 import time
 from collections.abc import Iterator
@@ -226,6 +227,7 @@ class _Reply:
     usage: dict[str, Any] | None
     vary: bool = False  # choice i > 0 ends with " i"
     service_tier: str = "default"  # the tier that served it: "flex" or "priority" if asked
+    logprob: float = -0.25  # each token's log probability, when `logprobs` is asked for
 
 
 def _plan_chat(req: FakeRequest, sc: Scenario, data: dict[str, Any], n: int) -> _Reply:
@@ -263,7 +265,10 @@ def _plan_chat(req: FakeRequest, sc: Scenario, data: dict[str, Any], n: int) -> 
         )
     asked = data.get("service_tier")
     tier = asked if asked in ("flex", "priority") else "default"
-    return _Reply(pieces, tool, finish, usage, sc.vary, tier)
+    reply = _Reply(pieces, tool, finish, usage, sc.vary, tier)
+    if sc.confidence is not None:  # OpenAI's floor for an impossible token is -9999
+        reply.logprob = math.log(sc.confidence / 100) if sc.confidence else -9999.0
+    return reply
 
 
 def chat_usage(
@@ -346,14 +351,14 @@ async def chat_completions(req: FakeRequest) -> None:
     await send_body(req.send, 200, body, headers_for(req))
 
 
-def _logprob(token: str) -> dict[str, Any]:
+def _logprob(token: str, value: float) -> dict[str, Any]:
     """A token's log probability, as ``logprobs: true`` asks for (the fake's tokens
     are its content pieces)."""
-    return {"token": token, "logprob": -0.25, "bytes": list(token.encode()), "top_logprobs": []}
+    return {"token": token, "logprob": value, "bytes": list(token.encode()), "top_logprobs": []}
 
 
-def _logprobs(tokens: list[str]) -> dict[str, Any]:
-    return {"content": [_logprob(t) for t in tokens], "refusal": None}
+def _logprobs(tokens: list[str], value: float) -> dict[str, Any]:
+    return {"content": [_logprob(t, value) for t in tokens], "refusal": None}
 
 
 def _chat_json(req: FakeRequest, model: str, n: int, reply: _Reply, logprobs: bool) -> bytes:
@@ -373,7 +378,9 @@ def _chat_json(req: FakeRequest, model: str, n: int, reply: _Reply, logprobs: bo
             {
                 "index": i,
                 "message": _variant(message, i) if reply.vary and i else message,
-                "logprobs": _logprobs(tokens) if logprobs and reply.tool is None else None,
+                "logprobs": (
+                    _logprobs(tokens, reply.logprob) if logprobs and reply.tool is None else None
+                ),
                 "finish_reason": reply.finish_reason,
             }
         )
@@ -429,7 +436,7 @@ def _chat_events(
         lp = None
         if reply.tool is None:
             delta: dict[str, Any] = {"content": piece}
-            lp = _logprobs([piece]) if logprobs else None
+            lp = _logprobs([piece], reply.logprob) if logprobs else None
         else:
             delta = {"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}
         for i in range(n):

@@ -161,6 +161,9 @@ embeddings, the first string input); an unknown key gets a 400.
                       prompt tokens not read from the cache: part of the prompt
                       count, as cache reads are.
 ``reasoning=N``       reasoning tokens, included in the completion/output count.
+``confidence=P``      OpenAI chat with ``logprobs: true``: each token's log
+                      probability is ln(P/100) (P from 0 to 100; 0 gives -9999,
+                      OpenAI's floor); without it, -0.25.
 ``audio_in=N``        OpenAI: ``prompt_tokens_details.audio_tokens`` = N, added to
                       ``prompt_tokens`` (an audio part of the prompt).
 ``audio_out=N``       OpenAI: ``completion_tokens_details.audio_tokens`` = N, added to
