@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from plots import save, subplots
 
 from tokenomy.cache.semantic import SemanticIndex, StoredVector, context_of, shipped_verifier
 from tokenomy.cache.semantic.evaluate import best_at_rate, evaluate, score
@@ -118,12 +119,7 @@ def _curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _plot(scored: Any, verifier: Any, rows: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = subplots(figsize=(7, 4.5))
     for name, s, color in (
         ("verifier (cosine + lexical + embedding features)", scored.probability, "C0"),
         ("cosine threshold (GPTCache-style)", scored.cosine, "C1"),
@@ -144,9 +140,7 @@ def _plot(scored: Any, verifier: Any, rows: dict[str, Any], path: Path) -> None:
                  "for targets 1% to 20% (dotted lines)")  # fmt: skip
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save(fig, path)
     print(f"plot: {path.relative_to(ROOT)}")
 
 

@@ -31,6 +31,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from plots import save, subplots
 from routing_data import ROOT, data_dir, tokens
 
 from tokenomy.pricing import PriceBook
@@ -254,12 +255,7 @@ def main() -> None:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(results["setups"]), figsize=(5 * len(results["setups"]), 4))
+    fig, axes = subplots(1, len(results["setups"]), figsize=(5 * len(results["setups"]), 4))
     for ax, s in zip(axes, results["setups"], strict=True):
         strong = s["always_strong"]["cost_usd"]
         xs = [r["cost_vs_strong"] for r in s["sweep"]]
@@ -279,9 +275,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("Cascade on mot_cascade (dev data)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save(fig, path)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from plots import save, subplots
 from router_eval import RESULTS
 from routing_data import ROOT, data_dir
 
@@ -161,12 +162,7 @@ def thresholds(drafts: list[dict[str, Any]]) -> list[dict[str, float]]:
 
 
 def plot(curves: dict[str, tuple[list[float], list[float]]], acc: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    fig, ax = subplots(figsize=(6.5, 4.4))
     for label, (xs, ys) in curves.items():
         ax.plot(xs, ys, label=label)
     ax.axhline(acc, ls=":", c="grey", lw=1)
@@ -175,9 +171,7 @@ def plot(curves: dict[str, tuple[list[float], list[float]]], acc: float, path: P
     ax.set_ylabel("accuracy, escalations answered right")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save(fig, path)
 
 
 def main() -> None:

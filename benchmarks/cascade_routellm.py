@@ -38,6 +38,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from plots import save, subplots
 from router_eval import RESULTS, draw, features
 from routing_data import ROOT, STRONG, WEAK, data_dir, routellm_gsm8k
 
@@ -94,18 +95,11 @@ def operating_point(defects: list[int], outcomes: list[Outcome]) -> dict[str, fl
 def plot(
     curves: dict[str, tuple[list[float], list[float]]], q: tuple[float, float], path: Path
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    fig, ax = subplots(figsize=(6.5, 4.4))
     c = {"routers": curves, "q_weak": q[0], "q_strong": q[1]}
     draw(ax, c, "RouteLLM GSM8K (test): Mixtral first, GPT-4 on escalation",
          "share of prompts sent to GPT-4")  # fmt: skip
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save(fig, path)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from plots import save, subplots
 from routing_data import ROOT, STRONG, WEAK, data_dir, routellm_gsm8k, routellm_mmlu, tokens
 
 from tokenomy.routing.learned import Router
@@ -120,17 +121,10 @@ def draw(ax: Any, c: dict[str, Any], title: str, xlabel: str) -> None:
 
 
 def plot(curves: dict[str, dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2))
+    fig, axes = subplots(1, len(curves), figsize=(5.5 * len(curves), 4.2))
     for ax, (name, c) in zip(axes, curves.items(), strict=True):
         draw(ax, c, f"RouteLLM {name} (test): GPT-4 vs Mixtral", "share of calls to GPT-4")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    save(fig, path)
 
 
 def main() -> None:
