@@ -547,16 +547,20 @@ def test_a_logprobs_cascade_keeps_a_confident_draft_without_showing_its_logprobs
     assert (route["cascade"], route["scorer"], route["score"]) == ("kept", "logprobs", 0.95)
     sent = [r.body for r in agw.fake.app.requests_since(before)]
     assert len(sent) == 1 and sent[0]["logprobs"] is True  # the draft was asked for them
+    assert sent[0]["top_logprobs"] == 0  # OpenAI's default, said: some servers need it
     assert sent[0].get("n", 1) == 1  # one sample is enough
     assert a.cost_usd is not None and a.cost_usd > 0
 
 
 def test_a_logprobs_cascade_passes_logprobs_to_a_client_that_asked(agw: GW) -> None:
+    before = agw.fake.app.mark()
     reply = agw.openai().chat.completions.create(
         model="sure",
         messages=[{"role": "user", "content": "[[fake:confidence=90]] [[fake:chunks=3]] hi"}],
         logprobs=True,
+        top_logprobs=2,
     )
+    assert agw.fake.app.requests_since(before)[0].body["top_logprobs"] == 2  # the client's
     assert reply.model == "gpt-4o-mini"
     lp = reply.choices[0].logprobs
     assert lp is not None and lp.content is not None and len(lp.content) == 3

@@ -194,6 +194,8 @@ class Cascade:
         if scorer == "logprobs" and provider.api == "openai":
             strip = body.get("logprobs") is not True
             body["logprobs"] = True
+            # OpenAI's default; some servers (llama-cpp-python's) send none without it
+            body.setdefault("top_logprobs", 0)
         temperature = body.get("temperature")
         floor = self.config.cascade_temperature
         if provider.api == "anthropic":
