@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import subprocess
 import sys
 import time
@@ -260,6 +261,27 @@ def test_no_usage_directive(oai: openai.OpenAI) -> None:
         )
     )
     assert chunks and all(c.choices and c.usage is None for c in chunks)
+
+
+def test_openai_logprobs_follow_the_confidence_directive(oai: openai.OpenAI) -> None:
+    def logprobs(text: str, stream: bool = False) -> list[float]:
+        kw = {"model": "gpt-4o", "messages": user(text), "logprobs": True}
+        if not stream:
+            lp = oai.chat.completions.create(**kw).choices[0].logprobs
+            return [t.logprob for t in (lp.content if lp and lp.content else [])]
+        chunks = oai.chat.completions.create(**kw, stream=True)
+        return [t.logprob for c in chunks if c.choices and c.choices[0].logprobs
+                for t in c.choices[0].logprobs.content or []]  # fmt: skip
+
+    for stream in (False, True):
+        assert set(logprobs("hi [[fake:chunks=3]]", stream)) == {-0.25}
+        assert (
+            logprobs("[[fake:confidence=50]] [[fake:chunks=2]]", stream)
+            == [pytest.approx(math.log(0.5))] * 2
+        )
+        assert set(logprobs("hi [[fake:confidence=0]]", stream)) == {-9999.0}
+    with pytest.raises(openai.BadRequestError, match="a percentage"):
+        oai.chat.completions.create(model="gpt-4o", messages=user("[[fake:confidence=101]]"))
 
 
 # -- errors and failure scenarios -------------------------------------------------------------
