@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -634,3 +635,23 @@ def test_a_draft_is_kept_by_its_most_confident_sample() -> None:
     assert orjson.loads(up.raw)["choices"][0]["logprobs"] is None
     assert ups[1].data["choices"][0]["logprobs"] is not None  # the upstream's reply untouched
     assert Draft([(ups[2], ups[2].data, "x")], Usage(), ups[2:]).pick(1, "logprobs")[0] == 0.0
+
+
+def test_metrics_count_cascades_by_alias_scorer_and_outcome(agw: GW) -> None:
+    def counts() -> dict[str, int]:
+        with agw.http() as client:
+            text = client.get("/metrics").text
+        found = re.findall(
+            r'^tokenomy_cascade_total\{model="sure",scorer="logprobs",outcome="(\w+)"\} (\d+)$',
+            text,
+            re.M,
+        )
+        return {outcome: int(n) for outcome, n in found}
+
+    before = counts()
+    chat(agw, "sure", "[[fake:confidence=95]] hi")
+    chat(agw, "sure", "[[fake:confidence=50]] hi")
+    chat(agw, "sure", "[[fake:confidence=50]] hi")
+    after = counts()
+    assert after.get("kept", 0) - before.get("kept", 0) == 1
+    assert after.get("escalated", 0) - before.get("escalated", 0) == 2  # drafts' rows not counted

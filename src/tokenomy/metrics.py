@@ -44,6 +44,7 @@ class Metrics:
         self.errors: defaultdict[Labels, int] = defaultdict(int)  # model, team, type
         self.saved: defaultdict[Labels, Decimal] = defaultdict(Decimal)  # model, team, lever
         self.cache: defaultdict[Labels, int] = defaultdict(int)  # model, team, hit kind
+        self.cascades: defaultdict[Labels, int] = defaultdict(int)  # alias, scorer, outcome
         self.latency_sum: defaultdict[Labels, float] = defaultdict(float)  # model
         self.latency_count: defaultdict[Labels, int] = defaultdict(int)
         self.gauges: dict[str, Callable[[], float]] = {}
@@ -87,9 +88,20 @@ class Metrics:
             hit = (rec.decisions.get("cache") or {}).get("hit")
             if hit:
                 self.cache[model, team, str(hit)] += 1
+            self._cascade(rec)
         if rec.latency_ms is not None:
             self.latency_sum[(model,)] += rec.latency_ms / 1000.0
             self.latency_count[(model,)] += 1
+
+    def _cascade(self, rec: UsageRecord) -> None:
+        """A cascade's reply (not its drafts' rows): kept from a draft or escalated,
+        by the alias asked for and its scorer, the rate an operator tunes."""
+        route = rec.decisions.get("route")
+        outcome = route.get("cascade") if isinstance(route, dict) else None
+        if outcome in ("kept", "escalated"):
+            assert isinstance(route, dict)
+            alias = self._model(rec.requested_model or "")
+            self.cascades[alias, str(route.get("scorer") or ""), str(outcome)] += 1
 
     def observe_error(self, call: Call, status: int) -> None:
         self.requests[self._model(call.record.requested_model or ""), "", str(status)] += 1
@@ -120,6 +132,9 @@ class Metrics:
                ("model", "team", "lever"), self.saved.items())  # fmt: skip
         family("tokenomy_cache_hits_total", "counter", "Requests served from the response cache.",
                ("model", "team", "kind"), self.cache.items())  # fmt: skip
+        family("tokenomy_cascade_total", "counter",
+               "Cascaded requests, by alias, scorer and outcome (kept or escalated).",
+               ("model", "scorer", "outcome"), self.cascades.items())  # fmt: skip
         out.append("# HELP tokenomy_request_duration_seconds Request latency.")
         out.append("# TYPE tokenomy_request_duration_seconds summary")
         for (model,), total in self.latency_sum.items():
