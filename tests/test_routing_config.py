@@ -76,6 +76,7 @@ def test_no_tiers_no_builtin_aliases() -> None:
         ({"cascade": {"samples": 1}}, "at least 2"),
         ({"cascade": {"scorer": "vibes"}}, "one of agreement, checks, both, logprobs"),
         ({"cascade": {"scorer": "logprobs", "samples": 0}}, "at least 1"),
+        ({"cascade": {"streams": "sometimes"}}, "streams: one of strongest, draft"),
         ({"cascade": {"scorer": "checks", "samples": 0}}, "at least 1"),
         ({"cascade": {"scorer": "both", "samples": True}}, "at least 2"),
         (
@@ -187,6 +188,9 @@ def test_a_cascade_scorer_and_its_sample_count() -> None:
     assert (only.cascade_scorer, only.cascade_samples) == ("checks", 1)
     sure = parse_routing({"tiers": ["a", "b"], "cascade": {"scorer": "logprobs"}})
     assert (sure.cascade_scorer, sure.cascade_samples) == ("logprobs", 1)
+    assert sure.cascade_streams == "strongest"  # streams keep their first byte's speed
+    drafted = parse_routing({"tiers": ["a", "b"], "cascade": {"streams": "draft"}})
+    assert drafted.cascade_streams == "draft"
     assert (only.aliases[CASCADE_ALIAS].scorer, only.aliases[CASCADE_ALIAS].samples) == (
         "checks",
         1,

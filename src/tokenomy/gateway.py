@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from .billing.policy import admission_order, billing_policy
 from .cache import response_cache
+from .cache.replay import replay_frames, replay_stream
 from .caps import caps_policy
 from .config import Settings
 from .errors import TokenomyError, UpstreamError, UpstreamProtocolError, upstream_code
@@ -33,7 +34,9 @@ from .pipeline.exchange import Answer, answer, upstream_body
 from .pipeline.meter import Meter, overrides_from
 from .pipeline.resolve import Resolve
 from .pipeline.stream import (
+    COST_HEADER,
     Adapter,
+    cost_comment,
     event_code,
     feed,
     make_adapter,
@@ -54,7 +57,6 @@ log = logging.getLogger("tokenomy")
 
 T = TypeVar("T")
 
-COST_HEADER = "x-tokenomy-cost-usd"
 ID_HEADER = "x-tokenomy-request-id"
 # Anthropic's own request-id header, which its SDKs expose (``message._request_id``):
 # on the Anthropic API it carries the gateway's id too, the one the ledger knows.
@@ -311,6 +313,10 @@ class Gateway:
                 pass
 
     async def _stream(self, call: Call) -> StreamReply:
+        if call.route.cascade is not None:  # streams drafted whole (`cascade_streams`)
+            kept = await self.cascade.keep(call)
+            if kept is not None:
+                return await self._replay_kept(call, kept)
         # Fallbacks apply until the client's first frame: nothing was sent yet.
         up, adapter, head = await self._attempt(call, self._open_stream)
         call.record.ttft_ms = call.elapsed_ms()
@@ -323,6 +329,24 @@ class Gateway:
         if self.cache is not None:
             chunks = self.cache.recording(call, chunks, adapter)
         return StreamReply(headers, chunks, hangup)
+
+    async def _replay_kept(self, call: Call, got: Answer) -> StreamReply:
+        """A streamed request whose draft was kept: recorded, then replayed as the
+        stream its API sends (the draft was asked for whole, so the first byte
+        waited for all of it)."""
+        provider = call.provider
+        assert provider is not None
+        call.record.upstream_request_id = provider.request_id(got.up.headers)
+        call.record.ttft_ms = call.elapsed_ms()
+        await self._finish(call, got.usage, status=200, error=None, admitted=True)
+        if self.judge is not None:
+            self.judge.maybe(call, got.up.data, provider.api)
+        if self.cache is not None:
+            await self.cache.store_json(call, got.body, got.parsed)
+        opts = call.body.get("stream_options")
+        usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+        frames = replay_frames(call.api, got.parsed, include_usage=usage)
+        return StreamReply(self._headers(call), replay_stream(frames, call.record.cost_usd))
 
     async def _open_stream(
         self, call: Call
@@ -400,9 +424,7 @@ class Gateway:
             ended, why, call.record.upstream_error_code = adapter.outcome
             await self._finish_stream(call, adapter, ended, why)
             finished = True
-            cost = call.record.cost_usd
-            comment = f": {COST_HEADER}={'unknown' if cost is None else cost}\n\n".encode()
-            yield comment + b"".join(adapter.terminal())
+            yield cost_comment(call.record.cost_usd) + b"".join(adapter.terminal())
         finally:
             if not finished:  # the client went away: what was generated is still billed
                 if _cancelling():  # no: a shutdown past its drain time, as in `handle`

@@ -33,7 +33,7 @@ from .assemble import Assembler, complete
 from .config import CacheConfig, cache_config
 from .key import cache_key
 from .policy import BYPASS, HEADER, HIT_EXACT, HIT_SEMANTIC, MISS, decide, namespace
-from .replay import replay_frames
+from .replay import replay_frames, replay_stream
 from .similar import SimilarLookup
 from .store import CacheStore, CacheUnavailable, Entry
 
@@ -253,7 +253,7 @@ class ResponseCache:
             orjson.loads(entry.body),
             include_usage=isinstance(opts, dict) and bool(opts.get("include_usage")),
         )
-        return StreamReply(out, _replay(frames))
+        return StreamReply(out, replay_stream(frames, Decimal(0)))
 
     # -- store ------------------------------------------------------------------------
 
@@ -367,9 +367,3 @@ class ResponseCache:
 def _route(call: Call) -> list[str] | None:
     """The models the routing plan will try, in order (None before routing)."""
     return None if call.route is None else list(call.route.targets)
-
-
-async def _replay(frames: list[bytes]) -> AsyncIterator[bytes]:
-    """The replayed stream, in one write: a hit's record is already committed."""
-    cost = b": x-tokenomy-cost-usd=0\n\n"
-    yield b"".join(frames[:-1]) + cost + frames[-1]

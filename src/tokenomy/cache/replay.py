@@ -11,13 +11,14 @@ thinking and tool-use block, ``message_delta`` and ``message_stop``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from ..pipeline.context import ANTHROPIC
-from ..pipeline.stream import DONE
+from ..pipeline.stream import DONE, cost_comment
 from ..sse import frame
 
 PIECE = 48  # characters per replayed delta
@@ -33,6 +34,12 @@ def replay_frames(api: str, resp: dict[str, Any], *, include_usage: bool) -> lis
     if api == ANTHROPIC:
         return list(_anthropic(resp))
     return list(_openai(resp, include_usage))
+
+
+async def replay_stream(frames: list[bytes], cost: Decimal | None) -> AsyncIterator[bytes]:
+    """A replayed stream, in one write (its record is already committed), its cost
+    in a comment before its terminal frame (`replay_frames`)."""
+    yield b"".join(frames[:-1]) + cost_comment(cost) + frames[-1]
 
 
 # -- OpenAI ---------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any, ClassVar
 
 import orjson
@@ -45,6 +46,15 @@ from .exchange import SHAPE_ERRORS
 from .meter import estimate_usage, with_counted_output
 
 DONE = b"data: [DONE]\n\n"
+COST_HEADER = "x-tokenomy-cost-usd"
+
+
+def cost_comment(cost: Decimal | None) -> bytes:
+    """The SSE comment that gives a stream's cost, sent before its terminal event
+    (clients skip comments; the same figure is the JSON reply's header)."""
+    return f": {COST_HEADER}={'unknown' if cost is None else cost}\n\n".encode()
+
+
 # The events that end a Responses stream, each carrying the whole response.
 RESPONSE_ENDS = frozenset({"response.completed", "response.incomplete", "response.failed"})
 # The events of a Responses stream that carry an output item, its id included.

@@ -19,10 +19,13 @@ always agree) and scores them with the alias's ``scorer``:
   refusal) scores 0 and escalates.
 
 At or above the threshold that reply is kept, and the record carries what every
-sample used; below it the request moves to the next tier. Each escalated draft is its own ledger row,
+sample used; below it the request moves to the next tier. A streamed request (with
+``routing.cascade.streams: draft``) has its draft asked for whole, and a kept one
+is replayed to the client as a stream. Each escalated draft is its own ledger row,
 ``<request id>.draft`` (``.draft2``... for later tiers), so tokens and prices
-stay exact per model; its ``saved_usd`` is minus its cost. Only non-streamed
-chat requests are cascaded (streams go to the strongest tier).
+stay exact per model; its ``saved_usd`` is minus its cost. Chat and Messages
+requests are cascaded (Responses requests, and streams unless drafted, go to
+the strongest tier).
 """
 
 from __future__ import annotations
@@ -143,6 +146,12 @@ class Cascade:
         self.write = write
 
     async def run(self, call: Call, send: Send) -> Answer:
+        kept = await self.keep(call)
+        return kept if kept is not None else await self.attempt(call, send)
+
+    async def keep(self, call: Call) -> Answer | None:
+        """The kept draft's answer; None when every draft tier escalated, with the
+        request bound to the strongest tier and its fallbacks, to be sent there."""
         plan: Plan = call.route
         alias = plan.cascade
         assert alias is not None
@@ -184,12 +193,14 @@ class Cascade:
         last = tiers[-1]
         plan.targets = plan.targets[plan.targets.index(last) :] if last in plan.targets else [last]
         self.bind(call, plan.targets[0])
-        return await self.attempt(call, send)
+        return None
 
     async def _draft(self, call: Call, samples: int, scorer: str) -> Draft:
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
+        body.pop("stream", None)  # a streamed request's draft is read whole, then replayed
+        body.pop("stream_options", None)
         strip = False
         if scorer == "logprobs" and provider.api == "openai":
             strip = body.get("logprobs") is not True

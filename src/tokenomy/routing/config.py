@@ -21,7 +21,8 @@
       fallback_on: [5xx, connect, timeout, 429, auth, bad_response]
       balance:
         gpt-4o: {strategy: weight, deployments: {gpt-4o-east: 3, gpt-4o-west: 1}}
-      cascade: {threshold: 0.67, samples: 3, temperature: 0.7, scorer: agreement}
+      cascade: {threshold: 0.67, samples: 3, temperature: 0.7, scorer: agreement,
+                streams: strongest}   # draft: streamed requests are cascaded too
       collect_prompts: false
       judge: {sample_rate: 0.05, model: gpt-4o, compare: false}
 """
@@ -52,6 +53,7 @@ SCORERS = ("agreement", "checks", "both", "logprobs")
 # the scorers that read each sample alone, so one sample is enough
 ONE_SAMPLE_SCORERS = ("checks", "logprobs")
 BALANCE_STRATEGIES = ("weight", "latency", "inflight")
+CASCADE_STREAMS = ("strongest", "draft")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +132,9 @@ class RoutingConfig:
     cascade_samples: int = 3
     cascade_temperature: float = 0.7  # the draft's samples are drawn at least this hot
     cascade_scorer: str = "agreement"
+    # streamed requests: served by the strongest tier, or drafted (not streamed) and,
+    # when kept, replayed as a stream ("draft"; the first byte waits for the draft)
+    cascade_streams: str = "strongest"
     collect_prompts: bool = False
     judge: Judge | None = None
 
@@ -359,7 +364,10 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         or not 0 <= temperature <= 2
     ):
         raise ConfigError("routing.cascade.temperature: a number from 0 to 2")
-    unknown = set(cascade) - {"threshold", "samples", "temperature", "scorer"}
+    streams = cascade.get("streams", "strongest")
+    if streams not in CASCADE_STREAMS:
+        raise ConfigError(f"routing.cascade.streams: one of {', '.join(CASCADE_STREAMS)}")
+    unknown = set(cascade) - {"threshold", "samples", "temperature", "scorer", "streams"}
     if unknown:
         raise ConfigError(f"routing.cascade: unknown keys {sorted(unknown)}")
     aliases: dict[str, Alias] = {}
@@ -410,6 +418,7 @@ def parse_routing(raw: Mapping[str, Any]) -> RoutingConfig:
         cascade_samples=samples,
         cascade_temperature=float(temperature),
         cascade_scorer=scorer,
+        cascade_streams=str(streams),
         collect_prompts=flag(raw.get("collect_prompts", False), "routing.collect_prompts"),
         judge=judge,
     )

@@ -214,10 +214,12 @@ class RoutingStage:
         plan = Plan(requested, "cascade", tiers, alias.models[-1], alias=alias)
         plan.tiers = tuple(tiers)
         n = call.body.get("n")
-        if call.stream or (isinstance(n, int) and n > 1) or call.op == "responses":
-            # A draft cannot be scored before its bytes are sent, a client asking for
-            # several answers wants them, and the judge reads chat answers, not
-            # Responses: all go to the strongest tier.
+        streamed = call.stream and self.config.cascade_streams != "draft"
+        if streamed or (isinstance(n, int) and n > 1) or call.op == "responses":
+            # A draft cannot be scored before its bytes are sent (unless streams are
+            # drafted whole, `cascade_streams`), a client asking for several answers
+            # wants them, and the judge reads chat answers, not Responses: all go to
+            # the strongest tier.
             plan.targets = [tiers[-1]]
             why = "streamed" if call.stream else "n > 1" if call.op == "chat" else "responses"
             plan.extra["cascade"] = f"{why}: strongest tier"
