@@ -103,3 +103,12 @@ def test_agreeing_samples_are_kept_for_a_stream_too(sgw: GW) -> None:
     assert len(sent) == 1 and sent[0]["n"] == 3 and "stream" not in sent[0]
     rec = sgw.store.list_records(limit=1)[0]
     assert rec.served_model == "gpt-4o-mini" and route_of(rec)["cascade"] == "kept"
+
+
+def test_a_stream_asking_for_several_answers_goes_to_the_strongest_tier(sgw: GW) -> None:
+    stream = sgw.openai().chat.completions.create(
+        model="cheap-first", messages=[{"role": "user", "content": "hi"}], stream=True, n=2
+    )
+    assert {c.model for c in stream} == {"gpt-4o"}
+    rec = sgw.store.list_records(limit=1)[0]
+    assert route_of(rec)["cascade"] == "n > 1: strongest tier"

@@ -97,11 +97,10 @@ class Metrics:
         """A cascade's reply (not its drafts' rows): kept from a draft or escalated,
         by the alias asked for and its scorer, the rate an operator tunes."""
         route = rec.decisions.get("route")
-        outcome = route.get("cascade") if isinstance(route, dict) else None
-        if outcome in ("kept", "escalated"):
-            assert isinstance(route, dict)
-            alias = self._model(rec.requested_model or "")
-            self.cascades[alias, str(route.get("scorer") or ""), str(outcome)] += 1
+        if not isinstance(route, dict) or route.get("cascade") not in ("kept", "escalated"):
+            return
+        alias = self._model(rec.requested_model or "")
+        self.cascades[alias, str(route.get("scorer") or ""), str(route["cascade"])] += 1
 
     def observe_error(self, call: Call, status: int) -> None:
         self.requests[self._model(call.record.requested_model or ""), "", str(status)] += 1

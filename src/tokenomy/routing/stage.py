@@ -221,7 +221,7 @@ class RoutingStage:
             # wants them, and the judge reads chat answers, not Responses: all go to
             # the strongest tier.
             plan.targets = [tiers[-1]]
-            why = "streamed" if call.stream else "n > 1" if call.op == "chat" else "responses"
+            why = "streamed" if streamed else "n > 1" if call.op == "chat" else "responses"
             plan.extra["cascade"] = f"{why}: strongest tier"
         elif len(tiers) < 2:
             plan.extra["cascade"] = "one tier"
