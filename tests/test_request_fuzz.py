@@ -499,7 +499,7 @@ def lgw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactor
     """A gateway with every lever that reads the request on: caps (a budget and a
     clamp, so every request is estimated), the response cache (tools too),
     routing (tiers for the aliases, a rule counting the prompt, fallbacks, the
-    judge on every answer, prompts kept)."""
+    judge on every answer, prompts kept, streams cascaded)."""
     path = tmp_path_factory.mktemp("levers")
     routing = {
         "tiers": ["gpt-4o-mini", "gpt-4o"],
@@ -507,6 +507,7 @@ def lgw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactor
         "fallbacks": {"gpt-4o-mini": ["gpt-4o"]},
         "collect_prompts": True,
         "judge": {"sample_rate": 1.0, "model": "gpt-4o-mini"},
+        "cascade": {"streams": "draft"},  # streamed seeds of cheap-first are drafted too
     }
     cache = {"enabled": True, "only_deterministic": False, "cache_tools": True}
     settings = gateway_settings(
