@@ -109,9 +109,27 @@ def test_bad_config_is_refused(raw: dict[str, Any], message: str) -> None:
     ],
 )
 def test_targets_must_exist(routing: dict[str, Any], message: str, tmp_path: Path) -> None:
+    check_targets(routing, message, tmp_path)
+
+
+def test_a_logprobs_cascade_needs_drafts_that_return_log_probabilities(tmp_path: Path) -> None:
+    """An Anthropic draft tier has none: every request would pay both tiers."""
+    sure = {"strategy": "cascade", "scorer": "logprobs", "models": ["c1", "m1"]}
+    check_targets({"aliases": {"sure": sure}}, "aliases.sure: .* 'c1' .anthropic API", tmp_path)
+    global_scorer = {"tiers": ["c1", "m1"], "cascade": {"scorer": "logprobs"}}
+    check_targets(global_scorer, "aliases.cheap-first: scorer logprobs", tmp_path)
+    # the strongest tier is never scored: it may be any model
+    Resolve(Settings(db=str(tmp_path / "x.db"), deployments=DEPS,
+                     routing={"aliases": {"sure": {**sure, "models": ["m1", "c1"]}}}))  # fmt: skip
+
+
+DEPS = (dep("m1", "openai", "http://h/v1"), dep("c1", "anthropic", "http://h"))
+
+
+def check_targets(routing: dict[str, Any], message: str, tmp_path: Path) -> None:
     settings = Settings(
         db=str(tmp_path / "x.db"),
-        deployments=(dep("m1", "openai", "http://h/v1"),),
+        deployments=DEPS,
         routing=routing,
     )
     with pytest.raises(ConfigError, match=message):

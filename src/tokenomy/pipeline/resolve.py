@@ -67,6 +67,17 @@ class Resolve:
                     f"{where}: {name!r} is {what}; only a rule may point to an alias, "
                     "everything else names a configured model"
                 )
+        for alias in cfg.aliases.values():  # a draft that can never be scored: all escalate
+            if alias.strategy != "cascade" or alias.scorer != "logprobs":
+                continue
+            for name in alias.models[:-1]:
+                prov = self.provider_for(name)
+                if prov is not None and prov.api != "openai":
+                    raise ConfigError(
+                        f"routing.aliases.{alias.name}: scorer logprobs reads the draft's log "
+                        f"probabilities, which {name!r} ({prov.api} API) does not return; "
+                        "draft with an OpenAI-format model or choose another scorer"
+                    )
         router = any(a.strategy == "router" for a in cfg.aliases.values())
         if router and cfg.router_path and not Path(cfg.router_path).is_file():
             raise ConfigError(f"routing.router_path: no weights file {cfg.router_path!r}")

@@ -15,8 +15,9 @@ always agree) and scores them with the alias's ``scorer``:
 - ``logprobs`` (`tokenomy.routing.learned.confidence`): each sample's geometric mean
   token probability; the draft is asked for ``logprobs`` (and the kept reply
   carries them only when the client asked too); the reply is the most confident
-  sample. A reply without log probabilities (an Anthropic upstream, a tool call, a
-  refusal) scores 0 and escalates.
+  sample. A reply without log probabilities (a tool call, a refusal, a server
+  that ignores the parameter) scores 0 and escalates; an Anthropic draft tier is
+  refused when the config loads (`tokenomy.pipeline.resolve`).
 
 At or above the threshold that reply is kept, and the record carries what every
 sample used; below it the request moves to the next tier. A streamed request (with
