@@ -20,7 +20,13 @@ def sgw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactor
     routing = {
         "tiers": ["gpt-4o-mini", "gpt-4o"],
         "cascade": {"streams": "draft", "samples": 3},
-        "aliases": {"sure": {"strategy": "cascade", "scorer": "logprobs", "threshold": 0.8}},
+        "aliases": {
+            "sure": {"strategy": "cascade", "scorer": "logprobs", "threshold": 0.8},
+            "claude-first": {
+                "strategy": "cascade",
+                "tiers": ["claude-haiku-4-5", "claude-sonnet-4-6"],
+            },
+        },
     }
     yield from routed_gateway(tmp_path_factory.mktemp("streams"), fake, fake_llamacpp, routing)
 
@@ -112,3 +118,16 @@ def test_a_stream_asking_for_several_answers_goes_to_the_strongest_tier(sgw: GW)
     assert {c.model for c in stream} == {"gpt-4o"}
     rec = sgw.store.list_records(limit=1)[0]
     assert route_of(rec)["cascade"] == "n > 1: strongest tier"
+
+
+def test_anthropic_drafts_are_asked_whole_and_replayed_in_the_clients_format(sgw: GW) -> None:
+    before = sgw.fake.app.mark()
+    stream = sgw.openai().chat.completions.create(
+        model="claude-first", messages=[{"role": "user", "content": "6 times 7"}], stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    sent = [r.body for r in sgw.fake.app.requests_since(before)]
+    assert len(sent) == 3 and not any(b.get("stream") for b in sent)  # three samples, whole
+    rec = sgw.store.list_records(limit=1)[0]
+    assert rec.served_model == "claude-haiku-4-5" and route_of(rec)["cascade"] == "kept"
+    assert text and rec.stream and rec.usage.output_tokens > 0
