@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway_fixtures import GW, fake, fake_llamacpp, fresh_gw, gw, replicas  # noqa: F401
+from gateway_fixtures import GW, fake, fake_llamacpp, fresh_gw, gw, other_team, replicas  # noqa: F401
 from redis_server import redis_server  # noqa: F401
 from tokenomy.ledger import Store, open_store
 

@@ -176,6 +176,21 @@ def gw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactory
     yield from start_gateway(gateway_settings(db, fake, fake_llamacpp), fake)
 
 
+@pytest.fixture(scope="module")
+def other_team(gw: GW) -> str:
+    """A key of another team of the same org as ``gw.key`` (team search, org acme)."""
+    return add_key(gw.db, team="ads", org="acme")[0]
+
+
+def add_key(db: str, **kw: Any) -> tuple[str, str]:
+    """A key minted into the ledger at ``db``: (its secret, its id)."""
+    secret, rec = mint_key(**kw)
+    with open_store(db) as store:
+        store.migrate()
+        store.create_key(rec)
+    return secret, rec.key_id
+
+
 @pytest.fixture
 def fresh_gw(fake: Fake, fake_llamacpp: Fake, tmp_path: Path) -> Iterator[GW]:
     yield from start_gateway(

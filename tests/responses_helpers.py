@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
+import pytest
+
+from gateway_fixtures import GW
+
+E = TypeVar("E", bound=openai.APIStatusError)
 
 
 def create_response(client: openai.OpenAI, stream: bool, **body: Any) -> tuple[Any, str]:
@@ -18,3 +23,37 @@ def create_response(client: openai.OpenAI, stream: bool, **body: Any) -> tuple[A
         events = list(resp.parse())
         assert events[-1].type == "response.completed"
         return events[-1].response, resp.headers["x-tokenomy-request-id"]
+
+
+def previous_not_found(rid: str) -> dict[str, Any]:
+    """OpenAI's answer to a ``previous_response_id`` it does not know (a 400)."""
+    return {
+        "error": {
+            "message": f"Previous response with id '{rid}' not found.",
+            "type": "invalid_request_error",
+            "param": "previous_response_id",
+            "code": "previous_response_not_found",
+        }
+    }
+
+
+def item_not_found(item_id: str) -> dict[str, Any]:
+    """OpenAI's answer to an item id in ``input`` it does not know (a 404)."""
+    return {
+        "error": {
+            "message": f"Item with id '{item_id}' not found.",
+            "type": "invalid_request_error",
+            "param": "input",
+            "code": None,
+        }
+    }
+
+
+def refused_unheard(gw: GW, key: str, error: type[E], **body: Any) -> E:
+    """A Responses request of ``key`` is refused with ``error``, and the upstream
+    never hears of it."""
+    before = gw.fake.app.mark()
+    with pytest.raises(error) as info:
+        gw.openai(key=key).responses.create(model="gpt-4o", **body)
+    assert gw.fake.app.requests_since(before) == []
+    return info.value

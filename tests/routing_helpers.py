@@ -9,8 +9,6 @@ from typing import Any
 
 from gateway_fixtures import GW, Fake, dep, gateway_settings, start_gateway
 from tokenomy.config import Deployment
-from tokenomy.keys import mint_key
-from tokenomy.ledger import open_store
 from tokenomy.records import UsageRecord
 
 
@@ -66,14 +64,6 @@ def route_of(rec: UsageRecord | None) -> dict[str, Any]:
     route = rec.decisions.get("route")
     assert isinstance(route, dict), rec.decisions
     return route
-
-
-def add_key(db: str, **kw: Any) -> tuple[str, str]:
-    secret, rec = mint_key(**kw)
-    with open_store(db) as store:
-        store.migrate()
-        store.create_key(rec)
-    return secret, rec.key_id
 
 
 def outcome_of(gw: GW, request_id: str, timeout: float = 5.0) -> dict[str, Any]:

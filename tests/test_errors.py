@@ -15,8 +15,7 @@ import httpx2 as httpx
 import openai
 import pytest
 
-from gateway_fixtures import GW, Fake, gateway_settings
-from routing_helpers import add_key
+from gateway_fixtures import GW, Fake, add_key, gateway_settings
 from tokenomy.keys import mint_key
 from tokenomy.server.app import create_app
 from tokenomy.server.http import MAX_BODY

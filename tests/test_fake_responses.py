@@ -12,6 +12,7 @@ import pydantic
 import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 
+from responses_helpers import item_not_found, previous_not_found
 from tokenomy.testing import FakeUpstream, create_app
 
 EVENTS: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ResponseStreamEvent)
@@ -192,14 +193,7 @@ async def test_a_kept_response_is_continued_and_an_unknown_one_refused(
     for rid in (unstored["id"], "resp_nope"):
         r = await asgi.post("/v1/responses", json={"model": "gpt-4o", "previous_response_id": rid})
         assert r.status_code == 400
-        assert r.json() == {
-            "error": {
-                "message": f"Previous response with id '{rid}' not found.",
-                "type": "invalid_request_error",
-                "param": "previous_response_id",
-                "code": "previous_response_not_found",
-            }
-        }
+        assert r.json() == previous_not_found(rid)
 
 
 async def test_a_kept_responses_items_are_named_and_unknown_ones_refused(
@@ -224,14 +218,7 @@ async def test_a_kept_responses_items_are_named_and_unknown_ones_refused(
             body = {"model": "gpt-4o", "input": [item, {"role": "user", "content": "hi"}]}
             r = await asgi.post("/v1/responses", json=body)
             assert r.status_code == 404
-            assert r.json() == {
-                "error": {
-                    "message": f"Item with id '{item_id}' not found.",
-                    "type": "invalid_request_error",
-                    "param": "input",
-                    "code": None,
-                }
-            }
+            assert r.json() == item_not_found(item_id)
     # an item sent whole carries its content: its id names nothing to look up
     whole = {**msg, "id": "msg_nope"}
     await json_reply(asgi, input=[whole, {"role": "user", "content": "hi"}])

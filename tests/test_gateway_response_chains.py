@@ -13,23 +13,10 @@ from typing import Any
 import openai
 import pytest
 
-from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
-from responses_helpers import create_response
-from routing_helpers import add_key
+from gateway_fixtures import GW, Fake, add_key, gateway_settings, start_gateway
+from responses_helpers import create_response, previous_not_found, refused_unheard
 from tokenomy import ConfigError, InvalidRequest, Pipeline
 from tokenomy.config import load_settings
-
-
-def not_found(rid: str) -> dict[str, Any]:
-    """OpenAI's answer to a ``previous_response_id`` it does not know (a 400)."""
-    return {
-        "error": {
-            "message": f"Previous response with id '{rid}' not found.",
-            "type": "invalid_request_error",
-            "param": "previous_response_id",
-            "code": "previous_response_not_found",
-        }
-    }
 
 
 def create(client: openai.OpenAI, stream: bool, **body: Any) -> tuple[str, str]:
@@ -40,22 +27,8 @@ def create(client: openai.OpenAI, stream: bool, **body: Any) -> tuple[str, str]:
 
 def refused(gw: GW, key: str, rid: str, stream: bool = False) -> openai.BadRequestError:
     """``key`` continuing ``rid`` is refused, and the upstream never hears of it."""
-    before = gw.fake.app.mark()
-    with pytest.raises(openai.BadRequestError) as info:
-        gw.openai(key=key).responses.create(
-            model="gpt-4o",
-            input="and what did I ask you before?",
-            previous_response_id=rid,
-            stream=stream,  # type: ignore[arg-type]
-        )
-    assert gw.fake.app.requests_since(before) == []
-    return info.value
-
-
-@pytest.fixture(scope="module")
-def other_team(gw: GW) -> str:
-    """A key of another team of the same org as ``gw.key`` (team search, org acme)."""
-    return add_key(gw.db, team="ads", org="acme")[0]
+    return refused_unheard(gw, key, openai.BadRequestError, stream=stream,
+                           input="and what did I ask you before?", previous_response_id=rid)  # fmt: skip
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -64,7 +37,7 @@ def test_another_tenant_cannot_continue_a_response(gw: GW, other_team: str, stre
     assert gw.record(made).response_id == rid  # whose it is, in its ledger row
     err = refused(gw, other_team, rid, stream)
     # exactly what OpenAI answers for an id it does not know: nothing says it exists
-    assert err.status_code == 400 and err.response.json() == not_found(rid)
+    assert err.status_code == 400 and err.response.json() == previous_not_found(rid)
     assert err.code == "previous_response_not_found" and err.param == "previous_response_id"
     rec = gw.record(err.response.headers["x-tokenomy-request-id"])
     assert (rec.status, rec.error_type, rec.response_id) == (400, "invalid_request_error", None)
@@ -73,7 +46,7 @@ def test_another_tenant_cannot_continue_a_response(gw: GW, other_team: str, stre
 def test_a_team_of_the_same_name_in_another_org_is_another_tenant(gw: GW) -> None:
     rid, _ = create(gw.openai(), stream=False)
     globex, _ = add_key(gw.db, team="search", org="globex")
-    assert refused(gw, globex, rid).response.json() == not_found(rid)
+    assert refused(gw, globex, rid).response.json() == previous_not_found(rid)
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -94,7 +67,7 @@ def test_an_id_the_gateway_never_relayed_is_refused(gw: GW) -> None:
     """Made before the gateway recorded ids, directly at OpenAI, or made up: the
     gateway cannot say whose it is, so it refuses it, as OpenAI does an unknown id."""
     for rid in ("resp_0123456789abcdef", ""):
-        assert refused(gw, gw.key, rid).response.json() == not_found(rid)
+        assert refused(gw, gw.key, rid).response.json() == previous_not_found(rid)
 
 
 def test_an_error_does_not_echo_a_huge_value_whole(gw: GW) -> None:
@@ -142,7 +115,7 @@ def test_ownership_holds_across_replicas(replicas: tuple[GW, GW], stream: bool) 
     one, two = replicas
     rid, _ = create(one.openai(), stream)
     stranger, _ = add_key(one.db, team="ads", org="acme")
-    assert refused(two, stranger, rid, stream).response.json() == not_found(rid)
+    assert refused(two, stranger, rid, stream).response.json() == previous_not_found(rid)
     # the key that made it (team search), and its teammate minted by the other replica
     for client in (two.openai(key=one.key), two.openai()):
         nxt, _ = create(client, stream, previous_response_id=rid)
@@ -172,7 +145,7 @@ def test_unknown_ids_may_be_let_through_while_clients_move(
         assert "Previous response with id 'resp_made_elsewhere' not found." in info.value.message
         assert fake.app.requests[-1].body["previous_response_id"] == "resp_made_elsewhere"
         rid, _ = create(gw.openai(), stream=False)
-        assert refused(gw, stranger, rid).response.json() == not_found(rid)
+        assert refused(gw, stranger, rid).response.json() == previous_not_found(rid)
 
 
 def keys(db: str) -> dict[str, str]:

@@ -16,9 +16,8 @@ from typing import Any
 import openai
 import pytest
 
-from gateway_fixtures import GW, Fake, gateway_settings, start_gateway
-from responses_helpers import create_response
-from routing_helpers import add_key
+from gateway_fixtures import GW, Fake, add_key, gateway_settings, start_gateway
+from responses_helpers import create_response, item_not_found, refused_unheard
 from tokenomy import InvalidRequest, Pipeline
 from tokenomy.ledger.base import Owner
 
@@ -36,18 +35,6 @@ TOOLS = [
 ]
 
 
-def item_not_found(item_id: str) -> dict[str, Any]:
-    """OpenAI's answer to an item id in ``input`` it does not know (a 404)."""
-    return {
-        "error": {
-            "message": f"Item with id '{item_id}' not found.",
-            "type": "invalid_request_error",
-            "param": "input",
-            "code": None,
-        }
-    }
-
-
 def create(client: openai.OpenAI, stream: bool, **body: Any) -> tuple[list[Any], str]:
     """A response made through the gateway: (its output items, the request id of its row)."""
     response, request_id = create_response(client, stream, **body)
@@ -63,23 +50,11 @@ def ref(item_id: str) -> dict[str, Any]:
     return {"type": "item_reference", "id": item_id}
 
 
-def refused(gw: GW, key: str, items: list[dict[str, Any]], stream: bool = False) -> Any:
+def refused(
+    gw: GW, key: str, items: list[dict[str, Any]], stream: bool = False
+) -> openai.NotFoundError:
     """``key`` naming ``items`` is refused, and the upstream never hears of it."""
-    before = gw.fake.app.mark()
-    with pytest.raises(openai.NotFoundError) as info:
-        gw.openai(key=key).responses.create(
-            model="gpt-4o",
-            input=naming(*items),  # type: ignore[arg-type]
-            stream=stream,  # type: ignore[arg-type]
-        )
-    assert gw.fake.app.requests_since(before) == []
-    return info.value
-
-
-@pytest.fixture(scope="module")
-def other_team(gw: GW) -> str:
-    """A key of another team of the same org as ``gw.key`` (team search, org acme)."""
-    return add_key(gw.db, team="ads", org="acme")[0]
+    return refused_unheard(gw, key, openai.NotFoundError, input=naming(*items), stream=stream)
 
 
 @pytest.fixture(scope="module")

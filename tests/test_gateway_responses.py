@@ -13,8 +13,7 @@ import pytest
 from genai_prices import calc_price
 from genai_prices.types import Usage as GenaiUsage
 
-from gateway_fixtures import GW
-from routing_helpers import add_key
+from gateway_fixtures import GW, add_key
 from test_stream_metering import wait_record
 from tokenomy.records import UsageRecord
 from tokenomy.tokens import count_text

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway_fixtures import GW, Fake
-from routing_helpers import add_key, chat, route_of, routed_gateway
+from gateway_fixtures import GW, Fake, add_key
+from routing_helpers import chat, route_of, routed_gateway
 from tokenomy.ledger.base import Store
 from tokenomy.records import UsageRecord
 

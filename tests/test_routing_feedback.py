@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway_fixtures import GW, MASTER_KEY, Fake
-from routing_helpers import add_key, chat, outcome_of, routed_gateway
+from gateway_fixtures import GW, MASTER_KEY, Fake, add_key
+from routing_helpers import chat, outcome_of, routed_gateway
 from tokenomy.ledger import migrations, open_store
 from tokenomy.ledger.base import SQLStore
 from tokenomy.routing.feedback import Feedback, FeedbackStore

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from gateway_fixtures import GW, Fake
-from routing_helpers import add_key, chat, route_of, routed_gateway
+from gateway_fixtures import GW, Fake, add_key
+from routing_helpers import chat, route_of, routed_gateway
 
 IMAGE = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
