@@ -22,6 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, ClassVar
 
 import orjson
@@ -115,6 +116,9 @@ class Adapter:
     # The upstream's event types that carry nothing of the answer: the stream has
     # not begun for the client after them (`read_head` holds their frames).
     HELD: ClassVar[frozenset[str]] = frozenset()
+    # The ids of a Responses stream's output items (each once, in order), for its
+    # ledger row; other streams have none, and share this empty one.
+    item_ids: Mapping[str, None] = MappingProxyType({})
 
     def __init__(self) -> None:
         self.usage: Usage | None = None
@@ -138,10 +142,8 @@ class Adapter:
         # Set to a list by whoever wants the events sent to the client, parsed (the
         # data of each frame returned, in order; `DONE_DATA` for OpenAI's end marker).
         self.sent: list[Any] | None = None
-        # The id of the response a Responses stream made, and those of its output
-        # items (each once, in order), for its ledger row.
+        # The id of the response a Responses stream made, for its ledger row.
         self.response_id: str | None = None
-        self.item_ids: dict[str, None] = {}
 
     def on_event(self, ev: SSEEvent) -> list[bytes]:
         raise NotImplementedError
@@ -344,6 +346,7 @@ class ResponsesPassthrough(Adapter):
 
     def __init__(self) -> None:
         super().__init__()
+        self.item_ids: dict[str, None] = {}
         self._last: list[bytes] = []
         self._last_data: Any = None
         self._error_raw: bytes | None = None
