@@ -275,21 +275,27 @@ class Gateway:
             got = await self.cascade.run(call, self._send)
         else:
             got = await self._attempt(call, self._send)
-        provider = call.provider
-        assert provider is not None
-        call.record.upstream_request_id = provider.request_id(got.up.headers)
         # a failed Responses API response, and its code
         status, error, call.record.upstream_error_code = reply_outcome(got.parsed)
         if call.op == "responses":  # whose it is, for a request continuing it
             call.record.response_id = response_id(got.parsed)
             call.record.item_ids = item_ids(got.parsed)
+        await self._settle(call, got, status, error)
+        return JSONReply(200, got.body, self._headers(call))
+
+    async def _settle(
+        self, call: Call, got: Answer, status: int = 200, error: str | None = None
+    ) -> None:
+        """A whole answer, before the client has it: recorded, then offered to the
+        judge and kept by the cache."""
+        provider = call.provider
+        assert provider is not None
+        call.record.upstream_request_id = provider.request_id(got.up.headers)
         await self._finish(call, got.usage, status=status, error=error, admitted=True)
         if self.judge is not None:
             self.judge.maybe(call, got.up.data, provider.api)
         if self.cache is not None:
             await self.cache.store_json(call, got.body, got.parsed)
-        headers = self._headers(call)
-        return JSONReply(200, got.body, headers)
 
     async def _send(self, call: Call) -> Answer:
         """One attempt: the upstream's reply, read for the client (a reply of the
@@ -334,15 +340,8 @@ class Gateway:
         """A streamed request whose draft was kept: recorded, then replayed as the
         stream its API sends (the draft was asked for whole, so the first byte
         waited for all of it)."""
-        provider = call.provider
-        assert provider is not None
-        call.record.upstream_request_id = provider.request_id(got.up.headers)
         call.record.ttft_ms = call.elapsed_ms()
-        await self._finish(call, got.usage, status=200, error=None, admitted=True)
-        if self.judge is not None:
-            self.judge.maybe(call, got.up.data, provider.api)
-        if self.cache is not None:
-            await self.cache.store_json(call, got.body, got.parsed)
+        await self._settle(call, got)
         opts = call.body.get("stream_options")
         usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
         frames = replay_frames(call.api, got.parsed, include_usage=usage)
@@ -389,8 +388,8 @@ class Gateway:
         status, error, finished = 499, "client_disconnected", False
         try:
             try:
-                out = list(head[0])
-                events: list[SSEEvent] | None = head[1]
+                out, rest = head  # `read_head`'s: its own lists
+                events: list[SSEEvent] | None = rest
                 while events is not None:
                     for ev in events:
                         out += feed(adapter, ev)
