@@ -35,7 +35,16 @@ from pathlib import Path
 
 import pytest
 
-from gateway_fixtures import GW, fake, fake_llamacpp, fresh_gw, gw, other_team, replicas  # noqa: F401
+from gateway_fixtures import (  # noqa: F401
+    GW,
+    fake,
+    fake_llamacpp,
+    fresh_gw,
+    gateway_proc,
+    gw,
+    other_team,
+    replicas,
+)
 from redis_server import redis_server  # noqa: F401
 from tokenomy.ledger import Store, open_store
 

@@ -9,7 +9,11 @@ for PostgreSQL.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,12 +24,14 @@ import anthropic
 import httpx2 as httpx
 import openai
 import pytest
+import yaml
 
 from tokenomy.config import Deployment, PriceConfig, Settings
 from tokenomy.keys import mint_key
 from tokenomy.ledger import Store, open_store
 from tokenomy.records import UsageRecord
 from tokenomy.server.app import TokenomyApp, create_app
+from tokenomy.server.protocol import GatewayProtocol
 from tokenomy.testing import FakeOptions, FakeUpstream, serve_in_thread
 
 MASTER_KEY = "sk-master-test-0123456789"
@@ -162,7 +168,7 @@ def start_gateway(settings: Settings, fake: Fake) -> Iterator[GW]:
     store.create_key(rec)
     store.close()
     app = create_app(settings)
-    with serve_in_thread(app) as url:
+    with serve_in_thread(app, http=GatewayProtocol) as url:
         gw = GW(url=url, app=app, db=settings.db, key=secret, key_id=rec.key_id, fake=fake)
         try:
             yield gw
@@ -206,3 +212,55 @@ def replicas(fake: Fake, fake_llamacpp: Fake, db_url: str) -> Iterator[tuple[GW,
     serve = contextlib.contextmanager(start_gateway)
     with serve(settings, fake) as one, serve(settings, fake) as two:
         yield one, two
+
+
+class Proc:
+    """`tokenomy serve` in a process of its own, on the `fake` upstream."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], url: str, db: str) -> None:
+        self.popen, self.url, self.db = popen, url, db
+
+
+@pytest.fixture
+def gateway_proc(fake: Fake, tmp_path: Path) -> Iterator[Proc]:
+    cfg = tmp_path / "tokenomy.yaml"
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "server": {"drain_timeout": 10},
+                "models": [
+                    {
+                        "name": "gpt-4o",
+                        "provider": "openai",
+                        "base_url": fake.url + "/v1",
+                        "api_key": UPSTREAM_KEY,
+                    },
+                ],
+            }
+        )
+    )
+    port, db = closed_port(), str(tmp_path / "ledger.db")
+    env = {**os.environ, "TOKENOMY_MASTER_KEY": MASTER_KEY}
+    popen = subprocess.Popen(
+        [sys.executable, "-m", "tokenomy", "serve", "--config", str(cfg), "--db", db,
+         "--port", str(port), "--log-level", "warning"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if popen.poll() is not None or time.monotonic() > deadline:
+            _out, err = popen.communicate(timeout=5)
+            pytest.fail(f"gateway did not start: {err.decode()[-2000:]}")
+        time.sleep(0.05)
+    try:
+        yield Proc(popen, url, db)
+    finally:
+        if popen.poll() is None:
+            popen.kill()
+        popen.communicate(timeout=10)

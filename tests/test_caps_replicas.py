@@ -35,8 +35,7 @@ import redis
 import yaml
 
 from conftest import pg_schema
-from gateway_fixtures import MASTER_KEY, UPSTREAM_KEY
-from test_durability import free_port
+from gateway_fixtures import MASTER_KEY, UPSTREAM_KEY, closed_port
 from tokenomy.caps.counters import usd_to_units
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -97,7 +96,7 @@ def replicas(
 
         with open_store(db) as store:
             store.migrate()
-        ports = [free_port(), free_port()]
+        ports = [closed_port(), closed_port()]
         procs = [_launch(cfg, db, p) for p in ports]
         urls = [f"http://127.0.0.1:{p}" for p in ports]
         try:
@@ -138,7 +137,7 @@ def replicas(
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
     """The fake upstream in a process of its own: the test process only drives the load."""
-    port = free_port()
+    port = closed_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "tokenomy.testing.fake_upstream", "--port", str(port),
          "--api-key", UPSTREAM_KEY],

@@ -5,81 +5,15 @@ in-flight requests and commits their records before the process exits."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx2 as httpx
 import pytest
-import yaml
 
-from gateway_fixtures import MASTER_KEY, UPSTREAM_KEY, Fake
+from gateway_fixtures import MASTER_KEY, Proc
 from tokenomy.ledger import open_store
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port: int = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Proc:
-    def __init__(self, popen: subprocess.Popen[bytes], url: str, db: str) -> None:
-        self.popen, self.url, self.db = popen, url, db
-
-
-@pytest.fixture
-def gateway_proc(fake: Fake, tmp_path: Path) -> Iterator[Proc]:
-    cfg = tmp_path / "tokenomy.yaml"
-    cfg.write_text(
-        yaml.safe_dump(
-            {
-                "server": {"drain_timeout": 10},
-                "models": [
-                    {
-                        "name": "gpt-4o",
-                        "provider": "openai",
-                        "base_url": fake.url + "/v1",
-                        "api_key": UPSTREAM_KEY,
-                    },
-                ],
-            }
-        )
-    )
-    port, db = free_port(), str(tmp_path / "ledger.db")
-    env = {**os.environ, "TOKENOMY_MASTER_KEY": MASTER_KEY}
-    popen = subprocess.Popen(
-        [sys.executable, "-m", "tokenomy", "serve", "--config", str(cfg), "--db", db,
-         "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if popen.poll() is not None or time.monotonic() > deadline:
-            _out, err = popen.communicate(timeout=5)
-            pytest.fail(f"gateway did not start: {err.decode()[-2000:]}")
-        time.sleep(0.05)
-    try:
-        yield Proc(popen, url, db)
-    finally:
-        if popen.poll() is None:
-            popen.kill()
-        popen.communicate(timeout=10)
 
 
 async def _worker(client: httpx.AsyncClient, n: int, done: list[str], stop: asyncio.Event) -> None:

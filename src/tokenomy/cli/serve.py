@@ -29,6 +29,7 @@ def serve(
     import uvicorn
 
     from ..server.app import create_app
+    from ..server.protocol import GatewayProtocol
 
     try:
         settings = load_settings(config_path, host=host, port=port, db=db, log_level=log_level)
@@ -52,7 +53,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         loop=loop,
-        http="httptools",
+        http=GatewayProtocol,
         lifespan="on",
         access_log=False,
         log_level=settings.log_level.lower(),

@@ -229,6 +229,12 @@ class TokenomyApp:
             watcher.cancel()
 
 
+def api_of(path: str, scope: Scope) -> str:
+    """The API called on `path`: the LLM route's, else `api_off_route`'s."""
+    route = LLM_ROUTES.get(path)
+    return route[0] if route else api_off_route(path, scope)
+
+
 def api_off_route(path: str, scope: Scope) -> str:
     """The API called, off the LLM routes: OpenAI's (the admin API, feedback, unknown
     paths) except for what Anthropic's SDK calls: /v1/messages/... (count_tokens,

@@ -21,11 +21,13 @@ import uvicorn
 
 @contextmanager
 def serve_in_thread(
-    app: Any, host: str = "127.0.0.1", *, startup_timeout: float = 10.0
+    app: Any, host: str = "127.0.0.1", *, startup_timeout: float = 10.0, http: Any = "auto"
 ) -> Iterator[str]:
     """Run `app` under uvicorn on a free port of `host`; yield ``http://host:port``.
 
-    The server stops when the block exits; open streams get a second to finish.
+    `http` is uvicorn's HTTP protocol (a name or a class; the gateway's is
+    `tokenomy.server.protocol.GatewayProtocol`). The server stops when the block
+    exits; open streams get a second to finish.
     """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -38,6 +40,7 @@ def serve_in_thread(
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=1,
+        http=http,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(
