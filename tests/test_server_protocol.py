@@ -1,16 +1,20 @@
 """Bytes that are not HTTP get uvicorn's 400 with the error body of the API that was
-called (not uvicorn's plain text), the connection closes, and the gateway serves
-the next request as before."""
+called (not uvicorn's plain text), a request head past the limit gets a 431 so, the
+connection closes, and the gateway serves the next request as before."""
 
 from __future__ import annotations
 
 import json
+import re
 import socket
 from typing import Any
 
+import anthropic
+import openai
 import pytest
 
 from gateway_fixtures import GW, Proc
+from tokenomy.server.protocol import MAX_HEAD
 
 HEAD = b"Host: gw\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
 ANTHROPIC_HEAD = b"anthropic-version: 2023-06-01\r\n" + HEAD
@@ -28,11 +32,15 @@ ANTHROPIC_400 = {
 }
 
 
-def exchange(url: str, raw: bytes) -> tuple[bytes, dict[str, str], Any]:
-    """Send `raw` on a new connection; read until the server closes it."""
+def exchange(url: str, *parts: bytes) -> tuple[bytes, dict[str, str], Any]:
+    """Send `parts` on a new connection; read until the server closes it."""
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(raw)
+        for part in parts:
+            try:
+                sock.sendall(part)
+            except ConnectionError:  # refused before the client is done: read why
+                break
         data = b""
         while chunk := sock.recv(65536):  # the server closes: no hang, no timeout
             data += chunk
@@ -69,11 +77,96 @@ def test_unparseable_requests_get_the_apis_error_body(
     assert headers["content-type"] == "application/json"
     assert headers["connection"] == "close"
     assert body == expected
-    # the gateway goes on serving on other connections
+    still_serving(gw)  # on other connections
+
+
+def still_serving(gw: GW) -> None:
     reply = gw.openai().chat.completions.create(
         model="gpt-4o", messages=[{"role": "user", "content": "still here?"}]
     )
     assert reply.choices[0].message.content
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/messages"])
+def test_a_head_past_the_limit_is_refused_before_it_is_read_whole(gw: GW, path: str) -> None:
+    start = b"POST " + path.encode() + b" HTTP/1.1\r\nHost: gw\r\nX-Big: "
+    pieces = [b"a" * 16384] * (1024 * 1024 // 16384)  # a megabyte, sent as a client would
+    status, headers, body = exchange(gw.url, start, *pieces, b"\r\n\r\n")
+    assert (status, headers["connection"]) == (
+        b"HTTP/1.1 431 Request Header Fields Too Large",
+        "close",
+    )
+    message = f"The request's headers are larger than {MAX_HEAD} bytes."
+    if path == "/v1/messages":
+        assert body == {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": message},
+        }
+    else:
+        assert body["error"]["message"] == message
+        assert body["error"]["type"] == "invalid_request_error"
+    still_serving(gw)
+
+
+def test_the_sdks_read_the_refusal_as_an_api_error(gw: GW) -> None:
+    big = {"X-Big": "a" * 100_000}
+    message = f"The request's headers are larger than {MAX_HEAD} bytes."
+    with pytest.raises(openai.APIStatusError) as oai:
+        gw.openai().chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], extra_headers=big
+        )
+    assert (oai.value.status_code, oai.value.body) == (
+        431,
+        {**OPENAI_400["error"], "message": message},
+    )
+    with pytest.raises(anthropic.APIStatusError) as ant:
+        gw.anthropic().messages.create(
+            model="claude-haiku-4-5",
+            max_tokens=5,
+            messages=[{"role": "user", "content": "hi"}],
+            extra_headers=big,
+        )
+    assert (ant.value.status_code, ant.value.body) == (
+        431,
+        {"type": "error", "error": {"type": "invalid_request_error", "message": message}},
+    )
+
+
+def test_the_limit_holds_for_a_head_sent_in_one_write(gw: GW) -> None:
+    raw = b"POST /v1/chat/completions HTTP/1.1\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n{}"
+    assert exchange(gw.url, raw)[0] == b"HTTP/1.1 431 Request Header Fields Too Large"
+
+
+def pipelined(gw: GW, pad: int, n: int) -> list[bytes]:
+    """`n` requests, each with a `pad`-byte header and a 100 KB body, in one write."""
+    body = json.dumps(
+        {"model": "gpt-4o", "messages": [{"role": "user", "content": "x " * 50_000}]}
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {gw.key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"X-Pad: {'p' * pad}\r\n\r\n"
+    ).encode()
+    host, port = gw.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall((head + body) * n)
+        data = b""
+        while data.count(b"HTTP/1.1 ") < n and (chunk := sock.recv(65536)):
+            data += chunk
+    return re.findall(rb"HTTP/1\.1 \d{3} [A-Za-z ]+", data)  # a body ends where the next begins
+
+
+def test_heads_up_to_the_limit_are_served_also_pipelined_behind_large_bodies(gw: GW) -> None:
+    assert pipelined(gw, MAX_HEAD - 300, 3) == [b"HTTP/1.1 200 OK"] * 3
+
+
+def test_a_large_body_behind_a_small_head_is_served(gw: GW) -> None:
+    big = "word " * 300_000  # 1.5 MB of JSON, read in chunks with the head
+    raw = gw.openai().chat.completions.with_raw_response.create(
+        model="gpt-4o", messages=[{"role": "user", "content": big}]
+    )
+    assert raw.http_response.status_code == 200
+    assert gw.record(raw.headers["x-tokenomy-request-id"]).usage.input_tokens > 300_000
 
 
 def test_tokenomy_serve_answers_them_so(gateway_proc: Proc) -> None:

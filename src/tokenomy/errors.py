@@ -40,6 +40,7 @@ ANTHROPIC_TYPES = {
     404: "not_found_error",
     413: "request_too_large",
     429: "rate_limit_error",
+    431: "invalid_request_error",  # headers too large (the gateway's own refusal)
     500: "api_error",
     502: "api_error",
     503: "overloaded_error",
