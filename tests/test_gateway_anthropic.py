@@ -152,9 +152,7 @@ def test_errors_off_the_messages_route_are_in_anthropic_format(gw: GW) -> None:
     with pytest.raises(anthropic.AuthenticationError) as bad_key:
         gw.anthropic(key="tk-nothing-here").models.list()
     with pytest.raises(anthropic.NotFoundError) as unknown:
-        gw.anthropic().messages.count_tokens(
-            model=MODEL, messages=[{"role": "user", "content": "hi"}]
-        )
+        gw.anthropic().messages.batches.list()
     for info, etype in ((bad_key, "authentication_error"), (unknown, "not_found_error")):
         body = info.value.response.json()
         assert body["type"] == "error" and body["error"]["type"] == etype

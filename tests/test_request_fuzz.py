@@ -1,7 +1,7 @@
 """Request fuzzing: bad input never gets a 500 or a traceback.
 
-Valid bodies of every LLM endpoint (and of ``/v1/feedback``; Anthropic's
-``count_tokens``, not served, must be a 404 in its format), JSON and streamed,
+Valid bodies of every LLM endpoint (and of ``/v1/feedback`` and Anthropic's
+``count_tokens``, which write no ledger row), JSON and streamed,
 as they are and translated to the other API, are mutated field by field, at
 every depth (messages, content parts, tools, input items): each value replaced
 by one of `VALUES` (null, true, numbers out of range, empty and huge strings,
@@ -64,6 +64,10 @@ class Seed:
     path: str
     api: str  # the API called: the format of its errors
     body: dict[str, Any]
+
+
+# Answered without a ledger row: nothing is generated.
+UNMETERED = ("/v1/feedback", "/v1/messages/count_tokens")
 
 
 @dataclass(slots=True)
@@ -250,8 +254,17 @@ def messages_seeds() -> list[Seed]:
                 f"messages-extras-{model}", "/v1/messages", "anthropic", {"model": model, **extras}
             )
         )
+    counted = {key: full[key] for key in ("system", "messages", "tools", "tool_choice")}
     for model in ("claude-haiku-4-5", "gpt-4o"):  # as it is, and translated
         out.append(Seed(f"messages-{model}", "/v1/messages", "anthropic", {"model": model, **full}))
+        out.append(  # counted upstream, and here
+            Seed(
+                f"count-tokens-{model}",
+                "/v1/messages/count_tokens",
+                "anthropic",
+                {"model": model, **counted},
+            )
+        )
         out.append(
             Seed(
                 f"messages-{model}-stream",
@@ -358,13 +371,6 @@ def other_seeds(request_id: str) -> list[Seed]:
             "openai",
             {"request_id": request_id, "score": 0.5, "comment": "fine"},
         ),
-        # Anthropic's token counting is not served: a 404 in its format, whatever the body
-        Seed(
-            "count-tokens",
-            "/v1/messages/count_tokens",
-            "anthropic",
-            {"model": "claude-haiku-4-5", "messages": say("hi")},
-        ),
     ]
 
 
@@ -378,8 +384,7 @@ def mutations(
     sample deeper down; a string also by a sample of `WORDS`) and removed; an unknown
     field added to every object."""
     body = seed.body
-    served = seed.path != "/v1/messages/count_tokens"
-    yield Case(f"{seed.name} as it is", seed.path, seed.api, encode(body), served=served)
+    yield Case(f"{seed.name} as it is", seed.path, seed.api, encode(body), served=True)
     yield Case(f"{seed.name} +{UNKNOWN_FIELD}", seed.path, seed.api,
                encode({**body, UNKNOWN_FIELD: 1}))  # fmt: skip
     for label, content in variants(body, rng, nested, WORDS, words):
@@ -432,7 +437,7 @@ def problems(gw: GW, case: Case, r: httpx.Response) -> list[str]:
             return [*out, f"body not JSON: {r.content[:200]!r}"]
         if status != 200:
             out += error_problems(case.api, data)
-    if status == 200 and case.path != "/v1/feedback":
+    if status == 200 and case.path not in UNMETERED:
         rid = r.headers.get("x-tokenomy-request-id")
         if rid is None or gw.store.get_record(rid) is None:
             out.append(f"no ledger row for {rid}")
@@ -564,7 +569,7 @@ TWO_MB = 2 * 1024 * 1024 + 17
 
 
 def valid_body(path: str, request_id: str) -> dict[str, Any]:
-    """A small body each endpoint serves (count_tokens: a 404 whatever it is)."""
+    """A small body each endpoint serves."""
     if path == "/v1/embeddings":
         return {"model": "text-embedding-3-small", "input": "hi"}
     if path == "/v1/responses":
@@ -595,9 +600,8 @@ def raw_cases(path: str, api: str, valid: dict[str, Any]) -> Iterator[Case]:
     for label, content in bodies:
         yield Case(f"{path} {label}", path, api, content)
     if path != "/v1/feedback":  # whose fields are few and short
-        served = path != "/v1/messages/count_tokens"
         big = encode({**valid, UNKNOWN_FIELD: "x" * TWO_MB})
-        yield Case(f"{path} 2 MB valid", path, api, big, served=served)
+        yield Case(f"{path} 2 MB valid", path, api, big, served=True)
     for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""):
         yield Case(f"{path} content-type {ctype!r}", path, api, good, {"content-type": ctype})
     yield Case(f"{path} gzip it is not", path, api, good, {"content-encoding": "gzip"})

@@ -74,12 +74,14 @@ MAX_MODEL_CHARS = 256
 SCHEMAS = {
     "openai.chat": _OPENAI,
     "anthropic.chat": _ANTHROPIC,
+    "anthropic.count_tokens": _ANTHROPIC,
     "openai.embeddings": _EMBEDDINGS,
     "openai.responses": _RESPONSES,
 }
 REQUIRED = {
     "openai.chat": ("model", "messages"),
     "anthropic.chat": ("model", "messages", "max_tokens"),
+    "anthropic.count_tokens": ("model", "messages"),
     "openai.embeddings": ("model", "input"),
     # A Responses request may take its whole prompt from a previous response,
     # a conversation or a stored prompt: its input is the upstream's to require.

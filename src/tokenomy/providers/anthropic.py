@@ -58,9 +58,11 @@ class AnthropicProvider(Provider):
     request_id_header: ClassVar[str | None] = "request-id"
 
     def url(self, op: str, model: str) -> str:
-        if op != "chat":
-            raise KeyError(op)
-        return self.base_url + "/v1/messages"
+        if op == "chat":
+            return self.base_url + "/v1/messages"
+        if op == "count_tokens":
+            return self.base_url + "/v1/messages/count_tokens"
+        raise KeyError(op)
 
     def headers(self, client_headers: Mapping[str, str]) -> dict[str, str]:
         out = {"anthropic-version": client_headers.get("anthropic-version") or API_VERSION}

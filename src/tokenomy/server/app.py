@@ -23,6 +23,7 @@ from ..keys import bearer_token
 from ..pipeline.context import ANTHROPIC, OPENAI, Call, JSONReply, StreamReply, new_request_id
 from ..validate import check_request
 from .admin import handle_admin
+from .count_tokens import handle_count_tokens
 from .errors import error_body
 from .feedback import handle_feedback
 from .http import Scope, encode_headers, header_dict, parse_json, read_body, send_bytes, send_json
@@ -115,6 +116,10 @@ class TokenomyApp:
                 await handle_feedback(self.gateway, scope, receive, send)
             elif path in ("/v1/models", "/models") and scope["method"] == "GET":
                 await self._models(scope, send, api)
+            elif path.startswith(("/v1/models/", "/models/")) and scope["method"] == "GET":
+                await self._model(scope, send, api, path.partition("/models/")[2])
+            elif path == "/v1/messages/count_tokens" and scope["method"] == "POST":
+                await handle_count_tokens(self.gateway, scope, receive, send)
             elif path.startswith("/admin/"):
                 await handle_admin(self.gateway, scope, receive, send, header_dict(scope))
             elif path == "/ui" or path.startswith("/ui/"):
@@ -141,29 +146,64 @@ class TokenomyApp:
         except RuntimeError:  # the response had already started; nothing more can be said
             pass
 
-    async def _models(self, scope: Scope, send: Any, api: str) -> None:
+    async def _allowed(self, scope: Scope) -> Container[str] | None:
+        """The models the caller's key is limited to; None: any."""
         gw = self.gateway
         assert gw is not None
-        allowed: Container[str] | None = None  # a key limited to some models sees those
-        if self.settings.require_key:
-            key = await gw.keys.authenticate(bearer_token(header_dict(scope)))
-            allowed = key.models or None
+        if not self.settings.require_key:
+            return None
+        key = await gw.keys.authenticate(bearer_token(header_dict(scope)))
+        return key.models or None
+
+    def _model_list(self) -> list[dict[str, Any]]:
+        """The models a client may name: the deployments and the aliases."""
+        gw = self.gateway
+        assert gw is not None
         now = int(self.started_at)
         data = [
             {"id": d.name, "object": "model", "created": now, "owned_by": d.provider}
             for d in self.settings.deployments
             if not any(ch in d.name for ch in "*?[")
         ]
+        config = gw.resolve.config
+        listed = {m["id"] for m in data}
+        data += [  # a name balanced over deployments, as its first deployment's
+            {"id": name, "object": "model", "created": now, "owned_by": dep.provider}
+            for name in config.balance
+            if name not in listed and (dep := gw.resolve.deployment_for(name)) is not None
+        ]
         data += [  # aliases (tokenomy/auto, cheap-first, the operator's) are models too
             {"id": name, "object": "model", "created": now, "owned_by": "tokenomy"}
-            for name in gw.resolve.config.aliases
+            for name in config.aliases
         ]
-        if allowed is not None:
-            data = [m for m in data if m["id"] in allowed]
+        return data
+
+    async def _models(self, scope: Scope, send: Any, api: str) -> None:
+        allowed = await self._allowed(scope)  # a key limited to some models sees those
+        data = [m for m in self._model_list() if allowed is None or m["id"] in allowed]
         if api == ANTHROPIC:
             await send_json(send, 200, anthropic_models(data))
         else:
             await send_json(send, 200, {"object": "list", "data": data})
+
+    async def _model(self, scope: Scope, send: Any, api: str, model_id: str) -> None:
+        """``GET /v1/models/{id}``: one model, as the API shows one: a listed one, or
+        one a wildcard deployment (``claude-*``) serves. A model the key may not use
+        does not exist for it, as in the list."""
+        allowed = await self._allowed(scope)
+        found = next((m for m in self._model_list() if m["id"] == model_id), None)
+        if found is None and (dep := self.settings.find_deployment(model_id)) is not None:
+            found = {
+                "id": model_id, "object": "model", "created": int(self.started_at),
+                "owned_by": dep.provider,
+            }  # fmt: skip
+        if found is None or (allowed is not None and model_id not in allowed):
+            if api == ANTHROPIC:
+                raise NotFound(f"model: {model_id}")
+            raise NotFound(
+                f"The model '{model_id}' does not exist", param="model", code="model_not_found"
+            )
+        await send_json(send, 200, anthropic_model(found) if api == ANTHROPIC else found)
 
     async def _llm(
         self, scope: Scope, receive: Any, send: Any, api: str, op: str, schema: str
@@ -246,17 +286,19 @@ def api_off_route(path: str, scope: Scope) -> str:
     return OPENAI
 
 
+def anthropic_model(m: dict[str, Any]) -> dict[str, Any]:
+    """One model in Anthropic's format, from its OpenAI form."""
+    return {
+        "type": "model",
+        "id": m["id"],
+        "display_name": m["id"],
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(m["created"])),
+    }
+
+
 def anthropic_models(data: list[dict[str, Any]]) -> dict[str, Any]:
     """The model list in Anthropic's format (``GET /v1/models``, one page)."""
-    models = [
-        {
-            "type": "model",
-            "id": m["id"],
-            "display_name": m["id"],
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(m["created"])),
-        }
-        for m in data
-    ]
+    models = [anthropic_model(m) for m in data]
     return {
         "data": models,
         "has_more": False,
