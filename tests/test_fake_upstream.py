@@ -19,6 +19,7 @@ import pydantic
 import pytest
 
 from tokenomy.testing import FakeOptions, FakeUpstream, create_app, serve_in_thread
+from tokenomy.testing._fake_common import DEFAULT_CHUNKS
 
 WEATHER_TOOL: Any = {
     "type": "function",
@@ -504,6 +505,30 @@ def test_embeddings_base64_default_matches_floats(oai: openai.OpenAI, fake: Fake
     assert floats.data[0].embedding == out.data[0].embedding
     tokens = oai.embeddings.create(model="text-embedding-3-small", input=[[1, 2, 3, 4]])
     assert tokens.usage.prompt_tokens == 4
+
+
+def test_legacy_completions_as_documented(oai: openai.OpenAI, fake: FakeUpstream) -> None:
+    out = oai.completions.create(model="gpt-3.5-turbo-instruct", prompt="one two three")
+    assert out.object == "text_completion" and out.id.startswith("cmpl-")
+    assert out.choices[0].text.startswith("Echo: one") and out.choices[0].finish_reason == "stop"
+    assert out.usage is not None and out.usage.prompt_tokens == 3
+    assert out.usage.completion_tokens == DEFAULT_CHUNKS  # the fake's tokens: its pieces
+    short = oai.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi", max_tokens=2)
+    assert short.choices[0].finish_reason == "length"
+    assert short.usage is not None and short.usage.completion_tokens == 2
+    chunks = list(
+        oai.completions.create(
+            model="gpt-3.5-turbo-instruct", prompt=["a", "b"], n=2, stream=True,
+            stream_options={"include_usage": True},
+        )
+    )  # fmt: skip
+    assert {c.choices[0].index for c in chunks if c.choices} == {0, 1, 2, 3}
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 4 * DEFAULT_CHUNKS
+    bare = list(oai.completions.create(model="gpt-3.5-turbo-instruct", prompt="a", stream=True))
+    assert all(c.usage is None for c in bare)
+    with pytest.raises(openai.BadRequestError, match="prompt"):
+        oai.completions.create(model="gpt-3.5-turbo-instruct", prompt=[1, "a"])  # type: ignore[list-item]
 
 
 def test_model_lists(oai: openai.OpenAI, claude: anthropic.Anthropic) -> None:

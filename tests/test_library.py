@@ -141,6 +141,24 @@ async def test_embeddings_are_metered_and_recorded(
     assert rec is not None and rec.cost_usd == result.cost and rec.endpoint == "/v1/embeddings"
 
 
+async def test_legacy_completions_are_metered_and_recorded(
+    pipeline: Pipeline, key: str, ledger: Callable[[str], UsageRecord | None]
+) -> None:
+    body = {"model": "gpt-4o", "prompt": "one two three", "max_tokens": 2}
+    result = await pipeline.completions(body, key=key)
+    assert result.body["choices"][0]["text"] == "Echo: one two"
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (3, 2)
+    assert result.cost == gpt4o_cost(3, 2)
+    rec = ledger(result.request_id)
+    assert rec is not None and rec.cost_usd == result.cost and rec.endpoint == "/v1/completions"
+    async with await pipeline.stream_completions(body, key=key) as stream:
+        texts = [chunk["choices"][0]["text"] async for chunk in stream if chunk["choices"]]
+    assert "".join(texts) == "Echo: one two"
+    assert stream.cost == gpt4o_cost(3, 2) and stream.record.stream
+    with pytest.raises(InvalidRequest, match=r"stream_completions\(\)"):
+        await pipeline.completions({**body, "stream": True}, key=key)
+
+
 async def test_a_stream_read_to_its_end_is_recorded(
     pipeline: Pipeline, key: str, ledger: Callable[[str], UsageRecord | None]
 ) -> None:

@@ -340,7 +340,28 @@ def responses_seeds(previous: str, item: str) -> list[Seed]:
 
 
 def other_seeds(request_id: str) -> list[Seed]:
+    completion = {  # the legacy Completions API
+        "model": "gpt-4o",
+        "prompt": ["Say this", "and that"],
+        "max_tokens": 5,
+        "n": 2,
+        "temperature": 0.5,
+        "stop": ["\n"],
+        "user": "u-1",
+    }
     return [
+        Seed("completions", "/v1/completions", "openai", completion),
+        Seed(
+            "completions-stream",
+            "/v1/completions",
+            "openai",
+            {
+                **completion,
+                "prompt": [[15339, 1917]],
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            },
+        ),
         Seed(
             "embeddings",
             "/v1/embeddings",
@@ -559,6 +580,7 @@ def test_every_field_through_the_levers_is_answered_in_format(
 
 ENDPOINTS = (
     ("/v1/chat/completions", "openai"),
+    ("/v1/completions", "openai"),
     ("/v1/messages", "anthropic"),
     ("/v1/responses", "openai"),
     ("/v1/embeddings", "openai"),
@@ -576,6 +598,8 @@ def valid_body(path: str, request_id: str) -> dict[str, Any]:
         return {"model": "gpt-4o", "input": "hi"}
     if path == "/v1/feedback":
         return {"request_id": request_id, "score": 1}
+    if path == "/v1/completions":
+        return {"model": "gpt-4o", "prompt": "hi"}
     return {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": say("hi")}
 
 

@@ -35,11 +35,13 @@ _CHAT_COMPLETIONS = (OPENAI, "chat", "/v1/chat/completions", "openai.chat")
 _MESSAGES = (ANTHROPIC, "chat", "/v1/messages", "anthropic.chat")
 _RESPONSES = (OPENAI, "responses", "/v1/responses", "openai.responses")
 _EMBEDDINGS = (OPENAI, "embeddings", "/v1/embeddings", "openai.embeddings")
+_COMPLETIONS = (OPENAI, "completions", "/v1/completions", "openai.completions")
 # endpoint → the call that streams it, named when a body asks for a stream elsewhere
 _STREAM_CALLS = {
     "/v1/chat/completions": "stream_chat_completions()",
     "/v1/messages": "stream_messages()",
     "/v1/responses": "stream_responses()",
+    "/v1/completions": "stream_completions()",
 }
 
 
@@ -167,6 +169,17 @@ class Pipeline:
         """OpenAI embeddings (``POST /v1/embeddings``)."""
         return await self._json(_EMBEDDINGS, body, key, headers)
 
+    async def completions(
+        self,
+        body: Mapping[str, Any],
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Result:
+        """OpenAI's legacy Completions API (``POST /v1/completions``), to a model whose
+        upstream speaks OpenAI's API."""
+        return await self._json(_COMPLETIONS, body, key, headers)
+
     async def stream_chat_completions(
         self,
         body: Mapping[str, Any],
@@ -197,6 +210,17 @@ class Pipeline:
         """The Responses API, streamed: its events as dicts (``response.created`` ...
         ``response.completed``). ``stream`` is implied."""
         return await self._stream(_RESPONSES, body, key, headers)
+
+    async def stream_completions(
+        self,
+        body: Mapping[str, Any],
+        *,
+        key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Stream:
+        """The legacy Completions API, streamed: its chunks as dicts. ``stream`` is
+        implied."""
+        return await self._stream(_COMPLETIONS, body, key, headers)
 
     # -- internals -----------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from .metrics import Metrics
 from .pipeline.admit import AdmissionPolicy, Admit
 from .pipeline.authenticate import Authenticate
 from .pipeline.chains import Chains, chains_config
-from .pipeline.context import ANTHROPIC, Call, JSONReply, Reply, StreamReply
+from .pipeline.context import ANTHROPIC, CHAT_LIKE, Call, JSONReply, Reply, StreamReply
 from .pipeline.exchange import Answer, answer, upstream_body
 from .pipeline.meter import Meter, overrides_from
 from .pipeline.resolve import Resolve
@@ -356,7 +356,7 @@ class Gateway:
         provider = call.provider
         assert provider is not None
         body = upstream_body(call, provider)
-        if provider.api == "openai" and provider.stream_usage and call.op == "chat":
+        if provider.api == "openai" and provider.stream_usage and call.op in CHAT_LIKE:
             opts = body.get("stream_options")
             body["stream_options"] = {
                 **(opts if isinstance(opts, dict) else {}),

@@ -48,6 +48,23 @@ _EMBEDDINGS: dict[str, tuple[tuple[type, ...], str]] = {
     "dimensions": (_INT, "an integer"),
 }
 
+# OpenAI's legacy Completions API.
+_COMPLETIONS: dict[str, tuple[tuple[type, ...], str]] = {
+    "model": ((str,), "a string"),
+    "prompt": ((str, list), "a string or an array"),
+    "stream": ((bool,), "a boolean"),
+    "max_tokens": (_INT, "an integer"),
+    "n": (_INT, "an integer"),
+    "best_of": (_INT, "an integer"),
+    "temperature": (_NUM, "a number"),
+    "top_p": (_NUM, "a number"),
+    "stream_options": ((dict,), "an object"),
+    "suffix": ((str,), "a string"),
+    "user": ((str,), "a string"),
+    "stop": ((str, list), "a string or an array"),
+    "echo": ((bool,), "a boolean"),
+}
+
 _RESPONSES: dict[str, tuple[tuple[type, ...], str]] = {
     **_COMMON,
     "input": ((str, list), "a string or an array"),
@@ -77,6 +94,7 @@ SCHEMAS = {
     "anthropic.count_tokens": _ANTHROPIC,
     "openai.embeddings": _EMBEDDINGS,
     "openai.responses": _RESPONSES,
+    "openai.completions": _COMPLETIONS,
 }
 REQUIRED = {
     "openai.chat": ("model", "messages"),
@@ -86,6 +104,7 @@ REQUIRED = {
     # A Responses request may take its whole prompt from a previous response,
     # a conversation or a stored prompt: its input is the upstream's to require.
     "openai.responses": ("model",),
+    "openai.completions": ("model", "prompt"),
 }
 
 
@@ -112,6 +131,8 @@ def check_request(kind: str, body: Any) -> dict[str, Any]:
         )
     if kind == "openai.embeddings":
         _check_embeddings_input(body["input"])
+    elif kind == "openai.completions":
+        _check_prompt(body["prompt"])
     elif kind == "openai.responses":
         _check_responses(body)
     elif not body["messages"]:
@@ -145,6 +166,26 @@ def _check_responses(body: dict[str, Any]) -> None:
             "'background' responses are not served by this gateway: it meters a "
             "response when it ends, and a background response ends after the request.",
             param="background",
+        )
+
+
+def _check_prompt(value: str | list[Any]) -> None:
+    """A legacy completion's prompt: a string, strings, token ids, or arrays of
+    token ids, as the API takes (what the gateway counts reads it so)."""
+    if isinstance(value, str):
+        return
+    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    strings = all(isinstance(v, str) for v in value)
+    arrays = all(
+        isinstance(v, list) and v and all(isinstance(t, int) and not isinstance(t, bool) for t in v)
+        for v in value
+    )
+    if not value or not (ints or strings or arrays):
+        raise InvalidRequest(
+            "Invalid 'prompt': expected a string, an array of strings, an array of "
+            "token ids or an array of arrays of token ids.",
+            param="prompt",
+            code="invalid_type",
         )
 
 

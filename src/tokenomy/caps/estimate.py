@@ -42,8 +42,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..images import by_prefix, count_images, image_tokens_max
-from ..pipeline.context import ANTHROPIC, OPENAI, Call
-from ..pipeline.meter import embedding_count, prompt_count
+from ..pipeline.context import ANTHROPIC, CHAT_LIKE, OPENAI, Call
+from ..pipeline.meter import embedding_count, prompt_count, text_inputs
 from ..pricing import PriceBook
 from ..translate._common import cache_breakpoints
 from ..usage import Usage, price_context
@@ -180,8 +180,10 @@ class Estimator:
             rec.deployment,
             prov.api if prov else call.api,
         )
-        n = call.body.get("n") if call.api != ANTHROPIC and call.op == "chat" else None
+        n = call.body.get("n") if call.api != ANTHROPIC and call.op in CHAT_LIKE else None
         answers = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
+        if call.op == "completions":  # n answers to each prompt
+            answers *= max(len(text_inputs(call.body.get("prompt"))), 1)
         plan = call.route
         if plan is None or self.route is None or (plan.cascade is None and len(plan.targets) < 2):
             return self._one(call, here, max_output, input_tokens, answers=answers)

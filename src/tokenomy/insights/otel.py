@@ -45,7 +45,12 @@ __all__ = ["SpanHook", "otel_hook", "span_attributes"]
 log = logging.getLogger("tokenomy.otel")
 
 # A Responses request is the conventions' "chat" (they name no operation of its own).
-_OPERATIONS = {"chat": "chat", "responses": "chat", "embeddings": "embeddings"}
+_OPERATIONS = {
+    "chat": "chat",
+    "responses": "chat",
+    "embeddings": "embeddings",
+    "completions": "text_completion",
+}
 # Gateway provider names that the GenAI conventions spell otherwise.
 _PROVIDER_NAMES = {
     "azure_openai": "azure.ai.openai",

@@ -16,6 +16,9 @@ from ..records import UsageRecord
 
 OPENAI = "openai"
 ANTHROPIC = "anthropic"
+# The ops whose replies are choices of generated text: chat, and OpenAI's legacy
+# Completions API (``n``, ``stream_options.include_usage``, the same usage block).
+CHAT_LIKE = frozenset({"chat", "completions"})
 
 
 def new_request_id() -> str:

@@ -30,8 +30,8 @@ def upstream_body(call: Call, provider: Provider) -> dict[str, Any]:
     model = call.record.served_model or body["model"]
     if call.op == "embeddings" or call.api == provider.api:
         out = dict(body)
-        if model != call.record.requested_model:  # routed: the cap in the field it takes
-            _rename_max_tokens(out, provider.max_tokens_field)
+        if model != call.record.requested_model and call.op == "chat":
+            _rename_max_tokens(out, provider.max_tokens_field)  # routed: the field it takes
     else:
         try:
             if call.api == OPENAI:
@@ -67,6 +67,8 @@ def output_text_of(data: Any, api: str) -> str:
                 parts.append(orjson.dumps(block.get("input")).decode())
     else:
         for choice in data.get("choices") or []:
+            if isinstance(choice.get("text"), str):  # the legacy Completions API
+                parts.append(choice["text"])
             msg = choice.get("message") or {}
             if isinstance(msg.get("content"), str):
                 parts.append(msg["content"])

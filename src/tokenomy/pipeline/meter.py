@@ -30,6 +30,8 @@ def prompt_count(call: Call, model: str) -> TokenCount:
     body: dict[str, Any] = call.body
     if call.api == ANTHROPIC:
         return count_anthropic_request(body)
+    if call.op == "completions":  # the legacy API: the prompt as it is, no framing
+        return inputs_count(body.get("prompt"), model)
     if call.op == "responses":
         c = count_chat_messages(as_messages(body), model, tools=as_tools(body))
         return TokenCount(c.tokens, False)
@@ -46,12 +48,23 @@ def _list_or_none(value: Any) -> list[Any] | None:
 
 
 def embedding_count(body: Mapping[str, Any], model: str) -> TokenCount:
-    """The ``input`` of an embeddings request, counted with ``model``'s tokenizer:
-    each string counted, each token-id array (or the one given flat) its length."""
-    inp = body.get("input")
-    items = [inp] if isinstance(inp, str) else list(inp) if isinstance(inp, list) else []
+    """The ``input`` of an embeddings request, counted with ``model``'s tokenizer."""
+    return inputs_count(body.get("input"), model)
+
+
+def text_inputs(value: Any) -> list[Any]:
+    """An embeddings ``input`` or a legacy completion's ``prompt``, as a list of
+    inputs: strings, or token-id arrays (one given flat is one input)."""
+    items = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else []
     if items and all(isinstance(t, int) for t in items):
         items = [items]  # one input given as token ids
+    return items
+
+
+def inputs_count(value: Any, model: str) -> TokenCount:
+    """`text_inputs` counted with ``model``'s tokenizer: each string counted, each
+    token-id array its length."""
+    items = text_inputs(value)
     total = TokenCount(0, True)
     for item in items:
         if isinstance(item, str):

@@ -21,7 +21,7 @@ from ..routing.config import parse_routing
 from ..routing.fallback import failure_kind
 from ..routing.stage import Plan, RouterModel, RoutingStage
 from .authenticate import require_model_access
-from .context import Call
+from .context import OPENAI, Call
 
 T = TypeVar("T")
 
@@ -118,6 +118,12 @@ class Resolve:
             raise InvalidRequest("'model' is required and must be a string.", param="model")
         call.record.requested_model = model
         require_model_access(call, model)
+        if call.op == "completions" and model in self.config.aliases:
+            raise InvalidRequest(
+                f"'{model}' is an alias, and aliases serve chat requests only: name a "
+                "model to call the legacy Completions API with.",
+                param="model",
+            )
         call.route = plan = await self.routing.plan(call, model)
         if call.op == "embeddings":
             # Aliases serve chat only: one named here is no model to embed with.
@@ -132,11 +138,17 @@ class Resolve:
             plan.targets[1:] = [t for t in plan.targets[1:] if self._embeds(t)]
         elif call.op == "responses":
             self._responses_plan(model, plan)
+        elif call.op == "completions":  # only an upstream speaking OpenAI's API has it
+            plan.targets[1:] = [t for t in plan.targets[1:] if self._completes(t)]
         self.bind(call, plan.targets[0])
 
     def _embeds(self, name: str) -> bool:
         prov = self.provider_for(name)
         return prov is not None and prov.supports_embeddings
+
+    def _completes(self, name: str) -> bool:
+        prov = self.provider_for(name)
+        return prov is not None and prov.api == OPENAI
 
     def _responds(self, name: str) -> bool:
         prov = self.provider_for(name)
@@ -180,6 +192,12 @@ class Resolve:
             raise InvalidRequest(f"Model '{model}' does not serve embeddings.", param="model")
         if call.op == "responses" and not provider.supports_responses:
             raise InvalidRequest(not_responses(model, provider), param="model")
+        if call.op == "completions" and provider.api != OPENAI:
+            raise InvalidRequest(
+                f"Model '{model}' is served by an upstream ({provider.name}) without "
+                "OpenAI's legacy Completions API: call /v1/chat/completions.",
+                param="model",
+            )
         call.deployment = dep
         call.provider = provider
         rec = call.record

@@ -175,6 +175,8 @@ class Adapter:
 
 def _openai_chunk_text(chunk: dict[str, Any], text: list[str]) -> None:
     for choice in chunk.get("choices") or ():
+        if isinstance(choice.get("text"), str):  # the legacy Completions API
+            text.append(choice["text"])
         delta = choice.get("delta")
         if not delta:
             continue

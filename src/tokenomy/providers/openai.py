@@ -110,6 +110,7 @@ class OpenAIProvider(Provider):
         "chat": "/chat/completions",
         "embeddings": "/embeddings",
         "responses": "/responses",
+        "completions": "/completions",  # the legacy Completions API
     }
 
     def url(self, op: str, model: str) -> str:

@@ -39,6 +39,8 @@ LLM_ROUTES: dict[str, tuple[str, str, str]] = {
     "/responses": (OPENAI, "responses", "openai.responses"),
     "/v1/embeddings": (OPENAI, "embeddings", "openai.embeddings"),
     "/embeddings": (OPENAI, "embeddings", "openai.embeddings"),
+    "/v1/completions": (OPENAI, "completions", "openai.completions"),
+    "/completions": (OPENAI, "completions", "openai.completions"),
 }
 SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),

@@ -11,7 +11,7 @@ from dataclasses import asdict
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from . import _fake_anthropic, _fake_openai, _fake_responses
+from . import _fake_anthropic, _fake_completions, _fake_openai, _fake_responses
 from ._fake_common import (
     FakeOptions,
     FakeRequest,
@@ -32,6 +32,7 @@ class FakeUpstream:
         self.state = FakeState(self.options)
         self.routes: dict[tuple[str, str], Handler] = {
             ("POST", "/v1/chat/completions"): _fake_openai.chat_completions,
+            ("POST", "/v1/completions"): _fake_completions.completions,
             ("POST", "/v1/embeddings"): _fake_openai.embeddings,
             ("POST", "/v1/responses"): _fake_responses.responses,
             ("GET", "/v1/models"): _list_models,
