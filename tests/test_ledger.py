@@ -331,6 +331,17 @@ def test_a_response_id_with_a_nul_has_no_owner(store: Store) -> None:
     assert store.response_owners("resp_68af0123abcd") == [Owner("tk-0123abcd", "acme", "search")]
 
 
+def test_a_response_is_kept_by_the_deployment_that_last_served_it(store: Store) -> None:
+    """`Store.response_deployment`: where a stored response is read back (its latest
+    row's deployment); None for an id no row names."""
+    first = full_record()
+    later = replace(full_record("req-later"), ts=first.ts + 1, deployment="openai-eu")
+    store.insert_records([later, first])
+    assert store.response_deployment("resp_68af0123abcd") == "openai-eu"
+    assert store.response_deployment("resp_68af0123abc") is None
+    assert store.response_deployment("resp_68af0123abcd\x00") is None
+
+
 @pytest.mark.postgres
 def test_a_nul_in_a_string_is_kept_as_a_replacement_character_in_postgres(
     pg_store: Store,

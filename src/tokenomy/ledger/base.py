@@ -110,6 +110,11 @@ class Store(ABC):
         the gateway never relayed it."""
 
     @abstractmethod
+    def response_deployment(self, response_id: str) -> str | None:
+        """The deployment that served the response ``response_id`` (its latest row's),
+        where the response is kept; None when the gateway never relayed it."""
+
+    @abstractmethod
     def item_owners(self, item_ids: Sequence[str]) -> dict[str, list[Owner]]:
         """Who made the responses whose output had the items ``item_ids`` (a
         record's ``item_ids``), by item id; an item the gateway never relayed is
@@ -559,6 +564,14 @@ class SQLStore(Store):
         )
         rows = self._read(lambda cur: cur.execute(sql, (response_id,)).fetchall())
         return [Owner(*row) for row in rows]
+
+    def response_deployment(self, response_id: str) -> str | None:
+        sql = self._sql(
+            "SELECT deployment FROM requests WHERE response_id = ? AND deployment IS NOT NULL "
+            "ORDER BY ts DESC LIMIT 1"
+        )
+        row = self._read(lambda cur: cur.execute(sql, (response_id,)).fetchone())
+        return None if row is None else str(row[0])
 
     def item_owners(self, item_ids: Sequence[str]) -> dict[str, list[Owner]]:
         ids = list(dict.fromkeys(item_ids))

@@ -46,7 +46,7 @@ from typing import Any
 
 from ..config import Settings, flag
 from ..errors import ConfigError, InvalidRequest
-from ..ledger.base import Owner, Store
+from ..ledger.base import KeyRecord, Owner, Store
 from ..responses_api import referenced_items
 from ..tenancy import ANONYMOUS, SCOPES, tenant
 from .context import Call
@@ -121,30 +121,34 @@ class Chains:
 
     async def may_continue(self, call: Call, response_id: str) -> bool:
         """Whether ``call``'s tenant may continue the response ``response_id``."""
+        return await self.may_read(call.key, response_id)
+
+    async def may_read(self, key: KeyRecord | None, response_id: str) -> bool:
+        """Whether the tenant of ``key`` may continue, read or delete ``response_id``."""
         if self._unchecked:
             return True  # nothing to check: no ledger read
         owners = await asyncio.to_thread(self.store.response_owners, response_id)
-        return self._owns(call, owners)
+        return self._owns(key, owners)
 
     async def foreign_item(self, call: Call, item_ids: list[str]) -> str | None:
         """The first of ``item_ids`` that ``call``'s tenant may not name; None if none."""
         if not item_ids or self._unchecked:
             return None
         owners = await asyncio.to_thread(self.store.item_owners, item_ids)
-        return next((i for i in item_ids if not self._owns(call, owners.get(i, []))), None)
+        return next((i for i in item_ids if not self._owns(call.key, owners.get(i, []))), None)
 
     @property
     def _unchecked(self) -> bool:
         return self.config.chain_scope == SHARED and self.config.allow_unknown_ids
 
-    def _owns(self, call: Call, owners: Sequence[Owner]) -> bool:
-        """Whether ``call``'s tenant made what ``owners`` (its ledger rows) made."""
+    def _owns(self, key: KeyRecord | None, owners: Sequence[Owner]) -> bool:
+        """Whether the tenant of ``key`` made what ``owners`` (its ledger rows) made."""
         cfg = self.config
         if not owners:
             return cfg.allow_unknown_ids
         if cfg.chain_scope == SHARED:
             return True
-        scope, key = cfg.chain_scope, call.key
+        scope = cfg.chain_scope
         mine = ANONYMOUS if key is None else tenant(scope, key.key_id, key.org, key.team)
         # Every row naming the id must be the caller's: an id two tenants' rows
         # share (an upstream that reused one) is no tenant's alone.

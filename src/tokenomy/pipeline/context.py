@@ -28,7 +28,9 @@ def new_request_id() -> str:
 @dataclass(slots=True)
 class Call:
     api: str  # the API format the client called: OPENAI or ANTHROPIC
-    op: str  # "chat" (chat completions / messages), "responses" (OpenAI's) or "embeddings"
+    # "chat" (chat completions / messages), "completions" (OpenAI's legacy API),
+    # "responses" (OpenAI's) or "embeddings"
+    op: str
     endpoint: str
     body: dict[str, Any]
     headers: Mapping[str, str]  # lower-cased client headers

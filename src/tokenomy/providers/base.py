@@ -251,18 +251,34 @@ class Provider(ABC):
         stream: bool,
     ) -> aiohttp.ClientResponse:
         """POST with retries; returns a response with a 2xx status, or raises."""
-        url = self.url(op, model)
         headers = self.headers(client_headers)
         headers["content-type"] = "application/json"
-        payload = orjson.dumps(body)
+        return await self._request(
+            "POST", self.url(op, model), headers, orjson.dumps(body), stream=stream
+        )
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        payload: bytes | None,
+        *,
+        stream: bool,
+    ) -> aiohttp.ClientResponse:
+        """One request with retries; returns a response with a 2xx status, or raises."""
         attempts = self.deployment.max_retries + 1
         for attempt in range(attempts):
             last = attempt == attempts - 1
             # a buffer is read as it is sent: each attempt has its own
-            data = io.BytesIO(payload) if len(payload) > LARGE_BODY_BYTES else payload
+            data = (
+                io.BytesIO(payload)
+                if payload is not None and len(payload) > LARGE_BODY_BYTES
+                else payload
+            )
             try:
-                resp = await self.session().post(
-                    url, data=data, headers=headers, timeout=self._timeout(stream)
+                resp = await self.session().request(
+                    method, url, data=data, headers=headers, timeout=self._timeout(stream)
                 )
             except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
                 raise UpstreamTimeout(
@@ -341,13 +357,23 @@ class Provider(ABC):
     async def send(
         self, op: str, model: str, body: Mapping[str, Any], client_headers: Mapping[str, str]
     ) -> UpstreamResponse:
-        resp = await self._open(op, model, body, client_headers, stream=False)
+        return await self._json(await self._open(op, model, body, client_headers, stream=False))
+
+    async def _json(self, resp: aiohttp.ClientResponse) -> UpstreamResponse:
         raw = await self._read(resp)
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise UpstreamProtocolError(f"upstream {self.name} sent invalid JSON") from exc
         return UpstreamResponse(resp.status, resp.headers, data, raw)
+
+    async def fetch(
+        self, method: str, url: str, client_headers: Mapping[str, str]
+    ) -> UpstreamResponse:
+        """A request without a body (``GET``, ``DELETE``) whose reply is JSON, with
+        the retries and the error mapping of `send`."""
+        headers = self.headers(client_headers)
+        return await self._json(await self._request(method, url, headers, None, stream=False))
 
     async def stream(
         self, op: str, model: str, body: Mapping[str, Any], client_headers: Mapping[str, str]

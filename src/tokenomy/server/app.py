@@ -27,6 +27,8 @@ from .count_tokens import handle_count_tokens
 from .errors import error_body
 from .feedback import handle_feedback
 from .http import Scope, encode_headers, header_dict, parse_json, read_body, send_bytes, send_json
+from .stored_responses import PREFIXES as STORED_PREFIXES
+from .stored_responses import handle_stored_response
 
 log = logging.getLogger("tokenomy.server")
 
@@ -122,6 +124,8 @@ class TokenomyApp:
                 await self._model(scope, send, api, path.partition("/models/")[2])
             elif path == "/v1/messages/count_tokens" and scope["method"] == "POST":
                 await handle_count_tokens(self.gateway, scope, receive, send)
+            elif path.startswith(STORED_PREFIXES):
+                await handle_stored_response(self.gateway, scope, send)
             elif path.startswith("/admin/"):
                 await handle_admin(self.gateway, scope, receive, send, header_dict(scope))
             elif path == "/ui" or path.startswith("/ui/"):

@@ -77,10 +77,13 @@ class FakeUpstream:
             except orjson.JSONDecodeError:
                 data = None
         if not path.startswith("/_fake/"):
-            self.state.requests.append(RecordedRequest(method, path, headers, data))
+            query = scope.get("query_string", b"").decode("latin-1")
+            self.state.requests.append(RecordedRequest(method, path, headers, data, query))
             self.state.recorded += 1
         req = FakeRequest(method, path, headers, data, receive, send, self.options, self.state)
         handler = self.routes.get((method, path))
+        if handler is None and path.startswith("/v1/responses/"):
+            handler = _fake_responses.stored
         if handler is not None:
             await handler(req)
             return

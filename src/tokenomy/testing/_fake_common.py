@@ -60,6 +60,7 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]  # lower-cased names
     body: Any  # the parsed JSON body; None when empty or not JSON
+    query: str = ""  # the query string, as sent
 
 
 class FakeState:
@@ -71,6 +72,8 @@ class FakeState:
         self.failures: dict[str, int] = {}  # directive text -> failures served so far
         self.prompt_cache: set[bytes] = set()  # digests of cached Anthropic prefixes
         self.stored: set[str] = set()  # ids of the Responses API responses kept (``store``)
+        # the responses kept, as a GET returns them, and their input items
+        self.stored_bodies: dict[str, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
         self.stored_items: set[str] = set()  # ids of those responses' output items
         self._prefix = os.urandom(4).hex()
         self._serial = itertools.count(1)
@@ -83,6 +86,7 @@ class FakeState:
         self.failures.clear()
         self.prompt_cache.clear()
         self.stored.clear()
+        self.stored_bodies.clear()
         self.stored_items.clear()
 
 

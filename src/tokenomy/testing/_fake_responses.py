@@ -18,6 +18,7 @@ from ._fake_common import (
     DirectiveError,
     FakeRequest,
     Scenario,
+    bearer_token,
     field_list,
     is_reasoning_model,
     parse_scenario,
@@ -289,6 +290,8 @@ async def responses(req: FakeRequest) -> None:
     if data.get("store") is not False:
         req.state.stored.add(rid)
         req.state.stored_items.update(item["id"] for item in _items(plan, query))
+        final = _response(rid, data, plan, _items(plan, query), plan.status)
+        req.state.stored_bodies[rid] = (final, _input_items(req, data.get("input")))
     if data.get("stream"):
         events = _events(rid, data, plan, query)
         cut_at = 2 if sc.cut_at is None else sc.cut_at  # the event the error replaces
@@ -359,3 +362,51 @@ def _events(rid: str, data: dict[str, Any], plan: _Plan, query: str) -> Iterator
         yield event("response.output_item.done", output_index=index, item=item)
     final = _response(rid, data, plan, items, plan.status)
     yield event(f"response.{plan.status}", response=final)
+
+
+def _input_items(req: FakeRequest, value: Any) -> list[dict[str, Any]]:
+    """A request's input as the API lists it back: items, each with an id."""
+    if isinstance(value, str):
+        value = [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": value}]}
+        ]
+    items = []
+    for item in field_list(value):
+        if isinstance(item, dict):
+            items.append({"id": req.state.new_id("msg_"), **item})
+    return items
+
+
+async def stored(req: FakeRequest) -> None:
+    """``GET``/``DELETE /v1/responses/{id}`` and ``GET /v1/responses/{id}/input_items``,
+    for a response kept (``store``), as OpenAI answers them."""
+    key = req.options.api_key
+    if key is not None and bearer_token(req.headers) != key:
+        await send_error(req, 401, "Incorrect API key provided.", code="invalid_api_key")
+        return
+    rid, _, tail = req.path.removeprefix("/v1/responses/").partition("/")
+    kept = req.state.stored_bodies.get(rid)
+    route = (req.method, tail)
+    if route not in (("GET", ""), ("DELETE", ""), ("GET", "input_items")):
+        await send_error(req, 404, f"Invalid URL ({req.method} {req.path})")
+        return
+    if kept is None:
+        await send_error(req, 404, f"Response with id '{rid}' not found.")
+        return
+    body, inputs = kept
+    out: dict[str, Any]
+    if route == ("GET", ""):
+        out = body
+    elif route == ("DELETE", ""):
+        del req.state.stored_bodies[rid]
+        req.state.stored.discard(rid)
+        out = {"id": rid, "object": "response", "deleted": True}
+    else:
+        out = {
+            "object": "list",
+            "data": inputs,
+            "first_id": inputs[0]["id"] if inputs else None,
+            "last_id": inputs[-1]["id"] if inputs else None,
+            "has_more": False,
+        }
+    await send_body(req.send, 200, orjson.dumps(out), headers_for(req))
