@@ -22,7 +22,7 @@ from tokenomy.errors import InvalidRequest, RateLimited, TokenomyError
 from tokenomy.images import count_images
 from tokenomy.ledger import Store, open_store
 from tokenomy.pipeline.admit import Admit
-from tokenomy.pipeline.context import ANTHROPIC, Call
+from tokenomy.pipeline.context import ANTHROPIC, OPENAI, Call
 from tokenomy.pricing import PriceBook, PriceOverride
 from tokenomy.records import UsageRecord
 from tokenomy.webhook import scrubbed, shown
@@ -131,6 +131,30 @@ def test_worst_case_counts_each_image_at_its_models_ceiling() -> None:
     assert claude(block, hi) - claude(hi) == 1600
     result = {"type": "tool_result", "tool_use_id": "t", "content": [block, hi]}
     assert count_images({"messages": [{"role": "user", "content": [block, result]}]}) == 2
+
+
+def test_a_legacy_completions_worst_case_counts_every_answer_to_every_prompt() -> None:
+    est = Estimator(PriceBook())
+
+    def completion(**body: Any) -> Call:
+        call = Call(
+            OPENAI,
+            "completions",
+            "/v1/completions",
+            {"model": "gpt-4o", "max_tokens": 10, **body},
+            {},
+        )
+        call.record.requested_model = call.record.served_model = "gpt-4o"
+        return call
+
+    one = est(completion(prompt="one two three"))
+    assert (one.input_tokens, one.output_tokens, one.answers) == (3, 10, 1)
+    # n answers to each of two prompts; best_of generates (and bills) that many
+    assert est(completion(prompt=["a", "b"], n=3)).answers == 6
+    assert est(completion(prompt=["a", "b"], n=2, best_of=5)).answers == 10
+    assert est(completion(prompt=[[1, 2, 3]])).input_tokens == 3
+    assert one.usd is not None
+    assert est(completion(prompt="one two three", n=2)).usd > one.usd  # type: ignore[operator]
 
 
 def test_worst_case_prices_inputs_as_cache_writes_when_caching_is_asked() -> None:

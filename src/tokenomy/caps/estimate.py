@@ -181,8 +181,9 @@ class Estimator:
             prov.api if prov else call.api,
         )
         n = call.body.get("n") if call.api != ANTHROPIC and call.op in CHAT_LIKE else None
-        answers = n if isinstance(n, int) and not isinstance(n, bool) and n > 1 else 1
-        if call.op == "completions":  # n answers to each prompt
+        answers = _count(n)
+        if call.op == "completions":  # n answers to each prompt, of best_of generated
+            answers = max(answers, _count(call.body.get("best_of")))
             answers *= max(len(text_inputs(call.body.get("prompt"))), 1)
         plan = call.route
         if plan is None or self.route is None or (plan.cascade is None and len(plan.targets) < 2):
@@ -250,6 +251,11 @@ class Estimator:
             if isinstance(v, int) and not isinstance(v, bool) and v > 0:
                 return v
         return self.output_limit(model)
+
+
+def _count(value: Any) -> int:
+    """A request's ``n`` (or ``best_of``): an integer above 1, else 1."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 1 else 1
 
 
 def set_max_output(call: Call, tokens: int) -> None:
