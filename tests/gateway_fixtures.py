@@ -214,6 +214,22 @@ def replicas(fake: Fake, fake_llamacpp: Fake, db_url: str) -> Iterator[tuple[GW,
         yield one, two
 
 
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    """Wait for the gateway process ``proc`` to answer ``/healthz`` at ``url``; fail
+    the test with its stderr if it exits or the ``deadline`` (monotonic) passes."""
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            _out, err = proc.communicate(timeout=5)
+            pytest.fail(f"gateway at {url} did not start: {err.decode()[-2000:]}")
+        time.sleep(0.05)
+
+
 class Proc:
     """`tokenomy serve` in a process of its own, on the `fake` upstream."""
 
@@ -247,17 +263,7 @@ def gateway_proc(fake: Fake, tmp_path: Path) -> Iterator[Proc]:
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if popen.poll() is not None or time.monotonic() > deadline:
-            _out, err = popen.communicate(timeout=5)
-            pytest.fail(f"gateway did not start: {err.decode()[-2000:]}")
-        time.sleep(0.05)
+    wait_healthy(url, popen, time.monotonic() + 20)
     try:
         yield Proc(popen, url, db)
     finally:

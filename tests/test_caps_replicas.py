@@ -35,7 +35,7 @@ import redis
 import yaml
 
 from conftest import pg_schema
-from gateway_fixtures import MASTER_KEY, UPSTREAM_KEY, closed_port
+from gateway_fixtures import MASTER_KEY, UPSTREAM_KEY, closed_port, wait_healthy
 from tokenomy.caps.counters import usd_to_units
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
@@ -102,18 +102,7 @@ def replicas(
         try:
             deadline = time.monotonic() + 30
             for url, proc in zip(urls, procs, strict=True):
-                while True:
-                    try:
-                        if httpx.get(url + "/healthz", timeout=0.5).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        proc.kill()
-                        pytest.fail(
-                            f"replica did not start: {proc.communicate()[1].decode()[-2000:]}"
-                        )
-                    time.sleep(0.05)
+                wait_healthy(url, proc, deadline)
             yield Replicas(urls, procs, db, redis_url, prefix, allowance)
         finally:
             for proc in procs:

@@ -12,9 +12,7 @@ from typing import Any
 import orjson
 
 from ._fake_common import (
-    DirectiveError,
     FakeRequest,
-    parse_scenario,
     reply_pieces,
     run_stream,
     send_body,
@@ -26,33 +24,19 @@ from ._fake_openai import (
     admitted,
     error_body,
     headers_for,
-    play_scenario,
+    scenario_of,
     send_error,
+    text_inputs,
 )
 
 DEFAULT_MAX_TOKENS = 16  # the API's default for this endpoint
-
-
-def prompts(value: Any) -> list[str | list[int]] | None:
-    """The prompts of a request: each a string or token ids; None when malformed."""
-    if isinstance(value, str):
-        return [value]
-    if not isinstance(value, list) or not value:
-        return None
-    if all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        return [value]
-    if all(isinstance(v, str) for v in value):
-        return list(value)
-    if all(isinstance(v, list) and v and all(isinstance(t, int) for t in v) for v in value):
-        return list(value)
-    return None
 
 
 async def completions(req: FakeRequest) -> None:
     if not await admitted(req):
         return
     data: dict[str, Any] = req.data
-    items = prompts(data.get("prompt"))
+    items = text_inputs(data.get("prompt"))
     if items is None:
         message = "Invalid 'prompt': expected a string, an array of strings or token ids."
         await send_error(req, 400, message, param="prompt")
@@ -62,13 +46,8 @@ async def completions(req: FakeRequest) -> None:
     if not isinstance(n, int) or not 1 <= n <= 128 or not isinstance(limit, int) or limit < 1:
         await send_error(req, 400, "Invalid 'n' or 'max_tokens'.")
         return
-    text = next((p for p in items if isinstance(p, str)), "")
-    try:
-        sc = parse_scenario(text, req.options, data.get("model"))
-    except DirectiveError as exc:
-        await send_error(req, 400, str(exc))
-        return
-    if await play_scenario(req, sc, "prompt"):
+    sc = await scenario_of(req, next((p for p in items if isinstance(p, str)), ""), "prompt")
+    if sc is None:
         return
     pieces, truncated = reply_pieces(sc, limit)
     finish = "length" if truncated else "stop"

@@ -154,6 +154,17 @@ async def play_scenario(req: FakeRequest, sc: Scenario, prompt: str = "messages"
     return False
 
 
+async def scenario_of(req: FakeRequest, text: str, prompt: str) -> Scenario | None:
+    """The scenario ``text`` directs; None when it answered the request itself (a
+    malformed directive, a reset, an error status...). ``prompt`` as for `play_scenario`."""
+    try:
+        sc = parse_scenario(text, req.options, req.data.get("model"))
+    except DirectiveError as exc:
+        await send_error(req, 400, str(exc))
+        return None
+    return None if await play_scenario(req, sc, prompt) else sc
+
+
 # -- chat completions ---------------------------------------------------------------------------
 
 
@@ -451,17 +462,22 @@ def _chat_events(
 # -- embeddings and models ----------------------------------------------------------------------
 
 
-def _embedding_inputs(value: Any) -> list[Any] | None:
-    """The inputs as a list of strings or token arrays; None when malformed."""
+def text_inputs(value: Any) -> list[Any] | None:
+    """An embeddings ``input`` or a legacy completion's ``prompt`` as a list of
+    strings or token arrays (one given flat is one); None when malformed."""
+
+    def ids(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
     if isinstance(value, str):
         return [value]
     if not isinstance(value, list) or not value:
         return None
-    if all(isinstance(v, int) for v in value):
+    if all(ids(v) for v in value):
         return [value]
     if all(isinstance(v, str) for v in value):
         return value
-    if all(isinstance(v, list) and all(isinstance(t, int) for t in v) for v in value):
+    if all(isinstance(v, list) and v and all(ids(t) for t in v) for v in value):
         return value
     return None
 
@@ -470,7 +486,7 @@ async def embeddings(req: FakeRequest) -> None:
     if not await admitted(req):
         return
     data: dict[str, Any] = req.data
-    inputs = _embedding_inputs(data.get("input"))
+    inputs = text_inputs(data.get("input"))
     if inputs is None:
         await send_error(req, 400, "Invalid 'input': expected a string or array.", param="input")
         return
@@ -479,13 +495,8 @@ async def embeddings(req: FakeRequest) -> None:
     if not isinstance(dims, int) or not 1 <= dims <= 4096 or encoding not in ("float", "base64"):
         await send_error(req, 400, "Invalid 'dimensions' or 'encoding_format'.")
         return
-    first_text = next((i for i in inputs if isinstance(i, str)), "")
-    try:
-        sc = parse_scenario(first_text, req.options, data.get("model"))
-    except DirectiveError as exc:
-        await send_error(req, 400, str(exc))
-        return
-    if await play_scenario(req, sc, "input"):
+    sc = await scenario_of(req, next((i for i in inputs if isinstance(i, str)), ""), "input")
+    if sc is None:
         return
     items = []
     tokens = 0
