@@ -146,3 +146,60 @@ def test_count_tokens_refusals_are_anthropics(rgw: GW) -> None:
     # a request the other API cannot take is the client's 400
     with pytest.raises(anthropic.BadRequestError, match="role"):
         client.messages.count_tokens(model="gpt-4o", messages=[{"role": "system", "content": "x"}])
+
+
+# -- POST /v1/responses/input_tokens --------------------------------------------------
+
+
+def test_a_responses_upstream_counts_the_input(rgw: GW) -> None:
+    before = rows(rgw)
+    raw = rgw.openai().responses.input_tokens.with_raw_response.count(
+        model="gpt-4o", input="one two three", instructions="be brief"
+    )
+    assert raw.headers["x-tokenomy-token-count"] == "upstream"
+    counted = raw.parse()
+    assert (counted.object, counted.input_tokens) == ("response.input_tokens", 3 + 3 + 2)
+    sent = rgw.fake.app.requests[-1]
+    assert (sent.path, sent.body["model"]) == ("/v1/responses/input_tokens", "gpt-4o")
+    assert rows(rgw) == before  # nothing metered
+
+
+def test_a_continued_response_is_counted_for_its_tenant_only(rgw: GW) -> None:
+    made = rgw.openai().responses.create(model="gpt-4o", input="remember this")
+    alone = rgw.openai().responses.input_tokens.count(model="gpt-4o", input="and now?")
+    chained = rgw.openai().responses.input_tokens.count(
+        model="gpt-4o", input="and now?", previous_response_id=made.id
+    )
+    assert chained.input_tokens > alone.input_tokens  # the stored response counts too
+    stranger, _ = add_key(rgw.db, team="ads", org="acme")
+    before = rgw.fake.app.mark()
+    with pytest.raises(openai.BadRequestError) as err:
+        rgw.openai(stranger).responses.input_tokens.count(
+            model="gpt-4o", input="and now?", previous_response_id=made.id
+        )
+    assert isinstance(err.value.body, dict)
+    assert err.value.body["code"] == "previous_response_not_found"
+    assert rgw.fake.app.requests_since(before) == []
+
+
+@pytest.mark.parametrize("model", ["claude-haiku-4-5", "cheap-first"])
+def test_a_model_without_the_api_and_an_alias_are_estimated(rgw: GW, model: str) -> None:
+    raw = rgw.openai().responses.input_tokens.with_raw_response.count(
+        model=model, input="one two three"
+    )
+    assert raw.headers["x-tokenomy-token-count"] == "estimate"
+    assert raw.parse().input_tokens > 3
+
+
+def test_input_tokens_refusals_are_openais(rgw: GW) -> None:
+    client = rgw.openai()
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.responses.input_tokens.count(model="gemini-9", input="hi")
+    assert isinstance(missing.value.body, dict) and missing.value.body["param"] == "model"
+    with pytest.raises(openai.BadRequestError, match="model"):
+        client.responses.input_tokens.count(input="hi")
+    limited, _ = add_key(rgw.db, team="search", models=["gpt-4o-mini"])
+    with pytest.raises(openai.PermissionDeniedError):
+        rgw.openai(limited).responses.input_tokens.count(model="gpt-4o", input="hi")
+    with pytest.raises(openai.BadRequestError, match="conversation"):
+        client.responses.input_tokens.count(model="gpt-4o", input="hi", conversation="conv_1")

@@ -186,6 +186,9 @@ def test_which_upstreams_serve_the_responses_api() -> None:
     )
     assert azure.supports_responses
     assert azure.url("responses", "gpt-4o") == "https://r.openai.azure.com/openai/v1/responses"
+    counting = azure.url("input_tokens", "gpt-4o")  # token counting: the v1 API too
+    assert counting == "https://r.openai.azure.com/openai/v1/responses/input_tokens"
+    assert openai.url("input_tokens", "m") == "https://api.openai.com/v1/responses/input_tokens"
     assert not create_provider(Deployment("m", "vllm")).supports_responses
     opted = create_provider(Deployment("m", "vllm", extra={"responses": True}))
     assert opted.supports_responses and opted.url("responses", "m").endswith("/v1/responses")

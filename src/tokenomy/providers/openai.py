@@ -111,6 +111,7 @@ class OpenAIProvider(Provider):
         "embeddings": "/embeddings",
         "responses": "/responses",
         "completions": "/completions",  # the legacy Completions API
+        "input_tokens": "/responses/input_tokens",  # the Responses API's token count
     }
 
     def url(self, op: str, model: str) -> str:
@@ -136,8 +137,8 @@ class AzureOpenAIProvider(OpenAIProvider):
     price_provider: ClassVar[str | None] = "azure"
 
     def url(self, op: str, model: str) -> str:
-        if op == "responses":  # only on the v1 API: the model is named in the body
-            return f"{self.base_url}/openai/v1/responses"
+        if op in ("responses", "input_tokens"):  # only on the v1 API: the model in the body
+            return f"{self.base_url}/openai/v1{self.paths[op]}"
         version = self.deployment.extra.get("api_version", "2024-10-21")
         return f"{self.base_url}/openai/deployments/{model}{self.paths[op]}?api-version={version}"
 

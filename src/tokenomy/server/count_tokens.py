@@ -1,8 +1,9 @@
-"""``POST /v1/messages/count_tokens``: Anthropic's token counting, through the gateway.
+"""Token counting through the gateway: Anthropic's ``POST /v1/messages/count_tokens``
+and OpenAI's ``POST /v1/responses/input_tokens``.
 
-Anthropic's SDK, and the agents built on it, ask how many input tokens a Messages
-request would take before they send it. The gateway answers for the model the
-request names, and says how in ``x-tokenomy-token-count``:
+The SDKs, and the agents built on them, ask how many input tokens a request would
+take before they send it. The gateway answers for the model the request names,
+and says how in ``x-tokenomy-token-count``. For ``count_tokens``:
 
 - ``upstream``: the model is served by an Anthropic upstream, which counts (the
   body passed on with the upstream's model name; Anthropic's own count is exact
@@ -13,19 +14,27 @@ request names, and says how in ``x-tokenomy-token-count``:
 - ``estimate``: an alias, whose model is chosen per request, counted with
   ``o200k_base`` (Claude's tokenizer is not public).
 
+For ``input_tokens``: ``upstream`` when the model's upstream serves the Responses
+API (which counts what it would read, a stored response continued included), else
+``estimate``, counted here by the chat recipe (the API's framing is not documented),
+as for an alias. A ``previous_response_id`` or an item named by id is checked as
+for a Responses request (`tokenomy.pipeline.chains`): its tenant's only.
+
 The key is checked as for a request (401; 403 for a model it may not use).
 Nothing is metered or capped: no tokens are generated, and counting costs
-nothing at Anthropic.
+nothing at the providers.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..errors import AuthenticationFailed, InvalidRequest, NotFound
+from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
 from ..keys import bearer_token
-from ..pipeline.context import OPENAI
+from ..pipeline.authenticate import require_model_access
+from ..pipeline.context import ANTHROPIC, OPENAI, Call
+from ..responses_api import as_messages, as_tools
 from ..tokens import TokenCount, count_anthropic_request, count_chat_messages
 from ..translate import TranslationError, anthropic_request_to_openai
 from ..validate import check_request
@@ -34,17 +43,21 @@ from .http import Scope, header_dict, parse_json, read_body, send_json
 COUNT_HEADER = "x-tokenomy-token-count"
 
 
-async def handle_count_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+async def _call(gw: Gateway, scope: Scope, receive: Any, api: str, schema: str) -> Call:
+    """The request, read and checked, its key authenticated and allowed its model."""
     headers = header_dict(scope)
-    body = check_request("anthropic.count_tokens", parse_json(await read_body(receive)))
+    body = check_request(schema, parse_json(await read_body(receive)))
+    call = Call(api, "responses" if api == OPENAI else "chat", scope["path"], body, headers)
     token = bearer_token(headers)
-    model: str = body["model"]
     if token or gw.settings.require_key:
-        key = await gw.keys.authenticate(token)
-        if key.models and model not in key.models:
-            raise AuthenticationFailed(
-                f"This key may not use model {model!r}.", status=403, code="model_not_allowed"
-            )
+        call.key = await gw.keys.authenticate(token)
+    require_model_access(call, body["model"])
+    return call
+
+
+async def handle_count_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+    call = await _call(gw, scope, receive, ANTHROPIC, "anthropic.count_tokens")
+    body, model = call.body, call.body["model"]
     resolve = gw.resolve
     if model in resolve.config.aliases:
         await _answer(send, count_anthropic_request(body))
@@ -61,8 +74,27 @@ async def handle_count_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any
         counted = count_chat_messages(chat["messages"], served, tools=chat.get("tools"))
         await _answer(send, counted)
         return
-    reply = await provider.send("count_tokens", served, {**body, "model": served}, headers)
+    reply = await provider.send("count_tokens", served, {**body, "model": served}, call.headers)
     await send_json(send, 200, reply.data, {COUNT_HEADER: "upstream"})
+
+
+async def handle_input_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+    call = await _call(gw, scope, receive, OPENAI, "openai.responses")
+    await gw.chains(call)  # a stored response or item it names: its tenant's only
+    body, model = call.body, call.body["model"]
+    resolve = gw.resolve
+    dep = None if model in resolve.config.aliases else resolve.deployment_for(model)
+    provider = None if dep is None else resolve.provider_for(model)
+    if dep is not None and provider is not None and provider.supports_responses:
+        served = dep.upstream_model(model)
+        reply = await provider.send("input_tokens", served, {**body, "model": served}, call.headers)
+        await send_json(send, 200, reply.data, {COUNT_HEADER: "upstream"})
+        return
+    if dep is None and model not in resolve.config.aliases:
+        raise NotFound(f"The model '{model}' does not exist or is not configured.", param="model")
+    counted = count_chat_messages(as_messages(body), model, tools=as_tools(body))
+    tokens = {"object": "response.input_tokens", "input_tokens": counted.tokens}
+    await send_json(send, 200, tokens, {COUNT_HEADER: "estimate"})
 
 
 async def _answer(send: Any, counted: TokenCount) -> None:

@@ -35,6 +35,7 @@ class FakeUpstream:
             ("POST", "/v1/completions"): _fake_completions.completions,
             ("POST", "/v1/embeddings"): _fake_openai.embeddings,
             ("POST", "/v1/responses"): _fake_responses.responses,
+            ("POST", "/v1/responses/input_tokens"): _fake_responses.input_tokens,
             ("GET", "/v1/models"): _list_models,
             ("POST", "/v1/messages"): _fake_anthropic.messages,
             ("POST", "/v1/messages/count_tokens"): _fake_anthropic.count_tokens,

@@ -410,3 +410,24 @@ async def stored(req: FakeRequest) -> None:
             "has_more": False,
         }
     await send_body(req.send, 200, orjson.dumps(out), headers_for(req))
+
+
+async def input_tokens(req: FakeRequest) -> None:
+    """``POST /v1/responses/input_tokens``: the input a request would take, counted
+    as the fake counts a response's (a stored response continued counts too)."""
+    if not await admitted(req):
+        return
+    data: dict[str, Any] = req.data
+    previous = data.get("previous_response_id")
+    if previous is not None and previous not in req.state.stored:
+        message = f"Previous response with id '{previous}' not found."
+        await send_error(
+            req, 400, message, param="previous_response_id", code="previous_response_not_found"
+        )
+        return
+    total = _input_tokens(data)
+    if previous is not None:
+        usage = req.state.stored_bodies[previous][0].get("usage") or {}
+        total += int(usage.get("total_tokens", 0))
+    body = {"object": "response.input_tokens", "input_tokens": total}
+    await send_body(req.send, 200, orjson.dumps(body), headers_for(req))
