@@ -65,6 +65,11 @@ _COMPLETIONS: dict[str, tuple[tuple[type, ...], str]] = {
     "echo": ((bool,), "a boolean"),
 }
 
+_MODERATIONS: dict[str, tuple[tuple[type, ...], str]] = {
+    "model": ((str,), "a string"),
+    "input": ((str, list), "a string or an array"),
+}
+
 _RESPONSES: dict[str, tuple[tuple[type, ...], str]] = {
     **_COMMON,
     "input": ((str, list), "a string or an array"),
@@ -95,6 +100,7 @@ SCHEMAS = {
     "openai.embeddings": _EMBEDDINGS,
     "openai.responses": _RESPONSES,
     "openai.completions": _COMPLETIONS,
+    "openai.moderations": _MODERATIONS,
 }
 REQUIRED = {
     "openai.chat": ("model", "messages"),
@@ -105,6 +111,7 @@ REQUIRED = {
     # a conversation or a stored prompt: its input is the upstream's to require.
     "openai.responses": ("model",),
     "openai.completions": ("model", "prompt"),
+    "openai.moderations": ("model", "input"),
 }
 
 
@@ -129,7 +136,7 @@ def check_request(kind: str, body: Any) -> dict[str, Any]:
         raise InvalidRequest(
             f"'model' is too long: at most {MAX_MODEL_CHARS} characters.", param="model"
         )
-    if kind == "openai.embeddings":
+    if kind in ("openai.embeddings", "openai.moderations"):
         _check_embeddings_input(body["input"])
     elif kind == "openai.completions":
         _check_prompt(body["prompt"])

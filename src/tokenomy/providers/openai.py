@@ -112,6 +112,7 @@ class OpenAIProvider(Provider):
         "responses": "/responses",
         "completions": "/completions",  # the legacy Completions API
         "input_tokens": "/responses/input_tokens",  # the Responses API's token count
+        "moderations": "/moderations",
     }
 
     def url(self, op: str, model: str) -> str:

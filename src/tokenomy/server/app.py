@@ -23,12 +23,12 @@ from ..keys import bearer_token
 from ..pipeline.context import ANTHROPIC, OPENAI, Call, JSONReply, StreamReply, new_request_id
 from ..validate import check_request
 from .admin import handle_admin
-from .count_tokens import handle_count_tokens, handle_input_tokens
 from .errors import error_body
 from .feedback import handle_feedback
 from .http import Scope, encode_headers, header_dict, parse_json, read_body, send_bytes, send_json
 from .stored_responses import PREFIXES as STORED_PREFIXES
 from .stored_responses import handle_stored_response
+from .unmetered import handle_count_tokens, handle_input_tokens, handle_moderations
 
 log = logging.getLogger("tokenomy.server")
 
@@ -124,6 +124,8 @@ class TokenomyApp:
                 await self._model(scope, send, api, path.partition("/models/")[2])
             elif path == "/v1/messages/count_tokens" and scope["method"] == "POST":
                 await handle_count_tokens(self.gateway, scope, receive, send)
+            elif path in ("/v1/moderations", "/moderations") and scope["method"] == "POST":
+                await handle_moderations(self.gateway, scope, receive, send)
             elif path in ("/v1/responses/input_tokens", "/responses/input_tokens") and (
                 scope["method"] == "POST"
             ):

@@ -34,6 +34,7 @@ class FakeUpstream:
             ("POST", "/v1/chat/completions"): _fake_openai.chat_completions,
             ("POST", "/v1/completions"): _fake_completions.completions,
             ("POST", "/v1/embeddings"): _fake_openai.embeddings,
+            ("POST", "/v1/moderations"): _fake_openai.moderations,
             ("POST", "/v1/responses"): _fake_responses.responses,
             ("POST", "/v1/responses/input_tokens"): _fake_responses.input_tokens,
             ("GET", "/v1/models"): _list_models,

@@ -525,3 +525,29 @@ async def list_models(req: FakeRequest) -> None:
     ]
     body = orjson.dumps({"object": "list", "data": data})
     await send_body(req.send, 200, body, headers_for(req))
+
+
+MODERATION_CATEGORIES = ("harassment", "hate", "self-harm", "sexual", "violence")
+
+
+async def moderations(req: FakeRequest) -> None:
+    """``POST /v1/moderations``: one result per input, flagged (as violence) when its
+    text holds ``[[fake:flag]]``."""
+    if not await admitted(req):
+        return
+    value = req.data.get("input")
+    inputs = [value] if isinstance(value, str) else field_list(value)
+    if not inputs:
+        await send_error(req, 400, "Invalid 'input': expected a string or array.", param="input")
+        return
+    results = []
+    for item in inputs:
+        text = item if isinstance(item, str) else content_text([item])
+        flagged = "[[fake:flag]]" in text
+        categories = {c: flagged and c == "violence" for c in MODERATION_CATEGORIES}
+        scores = {c: 0.97 if hit else 0.0001 for c, hit in categories.items()}
+        applied = {c: ["text"] for c in MODERATION_CATEGORIES}
+        results.append({"flagged": flagged, "categories": categories,
+                        "category_scores": scores, "category_applied_input_types": applied})  # fmt: skip
+    body = {"id": req.state.new_id("modr-"), "model": req.data["model"], "results": results}
+    await send_body(req.send, 200, orjson.dumps(body), headers_for(req))

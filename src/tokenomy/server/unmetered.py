@@ -1,5 +1,7 @@
-"""Token counting through the gateway: Anthropic's ``POST /v1/messages/count_tokens``
-and OpenAI's ``POST /v1/responses/input_tokens``.
+"""Calls the gateway relays without metering them: no tokens are generated, and the
+providers charge nothing for them. Token counting (Anthropic's ``POST
+/v1/messages/count_tokens``, OpenAI's ``POST /v1/responses/input_tokens``) and
+OpenAI's moderation (``POST /v1/moderations``).
 
 The SDKs, and the agents built on them, ask how many input tokens a request would
 take before they send it. The gateway answers for the model the request names,
@@ -20,9 +22,12 @@ API (which counts what it would read, a stored response continued included), els
 as for an alias. A ``previous_response_id`` or an item named by id is checked as
 for a Responses request (`tokenomy.pipeline.chains`): its tenant's only.
 
+A moderation goes to the deployment of the model it names
+(``omni-moderation-latest`` when it names none), which must speak OpenAI's API,
+and its reply comes back as it came.
+
 The key is checked as for a request (401; 403 for a model it may not use).
-Nothing is metered or capped: no tokens are generated, and counting costs
-nothing at the providers.
+Nothing is metered or capped.
 """
 
 from __future__ import annotations
@@ -41,12 +46,16 @@ from ..validate import check_request
 from .http import Scope, header_dict, parse_json, read_body, send_json
 
 COUNT_HEADER = "x-tokenomy-token-count"
+MODERATION_MODEL = "omni-moderation-latest"  # OpenAI's default
 
 
 async def _call(gw: Gateway, scope: Scope, receive: Any, api: str, schema: str) -> Call:
     """The request, read and checked, its key authenticated and allowed its model."""
     headers = header_dict(scope)
-    body = check_request(schema, parse_json(await read_body(receive)))
+    body = parse_json(await read_body(receive))
+    if schema == "openai.moderations" and isinstance(body, dict) and body.get("model") is None:
+        body["model"] = MODERATION_MODEL
+    body = check_request(schema, body)
     call = Call(api, "responses" if api == OPENAI else "chat", scope["path"], body, headers)
     token = bearer_token(headers)
     if token or gw.settings.require_key:
@@ -100,3 +109,20 @@ async def handle_input_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any
 async def _answer(send: Any, counted: TokenCount) -> None:
     kind = "exact" if counted.exact else "estimate"
     await send_json(send, 200, {"input_tokens": counted.tokens}, {COUNT_HEADER: kind})
+
+
+async def handle_moderations(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+    call = await _call(gw, scope, receive, OPENAI, "openai.moderations")
+    body, model = call.body, call.body["model"]
+    dep, provider = gw.resolve.deployment_for(model), gw.resolve.provider_for(model)
+    if dep is None or provider is None:
+        raise NotFound(f"The model '{model}' does not exist or is not configured.", param="model")
+    if provider.api != OPENAI:
+        raise InvalidRequest(
+            f"Model '{model}' is served by an upstream ({provider.name}) without OpenAI's "
+            "moderation API.",
+            param="model",
+        )
+    served = dep.upstream_model(model)
+    reply = await provider.send("moderations", served, {**body, "model": served}, call.headers)
+    await send_json(send, 200, reply.data)

@@ -1,6 +1,7 @@
-"""``GET /v1/models/{id}`` for both SDKs, and Anthropic's ``count_tokens`` through the
-gateway: counted by an Anthropic upstream, or here for a model an OpenAI upstream
-serves; the key checked, nothing metered."""
+"""The calls the gateway relays unmetered, with both SDKs: ``GET /v1/models/{id}``;
+token counting (Anthropic's ``count_tokens``, OpenAI's ``input_tokens``: by the
+upstream where it can, else here); OpenAI's moderation. The key is checked, and
+nothing reaches the ledger."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from gateway_fixtures import GW, Fake, add_key
+from gateway_fixtures import GW, Fake, add_key, dep, deployments
 from routing_helpers import routed_gateway
 from tokenomy.tokens import count_chat_messages
 from tokenomy.translate import anthropic_request_to_openai
@@ -25,7 +26,11 @@ ROUTING = {
 
 @pytest.fixture(scope="module")
 def rgw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GW]:
-    yield from routed_gateway(tmp_path_factory.mktemp("models"), fake, fake_llamacpp, ROUTING)
+    moderation = dep("omni-moderation-latest", "openai", fake.url + "/v1")
+    served = (*deployments(fake.url, fake_llamacpp.url), moderation)
+    yield from routed_gateway(
+        tmp_path_factory.mktemp("models"), fake, fake_llamacpp, ROUTING, deployments=served
+    )
 
 
 def rows(gw: GW) -> int:
@@ -203,3 +208,30 @@ def test_input_tokens_refusals_are_openais(rgw: GW) -> None:
         rgw.openai(limited).responses.input_tokens.count(model="gpt-4o", input="hi")
     with pytest.raises(openai.BadRequestError, match="conversation"):
         client.responses.input_tokens.count(model="gpt-4o", input="hi", conversation="conv_1")
+
+
+# -- POST /v1/moderations -------------------------------------------------------------
+
+
+def test_a_moderation_is_relayed_to_its_model_unmetered(rgw: GW) -> None:
+    before = rows(rgw)
+    out = rgw.openai().moderations.create(input=["a kind word", "a threat [[fake:flag]]"])
+    assert out.model == "omni-moderation-latest"  # OpenAI's default when none is named
+    assert [r.flagged for r in out.results] == [False, True]
+    assert out.results[1].categories.violence
+    sent = rgw.fake.app.requests[-1]
+    assert (sent.path, sent.body["model"]) == ("/v1/moderations", "omni-moderation-latest")
+    assert rows(rgw) == before
+
+
+def test_moderation_refusals_are_openais(rgw: GW) -> None:
+    client = rgw.openai()
+    with pytest.raises(openai.BadRequestError, match="moderation API"):
+        client.moderations.create(model="claude-haiku-4-5", input="hi")
+    with pytest.raises(openai.NotFoundError):
+        client.moderations.create(model="text-moderation-9", input="hi")
+    with pytest.raises(openai.BadRequestError, match="'input'"):
+        client.moderations.create(input="")
+    limited, _ = add_key(rgw.db, team="search", models=["gpt-4o-mini"])
+    with pytest.raises(openai.PermissionDeniedError):
+        rgw.openai(limited).moderations.create(input="hi")
