@@ -83,6 +83,15 @@ def test_a_stream_emits_one_span_when_it_ends(gw: GW, spans: InMemorySpanExporte
     assert int(str(attrs["gen_ai.usage.output_tokens"])) > 0
 
 
+def test_a_legacy_completion_is_a_text_completion_span(gw: GW, spans: InMemorySpanExporter) -> None:
+    gw.openai().completions.create(model="gpt-4o", prompt="hello there", max_tokens=3)
+    span = only(spans)
+    attrs = dict(span.attributes or {})
+    assert span.name == "text_completion gpt-4o"
+    assert attrs["gen_ai.operation.name"] == "text_completion"  # the GenAI conventions' name
+    assert attrs["gen_ai.request.max_tokens"] == 3
+
+
 def test_anthropic_and_unpriced_and_failed_requests(gw: GW, spans: InMemorySpanExporter) -> None:
     gw.anthropic().messages.create(model="claude-haiku-4-5", max_tokens=20, messages=MSG)
     attrs = dict(only(spans).attributes or {})
