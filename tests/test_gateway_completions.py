@@ -18,6 +18,10 @@ from tokenomy.tokens import count_text
 from tokenomy.usage import Usage
 
 ROUTING = {
+    "rules": [
+        {"name": "long", "when": {"min_tokens": 20, "model": "gpt-4o-mini"}, "to": "gpt-4o"},
+        {"name": "aliased", "when": {"header": {"x-route": "alias"}}, "to": "cheap-first"},
+    ],
     "fallbacks": {"gpt-4o": ["claude-sonnet-4-6", "gpt-4o-mini"]},
     "aliases": {"cheap-first": ["gpt-4o-mini", "gpt-4o"]},
 }
@@ -141,3 +145,17 @@ def test_a_fallback_skips_anthropic_and_keeps_max_tokens(rgw: GW) -> None:
     assert [r.body["model"] for r in sent][-1] == "gpt-4o-mini"
     assert sent[-1].body["max_tokens"] == 2 and "max_completion_tokens" not in sent[-1].body
     assert all(r.path != "/v1/messages" for r in rgw.fake.app.requests_since(before))
+
+
+def test_rules_read_the_prompt_and_may_not_route_to_an_alias(rgw: GW) -> None:
+    short = rgw.openai().completions.with_raw_response.create(model="gpt-4o-mini", prompt="hi")
+    long = rgw.openai().completions.with_raw_response.create(
+        model="gpt-4o-mini", prompt="word " * 40
+    )
+    served = [rgw.record(r.headers["x-tokenomy-request-id"]).served_model for r in (short, long)]
+    assert served == ["gpt-4o-mini", "gpt-4o"]  # the length rule counted the prompt
+    with pytest.raises(openai.BadRequestError, match="alias") as err:
+        rgw.openai().completions.create(
+            model="gpt-4o-mini", prompt="hi", extra_headers={"x-route": "alias"}
+        )
+    assert isinstance(err.value.body, dict) and err.value.body["param"] == "model"

@@ -119,11 +119,7 @@ class Resolve:
         call.record.requested_model = model
         require_model_access(call, model)
         if call.op == "completions" and model in self.config.aliases:
-            raise InvalidRequest(
-                f"'{model}' is an alias, and aliases serve chat requests only: name a "
-                "model to call the legacy Completions API with.",
-                param="model",
-            )
+            raise completions_alias(model)
         call.route = plan = await self.routing.plan(call, model)
         if call.op == "embeddings":
             # Aliases serve chat only: one named here is no model to embed with.
@@ -139,6 +135,8 @@ class Resolve:
         elif call.op == "responses":
             self._responses_plan(model, plan)
         elif call.op == "completions":  # only an upstream speaking OpenAI's API has it
+            if plan.alias is not None:  # a rule routed it to one
+                raise completions_alias(plan.alias.name)
             plan.targets[1:] = [t for t in plan.targets[1:] if self._completes(t)]
         self.bind(call, plan.targets[0])
 
@@ -271,6 +269,16 @@ class Resolve:
         for prov in self._providers.values():
             await prov.close()
         self._providers.clear()
+
+
+def completions_alias(name: str) -> InvalidRequest:
+    """An alias's routing, cascades and caching read chat messages: it serves no
+    legacy completion."""
+    return InvalidRequest(
+        f"'{name}' is an alias, and aliases serve chat requests only: name a model to "
+        "call the legacy Completions API with.",
+        param="model",
+    )
 
 
 def not_responses(model: str, provider: Provider) -> str:
