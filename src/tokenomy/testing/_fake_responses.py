@@ -78,6 +78,18 @@ def _unknown_item(req: FakeRequest, data: dict[str, Any]) -> str | None:
     return None
 
 
+async def _previous_kept(req: FakeRequest, previous: Any) -> bool:
+    """Whether the response a request continues (if any) is kept; else answers as
+    OpenAI does."""
+    if previous is None or previous in req.state.stored:
+        return True
+    message = f"Previous response with id '{previous}' not found."
+    await send_error(
+        req, 400, message, param="previous_response_id", code="previous_response_not_found"
+    )
+    return False
+
+
 def _last_user_text(data: dict[str, Any]) -> str:
     inp = data.get("input")
     if isinstance(inp, str):
@@ -262,11 +274,7 @@ async def responses(req: FakeRequest) -> None:
         await send_error(req, 400, message, param="stream_options.include_usage")
         return
     previous = data.get("previous_response_id")
-    if previous is not None and previous not in req.state.stored:
-        message = f"Previous response with id '{previous}' not found."
-        await send_error(
-            req, 400, message, param="previous_response_id", code="previous_response_not_found"
-        )
+    if not await _previous_kept(req, previous):
         return
     missing = _unknown_item(req, data)
     if missing is not None:
@@ -419,11 +427,7 @@ async def input_tokens(req: FakeRequest) -> None:
         return
     data: dict[str, Any] = req.data
     previous = data.get("previous_response_id")
-    if previous is not None and previous not in req.state.stored:
-        message = f"Previous response with id '{previous}' not found."
-        await send_error(
-            req, 400, message, param="previous_response_id", code="previous_response_not_found"
-        )
+    if not await _previous_kept(req, previous):
         return
     total = _input_tokens(data)
     if previous is not None:
