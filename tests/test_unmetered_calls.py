@@ -12,7 +12,7 @@ import anthropic
 import openai
 import pytest
 
-from gateway_fixtures import GW, Fake, add_key, dep, deployments
+from gateway_fixtures import GW, MASTER_KEY, Fake, add_key, dep, deployments
 from routing_helpers import routed_gateway
 from tokenomy.tokens import count_chat_messages
 from tokenomy.translate import anthropic_request_to_openai
@@ -235,3 +235,20 @@ def test_moderation_refusals_are_openais(rgw: GW) -> None:
     limited, _ = add_key(rgw.db, team="search", models=["gpt-4o-mini"])
     with pytest.raises(openai.PermissionDeniedError):
         rgw.openai(limited).moderations.create(input="hi")
+
+
+def test_unmetered_calls_are_counted_in_the_metrics(rgw: GW) -> None:
+    def count(name: str, model: str) -> float:
+        with rgw.http() as c:
+            text = c.get("/metrics", headers={"authorization": f"Bearer {MASTER_KEY}"}).text
+        line = f'tokenomy_unmetered_calls_total{{call="{name}",model="{model}"}} '
+        return float(next((x[len(line) :] for x in text.splitlines() if x.startswith(line)), 0))
+
+    before = count("count_tokens", "gpt-4o"), count("responses.retrieve", "")
+    rgw.anthropic().messages.count_tokens(model="gpt-4o", messages=MESSAGES)
+    made = rgw.openai().responses.create(model="gpt-4o", input="hi")
+    rgw.openai().responses.retrieve(made.id)
+    with pytest.raises(anthropic.NotFoundError):  # a refusal is not counted
+        rgw.anthropic().messages.count_tokens(model="nowhere", messages=MESSAGES)
+    after = count("count_tokens", "gpt-4o"), count("responses.retrieve", "")
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)

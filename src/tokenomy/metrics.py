@@ -45,6 +45,7 @@ class Metrics:
         self.saved: defaultdict[Labels, Decimal] = defaultdict(Decimal)  # model, team, lever
         self.cache: defaultdict[Labels, int] = defaultdict(int)  # model, team, hit kind
         self.cascades: defaultdict[Labels, int] = defaultdict(int)  # alias, scorer, outcome
+        self.unmetered: defaultdict[Labels, int] = defaultdict(int)  # call, model
         self.latency_sum: defaultdict[Labels, float] = defaultdict(float)  # model
         self.latency_count: defaultdict[Labels, int] = defaultdict(int)
         self.gauges: dict[str, Callable[[], float]] = {}
@@ -102,6 +103,11 @@ class Metrics:
         alias = self._model(rec.requested_model or "")
         self.cascades[alias, str(route.get("scorer") or ""), str(route["cascade"])] += 1
 
+    def observe_unmetered(self, call: str, model: str = "") -> None:
+        """A call relayed without a ledger row (token counting, moderation, a stored
+        response read), answered."""
+        self.unmetered[call, self._model(model)] += 1
+
     def observe_error(self, call: Call, status: int) -> None:
         self.requests[self._model(call.record.requested_model or ""), "", str(status)] += 1
 
@@ -134,6 +140,10 @@ class Metrics:
         family("tokenomy_cascade_total", "counter",
                "Cascaded requests, by alias, scorer and outcome (kept or escalated).",
                ("model", "scorer", "outcome"), self.cascades.items())  # fmt: skip
+        family("tokenomy_unmetered_calls_total", "counter",
+               "Calls relayed without metering (token counting, moderation, stored "
+               "responses), by call and model.",
+               ("call", "model"), self.unmetered.items())  # fmt: skip
         out.append("# HELP tokenomy_request_duration_seconds Request latency.")
         out.append("# TYPE tokenomy_request_duration_seconds summary")
         for (model,), total in self.latency_sum.items():

@@ -123,15 +123,19 @@ class TokenomyApp:
             elif path.startswith(("/v1/models/", "/models/")) and scope["method"] == "GET":
                 await self._model(scope, send, api, path.partition("/models/")[2])
             elif path == "/v1/messages/count_tokens" and scope["method"] == "POST":
-                await handle_count_tokens(self.gateway, scope, receive, send)
+                model = await handle_count_tokens(self.gateway, scope, receive, send)
+                self.gateway.metrics.observe_unmetered("count_tokens", model)
             elif path in ("/v1/moderations", "/moderations") and scope["method"] == "POST":
-                await handle_moderations(self.gateway, scope, receive, send)
+                model = await handle_moderations(self.gateway, scope, receive, send)
+                self.gateway.metrics.observe_unmetered("moderations", model)
             elif path in ("/v1/responses/input_tokens", "/responses/input_tokens") and (
                 scope["method"] == "POST"
             ):
-                await handle_input_tokens(self.gateway, scope, receive, send)
+                model = await handle_input_tokens(self.gateway, scope, receive, send)
+                self.gateway.metrics.observe_unmetered("input_tokens", model)
             elif path.startswith(STORED_PREFIXES):
-                await handle_stored_response(self.gateway, scope, send)
+                name = await handle_stored_response(self.gateway, scope, send)
+                self.gateway.metrics.observe_unmetered(name)
             elif path.startswith("/admin/"):
                 await handle_admin(self.gateway, scope, receive, send, header_dict(scope))
             elif path == "/ui" or path.startswith("/ui/"):

@@ -32,7 +32,9 @@ def not_found(response_id: str) -> InvalidRequest:
     return InvalidRequest(f"Response with id '{response_id}' not found.", status=404)
 
 
-async def handle_stored_response(gw: Gateway, scope: Scope, send: Any) -> None:
+async def handle_stored_response(gw: Gateway, scope: Scope, send: Any) -> str:
+    """Answer the call; return its name for the metrics (``responses.retrieve``,
+    ``responses.delete`` or ``responses.input_items``)."""
     path: str = scope["path"]
     method: str = scope["method"]
     rest = next(path[len(p) :] for p in PREFIXES if path.startswith(p))
@@ -64,3 +66,6 @@ async def handle_stored_response(gw: Gateway, scope: Scope, send: Any) -> None:
         url += "/" + tail
     reply = await provider.fetch(method, url + ("?" + query if query else ""), headers)
     await send_bytes(send, reply.status, reply.raw)
+    if tail:
+        return "responses.input_items"
+    return "responses.retrieve" if method == "GET" else "responses.delete"

@@ -49,6 +49,10 @@ COUNT_HEADER = "x-tokenomy-token-count"
 MODERATION_MODEL = "omni-moderation-latest"  # OpenAI's default
 
 
+# Each handler answers the call, and returns the model it answered for (for
+# `Metrics.observe_unmetered`); an error is raised, for the app to render.
+
+
 async def _call(gw: Gateway, scope: Scope, receive: Any, api: str, schema: str) -> Call:
     """The request, read and checked, its key authenticated and allowed its model."""
     headers = header_dict(scope)
@@ -64,13 +68,14 @@ async def _call(gw: Gateway, scope: Scope, receive: Any, api: str, schema: str) 
     return call
 
 
-async def handle_count_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+async def handle_count_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any) -> str:
     call = await _call(gw, scope, receive, ANTHROPIC, "anthropic.count_tokens")
-    body, model = call.body, call.body["model"]
+    body = call.body
+    model: str = body["model"]
     resolve = gw.resolve
     if model in resolve.config.aliases:
         await _answer(send, count_anthropic_request(body))
-        return
+        return model
     dep, provider = resolve.deployment_for(model), resolve.provider_for(model)
     if dep is None or provider is None:
         raise NotFound(f"model: {model}")
@@ -82,15 +87,17 @@ async def handle_count_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any
             raise InvalidRequest(str(exc)) from exc
         counted = count_chat_messages(chat["messages"], served, tools=chat.get("tools"))
         await _answer(send, counted)
-        return
+        return model
     reply = await provider.send("count_tokens", served, {**body, "model": served}, call.headers)
     await send_json(send, 200, reply.data, {COUNT_HEADER: "upstream"})
+    return model
 
 
-async def handle_input_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+async def handle_input_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any) -> str:
     call = await _call(gw, scope, receive, OPENAI, "openai.responses")
     await gw.chains(call)  # a stored response or item it names: its tenant's only
-    body, model = call.body, call.body["model"]
+    body = call.body
+    model: str = body["model"]
     resolve = gw.resolve
     dep = None if model in resolve.config.aliases else resolve.deployment_for(model)
     provider = None if dep is None else resolve.provider_for(model)
@@ -98,12 +105,13 @@ async def handle_input_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any
         served = dep.upstream_model(model)
         reply = await provider.send("input_tokens", served, {**body, "model": served}, call.headers)
         await send_json(send, 200, reply.data, {COUNT_HEADER: "upstream"})
-        return
+        return model
     if dep is None and model not in resolve.config.aliases:
         raise NotFound(f"The model '{model}' does not exist or is not configured.", param="model")
     counted = count_chat_messages(as_messages(body), model, tools=as_tools(body))
     tokens = {"object": "response.input_tokens", "input_tokens": counted.tokens}
     await send_json(send, 200, tokens, {COUNT_HEADER: "estimate"})
+    return model
 
 
 async def _answer(send: Any, counted: TokenCount) -> None:
@@ -111,9 +119,10 @@ async def _answer(send: Any, counted: TokenCount) -> None:
     await send_json(send, 200, {"input_tokens": counted.tokens}, {COUNT_HEADER: kind})
 
 
-async def handle_moderations(gw: Gateway, scope: Scope, receive: Any, send: Any) -> None:
+async def handle_moderations(gw: Gateway, scope: Scope, receive: Any, send: Any) -> str:
     call = await _call(gw, scope, receive, OPENAI, "openai.moderations")
-    body, model = call.body, call.body["model"]
+    body = call.body
+    model: str = body["model"]
     dep, provider = gw.resolve.deployment_for(model), gw.resolve.provider_for(model)
     if dep is None or provider is None:
         raise NotFound(f"The model '{model}' does not exist or is not configured.", param="model")
@@ -126,3 +135,4 @@ async def handle_moderations(gw: Gateway, scope: Scope, receive: Any, send: Any)
     served = dep.upstream_model(model)
     reply = await provider.send("moderations", served, {**body, "model": served}, call.headers)
     await send_json(send, 200, reply.data)
+    return model
