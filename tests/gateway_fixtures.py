@@ -80,6 +80,29 @@ class GW:
         assert rec is not None, f"no ledger row for {request_id}"
         return rec
 
+    def left_stream(self, path: str, body: dict[str, Any], lines: int = 5) -> str:
+        """Stream ``body`` from ``path``, read ``lines`` lines of it, then leave, as a
+        client that goes away does: the request's id."""
+        auth = {"authorization": f"Bearer {self.key}"}
+        with self.http() as c, c.stream("POST", path, json=body, headers=auth) as r:
+            read = 0
+            for line in r.iter_lines():
+                read += bool(line)
+                if read >= lines:
+                    break
+            return str(r.headers["x-tokenomy-request-id"])
+
+    def settled(self, request_id: str, timeout: float = 10.0) -> UsageRecord:
+        """The row of a request that ends after its client left: it is committed
+        once the gateway sees the disconnect, shortly after."""
+        deadline = time.monotonic() + timeout
+        rec = self.store.get_record(request_id)
+        while rec is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            rec = self.store.get_record(request_id)
+        assert rec is not None, f"no ledger row for {request_id}"
+        return rec
+
     def openai(self, key: str | None = None, **kw: Any) -> openai.OpenAI:
         return self._keep(  # type: ignore[no-any-return]
             openai.OpenAI(base_url=self.url + "/v1", api_key=key or self.key, max_retries=0, **kw)

@@ -390,20 +390,7 @@ def test_client_disconnect_mid_stream_is_still_recorded(gw: GW) -> None:
         "stream": True,
         "messages": say("slow [[fake:chunks=40]] [[fake:chunk_delay_ms=20]]"),
     }
-    with gw.http() as c, c.stream("POST", "/v1/chat/completions", json=body,
-                                  headers={"authorization": f"Bearer {gw.key}"}) as r:  # fmt: skip
-        rid = r.headers["x-tokenomy-request-id"]
-        lines = 0
-        for line in r.iter_lines():
-            lines += bool(line)
-            if lines >= 5:
-                break
-    deadline = time.monotonic() + 5
-    rec = gw.store.get_record(rid)
-    while rec is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-        rec = gw.store.get_record(rid)
-    assert rec is not None
+    rec = gw.settled(gw.left_stream("/v1/chat/completions", body))
     assert rec.status == 499 and rec.error_type == "client_disconnected"
     assert rec.usage.output_tokens >= 3 and rec.usage.estimated
     assert rec.cost_usd is not None and rec.cost_usd > 0

@@ -14,7 +14,6 @@ from genai_prices import calc_price
 from genai_prices.types import Usage as GenaiUsage
 
 from gateway_fixtures import GW, add_key
-from test_stream_metering import wait_record
 from tokenomy.records import UsageRecord
 from tokenomy.tokens import count_text
 
@@ -302,7 +301,7 @@ def test_a_client_that_goes_away_is_billed_for_what_it_was_sent(gw: GW) -> None:
             deltas += line == "event: response.output_text.delta"
             if deltas >= 8:
                 break
-    rec = wait_record(gw, rid)
+    rec = gw.settled(rid)
     assert rec.status == 499 and rec.error_type == "client_disconnected"
     assert rec.usage.estimated and rec.usage.output_tokens >= deltas
     assert rec.cost_usd is not None and rec.cost_usd > 0

@@ -9,7 +9,6 @@ relayed, and say the count is an estimate.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -29,17 +28,6 @@ M = Decimal(1_000_000)
 
 def say(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
-
-
-def wait_record(gw: GW, rid: str) -> UsageRecord:
-    """A disconnected stream is recorded once the gateway notices: poll for it."""
-    deadline = time.monotonic() + 10
-    rec = gw.store.get_record(rid)
-    while rec is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-        rec = gw.store.get_record(rid)
-    assert rec is not None, f"no ledger row for {rid}"
-    return rec
 
 
 def test_anthropic_stream_error_counts_the_text_generated(gw: GW) -> None:
@@ -94,7 +82,7 @@ def test_client_gone_mid_anthropic_stream_is_billed_for_the_text_sent(gw: GW, pa
             deltas += '"text_delta"' in line or '"content":"' in line
             if deltas >= 8:
                 break
-    rec = wait_record(gw, rid)
+    rec = gw.settled(rid)
     assert rec.status == 499 and rec.error_type == "client_disconnected"
     assert rec.usage.estimated
     # every piece the client read is at least one token; message_start said 1
@@ -205,7 +193,7 @@ def test_client_gone_after_the_searches_is_billed_for_them(gw: GW, path: str) ->
             deltas += '"text_delta"' in line or '"content":"' in line
             if deltas >= 3:
                 break
-    rec = wait_record(gw, rid)
+    rec = gw.settled(rid)
     assert rec.status == 499 and rec.usage.estimated
     assert rec.usage.web_search_requests == 2
     tokens = (rec.usage.input_tokens * 3 + rec.usage.output_tokens * 15) / M

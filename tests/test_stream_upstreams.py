@@ -18,7 +18,6 @@ import pytest
 import tokenomy.providers.base
 import tokenomy.sse
 from gateway_fixtures import GW, Fake, dep, gateway_settings, start_gateway
-from test_stream_metering import wait_record
 from tokenomy.server.http import read_body
 from tokenomy.testing import serve_in_thread
 
@@ -193,7 +192,7 @@ def test_a_client_that_leaves_while_the_upstream_is_silent_closes_it_at_once(
                 break  # the first event came; the client leaves
     # The upstream never sends another byte: only the gateway hanging up ends this.
     assert upstream.hung_up.wait(10)
-    rec = wait_record(odd_gw, rid)
+    rec = odd_gw.settled(rid)
     assert rec.status == 499 and rec.error_type == "client_disconnected"
     assert rec.usage.output_tokens >= 1 and rec.usage.estimated
 
