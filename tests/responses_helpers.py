@@ -25,28 +25,26 @@ def create_response(client: openai.OpenAI, stream: bool, **body: Any) -> tuple[A
         return events[-1].response, resp.headers["x-tokenomy-request-id"]
 
 
+def openai_refusal(message: str, param: str | None, code: str | None = None) -> dict[str, Any]:
+    """An OpenAI error body, as the API sends it."""
+    error = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return {"error": error}
+
+
 def previous_not_found(rid: str) -> dict[str, Any]:
     """OpenAI's answer to a ``previous_response_id`` it does not know (a 400)."""
-    return {
-        "error": {
-            "message": f"Previous response with id '{rid}' not found.",
-            "type": "invalid_request_error",
-            "param": "previous_response_id",
-            "code": "previous_response_not_found",
-        }
-    }
+    message = f"Previous response with id '{rid}' not found."
+    return openai_refusal(message, "previous_response_id", "previous_response_not_found")
 
 
 def item_not_found(item_id: str) -> dict[str, Any]:
     """OpenAI's answer to an item id in ``input`` it does not know (a 404)."""
-    return {
-        "error": {
-            "message": f"Item with id '{item_id}' not found.",
-            "type": "invalid_request_error",
-            "param": "input",
-            "code": None,
-        }
-    }
+    return openai_refusal(f"Item with id '{item_id}' not found.", "input")
+
+
+def response_not_found(rid: str) -> dict[str, Any]:
+    """OpenAI's answer for a response id it does not know (a 404)."""
+    return openai_refusal(f"Response with id '{rid}' not found.", None)
 
 
 def refused_unheard(gw: GW, key: str, error: type[E], **body: Any) -> E:

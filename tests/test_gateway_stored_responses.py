@@ -4,23 +4,11 @@ from the upstream that keeps it, by its own tenant only; any other id is OpenAI'
 
 from __future__ import annotations
 
-from typing import Any
-
 import openai
 import pytest
 
 from gateway_fixtures import GW
-from responses_helpers import create_response
-
-
-def response_not_found(rid: str) -> dict[str, Any]:
-    """OpenAI's answer for a response id it does not know (a 404)."""
-    return {
-        "message": f"Response with id '{rid}' not found.",
-        "type": "invalid_request_error",
-        "param": None,
-        "code": None,
-    }
+from responses_helpers import create_response, response_not_found
 
 
 def unheard(gw: GW, key: str, rid: str) -> None:
@@ -34,7 +22,7 @@ def unheard(gw: GW, key: str, rid: str) -> None:
     ):
         with pytest.raises(openai.NotFoundError) as info:
             call()
-        assert info.value.body == response_not_found(rid)
+        assert info.value.body == response_not_found(rid)["error"]
     assert gw.fake.app.requests_since(before) == []
 
 
@@ -53,7 +41,7 @@ def test_a_response_is_retrieved_listed_and_deleted_by_its_tenant(gw: GW, stream
     client.responses.delete(made.id)
     with pytest.raises(openai.NotFoundError) as gone:  # the upstream's own 404, relayed
         client.responses.retrieve(made.id)
-    assert gone.value.body == response_not_found(made.id)
+    assert gone.value.body == response_not_found(made.id)["error"]
 
 
 def test_another_tenant_and_an_unknown_id_get_the_404_unheard(gw: GW, other_team: str) -> None:

@@ -108,9 +108,15 @@ class Resolve:
         prov = self._provider(dep)
         return dep.upstream_model(name), prov.pricing_provider, dep.name, prov.api
 
-    def provider_for(self, name: str) -> Provider | None:
+    def served_by(self, name: str) -> tuple[Deployment, Provider] | None:
+        """The deployment serving a public model name (a balanced one: its first),
+        and its provider; None when none is configured."""
         dep = self.deployment_for(name)
-        return None if dep is None else self._provider(dep)
+        return None if dep is None else (dep, self._provider(dep))
+
+    def provider_for(self, name: str) -> Provider | None:
+        found = self.served_by(name)
+        return None if found is None else found[1]
 
     async def __call__(self, call: Call) -> None:
         model = call.body.get("model")
@@ -184,7 +190,7 @@ class Resolve:
         else:
             dep = self.settings.find_deployment(model)
         if dep is None:
-            raise NotFound(f"The model '{model}' does not exist or is not configured.")
+            raise unknown_model(model)
         provider = self._provider(dep)
         if call.op == "embeddings" and not provider.supports_embeddings:
             raise InvalidRequest(f"Model '{model}' does not serve embeddings.", param="model")
@@ -269,6 +275,11 @@ class Resolve:
         for prov in self._providers.values():
             await prov.close()
         self._providers.clear()
+
+
+def unknown_model(model: str, param: str | None = None) -> NotFound:
+    """What a request naming a model no deployment serves gets (a 404)."""
+    return NotFound(f"The model '{model}' does not exist or is not configured.", param=param)
 
 
 def completions_alias(name: str) -> InvalidRequest:

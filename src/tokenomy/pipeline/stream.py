@@ -175,10 +175,11 @@ class Adapter:
 
 def _openai_chunk_text(chunk: dict[str, Any], text: list[str]) -> None:
     for choice in chunk.get("choices") or ():
-        if isinstance(choice.get("text"), str):  # the legacy Completions API
-            text.append(choice["text"])
         delta = choice.get("delta")
         if not delta:
+            piece = choice.get("text")  # the legacy Completions API's: no delta
+            if piece and isinstance(piece, str):
+                text.append(piece)
             continue
         content = delta.get("content")
         if content:

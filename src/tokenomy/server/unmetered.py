@@ -32,13 +32,17 @@ Nothing is metered or capped.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from ..config import Deployment
 from ..errors import InvalidRequest, NotFound
 from ..gateway import Gateway
 from ..keys import bearer_token
 from ..pipeline.authenticate import require_model_access
 from ..pipeline.context import ANTHROPIC, OPENAI, Call
+from ..pipeline.resolve import unknown_model
+from ..providers import Provider
 from ..responses_api import as_messages, as_tools
 from ..tokens import TokenCount, count_anthropic_request, count_chat_messages
 from ..translate import TranslationError, anthropic_request_to_openai
@@ -53,12 +57,20 @@ MODERATION_MODEL = "omni-moderation-latest"  # OpenAI's default
 # `Metrics.observe_unmetered`); an error is raised, for the app to render.
 
 
-async def _call(gw: Gateway, scope: Scope, receive: Any, api: str, schema: str) -> Call:
-    """The request, read and checked, its key authenticated and allowed its model."""
+async def _call(
+    gw: Gateway,
+    scope: Scope,
+    receive: Any,
+    api: str,
+    schema: str,
+    defaults: Mapping[str, Any] | None = None,
+) -> Call:
+    """The request, read (``defaults`` for the fields it leaves out) and checked,
+    its key authenticated and allowed its model."""
     headers = header_dict(scope)
     body = parse_json(await read_body(receive))
-    if schema == "openai.moderations" and isinstance(body, dict) and body.get("model") is None:
-        body["model"] = MODERATION_MODEL
+    if defaults and isinstance(body, dict):
+        body = {**body, **{k: v for k, v in defaults.items() if body.get(k) is None}}
     body = check_request(schema, body)
     call = Call(api, "responses" if api == OPENAI else "chat", scope["path"], body, headers)
     token = bearer_token(headers)
@@ -68,28 +80,35 @@ async def _call(gw: Gateway, scope: Scope, receive: Any, api: str, schema: str) 
     return call
 
 
+async def _forward(call: Call, op: str, dep: Deployment, provider: Provider) -> Any:
+    """The request sent to ``provider`` as it came, with the upstream's model name:
+    the upstream's reply."""
+    served = dep.upstream_model(call.body["model"])
+    body = {**call.body, "model": served}
+    return (await provider.send(op, served, body, call.headers)).data
+
+
 async def handle_count_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any) -> str:
     call = await _call(gw, scope, receive, ANTHROPIC, "anthropic.count_tokens")
     body = call.body
     model: str = body["model"]
-    resolve = gw.resolve
-    if model in resolve.config.aliases:
+    if model in gw.resolve.config.aliases:
         await _answer(send, count_anthropic_request(body))
         return model
-    dep, provider = resolve.deployment_for(model), resolve.provider_for(model)
-    if dep is None or provider is None:
+    found = gw.resolve.served_by(model)
+    if found is None:
         raise NotFound(f"model: {model}")
-    served = dep.upstream_model(model)
+    dep, provider = found
     if provider.api == OPENAI:
         try:
             chat = anthropic_request_to_openai(body)
         except TranslationError as exc:
             raise InvalidRequest(str(exc)) from exc
-        counted = count_chat_messages(chat["messages"], served, tools=chat.get("tools"))
-        await _answer(send, counted)
+        served = dep.upstream_model(model)
+        await _answer(send, count_chat_messages(chat["messages"], served, tools=chat.get("tools")))
         return model
-    reply = await provider.send("count_tokens", served, {**body, "model": served}, call.headers)
-    await send_json(send, 200, reply.data, {COUNT_HEADER: "upstream"})
+    counted = await _forward(call, "count_tokens", dep, provider)
+    await send_json(send, 200, counted, {COUNT_HEADER: "upstream"})
     return model
 
 
@@ -98,18 +117,16 @@ async def handle_input_tokens(gw: Gateway, scope: Scope, receive: Any, send: Any
     await gw.chains(call)  # a stored response or item it names: its tenant's only
     body = call.body
     model: str = body["model"]
-    resolve = gw.resolve
-    dep = None if model in resolve.config.aliases else resolve.deployment_for(model)
-    provider = None if dep is None else resolve.provider_for(model)
-    if dep is not None and provider is not None and provider.supports_responses:
-        served = dep.upstream_model(model)
-        reply = await provider.send("input_tokens", served, {**body, "model": served}, call.headers)
-        await send_json(send, 200, reply.data, {COUNT_HEADER: "upstream"})
+    alias = model in gw.resolve.config.aliases
+    found = None if alias else gw.resolve.served_by(model)
+    if found is not None and found[1].supports_responses:
+        counted = await _forward(call, "input_tokens", *found)
+        await send_json(send, 200, counted, {COUNT_HEADER: "upstream"})
         return model
-    if dep is None and model not in resolve.config.aliases:
-        raise NotFound(f"The model '{model}' does not exist or is not configured.", param="model")
-    counted = count_chat_messages(as_messages(body), model, tools=as_tools(body))
-    tokens = {"object": "response.input_tokens", "input_tokens": counted.tokens}
+    if found is None and not alias:
+        raise unknown_model(model, "model")
+    estimate = count_chat_messages(as_messages(body), model, tools=as_tools(body))
+    tokens = {"object": "response.input_tokens", "input_tokens": estimate.tokens}
     await send_json(send, 200, tokens, {COUNT_HEADER: "estimate"})
     return model
 
@@ -120,19 +137,18 @@ async def _answer(send: Any, counted: TokenCount) -> None:
 
 
 async def handle_moderations(gw: Gateway, scope: Scope, receive: Any, send: Any) -> str:
-    call = await _call(gw, scope, receive, OPENAI, "openai.moderations")
-    body = call.body
-    model: str = body["model"]
-    dep, provider = gw.resolve.deployment_for(model), gw.resolve.provider_for(model)
-    if dep is None or provider is None:
-        raise NotFound(f"The model '{model}' does not exist or is not configured.", param="model")
-    if provider.api != OPENAI:
+    call = await _call(
+        gw, scope, receive, OPENAI, "openai.moderations", {"model": MODERATION_MODEL}
+    )
+    model: str = call.body["model"]
+    found = gw.resolve.served_by(model)
+    if found is None:
+        raise unknown_model(model, "model")
+    if found[1].api != OPENAI:
         raise InvalidRequest(
-            f"Model '{model}' is served by an upstream ({provider.name}) without OpenAI's "
+            f"Model '{model}' is served by an upstream ({found[1].name}) without OpenAI's "
             "moderation API.",
             param="model",
         )
-    served = dep.upstream_model(model)
-    reply = await provider.send("moderations", served, {**body, "model": served}, call.headers)
-    await send_json(send, 200, reply.data)
+    await send_json(send, 200, await _forward(call, "moderations", *found))
     return model
