@@ -52,6 +52,10 @@ class Deployment:
     price: PriceOverride | None = None
     price_provider: str | None = None  # genai-prices provider id, when it differs
     extra: Mapping[str, Any] = field(default_factory=dict)  # provider-specific settings
+    # OpenAI's ``service_tier`` sent on every chat and Responses request it serves
+    # (``flex``: half price, slower, sometimes 429; ``default``: never priority);
+    # None: the client's own. See `SERVICE_TIERS`.
+    service_tier: str | None = None
 
     def matches(self, model: str) -> bool:
         if any(ch in self.name for ch in "*?["):
@@ -227,7 +231,11 @@ def _price(raw: Any, where: str) -> PriceOverride | None:
 _DEPLOYMENT_KEYS = {
     "name", "provider", "model", "base_url", "api_key_env", "api_key", "headers",
     "timeout", "connect_timeout", "max_retries", "retry_backoff", "price", "price_provider", "extra",
+    "service_tier",
 }  # fmt: skip
+# The tiers a deployment may impose: never a dearer one than the client asked for
+# by itself, so the caps' worst case (the request's own tier) still holds.
+SERVICE_TIERS = ("flex", "default")
 
 
 def _deployment(raw: Any, idx: int) -> Deployment:
@@ -259,7 +267,16 @@ def _deployment(raw: Any, idx: int) -> Deployment:
         price=_price(raw.get("price"), where + ".price"),
         price_provider=text(raw.get("price_provider"), f"{where}.price_provider"),
         extra=section(raw, "extra", f"{where}.extra"),
+        service_tier=_service_tier(raw.get("service_tier"), f"{where}.service_tier"),
     )
+
+
+def _service_tier(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if value not in SERVICE_TIERS:
+        raise ConfigError(f"{where}: expected one of {', '.join(SERVICE_TIERS)}, got {value!r}")
+    return str(value)
 
 
 def deployments_from_env(env: Mapping[str, str]) -> tuple[Deployment, ...]:

@@ -19,6 +19,8 @@ ANTHROPIC = "anthropic"
 # The ops whose replies are choices of generated text: chat, and OpenAI's legacy
 # Completions API (``n``, ``stream_options.include_usage``, the same usage block).
 CHAT_LIKE = frozenset({"chat", "completions"})
+# The operations OpenAI serves at a chosen ``service_tier`` (a deployment's own).
+TIERED_OPS = frozenset({"chat", "responses"})
 
 
 def new_request_id() -> str:

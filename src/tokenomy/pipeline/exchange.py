@@ -16,7 +16,7 @@ from ..errors import InvalidRequest, UpstreamProtocolError
 from ..providers import Provider, UpstreamResponse
 from ..responses_api import output_text
 from ..usage import Usage
-from .context import ANTHROPIC, OPENAI, Call
+from .context import ANTHROPIC, OPENAI, TIERED_OPS, Call
 from .meter import estimate_usage
 
 # What reading an upstream reply of an unexpected shape raises (a list where an
@@ -43,6 +43,9 @@ def upstream_body(call: Call, provider: Provider) -> dict[str, Any]:
         except translate.TranslationError as exc:
             raise InvalidRequest(str(exc)) from exc
     out["model"] = model
+    tier = provider.deployment.service_tier
+    if tier is not None and call.op in TIERED_OPS:
+        out["service_tier"] = tier  # the deployment's, whatever the client asked
     return out
 
 

@@ -6,15 +6,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from ..config import Deployment
 from ..images import image_tokens_estimate
-from ..pricing import PriceBook, PriceOverride
+from ..pricing import Cost, PriceBook, PriceOverride
 from ..responses_api import as_messages, as_tools
 from ..tokens import TokenCount, count_anthropic_request, count_chat_messages, count_text
-from ..usage import Usage
-from .context import ANTHROPIC, Call
+from ..usage import Usage, price_context
+from .context import ANTHROPIC, OPENAI, TIERED_OPS, Call
 
 
 def overrides_from(deployments: tuple[Deployment, ...]) -> dict[str, PriceOverride]:
@@ -108,15 +109,37 @@ class Meter:
     def __call__(self, call: Call, usage: Usage) -> None:
         rec = call.record
         rec.usage = usage
-        provider = call.provider
-        cost = self.prices.cost(
+        cost = self.price(call, usage)
+        rec.cost_usd = cost.total
+        rec.price_unknown = cost.price_unknown
+        tier = call.provider.deployment.service_tier if call.provider else None
+        if tier is not None and call.op in TIERED_OPS:
+            rec.decisions["tier"] = self._tier(call, usage, cost.total, tier)
+
+    def price(self, call: Call, usage: Usage) -> Cost:
+        """What ``usage`` costs at the call's served model and deployment."""
+        rec = call.record
+        return self.prices.cost(
             usage,
             model=rec.served_model or rec.requested_model,
-            provider=provider.pricing_provider if provider else None,
+            provider=call.provider.pricing_provider if call.provider else None,
             override_key=rec.deployment,
             # Dated and time-of-day prices are those of the request's start, not of
             # the moment the meter runs (a long stream can end after a price change).
             at=datetime.fromtimestamp(rec.ts, UTC),
         )
-        rec.cost_usd = cost.total
-        rec.price_unknown = cost.price_unknown
+
+    def _tier(self, call: Call, usage: Usage, cost: Decimal | None, imposed: str) -> dict[str, Any]:
+        """The tier lever's decision: the deployment sent ``imposed``; the saving is
+        what the same usage costs at the tier the client asked for (standard when
+        it asked none) minus what it cost at the tier that served it."""
+        served = dict(usage.price_context).get("service_tier", "default")
+        out: dict[str, Any] = {"imposed": imposed, "served": served}
+        asked = call.body.get("service_tier") if call.api == OPENAI else None
+        reference = replace(usage, price_context=price_context("service_tier", asked))
+        if cost is None or reference.price_context == usage.price_context:
+            return out
+        base = self.price(call, reference)
+        if base.total is not None and base.total != cost:
+            out["saved_usd"] = format(base.total - cost, "f")
+        return out

@@ -27,6 +27,7 @@ import orjson
 
 from ..config import Deployment, flag
 from ..errors import (
+    ConfigError,
     TokenomyError,
     UpstreamAuthError,
     UpstreamConnectError,
@@ -134,6 +135,11 @@ class Provider(ABC):
             deployment.extra.get("responses", type(self).supports_responses),
             f"models[{deployment.name}].responses",
         )
+        if deployment.service_tier is not None and self.api != "openai":
+            raise ConfigError(
+                f"deployment {deployment.name!r}: service_tier is OpenAI's; "
+                f"provider {deployment.provider!r} does not speak OpenAI's API"
+            )
         self._session: aiohttp.ClientSession | None = None
 
     @property

@@ -136,6 +136,7 @@ FLAG_DIRECTIVES = frozenset(
         "rich",
         "failed",
         "too_long",
+        "flex_busy",
         "html",
     }
 )
@@ -172,6 +173,7 @@ class Scenario:
     rich: bool = False  # Anthropic: thinking, server-tool and cited blocks before the reply
     failed: bool = False  # OpenAI Responses: the response fails (status "failed")
     too_long: bool = False  # refused as a prompt past the model's context window
+    flex_busy: bool = False  # OpenAI: a request at service_tier flex gets a 429
     html: bool = False  # with `status`: an HTML error page, not the API's error body
     stop: str | None = None  # Anthropic: the stop_reason to report
     should_retry: str | None = None  # the `x-should-retry` of an error reply: "true"/"false"

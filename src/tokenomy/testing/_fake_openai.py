@@ -140,6 +140,10 @@ async def play_scenario(req: FakeRequest, sc: Scenario, prompt: str = "messages"
             req, sc.status, code=code, retry_after=sc.retry_after_s, extra=error_headers(sc)
         )
         return True
+    if sc.flex_busy and req.data.get("service_tier") == "flex":  # not charged by OpenAI
+        message = "Resource unavailable: no flex processing capacity for this request."
+        await send_error(req, 429, message, code="resource_unavailable")
+        return True
     if sc.too_long:  # as OpenAI refuses a prompt past the context window
         message = (
             f"This model's maximum context length is {CONTEXT_WINDOW} tokens. However, "

@@ -138,6 +138,9 @@ embeddings, the first string input); an unknown key gets a 400.
                       ``context_length_exceeded`` and ``param`` ``messages`` (``input``
                       for embeddings and Responses); Anthropic's
                       ``invalid_request_error`` "prompt is too long: ...".
+``flex_busy``         OpenAI chat and Responses: a request at ``service_tier``
+                      ``flex`` gets the 429 of flex processing without capacity
+                      (``code`` ``resource_unavailable``); other tiers are served.
 ``delay_ms=N``        sleep before responding (before the first chunk when streaming).
 ``chunk_delay_ms=N``  sleep between stream chunks.
 ``chunks=N``          number of content pieces.
