@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from tokenomy.cli import cli
 from tokenomy.insights.simulate import (
     Compress,
+    Flex,
     OutputCap,
     PriceChange,
     Reroute,
@@ -419,6 +420,34 @@ def test_cli_on_the_shared_traffic_with_plots(alpaca_path: Path, tmp_path: Path)
     assert "response cache, hit rate 0.2" in out.output
     for name in ("spend_over_time.png", "cost_by_policy.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_flex_prices_matching_requests_at_the_flex_rates(tmp_path: Path) -> None:
+    """gpt-5 at flex is half its standard price, and a priority request moved to
+    flex pays that half too; claude has no flex rate: its price is unchanged."""
+    lines = [
+        {"id": f"r{i}", "model": model, "service_tier": tier, "metadata": {"team": team},
+         "usage": {"prompt_tokens": 1000, "completion_tokens": 500}}
+        for i, (model, tier, team) in enumerate([("gpt-5", "default", "evals"),
+                                                 ("gpt-5", "priority", "evals"),
+                                                 ("gpt-5", "default", "search"),
+                                                 ("claude-sonnet-4-5", None, "evals")])
+    ]  # fmt: skip
+    path = tmp_path / "log.jsonl"
+    path.write_text("".join(json.dumps({"response": x, "request": {"metadata": x["metadata"]}})
+                            + "\n" for x in lines))  # fmt: skip
+    t = from_jsonl(path)
+    standard = (1000 * Decimal("1.25") + 500 * 10) / 10**6
+    claude = cost_of(Sim(t.requests[3]), PRICES)
+    assert claude is not None
+    [flex] = simulate(t, [Flex(Selector.parse("team=evals"))]).results
+    assert flex.before == standard + standard * 2 + standard + claude
+    assert flex.after == standard / 2 + standard / 2 + standard + claude
+    out = CliRunner().invoke(cli, ["simulate", "--jsonl", str(path), "--flex", "model=gpt-5",
+                                   "--format", "json"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    saving = Decimal(json.loads(out.output)["policies"][0]["saving_usd"])
+    assert saving == standard * Decimal("2.5")  # 4 standard prices down to 1.5
 
 
 def test_cli_json_from_the_ledger(tmp_path: Path) -> None:

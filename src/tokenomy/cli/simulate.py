@@ -33,9 +33,11 @@ def _policies(
     cache: str | None,
     compress: str | None,
     cap: tuple[tuple[str, str], ...],
+    flex: tuple[str, ...],
 ) -> list[Any]:
     from ..insights.simulate import (
         Compress,
+        Flex,
         OutputCap,
         PriceChange,
         Reroute,
@@ -61,6 +63,7 @@ def _policies(
             if not tokens.isdigit():
                 raise click.BadParameter(f"--cap: {tokens!r} is not a whole number of tokens")
             out.append(OutputCap(Selector.parse(sel), int(tokens)))
+        out.extend(Flex(Selector.parse(sel)) for sel in flex)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     return out
@@ -100,6 +103,8 @@ def _auto(tiers: str, target: str) -> Any:
               help="Shrink uncached input tokens R times (2 sends half).")  # fmt: skip
 @click.option("--cap", nargs=2, multiple=True, metavar="SELECTOR TOKENS",
               help="Cap output tokens, e.g. --cap route=/v1/chat/completions 512.")  # fmt: skip
+@click.option("--flex", multiple=True, metavar="SELECTOR",
+              help="Serve matching requests at OpenAI's flex tier, e.g. --flex team=evals.")  # fmt: skip
 @click.option("--auto", nargs=2, default=None, metavar="TIERS TARGET",
               help="Route requests with a prompt by the learned router over TIERS "
                    "(cheap,...,strong) at a quality TARGET, e.g. --auto gpt-4o-mini,gpt-4o 0.95.")  # fmt: skip
@@ -119,6 +124,7 @@ def simulate(
     cache: str | None,
     compress: str | None,
     cap: tuple[tuple[str, str], ...],
+    flex: tuple[str, ...],
     auto: tuple[str, str] | None,
     plots: Path | None,
     output_format: str,
@@ -142,12 +148,12 @@ def simulate(
         raise click.BadParameter(f"{days}: not a number of days", param_hint="--days")
     if jsonl is not None and alpaca_eval is not None:
         raise click.UsageError("give --jsonl or --alpaca-eval, not both")
-    policies = _policies(move, price_change, cache, compress, cap)
+    policies = _policies(move, price_change, cache, compress, cap, flex)
     if auto is not None:
         policies.append(_auto(*auto))
     if not policies:
         raise click.UsageError("give at least one policy: --move, --price-change, --cache, "
-                               "--compress, --cap or --auto")  # fmt: skip
+                               "--compress, --cap, --flex or --auto")  # fmt: skip
     settings = load_settings(config_path, db=db)
     traffic: Traffic
     with contextlib.ExitStack() as opened:

@@ -41,13 +41,14 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Protocol
 
 from ..pricing import PriceBook
-from ..usage import Usage
+from ..usage import Usage, price_context
 from .curves import Curves
 from .traffic import Evidence, Outcome, Request, Traffic
 
 __all__ = [
     "Compress",
     "Fixed",
+    "Flex",
     "Judge",
     "OutputCap",
     "Policy",
@@ -64,6 +65,7 @@ __all__ = [
 ]
 
 _ZERO = Decimal(0)
+FLEX = price_context("service_tier", "flex")
 _ONE = Decimal(1)
 
 
@@ -314,6 +316,29 @@ class Compress:
 
     def judge(self, evidence: Evidence | None) -> Judge:
         return Fixed("unknown: no answers under compression in this traffic")
+
+
+@dataclass(frozen=True, slots=True)
+class Flex:
+    """Matching requests served at OpenAI's flex tier (a deployment with
+    ``service_tier: flex``): priced at its rates where the model has them, at the
+    standard ones where it does not."""
+
+    select: Selector
+
+    @property
+    def name(self) -> str:
+        return f"{self.select} at the flex tier"
+
+    def apply(self, sim: Sim, evidence: Evidence | None) -> Sim:
+        if not self.select.matches(sim.req):
+            return sim
+        usage = replace(sim.req.usage, price_context=FLEX)
+        return replace(sim, req=replace(sim.req, usage=usage))
+
+    def judge(self, evidence: Evidence | None) -> Judge:
+        return Fixed("unchanged (same model); slower, and a 429 without flex capacity "
+                     "goes to the standard tier at its price")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
