@@ -156,3 +156,10 @@ def test_only_an_upstream_speaking_openais_api_takes_a_service_tier() -> None:
     for provider in ("openai", "azure", "vllm"):
         d = Deployment("m", provider, base_url="http://h/v1", api_key="k", service_tier="flex")
         assert create_provider(d).deployment.service_tier == "flex"
+
+
+def test_the_tier_levers_savings_reach_the_metrics(tgw: GW) -> None:
+    chat(tgw, "o3-flex")
+    with tgw.http() as client:
+        text = client.get("/metrics").text
+    assert 'lever="tier"' in text

@@ -56,6 +56,9 @@ class Deployment:
     # (``flex``: half price, slower, sometimes 429; ``default``: never priority);
     # None: the client's own. See `SERVICE_TIERS`.
     service_tier: str | None = None
+    # Anthropic cache breakpoints added to requests that carry none: "auto" (where a
+    # read is expected) or "always"; None: off. See `tokenomy.pipeline.prompt_cache`.
+    prompt_cache: str | None = None
 
     def matches(self, model: str) -> bool:
         if any(ch in self.name for ch in "*?["):
@@ -231,11 +234,12 @@ def _price(raw: Any, where: str) -> PriceOverride | None:
 _DEPLOYMENT_KEYS = {
     "name", "provider", "model", "base_url", "api_key_env", "api_key", "headers",
     "timeout", "connect_timeout", "max_retries", "retry_backoff", "price", "price_provider", "extra",
-    "service_tier",
+    "service_tier", "prompt_cache",
 }  # fmt: skip
 # The tiers a deployment may impose: never a dearer one than the client asked for
 # by itself, so the caps' worst case (the request's own tier) still holds.
 SERVICE_TIERS = ("flex", "default")
+PROMPT_CACHE_MODES = ("auto", "always")
 
 
 def _deployment(raw: Any, idx: int) -> Deployment:
@@ -267,15 +271,16 @@ def _deployment(raw: Any, idx: int) -> Deployment:
         price=_price(raw.get("price"), where + ".price"),
         price_provider=text(raw.get("price_provider"), f"{where}.price_provider"),
         extra=section(raw, "extra", f"{where}.extra"),
-        service_tier=_service_tier(raw.get("service_tier"), f"{where}.service_tier"),
+        service_tier=_one_of(raw.get("service_tier"), SERVICE_TIERS, f"{where}.service_tier"),
+        prompt_cache=_one_of(raw.get("prompt_cache"), PROMPT_CACHE_MODES, f"{where}.prompt_cache"),
     )
 
 
-def _service_tier(value: Any, where: str) -> str | None:
+def _one_of(value: Any, allowed: tuple[str, ...], where: str) -> str | None:
     if value is None:
         return None
-    if value not in SERVICE_TIERS:
-        raise ConfigError(f"{where}: expected one of {', '.join(SERVICE_TIERS)}, got {value!r}")
+    if value not in allowed:
+        raise ConfigError(f"{where}: expected one of {', '.join(allowed)}, got {value!r}")
     return str(value)
 
 

@@ -16,7 +16,8 @@ usage the upstream reports, which counts it.
 Prices come from the gateway's `PriceBook` through its public ``cost``: the
 worst case is the cost of that usage, with every input token priced as a
 one-hour cache write when the request asks for caching (Anthropic charges up
-to 2x input for those), at the dearer service tier the request asks for
+to 2x input for those), as a 5-minute one (1.25x) on a deployment whose
+prompt-cache lever may mark it (`tokenomy.pipeline.prompt_cache`), at the dearer service tier the request asks for
 (OpenAI's ``service_tier: priority``, Anthropic's ``speed: fast``). An
 OpenAI-compatible upstream caches without being asked (OpenAI's GPT-5.6 and
 later bill the writes at 1.25x input), so there every input token is priced as
@@ -140,6 +141,9 @@ class Estimator:
         # Set by the gateway: a public model name's Target, and a cascade's default samples.
         self.route: Callable[[str], Target | None] | None = None
         self.cascade_samples = 1
+        # Set by the gateway: the deployments whose requests the prompt-cache lever
+        # may mark (their worst case writes the whole prompt to the cache).
+        self.marked: frozenset[str] = frozenset()
 
     def output_limit(self, model: str) -> int:
         found = self._limit_of.get(model)
@@ -225,7 +229,10 @@ class Estimator:
         inp = self.input_tokens(call, model) if input_tokens is None else input_tokens
         out = 0 if call.op == "embeddings" else (max_output or self.requested_output(call, model))
         cached = inp if call.api == ANTHROPIC and _asks_for_cache(call.body) else 0
-        usage = Usage(inp * calls, out * answers, cache_write_1h_tokens=cached * calls,
+        # Marked by the lever (a 5-minute write; a client's own marks may ask for 1 h).
+        marked = inp if not cached and api == ANTHROPIC and override in self.marked else 0
+        usage = Usage(inp * calls, out * answers, cache_write_tokens=marked * calls,
+                      cache_write_1h_tokens=cached * calls,
                       price_context=_dearer_tier(call))  # fmt: skip
         cost = self.prices.cost(usage, model=model, provider=provider, override_key=override)
         if api == OPENAI and call.op != "embeddings" and not cached:

@@ -16,6 +16,7 @@ from ..errors import InvalidRequest, UpstreamProtocolError
 from ..providers import Provider, UpstreamResponse
 from ..responses_api import output_text
 from ..usage import Usage
+from . import prompt_cache
 from .context import ANTHROPIC, OPENAI, TIERED_OPS, Call
 from .meter import estimate_usage
 
@@ -43,9 +44,11 @@ def upstream_body(call: Call, provider: Provider) -> dict[str, Any]:
         except translate.TranslationError as exc:
             raise InvalidRequest(str(exc)) from exc
     out["model"] = model
-    tier = provider.deployment.service_tier
-    if tier is not None and call.op in TIERED_OPS:
-        out["service_tier"] = tier  # the deployment's, whatever the client asked
+    dep = provider.deployment
+    if dep.service_tier is not None and call.op in TIERED_OPS:
+        out["service_tier"] = dep.service_tier  # the deployment's, whatever the client asked
+    if call.op == "chat":  # only Anthropic deployments take a prompt_cache mode
+        prompt_cache.mark(call, dep.name, dep.prompt_cache, provider.prefixes, out)
     return out
 
 

@@ -16,6 +16,8 @@ from ..responses_api import as_messages, as_tools
 from ..tokens import TokenCount, count_anthropic_request, count_chat_messages, count_text
 from ..usage import Usage, price_context
 from .context import ANTHROPIC, OPENAI, TIERED_OPS, Call
+from .prompt_cache import STATE as PROMPT_CACHE
+from .prompt_cache import Marked
 
 
 def overrides_from(deployments: tuple[Deployment, ...]) -> dict[str, PriceOverride]:
@@ -115,6 +117,9 @@ class Meter:
         tier = call.provider.deployment.service_tier if call.provider else None
         if tier is not None and call.op in TIERED_OPS:
             rec.decisions["tier"] = self._tier(call, usage, cost.total, tier)
+        marked = call.levers.get(PROMPT_CACHE)
+        if isinstance(marked, Marked) and marked.deployment == rec.deployment:
+            rec.decisions[PROMPT_CACHE] = self._prompt_cache(call, usage, cost.total, marked)
 
     def price(self, call: Call, usage: Usage) -> Cost:
         """What ``usage`` costs at the call's served model and deployment."""
@@ -128,6 +133,26 @@ class Meter:
             # the moment the meter runs (a long stream can end after a price change).
             at=datetime.fromtimestamp(rec.ts, UTC),
         )
+
+    def _prompt_cache(
+        self, call: Call, usage: Usage, cost: Decimal | None, marked: Marked
+    ) -> dict[str, Any]:
+        """The prompt-cache lever's decision: where it marked the request, what was
+        read and written, and the saving: the same prompt without a cache (every
+        token plain input) minus what it cost; negative when it only wrote."""
+        out: dict[str, Any] = {
+            "mode": marked.mode,
+            "marked": list(marked.where),
+            "read_tokens": usage.cache_read_tokens,
+            "written_tokens": usage.cache_write_tokens + usage.cache_write_1h_tokens,
+        }
+        if cost is not None:
+            plain = replace(usage, cache_read_tokens=0, cache_write_tokens=0,
+                            cache_write_1h_tokens=0)  # fmt: skip
+            base = self.price(call, plain).total
+            if base is not None and base != cost:
+                out["saved_usd"] = format(base - cost, "f")
+        return out
 
     def _tier(self, call: Call, usage: Usage, cost: Decimal | None, imposed: str) -> dict[str, Any]:
         """The tier lever's decision: the deployment sent ``imposed``; the saving is

@@ -38,6 +38,7 @@ from ..errors import (
 )
 from ..sse import EventTooLarge, SSEEvent, SSEParser
 from ..usage import Usage
+from .prefixes import SeenPrefixes
 from .retry import backoff, retry_delay
 
 log = logging.getLogger("tokenomy.providers")
@@ -140,6 +141,13 @@ class Provider(ABC):
                 f"deployment {deployment.name!r}: service_tier is OpenAI's; "
                 f"provider {deployment.provider!r} does not speak OpenAI's API"
             )
+        if deployment.prompt_cache is not None and self.api != "anthropic":
+            raise ConfigError(
+                f"deployment {deployment.name!r}: prompt_cache adds Anthropic's cache "
+                f"breakpoints; provider {deployment.provider!r} does not speak its API"
+            )
+        # The prompt-cache lever's memory, for ``prompt_cache: auto``.
+        self.prefixes = SeenPrefixes() if deployment.prompt_cache == "auto" else None
         self._session: aiohttp.ClientSession | None = None
 
     @property

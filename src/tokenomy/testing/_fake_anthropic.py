@@ -157,8 +157,8 @@ def _units(data: dict[str, Any]) -> Iterator[tuple[Any, int, Any]]:
                 tool.get("cache_control"),
             )
     system = data.get("system")
-    if isinstance(system, str):
-        yield system, words(system), None
+    if isinstance(system, str):  # the same prompt as one text block
+        yield {"type": "text", "text": system}, words(system), None
     for block in field_list(system):
         if isinstance(block, dict):
             yield block, words(_block_text(block)), block.get("cache_control")
@@ -168,7 +168,11 @@ def _units(data: dict[str, Any]) -> Iterator[tuple[Any, int, Any]]:
         content = message.get("content")
         role = message.get("role")
         if isinstance(content, str):
-            yield [role, content], PER_MESSAGE_TOKENS + words(content), None
+            yield (
+                [role, {"type": "text", "text": content}],
+                PER_MESSAGE_TOKENS + words(content),
+                None,
+            )
             continue
         overhead = PER_MESSAGE_TOKENS
         for block in field_list(content):
@@ -202,6 +206,9 @@ def _measure_prompt(req: FakeRequest, data: dict[str, Any], cached: int | None) 
     if cached is not None:
         prompt.read = min(cached, prompt.total)
         return prompt
+    automatic = data.get("cache_control")
+    if isinstance(automatic, dict) and units and units[-1][2] is None:
+        units[-1] = (units[-1][0], units[-1][1], automatic)  # a breakpoint on the last block
     last = max((i for i, (_, _, cc) in enumerate(units) if isinstance(cc, dict)), default=-1)
     if last < 0:
         return prompt
@@ -209,7 +216,7 @@ def _measure_prompt(req: FakeRequest, data: dict[str, Any], cached: int | None) 
     running = 0
     boundaries: list[tuple[bytes, int, Any]] = []
     for block, tokens, cc in units[: last + 1]:
-        material = block if cc is None else _without_cache_control(block)
+        material = _without_cache_control(block)
         hasher.update(orjson.dumps(material, option=orjson.OPT_SORT_KEYS))
         running += tokens
         boundaries.append((hasher.digest(), running, cc))
@@ -217,7 +224,7 @@ def _measure_prompt(req: FakeRequest, data: dict[str, Any], cached: int | None) 
     hit = next((i for i in range(last, -1, -1) if boundaries[i][0] in cache), -1)
     done = prompt.read = boundaries[hit][1] if hit >= 0 else 0
     for digest, upto, cc in boundaries[hit + 1 :]:
-        if not isinstance(cc, dict):
+        if not isinstance(cc, dict) or upto < req.options.cache_min_tokens:
             continue
         if cc.get("ttl") == "1h":
             prompt.write_1h += upto - done
@@ -231,9 +238,13 @@ def _measure_prompt(req: FakeRequest, data: dict[str, Any], cached: int | None) 
 
 
 def _without_cache_control(block: Any) -> Any:
-    if isinstance(block, list):  # [role, message block]
+    """The block as the cache sees it: a marked block and the same block unmarked
+    (or marked by automatic caching) are one prefix."""
+    if isinstance(block, list):  # [role, message block or text]
         return [block[0], _without_cache_control(block[1])]
-    return {k: v for k, v in block.items() if k != "cache_control"}
+    if isinstance(block, dict) and "cache_control" in block:
+        return {k: v for k, v in block.items() if k != "cache_control"}
+    return block
 
 
 def _usage(prompt: _Prompt, output: int, reasoning: int, searches: int) -> dict[str, Any]:

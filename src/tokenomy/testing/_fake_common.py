@@ -49,6 +49,9 @@ class FakeOptions:
     api_key: str | None = None  # when set, requests must present this key (else 401)
     log_limit: int = 1000  # requests kept in `FakeState.requests` (set at creation)
     cache_limit: int = 10_000  # prompt-cache prefixes kept before the cache is cleared
+    # Anthropic: a breakpoint whose prefix is shorter than this is not cached (Claude
+    # Sonnet and Opus: 1024 tokens); 0, the default, caches any prefix.
+    cache_min_tokens: int = 0
     models: tuple[str, ...] = DEFAULT_MODELS  # what GET /v1/models lists
 
 

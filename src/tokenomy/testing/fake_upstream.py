@@ -112,10 +112,12 @@ A request reads the longest cached prefix (same model, same blocks) that ends at
 one of its block boundaries, reported as ``cache_read_input_tokens``, and writes
 the tokens from there to its last breakpoint, ``cache_creation_input_tokens``,
 split into ``ephemeral_1h`` / ``ephemeral_5m`` by the ``ttl`` of the breakpoint
-ending each segment. So a conversation that moves its breakpoint to the newest
-turn reads the previous turns. There is no minimum length, no 20-block lookback
-limit and no expiry; the cache is cleared when it holds ``FakeOptions.cache_limit``
-prefixes.
+ending each segment. A top-level ``cache_control`` (automatic caching) is a
+breakpoint on the last block of the prompt. So a conversation that moves its
+breakpoint to the newest turn reads the previous turns. A breakpoint whose prefix
+is shorter than ``FakeOptions.cache_min_tokens`` (default 0) is not cached.
+There is no 20-block lookback limit and no expiry; the cache is cleared when it
+holds ``FakeOptions.cache_limit`` prefixes.
 
 Scenario directives
 -------------------
