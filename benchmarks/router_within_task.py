@@ -23,6 +23,10 @@ Three checks behind docs/router.md's "no within-task signal":
    (trained on the other GSM8K-train solutions of ``compress/gsm8k/train.jsonl``),
    and of two oracles no router has: the true number of steps, and how many of the
    other six models failed the question.
+4. The same questions scored from their MiniLM embeddings (``tokenomy.embed``):
+   the number of steps predicted by a ridge regression on the other solutions'
+   embeddings, and the other models' failures predicted in five-fold
+   cross-validation.
 """
 
 from __future__ import annotations
@@ -175,10 +179,65 @@ def ceiling_table() -> None:
         print(f"| {m} | {np.mean(weak):.2f} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
 
 
+def _ridge(x: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    x1 = np.hstack([x, np.ones((len(x), 1))])
+    return np.linalg.solve(x1.T @ x1 + lam * np.eye(x1.shape[1]), x1.T @ y)
+
+
+def _apply(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return np.hstack([x, np.ones((len(x), 1))]) @ w
+
+
+def embedding_table() -> None:
+    """Check 4: the same GSM8K-train questions, scored from their MiniLM embeddings
+    (the semantic features a router could add at about 7 ms a prompt): a ridge
+    prediction of the solution's steps trained on the other solutions, and of how
+    many of the other six models failed, cross-validated in five folds."""
+    from tokenomy.embed import Embedder
+
+    root = data_dir()
+    rows = [
+        r
+        for r in pq.read_table(
+            root / "routing/routerdc_7model/routerdc_split2_model7.parquet"
+        ).to_pylist()
+        if r["file"] == "gsm8k-train"
+    ]
+    models = [c for c in rows[0] if c not in ("file", "idx", "question")]
+    with open(root / "compress/gsm8k/train.jsonl", encoding="utf-8") as f:
+        solutions = {_norm(r["question"]): r["answer"] for r in map(json.loads, f)}
+    rows = [r for r in rows if _norm(r["question"]) in solutions]
+    held = {_norm(r["question"]) for r in rows}
+    fit = [q for q in solutions if q not in held]
+    embedder = Embedder()
+    x = embedder.embed([r["question"] for r in rows]).astype(np.float64)
+    w = _ridge(embedder.embed(fit).astype(np.float64),
+               np.log1p([solutions[q].count("\n") for q in fit]), 1.0)  # fmt: skip
+    steps = list(_apply(x, w))
+    fold = np.arange(len(rows)) % 5
+    always = [1.0] * len(rows)
+    print(
+        f"\n| weak model (GSM8K-train, {len(rows):,} questions; strong: always right) | "
+        "length | steps from the embedding | other models' failures from the embedding (CV) |"
+    )
+    print("|---|---:|---:|---:|")
+    for m in models:
+        weak = [float(r[m]) for r in rows]
+        others = np.array([sum(1 - float(r[o]) for o in models if o != m) for r in rows])
+        failed = np.zeros(len(rows))
+        for k in range(5):
+            fitted = fold != k
+            failed[~fitted] = _apply(x[~fitted], _ridge(x[fitted], others[fitted], 10.0))
+        length = [float(len(r["question"])) for r in rows]
+        cells = [curve(s, weak, always).apgr() for s in (length, steps, list(failed))]
+        print(f"| {m} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+
+
 def main() -> None:
     pairs_table()
     difficulty_table()
     ceiling_table()
+    embedding_table()
 
 
 if __name__ == "__main__":
