@@ -12,7 +12,10 @@ import pytest
 
 from gateway_fixtures import GW, Fake, dep, gateway_settings, start_gateway
 from routing_helpers import chat, route_of
+from tokenomy.caps.estimate import Estimator
 from tokenomy.config import ConfigError, Deployment, load_settings
+from tokenomy.pipeline.context import Call
+from tokenomy.pricing import PriceBook
 from tokenomy.providers import create_provider
 from tokenomy.records import UsageRecord
 
@@ -163,3 +166,19 @@ def test_the_tier_levers_savings_reach_the_metrics(tgw: GW) -> None:
     with tgw.http() as client:
         text = client.get("/metrics").text
     assert 'lever="tier"' in text
+
+
+def test_the_worst_case_of_a_tiered_deployment_is_never_at_priority() -> None:
+    """A client asking for priority is served at the deployment's tier: the caps'
+    worst case is the standard price, not priority's."""
+    est = Estimator(PriceBook())
+    body = {"model": "o3", "max_completion_tokens": 100, "service_tier": "priority",
+            "messages": [{"role": "user", "content": "word " * 100}]}  # fmt: skip
+    call = Call("openai", "chat", "/v1/chat/completions", body, {})
+    call.record.requested_model = call.record.served_model = "o3"
+    call.record.deployment = "o3-flex"
+    priority = est(call)
+    est.tiered = frozenset({"o3-flex"})
+    standard = est(call)
+    assert priority.usd is not None and standard.usd is not None
+    assert standard.usd * Decimal("1.75") == priority.usd  # o3: priority is 1.75x

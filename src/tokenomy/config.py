@@ -236,8 +236,8 @@ _DEPLOYMENT_KEYS = {
     "timeout", "connect_timeout", "max_retries", "retry_backoff", "price", "price_provider", "extra",
     "service_tier", "prompt_cache",
 }  # fmt: skip
-# The tiers a deployment may impose: never a dearer one than the client asked for
-# by itself, so the caps' worst case (the request's own tier) still holds.
+# The tiers a deployment may impose: never a dearer one than standard, so the
+# caps' worst case for its requests is the standard price.
 SERVICE_TIERS = ("flex", "default")
 PROMPT_CACHE_MODES = ("auto", "always")
 

@@ -135,9 +135,9 @@ class Gateway:
         if self.caps is not None:  # a worst case covers every model the route may call
             self.caps.estimate.route = self.resolve.target
             self.caps.estimate.cascade_samples = self.resolve.config.cascade_samples
-            self.caps.estimate.marked = frozenset(
-                d.name for d in settings.deployments if d.prompt_cache is not None
-            )
+            deps = settings.deployments
+            self.caps.estimate.marked = frozenset(d.name for d in deps if d.prompt_cache)
+            self.caps.estimate.tiered = frozenset(d.name for d in deps if d.service_tier)
         # A prepaid balance is one more hold in the caps' reservation.
         self.billing = billing_policy(settings, self.store, self.caps)
         self.admit = Admit([*admission_order(self.caps, self.billing), *(policies or [])])

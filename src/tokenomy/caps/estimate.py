@@ -144,6 +144,9 @@ class Estimator:
         # Set by the gateway: the deployments whose requests the prompt-cache lever
         # may mark (their worst case writes the whole prompt to the cache).
         self.marked: frozenset[str] = frozenset()
+        # ... and those that send their own service tier (never a dearer one than
+        # standard: the client's ``priority`` does not reach the upstream).
+        self.tiered: frozenset[str] = frozenset()
 
     def output_limit(self, model: str) -> int:
         found = self._limit_of.get(model)
@@ -233,7 +236,7 @@ class Estimator:
         marked = inp if not cached and api == ANTHROPIC and override in self.marked else 0
         usage = Usage(inp * calls, out * answers, cache_write_tokens=marked * calls,
                       cache_write_1h_tokens=cached * calls,
-                      price_context=_dearer_tier(call))  # fmt: skip
+                      price_context=() if override in self.tiered else _dearer_tier(call))  # fmt: skip
         cost = self.prices.cost(usage, model=model, provider=provider, override_key=override)
         if api == OPENAI and call.op != "embeddings" and not cached:
             # Cached without being asked: a write may cost more than fresh input
