@@ -18,7 +18,8 @@ worst case is the cost of that usage, with every input token priced as a
 one-hour cache write when the request asks for caching (Anthropic charges up
 to 2x input for those), as a 5-minute one (1.25x) on a deployment whose
 prompt-cache lever may mark it (`tokenomy.pipeline.prompt_cache`), at the dearer service tier the request asks for
-(OpenAI's ``service_tier: priority``, Anthropic's ``speed: fast``). An
+(OpenAI's ``service_tier: priority``, Anthropic's ``speed: fast``), except on a
+deployment that sends its own tier (``service_tier``: never above standard). An
 OpenAI-compatible upstream caches without being asked (OpenAI's GPT-5.6 and
 later bill the writes at 1.25x input), so there every input token is priced as
 a cache write when the model's write rate is the dearer. Counts that are only
