@@ -42,6 +42,7 @@ import re
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -141,7 +142,10 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
-def ceiling_table() -> None:
+def gsm8k_train() -> tuple[list[dict[str, Any]], list[str], dict[str, int], list[str]]:
+    """RouterDC's GSM8K-train rows that have a worked solution, its seven models, the
+    number of steps of every solution (by normalised question), and the questions of
+    the other solutions (what a step predictor is fitted on)."""
     root = data_dir()
     rows = [
         r
@@ -157,7 +161,11 @@ def ceiling_table() -> None:
     steps = {q: a.count("\n") for q, a in solutions.items()}
     rows = [r for r in rows if _norm(r["question"]) in steps]
     held = {_norm(r["question"]) for r in rows}
-    fit = [q for q in steps if q not in held]
+    return rows, models, steps, [q for q in steps if q not in held]
+
+
+def ceiling_table() -> None:
+    rows, models, steps, fit = gsm8k_train()
     x = np.asarray(featurize(fit, Spec(cues=True)), dtype=np.float64)
     y = np.log1p([steps[q] for q in fit])
     w = np.linalg.solve(x.T @ x + RIDGE * np.eye(x.shape[1]), x.T @ (y - y.mean()))
@@ -195,25 +203,11 @@ def embedding_table() -> None:
     many of the other six models failed, cross-validated in five folds."""
     from tokenomy.embed import Embedder
 
-    root = data_dir()
-    rows = [
-        r
-        for r in pq.read_table(
-            root / "routing/routerdc_7model/routerdc_split2_model7.parquet"
-        ).to_pylist()
-        if r["file"] == "gsm8k-train"
-    ]
-    models = [c for c in rows[0] if c not in ("file", "idx", "question")]
-    with open(root / "compress/gsm8k/train.jsonl", encoding="utf-8") as f:
-        solutions = {_norm(r["question"]): r["answer"] for r in map(json.loads, f)}
-    rows = [r for r in rows if _norm(r["question"]) in solutions]
-    held = {_norm(r["question"]) for r in rows}
-    fit = [q for q in solutions if q not in held]
+    rows, models, steps, fit = gsm8k_train()
     embedder = Embedder()
     x = embedder.embed([r["question"] for r in rows]).astype(np.float64)
-    w = _ridge(embedder.embed(fit).astype(np.float64),
-               np.log1p([solutions[q].count("\n") for q in fit]), 1.0)  # fmt: skip
-    steps = list(_apply(x, w))
+    w = _ridge(embedder.embed(fit).astype(np.float64), np.log1p([steps[q] for q in fit]), 1.0)
+    predicted = list(_apply(x, w))
     fold = np.arange(len(rows)) % 5
     always = [1.0] * len(rows)
     print(
@@ -229,7 +223,7 @@ def embedding_table() -> None:
             fitted = fold != k
             failed[~fitted] = _apply(x[~fitted], _ridge(x[fitted], others[fitted], 10.0))
         length = [float(len(r["question"])) for r in rows]
-        cells = [curve(s, weak, always).apgr() for s in (length, steps, list(failed))]
+        cells = [curve(s, weak, always).apgr() for s in (length, predicted, list(failed))]
         print(f"| {m} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
 
 
