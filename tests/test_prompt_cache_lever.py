@@ -35,7 +35,9 @@ def pgw(fake: Fake, fake_llamacpp: Fake, tmp_path_factory: pytest.TempPathFactor
         dep("claude-auto", "anthropic", fake.url, model=MODEL, prompt_cache="auto"),
         dep("claude-always", "anthropic", fake.url, model=MODEL, prompt_cache="always"),
         dep("claude-plain", "anthropic", fake.url, model=MODEL),
-    )
+        dep("claude-hour", "anthropic", fake.url, model=MODEL, prompt_cache="auto",
+            prompt_cache_ttl="1h"),
+    )  # fmt: skip
     yield from start_gateway(replace(settings, deployments=marked + settings.deployments), fake)
 
 
@@ -145,6 +147,20 @@ def test_always_marks_every_request_and_a_repeat_reads_it(pgw: GW) -> None:
     assert 0 < other.usage.cache_read_tokens < other.usage.input_tokens
 
 
+def test_a_one_hour_lever_asks_for_an_hour_and_is_billed_at_its_rate(pgw: GW) -> None:
+    system = system_prompt()
+    ask(pgw, "claude-hour", system, user("first"))
+    second = ask(pgw, "claude-hour", system, user("second"))
+    assert sent(pgw)["system"][-1]["cache_control"] == {"type": "ephemeral", "ttl": "1h"}
+    assert second.usage.cache_write_1h_tokens > 0 and second.usage.cache_write_tokens == 0
+    written = second.decisions["prompt_cache"]["written_tokens"]
+    assert written == second.usage.cache_write_1h_tokens
+    # $6 per million written for an hour against $3 of plain input: the premium is 1x.
+    assert Decimal(second.decisions["prompt_cache"]["saved_usd"]) == -written * Decimal(3) / 10**6
+    third = ask(pgw, "claude-hour", system, user("third"))
+    assert third.usage.cache_read_tokens == written
+
+
 def test_a_clients_own_breakpoints_are_left_alone(pgw: GW) -> None:
     system = [{"type": "text", "text": system_prompt(), "cache_control": {"type": "ephemeral"}}]
     for _ in range(2):
@@ -219,14 +235,15 @@ def test_mark_copies_what_it_changes_and_records_the_deployment() -> None:
     call.record.org = "o"
     seen = SeenPrefixes()
     out = dict(body)
-    mark(call, "d", "auto", seen, out)
+    auto = Deployment("d", "anthropic", prompt_cache="auto")
+    mark(call, auto, seen, out)
     assert out == body and not call.levers
     out = dict(body)
-    mark(call, "d", "auto", seen, out)
+    mark(call, auto, seen, out)
     assert out["tools"][-1]["cache_control"] == {"type": "ephemeral"}
     assert "cache_control" not in client_tools[-1]  # the client's body is untouched
     assert call.levers["prompt_cache"] == Marked("d", "auto", ("prefix",))
-    mark(call, "e", None, None, dict(body))  # the next attempt, without the lever
+    mark(call, Deployment("e", "anthropic"), None, dict(body))  # the next attempt: no lever
     assert "prompt_cache" not in call.levers
     assert continues({"messages": [*user("a"), {"role": "assistant", "content": "b"}]})
 
@@ -238,12 +255,15 @@ def test_the_worst_case_prices_the_prompt_as_a_cache_write_where_the_lever_may_m
     call.record.requested_model = call.record.served_model = MODEL
     call.record.deployment = "claude-auto"
     plain = est(call)
-    est.marked = frozenset({"claude-auto"})
+    est.marked = {"claude-auto": "5m"}
     marked = est(call)
-    # Claude Sonnet 4.5: $3 per million input tokens, $3.75 written to the cache.
+    # Claude Sonnet 4.5: $3 per million input tokens, $3.75 written to the cache for
+    # 5 minutes, $6 for an hour.
     assert plain.input_usd == plain.input_tokens * 3 * 1000  # nano-dollars
     assert marked.input_usd == marked.input_tokens * Decimal("3.75") * 1000
-    est.marked = frozenset({"elsewhere"})
+    est.marked = {"claude-auto": "1h"}
+    assert est(call).input_usd == plain.input_tokens * 6 * 1000
+    est.marked = {"elsewhere": "5m"}
     assert est(call).input_usd == plain.input_usd
 
 
@@ -258,4 +278,12 @@ def test_prompt_cache_is_anthropics_and_takes_two_modes(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match=r"models\[0\]\.prompt_cache"):
         load_settings(path)
     path.write_text("models:\n  - {name: c, provider: anthropic, prompt_cache: always}\n")
-    assert load_settings(path).deployments[0].prompt_cache == "always"
+    d = load_settings(path).deployments[0]
+    assert (d.prompt_cache, d.prompt_cache_ttl) == ("always", "5m")
+    path.write_text("models:\n  - {name: c, provider: anthropic, prompt_cache: auto, "
+                    "prompt_cache_ttl: 1h}\n")  # fmt: skip
+    assert load_settings(path).deployments[0].prompt_cache_ttl == "1h"
+    assert create_provider(load_settings(path).deployments[0]).prefixes.ttl == 3600
+    path.write_text("models:\n  - {name: c, provider: anthropic, prompt_cache_ttl: 2h}\n")
+    with pytest.raises(ConfigError, match=r"models\[0\]\.prompt_cache_ttl"):
+        load_settings(path)

@@ -59,6 +59,7 @@ class Deployment:
     # Anthropic cache breakpoints added to requests that carry none: "auto" (where a
     # read is expected) or "always"; None: off. See `tokenomy.pipeline.prompt_cache`.
     prompt_cache: str | None = None
+    prompt_cache_ttl: str = "5m"  # the lifetime it asks for: "5m" (1.25x input) or "1h" (2x)
 
     def matches(self, model: str) -> bool:
         if any(ch in self.name for ch in "*?["):
@@ -234,12 +235,13 @@ def _price(raw: Any, where: str) -> PriceOverride | None:
 _DEPLOYMENT_KEYS = {
     "name", "provider", "model", "base_url", "api_key_env", "api_key", "headers",
     "timeout", "connect_timeout", "max_retries", "retry_backoff", "price", "price_provider", "extra",
-    "service_tier", "prompt_cache",
+    "service_tier", "prompt_cache", "prompt_cache_ttl",
 }  # fmt: skip
 # The tiers a deployment may impose: never a dearer one than standard, so the
 # caps' worst case for its requests is the standard price.
 SERVICE_TIERS = ("flex", "default")
 PROMPT_CACHE_MODES = ("auto", "always")
+PROMPT_CACHE_TTLS = ("5m", "1h")
 
 
 def _deployment(raw: Any, idx: int) -> Deployment:
@@ -254,6 +256,7 @@ def _deployment(raw: Any, idx: int) -> Deployment:
     headers = section(raw, "headers", f"{where}.headers")
     if not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"{where}.headers: expected string values, got {headers!r}")
+    ttl = _one_of(raw.get("prompt_cache_ttl"), PROMPT_CACHE_TTLS, f"{where}.prompt_cache_ttl")
     return Deployment(
         name=str(raw["name"]),
         provider=str(raw["provider"]),
@@ -273,6 +276,7 @@ def _deployment(raw: Any, idx: int) -> Deployment:
         extra=section(raw, "extra", f"{where}.extra"),
         service_tier=_one_of(raw.get("service_tier"), SERVICE_TIERS, f"{where}.service_tier"),
         prompt_cache=_one_of(raw.get("prompt_cache"), PROMPT_CACHE_MODES, f"{where}.prompt_cache"),
+        prompt_cache_ttl=ttl or "5m",
     )
 
 

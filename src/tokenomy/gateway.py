@@ -136,7 +136,7 @@ class Gateway:
             self.caps.estimate.route = self.resolve.target
             self.caps.estimate.cascade_samples = self.resolve.config.cascade_samples
             deps = settings.deployments
-            self.caps.estimate.marked = frozenset(d.name for d in deps if d.prompt_cache)
+            self.caps.estimate.marked = {d.name: d.prompt_cache_ttl for d in deps if d.prompt_cache}
             self.caps.estimate.tiered = frozenset(d.name for d in deps if d.service_tier)
         # A prepaid balance is one more hold in the caps' reservation.
         self.billing = billing_policy(settings, self.store, self.caps)

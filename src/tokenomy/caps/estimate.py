@@ -16,10 +16,11 @@ usage the upstream reports, which counts it.
 Prices come from the gateway's `PriceBook` through its public ``cost``: the
 worst case is the cost of that usage, with every input token priced as a
 one-hour cache write when the request asks for caching (Anthropic charges up
-to 2x input for those), as a 5-minute one (1.25x) on a deployment whose
-prompt-cache lever may mark it (`tokenomy.pipeline.prompt_cache`), at the dearer service tier the request asks for
-(OpenAI's ``service_tier: priority``, Anthropic's ``speed: fast``), except on a
-deployment that sends its own tier (``service_tier``: never above standard). An
+to 2x input for those), as a write of the lever's lifetime (5 minutes: 1.25x;
+1 hour: 2x) on a deployment whose prompt-cache lever may mark it
+(`tokenomy.pipeline.prompt_cache`), at the dearer service tier the request asks
+for (OpenAI's ``service_tier: priority``, Anthropic's ``speed: fast``), except on
+a deployment that sends its own tier (``service_tier``: never above standard). An
 OpenAI-compatible upstream caches without being asked (OpenAI's GPT-5.6 and
 later bill the writes at 1.25x input), so there every input token is priced as
 a cache write when the model's write rate is the dearer. Counts that are only
@@ -143,8 +144,9 @@ class Estimator:
         self.route: Callable[[str], Target | None] | None = None
         self.cascade_samples = 1
         # Set by the gateway: the deployments whose requests the prompt-cache lever
-        # may mark (their worst case writes the whole prompt to the cache).
-        self.marked: frozenset[str] = frozenset()
+        # may mark, and the lifetime it writes (their worst case writes the whole
+        # prompt to the cache) ...
+        self.marked: Mapping[str, str] = {}
         # ... and those that send their own service tier (never a dearer one than
         # standard: the client's ``priority`` does not reach the upstream).
         self.tiered: frozenset[str] = frozenset()
@@ -233,10 +235,13 @@ class Estimator:
         inp = self.input_tokens(call, model) if input_tokens is None else input_tokens
         out = 0 if call.op == "embeddings" else (max_output or self.requested_output(call, model))
         cached = inp if call.api == ANTHROPIC and _asks_for_cache(call.body) else 0
-        # Marked by the lever (a 5-minute write; a client's own marks may ask for 1 h).
-        marked = inp if not cached and api == ANTHROPIC and override in self.marked else 0
-        usage = Usage(inp * calls, out * answers, cache_write_tokens=marked * calls,
-                      cache_write_1h_tokens=cached * calls,
+        ttl = None  # the lifetime the prompt-cache lever writes, where it may mark
+        if not cached and api == ANTHROPIC and override is not None:
+            ttl = self.marked.get(override)
+        w5m = inp * calls if ttl == "5m" else 0
+        w1h = inp * calls if cached or ttl == "1h" else 0
+        usage = Usage(inp * calls, out * answers, cache_write_tokens=w5m,
+                      cache_write_1h_tokens=w1h,
                       price_context=() if override in self.tiered else _dearer_tier(call))  # fmt: skip
         cost = self.prices.cost(usage, model=model, provider=provider, override_key=override)
         if api == OPENAI and call.op != "embeddings" and not cached:

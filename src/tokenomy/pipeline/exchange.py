@@ -48,7 +48,7 @@ def upstream_body(call: Call, provider: Provider) -> dict[str, Any]:
     if dep.service_tier is not None and call.op in TIERED_OPS:
         out["service_tier"] = dep.service_tier  # the deployment's, whatever the client asked
     if call.op == "chat":  # only Anthropic deployments take a prompt_cache mode
-        prompt_cache.mark(call, dep.name, dep.prompt_cache, provider.prefixes, out)
+        prompt_cache.mark(call, dep, provider.prefixes, out)
     return out
 
 

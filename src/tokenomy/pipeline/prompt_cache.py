@@ -36,12 +36,12 @@ from typing import Any
 
 import orjson
 
+from ..config import Deployment
 from ..providers.prefixes import SeenPrefixes
 from ..translate._common import cache_breakpoints
 from .context import Call
 
 STATE = "prompt_cache"  # the lever's slot in `Call.levers`
-_MARK: Mapping[str, str] = {"type": "ephemeral"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,43 +77,48 @@ def prefix_digest(org: str | None, body: Mapping[str, Any]) -> bytes | None:
     return h.digest()
 
 
-def _mark_prefix(body: dict[str, Any]) -> bool:
+def _mark_prefix(body: dict[str, Any], cc: Mapping[str, str]) -> bool:
     """A breakpoint on the last system block (else the last tool), in new lists and
     blocks: the client's own body shares them."""
     system = body.get("system")
     if isinstance(system, str) and system.strip():  # Anthropic refuses a blank block
-        body["system"] = [{"type": "text", "text": system, "cache_control": dict(_MARK)}]
+        body["system"] = [{"type": "text", "text": system, "cache_control": dict(cc)}]
         return True
     if isinstance(system, list) and system and isinstance(system[-1], dict):
-        body["system"] = [*system[:-1], {**system[-1], "cache_control": dict(_MARK)}]
+        body["system"] = [*system[:-1], {**system[-1], "cache_control": dict(cc)}]
         return True
     tools = body.get("tools")
     if isinstance(tools, list) and tools and isinstance(tools[-1], dict):
-        body["tools"] = [*tools[:-1], {**tools[-1], "cache_control": dict(_MARK)}]
+        body["tools"] = [*tools[:-1], {**tools[-1], "cache_control": dict(cc)}]
         return True
     return False
 
 
-def mark(
-    call: Call, deployment: str, mode: str | None, seen: SeenPrefixes | None, body: dict[str, Any]
-) -> None:
+def cache_control(ttl: str) -> dict[str, str]:
+    """A breakpoint asking for ``ttl`` ("5m", Anthropic's default, is not named)."""
+    return {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
+
+
+def mark(call: Call, dep: Deployment, seen: SeenPrefixes | None, body: dict[str, Any]) -> None:
     """Add the lever's breakpoints to ``body``, a chat request in Anthropic's format
-    for ``deployment``, and note them in ``call.levers`` (for the meter)."""
+    for ``dep``, and note them in ``call.levers`` (for the meter)."""
     call.levers.pop(STATE, None)  # an earlier attempt's, on another deployment
+    mode = dep.prompt_cache
     if mode is None or has_breakpoint(body):
         return
+    cc = cache_control(dep.prompt_cache_ttl)
     where: list[str] = []
     if mode == "always":
-        if _mark_prefix(body):
+        if _mark_prefix(body, cc):
             where.append("prefix")
-        body["cache_control"] = dict(_MARK)
+        body["cache_control"] = dict(cc)
         where.append("automatic")
     elif continues(body):
-        body["cache_control"] = dict(_MARK)
+        body["cache_control"] = dict(cc)
         where.append("automatic")
     elif seen is not None:
         digest = prefix_digest(call.record.org, body)
-        if digest is not None and seen.seen(digest) and _mark_prefix(body):
+        if digest is not None and seen.seen(digest) and _mark_prefix(body, cc):
             where.append("prefix")
     if where:
-        call.levers[STATE] = Marked(deployment, mode, tuple(where))
+        call.levers[STATE] = Marked(dep.name, mode, tuple(where))

@@ -38,7 +38,7 @@ from ..errors import (
 )
 from ..sse import EventTooLarge, SSEEvent, SSEParser
 from ..usage import Usage
-from .prefixes import SeenPrefixes
+from .prefixes import TTL_1H_S, TTL_S, SeenPrefixes
 from .retry import backoff, retry_delay
 
 log = logging.getLogger("tokenomy.providers")
@@ -146,8 +146,12 @@ class Provider(ABC):
                 f"deployment {deployment.name!r}: prompt_cache adds Anthropic's cache "
                 f"breakpoints; provider {deployment.provider!r} does not speak its API"
             )
-        # The prompt-cache lever's memory, for ``prompt_cache: auto``.
-        self.prefixes = SeenPrefixes() if deployment.prompt_cache == "auto" else None
+        # The prompt-cache lever's memory, for ``prompt_cache: auto``: as long as the
+        # upstream keeps what the lever writes.
+        self.prefixes = None
+        if deployment.prompt_cache == "auto":
+            self.prefixes = SeenPrefixes(ttl=TTL_1H_S if deployment.prompt_cache_ttl == "1h"
+                                         else TTL_S)  # fmt: skip
         self._session: aiohttp.ClientSession | None = None
 
     @property

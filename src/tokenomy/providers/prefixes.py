@@ -8,6 +8,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 TTL_S = 300.0  # Anthropic's default cache lifetime, renewed by each read
+TTL_1H_S = 3600.0  # the lifetime a breakpoint with ``ttl: 1h`` asks for
 MAX_PREFIXES = 10_000
 
 
