@@ -148,7 +148,7 @@ class Provider(ABC):
             )
         # The prompt-cache lever's memory, for ``prompt_cache: auto``: as long as the
         # upstream keeps what the lever writes.
-        self.prefixes = None
+        self.prefixes: SeenPrefixes | None = None
         if deployment.prompt_cache == "auto":
             self.prefixes = SeenPrefixes(ttl=TTL_1H_S if deployment.prompt_cache_ttl == "1h"
                                          else TTL_S)  # fmt: skip
