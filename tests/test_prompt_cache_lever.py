@@ -245,7 +245,8 @@ def test_mark_copies_what_it_changes_and_records_the_deployment() -> None:
     assert call.levers["prompt_cache"] == Marked("d", "auto", ("prefix",))
     mark(call, Deployment("e", "anthropic"), None, dict(body))  # the next attempt: no lever
     assert "prompt_cache" not in call.levers
-    assert continues({"messages": [*user("a"), {"role": "assistant", "content": "b"}]})
+    assert continues({"messages": [*user("a"), {"role": "assistant", "content": "b"}, *user("c")]})
+    assert not continues({"messages": [*user("a"), {"role": "assistant", "content": "{"}]})
 
 
 def test_the_worst_case_prices_the_prompt_as_a_cache_write_where_the_lever_may_mark() -> None:

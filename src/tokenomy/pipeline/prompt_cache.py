@@ -12,7 +12,7 @@ touched):
   on the last block, reads the longest prefix it has cached and writes the rest).
   Every request pays the write premium on what it adds.
 - ``auto``: only where a read is to be expected. A conversation that already has
-  an assistant turn gets automatic caching: the turns before were most likely
+  an assistant turn (a prefill aside) gets automatic caching: the turns before were most likely
   sent a moment ago, and its own next turn will read it. Any other request gets
   a breakpoint at the end of its tools and system prompt once this deployment
   has seen the same ones, for the same organisation, within the cache's life (5
@@ -58,10 +58,11 @@ def has_breakpoint(body: Mapping[str, Any]) -> bool:
 
 
 def continues(body: Mapping[str, Any]) -> bool:
-    """Whether the conversation already has an assistant turn."""
+    """Whether the conversation already has an assistant turn (before its last
+    message: a last assistant message is a prefill of this turn's answer)."""
     messages = body.get("messages")
     return isinstance(messages, list) and any(
-        isinstance(m, dict) and m.get("role") == "assistant" for m in messages
+        isinstance(m, dict) and m.get("role") == "assistant" for m in messages[:-1]
     )
 
 
