@@ -71,6 +71,16 @@ def test_429_falls_back(fgw: GW) -> None:
     assert attempts(a) == [("gpt-4o", "429")]
 
 
+def test_groqs_498_for_flex_without_capacity_is_retried_then_falls_back(fgw: GW) -> None:
+    n = len(fgw.fake.app.requests)
+    a = chat(fgw, "gpt-4o", f"hi [[fake:status=498]] [[fake:retry_after=0]] {ONLY_4O}")
+    assert a.status == 200 and a.record is not None
+    assert a.record.served_model == "o3"
+    assert attempts(a) == [("gpt-4o", "429")]
+    tries = [r for r in fgw.fake.app.requests[n:] if r.body.get("model") == "gpt-4o"]
+    assert len(tries) == 3  # gpt-4o's own two retries first
+
+
 def test_connect_refused_falls_back(fgw: GW) -> None:
     a = chat(fgw, "dead-model")
     assert a.status == 200 and a.record is not None
@@ -247,6 +257,8 @@ def test_inflight_picks_the_least_busy() -> None:
         (UpstreamStatusError("x", status=500), ["5xx"], True),
         (UpstreamStatusError("x", status=500), ["connect"], False),
         (UpstreamStatusError("x", status=429), ["429"], True),
+        (UpstreamStatusError("x", status=498), ["429"], True),  # Groq's flex, out of capacity
+        (UpstreamStatusError("x", status=498), ["5xx"], False),
         (UpstreamStatusError("x", status=404), ["5xx", "429", "connect", "timeout"], False),
         (UpstreamConnectError("x"), ["connect"], True),
         (UpstreamTimeout("x"), ["timeout"], True),

@@ -4,7 +4,7 @@ The upstream has the last word. OpenAI and Anthropic send ``x-should-retry``
 (which their own SDKs obey): ``false`` means a retry cannot succeed (a quota
 spent, a request the model refuses), ``true`` that it can even when the status
 says otherwise. Without it, the statuses that may pass are retried: 408, 409,
-429 and the 5xx a retry can mend.
+429, Groq's 498 (its flex tier out of capacity) and the 5xx a retry can mend.
 
 The wait is the exponential backoff or what the upstream asks for
 (``retry-after-ms``, else ``retry-after`` in seconds or as an HTTP date),
@@ -26,7 +26,8 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
-RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+# 498: Groq's flex tier without capacity (``capacity_exceeded``), a 429 by another number.
+RETRYABLE_STATUS = frozenset({408, 409, 429, 498, 500, 502, 503, 504, 529})
 MAX_WAIT_S = 30.0
 
 
