@@ -199,7 +199,7 @@ def test_worst_case_prices_openai_inputs_as_cache_writes_where_they_cost_more() 
      ({"system": "cache_control", "messages": []}, False)],
 )  # fmt: skip
 def test_caching_is_asked_by_a_block_not_by_words(body: dict[str, object], asks: bool) -> None:
-    from tokenomy.caps.estimate import _asks_for_cache
+    from tokenomy.translate._common import asks_for_cache as _asks_for_cache
 
     assert _asks_for_cache(body) is asks
 

@@ -15,11 +15,12 @@ from gateway_fixtures import GW, Fake, add_key, dep, gateway_settings, start_gat
 from tokenomy.caps.estimate import Estimator
 from tokenomy.config import ConfigError, Deployment, load_settings
 from tokenomy.pipeline.context import Call
-from tokenomy.pipeline.prompt_cache import Marked, continues, has_breakpoint, mark
+from tokenomy.pipeline.prompt_cache import Marked, continues, mark
 from tokenomy.pricing import PriceBook
 from tokenomy.providers import create_provider
 from tokenomy.providers.prefixes import SeenPrefixes
 from tokenomy.records import UsageRecord
+from tokenomy.translate._common import asks_for_cache as has_breakpoint
 
 MODEL = "claude-sonnet-4-5"
 PRICES = PriceBook()

@@ -181,19 +181,21 @@ def _check_prompt(value: str | list[Any]) -> None:
     token ids, as the API takes (what the gateway counts reads it so)."""
     if isinstance(value, str):
         return
-    ints = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    strings = all(isinstance(v, str) for v in value)
-    arrays = all(
-        isinstance(v, list) and v and all(isinstance(t, int) and not isinstance(t, bool) for t in v)
-        for v in value
-    )
-    if not value or not (ints or strings or arrays):
+    if not value or not (
+        all(isinstance(v, str) for v in value)
+        or all(_token_id(v) for v in value)
+        or all(isinstance(v, list) and v and all(_token_id(t) for t in v) for v in value)
+    ):
         raise InvalidRequest(
             "Invalid 'prompt': expected a string, an array of strings, an array of "
             "token ids or an array of arrays of token ids.",
             param="prompt",
             code="invalid_type",
         )
+
+
+def _token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _check_embeddings_input(value: str | list[Any]) -> None:

@@ -48,7 +48,7 @@ from ..images import by_prefix, count_images, image_tokens_max
 from ..pipeline.context import ANTHROPIC, CHAT_LIKE, OPENAI, Call
 from ..pipeline.meter import embedding_count, prompt_count, text_inputs
 from ..pricing import PriceBook
-from ..translate._common import cache_breakpoints
+from ..translate._common import asks_for_cache
 from ..usage import Usage, price_context
 from .counters import usd_to_units
 
@@ -234,7 +234,7 @@ class Estimator:
         model, provider, override, api = target
         inp = self.input_tokens(call, model) if input_tokens is None else input_tokens
         out = 0 if call.op == "embeddings" else (max_output or self.requested_output(call, model))
-        cached = inp if call.api == ANTHROPIC and _asks_for_cache(call.body) else 0
+        cached = inp if call.api == ANTHROPIC and asks_for_cache(call.body) else 0
         ttl = None  # the lifetime the prompt-cache lever writes, where it may mark
         if not cached and api == ANTHROPIC and override is not None:
             ttl = self.marked.get(override)
@@ -292,8 +292,3 @@ def _dearer_tier(call: Call) -> tuple[tuple[str, str], ...]:
         return price_context("speed", call.body.get("speed"))
     tier = call.body.get("service_tier")
     return price_context("service_tier", tier) if tier == "priority" else ()
-
-
-def _asks_for_cache(body: Mapping[str, Any]) -> bool:
-    """Whether the request marks anything for caching (see `cache_breakpoints`)."""
-    return "cache_control" in body or next(cache_breakpoints(body), None) is not None

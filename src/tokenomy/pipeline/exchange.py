@@ -47,7 +47,7 @@ def upstream_body(call: Call, provider: Provider) -> dict[str, Any]:
     dep = provider.deployment
     if dep.service_tier is not None and call.op in TIERED_OPS:
         out["service_tier"] = dep.service_tier  # the deployment's, whatever the client asked
-    if call.op == "chat":  # only Anthropic deployments take a prompt_cache mode
+    if dep.prompt_cache is not None and call.op == "chat":  # Anthropic deployments only
         prompt_cache.mark(call, dep, provider.prefixes, out)
     return out
 

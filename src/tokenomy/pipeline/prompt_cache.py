@@ -38,7 +38,7 @@ import orjson
 
 from ..config import Deployment
 from ..providers.prefixes import SeenPrefixes
-from ..translate._common import cache_breakpoints
+from ..translate._common import asks_for_cache
 from .context import Call
 
 STATE = "prompt_cache"  # the lever's slot in `Call.levers`
@@ -51,10 +51,6 @@ class Marked:
     deployment: str
     mode: str
     where: tuple[str, ...]  # "automatic" (top-level), "prefix" (end of tools and system)
-
-
-def has_breakpoint(body: Mapping[str, Any]) -> bool:
-    return "cache_control" in body or next(cache_breakpoints(body), None) is not None
 
 
 def continues(body: Mapping[str, Any]) -> bool:
@@ -105,7 +101,7 @@ def mark(call: Call, dep: Deployment, seen: SeenPrefixes | None, body: dict[str,
     for ``dep``, and note them in ``call.levers`` (for the meter)."""
     call.levers.pop(STATE, None)  # an earlier attempt's, on another deployment
     mode = dep.prompt_cache
-    if mode is None or has_breakpoint(body):
+    if mode is None or asks_for_cache(body):
         return
     cc = cache_control(dep.prompt_cache_ttl)
     where: list[str] = []

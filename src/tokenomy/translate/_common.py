@@ -190,6 +190,12 @@ def text_of(content: Any) -> str:
     return ""
 
 
+def asks_for_cache(body: Mapping[str, Any]) -> bool:
+    """Whether an Anthropic request marks anything for caching: a top-level
+    ``cache_control`` (automatic caching) or a block's (`cache_breakpoints`)."""
+    return "cache_control" in body or next(cache_breakpoints(body), None) is not None
+
+
 def cache_breakpoints(body: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """The blocks of an Anthropic request that carry ``cache_control``, in prompt
     order: tools, system blocks, message content blocks and the blocks inside tool
